@@ -1,0 +1,234 @@
+//! One error type for the whole API, rendered as one envelope:
+//! `{"error": {"code": "...", "message": "...", "request_id": "..."}}`.
+//!
+//! Codes are stable and machine-readable; messages are for people. Internal and upstream
+//! details are logged by [`AppError::log_detail`] and never returned.
+
+use crate::core::body::FieldError;
+use serde_json::{json, Value};
+
+/// Every way a request can fail, each with a stable code and HTTP status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppError {
+    /// The request is wrong in a way that is not about one field.
+    BadRequest(String),
+    /// One or more fields are missing, mistyped or out of range.
+    Validation(Vec<FieldError>),
+    /// No credential, or one that does not verify.
+    Unauthorized(String),
+    /// The caller is known but may not do this.
+    Forbidden(String),
+    /// No such resource (or path).
+    NotFound(String),
+    /// The path exists but not for this method; `allowed` feeds the `Allow` header.
+    MethodNotAllowed { allowed: Vec<&'static str> },
+    /// The request conflicts with the current state.
+    Conflict(String),
+    /// The body is larger than the limit for this route.
+    PayloadTooLarge { limit_bytes: usize },
+    /// Too many requests; retry after this many seconds.
+    RateLimited { retry_after_secs: u64 },
+    /// The plan's quota does not cover this request.
+    QuotaExceeded(String),
+    /// Not enough credits for this request.
+    InsufficientCredits(String),
+    /// A provider (Stripe, OpenRouter, Clerk, ...) failed; `detail` is logged, not returned.
+    Upstream { service: &'static str, detail: String },
+    /// A feature whose secret or setting is unset; `setting` names it.
+    NotConfigured { setting: &'static str },
+    /// A bug or an infrastructure failure; the detail is logged, not returned.
+    Internal(String),
+}
+
+impl AppError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Validation(_) => "validation_failed",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::InsufficientCredits(_) => "insufficient_credits",
+            Self::Upstream { .. } => "upstream_error",
+            Self::NotConfigured { .. } => "not_configured",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) | Self::Validation(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::QuotaExceeded(_) | Self::InsufficientCredits(_) => 402,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::RateLimited { .. } => 429,
+            Self::Internal(_) => 500,
+            Self::Upstream { .. } => 502,
+            Self::NotConfigured { .. } => 503,
+        }
+    }
+
+    /// The sentence shown to the caller. Never contains internal or upstream detail.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::BadRequest(m)
+            | Self::Unauthorized(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::QuotaExceeded(m)
+            | Self::InsufficientCredits(m) => m.clone(),
+            Self::Validation(fields) => match fields.as_slice() {
+                [one] => format!("invalid request: {}: {}", one.field, one.message),
+                _ => format!("invalid request: {} fields are invalid", fields.len()),
+            },
+            Self::MethodNotAllowed { allowed } => {
+                format!("method not allowed here; allowed: {}", allowed.join(", "))
+            }
+            Self::PayloadTooLarge { limit_bytes } => {
+                format!("request body is larger than the {limit_bytes}-byte limit")
+            }
+            Self::RateLimited { retry_after_secs } => {
+                format!("too many requests; retry after {retry_after_secs} s")
+            }
+            Self::Upstream { service, .. } => format!("{service} is unavailable; try again later"),
+            Self::NotConfigured { setting } => {
+                format!("this feature is not configured on this server ({setting} is unset)")
+            }
+            Self::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    /// What must be logged but not returned, if anything.
+    pub fn log_detail(&self) -> Option<String> {
+        match self {
+            Self::Internal(detail) => Some(detail.clone()),
+            Self::Upstream { service, detail } => Some(format!("{service}: {detail}")),
+            _ => None,
+        }
+    }
+
+    /// The JSON envelope for this error.
+    pub fn envelope(&self, request_id: &str) -> Value {
+        let mut error = json!({
+            "code": self.code(),
+            "message": self.public_message(),
+            "request_id": request_id,
+        });
+        if let Self::Validation(fields) = self {
+            error["fields"] = json!(fields);
+        }
+        json!({ "error": error })
+    }
+
+    /// A single-field validation error.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(err: FieldError) -> Self {
+        Self::Validation(vec![err])
+    }
+}
+
+impl From<worker::Error> for AppError {
+    fn from(err: worker::Error) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.public_message())
+    }
+}
+
+impl std::error::Error for AppError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<AppError> {
+        vec![
+            AppError::BadRequest("b".into()),
+            AppError::invalid("f", "m"),
+            AppError::Unauthorized("u".into()),
+            AppError::Forbidden("f".into()),
+            AppError::NotFound("n".into()),
+            AppError::MethodNotAllowed { allowed: vec!["GET"] },
+            AppError::Conflict("c".into()),
+            AppError::PayloadTooLarge { limit_bytes: 10 },
+            AppError::RateLimited { retry_after_secs: 3 },
+            AppError::QuotaExceeded("q".into()),
+            AppError::InsufficientCredits("i".into()),
+            AppError::Upstream { service: "stripe", detail: "secret body".into() },
+            AppError::NotConfigured { setting: "STRIPE_SECRET_KEY" },
+            AppError::Internal("db exploded at row 7".into()),
+        ]
+    }
+
+    #[test]
+    fn each_error_has_its_documented_status_and_code() {
+        let expected = [
+            (400, "bad_request"),
+            (400, "validation_failed"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (409, "conflict"),
+            (413, "payload_too_large"),
+            (429, "rate_limited"),
+            (402, "quota_exceeded"),
+            (402, "insufficient_credits"),
+            (502, "upstream_error"),
+            (503, "not_configured"),
+            (500, "internal"),
+        ];
+        for (err, (status, code)) in all().iter().zip(expected) {
+            assert_eq!((err.status(), err.code()), (status, code), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn the_envelope_carries_code_message_and_request_id() {
+        let body = AppError::NotFound("no such route".into()).envelope("req_1");
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["message"], "no such route");
+        assert_eq!(body["error"]["request_id"], "req_1");
+        assert!(body["error"].get("fields").is_none());
+    }
+
+    #[test]
+    fn validation_errors_list_their_fields() {
+        let body = AppError::invalid("input_tokens", "must be a whole number").envelope("r");
+        assert_eq!(body["error"]["fields"][0]["field"], "input_tokens");
+        assert_eq!(body["error"]["fields"][0]["message"], "must be a whole number");
+    }
+
+    #[test]
+    fn internal_and_upstream_details_are_logged_not_returned() {
+        for err in all() {
+            let text = err.envelope("r").to_string();
+            assert!(!text.contains("exploded"), "{text}");
+            assert!(!text.contains("secret body"), "{text}");
+        }
+        let internal = AppError::Internal("db exploded at row 7".into());
+        assert_eq!(internal.log_detail().as_deref(), Some("db exploded at row 7"));
+        assert_eq!(AppError::NotFound("x".into()).log_detail(), None);
+    }
+}

@@ -1,0 +1,89 @@
+//! Health endpoints: `GET /` (Puku), `GET /health` (dream-api), `GET /api/health` and
+//! `GET /api/health/ping` (Sokuji).
+
+use serde::Serialize;
+use serde_json::json;
+use worker::{Date, Request, Response};
+
+use crate::core::time::rfc3339_from_millis;
+use crate::error::AppError;
+use crate::http::{response, Ctx};
+use crate::store;
+
+/// The service name reported by the health endpoints.
+const SERVICE: &str = "tollgate";
+
+fn now() -> String {
+    rfc3339_from_millis(Date::now().as_millis())
+}
+
+/// `GET /`: Puku's liveness check.
+pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
+    response::ok(&json!({ "status": "ok", "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// `GET /health`: dream-api's liveness check.
+pub async fn service(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
+    response::ok(&json!({ "status": "ok", "service": SERVICE, "timestamp": now() }))
+}
+
+/// `GET /api/health/ping`: the cheapest possible answer, for connectivity checks.
+pub async fn ping(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
+    response::ok(&json!({ "status": "ok", "message": "pong", "timestamp": now() }))
+}
+
+/// The result of probing one dependency.
+#[derive(Debug, Serialize)]
+struct Check {
+    status: &'static str,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(flatten)]
+    details: serde_json::Value,
+}
+
+impl Check {
+    fn from_result<T>(started_ms: u64, result: Result<T, String>, details: impl FnOnce(T) -> serde_json::Value) -> Self {
+        let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
+        match result {
+            Ok(value) => Self { status: "ok", latency_ms, error: None, details: details(value) },
+            Err(error) => Self { status: "error", latency_ms, error: Some(error), details: json!({}) },
+        }
+    }
+
+    fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// `GET /api/health`: status, environment, and a timed check of D1 and of KV.
+/// Answers `200` when both are reachable, `503` when either is not.
+pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let started = Date::now().as_millis();
+    let d1 = match store::database(&ctx.env) {
+        Ok(db) => store::health::probe_d1(&db).await,
+        Err(err) => Err(err.to_string()),
+    };
+    let d1 = Check::from_result(started, d1, |m| json!({ "migrations": { "applied": m.applied, "latest": m.latest } }));
+
+    let started = Date::now().as_millis();
+    let kv = match store::cache(&ctx.env) {
+        Ok(kv) => store::health::probe_kv(&kv).await,
+        Err(err) => Err(err.to_string()),
+    };
+    let kv = Check::from_result(started, kv, |()| json!({}));
+
+    let healthy = d1.is_ok() && kv.is_ok();
+    response::json(
+        if healthy { 200 } else { 503 },
+        &json!({
+            "status": if healthy { "ok" } else { "degraded" },
+            "service": SERVICE,
+            "version": env!("CARGO_PKG_VERSION"),
+            "environment": ctx.data.config.environment,
+            "timestamp": now(),
+            "checks": { "d1": d1, "kv": kv },
+        }),
+    )
+}

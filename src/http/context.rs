@@ -1,0 +1,90 @@
+//! What one request carries through the pipeline into its handler.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use worker::RouteContext;
+
+use crate::config::Config;
+use crate::core::body::{decode, parse_json};
+use crate::error::AppError;
+
+/// The route context every handler receives: bindings and params from `worker::Router`,
+/// plus this request's [`RequestCtx`].
+pub type Ctx = RouteContext<Rc<RequestCtx>>;
+
+/// Per-request state: configuration, request id, the body (read once, within its limit),
+/// and the facts the request log line reports.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Configuration, validated before the request reached its handler.
+    pub config: Config,
+    /// The request id echoed in `X-Request-Id` and in error envelopes.
+    pub request_id: String,
+    body: Vec<u8>,
+    json: Option<Value>,
+    route: Cell<Option<&'static str>>,
+    principal: Cell<&'static str>,
+    error_code: Cell<Option<&'static str>>,
+}
+
+impl RequestCtx {
+    /// A context for a request whose body has been read (and, if JSON, parsed).
+    pub fn new(config: Config, request_id: String, body: Vec<u8>, json: Option<Value>) -> Self {
+        Self {
+            config,
+            request_id,
+            body,
+            json,
+            route: Cell::new(None),
+            principal: Cell::new("anonymous"),
+            error_code: Cell::new(None),
+        }
+    }
+
+    /// The body decoded as `T`; a missing, malformed or mistyped body is `validation_failed`
+    /// naming the field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        match &self.json {
+            Some(value) => Ok(decode(value)?),
+            None => Ok(decode(&parse_json(&self.body)?)?),
+        }
+    }
+
+    /// The body exactly as received (webhook signatures are computed over these bytes).
+    pub fn raw_body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Records the route pattern that matched, for the log line.
+    pub fn set_route(&self, pattern: &'static str) {
+        self.route.set(Some(pattern));
+    }
+
+    /// The route pattern that matched, if any.
+    pub fn route(&self) -> Option<&'static str> {
+        self.route.get()
+    }
+
+    /// Records what kind of caller this is (`anonymous`, `clerk`, `api_key`, ...).
+    pub fn set_principal(&self, kind: &'static str) {
+        self.principal.set(kind);
+    }
+
+    /// What kind of caller this is.
+    pub fn principal(&self) -> &'static str {
+        self.principal.get()
+    }
+
+    /// Records the error code this request ended with.
+    pub fn set_error_code(&self, code: &'static str) {
+        self.error_code.set(Some(code));
+    }
+
+    /// The error code this request ended with, if it failed.
+    pub fn error_code(&self) -> Option<&'static str> {
+        self.error_code.get()
+    }
+}

@@ -1,0 +1,148 @@
+//! The route table's machinery: handlers that return `Result<Response, AppError>`,
+//! registered by method and path, dispatched through `worker::Router`.
+//!
+//! `worker::Router` answers an unknown path or a wrong method with plain text. To keep every
+//! answer in the error envelope, each path is registered for all methods and dispatched here
+//! by method (a wrong method is `405` with `Allow`), and a catch-all answers `404`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use worker::{Method, Request, Response, Router};
+
+use super::context::{Ctx, RequestCtx};
+use super::response;
+use crate::error::AppError;
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
+type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
+
+struct Route {
+    pattern: &'static str,
+    methods: Vec<(Method, Handler)>,
+}
+
+/// Every path the API serves, with a handler per method.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+macro_rules! method_fns {
+    ($($name:ident => $method:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`.")]
+            pub fn $name<F, Fut>(self, pattern: &'static str, handler: F) -> Self
+            where
+                F: Fn(Request, Ctx) -> Fut + 'static,
+                Fut: Future<Output = Result<Response, AppError>> + 'static,
+            {
+                self.add(Method::$method, pattern, handler)
+            }
+        )*
+    };
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    method_fns! {
+        get => Get,
+        post => Post,
+        put => Put,
+        patch => Patch,
+        delete => Delete,
+    }
+
+    fn add<F, Fut>(mut self, method: Method, pattern: &'static str, handler: F) -> Self
+    where
+        F: Fn(Request, Ctx) -> Fut + 'static,
+        Fut: Future<Output = Result<Response, AppError>> + 'static,
+    {
+        let handler: Handler = Rc::new(move |req, ctx| Box::pin(handler(req, ctx)));
+        match self.routes.iter_mut().find(|r| r.pattern == pattern) {
+            Some(route) => {
+                assert!(
+                    route.methods.iter().all(|(m, _)| *m != method),
+                    "{method:?} {pattern} is registered twice"
+                );
+                route.methods.push((method, handler));
+            }
+            None => self.routes.push(Route {
+                pattern,
+                methods: vec![(method, handler)],
+            }),
+        }
+        self
+    }
+
+    /// Every `(method, pattern)` pair in registration order.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.routes.iter().flat_map(|route| {
+            route
+                .methods
+                .iter()
+                .map(move |(method, _)| (method_name(method), route.pattern))
+        })
+    }
+
+    /// A `worker::Router` serving this table for one request.
+    pub fn into_router(self, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
+        let mut router = Router::with_data(ctx);
+        for Route { pattern, methods } in self.routes {
+            let methods = Rc::new(methods);
+            router = router.on_async(pattern, move |req, rctx| {
+                let methods = Rc::clone(&methods);
+                async move { Ok(dispatch(pattern, &methods, req, rctx).await) }
+            });
+        }
+        router.or_else_any_method_async("/*path", |_req, rctx| async move {
+            let err = AppError::NotFound("no such endpoint".to_owned());
+            Ok(fail(&rctx.data, &err))
+        })
+    }
+}
+
+async fn dispatch(
+    pattern: &'static str,
+    methods: &[(Method, Handler)],
+    req: Request,
+    rctx: Ctx,
+) -> Response {
+    let ctx = Rc::clone(&rctx.data);
+    ctx.set_route(pattern);
+    // HEAD is served by the GET handler; the runtime drops the body.
+    let wanted = match req.method() {
+        Method::Head => Method::Get,
+        other => other,
+    };
+    let result = match methods.iter().find(|(m, _)| *m == wanted) {
+        Some((_, handler)) => handler(req, rctx).await,
+        None => Err(AppError::MethodNotAllowed {
+            allowed: methods.iter().map(|(m, _)| method_name(m)).collect(),
+        }),
+    };
+    result.unwrap_or_else(|err| fail(&ctx, &err))
+}
+
+fn fail(ctx: &RequestCtx, err: &AppError) -> Response {
+    ctx.set_error_code(err.code());
+    response::error(err, &ctx.request_id)
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        _ => "OTHER",
+    }
+}

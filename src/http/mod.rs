@@ -1,0 +1,140 @@
+//! The request pipeline every request goes through, in this order:
+//!
+//! 1. request id: echo a sane `X-Request-Id`, else make one;
+//! 2. configuration: read and validated (an invalid setting is a logged `internal` error);
+//! 3. CORS preflight: answered here, before routing or authentication;
+//! 4. body: read once within its limit (`413 payload_too_large`); a body declared as JSON
+//!    must parse (`400 validation_failed` naming where it broke) before any handler runs;
+//! 5. the route table ([`crate::routes`]), whose handlers return `Result<Response, AppError>`;
+//! 6. every response gets `X-Request-Id` and CORS headers, and one JSON log line is written.
+
+mod context;
+mod cors;
+pub mod dispatch;
+pub mod response;
+
+use std::rc::Rc;
+
+use worker::{Date, Env, Method, Request, Response};
+
+pub use context::{Ctx, RequestCtx};
+
+use crate::config::Config;
+use crate::core::{body, request_id};
+use crate::error::AppError;
+
+/// Serves one request; never fails: every failure becomes an error envelope.
+pub async fn serve(mut req: Request, env: Env) -> Response {
+    let started_ms = Date::now().as_millis();
+    let request_id = request_id::resolve(header(&req, "X-Request-Id").as_deref());
+    let origin = header(&req, "Origin");
+    let method = req.method();
+    let path = req.path();
+
+    let config = match Config::load(&env) {
+        Ok(config) => config,
+        Err(err) => {
+            let resp = response::error(&err.into(), &request_id);
+            log_request(&request_id, &method, &path, None, &resp, started_ms);
+            return finish(resp, &request_id, None, origin.as_deref());
+        }
+    };
+
+    if cors::is_preflight(&req) {
+        let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
+        log_request(&request_id, &method, &path, None, &resp, started_ms);
+        return finish(resp, &request_id, Some(&config), origin.as_deref());
+    }
+
+    let (resp, ctx) = match read_body(&mut req, &config, &path).await {
+        Err(err) => (response::error(&err, &request_id), None),
+        Ok((bytes, json)) => {
+            let ctx = Rc::new(RequestCtx::new(config.clone(), request_id.clone(), bytes, json));
+            let resp = match crate::routes::table().into_router(Rc::clone(&ctx)).run(req, env).await {
+                Ok(resp) => resp,
+                Err(err) => {
+                    let err = AppError::from(err);
+                    ctx.set_error_code(err.code());
+                    response::error(&err, &request_id)
+                }
+            };
+            (resp, Some(ctx))
+        }
+    };
+    log_request(&request_id, &method, &path, ctx.as_deref(), &resp, started_ms);
+    finish(resp, &request_id, Some(&config), origin.as_deref())
+}
+
+/// Reads the body within the route's limit; parses it when it is declared as JSON.
+async fn read_body(
+    req: &mut Request,
+    config: &Config,
+    path: &str,
+) -> Result<(Vec<u8>, Option<serde_json::Value>), AppError> {
+    if !matches!(
+        req.method(),
+        Method::Post | Method::Put | Method::Patch | Method::Delete
+    ) {
+        return Ok((Vec::new(), None));
+    }
+    let limit = body::limit_for(
+        path,
+        crate::routes::WEBHOOK_PATHS,
+        config.max_body_bytes,
+        config.max_webhook_body_bytes,
+    );
+    let too_large = AppError::PayloadTooLarge { limit_bytes: limit };
+    if body::declared_length_exceeds(header(req, "Content-Length").as_deref(), limit) {
+        return Err(too_large);
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > limit {
+        return Err(too_large);
+    }
+    let declared_json = header(req, "Content-Type").is_some_and(|ct| body::is_json_content_type(&ct));
+    let json = if declared_json && !bytes.iter().all(u8::is_ascii_whitespace) {
+        Some(body::parse_json(&bytes)?)
+    } else {
+        None
+    };
+    Ok((bytes, json))
+}
+
+/// Adds `X-Request-Id` and CORS headers to any response.
+fn finish(mut resp: Response, request_id: &str, config: Option<&Config>, origin: Option<&str>) -> Response {
+    let headers = resp.headers_mut();
+    response::set(headers, "X-Request-Id", request_id);
+    if let (Some(config), Some(origin)) = (config, origin) {
+        cors::decorate(headers, &config.cors, origin);
+    }
+    resp
+}
+
+/// One structured line per request: who, what, how it ended, how long it took.
+fn log_request(
+    request_id: &str,
+    method: &Method,
+    path: &str,
+    ctx: Option<&RequestCtx>,
+    resp: &Response,
+    started_ms: u64,
+) {
+    let status = resp.status_code();
+    let line = serde_json::json!({
+        "level": if status >= 500 { "error" } else { "info" },
+        "msg": "request",
+        "request_id": request_id,
+        "method": method.to_string(),
+        "path": path,
+        "route": ctx.and_then(RequestCtx::route),
+        "status": status,
+        "error_code": ctx.and_then(RequestCtx::error_code),
+        "principal": ctx.map_or("anonymous", RequestCtx::principal),
+        "duration_ms": Date::now().as_millis().saturating_sub(started_ms),
+    });
+    worker::console_log!("{line}");
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}

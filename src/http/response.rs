@@ -1,0 +1,63 @@
+//! Building responses: JSON bodies and error envelopes.
+
+use serde::Serialize;
+use worker::{Headers, Response, ResponseBody, ResponseBuilder};
+
+use crate::error::AppError;
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, AppError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(with_body(status, json_headers(), bytes))
+}
+
+/// `200 OK` with a JSON body.
+pub fn ok<T: Serialize>(body: &T) -> Result<Response, AppError> {
+    json(200, body)
+}
+
+/// The error envelope for `err`, with `Allow` / `Retry-After` where the error calls for them.
+/// Details that must not reach the caller are logged here, with the request id.
+pub fn error(err: &AppError, request_id: &str) -> Response {
+    if let Some(detail) = err.log_detail() {
+        worker::console_error!(
+            "{}",
+            serde_json::json!({
+                "level": "error",
+                "msg": "request failed",
+                "request_id": request_id,
+                "code": err.code(),
+                "detail": detail,
+            })
+        );
+    }
+    let headers = json_headers();
+    match err {
+        AppError::MethodNotAllowed { allowed } => set(&headers, "Allow", &allowed.join(", ")),
+        AppError::RateLimited { retry_after_secs } => {
+            set(&headers, "Retry-After", &retry_after_secs.to_string())
+        }
+        _ => {}
+    }
+    with_body(err.status(), headers, err.envelope(request_id).to_string().into_bytes())
+}
+
+fn with_body(status: u16, headers: Headers, body: Vec<u8>) -> Response {
+    ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(headers)
+        .body(ResponseBody::Body(body))
+}
+
+fn json_headers() -> Headers {
+    let headers = Headers::new();
+    set(&headers, "Content-Type", "application/json");
+    headers
+}
+
+/// Sets a header whose name and value are known to be valid.
+pub fn set(headers: &Headers, name: &str, value: &str) {
+    // Headers::set only fails for names or values that are not legal HTTP tokens; every
+    // caller passes constants or values validated beforehand (request ids, origins).
+    let _ = headers.set(name, value);
+}

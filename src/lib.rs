@@ -1,0 +1,22 @@
+//! Tollgate: the backend an AI product needs — identity, plans, exact metering, provider keys
+//! and Stripe billing — in one Cloudflare Worker.
+//!
+//! The layers, from the outside in: [`http`] (the request pipeline every request goes through),
+//! [`routes`] (the one table of every path), `handlers` (parse and answer), `store` (D1 and KV),
+//! and [`core`] (pure rules with no `worker` types, unit-tested on the host).
+
+pub mod config;
+pub mod core;
+pub mod error;
+mod handlers;
+pub mod http;
+pub mod routes;
+mod store;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+/// The worker's fetch entry point: every request goes through the shared pipeline.
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(http::serve(req, env).await)
+}

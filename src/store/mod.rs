@@ -1,0 +1,20 @@
+//! The only code that touches D1 and KV: typed rows in, typed rows out.
+
+pub mod health;
+
+use worker::{D1Database, Env, KvStore};
+
+use crate::config::{D1_BINDING, KV_BINDING};
+use crate::error::AppError;
+
+/// The D1 database holding every table.
+pub fn database(env: &Env) -> Result<D1Database, AppError> {
+    env.d1(D1_BINDING)
+        .map_err(|e| AppError::Internal(format!("D1 binding `{D1_BINDING}`: {e}")))
+}
+
+/// The KV namespace used as a cache.
+pub fn cache(env: &Env) -> Result<KvStore, AppError> {
+    env.kv(KV_BINDING)
+        .map_err(|e| AppError::Internal(format!("KV binding `{KV_BINDING}`: {e}")))
+}
