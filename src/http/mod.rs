@@ -28,41 +28,51 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
     let started_ms = Date::now().as_millis();
     let request_id = request_id::resolve(header(&req, "X-Request-Id").as_deref());
     let origin = header(&req, "Origin");
-    let method = req.method();
-    let path = req.path();
+    let log = RequestLog {
+        request_id: &request_id,
+        method: req.method(),
+        path: req.path(),
+        started_ms,
+    };
 
     let config = match Config::load(&env) {
         Ok(config) => config,
         Err(err) => {
-            let resp = response::error(&err.into(), &request_id);
-            log_request(&request_id, &method, &path, None, &resp, started_ms);
+            let err = AppError::from(err);
+            let resp = response::error(&err, &request_id);
+            log.write(&resp, None, Some(err.code()));
             return finish(resp, &request_id, None, origin.as_deref());
         }
     };
 
     if cors::is_preflight(&req) {
         let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
-        log_request(&request_id, &method, &path, None, &resp, started_ms);
+        let refused = (resp.status_code() == 403).then_some("forbidden");
+        log.write(&resp, None, refused);
         return finish(resp, &request_id, Some(&config), origin.as_deref());
     }
 
-    let (resp, ctx) = match read_body(&mut req, &config, &path).await {
-        Err(err) => (response::error(&err, &request_id), None),
-        Ok((bytes, json)) => {
-            let ctx = Rc::new(RequestCtx::new(config.clone(), request_id.clone(), bytes, json));
-            let resp = match crate::routes::table().into_router(Rc::clone(&ctx)).run(req, env).await {
-                Ok(resp) => resp,
-                Err(err) => {
-                    let err = AppError::from(err);
-                    ctx.set_error_code(err.code());
-                    response::error(&err, &request_id)
-                }
-            };
-            (resp, Some(ctx))
+    let (bytes, json) = match read_body(&mut req, &config, &log.path).await {
+        Ok(body) => body,
+        Err(err) => {
+            let resp = response::error(&err, &request_id);
+            log.write(&resp, None, Some(err.code()));
+            return finish(resp, &request_id, Some(&config), origin.as_deref());
         }
     };
-    log_request(&request_id, &method, &path, ctx.as_deref(), &resp, started_ms);
-    finish(resp, &request_id, Some(&config), origin.as_deref())
+
+    let ctx = Rc::new(RequestCtx::new(config, request_id.clone(), bytes, json));
+    let router = crate::routes::table().into_router(Rc::clone(&ctx));
+    let resp = match router.run(req, env).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let err = AppError::from(err);
+            ctx.set_error_code(err.code());
+            response::error(&err, &request_id)
+        }
+    };
+    log.write(&resp, Some(&ctx), ctx.error_code());
+    finish(resp, &request_id, Some(&ctx.config), origin.as_deref())
 }
 
 /// Reads the body within the route's limit; parses it when it is declared as JSON.
@@ -110,29 +120,31 @@ fn finish(mut resp: Response, request_id: &str, config: Option<&Config>, origin:
     resp
 }
 
-/// One structured line per request: who, what, how it ended, how long it took.
-fn log_request(
-    request_id: &str,
-    method: &Method,
-    path: &str,
-    ctx: Option<&RequestCtx>,
-    resp: &Response,
+/// One structured JSON line per request: who, what, how it ended, how long it took.
+struct RequestLog<'a> {
+    request_id: &'a str,
+    method: Method,
+    path: String,
     started_ms: u64,
-) {
-    let status = resp.status_code();
-    let line = serde_json::json!({
-        "level": if status >= 500 { "error" } else { "info" },
-        "msg": "request",
-        "request_id": request_id,
-        "method": method.to_string(),
-        "path": path,
-        "route": ctx.and_then(RequestCtx::route),
-        "status": status,
-        "error_code": ctx.and_then(RequestCtx::error_code),
-        "principal": ctx.map_or("anonymous", RequestCtx::principal),
-        "duration_ms": Date::now().as_millis().saturating_sub(started_ms),
-    });
-    worker::console_log!("{line}");
+}
+
+impl RequestLog<'_> {
+    fn write(&self, resp: &Response, ctx: Option<&RequestCtx>, error_code: Option<&str>) {
+        let status = resp.status_code();
+        let line = serde_json::json!({
+            "level": if status >= 500 { "error" } else { "info" },
+            "msg": "request",
+            "request_id": self.request_id,
+            "method": self.method.to_string(),
+            "path": self.path,
+            "route": ctx.and_then(RequestCtx::route),
+            "status": status,
+            "error_code": error_code,
+            "principal": ctx.map_or("anonymous", RequestCtx::principal),
+            "duration_ms": Date::now().as_millis().saturating_sub(self.started_ms),
+        });
+        worker::console_log!("{line}");
+    }
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {

@@ -1,0 +1,32 @@
+//! The test cases, grouped like the API they exercise.
+
+mod conventions;
+mod cors;
+mod fakes;
+mod health;
+
+use crate::harness::World;
+
+/// A test case: a name and a function that panics when the behaviour is wrong.
+pub type Case = (&'static str, fn(&World));
+
+/// Lists a module's test functions as cases named `group::function`.
+#[macro_export]
+macro_rules! cases {
+    ($group:ident: $($name:ident),* $(,)?) => {
+        vec![$((
+            concat!(stringify!($group), "::", stringify!($name)),
+            $name as fn(&$crate::harness::World),
+        )),*]
+    };
+}
+
+/// Every end-to-end case.
+pub fn all() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.extend(health::cases());
+    cases.extend(conventions::cases());
+    cases.extend(cors::cases());
+    cases.extend(fakes::cases());
+    cases
+}

@@ -1,0 +1,227 @@
+//! Local fakes of the upstream services. Each is a real HTTP server on a loopback port that
+//! answers like the documented API, records what it received, and can be told to fail.
+//!
+//! This is the shared skeleton: [`FakeUpstream`] serves a `Responder`; the service-specific
+//! behaviour (Clerk's JWKS and Backend API, OpenRouter's key API, Stripe's objects) is added
+//! per service as the features that call them land.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What a fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// The raw query string, without `?`.
+    #[allow(dead_code)]
+    pub query: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a fake answers.
+#[derive(Debug, Clone)]
+pub struct FakeResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl FakeResponse {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// A fault to inject into the next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a generic JSON error body.
+    Status(u16),
+    /// Wait this long before answering normally (to trigger the worker's timeouts).
+    Delay(Duration),
+}
+
+type Responder = dyn Fn(&Recorded) -> FakeResponse + Send + Sync;
+
+#[derive(Default)]
+struct State {
+    received: Vec<Recorded>,
+    faults: Vec<Fault>,
+}
+
+/// One fake service on a loopback port.
+pub struct FakeUpstream {
+    name: &'static str,
+    base_url: String,
+    server: Arc<tiny_http::Server>,
+    state: Arc<Mutex<State>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Starts serving `responder` on a free loopback port.
+    pub fn start(name: &'static str, responder: impl Fn(&Recorded) -> FakeResponse + Send + Sync + 'static) -> Self {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a fake upstream"));
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let responder: Arc<Responder> = Arc::new(responder);
+        let thread = {
+            let server = Arc::clone(&server);
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    let state = Arc::clone(&state);
+                    let responder = Arc::clone(&responder);
+                    std::thread::spawn(move || serve(request, &state, &*responder));
+                }
+            })
+        };
+        Self {
+            name,
+            base_url: format!("http://127.0.0.1:{port}"),
+            server,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// The service's name (`clerk`, `stripe`, ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Where the fake listens.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Everything received so far, in order.
+    pub fn received(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// How many requests had this method and path.
+    #[allow(dead_code)]
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state
+            .received
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    }
+
+    /// Makes the next requests fail or stall, one fault per request, in order.
+    pub fn inject(&self, faults: &[Fault]) {
+        self.state.lock().unwrap().faults.extend_from_slice(faults);
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Responder) {
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let url = request.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let recorded = Recorded {
+        method: request.method().as_str().to_ascii_uppercase(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_owned()))
+            .collect(),
+        body,
+    };
+    let fault = {
+        let mut state = state.lock().unwrap();
+        state.received.push(recorded.clone());
+        (!state.faults.is_empty()).then(|| state.faults.remove(0))
+    };
+    let answer = match fault {
+        Some(Fault::Status(status)) => FakeResponse::json(
+            status,
+            &serde_json::json!({ "error": { "message": "injected fault", "type": "api_error" } }),
+        ),
+        Some(Fault::Delay(delay)) => {
+            std::thread::sleep(delay);
+            responder(&recorded)
+        }
+        None => responder(&recorded),
+    };
+    let header = tiny_http::Header::from_bytes("Content-Type", answer.content_type)
+        .expect("a valid header");
+    let response = tiny_http::Response::from_data(answer.body)
+        .with_status_code(answer.status)
+        .with_header(header);
+    let _ = request.respond(response);
+}
+
+/// The fakes the worker is configured to call.
+pub struct Fakes {
+    pub clerk: FakeUpstream,
+    pub openrouter: FakeUpstream,
+    pub stripe: FakeUpstream,
+}
+
+impl Fakes {
+    /// Starts every fake. Until a service's behaviour is added, it answers 404 in that
+    /// service's error shape, which is what the real API says for an unknown path.
+    pub fn start() -> Self {
+        Self {
+            clerk: FakeUpstream::start("clerk", |_| {
+                FakeResponse::json(404, &serde_json::json!({ "errors": [{ "code": "resource_not_found", "message": "not found" }] }))
+            }),
+            openrouter: FakeUpstream::start("openrouter", |_| {
+                FakeResponse::json(404, &serde_json::json!({ "error": { "code": 404, "message": "Not Found" } }))
+            }),
+            stripe: FakeUpstream::start("stripe", |_| {
+                FakeResponse::json(404, &serde_json::json!({ "error": { "type": "invalid_request_error", "message": "Unrecognized request URL" } }))
+            }),
+        }
+    }
+
+    /// The worker vars that point it at these fakes.
+    pub fn base_url_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CLERK_API_URL", self.clerk.base_url().to_owned()),
+            ("OPENROUTER_API_URL", format!("{}/api", self.openrouter.base_url())),
+            ("STRIPE_API_URL", self.stripe.base_url().to_owned()),
+        ]
+    }
+
+    /// Every fake.
+    pub fn all(&self) -> [&FakeUpstream; 3] {
+        [&self.clerk, &self.openrouter, &self.stripe]
+    }
+}

@@ -1,0 +1,100 @@
+//! A small HTTP client for the tests: every status is an answer, never an error.
+
+use serde_json::Value;
+
+/// A request being built.
+pub struct Call {
+    request: ureq::Request,
+}
+
+impl Call {
+    pub(super) fn new(agent: &ureq::Agent, method: &str, url: &str) -> Self {
+        Self {
+            request: agent.request(method, url),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request = self.request.set(name, value);
+        self
+    }
+
+    /// Sends without a body.
+    pub fn send(self) -> Reply {
+        Reply::from(self.request.call())
+    }
+
+    /// Sends a JSON body.
+    #[allow(dead_code)]
+    pub fn json(self, body: &Value) -> Reply {
+        Reply::from(self.request.send_json(body))
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub fn body(self, content_type: &str, bytes: &[u8]) -> Reply {
+        Reply::from(self.request.set("Content-Type", content_type).send_bytes(bytes))
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl From<Result<ureq::Response, ureq::Error>> for Reply {
+    fn from(result: Result<ureq::Response, ureq::Error>) -> Self {
+        let resp = match result {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(err) => panic!("request failed before any response: {err}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = resp.header(&name).unwrap_or_default().to_owned();
+                (name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let body = resp.into_string().expect("read response body");
+        Self { status, headers, body }
+    }
+}
+
+impl Reply {
+    /// A header's value (names are case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts an error envelope with this status and code whose `request_id` matches the
+    /// `X-Request-Id` header; returns the `error` object.
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "status; body: {}", self.body);
+        let body = self.json();
+        let error = body["error"].clone();
+        assert_eq!(error["code"], code, "code; body: {}", self.body);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message; body: {}",
+            self.body
+        );
+        let request_id = self.header("x-request-id").expect("X-Request-Id header");
+        assert_eq!(error["request_id"], request_id, "request_id matches the header");
+        error
+    }
+}

@@ -1,0 +1,76 @@
+//! The world every end-to-end test runs in: the worker under `wrangler dev`, the fake
+//! upstreams it is configured to call, and an HTTP client.
+
+mod client;
+mod worker;
+
+use std::collections::BTreeMap;
+
+pub use client::{Call, Reply};
+
+use crate::fakes::Fakes;
+use worker::WorkerProcess;
+
+/// The running worker and its fakes, shared by every test.
+pub struct World {
+    worker: WorkerProcess,
+    /// The fake upstream services the worker calls.
+    #[allow(dead_code)]
+    pub fakes: Fakes,
+    agent: ureq::Agent,
+}
+
+impl World {
+    /// Starts the fakes, then the worker configured to call them; waits until it answers.
+    pub fn start() -> Result<Self, String> {
+        let fakes = Fakes::start();
+        let mut vars = BTreeMap::new();
+        vars.insert("ENVIRONMENT", "e2e".to_owned());
+        vars.insert(
+            "CORS_ALLOWED_ORIGINS",
+            format!("http://localhost:5173,{}", ALLOWED_EXTENSION_ORIGIN),
+        );
+        for (name, url) in fakes.base_url_vars() {
+            vars.insert(name, url);
+        }
+        let worker = WorkerProcess::start(&vars)?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build();
+        Ok(Self { worker, fakes, agent })
+    }
+
+    /// A request to the worker.
+    pub fn call(&self, method: &str, path: &str) -> Call {
+        Call::new(&self.agent, method, &format!("{}{}", self.worker.base_url(), path))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Reply {
+        self.call("GET", path).send()
+    }
+
+    /// Rows from the worker's local D1, read through wrangler as an operator would.
+    pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
+        self.worker.d1_query(sql)
+    }
+
+    /// The worker's log so far.
+    pub fn worker_log(&self) -> String {
+        self.worker.log()
+    }
+
+    /// Prints the end of the worker's log (used when tests fail).
+    pub fn print_worker_log_tail(&self, lines: usize) {
+        let log = self.worker.log();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        eprintln!("---- last {lines} lines of the worker log ----");
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// A Chrome extension origin on the test allow-list.
+pub const ALLOWED_EXTENSION_ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
