@@ -103,7 +103,11 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid configuration {}: {}", self.setting, self.problem)
+        write!(
+            f,
+            "invalid configuration {}: {}",
+            self.setting, self.problem
+        )
     }
 }
 
@@ -132,7 +136,11 @@ impl Config {
             )?,
             upstreams: Upstreams {
                 clerk_api: base_url(source, "CLERK_API_URL", "https://api.clerk.com")?,
-                openrouter_api: base_url(source, "OPENROUTER_API_URL", "https://openrouter.ai/api")?,
+                openrouter_api: base_url(
+                    source,
+                    "OPENROUTER_API_URL",
+                    "https://openrouter.ai/api",
+                )?,
                 stripe_api: base_url(source, "STRIPE_API_URL", "https://api.stripe.com")?,
             },
         })
@@ -149,7 +157,11 @@ fn optional(source: &dyn VarSource, name: &str) -> Option<String> {
 /// Largest body limit accepted from configuration: 100 MiB, the platform's own ceiling.
 const MAX_CONFIGURABLE_BODY_BYTES: usize = 100 * 1024 * 1024;
 
-fn byte_size(source: &dyn VarSource, name: &'static str, default: usize) -> Result<usize, ConfigError> {
+fn byte_size(
+    source: &dyn VarSource,
+    name: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
     let Some(raw) = optional(source, name) else {
         return Ok(default);
     };
@@ -157,12 +169,18 @@ fn byte_size(source: &dyn VarSource, name: &'static str, default: usize) -> Resu
         Ok(n) if n > 0 && n <= MAX_CONFIGURABLE_BODY_BYTES => Ok(n),
         _ => Err(ConfigError {
             setting: name,
-            problem: format!("`{raw}` is not a byte count between 1 and {MAX_CONFIGURABLE_BODY_BYTES}"),
+            problem: format!(
+                "`{raw}` is not a byte count between 1 and {MAX_CONFIGURABLE_BODY_BYTES}"
+            ),
         }),
     }
 }
 
-fn base_url(source: &dyn VarSource, name: &'static str, default: &str) -> Result<String, ConfigError> {
+fn base_url(
+    source: &dyn VarSource,
+    name: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
     let url = optional(source, name).unwrap_or_else(|| default.to_owned());
     let url = url.trim_end_matches('/').to_owned();
     let rest = url
@@ -227,7 +245,10 @@ mod tests {
         for name in ["MISSING", "EMPTY"] {
             let secret = Secret::read(&vars, name);
             assert!(!secret.is_set());
-            assert_eq!(secret.require(), Err(AppError::NotConfigured { setting: name }));
+            assert_eq!(
+                secret.require(),
+                Err(AppError::NotConfigured { setting: name })
+            );
         }
         assert_eq!(Secret::read(&vars, "SET").require(), Ok("s3cret"));
     }

@@ -33,7 +33,10 @@ pub enum AppError {
     /// Not enough credits for this request.
     InsufficientCredits(String),
     /// A provider (Stripe, OpenRouter, Clerk, ...) failed; `detail` is logged, not returned.
-    Upstream { service: &'static str, detail: String },
+    Upstream {
+        service: &'static str,
+        detail: String,
+    },
     /// A feature whose secret or setting is unset; `setting` names it.
     NotConfigured { setting: &'static str },
     /// A bug or an infrastructure failure; the detail is logged, not returned.
@@ -169,14 +172,23 @@ mod tests {
             AppError::Unauthorized("u".into()),
             AppError::Forbidden("f".into()),
             AppError::NotFound("n".into()),
-            AppError::MethodNotAllowed { allowed: vec!["GET"] },
+            AppError::MethodNotAllowed {
+                allowed: vec!["GET"],
+            },
             AppError::Conflict("c".into()),
             AppError::PayloadTooLarge { limit_bytes: 10 },
-            AppError::RateLimited { retry_after_secs: 3 },
+            AppError::RateLimited {
+                retry_after_secs: 3,
+            },
             AppError::QuotaExceeded("q".into()),
             AppError::InsufficientCredits("i".into()),
-            AppError::Upstream { service: "stripe", detail: "secret body".into() },
-            AppError::NotConfigured { setting: "STRIPE_SECRET_KEY" },
+            AppError::Upstream {
+                service: "stripe",
+                detail: "secret body".into(),
+            },
+            AppError::NotConfigured {
+                setting: "STRIPE_SECRET_KEY",
+            },
             AppError::Internal("db exploded at row 7".into()),
         ]
     }
@@ -217,7 +229,10 @@ mod tests {
     fn validation_errors_list_their_fields() {
         let body = AppError::invalid("input_tokens", "must be a whole number").envelope("r");
         assert_eq!(body["error"]["fields"][0]["field"], "input_tokens");
-        assert_eq!(body["error"]["fields"][0]["message"], "must be a whole number");
+        assert_eq!(
+            body["error"]["fields"][0]["message"],
+            "must be a whole number"
+        );
     }
 
     #[test]
@@ -228,7 +243,10 @@ mod tests {
             assert!(!text.contains("secret body"), "{text}");
         }
         let internal = AppError::Internal("db exploded at row 7".into());
-        assert_eq!(internal.log_detail().as_deref(), Some("db exploded at row 7"));
+        assert_eq!(
+            internal.log_detail().as_deref(),
+            Some("db exploded at row 7")
+        );
         assert_eq!(AppError::NotFound("x".into()).log_detail(), None);
     }
 }

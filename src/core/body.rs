@@ -57,7 +57,8 @@ pub fn is_json_content_type(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses bytes as JSON; a syntax error or bad UTF-8 names the path where parsing stopped.
@@ -117,7 +118,10 @@ mod tests {
     #[test]
     fn trailing_garbage_and_empty_bodies_are_refused() {
         assert_eq!(parse_json(b"{} x").unwrap_err().field, WHOLE_BODY);
-        assert_eq!(parse_json(b"  ").unwrap_err().message, "a JSON body is required");
+        assert_eq!(
+            parse_json(b"  ").unwrap_err().message,
+            "a JSON body is required"
+        );
     }
 
     #[test]
@@ -133,8 +137,8 @@ mod tests {
         assert_eq!(err.field, "input_tokens");
         assert!(err.message.contains("invalid type"), "{}", err.message);
 
-        let v = parse_json(br#"{"model":"m","input_tokens":1,"items":[{"id":1},{"id":-2}]}"#)
-            .unwrap();
+        let v =
+            parse_json(br#"{"model":"m","input_tokens":1,"items":[{"id":1},{"id":-2}]}"#).unwrap();
         assert_eq!(decode::<Report>(&v).unwrap_err().field, "items[1].id");
     }
 
@@ -153,10 +157,17 @@ mod tests {
     fn missing_and_unknown_fields_are_reported() {
         let v = parse_json(br#"{"model":"m","items":[]}"#).unwrap();
         let err = decode::<Report>(&v).unwrap_err();
-        assert!(err.message.contains("missing field `input_tokens`"), "{}", err.message);
+        assert!(
+            err.message.contains("missing field `input_tokens`"),
+            "{}",
+            err.message
+        );
 
         let v = parse_json(br#"{"model":"m","input_tokens":1,"items":[],"extra":1}"#).unwrap();
-        assert!(decode::<Report>(&v).unwrap_err().message.contains("unknown field"));
+        assert!(decode::<Report>(&v)
+            .unwrap_err()
+            .message
+            .contains("unknown field"));
     }
 
     #[test]

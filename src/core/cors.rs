@@ -39,7 +39,7 @@ impl CorsPolicy {
     /// Whether `origin` (the request's `Origin` header) is on the list.
     pub fn allows(&self, origin: &str) -> bool {
         match normalize_origin(origin) {
-            Some(origin) => self.origins.iter().any(|allowed| *allowed == origin),
+            Some(origin) => self.origins.contains(&origin),
             None => false,
         }
     }
@@ -55,9 +55,9 @@ fn normalize_origin(origin: &str) -> Option<String> {
     let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
     let (scheme, rest) = origin.split_once("://")?;
     let scheme_ok = !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'));
+        && scheme.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.')
+        });
     let host_ok = !rest.is_empty()
         && rest
             .bytes()
@@ -72,7 +72,10 @@ mod tests {
     const EXT: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
 
     fn policy() -> CorsPolicy {
-        CorsPolicy::parse(&format!("http://localhost:5173, {EXT} ,https://app.example.com/")).unwrap()
+        CorsPolicy::parse(&format!(
+            "http://localhost:5173, {EXT} ,https://app.example.com/"
+        ))
+        .unwrap()
     }
 
     #[test]

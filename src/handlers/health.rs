@@ -19,7 +19,9 @@ fn now() -> String {
 
 /// `GET /`: Puku's liveness check.
 pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
-    response::ok(&json!({ "status": "ok", "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }))
+    response::ok(
+        &json!({ "status": "ok", "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }),
+    )
 }
 
 /// `GET /health`: dream-api's liveness check.
@@ -44,11 +46,25 @@ struct Check {
 }
 
 impl Check {
-    fn from_result<T>(started_ms: u64, result: Result<T, String>, details: impl FnOnce(T) -> serde_json::Value) -> Self {
+    fn from_result<T>(
+        started_ms: u64,
+        result: Result<T, String>,
+        details: impl FnOnce(T) -> serde_json::Value,
+    ) -> Self {
         let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
         match result {
-            Ok(value) => Self { status: "ok", latency_ms, error: None, details: details(value) },
-            Err(error) => Self { status: "error", latency_ms, error: Some(error), details: json!({}) },
+            Ok(value) => Self {
+                status: "ok",
+                latency_ms,
+                error: None,
+                details: details(value),
+            },
+            Err(error) => Self {
+                status: "error",
+                latency_ms,
+                error: Some(error),
+                details: json!({}),
+            },
         }
     }
 
@@ -65,7 +81,11 @@ pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
         Ok(db) => store::health::probe_d1(&db).await,
         Err(err) => Err(err.to_string()),
     };
-    let d1 = Check::from_result(started, d1, |m| json!({ "migrations": { "applied": m.applied, "latest": m.latest } }));
+    let d1 = Check::from_result(
+        started,
+        d1,
+        |m| json!({ "migrations": { "applied": m.applied, "latest": m.latest } }),
+    );
 
     let started = Date::now().as_millis();
     let kv = match store::cache(&ctx.env) {

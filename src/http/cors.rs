@@ -30,7 +30,11 @@ pub fn preflight(policy: &CorsPolicy, origin: Option<&str>, request_id: &str) ->
     response::set(headers, "Access-Control-Allow-Origin", origin);
     response::set(headers, "Access-Control-Allow-Methods", ALLOWED_METHODS);
     response::set(headers, "Access-Control-Allow-Headers", ALLOWED_HEADERS);
-    response::set(headers, "Access-Control-Max-Age", &PREFLIGHT_MAX_AGE_SECS.to_string());
+    response::set(
+        headers,
+        "Access-Control-Max-Age",
+        &PREFLIGHT_MAX_AGE_SECS.to_string(),
+    );
     response::set(headers, "Vary", "Origin");
     resp
 }

@@ -101,7 +101,8 @@ async fn read_body(
     if bytes.len() > limit {
         return Err(too_large);
     }
-    let declared_json = header(req, "Content-Type").is_some_and(|ct| body::is_json_content_type(&ct));
+    let declared_json =
+        header(req, "Content-Type").is_some_and(|ct| body::is_json_content_type(&ct));
     let json = if declared_json && !bytes.iter().all(u8::is_ascii_whitespace) {
         Some(body::parse_json(&bytes)?)
     } else {
@@ -111,7 +112,12 @@ async fn read_body(
 }
 
 /// Adds `X-Request-Id` and CORS headers to any response.
-fn finish(mut resp: Response, request_id: &str, config: Option<&Config>, origin: Option<&str>) -> Response {
+fn finish(
+    mut resp: Response,
+    request_id: &str,
+    config: Option<&Config>,
+    origin: Option<&str>,
+) -> Response {
     let headers = resp.headers_mut();
     response::set(headers, "X-Request-Id", request_id);
     if let (Some(config), Some(origin)) = (config, origin) {

@@ -39,7 +39,11 @@ pub fn error(err: &AppError, request_id: &str) -> Response {
         }
         _ => {}
     }
-    with_body(err.status(), headers, err.envelope(request_id).to_string().into_bytes())
+    with_body(
+        err.status(),
+        headers,
+        err.envelope(request_id).to_string().into_bytes(),
+    )
 }
 
 fn with_body(status: u16, headers: Headers, body: Vec<u8>) -> Response {

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     let cases = api::all();
     if args.list {
-        let trials = cases.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
+        let trials = cases
+            .iter()
+            .map(|(name, _)| Trial::test(*name, || Ok(())))
+            .collect();
         return libtest_mimic::run(&args, trials).exit_code();
     }
 

@@ -23,7 +23,10 @@ fn unknown_path_is_404_in_the_envelope(world: &World) {
     let reply = world.get("/does-not-exist");
     reply.assert_error(404, "not_found");
     let id = reply.header("x-request-id").unwrap();
-    assert!(id.starts_with("req_") && id.len() == 36, "generated id: {id}");
+    assert!(
+        id.starts_with("req_") && id.len() == 36,
+        "generated id: {id}"
+    );
 }
 
 fn wrong_method_is_405_with_allow(world: &World) {
@@ -54,16 +57,23 @@ fn oversized_body_is_413(world: &World) {
         .call("POST", "/api/health/ping")
         .body("application/json", &body);
     let error = reply.assert_error(413, "payload_too_large");
-    assert!(error["message"].as_str().unwrap().contains("65536"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("65536"),
+        "{error}"
+    );
 }
 
 /// Webhook deliveries may be larger than API bodies: 200 KiB passes the body check on a
 /// webhook path (and then meets whatever that path answers) but not on an API path.
 fn webhook_paths_accept_larger_bodies(world: &World) {
     let body = vec![b' '; 200 * 1024];
-    let api = world.call("POST", "/api/health/ping").body("text/plain", &body);
+    let api = world
+        .call("POST", "/api/health/ping")
+        .body("text/plain", &body);
     api.assert_error(413, "payload_too_large");
-    let hook = world.call("POST", "/api/webhooks/stripe").body("text/plain", &body);
+    let hook = world
+        .call("POST", "/api/webhooks/stripe")
+        .body("text/plain", &body);
     assert_ne!(hook.status, 413, "{}", hook.body);
 }
 
@@ -73,7 +83,13 @@ fn malformed_json_is_400_naming_where_it_broke(world: &World) {
         .body("application/json", br#"{"a":"#);
     let error = reply.assert_error(400, "validation_failed");
     assert_eq!(error["fields"][0]["field"], "a", "{error}");
-    assert!(error["fields"][0]["message"].as_str().unwrap().contains("EOF"), "{error}");
+    assert!(
+        error["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EOF"),
+        "{error}"
+    );
 }
 
 fn invalid_utf8_in_json_is_400(world: &World) {

@@ -20,13 +20,19 @@ fn fakes_record_requests_and_inject_faults(world: &World) {
             Err(e) => panic!("{e}"),
         };
         let before = fake.received().len();
-        assert_eq!(status(agent.post(&url).set("X-Probe", "1").send_string("hello")), 404);
+        assert_eq!(
+            status(agent.post(&url).set("X-Probe", "1").send_string("hello")),
+            404
+        );
 
         fake.inject(&[Fault::Status(503), Fault::Delay(Duration::from_millis(300))]);
         assert_eq!(status(agent.get(&url).call()), 503, "{}", fake.name());
         let started = Instant::now();
         assert_eq!(status(agent.get(&url).call()), 404);
-        assert!(started.elapsed() >= Duration::from_millis(300), "the delay was applied");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the delay was applied"
+        );
         assert_eq!(status(agent.get(&url).call()), 404, "faults are used up");
 
         let received = fake.received();

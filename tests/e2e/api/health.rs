@@ -16,12 +16,24 @@ fn api_health_checks_d1_and_kv(world: &World) {
     assert_eq!(body["environment"], "e2e");
     for check in ["d1", "kv"] {
         assert_eq!(body["checks"][check]["status"], "ok", "{check}: {body}");
-        assert!(body["checks"][check]["latency_ms"].is_u64(), "{check}: {body}");
+        assert!(
+            body["checks"][check]["latency_ms"].is_u64(),
+            "{check}: {body}"
+        );
     }
     let applied = world.d1_query("SELECT COUNT(*) AS n, MAX(name) AS latest FROM d1_migrations");
-    assert_eq!(body["checks"]["d1"]["migrations"]["applied"], applied[0]["n"]);
-    assert_eq!(body["checks"]["d1"]["migrations"]["latest"], applied[0]["latest"]);
-    assert!(applied[0]["n"].as_u64().unwrap() >= 1, "migrations were applied");
+    assert_eq!(
+        body["checks"]["d1"]["migrations"]["applied"],
+        applied[0]["n"]
+    );
+    assert_eq!(
+        body["checks"]["d1"]["migrations"]["latest"],
+        applied[0]["latest"]
+    );
+    assert!(
+        applied[0]["n"].as_u64().unwrap() >= 1,
+        "migrations were applied"
+    );
 }
 
 /// Puku's `GET /` and dream-api's `GET /health` keep answering where their clients look.

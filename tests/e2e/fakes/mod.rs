@@ -81,8 +81,12 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     /// Starts serving `responder` on a free loopback port.
-    pub fn start(name: &'static str, responder: impl Fn(&Recorded) -> FakeResponse + Send + Sync + 'static) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a fake upstream"));
+    pub fn start(
+        name: &'static str,
+        responder: impl Fn(&Recorded) -> FakeResponse + Send + Sync + 'static,
+    ) -> Self {
+        let server =
+            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a fake upstream"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let state = Arc::new(Mutex::new(State::default()));
         let responder: Arc<Responder> = Arc::new(responder);
@@ -159,7 +163,12 @@ fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Resp
         headers: request
             .headers()
             .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_owned()))
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_owned(),
+                )
+            })
             .collect(),
         body,
     };
@@ -179,8 +188,8 @@ fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Resp
         }
         None => responder(&recorded),
     };
-    let header = tiny_http::Header::from_bytes("Content-Type", answer.content_type)
-        .expect("a valid header");
+    let header =
+        tiny_http::Header::from_bytes("Content-Type", answer.content_type).expect("a valid header");
     let response = tiny_http::Response::from_data(answer.body)
         .with_status_code(answer.status)
         .with_header(header);
@@ -200,13 +209,22 @@ impl Fakes {
     pub fn start() -> Self {
         Self {
             clerk: FakeUpstream::start("clerk", |_| {
-                FakeResponse::json(404, &serde_json::json!({ "errors": [{ "code": "resource_not_found", "message": "not found" }] }))
+                FakeResponse::json(
+                    404,
+                    &serde_json::json!({ "errors": [{ "code": "resource_not_found", "message": "not found" }] }),
+                )
             }),
             openrouter: FakeUpstream::start("openrouter", |_| {
-                FakeResponse::json(404, &serde_json::json!({ "error": { "code": 404, "message": "Not Found" } }))
+                FakeResponse::json(
+                    404,
+                    &serde_json::json!({ "error": { "code": 404, "message": "Not Found" } }),
+                )
             }),
             stripe: FakeUpstream::start("stripe", |_| {
-                FakeResponse::json(404, &serde_json::json!({ "error": { "type": "invalid_request_error", "message": "Unrecognized request URL" } }))
+                FakeResponse::json(
+                    404,
+                    &serde_json::json!({ "error": { "type": "invalid_request_error", "message": "Unrecognized request URL" } }),
+                )
             }),
         }
     }
@@ -215,7 +233,10 @@ impl Fakes {
     pub fn base_url_vars(&self) -> Vec<(&'static str, String)> {
         vec![
             ("CLERK_API_URL", self.clerk.base_url().to_owned()),
-            ("OPENROUTER_API_URL", format!("{}/api", self.openrouter.base_url())),
+            (
+                "OPENROUTER_API_URL",
+                format!("{}/api", self.openrouter.base_url()),
+            ),
             ("STRIPE_API_URL", self.stripe.base_url().to_owned()),
         ]
     }

@@ -33,7 +33,11 @@ impl Call {
 
     /// Sends raw bytes with the given content type.
     pub fn body(self, content_type: &str, bytes: &[u8]) -> Reply {
-        Reply::from(self.request.set("Content-Type", content_type).send_bytes(bytes))
+        Reply::from(
+            self.request
+                .set("Content-Type", content_type)
+                .send_bytes(bytes),
+        )
     }
 }
 
@@ -61,7 +65,11 @@ impl From<Result<ureq::Response, ureq::Error>> for Reply {
             })
             .collect();
         let body = resp.into_string().expect("read response body");
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -94,7 +102,10 @@ impl Reply {
             self.body
         );
         let request_id = self.header("x-request-id").expect("X-Request-Id header");
-        assert_eq!(error["request_id"], request_id, "request_id matches the header");
+        assert_eq!(
+            error["request_id"], request_id,
+            "request_id matches the header"
+        );
         error
     }
 }

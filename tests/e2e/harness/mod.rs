@@ -38,12 +38,20 @@ impl World {
             .timeout_connect(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
             .build();
-        Ok(Self { worker, fakes, agent })
+        Ok(Self {
+            worker,
+            fakes,
+            agent,
+        })
     }
 
     /// A request to the worker.
     pub fn call(&self, method: &str, path: &str) -> Call {
-        Call::new(&self.agent, method, &format!("{}{}", self.worker.base_url(), path))
+        Call::new(
+            &self.agent,
+            method,
+            &format!("{}{}", self.worker.base_url(), path),
+        )
     }
 
     /// `GET path`.

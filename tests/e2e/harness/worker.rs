@@ -46,7 +46,15 @@ impl WorkerProcess {
         std::fs::write(&env_file, env_text).map_err(|e| format!("write {env_file:?}: {e}"))?;
 
         let migrate = wrangler(&root)
-            .args(["d1", "migrations", "apply", "DB", "--local", "-c", "wrangler.dev.toml"])
+            .args([
+                "d1",
+                "migrations",
+                "apply",
+                "DB",
+                "--local",
+                "-c",
+                "wrangler.dev.toml",
+            ])
             .arg("--persist-to")
             .arg(&state_dir)
             .output()
@@ -112,7 +120,10 @@ kill -TERM 0"#;
         let ping = format!("{}/api/health/ping", self.base_url);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("wrangler dev exited early ({status}):\n{}", self.log()));
+                return Err(format!(
+                    "wrangler dev exited early ({status}):\n{}",
+                    self.log()
+                ));
             }
             if agent.get(&ping).call().is_ok() {
                 return Ok(());
@@ -138,7 +149,15 @@ kill -TERM 0"#;
     /// Runs SQL against the worker's local D1 through `wrangler d1 execute` and returns the rows.
     pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
         let out = wrangler(&self.root)
-            .args(["d1", "execute", "DB", "--local", "-c", "wrangler.dev.toml", "--json"])
+            .args([
+                "d1",
+                "execute",
+                "DB",
+                "--local",
+                "-c",
+                "wrangler.dev.toml",
+                "--json",
+            ])
             .arg("--persist-to")
             .arg(&self.state_dir)
             .args(["--command", sql])
@@ -150,8 +169,8 @@ kill -TERM 0"#;
             "d1 execute failed for {sql}:\n{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let parsed: serde_json::Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("d1 output is not JSON ({e}):\n{stdout}"));
+        let parsed: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("d1 output is not JSON ({e}):\n{stdout}"));
         parsed[0]["results"]
             .as_array()
             .cloned()
@@ -187,7 +206,9 @@ impl Drop for WorkerProcess {
 
 fn wrangler(root: &Path) -> Command {
     let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
-    cmd.current_dir(root).envs(wrangler_env()).stdin(Stdio::null());
+    cmd.current_dir(root)
+        .envs(wrangler_env())
+        .stdin(Stdio::null());
     cmd
 }
 
