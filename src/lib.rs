@@ -13,7 +13,8 @@ pub mod http;
 pub mod routes;
 mod store;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{Context, Env, Request, Response, Result};
+use worker_macros::event;
 
 /// The worker's fetch entry point: every request goes through the shared pipeline.
 #[event(fetch)]

@@ -10,6 +10,7 @@ pub fn cases() -> Vec<Case> {
     crate::cases!(conventions:
         unknown_path_is_404_in_the_envelope,
         wrong_method_is_405_with_allow,
+        head_is_served_by_get,
         request_id_is_echoed_when_sane_and_made_otherwise,
         oversized_body_is_413,
         webhook_paths_accept_larger_bodies,
@@ -33,6 +34,13 @@ fn wrong_method_is_405_with_allow(world: &World) {
     let reply = world.call("DELETE", "/api/health").send();
     reply.assert_error(405, "method_not_allowed");
     assert_eq!(reply.header("allow"), Some("GET"));
+}
+
+fn head_is_served_by_get(world: &World) {
+    let reply = world.call("HEAD", "/api/health/ping").send();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "", "HEAD has no body");
+    assert!(reply.header("x-request-id").is_some());
 }
 
 fn request_id_is_echoed_when_sane_and_made_otherwise(world: &World) {

@@ -76,11 +76,7 @@ impl From<Result<ureq::Response, ureq::Error>> for Reply {
 impl Reply {
     /// A header's value (names are case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// The body as JSON.
@@ -108,4 +104,12 @@ impl Reply {
         );
         error
     }
+}
+
+/// A header's value from `(lower-cased name, value)` pairs; `name` in any case.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }

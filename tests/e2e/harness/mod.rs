@@ -6,7 +6,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 
-pub use client::{Call, Reply};
+pub use client::{header_value, Call, Reply};
 
 use crate::fakes::Fakes;
 use worker::WorkerProcess;
