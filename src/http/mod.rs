@@ -35,14 +35,16 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         started_ms,
     };
 
+    // A request refused before it reaches a handler: answered, logged, decorated.
+    let refuse = |err: AppError, config: Option<&Config>| {
+        let resp = response::error(&err, &request_id);
+        log.write(&resp, None, Some(err.code()));
+        finish(resp, &request_id, config, origin.as_deref())
+    };
+
     let config = match Config::load(&env) {
         Ok(config) => config,
-        Err(err) => {
-            let err = AppError::from(err);
-            let resp = response::error(&err, &request_id);
-            log.write(&resp, None, Some(err.code()));
-            return finish(resp, &request_id, None, origin.as_deref());
-        }
+        Err(err) => return refuse(err.into(), None),
     };
 
     if cors::is_preflight(&req) {
@@ -54,11 +56,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
 
     let (bytes, json) = match read_body(&mut req, &config, &log.path).await {
         Ok(body) => body,
-        Err(err) => {
-            let resp = response::error(&err, &request_id);
-            log.write(&resp, None, Some(err.code()));
-            return finish(resp, &request_id, Some(&config), origin.as_deref());
-        }
+        Err(err) => return refuse(err, Some(&config)),
     };
 
     let ctx = Rc::new(RequestCtx::new(config, request_id.clone(), bytes, json));
