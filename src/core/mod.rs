@@ -1,6 +1,12 @@
 //! Pure rules with no `worker` types: each is a function of its inputs, tested on the host.
 
+pub mod api_key;
 pub mod body;
 pub mod cors;
+pub mod jwt;
+pub mod plans;
+pub mod random;
 pub mod request_id;
+pub mod roles;
+pub mod svix;
 pub mod time;

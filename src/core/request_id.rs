@@ -23,16 +23,7 @@ pub fn resolve(incoming: Option<&str>) -> String {
 
 /// A fresh id: `req_` and 32 hex digits of randomness (128 bits).
 pub fn generate() -> String {
-    let mut bytes = [0u8; 16];
-    // getrandom only fails when the platform has no entropy source; the Workers runtime
-    // always has crypto.getRandomValues, so a failure here is a broken runtime.
-    getrandom::getrandom(&mut bytes).expect("the runtime provides randomness");
-    let mut id = String::with_capacity(4 + 32);
-    id.push_str("req_");
-    for b in bytes {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    super::random::id::<16>("req_")
 }
 
 #[cfg(test)]
