@@ -5,6 +5,7 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
+use crate::core::roles::RoleConfig;
 use crate::error::AppError;
 
 /// The D1 binding holding every table.
@@ -53,6 +54,23 @@ impl Secret {
             .ok_or(AppError::NotConfigured { setting: self.name })
     }
 
+    /// Reads `name`, or its alias when `name` is unset (`JWT_SECRET` / `JWT_SECRET_CLOUD`).
+    pub fn read_with_alias(
+        source: &dyn VarSource,
+        name: &'static str,
+        alias: &'static str,
+    ) -> Self {
+        let primary = Self::read(source, name);
+        if primary.is_set() {
+            return primary;
+        }
+        let aliased = Self::read(source, alias);
+        Self {
+            name,
+            value: aliased.value,
+        }
+    }
+
     /// Whether the secret is set.
     pub fn is_set(&self) -> bool {
         self.value.is_some()
@@ -90,6 +108,51 @@ pub struct Config {
     pub max_webhook_body_bytes: usize,
     /// Base URLs of upstream services.
     pub upstreams: Upstreams,
+    /// Who may call, and how their credentials are checked.
+    pub auth: AuthConfig,
+}
+
+/// Clerk session tokens are accepted when the instance is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClerkConfig {
+    /// `CLERK_JWKS_URL`, or `https://<CLERK_DOMAIN>/.well-known/jwks.json`.
+    pub jwks_url: String,
+    /// `CLERK_ISSUER`, or `https://<CLERK_DOMAIN>`; required with `CLERK_JWKS_URL`.
+    pub issuer: String,
+    /// `CLERK_AUTHORIZED_PARTIES`: comma-separated allowed `azp` origins; default any.
+    pub authorized_parties: Vec<String>,
+    /// `CLERK_JWKS_CACHE_TTL_SECS`: how long fetched keys are trusted; default 3600, min 60.
+    pub jwks_cache_ttl_secs: u64,
+    /// `CLERK_JWKS_MIN_REFETCH_SECS`: an unknown `kid` re-fetches the JWKS at most this
+    /// often per isolate; default 30.
+    pub jwks_min_refetch_secs: u64,
+}
+
+/// Identity settings: token verification, roles, Clerk's webhook and sign-in.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Clerk, when `CLERK_JWKS_URL` or `CLERK_DOMAIN` is set.
+    pub clerk: Option<ClerkConfig>,
+    /// `JWT_SECRET` (alias `JWT_SECRET_CLOUD`): the HS256 secret; HMAC tokens are refused
+    /// while it is unset.
+    pub jwt_secret: Secret,
+    /// `JWT_REQUIRE_EXP`: whether HMAC tokens must carry `exp`; default true.
+    pub jwt_require_exp: bool,
+    /// `JWT_TTL_SECS`: lifetime of HMAC tokens issued by `/api/auth/refresh`; default 3600.
+    pub jwt_ttl_secs: i64,
+    /// `JWT_CLOCK_SKEW_SECS`: tolerance on `exp`/`nbf`; default 5, at most 300.
+    pub clock_skew_secs: i64,
+    /// `ADMIN_USER_IDS`, `STAFF_USER_IDS`, `STAFF_ORG_ID`.
+    pub roles: RoleConfig,
+    /// `CLERK_SECRET_KEY`: Clerk's Backend API (session revoke, token refresh).
+    pub clerk_secret_key: Secret,
+    /// `CLERK_WEBHOOK_SECRET`: the `whsec_...` signing secret of the Clerk webhook endpoint.
+    pub clerk_webhook_secret: Secret,
+    /// `CLERK_SIGN_IN_URL`: the Clerk-hosted sign-in page OAuth sign-ins are sent to.
+    pub clerk_sign_in_url: Option<String>,
+    /// `OAUTH_PROVIDERS`: the providers `/api/auth/oauth/:provider` accepts; default
+    /// google, github, apple, microsoft, discord.
+    pub oauth_providers: Vec<String>,
 }
 
 /// A setting whose value cannot be used; names the setting and the problem.
@@ -143,7 +206,122 @@ impl Config {
                 )?,
                 stripe_api: base_url(source, "STRIPE_API_URL", "https://api.stripe.com")?,
             },
+            auth: AuthConfig::load(source)?,
         })
+    }
+}
+
+impl AuthConfig {
+    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            clerk: ClerkConfig::load(source)?,
+            jwt_secret: Secret::read_with_alias(source, "JWT_SECRET", "JWT_SECRET_CLOUD"),
+            jwt_require_exp: boolean(source, "JWT_REQUIRE_EXP", true)?,
+            jwt_ttl_secs: number(source, "JWT_TTL_SECS", 3600, 60..=30 * 86_400)?,
+            clock_skew_secs: number(source, "JWT_CLOCK_SKEW_SECS", 5, 0..=300)?,
+            roles: RoleConfig {
+                admin_user_ids: list(source, "ADMIN_USER_IDS"),
+                staff_user_ids: list(source, "STAFF_USER_IDS"),
+                staff_org_id: optional(source, "STAFF_ORG_ID"),
+            },
+            clerk_secret_key: Secret::read(source, "CLERK_SECRET_KEY"),
+            clerk_webhook_secret: Secret::read(source, "CLERK_WEBHOOK_SECRET"),
+            clerk_sign_in_url: optional(source, "CLERK_SIGN_IN_URL")
+                .map(|_| base_url(source, "CLERK_SIGN_IN_URL", ""))
+                .transpose()?,
+            oauth_providers: {
+                let configured = list(source, "OAUTH_PROVIDERS");
+                if configured.is_empty() {
+                    ["google", "github", "apple", "microsoft", "discord"]
+                        .map(str::to_owned)
+                        .to_vec()
+                } else {
+                    configured
+                }
+            },
+        })
+    }
+}
+
+impl ClerkConfig {
+    fn load(source: &dyn VarSource) -> Result<Option<Self>, ConfigError> {
+        let domain = optional(source, "CLERK_DOMAIN").map(|d| {
+            let d = d.trim_start_matches("https://").trim_end_matches('/');
+            d.to_owned()
+        });
+        let jwks_url = match (optional(source, "CLERK_JWKS_URL"), &domain) {
+            (Some(_), _) => base_url(source, "CLERK_JWKS_URL", "")?,
+            (None, Some(domain)) => format!("https://{domain}/.well-known/jwks.json"),
+            (None, None) => return Ok(None),
+        };
+        let issuer = match (optional(source, "CLERK_ISSUER"), &domain) {
+            (Some(issuer), _) => issuer.trim_end_matches('/').to_owned(),
+            (None, Some(domain)) => format!("https://{domain}"),
+            (None, None) => {
+                return Err(ConfigError {
+                    setting: "CLERK_ISSUER",
+                    problem: "is required when CLERK_JWKS_URL is set (or set CLERK_DOMAIN)"
+                        .to_owned(),
+                })
+            }
+        };
+        Ok(Some(Self {
+            jwks_url,
+            issuer,
+            authorized_parties: list(source, "CLERK_AUTHORIZED_PARTIES"),
+            jwks_cache_ttl_secs: number(source, "CLERK_JWKS_CACHE_TTL_SECS", 3600, 60..=86_400)?,
+            jwks_min_refetch_secs: number(source, "CLERK_JWKS_MIN_REFETCH_SECS", 30, 0..=3600)?,
+        }))
+    }
+}
+
+/// A comma-separated list; blanks dropped.
+fn list(source: &dyn VarSource, name: &str) -> Vec<String> {
+    optional(source, name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn boolean(source: &dyn VarSource, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match optional(source, name).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError {
+            setting: name,
+            problem: format!("`{other}` is not true or false"),
+        }),
+    }
+}
+
+fn number<T>(
+    source: &dyn VarSource,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = optional(source, name) else {
+        return Ok(default);
+    };
+    match raw.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError {
+            setting: name,
+            problem: format!(
+                "`{raw}` is not a number between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        }),
     }
 }
 
@@ -251,6 +429,58 @@ mod tests {
             );
         }
         assert_eq!(Secret::read(&vars, "SET").require(), Ok("s3cret"));
+    }
+
+    #[test]
+    fn clerk_is_configured_by_jwks_url_or_domain() {
+        assert!(Config::load(&HashMap::new()).unwrap().auth.clerk.is_none());
+        let by_domain = HashMap::from([("CLERK_DOMAIN", "clerk.example.com")]);
+        let clerk = Config::load(&by_domain).unwrap().auth.clerk.unwrap();
+        assert_eq!(
+            clerk.jwks_url,
+            "https://clerk.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(clerk.issuer, "https://clerk.example.com");
+        let by_url = HashMap::from([
+            ("CLERK_JWKS_URL", "http://127.0.0.1:9/jwks"),
+            ("CLERK_ISSUER", "https://clerk.test/"),
+            ("CLERK_AUTHORIZED_PARTIES", "https://a.test, https://b.test"),
+        ]);
+        let clerk = Config::load(&by_url).unwrap().auth.clerk.unwrap();
+        assert_eq!(clerk.issuer, "https://clerk.test");
+        assert_eq!(
+            clerk.authorized_parties,
+            ["https://a.test", "https://b.test"]
+        );
+        let no_issuer = HashMap::from([("CLERK_JWKS_URL", "https://clerk.test/jwks")]);
+        assert_eq!(
+            Config::load(&no_issuer).unwrap_err().setting,
+            "CLERK_ISSUER"
+        );
+    }
+
+    #[test]
+    fn auth_settings_have_defaults_and_bounds() {
+        let auth = Config::load(&HashMap::new()).unwrap().auth;
+        assert!(auth.jwt_require_exp);
+        assert_eq!(auth.clock_skew_secs, 5);
+        assert!(!auth.jwt_secret.is_set());
+        let cloud = HashMap::from([("JWT_SECRET_CLOUD", "s3cret")]);
+        assert_eq!(
+            Config::load(&cloud).unwrap().auth.jwt_secret.require(),
+            Ok("s3cret")
+        );
+        for (name, value) in [
+            ("JWT_REQUIRE_EXP", "maybe"),
+            ("JWT_CLOCK_SKEW_SECS", "3600"),
+            ("CLERK_SIGN_IN_URL", "accounts.example.com"),
+        ] {
+            let err = Config::load(&HashMap::from([(name, value)])).unwrap_err();
+            assert_eq!(err.setting, name, "{err}");
+        }
+        let admins = HashMap::from([("ADMIN_USER_IDS", "user_a, usr_b,")]);
+        let roles = Config::load(&admins).unwrap().auth.roles;
+        assert_eq!(roles.admin_user_ids, ["user_a", "usr_b"]);
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //! [`routes`] (the one table of every path), `handlers` (parse and answer), `store` (D1 and KV),
 //! and [`core`] (pure rules with no `worker` types, unit-tested on the host).
 
+mod auth;
 pub mod config;
 pub mod core;
 pub mod error;
 mod handlers;
 pub mod http;
 pub mod routes;
+mod services;
 mod store;
+mod upstream;
 
 use worker::{Context, Env, Request, Response, Result};
 use worker_macros::event;

@@ -1,6 +1,6 @@
 //! The one table of every path the API serves. A new endpoint is one line here.
 
-use crate::handlers::health;
+use crate::handlers::{auth, clerk_webhook, health, user};
 use crate::http::dispatch::RouteTable;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
@@ -19,4 +19,16 @@ pub fn table() -> RouteTable {
         .get("/health", health::service)
         .get("/api/health", health::detailed)
         .get("/api/health/ping", health::ping)
+        // Identity (Sokuji): sign-in, sessions, Clerk's webhook.
+        .get("/api/auth/oauth/:provider", auth::oauth)
+        .post("/api/auth/refresh", auth::refresh)
+        .post("/api/auth/signout", auth::signout)
+        .post("/api/auth/webhook/clerk", clerk_webhook::receive)
+        // The caller's profile and API keys (Sokuji).
+        .get("/api/user/profile", user::get_profile)
+        .patch("/api/user/profile", user::patch_profile)
+        .get("/api/user/api-key", user::get_or_create_key)
+        .get("/api/user/api-keys", user::list_keys)
+        .post("/api/user/api-keys", user::create_key)
+        .delete("/api/user/api-keys/:id", user::revoke_key)
 }

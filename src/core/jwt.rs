@@ -63,6 +63,15 @@ impl Rejection {
     }
 }
 
+/// The `exp` of a token, read without verifying it (for display only).
+pub fn peek_expiry(token: &str) -> Option<i64> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    let claims = untrusted
+        .deserialize_claims_unchecked::<jwt_compact::Empty>()
+        .ok()?;
+    claims.expiration.map(|t| t.timestamp())
+}
+
 /// The parts of a JWT header needed to pick a verifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenHeader {
@@ -257,7 +266,9 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 fn signature_rejection(err: ValidationError) -> Rejection {
     match err {
-        ValidationError::AlgorithmMismatch { actual, .. } => Rejection::UnsupportedAlgorithm(actual),
+        ValidationError::AlgorithmMismatch { actual, .. } => {
+            Rejection::UnsupportedAlgorithm(actual)
+        }
         ValidationError::MalformedClaims(_) => Rejection::MalformedClaims,
         _ => Rejection::BadSignature,
     }
@@ -579,9 +590,11 @@ pub(crate) mod tests {
         let token = rs256(&clerk_claims());
         let forged = tampered(&token, &with(clerk_claims(), "sub", json!("user_admin")));
         assert_eq!(clerk(&forged), Err(Rejection::BadSignature));
-        let mut bad_sig = token.clone();
-        let last = bad_sig.pop().unwrap();
-        bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+        // A character in the middle of the signature (the last may hold only padding bits).
+        let mut bad_sig = token.clone().into_bytes();
+        let i = bad_sig.len() - 20;
+        bad_sig[i] = if bad_sig[i] == b'A' { b'B' } else { b'A' };
+        let bad_sig = String::from_utf8(bad_sig).unwrap();
         assert_eq!(clerk(&bad_sig), Err(Rejection::BadSignature));
     }
 
@@ -637,7 +650,10 @@ pub(crate) mod tests {
         assert_eq!(verified.username.as_deref(), Some("ann"));
         let numeric = hs256(&json!({ "uid": 42, "exp": NOW + 60 }), SECRET);
         assert_eq!(hmac(&numeric).unwrap().subject, "42");
-        let with_sub = hs256(&json!({ "sub": "s-1", "exp": NOW + 60, "jti": "j1" }), SECRET);
+        let with_sub = hs256(
+            &json!({ "sub": "s-1", "exp": NOW + 60, "jti": "j1" }),
+            SECRET,
+        );
         let verified = hmac(&with_sub).unwrap();
         assert_eq!(verified.subject, "s-1");
         assert_eq!(verified.session_id.as_deref(), Some("j1"));

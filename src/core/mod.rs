@@ -2,9 +2,13 @@
 
 pub mod api_key;
 pub mod body;
+pub mod clerk_event;
 pub mod cors;
 pub mod jwt;
+pub mod key_cache;
+pub mod page;
 pub mod plans;
+pub mod profile;
 pub mod random;
 pub mod request_id;
 pub mod roles;

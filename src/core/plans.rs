@@ -43,8 +43,22 @@ impl Default for PlanCatalog {
         Self {
             plans: vec![
                 plan("free", "Free", Some(1_000_000), Some(1), Some(1), Some(0)),
-                plan("basic", "Basic", Some(10_000_000), Some(3), Some(3), Some(999)),
-                plan("premium", "Premium", Some(50_000_000), Some(10), Some(10), Some(2999)),
+                plan(
+                    "basic",
+                    "Basic",
+                    Some(10_000_000),
+                    Some(3),
+                    Some(3),
+                    Some(999),
+                ),
+                plan(
+                    "premium",
+                    "Premium",
+                    Some(50_000_000),
+                    Some(10),
+                    Some(10),
+                    Some(2999),
+                ),
                 plan("enterprise", "Enterprise", None, None, None, None),
             ],
         }
@@ -80,7 +94,10 @@ mod tests {
         let ids: Vec<&str> = catalog.plans().iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["free", "basic", "premium", "enterprise"]);
         assert_eq!(catalog.get("basic").unwrap().api_keys, Some(3));
-        assert_eq!(catalog.get("premium").unwrap().tokens_per_month, Some(50_000_000));
+        assert_eq!(
+            catalog.get("premium").unwrap().tokens_per_month,
+            Some(50_000_000)
+        );
         assert_eq!(catalog.get("enterprise").unwrap().api_keys, None);
     }
 

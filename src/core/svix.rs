@@ -62,7 +62,10 @@ fn required<'a>(value: Option<&'a str>, name: &'static str) -> Result<&'a str, S
 
 /// The MAC key inside a `whsec_...` secret.
 pub fn secret_key(secret: &str) -> Result<Vec<u8>, SvixError> {
-    let encoded = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
+    let encoded = secret
+        .trim()
+        .strip_prefix("whsec_")
+        .unwrap_or(secret.trim());
     B64.decode(encoded)
         .ok()
         .filter(|k| !k.is_empty())
@@ -153,7 +156,12 @@ mod tests {
     fn a_changed_body_or_signature_is_refused() {
         let ts = TIMESTAMP.to_string();
         assert_eq!(
-            verify(SECRET, headers(SIGNATURE, &ts), br#"{"test": 2432232315}"#, TIMESTAMP),
+            verify(
+                SECRET,
+                headers(SIGNATURE, &ts),
+                br#"{"test": 2432232315}"#,
+                TIMESTAMP
+            ),
             Err(SvixError::NoMatchingSignature)
         );
         let other = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OF=";

@@ -1,3 +1,15 @@
-//! One module per area: parse the request, call a service or store, map the result.
+//! One module per area: parse the request, call a service or store, map the result to HTTP.
 
+pub mod auth;
+pub mod clerk_webhook;
 pub mod health;
+pub mod user;
+
+use worker::Date;
+
+use crate::core::time::rfc3339_from_millis;
+
+/// Now, as stored and shown: RFC 3339 UTC.
+fn now() -> String {
+    rfc3339_from_millis(Date::now().as_millis())
+}

@@ -1,6 +1,10 @@
 //! The only code that touches D1 and KV: typed rows in, typed rows out.
 
+pub mod api_keys;
 pub mod health;
+pub mod sessions;
+pub mod users;
+pub mod webhook_events;
 
 use worker::{D1Database, Env, KvStore};
 

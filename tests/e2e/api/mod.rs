@@ -4,6 +4,8 @@ mod conventions;
 mod cors;
 mod fakes;
 mod health;
+mod identity;
+mod jwks;
 
 use crate::harness::World;
 
@@ -28,5 +30,11 @@ pub fn all() -> Vec<Case> {
     cases.extend(conventions::cases());
     cases.extend(cors::cases());
     cases.extend(fakes::cases());
+    cases.extend(identity::cases());
     cases
+}
+
+/// Cases that change what every other case depends on; they run last, one at a time.
+pub fn serial() -> Vec<Case> {
+    jwks::serial_cases()
 }

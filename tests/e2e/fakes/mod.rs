@@ -2,8 +2,12 @@
 //! answers like the documented API, records what it received, and can be told to fail.
 //!
 //! This is the shared skeleton: [`FakeUpstream`] serves a `Responder`; the service-specific
-//! behaviour (Clerk's JWKS and Backend API, OpenRouter's key API, Stripe's objects) is added
-//! per service as the features that call them land.
+//! behaviour is added per service as the features that call them land: Clerk's JWKS and
+//! session Backend API are in [`clerk`]; OpenRouter's key API and Stripe's objects follow.
+
+mod clerk;
+
+pub use clerk::FakeClerk;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -122,7 +126,6 @@ impl FakeUpstream {
     }
 
     /// How many requests had this method and path.
-    #[allow(dead_code)]
     pub fn count(&self, method: &str, path: &str) -> usize {
         let state = self.state.lock().unwrap();
         state
@@ -192,9 +195,16 @@ fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Resp
     let _ = request.respond(response);
 }
 
+/// The Clerk secret key the worker is configured with; the fake Clerk requires it.
+pub const CLERK_SECRET_KEY: &str = "sk_test_tollgate_fake";
+
+/// The issuer (`iss`) of the fake Clerk instance's session tokens, as the worker is configured
+/// to expect it.
+pub const CLERK_ISSUER: &str = "https://clerk.tollgate.test";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
-    pub clerk: FakeUpstream,
+    pub clerk: FakeClerk,
     pub openrouter: FakeUpstream,
     pub stripe: FakeUpstream,
 }
@@ -204,12 +214,7 @@ impl Fakes {
     /// service's error shape, which is what the real API says for an unknown path.
     pub fn start() -> Self {
         Self {
-            clerk: FakeUpstream::start("clerk", |_| {
-                FakeResponse::json(
-                    404,
-                    &serde_json::json!({ "errors": [{ "code": "resource_not_found", "message": "not found" }] }),
-                )
-            }),
+            clerk: FakeClerk::start(CLERK_SECRET_KEY),
             openrouter: FakeUpstream::start("openrouter", |_| {
                 FakeResponse::json(
                     404,
@@ -228,7 +233,10 @@ impl Fakes {
     /// The worker vars that point it at these fakes.
     pub fn base_url_vars(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("CLERK_API_URL", self.clerk.base_url().to_owned()),
+            ("CLERK_API_URL", self.clerk.upstream().base_url().to_owned()),
+            ("CLERK_JWKS_URL", self.clerk.jwks_url()),
+            ("CLERK_ISSUER", CLERK_ISSUER.to_owned()),
+            ("CLERK_SECRET_KEY", CLERK_SECRET_KEY.to_owned()),
             (
                 "OPENROUTER_API_URL",
                 format!("{}/api", self.openrouter.base_url()),
@@ -239,6 +247,6 @@ impl Fakes {
 
     /// Every fake.
     pub fn all(&self) -> [&FakeUpstream; 3] {
-        [&self.clerk, &self.openrouter, &self.stripe]
+        [self.clerk.upstream(), &self.openrouter, &self.stripe]
     }
 }

@@ -2,6 +2,7 @@
 //! upstreams it is configured to call, and an HTTP client.
 
 mod client;
+pub mod identity;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,6 @@ use worker::WorkerProcess;
 pub struct World {
     worker: WorkerProcess,
     /// The fake upstream services the worker calls.
-    #[allow(dead_code)]
     pub fakes: Fakes,
     agent: ureq::Agent,
 }
@@ -32,6 +32,9 @@ impl World {
         );
         for (name, url) in fakes.base_url_vars() {
             vars.insert(name, url);
+        }
+        for (name, value) in identity::worker_vars() {
+            vars.insert(name, value);
         }
         let worker = WorkerProcess::start(&vars)?;
         let agent = ureq::AgentBuilder::new()

@@ -1,0 +1,296 @@
+//! From request to principal: who is calling, on whose behalf, with which roles.
+//!
+//! `Authorization: Bearer <credential>` carries one of:
+//! - a user API key (`tg_live_...`), looked up by its SHA-256 hash;
+//! - a Clerk session token (RS256, checked against the instance's JWKS);
+//! - an HMAC token (HS256, checked with `JWT_SECRET`).
+//!
+//! Signature and claim checks of a token are cached per isolate until the token expires;
+//! the user's status and the session's status are read from D1 on every request, so a
+//! deleted user or an ended session is refused at once.
+
+mod jwks;
+
+use std::cell::RefCell;
+
+use sha2::{Digest, Sha256};
+use worker::{Date, Request};
+
+use crate::config::{AuthConfig, ClerkConfig};
+use crate::core::api_key;
+use crate::core::jwt::{
+    self, ClerkPolicy, HmacPolicy, OrgClaim, Rejection, TimeCheck, TokenKind, VerifiedToken,
+};
+use crate::core::key_cache::VerifiedTokenCache;
+use crate::core::roles::{self, Roles};
+use crate::core::time::rfc3339_from_millis;
+use crate::error::AppError;
+use crate::http::Ctx;
+use crate::store::users::{self, NewUser, User};
+use crate::store::{self, api_keys};
+
+thread_local! {
+    static VERIFIED: RefCell<VerifiedTokenCache> = RefCell::new(VerifiedTokenCache::default());
+}
+
+/// A key's last-used time is written at most this often.
+const KEY_TOUCH_INTERVAL_MS: u64 = 60_000;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A Clerk or HMAC token; `session_id` is its `sid` (or `jti`).
+    Token {
+        kind: TokenKind,
+        session_id: Option<String>,
+        org: Option<OrgClaim>,
+        /// The verified token, for refresh.
+        token: Box<VerifiedToken>,
+    },
+    /// A user API key.
+    ApiKey { id: String },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Their user row (active).
+    pub user: User,
+    /// What they may do.
+    pub roles: Roles,
+    /// How they proved it.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// The principal kind written to the request log: `clerk`, `hmac` or `api_key`.
+    pub fn kind(&self) -> &'static str {
+        match &self.credential {
+            Credential::Token {
+                kind: TokenKind::Clerk,
+                ..
+            } => "clerk",
+            Credential::Token {
+                kind: TokenKind::Hmac,
+                ..
+            } => "hmac",
+            Credential::ApiKey { .. } => "api_key",
+        }
+    }
+
+    /// The organisation of the caller's token, if any.
+    pub fn org(&self) -> Option<&OrgClaim> {
+        match &self.credential {
+            Credential::Token { org, .. } => org.as_ref(),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// Refuses API keys for actions that need a signed-in session (managing keys).
+    pub fn require_session(&self) -> Result<(), AppError> {
+        match self.credential {
+            Credential::Token { .. } => Ok(()),
+            Credential::ApiKey { .. } => Err(AppError::Forbidden(
+                "this action needs a signed-in session, not an API key".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Authenticates the request; any failure is `401 unauthorized` with a precise message
+/// (or `not_configured` / `upstream_error` when verification itself cannot run).
+pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppError> {
+    let credential = bearer(req)?;
+    let principal = if credential.starts_with(api_key::PREFIX) {
+        from_api_key(ctx, &credential).await?
+    } else {
+        from_token(ctx, &credential).await?
+    };
+    ctx.data.set_principal(principal.kind());
+    Ok(principal)
+}
+
+/// The bearer credential of `Authorization`.
+fn bearer(req: &Request) -> Result<String, AppError> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .ok()
+        .flatten()
+        .ok_or_else(|| AppError::Unauthorized("missing bearer token".to_owned()))?;
+    let (scheme, credential) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| AppError::Unauthorized("malformed Authorization header".to_owned()))?;
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
+        return Err(AppError::Unauthorized(
+            "Authorization must be `Bearer <token>`".to_owned(),
+        ));
+    }
+    Ok(credential.to_owned())
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+async fn from_api_key(ctx: &Ctx, key: &str) -> Result<Principal, AppError> {
+    if !api_key::looks_like_key(key) {
+        return Err(AppError::Unauthorized("malformed API key".to_owned()));
+    }
+    let db = store::database(&ctx.env)?;
+    let owner = api_keys::find_by_hash(&db, &api_key::hash(key))
+        .await?
+        .ok_or_else(|| AppError::Unauthorized("unknown API key".to_owned()))?;
+    if owner.key.revoked_at.is_some() {
+        return Err(AppError::Unauthorized(
+            "API key has been revoked".to_owned(),
+        ));
+    }
+    if !owner.user.is_active() {
+        return Err(AppError::Unauthorized(
+            "user account is deactivated".to_owned(),
+        ));
+    }
+    let now = now_ms();
+    let stale = owner.key.last_used_at.as_deref().is_none_or(|last| {
+        // RFC 3339 strings of the same format compare in time order.
+        last < rfc3339_from_millis(now.saturating_sub(KEY_TOUCH_INTERVAL_MS)).as_str()
+    });
+    if stale {
+        api_keys::touch(&db, &owner.key.id, &rfc3339_from_millis(now)).await?;
+    }
+    let roles = roles::derive(
+        &ctx.data.config.auth.roles,
+        &[&owner.user.id, &owner.user.external_id],
+        None,
+    );
+    Ok(Principal {
+        user: owner.user,
+        roles,
+        credential: Credential::ApiKey { id: owner.key.id },
+    })
+}
+
+async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
+    let verified = verify_token(ctx, token).await?;
+    let source = match verified.kind {
+        TokenKind::Clerk => "clerk",
+        TokenKind::Hmac => "hmac",
+    };
+    let db = store::database(&ctx.env)?;
+    let caller = users::find_caller(
+        &db,
+        source,
+        &verified.subject,
+        verified.session_id.as_deref(),
+    )
+    .await?;
+    if caller.session_status.as_deref() == Some("ended") {
+        return Err(AppError::Unauthorized("session has ended".to_owned()));
+    }
+    let user = match caller.user() {
+        Some(user) if !user.is_active() => {
+            return Err(AppError::Unauthorized(
+                "user account is deactivated".to_owned(),
+            ))
+        }
+        Some(user) => user.clone(),
+        None => {
+            let new = NewUser {
+                auth_source: source,
+                external_id: &verified.subject,
+                email: verified.email.as_deref(),
+                username: verified.username.as_deref(),
+            };
+            let user = users::create(&db, new, &rfc3339_from_millis(now_ms())).await?;
+            if !user.is_active() {
+                return Err(AppError::Unauthorized(
+                    "user account is deactivated".to_owned(),
+                ));
+            }
+            user
+        }
+    };
+    let roles = roles::derive(
+        &ctx.data.config.auth.roles,
+        &[&user.id, &user.external_id],
+        verified.org.as_ref(),
+    );
+    Ok(Principal {
+        user,
+        roles,
+        credential: Credential::Token {
+            kind: verified.kind,
+            session_id: verified.session_id.clone(),
+            org: verified.org.clone(),
+            token: Box::new(verified),
+        },
+    })
+}
+
+/// Verifies a JWT, from the per-isolate cache when it was verified before.
+async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError> {
+    let auth = &ctx.data.config.auth;
+    let now_ms = now_ms();
+    let time = TimeCheck {
+        now: (now_ms / 1000) as i64,
+        skew: auth.clock_skew_secs,
+    };
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(hit) = VERIFIED.with_borrow(|c| c.get(&hash, time.now).cloned()) {
+        return Ok(hit);
+    }
+    let reject = |r: Rejection| AppError::Unauthorized(r.message());
+    let header = jwt::peek_header(token).map_err(reject)?;
+    let verified = match header.alg.as_str() {
+        "RS256" => {
+            let clerk = auth
+                .clerk
+                .as_ref()
+                .ok_or_else(|| reject(Rejection::NotAccepted("Clerk (RS256)")))?;
+            let kid = header
+                .kid
+                .ok_or_else(|| reject(Rejection::UnknownKey(String::new())))?;
+            verify_clerk(ctx, clerk, &kid, token, time, now_ms).await?
+        }
+        "HS256" => verify_hmac(auth, token, time)?,
+        other => return Err(reject(Rejection::UnsupportedAlgorithm(other.to_owned()))),
+    };
+    VERIFIED.with_borrow_mut(|c| c.insert(hash, verified.clone(), time.now, time.skew));
+    Ok(verified)
+}
+
+async fn verify_clerk(
+    ctx: &Ctx,
+    clerk: &ClerkConfig,
+    kid: &str,
+    token: &str,
+    time: TimeCheck,
+    now_ms: u64,
+) -> Result<VerifiedToken, AppError> {
+    let kv = store::cache(&ctx.env)?;
+    let policy = ClerkPolicy {
+        issuer: clerk.issuer.clone(),
+        authorized_parties: clerk.authorized_parties.clone(),
+    };
+    jwks::with_key(clerk, &kv, kid, now_ms, |key| {
+        jwt::verify_clerk(token, key, &policy, time)
+    })
+    .await?
+    .map_err(|r| AppError::Unauthorized(r.message()))
+}
+
+fn verify_hmac(auth: &AuthConfig, token: &str, time: TimeCheck) -> Result<VerifiedToken, AppError> {
+    let Ok(secret) = auth.jwt_secret.require() else {
+        return Err(AppError::Unauthorized(
+            Rejection::NotAccepted("HMAC (HS256)").message(),
+        ));
+    };
+    let policy = HmacPolicy {
+        require_exp: auth.jwt_require_exp,
+    };
+    jwt::verify_hmac(token, secret.as_bytes(), policy, time)
+        .map_err(|r| AppError::Unauthorized(r.message()))
+}

@@ -1,0 +1,151 @@
+//! Sokuji's user endpoints: the caller's profile and their API keys.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Request, Response};
+
+use super::now;
+use crate::auth::{self, Principal};
+use crate::core::page::{self, encode_cursor};
+use crate::core::plans::PlanCatalog;
+use crate::core::profile::{self, ProfilePatch};
+use crate::error::AppError;
+use crate::http::{response, Ctx};
+use crate::services::api_keys as key_service;
+use crate::store::{self, api_keys, users};
+
+/// The profile as the API shows it: the user, their plan's limits, roles and organisation.
+fn profile_body(principal: &Principal, user: &users::User) -> Value {
+    let catalog = PlanCatalog::default();
+    let plan = catalog.get_or_default(&user.plan);
+    json!({
+        "id": user.id,
+        "auth_source": user.auth_source,
+        "external_id": user.external_id,
+        "email": user.email,
+        "username": user.username,
+        "display_name": user.display_name,
+        "avatar_url": user.avatar_url,
+        "status": user.status,
+        "plan": plan.id,
+        "limits": {
+            "tokens_per_month": plan.tokens_per_month,
+            "api_keys": plan.api_keys,
+            "concurrent_sessions": plan.concurrent_sessions,
+        },
+        "roles": principal.roles.names(),
+        "org": principal.org().map(|o| json!({ "id": o.id, "role": o.role.as_str(), "slug": o.slug })),
+        "credential": principal.kind(),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    })
+}
+
+/// `GET /api/user/profile`.
+pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    response::ok(&profile_body(&principal, &principal.user))
+}
+
+/// `PATCH /api/user/profile`: `username`, `display_name`, `avatar_url` (null clears).
+pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let patch: ProfilePatch = ctx.data.json()?;
+    let changes = profile::validate(patch).map_err(AppError::Validation)?;
+    if changes.is_empty() {
+        return response::ok(&profile_body(&principal, &principal.user));
+    }
+    let db = store::database(&ctx.env)?;
+    let user = users::update_profile(&db, &principal.user.id, &changes, &now()).await?;
+    response::ok(&profile_body(&principal, &user))
+}
+
+/// `GET /api/user/api-key`: the caller's key, masked; created (and shown once) if they
+/// have none.
+pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let db = store::database(&ctx.env)?;
+    let existing = api_keys::active_for_user(&db, &principal.user.id).await?;
+    if let Some(key) = existing.into_iter().next() {
+        return response::ok(&json!({ "created": false, "api_key": key }));
+    }
+    principal.require_session()?;
+    let issued = key_service::issue(
+        &db,
+        &PlanCatalog::default(),
+        &principal.user,
+        "default",
+        &now(),
+    )
+    .await?;
+    response::json(201, &json!({ "created": true, "api_key": issued }))
+}
+
+/// A `POST /api/user/api-keys` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/user/api-keys`: a new key, shown once.
+pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_session()?;
+    let body: NewKeyBody = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
+        NewKeyBody::default()
+    } else {
+        ctx.data.json()?
+    };
+    let name = body.name.as_deref().map(str::trim).unwrap_or("default");
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "name",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    let db = store::database(&ctx.env)?;
+    let issued =
+        key_service::issue(&db, &PlanCatalog::default(), &principal.user, name, &now()).await?;
+    response::json(201, &json!({ "api_key": issued }))
+}
+
+/// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
+pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let url = req.url()?;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let page = page::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let after = match page.after.as_deref() {
+        Some([created_at, id]) => Some((created_at.as_str(), id.as_str())),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "cursor",
+                "is not a cursor returned by this API",
+            ))
+        }
+        None => None,
+    };
+    let db = store::database(&ctx.env)?;
+    let mut keys = api_keys::page_for_user(&db, &principal.user.id, after, page.limit + 1).await?;
+    let next_cursor = if keys.len() > page.limit as usize {
+        keys.truncate(page.limit as usize);
+        keys.last().map(|k| encode_cursor(&[&k.created_at, &k.id]))
+    } else {
+        None
+    };
+    response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
+}
+
+/// `DELETE /api/user/api-keys/:id`: revokes one of the caller's keys (idempotent).
+pub async fn revoke_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_session()?;
+    let id = ctx.param("id").cloned().unwrap_or_default();
+    let db = store::database(&ctx.env)?;
+    let key = api_keys::revoke(&db, &principal.user.id, &id, &now())
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))?;
+    response::ok(&json!({ "api_key": key }))
+}

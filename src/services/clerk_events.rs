@@ -1,0 +1,72 @@
+//! Applying Clerk webhook events: keep users in sync, deactivate deleted users, end sessions.
+
+use worker::D1Database;
+
+use crate::core::clerk_event::ClerkEvent;
+use crate::error::AppError;
+use crate::store::sessions::{self, SessionRef};
+use crate::store::users::{self, ClerkUser};
+
+/// How an event was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It changed (or confirmed) state.
+    Processed,
+    /// Nothing to do for this type.
+    Ignored,
+}
+
+/// Applies one event. Every branch is idempotent, so a retried delivery is harmless.
+pub async fn apply(db: &D1Database, event: &ClerkEvent, now: &str) -> Result<Outcome, AppError> {
+    match event {
+        ClerkEvent::UserUpsert(user) => {
+            if let Some(plan) = &user.unknown_plan {
+                worker::console_warn!(
+                    "{}",
+                    serde_json::json!({
+                        "level": "warn", "msg": "Clerk user names a plan the catalog lacks; plan unchanged",
+                        "user": user.id, "plan": plan,
+                    })
+                );
+            }
+            let row = ClerkUser {
+                external_id: user.id.clone(),
+                email: user.email.clone(),
+                username: user.username.clone(),
+                display_name: user.display_name.clone(),
+                avatar_url: user.avatar_url.clone(),
+                plan: user.plan.clone(),
+                updated_at_ms: user.updated_at_ms,
+            };
+            users::sync_from_clerk(db, &row, now).await?;
+            Ok(Outcome::Processed)
+        }
+        ClerkEvent::UserDeleted { id } => {
+            users::deactivate(db, "clerk", id, now).await?;
+            Ok(Outcome::Processed)
+        }
+        ClerkEvent::SessionStarted { id, user_id } => {
+            let session = SessionRef {
+                id,
+                auth_source: "clerk",
+                external_user_id: user_id,
+            };
+            sessions::start(db, session, now).await?;
+            Ok(Outcome::Processed)
+        }
+        ClerkEvent::SessionEnded {
+            id,
+            user_id,
+            reason,
+        } => {
+            let session = SessionRef {
+                id,
+                auth_source: "clerk",
+                external_user_id: user_id,
+            };
+            sessions::end(db, session, reason, now).await?;
+            Ok(Outcome::Processed)
+        }
+        ClerkEvent::Ignored => Ok(Outcome::Ignored),
+    }
+}

@@ -1,0 +1,4 @@
+//! Business rules that span storage and upstream calls.
+
+pub mod api_keys;
+pub mod clerk_events;

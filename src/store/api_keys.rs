@@ -1,0 +1,187 @@
+//! The `api_keys` table: user API keys, stored as hashes.
+
+use serde::{Deserialize, Serialize};
+use worker::{query, D1Database};
+
+use super::users::User;
+use crate::error::AppError;
+
+const COLUMNS: &str = "id, user_id, name, masked, created_at, last_used_at, revoked_at";
+
+/// An API key as it is stored and listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ApiKey {
+    /// `key_...`.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// `tg_live_AbCd****WxYz`.
+    pub masked: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A key presented as a bearer credential, with its owner.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key: ApiKey,
+    pub user: User,
+}
+
+#[derive(Deserialize)]
+struct KeyOwnerRow {
+    key_id: String,
+    key_name: String,
+    key_masked: String,
+    key_created_at: String,
+    key_last_used_at: Option<String>,
+    key_revoked_at: Option<String>,
+    #[serde(flatten)]
+    user: User,
+}
+
+/// The key with this hash and its owner, in one round trip.
+pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<KeyOwner>, AppError> {
+    let row = query!(
+        db,
+        "SELECT k.id AS key_id, k.name AS key_name, k.masked AS key_masked, \
+                k.created_at AS key_created_at, k.last_used_at AS key_last_used_at, \
+                k.revoked_at AS key_revoked_at, \
+                u.id, u.auth_source, u.external_id, u.email, u.username, u.display_name, \
+                u.avatar_url, u.plan, u.status, u.created_at, u.updated_at \
+         FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?1",
+        key_hash
+    )?
+    .first::<KeyOwnerRow>(None)
+    .await?;
+    Ok(row.map(|r| KeyOwner {
+        key: ApiKey {
+            id: r.key_id,
+            user_id: r.user.id.clone(),
+            name: r.key_name,
+            masked: r.key_masked,
+            created_at: r.key_created_at,
+            last_used_at: r.key_last_used_at,
+            revoked_at: r.key_revoked_at,
+        },
+        user: r.user,
+    }))
+}
+
+/// Records use of a key, at most once per `min_interval` (the caller decides): a write per
+/// request would make every API-key call a D1 write.
+pub async fn touch(db: &D1Database, id: &str, now: &str) -> Result<(), AppError> {
+    query!(
+        db,
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+        id,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// What a new key is stored as.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub key_hash: &'a str,
+    pub masked: &'a str,
+}
+
+/// Stores a new key if the user holds fewer than `limit` active keys (`None`: no limit),
+/// decided in one statement so concurrent creations cannot exceed the limit.
+/// Returns `None` when the limit is reached.
+pub async fn create_within_limit(
+    db: &D1Database,
+    key: NewKey<'_>,
+    limit: Option<u32>,
+    now: &str,
+) -> Result<Option<ApiKey>, AppError> {
+    let sql = format!(
+        "INSERT INTO api_keys (id, user_id, name, key_hash, masked, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+         WHERE ?7 IS NULL OR (SELECT COUNT(*) FROM api_keys \
+                               WHERE user_id = ?2 AND revoked_at IS NULL) < ?7 \
+         RETURNING {COLUMNS}"
+    );
+    Ok(query!(
+        db,
+        &sql,
+        key.id,
+        key.user_id,
+        key.name,
+        key.key_hash,
+        key.masked,
+        now,
+        limit
+    )?
+    .first::<ApiKey>(None)
+    .await?)
+}
+
+/// The user's active keys, newest first.
+pub async fn active_for_user(db: &D1Database, user_id: &str) -> Result<Vec<ApiKey>, AppError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL \
+         ORDER BY created_at DESC, id DESC"
+    );
+    Ok(query!(db, &sql, user_id)?
+        .all()
+        .await?
+        .results::<ApiKey>()?)
+}
+
+/// A page of the user's keys (revoked ones included), newest first, after `cursor`
+/// (`created_at|id` of the last key of the previous page).
+pub async fn page_for_user(
+    db: &D1Database,
+    user_id: &str,
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> Result<Vec<ApiKey>, AppError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE user_id = ?1 \
+           AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
+         ORDER BY created_at DESC, id DESC LIMIT ?4"
+    );
+    let (created_at, id) = after.unzip();
+    Ok(query!(db, &sql, user_id, created_at, id, limit)?
+        .all()
+        .await?
+        .results::<ApiKey>()?)
+}
+
+/// Revokes the user's key; a key already revoked keeps its first revocation time.
+/// Returns the key, or `None` if the user has no such key.
+pub async fn revoke(
+    db: &D1Database,
+    user_id: &str,
+    id: &str,
+    now: &str,
+) -> Result<Option<ApiKey>, AppError> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1 AND user_id = ?2");
+    // One round trip: revoke if still active, then read the key back either way.
+    let results = db
+        .batch(vec![
+            query!(
+                db,
+                "UPDATE api_keys SET revoked_at = ?3 \
+                 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+                id,
+                user_id,
+                now
+            )?,
+            query!(db, &sql, id, user_id)?,
+        ])
+        .await?;
+    let key = match results.get(1) {
+        Some(read) => read.results::<ApiKey>()?.into_iter().next(),
+        None => None,
+    };
+    Ok(key)
+}

@@ -1,0 +1,99 @@
+//! Clerk: the instance's JWKS, and the Backend API calls Tollgate makes (end a session,
+//! mint a fresh session token).
+
+use serde::Deserialize;
+use worker::{Headers, Method, Request, RequestInit};
+
+use crate::error::AppError;
+
+const SERVICE: &str = "clerk";
+
+/// Fetches the JWKS document (public: no credentials).
+pub async fn fetch_jwks(url: &str) -> Result<String, AppError> {
+    let req = Request::new(url, Method::Get)?;
+    let resp = super::send(SERVICE, req).await?;
+    let status = resp.status_code();
+    let body = super::text(SERVICE, resp).await?;
+    if status != 200 {
+        return Err(AppError::Upstream {
+            service: SERVICE,
+            detail: format!("JWKS {url} answered {status}"),
+        });
+    }
+    Ok(body)
+}
+
+/// A Backend API client.
+pub struct ClerkApi<'a> {
+    /// `CLERK_API_URL`, e.g. `https://api.clerk.com`.
+    pub base_url: &'a str,
+    /// `CLERK_SECRET_KEY`.
+    pub secret_key: &'a str,
+}
+
+/// What a Backend API call can end as, beyond success.
+#[derive(Debug)]
+pub enum ClerkError {
+    /// Clerk does not know the session (already gone, or never existed).
+    NotFound,
+    /// Any other failure; becomes `upstream_error`.
+    Failed(AppError),
+}
+
+impl From<AppError> for ClerkError {
+    fn from(err: AppError) -> Self {
+        Self::Failed(err)
+    }
+}
+
+impl ClerkApi<'_> {
+    async fn post(&self, path: &str) -> Result<String, ClerkError> {
+        let headers = Headers::new();
+        let bearer = format!("Bearer {}", self.secret_key);
+        headers
+            .set("Authorization", &bearer)
+            .map_err(AppError::from)?;
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(AppError::from)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers);
+        let url = format!("{}/v1{path}", self.base_url);
+        let req = Request::new_with_init(&url, &init).map_err(AppError::from)?;
+        let resp = super::send(SERVICE, req).await?;
+        let status = resp.status_code();
+        let body = super::text(SERVICE, resp).await?;
+        match status {
+            200..=299 => Ok(body),
+            404 => Err(ClerkError::NotFound),
+            _ => Err(ClerkError::Failed(AppError::Upstream {
+                service: SERVICE,
+                detail: format!("POST /v1{path} answered {status}"),
+            })),
+        }
+    }
+
+    /// Revokes a session (`POST /v1/sessions/{id}/revoke`).
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), ClerkError> {
+        self.post(&format!("/sessions/{session_id}/revoke"))
+            .await
+            .map(|_| ())
+    }
+
+    /// Mints a fresh session token (`POST /v1/sessions/{id}/tokens`).
+    pub async fn create_session_token(&self, session_id: &str) -> Result<String, ClerkError> {
+        #[derive(Deserialize)]
+        struct Token {
+            jwt: String,
+        }
+        let body = self.post(&format!("/sessions/{session_id}/tokens")).await?;
+        serde_json::from_str::<Token>(&body)
+            .map(|t| t.jwt)
+            .map_err(|e| {
+                ClerkError::Failed(AppError::Upstream {
+                    service: SERVICE,
+                    detail: format!("session token answer: {e}"),
+                })
+            })
+    }
+}

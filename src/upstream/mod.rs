@@ -1,0 +1,46 @@
+//! Thin clients of the services Tollgate calls, over the Fetch API. Base URLs come from
+//! configuration, so tests and local runs point them at local fakes.
+
+pub mod clerk;
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::{AbortController, Delay, Fetch, Request, Response};
+
+use crate::error::AppError;
+
+/// How long any upstream call may take before it counts as failed.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `req`, failing with `upstream_error` naming `service` on a network error or after
+/// [`TIMEOUT`] (the request is aborted).
+pub async fn send(service: &'static str, req: Request) -> Result<Response, AppError> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(req);
+    let call = fetch.send_with_signal(&signal);
+    let timeout = Delay::from(TIMEOUT);
+    futures_util::pin_mut!(call);
+    match select(call, timeout).await {
+        Either::Left((result, _)) => result.map_err(|e| AppError::Upstream {
+            service,
+            detail: e.to_string(),
+        }),
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(AppError::Upstream {
+                service,
+                detail: format!("no answer within {} s", TIMEOUT.as_secs()),
+            })
+        }
+    }
+}
+
+/// Reads a response body as text, failing with `upstream_error` if it cannot be read.
+pub async fn text(service: &'static str, mut resp: Response) -> Result<String, AppError> {
+    resp.text().await.map_err(|e| AppError::Upstream {
+        service,
+        detail: format!("unreadable body: {e}"),
+    })
+}

@@ -1,0 +1,308 @@
+//! A fake of Clerk: the instance's JWKS (`GET /.well-known/jwks.json`) and the two Backend API
+//! session endpoints the worker calls, `POST /v1/sessions/{id}/revoke` and
+//! `POST /v1/sessions/{id}/tokens`, in the shapes Clerk documents.
+//!
+//! Tests sign session tokens with [`FakeClerk::sign`]; the fake remembers each signed
+//! session (by its `sid` claim) so that the Backend API can refresh or revoke it. The signing
+//! key can be rotated: afterwards the JWKS serves only the new key, like Clerk's does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jwt_compact::alg::{ModulusBits, Rsa, RsaPrivateKey, RsaPublicKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use rand_core::RngCore;
+use serde_json::{json, Value};
+
+use super::{FakeResponse, FakeUpstream, Recorded};
+
+/// Where the fake serves the instance's public keys.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// The `client_id` every fake session belongs to.
+const CLIENT_ID: &str = "client_test";
+
+/// One signing key and its `kid`.
+struct SigningKey {
+    kid: String,
+    private: RsaPrivateKey,
+    public: RsaPublicKey,
+}
+
+impl SigningKey {
+    /// A fresh 2048-bit key with a Clerk-like `kid` (`ins_test_<8 hex>`).
+    fn generate() -> Self {
+        let (private, public) = Rsa::generate(&mut rand_core::OsRng, ModulusBits::TwoKibibytes)
+            .expect("generate an RSA key");
+        Self {
+            kid: format!("ins_test_{:08x}", rand_core::OsRng.next_u32()),
+            private: private.into_inner(),
+            public: public.into_inner(),
+        }
+    }
+
+    /// RS256 over `claims` exactly as given, with `kid` in the header.
+    fn sign(&self, claims: &Value, kid: &str) -> String {
+        let header = Header::empty().with_key_id(kid).with_token_type("JWT");
+        Rsa::rs256()
+            .token(&header, &Claims::new(claims), &self.private)
+            .expect("claims are a JSON object")
+    }
+
+    /// The key as one JWKS entry.
+    fn jwk(&self) -> Value {
+        let JsonWebKey::Rsa {
+            modulus,
+            public_exponent,
+            ..
+        } = JsonWebKey::from(&self.public)
+        else {
+            unreachable!("an RSA key is an RSA JWK")
+        };
+        json!({
+            "use": "sig",
+            "kty": "RSA",
+            "kid": self.kid,
+            "alg": "RS256",
+            "n": b64url(&modulus),
+            "e": b64url(&public_exponent),
+        })
+    }
+}
+
+/// A session the fake knows because a token for it was signed.
+struct Session {
+    claims: Value,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    revoked: bool,
+}
+
+struct ClerkState {
+    key: SigningKey,
+    sessions: HashMap<String, Session>,
+    /// Revoked session ids, in the order they were revoked.
+    revoked: Vec<String>,
+}
+
+/// The fake Clerk: a [`FakeUpstream`] serving the JWKS and the session Backend API.
+pub struct FakeClerk {
+    upstream: FakeUpstream,
+    state: Arc<Mutex<ClerkState>>,
+}
+
+impl FakeClerk {
+    /// Starts the fake with one fresh signing key; Backend API calls must carry
+    /// `Authorization: Bearer <secret_key>`.
+    pub fn start(secret_key: &str) -> Self {
+        let state = Arc::new(Mutex::new(ClerkState {
+            key: SigningKey::generate(),
+            sessions: HashMap::new(),
+            revoked: Vec::new(),
+        }));
+        let upstream = {
+            let state = Arc::clone(&state);
+            let authorization = format!("Bearer {secret_key}");
+            FakeUpstream::start("clerk", move |request| {
+                respond(request, &state, &authorization)
+            })
+        };
+        Self { upstream, state }
+    }
+
+    /// The underlying server, for `received()`, `inject()` and `base_url()`.
+    pub fn upstream(&self) -> &FakeUpstream {
+        &self.upstream
+    }
+
+    /// Where the JWKS is served.
+    pub fn jwks_url(&self) -> String {
+        format!("{}{JWKS_PATH}", self.upstream.base_url())
+    }
+
+    /// How many times the JWKS has been fetched so far.
+    pub fn jwks_fetches(&self) -> usize {
+        self.upstream.count("GET", JWKS_PATH)
+    }
+
+    /// The `kid` of the key that signs now and that the JWKS serves.
+    pub fn current_kid(&self) -> String {
+        self.state.lock().unwrap().key.kid.clone()
+    }
+
+    /// Replaces the signing key with a new one under a new `kid`; from now on the JWKS serves
+    /// only the new key. Returns the new `kid`.
+    pub fn rotate(&self) -> String {
+        let key = SigningKey::generate();
+        let kid = key.kid.clone();
+        self.state.lock().unwrap().key = key;
+        kid
+    }
+
+    /// An RS256 token over exactly these claims, signed with the current key and carrying its
+    /// `kid`. A string `sid` claim makes the session known to the Backend API.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut state = self.state.lock().unwrap();
+        remember(&mut state, claims);
+        let kid = state.key.kid.clone();
+        state.key.sign(claims, &kid)
+    }
+
+    /// Like [`Self::sign`], but with this `kid` in the header (the signature is still made
+    /// with the current key).
+    pub fn sign_with_kid(&self, claims: &Value, kid: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        remember(&mut state, claims);
+        state.key.sign(claims, kid)
+    }
+
+    /// The current public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub fn public_key_pem(&self) -> String {
+        use rsa::pkcs8::{EncodePublicKey, LineEnding};
+        self.state
+            .lock()
+            .unwrap()
+            .key
+            .public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("encode the public key as PEM")
+    }
+
+    /// The session ids revoked through the Backend API, in order.
+    pub fn revoked_sessions(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
+    }
+}
+
+/// Records the session a token is signed for.
+fn remember(state: &mut ClerkState, claims: &Value) {
+    let Some(sid) = claims.get("sid").and_then(Value::as_str) else {
+        return;
+    };
+    let now = now_ms();
+    match state.sessions.get_mut(sid) {
+        Some(session) => {
+            session.claims = claims.clone();
+            session.updated_at_ms = now;
+        }
+        None => {
+            state.sessions.insert(
+                sid.to_owned(),
+                Session {
+                    claims: claims.clone(),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                    revoked: false,
+                },
+            );
+        }
+    }
+}
+
+fn respond(request: &Recorded, state: &Mutex<ClerkState>, authorization: &str) -> FakeResponse {
+    if request.method == "GET" && request.path == JWKS_PATH {
+        let jwk = state.lock().unwrap().key.jwk();
+        return FakeResponse::json(200, &json!({ "keys": [jwk] }));
+    }
+    let session_action = request
+        .path
+        .strip_prefix("/v1/sessions/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(id, action)| !id.is_empty() && matches!(*action, "revoke" | "tokens"));
+    let Some((session_id, action)) = session_action.filter(|_| request.method == "POST") else {
+        return not_found("The requested resource was not found.");
+    };
+    if request.header("authorization") != Some(authorization) {
+        return clerk_error(
+            401,
+            "authentication_invalid",
+            "Unauthorized request",
+            "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is \
+             correct.",
+        );
+    }
+    let mut state = state.lock().unwrap();
+    let state = &mut *state;
+    let Some(session) = state.sessions.get_mut(session_id) else {
+        return not_found(&format!("No session was found with id {session_id}"));
+    };
+    let now = now_ms();
+    match action {
+        "revoke" => {
+            if !session.revoked {
+                session.revoked = true;
+                session.updated_at_ms = now;
+                state.revoked.push(session_id.to_owned());
+            }
+            FakeResponse::json(200, &session_object(session_id, session))
+        }
+        _ => {
+            if session.revoked {
+                return clerk_error(
+                    400,
+                    "session_not_active",
+                    "Session is not active",
+                    &format!("Session {session_id} is revoked, so no token can be created for it."),
+                );
+            }
+            let now_s = now / 1000;
+            let mut claims = session.claims.clone();
+            claims["iat"] = json!(now_s);
+            claims["nbf"] = json!(now_s);
+            claims["exp"] = json!(now_s + 60);
+            let jwt = state.key.sign(&claims, &state.key.kid);
+            FakeResponse::json(200, &json!({ "object": "token", "jwt": jwt }))
+        }
+    }
+}
+
+/// A Clerk Session object.
+fn session_object(id: &str, session: &Session) -> Value {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    json!({
+        "object": "session",
+        "id": id,
+        "user_id": session.claims.get("sub").cloned().unwrap_or(Value::Null),
+        "client_id": CLIENT_ID,
+        "status": if session.revoked { "revoked" } else { "active" },
+        "last_active_at": session.updated_at_ms,
+        "expire_at": session.created_at_ms + 7 * DAY_MS,
+        "abandon_at": session.created_at_ms + 30 * DAY_MS,
+        "created_at": session.created_at_ms,
+        "updated_at": session.updated_at_ms,
+    })
+}
+
+fn not_found(long_message: &str) -> FakeResponse {
+    clerk_error(404, "resource_not_found", "not found", long_message)
+}
+
+/// Clerk's error envelope.
+fn clerk_error(status: u16, code: &str, message: &str, long_message: &str) -> FakeResponse {
+    FakeResponse::json(
+        status,
+        &json!({
+            "errors": [{
+                "message": message,
+                "long_message": long_message,
+                "code": code,
+                "meta": {},
+            }],
+            "clerk_trace_id": format!("{:016x}", rand_core::OsRng.next_u64()),
+        }),
+    )
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as u64
+}
