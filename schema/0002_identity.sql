@@ -6,6 +6,11 @@
 ALTER TABLE users ADD COLUMN source_updated_at INTEGER;
 ALTER TABLE users ADD COLUMN avatar_url TEXT;
 
+-- Usernames are unique in any letter case; the profile update checks this in the same
+-- statement that writes (not a unique index: usernames copied from a token or from Clerk
+-- at sign-up must never make sign-up fail).
+CREATE INDEX users_by_username ON users (username COLLATE NOCASE);
+
 -- User API keys (tg_live_...). The key itself is never stored: only its SHA-256 hash and a
 -- masked form for display. Revoked keys stay for the audit trail.
 CREATE TABLE api_keys (

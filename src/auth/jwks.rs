@@ -3,10 +3,11 @@
 //! once per `CLERK_JWKS_MIN_REFETCH_SECS`).
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use jwt_compact::alg::RsaPublicKey;
 use serde::{Deserialize, Serialize};
-use worker::KvStore;
+use worker::{Date, Delay, KvStore};
 
 use crate::config::ClerkConfig;
 use crate::core::jwt::{parse_jwks, JwksKey, Rejection};
@@ -16,7 +17,8 @@ use crate::error::AppError;
 use crate::upstream::clerk;
 
 thread_local! {
-    // Workers run one request at a time per isolate thread; this lives as long as the isolate.
+    // One per isolate, for as long as it lives. Requests of one isolate interleave at
+    // awaits, so the cache tracks a fetch in flight and others wait for it.
     static CACHE: RefCell<JwksCache> = RefCell::new(JwksCache::default());
 }
 
@@ -33,94 +35,120 @@ fn kv_key(url: &str) -> String {
     format!("clerk:jwks:{}", random::hex(&digest[..8]))
 }
 
+/// How long a request waits for another request's JWKS fetch before giving up.
+const WAIT_LIMIT_MS: u64 = 15_000;
+/// How often a waiting request looks again.
+const WAIT_STEP_MS: u64 = 25;
+
 /// Runs `f` with the key for `kid`, loading or re-fetching the JWKS as needed.
 pub async fn with_key<T>(
     config: &ClerkConfig,
     kv: &KvStore,
     kid: &str,
-    now_ms: u64,
     f: impl FnOnce(&RsaPublicKey) -> T,
 ) -> Result<T, AppError> {
     let ttl_ms = config.jwks_cache_ttl_secs * 1000;
     let min_refetch_ms = config.jwks_min_refetch_secs * 1000;
-
-    if CACHE.with_borrow(|c| c.is_stale(now_ms, ttl_ms)) {
-        load_from_kv(config, kv, now_ms, ttl_ms).await;
-    }
-    if CACHE.with_borrow(|c| c.is_stale(now_ms, ttl_ms)) {
-        // Nothing usable cached anywhere: Clerk must be asked, unless it was asked (and
-        // failed) moments ago.
-        if !CACHE.with_borrow(|c| c.may_fetch(now_ms, min_refetch_ms)) {
-            return Err(AppError::Upstream {
-                service: "clerk",
-                detail: "JWKS unavailable; last fetch failed moments ago".to_owned(),
-            });
-        }
-        fetch(config, kv, now_ms).await?;
-    }
-
-    let lookup = CACHE.with_borrow(|c| match c.lookup(kid, now_ms, min_refetch_ms) {
-        KeyLookup::Found(key) => Ok(key.key.clone()),
-        KeyLookup::Fetch => Err(true),
-        KeyLookup::Throttled => Err(false),
-    });
-    let key = match lookup {
-        Ok(key) => key,
-        Err(false) => return Err(unknown(kid)),
-        Err(true) => {
-            if let Err(err) = fetch(config, kv, now_ms).await {
-                // The keys we have are still good for other tokens; this one is unknown.
-                log_fetch_failure(&err);
-                return Err(unknown(kid));
+    let mut fetched_already = false;
+    let mut waited_ms = 0;
+    loop {
+        let now_ms = Date::now().as_millis();
+        let decision = CACHE.with_borrow(|c| {
+            match c.lookup(kid, now_ms, ttl_ms, min_refetch_ms, fetched_already) {
+                KeyLookup::Use(key) => Ok(key.key.clone()),
+                KeyLookup::Fetch => Err(Next::Fetch),
+                KeyLookup::Wait => Err(Next::Wait),
+                KeyLookup::Unknown => Err(Next::Unknown),
+                KeyLookup::Unavailable => Err(Next::Unavailable),
             }
-            find(kid).ok_or_else(|| unknown(kid))?
+        });
+        match decision {
+            Ok(key) => return Ok(f(&key)),
+            Err(Next::Fetch) => {
+                fetched_already = true;
+                fetch(config, kv, now_ms, ttl_ms).await;
+            }
+            Err(Next::Wait) if waited_ms < WAIT_LIMIT_MS => {
+                Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
+                waited_ms += WAIT_STEP_MS;
+            }
+            Err(Next::Unknown) => {
+                return Err(AppError::Unauthorized(
+                    Rejection::UnknownKey(kid.to_owned()).message(),
+                ))
+            }
+            Err(Next::Wait | Next::Unavailable) => {
+                return Err(AppError::Upstream {
+                    service: "clerk",
+                    detail: "the JWKS could not be fetched".to_owned(),
+                })
+            }
         }
-    };
-    Ok(f(&key))
-}
-
-fn find(kid: &str) -> Option<RsaPublicKey> {
-    CACHE.with_borrow(|c| match c.lookup(kid, 0, u64::MAX) {
-        KeyLookup::Found(key) => Some(key.key.clone()),
-        _ => None,
-    })
-}
-
-fn unknown(kid: &str) -> AppError {
-    AppError::Unauthorized(Rejection::UnknownKey(kid.to_owned()).message())
-}
-
-fn log_fetch_failure(err: &AppError) {
-    worker::console_error!(
-        "{}",
-        serde_json::json!({
-            "level": "error", "msg": "JWKS re-fetch failed", "detail": err.log_detail(),
-        })
-    );
-}
-
-async fn load_from_kv(config: &ClerkConfig, kv: &KvStore, now_ms: u64, ttl_ms: u64) {
-    let stored = match kv.get(&kv_key(&config.jwks_url)).json::<StoredJwks>().await {
-        Ok(Some(stored)) => stored,
-        // A KV miss or failure only means asking Clerk; it is never fatal.
-        _ => return,
-    };
-    if now_ms.saturating_sub(stored.fetched_at_ms) >= ttl_ms {
-        return;
-    }
-    if let Ok(keys) = parse_jwks(&stored.document) {
-        CACHE.with_borrow_mut(|c| c.replace(keys, stored.fetched_at_ms));
     }
 }
 
-async fn fetch(config: &ClerkConfig, kv: &KvStore, now_ms: u64) -> Result<(), AppError> {
-    CACHE.with_borrow_mut(|c| c.note_attempt(now_ms));
+enum Next {
+    Fetch,
+    Wait,
+    Unknown,
+    Unavailable,
+}
+
+/// Gets the JWKS: from KV when another isolate stored a newer copy than ours, else from
+/// Clerk (then shared through KV). A failure leaves the cached keys in use and is logged.
+async fn fetch(config: &ClerkConfig, kv: &KvStore, now_ms: u64, ttl_ms: u64) {
+    CACHE.with_borrow_mut(|c| c.begin_fetch(now_ms));
+    let ours = CACHE.with_borrow(|c| c.fetched_at_ms());
+    let result = match newer_in_kv(config, kv, ours, now_ms, ttl_ms).await {
+        Some(found) => Ok(found),
+        None => fetch_from_clerk(config, kv, now_ms).await,
+    };
+    match result {
+        Ok(found) => CACHE.with_borrow_mut(|c| c.end_fetch(Some(found))),
+        Err(err) => {
+            CACHE.with_borrow_mut(|c| c.end_fetch(None));
+            worker::console_error!(
+                "{}",
+                serde_json::json!({
+                    "level": "error", "msg": "JWKS fetch failed", "detail": err.log_detail(),
+                })
+            );
+        }
+    }
+}
+
+async fn newer_in_kv(
+    config: &ClerkConfig,
+    kv: &KvStore,
+    ours: Option<u64>,
+    now_ms: u64,
+    ttl_ms: u64,
+) -> Option<(Vec<JwksKey>, u64)> {
+    // A KV miss or failure only means asking Clerk; it is never fatal.
+    let stored = kv
+        .get(&kv_key(&config.jwks_url))
+        .json::<StoredJwks>()
+        .await
+        .ok()??;
+    let newer = ours.is_none_or(|at| stored.fetched_at_ms > at);
+    let fresh = now_ms.saturating_sub(stored.fetched_at_ms) < ttl_ms;
+    if !(newer && fresh) {
+        return None;
+    }
+    let keys = parse_jwks(&stored.document).ok()?;
+    Some((keys, stored.fetched_at_ms))
+}
+
+async fn fetch_from_clerk(
+    config: &ClerkConfig,
+    kv: &KvStore,
+    now_ms: u64,
+) -> Result<(Vec<JwksKey>, u64), AppError> {
     let document = clerk::fetch_jwks(&config.jwks_url).await?;
-    let keys: Vec<JwksKey> = parse_jwks(&document).map_err(|detail| AppError::Upstream {
+    let keys = parse_jwks(&document).map_err(|detail| AppError::Upstream {
         service: "clerk",
         detail,
     })?;
-    CACHE.with_borrow_mut(|c| c.replace(keys, now_ms));
     let stored = StoredJwks {
         fetched_at_ms: now_ms,
         document,
@@ -132,5 +160,5 @@ async fn fetch(config: &ClerkConfig, kv: &KvStore, now_ms: u64) -> Result<(), Ap
             .execute()
             .await;
     }
-    Ok(())
+    Ok((keys, now_ms))
 }

@@ -253,7 +253,7 @@ async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError>
             let kid = header
                 .kid
                 .ok_or_else(|| reject(Rejection::UnknownKey(String::new())))?;
-            verify_clerk(ctx, clerk, &kid, token, time, now_ms).await?
+            verify_clerk(ctx, clerk, &kid, token, time).await?
         }
         "HS256" => verify_hmac(auth, token, time)?,
         other => return Err(reject(Rejection::UnsupportedAlgorithm(other.to_owned()))),
@@ -268,14 +268,13 @@ async fn verify_clerk(
     kid: &str,
     token: &str,
     time: TimeCheck,
-    now_ms: u64,
 ) -> Result<VerifiedToken, AppError> {
     let kv = store::cache(&ctx.env)?;
     let policy = ClerkPolicy {
         issuer: clerk.issuer.clone(),
         authorized_parties: clerk.authorized_parties.clone(),
     };
-    jwks::with_key(clerk, &kv, kid, now_ms, |key| {
+    jwks::with_key(clerk, &kv, kid, |key| {
         jwt::verify_clerk(token, key, &policy, time)
     })
     .await?

@@ -74,7 +74,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, FieldError> {
 }
 
 /// Decodes an already-parsed JSON value into `T`, naming the first field that does not fit.
+/// Every request body of this API is a JSON object: serde would otherwise read a struct
+/// from an array (`[]` as "no fields"), so anything else is refused here.
 pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
+    if !value.is_object() {
+        return Err(FieldError::new(WHOLE_BODY, "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value).map_err(field_error)
 }
 
@@ -92,6 +97,21 @@ fn field_error<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> Fiel
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn only_objects_decode_into_bodies() {
+        #[derive(Debug, Deserialize)]
+        struct Patch {
+            #[allow(dead_code)]
+            name: Option<String>,
+        }
+        for body in ["[]", "[\"x\"]", "null", "3", "\"name\""] {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let err = decode::<Patch>(&value).unwrap_err();
+            assert_eq!(err.field, WHOLE_BODY, "{body}");
+        }
+        assert!(decode::<Patch>(&serde_json::json!({})).is_ok());
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

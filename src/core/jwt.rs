@@ -67,7 +67,7 @@ impl Rejection {
 pub fn peek_expiry(token: &str) -> Option<i64> {
     let untrusted = UntrustedToken::new(token).ok()?;
     let claims = untrusted
-        .deserialize_claims_unchecked::<jwt_compact::Empty>()
+        .deserialize_claims_unchecked::<serde_json::Map<String, serde_json::Value>>()
         .ok()?;
     claims.expiration.map(|t| t.timestamp())
 }
@@ -713,6 +713,7 @@ pub(crate) mod tests {
         ))
         .unwrap();
         let fresh = sign_hmac(SECRET, &original, NOW, 3600).unwrap();
+        assert_eq!(peek_expiry(&fresh), Some(NOW + 3600));
         let verified = hmac(&fresh).unwrap();
         assert_eq!(verified.subject, "u-1");
         assert_eq!(verified.session_id.as_deref(), Some("s-9"));

@@ -7,15 +7,19 @@ use std::collections::{HashMap, VecDeque};
 
 use super::jwt::{JwksKey, VerifiedToken};
 
-/// What to do about a `kid`.
+/// What to do about a `kid`, given what the isolate knows.
 #[derive(Debug)]
 pub enum KeyLookup<'a> {
-    /// The key is cached.
-    Found(&'a JwksKey),
-    /// The key is unknown and a network fetch is allowed now.
+    /// Use this key (it may be past its TTL when a refresh is not possible right now).
+    Use(&'a JwksKey),
+    /// Ask for the JWKS (KV first, then Clerk).
     Fetch,
-    /// The key is unknown and the JWKS was fetched too recently to ask again.
-    Throttled,
+    /// Another request of this isolate is fetching the JWKS: wait for it, then look again.
+    Wait,
+    /// The key is not in the JWKS and it was fetched too recently to ask again.
+    Unknown,
+    /// No keys at all, and the last fetch failed moments ago.
+    Unavailable,
 }
 
 /// The JWKS as this isolate knows it.
@@ -24,11 +28,47 @@ pub struct JwksCache {
     keys: Vec<JwksKey>,
     /// When the cached keys were fetched from Clerk (epoch ms), wherever we got them from.
     fetched_at_ms: Option<u64>,
-    /// When this isolate last asked Clerk, successfully or not (epoch ms).
+    /// When this isolate last started a fetch (epoch ms).
     last_attempt_ms: Option<u64>,
+    /// Whether that fetch failed.
+    last_attempt_failed: bool,
+    /// Whether a fetch is under way (requests interleave at awaits within an isolate).
+    in_flight: bool,
 }
 
 impl JwksCache {
+    /// Decides how to get the key for `kid`. `fetched_already` is set when this request has
+    /// just fetched: it never fetches twice.
+    ///
+    /// Fetches happen at most once per `min_refetch_ms`: when the keys are past `ttl_ms`, or
+    /// for a `kid` not in them (Clerk rotated its key), so a flood of tokens with made-up
+    /// `kid`s costs at most one fetch per interval.
+    pub fn lookup(
+        &self,
+        kid: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        min_refetch_ms: u64,
+        fetched_already: bool,
+    ) -> KeyLookup<'_> {
+        let found = self.keys.iter().find(|k| k.kid == kid);
+        let may_fetch = !fetched_already
+            && self
+                .last_attempt_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= min_refetch_ms);
+        let stale = self.is_stale(now_ms, ttl_ms);
+        match found {
+            Some(key) if !stale || self.in_flight || !may_fetch => KeyLookup::Use(key),
+            Some(_) => KeyLookup::Fetch,
+            None if self.in_flight => KeyLookup::Wait,
+            None if may_fetch => KeyLookup::Fetch,
+            None if self.keys.is_empty() && self.last_attempt_failed => KeyLookup::Unavailable,
+            None if self.keys.is_empty() && !fetched_already => KeyLookup::Fetch,
+            None if self.keys.is_empty() => KeyLookup::Unavailable,
+            None => KeyLookup::Unknown,
+        }
+    }
+
     /// Whether the keys are missing or older than `ttl_ms`.
     pub fn is_stale(&self, now_ms: u64, ttl_ms: u64) -> bool {
         match self.fetched_at_ms {
@@ -37,40 +77,26 @@ impl JwksCache {
         }
     }
 
-    /// Looks up `kid`; when it is unknown, says whether asking Clerk again is allowed:
-    /// at most once per `min_refetch_ms`, so a flood of tokens with made-up `kid`s costs
-    /// at most one fetch per interval.
-    pub fn lookup(&self, kid: &str, now_ms: u64, min_refetch_ms: u64) -> KeyLookup<'_> {
-        if let Some(key) = self.keys.iter().find(|k| k.kid == kid) {
-            return KeyLookup::Found(key);
-        }
-        if self.may_fetch(now_ms, min_refetch_ms) {
-            KeyLookup::Fetch
-        } else {
-            KeyLookup::Throttled
-        }
+    /// When the cached keys were fetched, if any are cached.
+    pub fn fetched_at_ms(&self) -> Option<u64> {
+        self.fetched_at_ms.filter(|_| !self.keys.is_empty())
     }
 
-    /// Whether a network fetch is allowed now.
-    pub fn may_fetch(&self, now_ms: u64, min_refetch_ms: u64) -> bool {
-        self.last_attempt_ms
-            .is_none_or(|at| now_ms.saturating_sub(at) >= min_refetch_ms)
-    }
-
-    /// Records that Clerk is being asked now (before the answer, so a failure counts too).
-    pub fn note_attempt(&mut self, now_ms: u64) {
+    /// Marks a fetch as started now.
+    pub fn begin_fetch(&mut self, now_ms: u64) {
+        self.in_flight = true;
         self.last_attempt_ms = Some(now_ms);
     }
 
-    /// Replaces the keys with a JWKS fetched at `fetched_at_ms`.
-    pub fn replace(&mut self, keys: Vec<JwksKey>, fetched_at_ms: u64) {
-        self.keys = keys;
-        self.fetched_at_ms = Some(fetched_at_ms);
-    }
-
-    /// Whether any key is cached.
-    pub fn has_keys(&self) -> bool {
-        !self.keys.is_empty()
+    /// Marks the fetch as finished: with the keys fetched at `fetched_at_ms`, or failed
+    /// (the keys already cached stay in use).
+    pub fn end_fetch(&mut self, fetched: Option<(Vec<JwksKey>, u64)>) {
+        self.in_flight = false;
+        self.last_attempt_failed = fetched.is_none();
+        if let Some((keys, at)) = fetched {
+            self.keys = keys;
+            self.fetched_at_ms = Some(at);
+        }
     }
 }
 
@@ -170,36 +196,114 @@ mod tests {
         }
     }
 
+    const TTL: u64 = 3_600_000;
+    const EVERY: u64 = 30_000;
+
+    fn warm() -> JwksCache {
+        let mut cache = JwksCache::default();
+        cache.begin_fetch(10_000);
+        cache.end_fetch(Some((vec![key("k1")], 10_000)));
+        cache
+    }
+
     #[test]
-    fn an_empty_jwks_cache_is_stale_and_may_fetch() {
-        let cache = JwksCache::default();
-        assert!(cache.is_stale(0, 1000));
-        assert!(matches!(cache.lookup("k", 0, 1000), KeyLookup::Fetch));
+    fn a_cold_cache_fetches_and_concurrent_requests_wait() {
+        let mut cache = JwksCache::default();
+        assert!(matches!(
+            cache.lookup("k1", 0, TTL, EVERY, false),
+            KeyLookup::Fetch
+        ));
+        cache.begin_fetch(0);
+        assert!(matches!(
+            cache.lookup("k1", 1, TTL, EVERY, false),
+            KeyLookup::Wait
+        ));
+        cache.end_fetch(Some((vec![key("k1")], 5)));
+        assert!(matches!(
+            cache.lookup("k1", 6, TTL, EVERY, false),
+            KeyLookup::Use(_)
+        ));
+    }
+
+    #[test]
+    fn a_failed_cold_fetch_is_unavailable_until_the_interval_passes() {
+        let mut cache = JwksCache::default();
+        cache.begin_fetch(0);
+        cache.end_fetch(None);
+        assert!(matches!(
+            cache.lookup("k1", 1, TTL, EVERY, false),
+            KeyLookup::Unavailable
+        ));
+        assert!(matches!(
+            cache.lookup("k1", 1, TTL, EVERY, true),
+            KeyLookup::Unavailable
+        ));
+        assert!(matches!(
+            cache.lookup("k1", EVERY, TTL, EVERY, false),
+            KeyLookup::Fetch
+        ));
     }
 
     #[test]
     fn unknown_kids_refetch_at_most_once_per_interval() {
-        let mut cache = JwksCache::default();
-        cache.note_attempt(10_000);
-        cache.replace(vec![key("k1")], 10_000);
+        let mut cache = warm();
         assert!(matches!(
-            cache.lookup("k1", 10_001, 30_000),
-            KeyLookup::Found(_)
+            cache.lookup("k1", 10_001, TTL, EVERY, false),
+            KeyLookup::Use(_)
         ));
         assert!(matches!(
-            cache.lookup("nope", 10_001, 30_000),
-            KeyLookup::Throttled
+            cache.lookup("nope", 10_001, TTL, EVERY, false),
+            KeyLookup::Unknown
         ));
         assert!(matches!(
-            cache.lookup("nope", 39_999, 30_000),
-            KeyLookup::Throttled
+            cache.lookup("nope", 39_999, TTL, EVERY, false),
+            KeyLookup::Unknown
         ));
         assert!(matches!(
-            cache.lookup("nope", 40_000, 30_000),
+            cache.lookup("nope", 40_000, TTL, EVERY, false),
             KeyLookup::Fetch
         ));
-        assert!(!cache.is_stale(10_000 + 3_599_999, 3_600_000));
-        assert!(cache.is_stale(10_000 + 3_600_000, 3_600_000));
+        // The request that just fetched never fetches again.
+        assert!(matches!(
+            cache.lookup("nope", 40_000, TTL, EVERY, true),
+            KeyLookup::Unknown
+        ));
+        // While one request re-fetches, others with a new kid wait for it.
+        cache.begin_fetch(40_000);
+        assert!(matches!(
+            cache.lookup("k2", 40_001, TTL, EVERY, false),
+            KeyLookup::Wait
+        ));
+        assert!(matches!(
+            cache.lookup("k1", 40_001, TTL, EVERY, false),
+            KeyLookup::Use(_)
+        ));
+        cache.end_fetch(Some((vec![key("k2")], 40_002)));
+        assert!(matches!(
+            cache.lookup("k2", 40_003, TTL, EVERY, false),
+            KeyLookup::Use(_)
+        ));
+    }
+
+    #[test]
+    fn stale_keys_are_refreshed_but_still_used_when_refreshing_fails() {
+        let mut cache = warm();
+        let later = 10_000 + TTL;
+        assert!(cache.is_stale(later, TTL));
+        assert!(matches!(
+            cache.lookup("k1", later, TTL, EVERY, false),
+            KeyLookup::Fetch
+        ));
+        cache.begin_fetch(later);
+        cache.end_fetch(None);
+        assert!(matches!(
+            cache.lookup("k1", later, TTL, EVERY, true),
+            KeyLookup::Use(_)
+        ));
+        assert!(matches!(
+            cache.lookup("k1", later + 1, TTL, EVERY, false),
+            KeyLookup::Use(_)
+        ));
     }
 
     #[test]

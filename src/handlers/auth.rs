@@ -106,7 +106,7 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn oauth(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let provider = ctx.param("provider").cloned().unwrap_or_default();
     let auth = &ctx.data.config.auth;
-    if !auth.oauth_providers.iter().any(|p| *p == provider) {
+    if !auth.oauth_providers.contains(&provider) {
         return Err(AppError::BadRequest(format!(
             "unknown OAuth provider `{provider}`; supported: {}",
             auth.oauth_providers.join(", ")

@@ -11,7 +11,7 @@ use crate::core::plans::PlanCatalog;
 use crate::core::profile::{self, ProfilePatch};
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::services::api_keys as key_service;
+use crate::services::api_keys::{self as key_service, DefaultKey};
 use crate::store::{self, api_keys, users};
 
 /// The profile as the API shows it: the user, their plan's limits, roles and organisation.
@@ -65,20 +65,13 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
 pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let db = store::database(&ctx.env)?;
-    let existing = api_keys::active_for_user(&db, &principal.user.id).await?;
-    if let Some(key) = existing.into_iter().next() {
-        return response::ok(&json!({ "created": false, "api_key": key }));
+    let catalog = PlanCatalog::default();
+    match key_service::default_key(&db, &catalog, &principal.user, &now()).await? {
+        DefaultKey::Existing(key) => response::ok(&json!({ "created": false, "api_key": key })),
+        DefaultKey::Created(issued) => {
+            response::json(201, &json!({ "created": true, "api_key": issued }))
+        }
     }
-    principal.require_session()?;
-    let issued = key_service::issue(
-        &db,
-        &PlanCatalog::default(),
-        &principal.user,
-        "default",
-        &now(),
-    )
-    .await?;
-    response::json(201, &json!({ "created": true, "api_key": issued }))
 }
 
 /// A `POST /api/user/api-keys` body.

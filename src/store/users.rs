@@ -131,36 +131,26 @@ pub async fn create(db: &D1Database, new: NewUser<'_>, now: &str) -> Result<User
     .ok_or_else(|| AppError::Internal("user upsert returned no row".to_owned()))
 }
 
-/// Applies profile changes; a username taken by someone else is a conflict.
+/// Applies profile changes; a username taken by someone else (in any letter case) is a
+/// conflict and changes nothing.
 pub async fn update_profile(
     db: &D1Database,
     id: &str,
     changes: &ProfileChanges,
     now: &str,
 ) -> Result<User, AppError> {
-    if let Some(Some(username)) = &changes.username {
-        let taken = query!(
-            db,
-            "SELECT id FROM users WHERE username = ?1 COLLATE NOCASE AND id != ?2 LIMIT 1",
-            username,
-            id
-        )?
-        .first::<serde_json::Value>(None)
-        .await?;
-        if taken.is_some() {
-            return Err(AppError::Conflict(format!(
-                "username `{username}` is taken"
-            )));
-        }
-    }
-    // Each field is written only when the request names it: CASE on a flag keeps one statement.
+    // Each field is written only when the request names it: CASE on a flag keeps one
+    // statement. The username check is in the same statement, so two users claiming one
+    // name at once cannot both get it (D1 runs statements one at a time).
     let sql = format!(
         "UPDATE users SET \
            username = CASE WHEN ?2 THEN ?3 ELSE username END, \
            display_name = CASE WHEN ?4 THEN ?5 ELSE display_name END, \
            avatar_url = CASE WHEN ?6 THEN ?7 ELSE avatar_url END, \
            updated_at = ?8 \
-         WHERE id = ?1 RETURNING {COLUMNS}"
+         WHERE id = ?1 AND NOT (?2 AND ?3 IS NOT NULL AND EXISTS ( \
+           SELECT 1 FROM users other WHERE other.username = ?3 COLLATE NOCASE AND other.id != ?1)) \
+         RETURNING {COLUMNS}"
     );
     let flag = |f: &Option<Option<String>>| i32::from(f.is_some());
     let value = |f: &Option<Option<String>>| f.clone().flatten();
@@ -178,7 +168,10 @@ pub async fn update_profile(
     )?
     .first::<User>(None)
     .await?
-    .ok_or_else(|| AppError::NotFound("no such user".to_owned()))
+    .ok_or_else(|| match &changes.username {
+        Some(Some(username)) => AppError::Conflict(format!("username `{username}` is taken")),
+        _ => AppError::NotFound("no such user".to_owned()),
+    })
 }
 
 /// A user as Clerk describes it in `user.created` / `user.updated`.

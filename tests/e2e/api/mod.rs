@@ -1,11 +1,15 @@
 //! The test cases, grouped like the API they exercise.
 
+mod api_keys;
+mod auth;
+mod clerk_webhook;
 mod conventions;
 mod cors;
 mod fakes;
 mod health;
 mod identity;
 mod jwks;
+mod profile;
 
 use crate::harness::World;
 
@@ -31,6 +35,10 @@ pub fn all() -> Vec<Case> {
     cases.extend(cors::cases());
     cases.extend(fakes::cases());
     cases.extend(identity::cases());
+    cases.extend(api_keys::cases());
+    cases.extend(profile::cases());
+    cases.extend(auth::cases());
+    cases.extend(clerk_webhook::cases());
     cases
 }
 

@@ -1,17 +1,32 @@
 //! A small HTTP client for the tests: every status is an answer, never an error.
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::Value;
 
 /// A request being built.
 pub struct Call {
     request: ureq::Request,
+    gate: Arc<RwLock<()>>,
 }
 
 impl Call {
-    pub(super) fn new(agent: &ureq::Agent, method: &str, url: &str) -> Self {
+    pub(super) fn new(
+        agent: &ureq::Agent,
+        gate: &Arc<RwLock<()>>,
+        method: &str,
+        url: &str,
+    ) -> Self {
         Self {
             request: agent.request(method, url),
+            gate: Arc::clone(gate),
         }
+    }
+
+    /// Runs a request while holding the shared side of the storage gate (see `World`).
+    fn gated(gate: &RwLock<()>, send: impl FnOnce() -> Reply) -> Reply {
+        let _shared = gate.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        send()
     }
 
     /// Adds a header.
@@ -22,22 +37,21 @@ impl Call {
 
     /// Sends without a body.
     pub fn send(self) -> Reply {
-        Reply::from(self.request.call())
+        let request = self.request;
+        Self::gated(&self.gate, || Reply::from(request.call()))
     }
 
     /// Sends a JSON body.
     #[allow(dead_code)]
     pub fn json(self, body: &Value) -> Reply {
-        Reply::from(self.request.send_json(body))
+        let request = self.request;
+        Self::gated(&self.gate, || Reply::from(request.send_json(body)))
     }
 
     /// Sends raw bytes with the given content type.
     pub fn body(self, content_type: &str, bytes: &[u8]) -> Reply {
-        Reply::from(
-            self.request
-                .set("Content-Type", content_type)
-                .send_bytes(bytes),
-        )
+        let request = self.request.set("Content-Type", content_type);
+        Self::gated(&self.gate, || Reply::from(request.send_bytes(bytes)))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod identity;
 mod worker;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 pub use client::{header_value, Call, Reply};
 
@@ -18,6 +19,10 @@ pub struct World {
     /// The fake upstream services the worker calls.
     pub fakes: Fakes,
     agent: ureq::Agent,
+    /// Requests hold this shared and D1 reads hold it exclusively: `wrangler d1 execute`
+    /// opens the worker's SQLite file from another process, and a worker write landing
+    /// during that read fails with SQLITE_BUSY, which is an artefact of local D1, not a bug.
+    gate: Arc<RwLock<()>>,
 }
 
 impl World {
@@ -40,11 +45,14 @@ impl World {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
+            // Redirects are answers to check (OAuth), not to follow.
+            .redirects(0)
             .build();
         Ok(Self {
             worker,
             fakes,
             agent,
+            gate: Arc::new(RwLock::new(())),
         })
     }
 
@@ -52,6 +60,7 @@ impl World {
     pub fn call(&self, method: &str, path: &str) -> Call {
         Call::new(
             &self.agent,
+            &self.gate,
             method,
             &format!("{}{}", self.worker.base_url(), path),
         )
@@ -64,6 +73,10 @@ impl World {
 
     /// Rows from the worker's local D1, read through wrangler as an operator would.
     pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let _exclusive = self
+            .gate
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.worker.d1_query(sql)
     }
 

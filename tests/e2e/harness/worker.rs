@@ -148,6 +148,22 @@ kill -TERM 0"#;
 
     /// Runs SQL against the worker's local D1 through `wrangler d1 execute` and returns the rows.
     pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
+        // The running worker holds the same SQLite file; a read that lands during one of its
+        // writes gets SQLITE_BUSY, which is worth a short retry, not a failed test.
+        let mut attempt = 0;
+        loop {
+            match self.d1_query_once(sql) {
+                Err(busy) if attempt < 10 && busy.contains("SQLITE_BUSY") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+                }
+                Err(failure) => panic!("{failure}"),
+                Ok(rows) => return rows,
+            }
+        }
+    }
+
+    fn d1_query_once(&self, sql: &str) -> Result<Vec<serde_json::Value>, String> {
         let out = wrangler(&self.root)
             .args([
                 "d1",
@@ -164,17 +180,18 @@ kill -TERM 0"#;
             .output()
             .expect("run wrangler d1 execute");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "d1 execute failed for {sql}:\n{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "d1 execute failed for {sql}:\n{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let parsed: serde_json::Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("d1 output is not JSON ({e}):\n{stdout}"));
+            .map_err(|e| format!("d1 output is not JSON ({e}):\n{stdout}"))?;
         parsed[0]["results"]
             .as_array()
             .cloned()
-            .unwrap_or_else(|| panic!("d1 output has no results:\n{stdout}"))
+            .ok_or_else(|| format!("d1 output has no results:\n{stdout}"))
     }
 }
 

@@ -1,0 +1,286 @@
+//! `POST /api/auth/webhook/clerk`: Svix-signed deliveries are verified, stored before they
+//! are acknowledged, applied once, and a repeated `svix-id` changes nothing.
+
+use serde_json::{json, Value};
+
+use super::Case;
+use crate::harness::identity::{clerk_user_event, now, svix_headers, unique};
+use crate::harness::World;
+
+pub fn cases() -> Vec<Case> {
+    crate::cases!(clerk_webhook:
+        a_valid_delivery_creates_the_user_with_the_plan_from_metadata,
+        a_repeated_svix_id_changes_nothing,
+        an_older_update_never_overwrites_a_newer_one,
+        bad_signatures_and_stale_timestamps_are_refused_and_not_stored,
+        a_signed_but_malformed_body_is_400_and_not_stored,
+        an_ended_session_can_no_longer_authenticate,
+        a_deleted_user_loses_their_api_keys,
+    )
+}
+
+const PATH: &str = "/api/auth/webhook/clerk";
+
+fn user_row(world: &World, clerk_id: &str) -> Vec<Value> {
+    world.d1_query(&format!(
+        "SELECT id, email, display_name, plan, status, source_updated_at, updated_at \
+         FROM users WHERE auth_source = 'clerk' AND external_id = '{clerk_id}'"
+    ))
+}
+
+fn events_with_id(world: &World, id: &str) -> Vec<Value> {
+    world.d1_query(&format!(
+        "SELECT event_type, status, attempts, payload FROM webhook_events \
+         WHERE provider = 'clerk' AND event_id = '{id}'"
+    ))
+}
+
+fn a_valid_delivery_creates_the_user_with_the_plan_from_metadata(world: &World) {
+    let clerk_id = unique("user_hook_");
+    let msg = unique("msg_");
+    let reply = world.clerk_webhook(
+        &msg,
+        &clerk_user_event(
+            "user.created",
+            &clerk_id,
+            1_700_000_000_000,
+            json!({ "plan": "premium" }),
+        ),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(body["status"], "processed");
+    let rows = user_row(world, &clerk_id);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["email"], format!("{clerk_id}@example.test"));
+    assert_eq!(rows[0]["display_name"], "Test Person");
+    assert_eq!(rows[0]["plan"], "premium");
+    let events = events_with_id(world, &msg);
+    assert_eq!(events[0]["status"], "processed");
+    assert_eq!(events[0]["event_type"], "user.created");
+    assert_eq!(events[0]["attempts"], 1);
+    // The token of that user sees the plan.
+    let profile = world
+        .authed("GET", "/api/user/profile", &world.clerk_token(&clerk_id))
+        .send()
+        .json();
+    assert_eq!(profile["plan"], "premium");
+    assert_eq!(profile["limits"]["api_keys"], 10);
+}
+
+fn a_repeated_svix_id_changes_nothing(world: &World) {
+    let clerk_id = unique("user_dup_");
+    let msg = unique("msg_");
+    let first = world.clerk_webhook(
+        &msg,
+        &clerk_user_event(
+            "user.created",
+            &clerk_id,
+            1_700_000_000_000,
+            json!({ "plan": "basic" }),
+        ),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let user_before = user_row(world, &clerk_id);
+    let event_before = events_with_id(world, &msg);
+    // Same svix-id, a different (newer, correctly signed) body: acknowledged, not applied.
+    let again = world.clerk_webhook(
+        &msg,
+        &clerk_user_event(
+            "user.updated",
+            &clerk_id,
+            1_800_000_000_000,
+            json!({ "plan": "enterprise" }),
+        ),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(user_row(world, &clerk_id), user_before, "user unchanged");
+    assert_eq!(events_with_id(world, &msg), event_before, "event unchanged");
+}
+
+fn an_older_update_never_overwrites_a_newer_one(world: &World) {
+    let clerk_id = unique("user_order_");
+    let newer = clerk_user_event(
+        "user.updated",
+        &clerk_id,
+        1_700_000_500_000,
+        json!({ "plan": "premium" }),
+    );
+    let older = clerk_user_event(
+        "user.created",
+        &clerk_id,
+        1_700_000_000_000,
+        json!({ "plan": "basic" }),
+    );
+    assert_eq!(world.clerk_webhook(&unique("msg_"), &newer).status, 200);
+    assert_eq!(world.clerk_webhook(&unique("msg_"), &older).status, 200);
+    let rows = user_row(world, &clerk_id);
+    assert_eq!(
+        rows[0]["plan"], "premium",
+        "the late, older event did not roll back"
+    );
+    assert_eq!(rows[0]["source_updated_at"], 1_700_000_500_000i64);
+}
+
+fn bad_signatures_and_stale_timestamps_are_refused_and_not_stored(world: &World) {
+    let clerk_id = unique("user_forged_");
+    let event = clerk_user_event(
+        "user.created",
+        &clerk_id,
+        1_700_000_000_000,
+        json!({ "plan": "enterprise" }),
+    );
+    let body = event.to_string();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut call = world.call("POST", PATH);
+        for (name, value) in headers {
+            call = call.header(name, &value);
+        }
+        call.body("application/json", body.as_bytes())
+    };
+    let mut ids = Vec::new();
+
+    let id = unique("msg_");
+    let mut wrong = svix_headers(&id, now(), body.as_bytes());
+    wrong[2].1 = "v1,Zm9yZ2VkIHNpZ25hdHVyZSBmb3JnZWQgc2lnbmF0dXJlIQ==".to_owned();
+    let error = send(wrong).assert_error(401, "unauthorized");
+    assert!(
+        error["message"].as_str().unwrap().contains("signature"),
+        "{error}"
+    );
+    ids.push(id);
+
+    let id = unique("msg_");
+    let other_body = svix_headers(&id, now(), b"{\"type\":\"user.created\"}");
+    send(other_body).assert_error(401, "unauthorized");
+    ids.push(id);
+
+    let id = unique("msg_");
+    let stale = svix_headers(&id, now() - 6 * 60, body.as_bytes());
+    let error = send(stale).assert_error(401, "unauthorized");
+    assert!(
+        error["message"].as_str().unwrap().contains("tolerance"),
+        "{error}"
+    );
+    ids.push(id);
+
+    let id = unique("msg_");
+    let future = svix_headers(&id, now() + 6 * 60, body.as_bytes());
+    send(future).assert_error(401, "unauthorized");
+    ids.push(id);
+
+    for missing in ["svix-id", "svix-timestamp", "svix-signature"] {
+        let id = unique("msg_");
+        let headers = svix_headers(&id, now(), body.as_bytes())
+            .into_iter()
+            .filter(|(name, _)| *name != missing)
+            .collect();
+        let error = send(headers).assert_error(401, "unauthorized");
+        assert!(
+            error["message"].as_str().unwrap().contains(missing),
+            "{error}"
+        );
+        ids.push(id);
+    }
+
+    let stored = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM webhook_events WHERE event_id IN ('{}')",
+        ids.join("','")
+    ));
+    assert_eq!(stored, 0, "refused deliveries are not stored");
+    assert!(user_row(world, &clerk_id).is_empty(), "no user created");
+}
+
+fn a_signed_but_malformed_body_is_400_and_not_stored(world: &World) {
+    let id = unique("msg_");
+    let body = br#"{"type": "user.deleted", "data": {"object": "user"}}"#;
+    let mut call = world.call("POST", PATH);
+    for (name, value) in svix_headers(&id, now(), body) {
+        call = call.header(name, &value);
+    }
+    let error = call
+        .body("application/json", body)
+        .assert_error(400, "validation_failed");
+    assert!(
+        error["message"].as_str().unwrap().contains("body"),
+        "{error}"
+    );
+    assert!(events_with_id(world, &id).is_empty());
+}
+
+fn an_ended_session_can_no_longer_authenticate(world: &World) {
+    let clerk_id = unique("user_sess_");
+    let mut claims = crate::harness::identity::clerk_claims(&clerk_id);
+    let sid = unique("sess_");
+    claims["sid"] = json!(sid);
+    let token = world.fakes.clerk.sign(&claims);
+    let other_device = world.clerk_token(&clerk_id);
+    assert_eq!(
+        world
+            .authed("GET", "/api/user/profile", &token)
+            .send()
+            .status,
+        200
+    );
+    let ended = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "session.revoked", "object": "event",
+                 "data": { "object": "session", "id": sid, "user_id": clerk_id, "status": "revoked" } }),
+    );
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    let error = world
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .assert_error(401, "unauthorized");
+    assert!(
+        error["message"].as_str().unwrap().contains("session"),
+        "{error}"
+    );
+    let other = world
+        .authed("GET", "/api/user/profile", &other_device)
+        .send();
+    assert_eq!(other.status, 200, "another device's session is unaffected");
+    // A late session.created never revives it.
+    let created = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "session.created", "object": "event",
+                 "data": { "object": "session", "id": sid, "user_id": clerk_id, "status": "active" } }),
+    );
+    assert_eq!(created.status, 200);
+    world
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .assert_error(401, "unauthorized");
+}
+
+fn a_deleted_user_loses_their_api_keys(world: &World) {
+    let clerk_id = unique("user_keys_");
+    let token = world.clerk_token(&clerk_id);
+    let created = world.authed("GET", "/api/user/api-key", &token).send();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.json()["api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        world.authed("GET", "/api/user/profile", &key).send().status,
+        200
+    );
+    let deleted = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "user.deleted", "object": "event",
+                 "data": { "deleted": true, "id": clerk_id, "object": "user" } }),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    world
+        .authed("GET", "/api/user/profile", &key)
+        .send()
+        .assert_error(401, "unauthorized");
+    let active = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM api_keys k JOIN users u ON u.id = k.user_id \
+         WHERE u.external_id = '{clerk_id}' AND k.revoked_at IS NULL"
+    ));
+    assert_eq!(active, 0, "every key revoked");
+}
