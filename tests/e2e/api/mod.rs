@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod clerk_faults;
 mod clerk_webhook;
 mod conventions;
 mod cors;
@@ -44,5 +45,7 @@ pub fn all() -> Vec<Case> {
 
 /// Cases that change what every other case depends on; they run last, one at a time.
 pub fn serial() -> Vec<Case> {
-    jwks::serial_cases()
+    let mut cases = clerk_faults::serial_cases();
+    cases.extend(jwks::serial_cases());
+    cases
 }
