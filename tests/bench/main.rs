@@ -1,0 +1,517 @@
+//! The load benchmark of authenticated requests (`scripts/bench`, `cargo bench --bench load`).
+//!
+//! It starts the world exactly as the end-to-end suite does — the real worker under
+//! `wrangler dev`, local D1 and KV, the fake Clerk — and measures, per scenario, throughput,
+//! latency percentiles and the CPU time the worker's processes spend per request:
+//!
+//! - `GET /api/health/ping` without credentials (the ceiling: no auth, no storage);
+//! - `GET /api/user/profile` with an HS256 token, with a Clerk RS256 token, with an API key.
+//!
+//! Every request of those scenarios carries the same credential, as a real client does, so they
+//! measure the warm path (verified-token cache, JWKS already fetched). One more scenario sends
+//! a different RS256 token with every request, which defeats the verified-token cache: it
+//! shows what one RSA verification costs, i.e. what the cache saves.
+//!
+//! The scenarios run `BENCH_ROUNDS` times, interleaved, and each is reported by its median
+//! round (by worker CPU), since one round's CPU reading moves by a few tenths of a ms.
+//! Results go to stdout as a table and to `target/bench/results.json`.
+//!
+//! Settings: `BENCH_REQUESTS` (per round, default 2000), `BENCH_CONCURRENCY` (client threads,
+//! default 8), `BENCH_WARMUP` (requests before each measurement, default 50), `BENCH_ROUNDS`
+//! (default 3).
+
+#![allow(dead_code)]
+
+#[path = "../e2e/fakes/mod.rs"]
+mod fakes;
+#[path = "../e2e/harness/mod.rs"]
+mod harness;
+
+mod cpu;
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use serde_json::{json, Value};
+
+use cpu::{Snapshot, Usage};
+use harness::identity::{clerk_claims, now, unique};
+use harness::World;
+use load::Target;
+
+/// The target for the extra worker CPU an RS256 (Clerk) request costs over an HS256 one.
+const RS256_OVER_HS256_TARGET_MS: f64 = 0.5;
+
+/// How the bench is run.
+struct Settings {
+    requests: usize,
+    concurrency: usize,
+    warmup: usize,
+    rounds: usize,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        Ok(Self {
+            requests: env_count("BENCH_REQUESTS", 2000)?,
+            concurrency: env_count("BENCH_CONCURRENCY", 8)?,
+            warmup: env_count("BENCH_WARMUP", 50)?,
+            rounds: env_count("BENCH_ROUNDS", 3)?,
+        })
+    }
+}
+
+fn env_count(name: &str, default: usize) -> Result<usize, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => value
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name} must be a positive whole number, not {value:?}")),
+    }
+}
+
+/// One measured scenario.
+struct Outcome {
+    name: &'static str,
+    requests: usize,
+    concurrency: usize,
+    rps: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    workerd_cpu_us_per_req: f64,
+    runtime_cpu_us_per_req: f64,
+    group_cpu_us_per_req: f64,
+    jwks_fetches: usize,
+    jwks_fetches_warmup: usize,
+    /// Rebuilds wrangler started during the measured run (its watcher saw src/ change).
+    reloads: usize,
+    usage: Usage,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        let per_req = |us: f64| round(us / self.requests as f64, 1);
+        json!({
+            "scenario": self.name,
+            "requests": self.requests,
+            "concurrency": self.concurrency,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 3),
+            "p95_ms": round(self.p95_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+            "workerd_cpu_us_per_req": round(self.workerd_cpu_us_per_req, 1),
+            "runtime_workerd_cpu_us_per_req": round(self.runtime_cpu_us_per_req, 1),
+            "group_cpu_us_per_req": round(self.group_cpu_us_per_req, 1),
+            "jwks_fetches": self.jwks_fetches,
+            "jwks_fetches_warmup": self.jwks_fetches_warmup,
+            "worker_reloads": self.reloads,
+            "cpu_us_per_req_by_process": self.usage.per_process.iter()
+                .map(|(pid, comm, us)| json!({
+                    "pid": pid, "comm": comm, "role": cpu::role(*pid, comm), "us": per_req(*us),
+                }))
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; there is nothing else to parse.
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("bench: starting the worker under wrangler dev (as the e2e suite does)");
+    let world = match World::start() {
+        Ok(world) => world,
+        Err(err) => {
+            eprintln!("bench: could not start the worker: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = bench(&world, &settings);
+    if result.is_err() {
+        world.print_worker_log_tail(40);
+    }
+    // Tears the wrangler process group down before anything else happens.
+    drop(world);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(world: &World, settings: &Settings) -> Result<(), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let base_url = base_url(world)?;
+    let wasm = wasm_size(&root)?;
+
+    let workerd = Snapshot::take()?.workerd_pids();
+    if workerd.is_empty() {
+        return Err(format!(
+            "no workerd process found among this process's descendants: {:?}",
+            Snapshot::take()?.procs
+        ));
+    }
+    eprintln!("bench: worker at {base_url}; workerd pids {workerd:?}");
+
+    // Credentials: one HMAC user, its API key, one Clerk user. Each scenario reuses one.
+    let hmac = world.hmac_token(&unique("bench_hmac_"));
+    let created = world.authed("GET", "/api/user/api-key", &hmac).send();
+    if created.status != 201 {
+        return Err(format!(
+            "GET /api/user/api-key answered {}, not 201: {}",
+            created.status, created.body
+        ));
+    }
+    let api_key = created.json()["api_key"]["key"]
+        .as_str()
+        .ok_or_else(|| format!("no api_key.key in {}", created.body))?
+        .to_owned();
+    // A Clerk session token as `World::clerk_token` makes it, but valid for an hour instead
+    // of two minutes, so that a long run (a large BENCH_REQUESTS) never sees it expire.
+    let mut claims = clerk_claims(&unique("user_bench_"));
+    claims["exp"] = json!(now() + 3600);
+    let clerk = world.fakes.clerk.sign(&claims);
+    // Tokens of that same session, each one different (`jti`): one per request of every round,
+    // so none is ever in the verified-token cache.
+    let per_round = settings.requests + settings.warmup + 1;
+    eprintln!(
+        "bench: signing {} distinct RS256 tokens",
+        per_round * settings.rounds
+    );
+    let mut fresh_clerk: Vec<Vec<String>> = (0..settings.rounds)
+        .map(|round| {
+            (0..per_round)
+                .map(|i| {
+                    let mut each = claims.clone();
+                    each["jti"] = json!(format!("bench-{round}-{i}"));
+                    format!("Bearer {}", world.fakes.clerk.sign(&each))
+                })
+                .collect()
+        })
+        .collect();
+
+    let profile = format!("{base_url}/api/user/profile");
+    let bearer = |c: &str| vec![format!("Bearer {c}")];
+    let scenarios = [
+        (
+            "ping (no auth)",
+            format!("{base_url}/api/health/ping"),
+            vec![],
+        ),
+        ("profile HS256", profile.clone(), bearer(&hmac)),
+        ("profile RS256 (warm)", profile.clone(), bearer(&clerk)),
+        ("profile API key", profile.clone(), bearer(&api_key)),
+        ("profile RS256 (new token each)", profile, vec![]),
+    ];
+
+    let mut rounds: Vec<Vec<Outcome>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
+    for round in 1..=settings.rounds {
+        for (i, (name, url, authorization)) in scenarios.iter().enumerate() {
+            let authorization = if *name == "profile RS256 (new token each)" {
+                std::mem::take(&mut fresh_clerk[round - 1])
+            } else {
+                authorization.to_vec()
+            };
+            let target = Target {
+                url: url.clone(),
+                authorization,
+            };
+            eprintln!(
+                "bench: round {round}/{}: {name}: {} warm-up + {} requests, {} threads",
+                settings.rounds, settings.warmup, settings.requests, settings.concurrency
+            );
+            rounds[i].push(scenario(world, name, &target, settings)?);
+        }
+    }
+    // Each scenario's median round by worker CPU.
+    let outcomes: Vec<Outcome> = rounds
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| {
+                a.workerd_cpu_us_per_req
+                    .total_cmp(&b.workerd_cpu_us_per_req)
+            });
+            runs.swap_remove(runs.len() / 2)
+        })
+        .collect();
+
+    print_table(&outcomes, settings, &wasm);
+    let delta_ms = rs256_over_hs256_ms(&outcomes, |o| o.workerd_cpu_us_per_req);
+    let runtime_delta_ms = rs256_over_hs256_ms(&outcomes, |o| o.runtime_cpu_us_per_req);
+    println!();
+    println!(
+        "RS256 vs HS256 worker CPU per request: {:+.3} ms (target <= {RS256_OVER_HS256_TARGET_MS} ms): {}",
+        delta_ms,
+        if delta_ms <= RS256_OVER_HS256_TARGET_MS {
+            "within target"
+        } else {
+            "OVER TARGET"
+        }
+    );
+    println!(
+        "  (all workerd processes; the worker runtime's workerd alone: {runtime_delta_ms:+.3} ms)"
+    );
+    let uncached_ms = difference_ms(
+        &outcomes,
+        "profile RS256 (new token each)",
+        "profile RS256 (warm)",
+        |o| o.runtime_cpu_us_per_req,
+    );
+    println!(
+        "A new RS256 token (RSA verification, no cache hit) costs {uncached_ms:+.3} ms of worker runtime CPU over a warm one"
+    );
+    let rs256 = outcomes.iter().find(|o| o.name == "profile RS256 (warm)");
+    if let Some(rs256) = rs256 {
+        println!(
+            "JWKS fetches during the warm RS256 run: {} (a warm RS256 token should cost no network call)",
+            rs256.jwks_fetches
+        );
+    }
+
+    let results = json!({
+        "requests": settings.requests,
+        "concurrency": settings.concurrency,
+        "warmup": settings.warmup,
+        "rounds": settings.rounds,
+        "clock_ticks_per_second": cpu::clock_ticks_per_second(),
+        "scenarios": outcomes.iter().map(Outcome::json).collect::<Vec<_>>(),
+        "rs256_minus_hs256_workerd_cpu_ms_per_req": round(delta_ms, 4),
+        "rs256_minus_hs256_runtime_workerd_cpu_ms_per_req": round(runtime_delta_ms, 4),
+        "rs256_minus_hs256_target_ms": RS256_OVER_HS256_TARGET_MS,
+        "rs256_new_token_minus_warm_runtime_workerd_cpu_ms_per_req": round(uncached_ms, 4),
+        "wasm": wasm.json(),
+    });
+    let dir = root.join("target").join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {dir:?}: {e}"))?;
+    let path = dir.join("results.json");
+    let text = serde_json::to_string_pretty(&results).expect("JSON values serialise");
+    std::fs::write(&path, text + "\n").map_err(|e| format!("write {path:?}: {e}"))?;
+    println!("results: {}", path.display());
+    Ok(())
+}
+
+/// Warms up, then measures one scenario.
+fn scenario(
+    world: &World,
+    name: &'static str,
+    target: &Target,
+    settings: &Settings,
+) -> Result<Outcome, String> {
+    let agents = load::agents(settings.concurrency);
+    let jwks_start = world.fakes.clerk.jwks_fetches();
+    // The first request alone: it creates the user and fetches the JWKS. (Sent concurrently,
+    // the first requests of a cold isolate race each other for both; that is not what is
+    // measured here.)
+    load::run(target, &agents[..1], 0, 1).map_err(|e| format!("{name} (first request): {e}"))?;
+    load::run(target, &agents, 1, settings.warmup).map_err(|e| format!("{name} (warm-up): {e}"))?;
+    let jwks_before = world.fakes.clerk.jwks_fetches();
+    let reloads_before = reloads(world);
+    let cpu_before = Snapshot::take()?;
+    let run = load::run(target, &agents, 1 + settings.warmup, settings.requests)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let cpu_after = Snapshot::take()?;
+    let reloads = reloads(world) - reloads_before;
+    if reloads > 0 || cpu_before.workerd_pids() != cpu_after.workerd_pids() {
+        eprintln!(
+            "bench: WARNING: {name}: wrangler rebuilt or restarted the worker during the run \
+             (a file under src/ changed); its numbers include that"
+        );
+    }
+    let jwks_after = world.fakes.clerk.jwks_fetches();
+    let usage = Usage::between(&cpu_before, &cpu_after);
+    let n = settings.requests as f64;
+    Ok(Outcome {
+        name,
+        requests: settings.requests,
+        concurrency: settings.concurrency,
+        rps: run.rps(),
+        p50_ms: run.percentile_ms(0.50),
+        p95_ms: run.percentile_ms(0.95),
+        p99_ms: run.percentile_ms(0.99),
+        workerd_cpu_us_per_req: usage.workerd_us / n,
+        runtime_cpu_us_per_req: usage.runtime_us / n,
+        group_cpu_us_per_req: usage.group_us / n,
+        jwks_fetches: jwks_after - jwks_before,
+        jwks_fetches_warmup: jwks_before - jwks_start,
+        reloads,
+        usage,
+    })
+}
+
+/// How many times wrangler's watcher has rebuilt the worker so far.
+fn reloads(world: &World) -> usize {
+    world
+        .worker_log()
+        .matches("changed, restarting build")
+        .count()
+}
+
+/// CPU per request (as `cpu` picks it) of the RS256 scenario minus that of the HS256 one,
+/// in ms.
+fn rs256_over_hs256_ms(outcomes: &[Outcome], cpu: impl Fn(&Outcome) -> f64) -> f64 {
+    difference_ms(outcomes, "profile RS256 (warm)", "profile HS256", cpu)
+}
+
+/// CPU per request of scenario `a` minus that of `b`, in ms.
+fn difference_ms(outcomes: &[Outcome], a: &str, b: &str, cpu: impl Fn(&Outcome) -> f64) -> f64 {
+    let of = |name: &str| outcomes.iter().find(|o| o.name == name).map_or(0.0, &cpu);
+    (of(a) - of(b)) / 1e3
+}
+
+fn print_table(outcomes: &[Outcome], settings: &Settings, wasm: &WasmSize) {
+    println!();
+    println!(
+        "Tollgate load bench: {} requests per scenario after {} warm-up, {} client threads; \
+         CPU from /proc/<pid>/stat at {} ticks/s",
+        settings.requests,
+        settings.warmup,
+        settings.concurrency,
+        cpu::clock_ticks_per_second()
+    );
+    println!();
+    println!(
+        "{:<30} {:>8} {:>5} {:>9} {:>8} {:>8} {:>8} {:>14} {:>14} {:>12} {:>5}",
+        "scenario",
+        "requests",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "workerd us/req",
+        "runtime us/req",
+        "group us/req",
+        "jwks"
+    );
+    for o in outcomes {
+        println!(
+            "{:<30} {:>8} {:>5} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>14.1} {:>14.1} {:>12.1} {:>5}",
+            o.name,
+            o.requests,
+            o.concurrency,
+            o.rps,
+            o.p50_ms,
+            o.p95_ms,
+            o.p99_ms,
+            o.workerd_cpu_us_per_req,
+            o.runtime_cpu_us_per_req,
+            o.group_cpu_us_per_req,
+            o.jwks_fetches
+        );
+    }
+    println!();
+    println!(
+        "workerd: every workerd of the wrangler group (worker runtime + dev proxy); runtime: the \
+         workerd running the worker with local D1/KV; group: all of it plus wrangler's node"
+    );
+    println!("CPU us/req by process (pid):");
+    for o in outcomes {
+        let parts: Vec<String> = o
+            .usage
+            .per_process
+            .iter()
+            .filter(|(_, _, us)| *us > 0.0)
+            .map(|(pid, comm, us)| {
+                let role = match cpu::role(*pid, comm) {
+                    "" => String::new(),
+                    role => format!(" {role}"),
+                };
+                format!("{comm}[{pid}{role}] {:.1}", us / o.requests as f64)
+            })
+            .collect();
+        println!("  {:<30} {}", o.name, parts.join(", "));
+    }
+    println!();
+    println!(
+        "wasm: {} is {} KiB, {} KiB gzipped ({} bytes)",
+        wasm.path,
+        wasm.bytes / 1024,
+        wasm.gzip_bytes / 1024,
+        wasm.gzip_bytes
+    );
+}
+
+/// The worker's wasm and its gzipped size (`gzip -9`, as `scripts/build` reports it).
+struct WasmSize {
+    path: String,
+    bytes: u64,
+    gzip_bytes: u64,
+}
+
+impl WasmSize {
+    fn json(&self) -> Value {
+        json!({ "path": self.path, "bytes": self.bytes, "gzip_bytes": self.gzip_bytes })
+    }
+}
+
+fn wasm_size(root: &Path) -> Result<WasmSize, String> {
+    let rel = "build/index_bg.wasm";
+    let path = root.join(rel);
+    let bytes = std::fs::metadata(&path)
+        .map_err(|e| format!("{rel}: {e} (scripts/build makes it)"))?
+        .len();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"gzip -9 -c "$1" | wc -c"#)
+        .arg("sh")
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("run gzip: {e}"))?;
+    let gzip_bytes = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("gzip -9 -c {rel} | wc -c gave no number ({e})"))?;
+    Ok(WasmSize {
+        path: rel.to_owned(),
+        bytes,
+        gzip_bytes,
+    })
+}
+
+/// Where the worker listens. The harness keeps it to itself; it started `wrangler dev` with
+/// `--ip 127.0.0.1 --port <port>`, as a descendant of this process, so the port is read from
+/// that command line (or, failing that, from wrangler's "Ready on" line in its log).
+fn base_url(world: &World) -> Result<String, String> {
+    for pid in Snapshot::take()?.procs.keys() {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.iter().any(|a| a == "dev") {
+            continue;
+        }
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|p| p.parse::<u16>().ok());
+        if let Some(port) = port {
+            return Ok(format!("http://127.0.0.1:{port}"));
+        }
+    }
+    let log = world.worker_log();
+    log.split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .map(|w| w.trim_end_matches('/').to_owned())
+        .ok_or_else(|| "cannot tell where wrangler dev listens".to_owned())
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
