@@ -5,17 +5,13 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Date, Request, Response};
 
-use crate::core::time::rfc3339_from_millis;
+use super::now;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::store;
 
 /// The service name reported by the health endpoints.
 const SERVICE: &str = "tollgate";
-
-fn now() -> String {
-    rfc3339_from_millis(Date::now().as_millis())
-}
 
 /// `GET /`: Puku's liveness check.
 pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {

@@ -6,7 +6,7 @@ pub mod sessions;
 pub mod users;
 pub mod webhook_events;
 
-use worker::{D1Database, Env, KvStore};
+use worker::{D1Database, D1Result, Env, KvStore};
 
 use crate::config::{D1_BINDING, KV_BINDING};
 use crate::error::AppError;
@@ -21,4 +21,9 @@ pub fn database(env: &Env) -> Result<D1Database, AppError> {
 pub fn cache(env: &Env) -> Result<KvStore, AppError> {
     env.kv(KV_BINDING)
         .map_err(|e| AppError::Internal(format!("KV binding `{KV_BINDING}`: {e}")))
+}
+
+/// Rows changed by a write.
+pub fn changes(result: &D1Result) -> Result<usize, AppError> {
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
 }

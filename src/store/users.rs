@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use worker::{query, D1Database};
 
+use super::changes;
 use crate::core::plans::DEFAULT_PLAN;
 use crate::core::profile::ProfileChanges;
 use crate::core::random;
@@ -261,9 +262,4 @@ pub async fn deactivate(
         Some(last) => Ok(changes(last)? > 0),
         None => Ok(false),
     }
-}
-
-/// Rows changed by a write.
-pub fn changes(result: &worker::D1Result) -> Result<usize, AppError> {
-    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::{query, D1Database};
 
-use super::users::changes;
+use super::changes;
 use crate::error::AppError;
 
 /// A delivery as received.
