@@ -5,6 +5,7 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
+use crate::core::plans::PlanCatalog;
 use crate::core::roles::RoleConfig;
 use crate::error::AppError;
 
@@ -110,6 +111,11 @@ pub struct Config {
     pub upstreams: Upstreams,
     /// Who may call, and how their credentials are checked.
     pub auth: AuthConfig,
+    /// `PLAN_CATALOG`: the plans (a JSON list); default Sokuji's four plans.
+    pub plans: PlanCatalog,
+    /// `RESERVATION_TTL_SECS`: how long an unsettled usage reservation holds quota before it
+    /// is released; default 600 (10 minutes), 10 to 86400.
+    pub reservation_ttl_secs: u64,
 }
 
 /// Clerk session tokens are accepted when the instance is configured.
@@ -207,6 +213,14 @@ impl Config {
                 stripe_api: base_url(source, "STRIPE_API_URL", "https://api.stripe.com")?,
             },
             auth: AuthConfig::load(source)?,
+            plans: match optional(source, "PLAN_CATALOG") {
+                None => PlanCatalog::default(),
+                Some(json) => PlanCatalog::parse(&json).map_err(|problem| ConfigError {
+                    setting: "PLAN_CATALOG",
+                    problem,
+                })?,
+            },
+            reservation_ttl_secs: number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400)?,
         })
     }
 }
@@ -411,6 +425,9 @@ mod tests {
             ("MAX_WEBHOOK_BODY_BYTES", "-5"),
             ("CLERK_API_URL", "ftp://clerk"),
             ("CORS_ALLOWED_ORIGINS", "https://*.example.com"),
+            ("PLAN_CATALOG", "[]"),
+            ("PLAN_CATALOG", r#"[{"id":"free"}]"#),
+            ("RESERVATION_TTL_SECS", "5"),
         ] {
             let err = Config::load(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(err.setting, name, "{err}");

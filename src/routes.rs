@@ -1,6 +1,6 @@
 //! The one table of every path the API serves. A new endpoint is one line here.
 
-use crate::handlers::{auth, clerk_webhook, health, user};
+use crate::handlers::{auth, clerk_webhook, health, subscription, usage, user};
 use crate::http::dispatch::RouteTable;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
@@ -31,4 +31,13 @@ pub fn table() -> RouteTable {
         .get("/api/user/api-keys", user::list_keys)
         .post("/api/user/api-keys", user::create_key)
         .delete("/api/user/api-keys/:id", user::revoke_key)
+        // Plans (Sokuji).
+        .get("/api/subscription/plans", subscription::plans)
+        .get("/api/subscription/current", subscription::current)
+        .post("/api/subscription/upgrade", subscription::upgrade)
+        // Metering (Sokuji): exact, idempotent.
+        .post("/api/usage/reserve", usage::reserve)
+        .post("/api/usage/report", usage::report)
+        .get("/api/usage/quota", usage::quota)
+        .post("/api/usage/sync", usage::sync)
 }

@@ -203,6 +203,7 @@ async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
                 external_id: &verified.subject,
                 email: verified.email.as_deref(),
                 username: verified.username.as_deref(),
+                plan: &ctx.data.config.plans.default_plan().id,
             };
             let user = users::create(&db, new, &rfc3339_from_millis(now_ms())).await?;
             if !user.is_active() {

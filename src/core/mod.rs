@@ -6,6 +6,7 @@ pub mod clerk_event;
 pub mod cors;
 pub mod jwt;
 pub mod key_cache;
+pub mod meter;
 pub mod page;
 pub mod plans;
 pub mod profile;

@@ -1,52 +1,80 @@
-//! The plan catalog: what each plan allows. Today this is Sokuji's table; making the catalog
-//! a validated JSON setting (and adding meters) belongs to the metering work.
+//! The plan catalog: what each plan allows. It is configuration (`PLAN_CATALOG`, a JSON list),
+//! validated when read; without it the catalog is Sokuji's four plans plus dream-api's `calls`
+//! meter and rate limit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// One plan. `None` means unlimited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One plan. `None` in a limit means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
-    /// Stable id stored on users (`free`, `basic`, ...).
+    /// Stable id stored on users (`free`, `basic`, ...): 1–32 of `[a-z0-9_-]`.
     pub id: String,
     /// Name shown to people.
     pub name: String,
     /// Tokens per calendar month (UTC).
+    #[serde(default)]
     pub tokens_per_month: Option<u64>,
+    /// Metered calls per calendar month (dream-api's platform API).
+    #[serde(default)]
+    pub calls_per_month: Option<u64>,
     /// User API keys a user may hold at once.
+    #[serde(default)]
     pub api_keys: Option<u32>,
     /// Devices signed in at once.
+    #[serde(default)]
     pub concurrent_sessions: Option<u32>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
     /// Monthly price in cents (USD); `None` for custom pricing.
+    #[serde(default)]
     pub price_cents: Option<u64>,
+    /// The Stripe price that sells this plan, if any.
+    #[serde(default)]
+    pub stripe_price_id: Option<String>,
 }
 
-/// Every plan users can be on.
+/// Every plan users can be on. The first plan is the one new users start on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanCatalog {
     plans: Vec<Plan>,
 }
 
-/// The plan every new user starts on.
-pub const DEFAULT_PLAN: &str = "free";
+/// The largest limit a catalog may state (beyond it, say unlimited: `null`).
+pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 
 impl Default for PlanCatalog {
-    /// Sokuji's tiers: free, basic, premium, enterprise.
+    /// Sokuji's tiers (free, basic, premium, enterprise) with dream-api's calls (free 5,
+    /// paid 500) and 100 requests per minute.
     fn default() -> Self {
-        let plan = |id: &str, name: &str, tokens, keys, sessions, price| Plan {
+        let plan = |id: &str, name: &str, tokens, calls, keys, sessions, price| Plan {
             id: id.to_owned(),
             name: name.to_owned(),
             tokens_per_month: tokens,
+            calls_per_month: calls,
             api_keys: keys,
             concurrent_sessions: sessions,
+            requests_per_minute: Some(100),
             price_cents: price,
+            stripe_price_id: None,
         };
         Self {
             plans: vec![
-                plan("free", "Free", Some(1_000_000), Some(1), Some(1), Some(0)),
+                plan(
+                    "free",
+                    "Free",
+                    Some(1_000_000),
+                    Some(5),
+                    Some(1),
+                    Some(1),
+                    Some(0),
+                ),
                 plan(
                     "basic",
                     "Basic",
                     Some(10_000_000),
+                    Some(500),
                     Some(3),
                     Some(3),
                     Some(999),
@@ -55,30 +83,84 @@ impl Default for PlanCatalog {
                     "premium",
                     "Premium",
                     Some(50_000_000),
+                    Some(500),
                     Some(10),
                     Some(10),
                     Some(2999),
                 ),
-                plan("enterprise", "Enterprise", None, None, None, None),
+                plan("enterprise", "Enterprise", None, None, None, None, None),
             ],
         }
     }
 }
 
 impl PlanCatalog {
+    /// Parses and validates a `PLAN_CATALOG` JSON list; the error names the problem.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let plans: Vec<Plan> =
+            serde_json::from_str(json).map_err(|e| format!("not a plan list: {e}"))?;
+        Self::new(plans)
+    }
+
+    /// A catalog of these plans, if they are consistent.
+    pub fn new(plans: Vec<Plan>) -> Result<Self, String> {
+        if plans.is_empty() {
+            return Err("the catalog has no plans".to_owned());
+        }
+        for (i, plan) in plans.iter().enumerate() {
+            let id_ok = (1..=32).contains(&plan.id.len())
+                && plan.id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !id_ok {
+                return Err(format!(
+                    "plan {i}: id `{}` is not 1-32 of [a-z0-9_-]",
+                    plan.id
+                ));
+            }
+            if plans[..i].iter().any(|p| p.id == plan.id) {
+                return Err(format!("plan `{}` is listed twice", plan.id));
+            }
+            if plan.name.trim().is_empty() {
+                return Err(format!("plan `{}` has no name", plan.id));
+            }
+            let limits = [
+                plan.tokens_per_month,
+                plan.calls_per_month,
+                plan.price_cents,
+            ];
+            if limits.iter().flatten().any(|n| *n > MAX_LIMIT) {
+                return Err(format!(
+                    "plan `{}` states a limit above {MAX_LIMIT}; use null for unlimited",
+                    plan.id
+                ));
+            }
+            if plan.requests_per_minute == Some(0) {
+                return Err(format!(
+                    "plan `{}` allows 0 requests per minute; use null for unlimited",
+                    plan.id
+                ));
+            }
+        }
+        Ok(Self { plans })
+    }
+
     /// The plan with this id.
     pub fn get(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
     }
 
-    /// The plan with this id, or the default plan for an id the catalog no longer has.
-    pub fn get_or_default(&self, id: &str) -> &Plan {
-        self.get(id)
-            .or_else(|| self.get(DEFAULT_PLAN))
-            .unwrap_or(&self.plans[0])
+    /// The plan new users start on: the first one listed.
+    pub fn default_plan(&self) -> &Plan {
+        &self.plans[0]
     }
 
-    /// Every plan, cheapest first.
+    /// The plan with this id, or the default plan for an id the catalog no longer has.
+    pub fn get_or_default(&self, id: &str) -> &Plan {
+        self.get(id).unwrap_or_else(|| self.default_plan())
+    }
+
+    /// Every plan, in catalog order.
     pub fn plans(&self) -> &[Plan] {
         &self.plans
     }
@@ -89,22 +171,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_catalog_is_sokujis_table() {
+    fn the_default_catalog_is_sokujis_table_with_dream_apis_calls() {
         let catalog = PlanCatalog::default();
         let ids: Vec<&str> = catalog.plans().iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["free", "basic", "premium", "enterprise"]);
+        assert_eq!(catalog.default_plan().id, "free");
         assert_eq!(catalog.get("basic").unwrap().api_keys, Some(3));
         assert_eq!(
             catalog.get("premium").unwrap().tokens_per_month,
             Some(50_000_000)
         );
+        assert_eq!(catalog.get("free").unwrap().calls_per_month, Some(5));
+        assert_eq!(catalog.get("basic").unwrap().calls_per_month, Some(500));
         assert_eq!(catalog.get("enterprise").unwrap().api_keys, None);
     }
 
     #[test]
-    fn unknown_plans_fall_back_to_free() {
+    fn unknown_plans_fall_back_to_the_default() {
         let catalog = PlanCatalog::default();
         assert_eq!(catalog.get("gold"), None);
         assert_eq!(catalog.get_or_default("gold").id, "free");
+    }
+
+    #[test]
+    fn a_configured_catalog_is_parsed() {
+        let catalog = PlanCatalog::parse(
+            r#"[{"id":"hobby","name":"Hobby","tokens_per_month":1000},
+                {"id":"pro","name":"Pro","tokens_per_month":null,"stripe_price_id":"price_1"}]"#,
+        )
+        .unwrap();
+        assert_eq!(catalog.default_plan().id, "hobby");
+        assert_eq!(catalog.get("pro").unwrap().tokens_per_month, None);
+        assert_eq!(
+            catalog.get("pro").unwrap().stripe_price_id.as_deref(),
+            Some("price_1")
+        );
+    }
+
+    #[test]
+    fn bad_catalogs_name_the_problem() {
+        for (json, problem) in [
+            ("{}", "not a plan list"),
+            ("[]", "no plans"),
+            (r#"[{"id":"Free","name":"F"}]"#, "is not 1-32"),
+            (r#"[{"id":"a","name":"A"},{"id":"a","name":"B"}]"#, "twice"),
+            (r#"[{"id":"a","name":" "}]"#, "no name"),
+            (
+                r#"[{"id":"a","name":"A","tokens_per_month":-1}]"#,
+                "not a plan list",
+            ),
+            (
+                r#"[{"id":"a","name":"A","tokens_per_month":1.5}]"#,
+                "not a plan list",
+            ),
+            (
+                r#"[{"id":"a","name":"A","tokens_per_month":1e15}]"#,
+                "not a plan list",
+            ),
+            (
+                r#"[{"id":"a","name":"A","tokens_per_month":10000000000000}]"#,
+                "above",
+            ),
+            (
+                r#"[{"id":"a","name":"A","requests_per_minute":0}]"#,
+                "0 requests",
+            ),
+            (r#"[{"id":"a","name":"A","tokens":5}]"#, "unknown field"),
+        ] {
+            let err = PlanCatalog::parse(json).unwrap_err();
+            assert!(err.contains(problem), "{json}: {err}");
+        }
     }
 }

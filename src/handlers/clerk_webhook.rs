@@ -9,7 +9,6 @@ use worker::{Date, Request, Response};
 
 use super::now;
 use crate::core::clerk_event;
-use crate::core::plans::PlanCatalog;
 use crate::core::svix::{self, SvixHeaders};
 use crate::error::AppError;
 use crate::http::{response, Ctx};
@@ -52,9 +51,9 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }
     let payload =
         std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
-    let catalog = PlanCatalog::default();
+    let catalog = &ctx.data.config.plans;
     let (event_type, event) =
-        clerk_event::parse(body, &catalog).map_err(|detail| AppError::invalid("body", detail))?;
+        clerk_event::parse(body, catalog).map_err(|detail| AppError::invalid("body", detail))?;
 
     let db = store::database(&ctx.env)?;
     let delivery = Delivery {
@@ -71,7 +70,8 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         }
         Stored::New | Stored::Retry => {}
     }
-    match clerk_events::apply(&db, &event, &now()).await {
+    let default_plan = &ctx.data.config.plans.default_plan().id;
+    match clerk_events::apply(&db, &event, default_plan, &now()).await {
         Ok(outcome) => {
             let status = match outcome {
                 Outcome::Processed => "processed",

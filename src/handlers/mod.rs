@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod clerk_webhook;
 pub mod health;
+pub mod subscription;
+pub mod usage;
 pub mod user;
 
 use worker::Date;

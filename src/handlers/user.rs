@@ -15,8 +15,7 @@ use crate::services::api_keys::{self as key_service, DefaultKey};
 use crate::store::{self, api_keys, users};
 
 /// The profile as the API shows it: the user, their plan's limits, roles and organisation.
-fn profile_body(principal: &Principal, user: &users::User) -> Value {
-    let catalog = PlanCatalog::default();
+fn profile_body(catalog: &PlanCatalog, principal: &Principal, user: &users::User) -> Value {
     let plan = catalog.get_or_default(&user.plan);
     json!({
         "id": user.id,
@@ -44,7 +43,11 @@ fn profile_body(principal: &Principal, user: &users::User) -> Value {
 /// `GET /api/user/profile`.
 pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    response::ok(&profile_body(&principal, &principal.user))
+    response::ok(&profile_body(
+        &ctx.data.config.plans,
+        &principal,
+        &principal.user,
+    ))
 }
 
 /// `PATCH /api/user/profile`: `username`, `display_name`, `avatar_url` (null clears).
@@ -53,11 +56,15 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
     let patch: ProfilePatch = ctx.data.json()?;
     let changes = profile::validate(patch).map_err(AppError::Validation)?;
     if changes.is_empty() {
-        return response::ok(&profile_body(&principal, &principal.user));
+        return response::ok(&profile_body(
+            &ctx.data.config.plans,
+            &principal,
+            &principal.user,
+        ));
     }
     let db = store::database(&ctx.env)?;
     let user = users::update_profile(&db, &principal.user.id, &changes, &now()).await?;
-    response::ok(&profile_body(&principal, &user))
+    response::ok(&profile_body(&ctx.data.config.plans, &principal, &user))
 }
 
 /// `GET /api/user/api-key`: the caller's key, masked; created (and shown once) if they
@@ -65,8 +72,8 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
 pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let db = store::database(&ctx.env)?;
-    let catalog = PlanCatalog::default();
-    match key_service::default_key(&db, &catalog, &principal.user, &now()).await? {
+    let catalog = &ctx.data.config.plans;
+    match key_service::default_key(&db, catalog, &principal.user, &now()).await? {
         DefaultKey::Existing(key) => response::ok(&json!({ "created": false, "api_key": key })),
         DefaultKey::Created(issued) => {
             response::json(201, &json!({ "created": true, "api_key": issued }))
@@ -100,7 +107,7 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }
     let db = store::database(&ctx.env)?;
     let issued =
-        key_service::issue(&db, &PlanCatalog::default(), &principal.user, name, &now()).await?;
+        key_service::issue(&db, &ctx.data.config.plans, &principal.user, name, &now()).await?;
     response::json(201, &json!({ "api_key": issued }))
 }
 

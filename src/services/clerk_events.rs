@@ -17,7 +17,12 @@ pub enum Outcome {
 }
 
 /// Applies one event. Every branch is idempotent, so a retried delivery is harmless.
-pub async fn apply(db: &D1Database, event: &ClerkEvent, now: &str) -> Result<Outcome, AppError> {
+pub async fn apply(
+    db: &D1Database,
+    event: &ClerkEvent,
+    default_plan: &str,
+    now: &str,
+) -> Result<Outcome, AppError> {
     match event {
         ClerkEvent::UserUpsert(user) => {
             if let Some(plan) = &user.unknown_plan {
@@ -38,7 +43,7 @@ pub async fn apply(db: &D1Database, event: &ClerkEvent, now: &str) -> Result<Out
                 plan: user.plan.clone(),
                 updated_at_ms: user.updated_at_ms,
             };
-            users::sync_from_clerk(db, &row, now).await?;
+            users::sync_from_clerk(db, &row, default_plan, now).await?;
             Ok(Outcome::Processed)
         }
         ClerkEvent::UserDeleted { id } => {

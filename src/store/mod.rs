@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod health;
+pub mod meters;
 pub mod sessions;
 pub mod users;
 pub mod webhook_events;

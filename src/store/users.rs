@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use worker::{query, D1Database};
 
 use super::changes;
-use crate::core::plans::DEFAULT_PLAN;
 use crate::core::profile::ProfileChanges;
 use crate::core::random;
 use crate::error::AppError;
@@ -71,6 +70,8 @@ pub struct NewUser<'a> {
     pub external_id: &'a str,
     pub email: Option<&'a str>,
     pub username: Option<&'a str>,
+    /// The catalog's default plan.
+    pub plan: &'a str,
 }
 
 /// The caller's row and session state in one round trip (always one result row).
@@ -124,7 +125,7 @@ pub async fn create(db: &D1Database, new: NewUser<'_>, now: &str) -> Result<User
         new.external_id,
         new.email,
         new.username,
-        DEFAULT_PLAN,
+        new.plan,
         now
     )?
     .first::<User>(None)
@@ -189,11 +190,13 @@ pub struct ClerkUser {
     pub updated_at_ms: i64,
 }
 
-/// Creates or updates a Clerk user from a webhook. A delivery older than the stored state
-/// changes nothing; a deleted user stays deleted. Returns whether a row changed.
+/// Creates or updates a Clerk user from a webhook (a new user without a plan in metadata gets
+/// `default_plan`). A delivery older than the stored state changes nothing; a deleted user
+/// stays deleted. Returns whether a row changed.
 pub async fn sync_from_clerk(
     db: &D1Database,
     user: &ClerkUser,
+    default_plan: &str,
     now: &str,
 ) -> Result<bool, AppError> {
     let result = query!(
@@ -214,7 +217,7 @@ pub async fn sync_from_clerk(
         &user.display_name,
         &user.avatar_url,
         &user.plan,
-        DEFAULT_PLAN,
+        default_plan,
         user.updated_at_ms as f64,
         now
     )?

@@ -11,6 +11,7 @@ mod health;
 mod identity;
 mod jwks;
 mod profile;
+mod usage;
 
 use crate::harness::World;
 
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(profile::cases());
     cases.extend(auth::cases());
     cases.extend(clerk_webhook::cases());
+    cases.extend(usage::cases());
     cases
 }
 

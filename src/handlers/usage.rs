@@ -1,0 +1,249 @@
+//! Sokuji's usage API: reserve quota before a model call, report what it really used, read
+//! and sync the quota. Every counter change is one exact, idempotent D1 batch.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Date, Request, Response};
+
+use crate::auth::{self, Principal};
+use crate::core::meter::{self, Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
+use crate::core::random;
+use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
+use crate::error::AppError;
+use crate::http::{response, Ctx};
+use crate::store::{self, meters};
+
+/// The quota as every usage endpoint shows it.
+fn quota_body(principal: &Principal, period: &Period, quota: &QuotaState) -> Value {
+    json!({
+        "plan": principal.user.plan,
+        "period": {
+            "key": period.key(),
+            "start": rfc3339_from_millis(period.start_ms()),
+            "resets_at": rfc3339_from_millis(period.end_ms()),
+        },
+        "tokens": {
+            "limit": quota.limit,
+            "used": quota.used,
+            "reserved": quota.reserved,
+            "remaining": quota.remaining(),
+            "unlimited": quota.limit.is_none(),
+            "over_limit": quota.over_limit(),
+        },
+    })
+}
+
+/// The request's time and the token limit of the caller's plan.
+struct Clock {
+    now_ms: u64,
+    now: String,
+    period: Period,
+    period_key: String,
+}
+
+impl Clock {
+    fn now() -> Self {
+        let now_ms = Date::now().as_millis();
+        let period = Period::containing(now_ms);
+        Self {
+            now_ms,
+            now: rfc3339_from_millis(now_ms),
+            period_key: period.key(),
+            period,
+        }
+    }
+
+    fn scope<'a>(&'a self, ctx: &Ctx, principal: &'a Principal) -> meters::Scope<'a> {
+        let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+        meters::Scope {
+            user_id: &principal.user.id,
+            meter: TOKENS,
+            period: &self.period_key,
+            limit: plan.tokens_per_month,
+            now: &self.now,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn replayed(mut resp: Response, replayed: bool) -> Response {
+    if replayed {
+        response::set(resp.headers_mut(), "Idempotent-Replayed", "true");
+    }
+    resp
+}
+
+/// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}`: holds the
+/// estimate if the whole of it fits (`402 quota_exceeded` otherwise) until it is settled by a
+/// report or expires.
+pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: ReserveRequest = ctx.data.json()?;
+    meter::validate_reserve(&body).map_err(AppError::Validation)?;
+    let key = meter::idempotency_key(
+        header(&req, "Idempotency-Key").as_deref(),
+        body.request_id.as_deref(),
+        false,
+    )?;
+    let clock = Clock::now();
+    let scope = clock.scope(&ctx, &principal);
+    let db = store::database(&ctx.env)?;
+    let ttl_ms = ctx.data.config.reservation_ttl_secs * 1000;
+    let outcome = meters::reserve(
+        &db,
+        &scope,
+        &random::id::<12>("rsv_"),
+        body.estimate_tokens,
+        (body.provider.as_deref(), body.model.as_deref()),
+        key.as_deref(),
+        ttl_ms,
+    )
+    .await?;
+    match outcome {
+        meters::Reserved::Admitted {
+            reservation,
+            replayed: again,
+        } => {
+            let quota = QuotaState {
+                limit: scope.limit,
+                used: reservation.used_after,
+                reserved: reservation.reserved_after,
+            };
+            let body = json!({
+                "reservation": {
+                    "id": reservation.id,
+                    "estimate_tokens": reservation.amount,
+                    "provider": reservation.provider,
+                    "model": reservation.model,
+                    "request_id": reservation.request_id,
+                    "expires_at": rfc3339_from_millis(reservation.expires_at_ms),
+                    "created_at": reservation.created_at,
+                },
+                "quota": quota_body(&principal, &clock.period, &quota),
+            });
+            Ok(replayed(response::json(201, &body)?, again))
+        }
+        meters::Reserved::Refused(quota) => Err(AppError::QuotaExceeded(format!(
+            "{} tokens do not fit: {} of {} remain this period",
+            body.estimate_tokens,
+            quota.remaining().unwrap_or_default(),
+            quota.limit.unwrap_or_default()
+        ))),
+    }
+}
+
+/// `POST /api/usage/report`: records what a model call used. With `reservation_id` it
+/// settles that reservation (its unused part is released); without one it records usage
+/// that already happened — never refused, even past the limit (the answer says so).
+/// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer.
+pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: ReportRequest = ctx.data.json()?;
+    meter::validate_report(&body).map_err(AppError::Validation)?;
+    let key = meter::idempotency_key(
+        header(&req, "Idempotency-Key").as_deref(),
+        body.request_id.as_deref(),
+        true,
+    )?
+    .unwrap_or_default();
+    let clock = Clock::now();
+    let scope = clock.scope(&ctx, &principal);
+    let db = store::database(&ctx.env)?;
+    let usage = meters::NewUsage {
+        id: &random::id::<12>("use_"),
+        request_id: &key,
+        provider: &body.provider,
+        model: &body.model,
+        device_id: body.device_id.as_deref(),
+        input_tokens: body.input_tokens,
+        output_tokens: body.output_tokens,
+        reservation_id: body.reservation_id.as_deref(),
+    };
+    let (record, again) = meters::record(&db, &scope, usage).await?;
+    let quota = QuotaState {
+        limit: record.limit_at,
+        used: record.used_after.unwrap_or_default(),
+        reserved: record.reserved_after.unwrap_or_default(),
+    };
+    let period =
+        Period::containing(millis_from_rfc3339(&record.created_at).unwrap_or(clock.now_ms));
+    let settled = record.reservation_status.as_deref() == Some("settled");
+    let answer = json!({
+        "usage": {
+            "id": record.id,
+            "request_id": record.request_id,
+            "provider": record.provider,
+            "model": record.model,
+            "device_id": record.device_id,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "total_tokens": record.total_tokens,
+            "created_at": record.created_at,
+        },
+        "reservation": record.reservation_id.as_ref().map(|id| json!({
+            "id": id,
+            "status": record.reservation_status,
+            "released_tokens": record.released_tokens,
+        })),
+        // Usage recorded without holding quota first (no reservation, or one that had
+        // expired): it counts in full and may pass the limit.
+        "recorded_without_reservation": !settled,
+        "over_limit": quota.over_limit(),
+        "quota": quota_body(&principal, &period, &quota),
+    });
+    Ok(replayed(response::ok(&answer)?, again))
+}
+
+/// `GET /api/usage/quota`.
+pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let clock = Clock::now();
+    let scope = clock.scope(&ctx, &principal);
+    let db = store::database(&ctx.env)?;
+    let reading = meters::read(&db, &scope).await?;
+    response::ok(&quota_body(&principal, &clock.period, &reading.quota))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRequest {
+    #[serde(default)]
+    last_sync_at: Option<String>,
+}
+
+/// `POST /api/usage/sync` `{last_sync_at?}`: the quota, whether it changed since the
+/// client's last sync, and the server's time to send next time.
+pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
+        SyncRequest { last_sync_at: None }
+    } else {
+        ctx.data.json()?
+    };
+    let since = match body.last_sync_at.as_deref() {
+        None => None,
+        Some(text) => Some(millis_from_rfc3339(text).ok_or_else(|| {
+            AppError::invalid(
+                "last_sync_at",
+                "must be an RFC 3339 UTC time, e.g. 2026-11-22T10:00:00Z",
+            )
+        })?),
+    };
+    let clock = Clock::now();
+    let scope = clock.scope(&ctx, &principal);
+    let db = store::database(&ctx.env)?;
+    let reading = meters::read(&db, &scope).await?;
+    let has_updates = match (since, reading.changed_at) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(since), Some(changed)) => changed > since,
+    };
+    let mut answer = quota_body(&principal, &clock.period, &reading.quota);
+    answer["has_updates"] = json!(has_updates);
+    answer["server_time"] = json!(clock.now);
+    response::ok(&answer)
+}

@@ -1,0 +1,379 @@
+//! Meter counters, reservations and usage records: exact admission in D1.
+//!
+//! Every request that touches a counter is one `batch` (one round trip, one transaction):
+//! make sure the counter row exists, reset it if its period is over, release reservations
+//! that expired, then the conditional admission or the recording itself. Admission is a
+//! single `UPDATE ... WHERE used + reserved + ? <= limit`, so however many requests race,
+//! the total admitted never exceeds the limit; `changes()` carries "was it admitted" to the
+//! next statement of the same batch without another round trip.
+
+use serde::{Deserialize, Serialize};
+use worker::{query, D1Database, D1PreparedStatement};
+
+use crate::core::meter::QuotaState;
+use crate::error::AppError;
+
+/// What every meter statement needs to know about the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub user_id: &'a str,
+    /// `tokens`, ...
+    pub meter: &'a str,
+    /// The current period, `YYYY-MM`.
+    pub period: &'a str,
+    /// The plan's limit for the period; `None` is unlimited.
+    pub limit: Option<u64>,
+    /// Now, RFC 3339 and epoch ms.
+    pub now: &'a str,
+    pub now_ms: u64,
+}
+
+// D1 numbers are JS numbers: integers are bound as f64 (exact below 2^53).
+fn num(n: u64) -> f64 {
+    n as f64
+}
+
+fn limit(scope: &Scope<'_>) -> Option<f64> {
+    scope.limit.map(num)
+}
+
+/// Creates the counter, resets a finished period, releases expired reservations.
+fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatement>, AppError> {
+    Ok(vec![
+        query!(
+            db,
+            "INSERT INTO meter_counters (user_id, meter, period, used, reserved, updated_at) \
+             VALUES (?1, ?2, ?3, 0, 0, ?4) ON CONFLICT (user_id, meter) DO NOTHING",
+            s.user_id,
+            s.meter,
+            s.period,
+            s.now
+        )?,
+        query!(
+            db,
+            "UPDATE meter_counters SET period = ?3, used = 0, reserved = 0, updated_at = ?4 \
+             WHERE user_id = ?1 AND meter = ?2 AND period != ?3",
+            s.user_id,
+            s.meter,
+            s.period,
+            s.now
+        )?,
+        query!(
+            db,
+            "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
+                 SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 AND meter = ?2 \
+                 AND status = 'reserved' AND period = ?3 AND expires_at_ms <= ?4), 0)) \
+             WHERE user_id = ?1 AND meter = ?2",
+            s.user_id,
+            s.meter,
+            s.period,
+            num(s.now_ms)
+        )?,
+        query!(
+            db,
+            "UPDATE usage_reservations SET status = 'expired' WHERE user_id = ?1 AND meter = ?2 \
+             AND status = 'reserved' AND (expires_at_ms <= ?4 OR period != ?3)",
+            s.user_id,
+            s.meter,
+            s.period,
+            num(s.now_ms)
+        )?,
+    ])
+}
+
+/// A reservation as stored.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Reservation {
+    pub id: String,
+    pub period: String,
+    pub amount: u64,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub request_id: Option<String>,
+    pub status: String,
+    pub expires_at_ms: u64,
+    pub used_after: u64,
+    pub reserved_after: u64,
+    pub created_at: String,
+}
+
+/// How a reservation request ended.
+#[derive(Debug, Clone)]
+pub enum Reserved {
+    /// Admitted now, or earlier under the same idempotency key (`replayed`).
+    Admitted {
+        reservation: Reservation,
+        replayed: bool,
+    },
+    /// It does not fit; nothing changed.
+    Refused(QuotaState),
+}
+
+#[derive(Deserialize)]
+struct CounterRow {
+    used: u64,
+    reserved: u64,
+}
+
+/// A new reservation of `amount` for `ttl_ms`, admitted only if the whole amount fits.
+pub async fn reserve(
+    db: &D1Database,
+    s: &Scope<'_>,
+    id: &str,
+    amount: u64,
+    labels: (Option<&str>, Option<&str>),
+    request_id: Option<&str>,
+    ttl_ms: u64,
+) -> Result<Reserved, AppError> {
+    let (provider, model) = labels;
+    let mut statements = housekeeping(db, s)?;
+    statements.push(query!(
+        db,
+        "UPDATE meter_counters SET reserved = reserved + ?3, updated_at = ?4 \
+         WHERE user_id = ?1 AND meter = ?2 AND (?5 IS NULL OR used + reserved + ?3 <= ?5) \
+         AND (?6 IS NULL OR NOT EXISTS ( \
+             SELECT 1 FROM usage_reservations WHERE user_id = ?1 AND request_id = ?6))",
+        s.user_id,
+        s.meter,
+        num(amount),
+        s.now,
+        limit(s),
+        request_id
+    )?);
+    statements.push(query!(
+        db,
+        "INSERT INTO usage_reservations (id, user_id, meter, period, amount, provider, model, \
+             request_id, status, expires_at_ms, used_after, reserved_after, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'reserved', ?9, c.used, c.reserved, ?10 \
+         FROM meter_counters c WHERE c.user_id = ?2 AND c.meter = ?3 AND changes() = 1",
+        id,
+        s.user_id,
+        s.meter,
+        s.period,
+        num(amount),
+        provider,
+        model,
+        request_id,
+        num(s.now_ms + ttl_ms),
+        s.now
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT id, period, amount, provider, model, request_id, status, expires_at_ms, \
+                used_after, reserved_after, created_at \
+         FROM usage_reservations WHERE user_id = ?1 AND (id = ?2 OR (?3 IS NOT NULL AND request_id = ?3))",
+        s.user_id,
+        id,
+        request_id
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT used, reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2",
+        s.user_id,
+        s.meter
+    )?);
+    let results = db.batch(statements).await?;
+    let n = results.len();
+    let reservation = results[n - 2].results::<Reservation>()?.into_iter().next();
+    if let Some(reservation) = reservation {
+        let replayed = reservation.id != id;
+        return Ok(Reserved::Admitted {
+            reservation,
+            replayed,
+        });
+    }
+    let counter = results[n - 1]
+        .results::<CounterRow>()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+    Ok(Reserved::Refused(QuotaState {
+        limit: s.limit,
+        used: counter.used,
+        reserved: counter.reserved,
+    }))
+}
+
+/// A usage record as stored: everything a report's answer is built from, so a retry
+/// answers exactly what the first call answered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UsageRecord {
+    pub id: String,
+    pub period: String,
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    pub device_id: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub reservation_id: Option<String>,
+    pub reservation_status: Option<String>,
+    pub released_tokens: u64,
+    pub used_after: Option<u64>,
+    pub reserved_after: Option<u64>,
+    pub limit_at: Option<u64>,
+    pub created_at: String,
+}
+
+/// What a report records.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUsage<'a> {
+    pub id: &'a str,
+    pub request_id: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub device_id: Option<&'a str>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reservation_id: Option<&'a str>,
+}
+
+/// Records usage that happened (never refused: usage already spent is kept, even past the
+/// limit), settling the reservation it names. Idempotent on `request_id`: a retry records
+/// nothing and returns the first record (`replayed`).
+pub async fn record(
+    db: &D1Database,
+    s: &Scope<'_>,
+    usage: NewUsage<'_>,
+) -> Result<(UsageRecord, bool), AppError> {
+    let total = usage.input_tokens + usage.output_tokens;
+    let mut statements = housekeeping(db, s)?;
+    // The reservation's hold, read inside the transaction after expired ones were released.
+    let open_hold = "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
+                     AND meter = ?2 AND status = 'reserved' AND period = ?3";
+    statements.push(query!(
+        db,
+        &format!(
+            "INSERT INTO usage_records (id, user_id, meter, period, request_id, provider, model, \
+                 device_id, input_tokens, output_tokens, total_tokens, reservation_id, \
+                 reservation_status, released_tokens, limit_at, created_at) \
+             VALUES (?4, ?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 CASE WHEN ?12 IS NULL THEN NULL \
+                      WHEN EXISTS ({hold}) THEN 'settled' \
+                      ELSE COALESCE((SELECT CASE status WHEN 'settled' THEN 'already_settled' \
+                                     ELSE status END FROM usage_reservations \
+                                     WHERE id = ?12 AND user_id = ?1), 'not_found') END, \
+                 COALESCE((SELECT MAX(0, amount - ?11) FROM ({hold})), 0), ?13, ?14) \
+             ON CONFLICT (user_id, request_id) DO NOTHING",
+            hold = open_hold.replace("?res", "?12")
+        ),
+        s.user_id,
+        s.meter,
+        s.period,
+        usage.id,
+        usage.request_id,
+        usage.provider,
+        usage.model,
+        usage.device_id,
+        num(usage.input_tokens),
+        num(usage.output_tokens),
+        num(total),
+        usage.reservation_id,
+        limit(s),
+        s.now
+    )?);
+    statements.push(query!(
+        db,
+        &format!(
+            "UPDATE meter_counters SET used = used + ?4, \
+                 reserved = MAX(0, reserved - COALESCE(({hold}), 0)), updated_at = ?5 \
+             WHERE user_id = ?1 AND meter = ?2 AND changes() = 1",
+            hold = open_hold.replace("?res", "?6")
+        ),
+        s.user_id,
+        s.meter,
+        s.period,
+        num(total),
+        s.now,
+        usage.reservation_id
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE usage_reservations SET status = 'settled', settled_at = ?3 \
+         WHERE id = ?2 AND user_id = ?1 AND status = 'reserved' \
+         AND EXISTS (SELECT 1 FROM usage_records WHERE id = ?4)",
+        s.user_id,
+        usage.reservation_id,
+        s.now,
+        usage.id
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE usage_records SET \
+             used_after = (SELECT used FROM meter_counters WHERE user_id = ?1 AND meter = ?2), \
+             reserved_after = (SELECT reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2) \
+         WHERE id = ?3",
+        s.user_id,
+        s.meter,
+        usage.id
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
+                total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
+                reserved_after, limit_at, created_at \
+         FROM usage_records WHERE user_id = ?1 AND request_id = ?2",
+        s.user_id,
+        usage.request_id
+    )?);
+    let results = db.batch(statements).await?;
+    let record = results
+        .last()
+        .map(|r| r.results::<UsageRecord>())
+        .transpose()?
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| AppError::Internal("usage record missing after insert".to_owned()))?;
+    let replayed = record.id != usage.id;
+    Ok((record, replayed))
+}
+
+/// A counter as it stands now, without writing: a finished period reads as empty and
+/// expired reservations no longer hold anything.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    pub quota: QuotaState,
+    /// When the counter last changed (epoch ms), if it ever did.
+    pub changed_at: Option<u64>,
+}
+
+/// Reads a counter (one query, no write).
+pub async fn read(db: &D1Database, s: &Scope<'_>) -> Result<Reading, AppError> {
+    #[derive(Deserialize)]
+    struct Row {
+        period: String,
+        used: u64,
+        reserved: u64,
+        updated_at: String,
+        expired_hold: u64,
+    }
+    let row = query!(
+        db,
+        "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
+             SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 AND meter = ?2 \
+             AND status = 'reserved' AND period = ?3 AND expires_at_ms <= ?4), 0) AS expired_hold \
+         FROM meter_counters c WHERE c.user_id = ?1 AND c.meter = ?2",
+        s.user_id,
+        s.meter,
+        s.period,
+        num(s.now_ms)
+    )?
+    .first::<Row>(None)
+    .await?;
+    let (used, reserved, changed_at) = match row {
+        Some(row) if row.period == s.period => (
+            row.used,
+            row.reserved.saturating_sub(row.expired_hold),
+            crate::core::time::millis_from_rfc3339(&row.updated_at),
+        ),
+        _ => (0, 0, None),
+    };
+    Ok(Reading {
+        quota: QuotaState {
+            limit: s.limit,
+            used,
+            reserved,
+        },
+        changed_at,
+    })
+}

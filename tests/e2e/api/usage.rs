@@ -1,0 +1,446 @@
+//! Metering through the real worker and local D1: exact admission under concurrency,
+//! idempotent reports, reservations that settle or expire, lazy monthly reset, bad input that
+//! records nothing, and the plan endpoints.
+
+use serde_json::{json, Value};
+
+use super::api_keys::{all_at_once, clerk_user_on_plan};
+use super::Case;
+use crate::harness::identity::unique;
+use crate::harness::World;
+
+pub fn cases() -> Vec<Case> {
+    crate::cases!(usage:
+        two_hundred_concurrent_reservations_admit_exactly_the_limit,
+        concurrent_reserve_and_report_never_pass_the_limit,
+        a_retried_report_answers_the_same_and_records_once,
+        a_reservation_settles_and_releases_its_unused_part,
+        an_expired_reservation_holds_nothing,
+        usage_of_an_earlier_month_does_not_count,
+        reports_without_a_reservation_are_kept_past_the_limit,
+        bad_usage_input_is_400_and_records_nothing,
+        unlimited_plans_admit_anything,
+        sync_says_whether_the_quota_changed,
+        plans_are_listed_and_upgrades_need_billing,
+    )
+}
+
+const FREE_LIMIT: u64 = 1_000_000;
+
+/// A fresh free-plan user: (HMAC token, Tollgate user id).
+fn free_user(world: &World) -> (String, String) {
+    let token = world.hmac_token(&unique("meter-"));
+    let profile = world
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .json();
+    (token, profile["id"].as_str().unwrap().to_owned())
+}
+
+fn counter(world: &World, user_id: &str) -> Value {
+    world
+        .d1_query(&format!(
+            "SELECT period, used, reserved FROM meter_counters \
+             WHERE user_id = '{user_id}' AND meter = 'tokens'"
+        ))
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null)
+}
+
+fn report_body(request_id: &str, input: u64, output: u64) -> Value {
+    json!({ "provider": "openai", "model": "gpt-4o-mini", "input_tokens": input,
+            "output_tokens": output, "request_id": request_id, "device_id": "chrome-1" })
+}
+
+fn two_hundred_concurrent_reservations_admit_exactly_the_limit(world: &World) {
+    let (token, user_id) = free_user(world);
+    let replies = all_at_once(200, |_| {
+        world
+            .authed("POST", "/api/usage/reserve", &token)
+            .json(&json!({ "estimate_tokens": FREE_LIMIT / 100 }))
+    });
+    let admitted = replies.iter().filter(|r| r.status == 201).count();
+    for refused in replies.iter().filter(|r| r.status != 201) {
+        refused.assert_error(402, "quota_exceeded");
+    }
+    assert_eq!(admitted, 100, "exactly the limit is admitted");
+    let row = counter(world, &user_id);
+    assert_eq!(row["used"], 0);
+    assert_eq!(row["reserved"], FREE_LIMIT, "D1's counter equals the limit");
+    let open = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM usage_reservations WHERE user_id = '{user_id}' AND status = 'reserved'"
+    ));
+    assert_eq!(open, 100);
+}
+
+fn concurrent_reserve_and_report_never_pass_the_limit(world: &World) {
+    let (token, user_id) = free_user(world);
+    let replies = all_at_once(200, |i| {
+        let reserved = world
+            .authed("POST", "/api/usage/reserve", &token)
+            .json(&json!({ "estimate_tokens": FREE_LIMIT / 100, "model": "gpt-4o" }));
+        if reserved.status != 201 {
+            return reserved;
+        }
+        let id = reserved.json()["reservation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut body = report_body(&format!("mix-{i}"), FREE_LIMIT / 200, FREE_LIMIT / 200);
+        body["reservation_id"] = json!(id);
+        let reported = world
+            .authed("POST", "/api/usage/report", &token)
+            .json(&body);
+        assert_eq!(reported.status, 200, "{}", reported.body);
+        assert_eq!(reported.json()["reservation"]["status"], "settled");
+        reserved
+    });
+    let admitted = replies.iter().filter(|r| r.status == 201).count();
+    let row = counter(world, &user_id);
+    assert!(
+        admitted >= 100,
+        "settled reservations free no room, but all 100 fit"
+    );
+    assert_eq!(row["reserved"], 0, "every admitted reservation was settled");
+    assert_eq!(
+        row["used"].as_u64().unwrap(),
+        admitted as u64 * (FREE_LIMIT / 100),
+        "each settled report counted once"
+    );
+    assert!(
+        row["used"].as_u64().unwrap() <= FREE_LIMIT,
+        "never past the limit: {row}"
+    );
+}
+
+fn a_retried_report_answers_the_same_and_records_once(world: &World) {
+    let (token, user_id) = free_user(world);
+    let body = report_body(&unique("req-"), 1200, 300);
+    let first = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let second = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.json(), first.json(), "the first answer, exactly");
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    // The same key in the Idempotency-Key header is the same request.
+    let mut headerless = body.clone();
+    let key = headerless
+        .as_object_mut()
+        .unwrap()
+        .remove("request_id")
+        .unwrap();
+    let third = world
+        .authed("POST", "/api/usage/report", &token)
+        .header("Idempotency-Key", key.as_str().unwrap())
+        .json(&headerless);
+    assert_eq!(third.json(), first.json());
+    let records = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM usage_records WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(records, 1);
+    assert_eq!(counter(world, &user_id)["used"], 1500);
+    assert_eq!(first.json()["quota"]["tokens"]["used"], 1500);
+    assert_eq!(first.json()["recorded_without_reservation"], true);
+}
+
+fn a_reservation_settles_and_releases_its_unused_part(world: &World) {
+    let (token, user_id) = free_user(world);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 1000, "provider": "openai" }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    let id = reserved.json()["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reserved.json()["quota"]["tokens"]["reserved"], 1000);
+    let mut body = report_body(&unique("req-"), 400, 200);
+    body["reservation_id"] = json!(id);
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(
+        answer["reservation"],
+        json!({ "id": id, "status": "settled", "released_tokens": 400 })
+    );
+    assert_eq!(answer["quota"]["tokens"]["used"], 600);
+    assert_eq!(answer["quota"]["tokens"]["reserved"], 0);
+    assert_eq!(answer["recorded_without_reservation"], false);
+    // Settling it again from another report does not release twice.
+    let mut again = report_body(&unique("req-"), 10, 0);
+    again["reservation_id"] = json!(id);
+    let second = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&again)
+        .json();
+    assert_eq!(second["reservation"]["status"], "already_settled");
+    assert_eq!(second["recorded_without_reservation"], true);
+    assert_eq!(counter(world, &user_id)["used"], 610);
+    // Someone else's (or an unknown) reservation id is not theirs to settle.
+    let (other, _) = free_user(world);
+    let mut stolen = report_body(&unique("req-"), 1, 0);
+    stolen["reservation_id"] = json!("rsv_000000000000000000000000");
+    let reply = world
+        .authed("POST", "/api/usage/report", &other)
+        .json(&stolen)
+        .json();
+    assert_eq!(reply["reservation"]["status"], "not_found");
+}
+
+fn an_expired_reservation_holds_nothing(world: &World) {
+    let (token, user_id) = free_user(world);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": FREE_LIMIT }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 1 }))
+        .assert_error(402, "quota_exceeded");
+    // Let it expire (as the clock would after RESERVATION_TTL_SECS).
+    world.d1_query(&format!(
+        "UPDATE usage_reservations SET expires_at_ms = 1 WHERE user_id = '{user_id}'"
+    ));
+    let quota = world
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .json();
+    assert_eq!(quota["tokens"]["reserved"], 0, "{quota}");
+    assert_eq!(quota["tokens"]["remaining"], FREE_LIMIT);
+    let again = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": FREE_LIMIT }));
+    assert_eq!(again.status, 201, "{}", again.body);
+    let statuses = world.d1_query(&format!(
+        "SELECT status FROM usage_reservations WHERE user_id = '{user_id}' ORDER BY created_at"
+    ));
+    assert_eq!(
+        statuses,
+        vec![
+            json!({ "status": "expired" }),
+            json!({ "status": "reserved" })
+        ]
+    );
+}
+
+fn usage_of_an_earlier_month_does_not_count(world: &World) {
+    let (token, user_id) = free_user(world);
+    let body = report_body(&unique("req-"), FREE_LIMIT, 0);
+    assert_eq!(
+        world
+            .authed("POST", "/api/usage/report", &token)
+            .json(&body)
+            .status,
+        200
+    );
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 1 }))
+        .assert_error(402, "quota_exceeded");
+    // Move the counter into last year's October, as if the month had passed.
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET period = '2025-10' WHERE user_id = '{user_id}'"
+    ));
+    let quota = world
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .json();
+    assert_eq!(quota["tokens"]["used"], 0, "{quota}");
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 10 }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    let row = counter(world, &user_id);
+    assert_ne!(
+        row["period"], "2025-10",
+        "the counter was reset lazily: {row}"
+    );
+    assert_eq!(row["used"], 0);
+    assert_eq!(row["reserved"], 10);
+}
+
+fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
+    let (token, user_id) = free_user(world);
+    let body = report_body(&unique("req-"), FREE_LIMIT, 5);
+    let answer = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body)
+        .json();
+    assert_eq!(answer["over_limit"], true, "{answer}");
+    assert_eq!(answer["quota"]["tokens"]["used"], FREE_LIMIT + 5);
+    assert_eq!(answer["quota"]["tokens"]["remaining"], 0);
+    assert_eq!(
+        counter(world, &user_id)["used"],
+        FREE_LIMIT + 5,
+        "nothing lost"
+    );
+}
+
+fn bad_usage_input_is_400_and_records_nothing(world: &World) {
+    let (token, user_id) = free_user(world);
+    let good = report_body("ok-1", 1, 1);
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = good.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let reports = [
+        (with("input_tokens", json!(-5)), "input_tokens"),
+        (with("input_tokens", json!(1.5)), "input_tokens"),
+        (with("output_tokens", json!("10")), "output_tokens"),
+        (
+            with("output_tokens", json!(100_000_001u64)),
+            "output_tokens",
+        ),
+        (with("input_tokens", json!(1e20)), "input_tokens"),
+        (with("provider", json!("")), "provider"),
+        (with("model", json!(42)), "model"),
+        (with("device_id", json!("has spaces")), "device_id"),
+        (with("request_id", json!("bad key!")), "request_id"),
+        (with("plan", json!("enterprise")), "body"),
+        (without("input_tokens"), "body"),
+        (without("request_id"), "request_id"),
+        (json!([good.clone()]), "body"),
+    ];
+    for (body, field) in &reports {
+        let error = world
+            .authed("POST", "/api/usage/report", &token)
+            .json(body)
+            .assert_error(400, "validation_failed");
+        let fields: Vec<&str> = error["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f.starts_with(field) || (*field == "body" && !f.is_empty())),
+            "{body}: fields {fields:?} should name {field}"
+        );
+    }
+    for body in [
+        json!({ "estimate_tokens": 0 }),
+        json!({ "estimate_tokens": -1 }),
+        json!({ "estimate_tokens": "lots" }),
+        json!({ "estimate_tokens": 100_000_001u64 }),
+        json!({}),
+    ] {
+        world
+            .authed("POST", "/api/usage/reserve", &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+    }
+    world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "last_sync_at": "yesterday" }))
+        .assert_error(400, "validation_failed");
+    let touched = world.d1_number(&format!(
+        "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM meter_counters WHERE user_id = '{user_id}') AS n"
+    ));
+    assert_eq!(touched, 0, "bad input recorded nothing");
+    world
+        .call("POST", "/api/usage/report")
+        .json(&good)
+        .assert_error(401, "unauthorized");
+}
+
+fn unlimited_plans_admit_anything(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "enterprise");
+    let replies = all_at_once(20, |_| {
+        world
+            .authed("POST", "/api/usage/reserve", &token)
+            .json(&json!({ "estimate_tokens": 100_000_000u64 }))
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 201),
+        "unlimited admits all"
+    );
+    let quota = world
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .json();
+    assert_eq!(quota["tokens"]["unlimited"], true);
+    assert_eq!(quota["tokens"]["limit"], Value::Null);
+    assert_eq!(quota["tokens"]["reserved"], 2_000_000_000u64);
+}
+
+fn sync_says_whether_the_quota_changed(world: &World) {
+    let (token, _) = free_user(world);
+    let first = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json();
+    assert_eq!(
+        first["has_updates"], true,
+        "a first sync always has updates"
+    );
+    let server_time = first["server_time"].as_str().unwrap().to_owned();
+    let quiet = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "last_sync_at": server_time }))
+        .json();
+    assert_eq!(quiet["has_updates"], false, "{quiet}");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let body = report_body(&unique("req-"), 10, 10);
+    assert_eq!(
+        world
+            .authed("POST", "/api/usage/report", &token)
+            .json(&body)
+            .status,
+        200
+    );
+    let changed = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "last_sync_at": server_time }))
+        .json();
+    assert_eq!(changed["has_updates"], true, "{changed}");
+    assert_eq!(changed["tokens"]["used"], 20);
+}
+
+fn plans_are_listed_and_upgrades_need_billing(world: &World) {
+    let plans = world.get("/api/subscription/plans").json();
+    let ids: Vec<&str> = plans["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["free", "basic", "premium", "enterprise"]);
+    assert_eq!(plans["data"][1]["tokens_per_month"], 10_000_000);
+    assert_eq!(plans["data"][1]["calls_per_month"], 500);
+    let (token, _) = free_user(world);
+    let current = world
+        .authed("GET", "/api/subscription/current", &token)
+        .send()
+        .json();
+    assert_eq!(current["plan"]["id"], "free");
+    world
+        .authed("POST", "/api/subscription/upgrade", &token)
+        .json(&json!({ "plan": "premium" }))
+        .assert_error(503, "not_configured");
+    world
+        .authed("POST", "/api/subscription/upgrade", &token)
+        .json(&json!({ "plan": "gold" }))
+        .assert_error(400, "validation_failed");
+    world
+        .authed("POST", "/api/subscription/upgrade", &token)
+        .json(&json!({ "plan": "free" }))
+        .assert_error(409, "conflict");
+}
