@@ -24,6 +24,8 @@ pub enum AppError {
     MethodNotAllowed { allowed: Vec<&'static str> },
     /// The request conflicts with the current state.
     Conflict(String),
+    /// A new device would pass the plan's limit of devices signed in at once.
+    SessionLimit(String),
     /// The body is larger than the limit for this route.
     PayloadTooLarge { limit_bytes: usize },
     /// Too many requests; retry after this many seconds.
@@ -54,6 +56,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::SessionLimit(_) => "session_limit_exceeded",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::QuotaExceeded(_) => "quota_exceeded",
@@ -73,7 +76,7 @@ impl AppError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
-            Self::Conflict(_) => 409,
+            Self::Conflict(_) | Self::SessionLimit(_) => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
@@ -90,6 +93,7 @@ impl AppError {
             | Self::Forbidden(m)
             | Self::NotFound(m)
             | Self::Conflict(m)
+            | Self::SessionLimit(m)
             | Self::QuotaExceeded(m)
             | Self::InsufficientCredits(m) => m.clone(),
             Self::Validation(fields) => match fields.as_slice() {
@@ -176,6 +180,7 @@ mod tests {
                 allowed: vec!["GET"],
             },
             AppError::Conflict("c".into()),
+            AppError::SessionLimit("s".into()),
             AppError::PayloadTooLarge { limit_bytes: 10 },
             AppError::RateLimited {
                 retry_after_secs: 3,
@@ -203,6 +208,7 @@ mod tests {
             (404, "not_found"),
             (405, "method_not_allowed"),
             (409, "conflict"),
+            (409, "session_limit_exceeded"),
             (413, "payload_too_large"),
             (429, "rate_limited"),
             (402, "quota_exceeded"),
@@ -211,6 +217,7 @@ mod tests {
             (503, "not_configured"),
             (500, "internal"),
         ];
+        assert_eq!(all().len(), expected.len());
         for (err, (status, code)) in all().iter().zip(expected) {
             assert_eq!((err.status(), err.code()), (status, code), "{err:?}");
         }

@@ -40,4 +40,5 @@ pub fn table() -> RouteTable {
         .post("/api/usage/report", usage::report)
         .get("/api/usage/quota", usage::quota)
         .post("/api/usage/sync", usage::sync)
+        .get("/api/usage/sessions", usage::sessions)
 }

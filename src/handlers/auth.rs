@@ -8,7 +8,7 @@ use crate::auth::{self, Credential, Principal};
 use crate::core::jwt::{self, TokenKind, VerifiedToken};
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::store::{self, sessions};
+use crate::store::{self, devices, sessions};
 use crate::upstream::clerk::{ClerkApi, ClerkError};
 
 fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
@@ -78,6 +78,16 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         external_user_id: &principal.user.external_id,
     };
     sessions::end(&db, session, "signout", &now()).await?;
+    // The device's slot is freed (the plan caps devices signed in at once).
+    let device = req.headers().get("X-Device-Id").ok().flatten();
+    let devices_ended = devices::end(
+        &db,
+        &principal.user.id,
+        Some(session_id),
+        device.as_deref().map(str::trim),
+        &now(),
+    )
+    .await?;
     let mut revoked_at_clerk = false;
     if token.kind == TokenKind::Clerk && ctx.data.config.auth.clerk_secret_key.is_set() {
         // The session has ended here whatever Clerk answers; a Clerk failure is logged and
@@ -97,6 +107,7 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         "signed_out": true,
         "session_id": session_id,
         "revoked_at_clerk": revoked_at_clerk,
+        "devices_signed_out": devices_ended,
     }))
 }
 

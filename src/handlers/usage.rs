@@ -5,13 +5,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Date, Request, Response};
 
+use crate::auth::Credential;
 use crate::auth::{self, Principal};
+use crate::core::devices::{self, Platform};
 use crate::core::meter::{self, Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
 use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::store::{self, meters};
+use crate::store::{self, devices as device_store, meters};
 
 /// The quota as every usage endpoint shows it.
 fn quota_body(principal: &Principal, period: &Period, quota: &QuotaState) -> Value {
@@ -70,6 +72,57 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// How a device sighting is treated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeviceRule {
+    /// A new device beyond the plan's limit is refused (`session_limit_exceeded`).
+    Enforce,
+    /// Usage reports are never refused (the usage already happened): a device beyond the
+    /// limit is simply not registered.
+    Record,
+}
+
+/// Registers the calling device (`X-Device-Id`, `X-Client-Platform`), if the request names
+/// one; returns its id.
+async fn see_device(
+    req: &Request,
+    ctx: &Ctx,
+    principal: &Principal,
+    clock: &Clock,
+    body_device: Option<&str>,
+    rule: DeviceRule,
+) -> Result<Option<String>, AppError> {
+    let device = match (header(req, "X-Device-Id"), body_device) {
+        (Some(h), _) => devices::device_id("X-Device-Id", &h)?,
+        (None, Some(b)) => devices::device_id("device_id", b)?,
+        (None, None) => return Ok(None),
+    };
+    let platform = Platform::parse(header(req, "X-Client-Platform").as_deref())?;
+    let auth_session = match &principal.credential {
+        Credential::Token { session_id, .. } => session_id.as_deref(),
+        Credential::ApiKey { .. } => None,
+    };
+    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+    let db = store::database(&ctx.env)?;
+    let sighting = device_store::Sighting {
+        user_id: &principal.user.id,
+        device_id: &device,
+        platform: platform.as_str(),
+        auth_session_id: auth_session,
+        now: &clock.now,
+        now_ms: clock.now_ms,
+    };
+    let admitted = device_store::sighted(&db, sighting, plan.concurrent_sessions).await?;
+    if !admitted && rule == DeviceRule::Enforce {
+        return Err(AppError::SessionLimit(format!(
+            "the {} plan allows {} device(s) at once; sign out on another device or upgrade",
+            plan.name,
+            plan.concurrent_sessions.unwrap_or_default()
+        )));
+    }
+    Ok(Some(device))
+}
+
 fn replayed(mut resp: Response, replayed: bool) -> Response {
     if replayed {
         response::set(resp.headers_mut(), "Idempotent-Replayed", "true");
@@ -90,6 +143,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         false,
     )?;
     let clock = Clock::now();
+    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
     let ttl_ms = ctx.data.config.reservation_ttl_secs * 1000;
@@ -151,6 +205,15 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     )?
     .unwrap_or_default();
     let clock = Clock::now();
+    let device = see_device(
+        &req,
+        &ctx,
+        &principal,
+        &clock,
+        body.device_id.as_deref(),
+        DeviceRule::Record,
+    )
+    .await?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
     let usage = meters::NewUsage {
@@ -158,7 +221,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         request_id: &key,
         provider: &body.provider,
         model: &body.model,
-        device_id: body.device_id.as_deref(),
+        device_id: device.as_deref(),
         input_tokens: body.input_tokens,
         output_tokens: body.output_tokens,
         reservation_id: body.reservation_id.as_deref(),
@@ -202,6 +265,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let clock = Clock::now();
+    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
     let reading = meters::read(&db, &scope).await?;
@@ -234,6 +298,7 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         })?),
     };
     let clock = Clock::now();
+    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
     let reading = meters::read(&db, &scope).await?;
@@ -246,4 +311,33 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     answer["has_updates"] = json!(has_updates);
     answer["server_time"] = json!(clock.now);
     response::ok(&answer)
+}
+
+/// `GET /api/usage/sessions`: the caller's active devices (seen in the last 24 hours and not
+/// signed out), with the plan's limit. The calling device (`X-Device-Id`) is registered first.
+pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let clock = Clock::now();
+    let current = see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
+    let db = store::database(&ctx.env)?;
+    let active = device_store::active(&db, &principal.user.id, clock.now_ms).await?;
+    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+    let data: Vec<Value> = active
+        .iter()
+        .map(|d| {
+            json!({
+                "device_id": d.device_id,
+                "platform": d.platform,
+                "first_seen_at": d.first_seen_at,
+                "last_seen_at": d.last_seen_at,
+                "expires_at": rfc3339_from_millis(d.last_seen_ms + devices::DEVICE_TTL_MS),
+                "current": current.as_deref() == Some(d.device_id.as_str()),
+            })
+        })
+        .collect();
+    response::ok(&json!({
+        "data": data,
+        "active": data.len(),
+        "limit": plan.concurrent_sessions,
+    }))
 }

@@ -1,6 +1,7 @@
 //! The only code that touches D1 and KV: typed rows in, typed rows out.
 
 pub mod api_keys;
+pub mod devices;
 pub mod health;
 pub mod meters;
 pub mod sessions;

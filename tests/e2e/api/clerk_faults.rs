@@ -72,7 +72,7 @@ fn signout_ends_the_session_even_when_clerk_fails(world: &World) {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         reply.json(),
-        json!({ "signed_out": true, "session_id": sid, "revoked_at_clerk": false })
+        json!({ "signed_out": true, "session_id": sid, "revoked_at_clerk": false, "devices_signed_out": 0 })
     );
     assert!(!world.fakes.clerk.revoked_sessions().contains(&sid));
     world

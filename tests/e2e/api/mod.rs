@@ -6,6 +6,7 @@ mod clerk_faults;
 mod clerk_webhook;
 mod conventions;
 mod cors;
+mod devices;
 mod fakes;
 mod health;
 mod identity;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(auth::cases());
     cases.extend(clerk_webhook::cases());
     cases.extend(usage::cases());
+    cases.extend(devices::cases());
     cases
 }
 
