@@ -41,4 +41,6 @@ pub fn table() -> RouteTable {
         .get("/api/usage/quota", usage::quota)
         .post("/api/usage/sync", usage::sync)
         .get("/api/usage/sessions", usage::sessions)
+        .get("/api/usage/history", usage::history)
+        .get("/api/usage/stats", usage::stats)
 }

@@ -341,3 +341,108 @@ pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         "limit": plan.concurrent_sessions,
     }))
 }
+
+/// Reads the usage filters of a history or stats query; times must be RFC 3339.
+fn usage_filter(pairs: &[(String, String)]) -> Result<meters::UsageFilter, AppError> {
+    let mut filter = meters::UsageFilter::default();
+    for (name, value) in pairs {
+        let time = |field: &str| {
+            millis_from_rfc3339(value)
+                .map(rfc3339_from_millis)
+                .ok_or_else(|| AppError::invalid(field, "must be an RFC 3339 UTC time"))
+        };
+        match name.as_str() {
+            "provider" => filter.provider = Some(value.clone()),
+            "model" => filter.model = Some(value.clone()),
+            "device_id" => filter.device_id = Some(value.clone()),
+            "from" => filter.from = Some(time("from")?),
+            "to" => filter.to = Some(time("to")?),
+            _ => {}
+        }
+    }
+    Ok(filter)
+}
+
+fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, AppError> {
+    Ok(req.url()?.query_pairs().into_owned().collect())
+}
+
+/// `GET /api/usage/history?limit=&cursor=&provider=&model=&device_id=&from=&to=`: the
+/// caller's usage records, newest first.
+pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let pairs = query_pairs(&req)?;
+    let filter = usage_filter(&pairs)?;
+    let page = crate::core::page::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let after = match page.after.as_deref() {
+        Some([at, id]) => Some((at.as_str(), id.as_str())),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "cursor",
+                "is not a cursor returned by this API",
+            ))
+        }
+        None => None,
+    };
+    let db = store::database(&ctx.env)?;
+    let mut records =
+        meters::history(&db, &principal.user.id, &filter, after, page.limit + 1).await?;
+    let next_cursor = if records.len() > page.limit as usize {
+        records.truncate(page.limit as usize);
+        records
+            .last()
+            .map(|r| crate::core::page::encode_cursor(&[&r.created_at, &r.id]))
+    } else {
+        None
+    };
+    let data: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "request_id": r.request_id, "provider": r.provider, "model": r.model,
+                "device_id": r.device_id, "input_tokens": r.input_tokens,
+                "output_tokens": r.output_tokens, "total_tokens": r.total_tokens,
+                "reservation_id": r.reservation_id, "period": r.period, "created_at": r.created_at,
+            })
+        })
+        .collect();
+    response::ok(&json!({ "data": data, "next_cursor": next_cursor }))
+}
+
+/// `GET /api/usage/stats?from=&to=&provider=&model=&device_id=`: totals overall and by
+/// provider, model, device and UTC day; without `from`/`to`, the current period.
+pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let mut filter = usage_filter(&query_pairs(&req)?)?;
+    if filter.from.is_none() && filter.to.is_none() {
+        let period = Period::containing(Date::now().as_millis());
+        filter.from = Some(rfc3339_from_millis(period.start_ms()));
+        filter.to = Some(rfc3339_from_millis(period.end_ms()));
+    }
+    let db = store::database(&ctx.env)?;
+    let [total, by_provider, by_model, by_device, by_day] =
+        meters::stats(&db, &principal.user.id, &filter).await?;
+    let rename = |rows: Vec<meters::UsageTotals>, name: &str| -> Vec<Value> {
+        rows.into_iter()
+            .map(|t| {
+                json!({
+                    name: t.key, "requests": t.requests, "input_tokens": t.input_tokens,
+                    "output_tokens": t.output_tokens, "total_tokens": t.total_tokens,
+                })
+            })
+            .collect()
+    };
+    let totals = total.into_iter().next();
+    response::ok(&json!({
+        "from": filter.from,
+        "to": filter.to,
+        "totals": totals.map(|t| json!({
+            "requests": t.requests, "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens, "total_tokens": t.total_tokens,
+        })),
+        "by_provider": rename(by_provider, "provider"),
+        "by_model": rename(by_model, "model"),
+        "by_device": rename(by_device, "device_id"),
+        "by_day": rename(by_day, "day"),
+    }))
+}

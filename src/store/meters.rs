@@ -377,3 +377,111 @@ pub async fn read(db: &D1Database, s: &Scope<'_>) -> Result<Reading, AppError> {
         changed_at,
     })
 }
+
+/// Which usage records a history or stats query covers.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub device_id: Option<String>,
+    /// Inclusive lower bound on `created_at` (RFC 3339, as stored).
+    pub from: Option<String>,
+    /// Exclusive upper bound on `created_at`.
+    pub to: Option<String>,
+}
+
+const FILTER: &str =
+    "user_id = ?1 AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR model = ?3) \
+                      AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR created_at >= ?5) \
+                      AND (?6 IS NULL OR created_at < ?6)";
+
+/// A page of the user's usage records, newest first, after `(created_at, id)`.
+pub async fn history(
+    db: &D1Database,
+    user_id: &str,
+    filter: &UsageFilter,
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> Result<Vec<UsageRecord>, AppError> {
+    let (after_at, after_id) = after.unzip();
+    let sql = format!(
+        "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
+                total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
+                reserved_after, limit_at, created_at \
+         FROM usage_records WHERE {FILTER} \
+           AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8)) \
+         ORDER BY created_at DESC, id DESC LIMIT ?9"
+    );
+    Ok(query!(
+        db,
+        &sql,
+        user_id,
+        &filter.provider,
+        &filter.model,
+        &filter.device_id,
+        &filter.from,
+        &filter.to,
+        after_at,
+        after_id,
+        limit
+    )?
+    .all()
+    .await?
+    .results::<UsageRecord>()?)
+}
+
+/// Totals of one group in the usage stats.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UsageTotals {
+    /// The provider, model, device or day (`None` for the overall total or no device).
+    pub key: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Usage totals overall and by provider, model, device and UTC day, in one round trip.
+pub async fn stats(
+    db: &D1Database,
+    user_id: &str,
+    filter: &UsageFilter,
+) -> Result<[Vec<UsageTotals>; 5], AppError> {
+    let sums = "COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens, \
+                COALESCE(SUM(output_tokens), 0) AS output_tokens, \
+                COALESCE(SUM(total_tokens), 0) AS total_tokens";
+    let group = |key: &str| {
+        format!(
+            "SELECT {key} AS key, {sums} FROM usage_records WHERE {FILTER} \
+             GROUP BY {key} ORDER BY total_tokens DESC, key"
+        )
+    };
+    let statements = [
+        format!("SELECT NULL AS key, {sums} FROM usage_records WHERE {FILTER}"),
+        group("provider"),
+        group("model"),
+        group("device_id"),
+        group("substr(created_at, 1, 10)")
+            .replace("ORDER BY total_tokens DESC, key", "ORDER BY key"),
+    ]
+    .iter()
+    .map(|sql| {
+        query!(
+            db,
+            sql,
+            user_id,
+            &filter.provider,
+            &filter.model,
+            &filter.device_id,
+            &filter.from,
+            &filter.to
+        )
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    let results = db.batch(statements).await?;
+    let mut groups: [Vec<UsageTotals>; 5] = Default::default();
+    for (slot, result) in groups.iter_mut().zip(results.iter()) {
+        *slot = result.results::<UsageTotals>()?;
+    }
+    Ok(groups)
+}

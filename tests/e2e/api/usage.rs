@@ -22,6 +22,8 @@ pub fn cases() -> Vec<Case> {
         unlimited_plans_admit_anything,
         sync_says_whether_the_quota_changed,
         plans_are_listed_and_upgrades_need_billing,
+        history_is_paginated_and_filtered,
+        stats_total_by_provider_model_device_and_day,
     )
 }
 
@@ -443,4 +445,111 @@ fn plans_are_listed_and_upgrades_need_billing(world: &World) {
         .authed("POST", "/api/subscription/upgrade", &token)
         .json(&json!({ "plan": "free" }))
         .assert_error(409, "conflict");
+}
+
+fn report(world: &World, token: &str, provider: &str, model: &str, device: &str, tokens: u64) {
+    let body = json!({ "provider": provider, "model": model, "input_tokens": tokens,
+                       "output_tokens": 0, "request_id": unique("h-"), "device_id": device });
+    let reply = world.authed("POST", "/api/usage/report", token).json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn history_is_paginated_and_filtered(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    report(world, &token, "openai", "gpt-4o", "ext-1", 10);
+    report(world, &token, "openai", "gpt-4o-mini", "ext-1", 20);
+    report(world, &token, "gemini", "gemini-2.0-flash", "app-1", 30);
+    let page1 = world
+        .authed("GET", "/api/usage/history?limit=2", &token)
+        .send()
+        .json();
+    let tokens = |page: &Value| -> Vec<u64> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["total_tokens"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(tokens(&page1), [30, 20], "newest first");
+    let cursor = page1["next_cursor"].as_str().expect("a next page");
+    let page2 = world
+        .authed(
+            "GET",
+            &format!("/api/usage/history?limit=2&cursor={cursor}"),
+            &token,
+        )
+        .send()
+        .json();
+    assert_eq!(tokens(&page2), [10]);
+    assert_eq!(page2["next_cursor"], Value::Null);
+    let openai = world
+        .authed("GET", "/api/usage/history?provider=openai", &token)
+        .send()
+        .json();
+    assert_eq!(tokens(&openai), [20, 10]);
+    let app = world
+        .authed("GET", "/api/usage/history?device_id=app-1", &token)
+        .send()
+        .json();
+    assert_eq!(tokens(&app), [30]);
+    let future = world
+        .authed(
+            "GET",
+            "/api/usage/history?from=2999-01-01T00:00:00Z",
+            &token,
+        )
+        .send()
+        .json();
+    assert_eq!(tokens(&future), Vec::<u64>::new());
+    for bad in ["limit=0", "limit=abc", "cursor=nope", "from=yesterday"] {
+        world
+            .authed("GET", &format!("/api/usage/history?{bad}"), &token)
+            .send()
+            .assert_error(400, "validation_failed");
+    }
+    // Another user sees none of it.
+    let (other, _) = free_user(world);
+    let theirs = world
+        .authed("GET", "/api/usage/history", &other)
+        .send()
+        .json();
+    assert_eq!(tokens(&theirs), Vec::<u64>::new());
+}
+
+fn stats_total_by_provider_model_device_and_day(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    report(world, &token, "openai", "gpt-4o", "ext-1", 10);
+    report(world, &token, "openai", "gpt-4o", "app-1", 20);
+    report(world, &token, "gemini", "gemini-2.0-flash", "app-1", 30);
+    let stats = world
+        .authed("GET", "/api/usage/stats", &token)
+        .send()
+        .json();
+    assert_eq!(stats["totals"]["requests"], 3, "{stats}");
+    assert_eq!(stats["totals"]["total_tokens"], 60);
+    assert_eq!(
+        stats["by_provider"],
+        json!([
+            { "provider": "gemini", "requests": 1, "input_tokens": 30, "output_tokens": 0, "total_tokens": 30 },
+            { "provider": "openai", "requests": 2, "input_tokens": 30, "output_tokens": 0, "total_tokens": 30 },
+        ])
+    );
+    assert_eq!(stats["by_model"][0]["model"], "gemini-2.0-flash");
+    assert_eq!(
+        stats["by_device"][0],
+        json!({ "device_id": "app-1", "requests": 2, "input_tokens": 50, "output_tokens": 0, "total_tokens": 50 })
+    );
+    let days = stats["by_day"].as_array().unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0]["total_tokens"], 60);
+    assert!(stats["from"]
+        .as_str()
+        .unwrap()
+        .ends_with("-01T00:00:00.000Z"));
+    let filtered = world
+        .authed("GET", "/api/usage/stats?model=gpt-4o", &token)
+        .send()
+        .json();
+    assert_eq!(filtered["totals"]["total_tokens"], 30);
 }
