@@ -50,6 +50,22 @@ fn counter(world: &World, user_id: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Sends an idempotent request (it carries a `request_id`), retrying when the local dev
+/// server answers that the worker restarted mid-request — what `wrangler dev` sometimes says
+/// under heavy local load; a real client retries with the same key, and the key makes the
+/// retry safe.
+fn idempotent(send: impl Fn() -> crate::harness::Reply) -> crate::harness::Reply {
+    let mut reply = send();
+    for _ in 0..5 {
+        if !(reply.status == 503 && reply.body.contains("restarted mid-request")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        reply = send();
+    }
+    reply
+}
+
 fn report_body(request_id: &str, input: u64, output: u64) -> Value {
     json!({ "provider": "openai", "model": "gpt-4o-mini", "input_tokens": input,
             "output_tokens": output, "request_id": request_id, "device_id": "chrome-1" })
@@ -57,10 +73,13 @@ fn report_body(request_id: &str, input: u64, output: u64) -> Value {
 
 fn two_hundred_concurrent_reservations_admit_exactly_the_limit(world: &World) {
     let (token, user_id) = free_user(world);
-    let replies = all_at_once(200, |_| {
-        world
-            .authed("POST", "/api/usage/reserve", &token)
-            .json(&json!({ "estimate_tokens": FREE_LIMIT / 100 }))
+    let replies = all_at_once(200, |i| {
+        let body = json!({ "estimate_tokens": FREE_LIMIT / 100, "request_id": format!("rsv-{i}") });
+        idempotent(|| {
+            world
+                .authed("POST", "/api/usage/reserve", &token)
+                .json(&body)
+        })
     });
     let admitted = replies.iter().filter(|r| r.status == 201).count();
     for refused in replies.iter().filter(|r| r.status != 201) {
@@ -79,10 +98,15 @@ fn two_hundred_concurrent_reservations_admit_exactly_the_limit(world: &World) {
 fn concurrent_reserve_and_report_never_pass_the_limit(world: &World) {
     let (token, user_id) = free_user(world);
     let replies = all_at_once(200, |i| {
-        let reserved = world
-            .authed("POST", "/api/usage/reserve", &token)
-            .json(&json!({ "estimate_tokens": FREE_LIMIT / 100, "model": "gpt-4o" }));
+        let body = json!({ "estimate_tokens": FREE_LIMIT / 100, "model": "gpt-4o",
+                           "request_id": format!("mix-rsv-{i}") });
+        let reserved = idempotent(|| {
+            world
+                .authed("POST", "/api/usage/reserve", &token)
+                .json(&body)
+        });
         if reserved.status != 201 {
+            reserved.assert_error(402, "quota_exceeded");
             return reserved;
         }
         let id = reserved.json()["reservation"]["id"]
@@ -91,9 +115,11 @@ fn concurrent_reserve_and_report_never_pass_the_limit(world: &World) {
             .to_owned();
         let mut body = report_body(&format!("mix-{i}"), FREE_LIMIT / 200, FREE_LIMIT / 200);
         body["reservation_id"] = json!(id);
-        let reported = world
-            .authed("POST", "/api/usage/report", &token)
-            .json(&body);
+        let reported = idempotent(|| {
+            world
+                .authed("POST", "/api/usage/report", &token)
+                .json(&body)
+        });
         assert_eq!(reported.status, 200, "{}", reported.body);
         assert_eq!(reported.json()["reservation"]["status"], "settled");
         reserved
