@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     // The example from Svix's "Verifying Webhooks Manually" documentation.
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"; // the documented example
     const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
     const TIMESTAMP: i64 = 1_614_265_330;
     const BODY: &[u8] = br#"{"test": 2432232314}"#;
@@ -169,7 +169,7 @@ mod tests {
             verify(SECRET, headers(other, &ts), BODY, TIMESTAMP),
             Err(SvixError::NoMatchingSignature)
         );
-        let wrong_secret = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA==";
+        let wrong_secret = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA=="; // a made-up test key
         assert_eq!(
             verify(wrong_secret, headers(SIGNATURE, &ts), BODY, TIMESTAMP),
             Err(SvixError::NoMatchingSignature)
