@@ -47,6 +47,30 @@ pub fn parse<'a>(
     Ok(page)
 }
 
+impl PageRequest {
+    /// The cursor as a `(created_at, id)` pair, the sort key of every list here.
+    pub fn after_pair(&self) -> Result<Option<(&str, &str)>, FieldError> {
+        match self.after.as_deref() {
+            None => Ok(None),
+            Some([at, id]) => Ok(Some((at.as_str(), id.as_str()))),
+            Some(_) => Err(FieldError::new(
+                "cursor",
+                "is not a cursor returned by this API",
+            )),
+        }
+    }
+}
+
+/// Ends a page fetched with `limit + 1` rows: drops the extra row and, if there was one,
+/// returns the cursor of the page's last item (`key` gives its sort key).
+pub fn finish<T>(items: &mut Vec<T>, limit: u32, key: impl Fn(&T) -> [&str; 2]) -> Option<String> {
+    if items.len() <= limit as usize {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(|item| encode_cursor(&key(item)))
+}
+
 /// An opaque cursor for a sort key.
 pub fn encode_cursor(key: &[&str]) -> String {
     B64.encode(serde_json::to_string(key).unwrap_or_default())
@@ -84,6 +108,20 @@ mod tests {
             page.after.unwrap(),
             ["2026-11-22T10:00:00.000Z".to_owned(), "key_1".to_owned()]
         );
+    }
+
+    #[test]
+    fn pages_end_with_a_cursor_only_when_more_rows_exist() {
+        let mut rows = vec![("t3", "c"), ("t2", "b"), ("t1", "a")];
+        let cursor = finish(&mut rows, 2, |r| [r.0, r.1]).unwrap();
+        assert_eq!(rows.len(), 2);
+        let next = parse([("cursor", cursor.as_str())]).unwrap();
+        assert_eq!(next.after_pair().unwrap(), Some(("t2", "b")));
+        let mut last = vec![("t1", "a")];
+        assert_eq!(finish(&mut last, 2, |r| [r.0, r.1]), None);
+        let odd = encode_cursor(&["only-one"]);
+        let page = parse([("cursor", odd.as_str())]).unwrap();
+        assert_eq!(page.after_pair().unwrap_err().field, "cursor");
     }
 
     #[test]

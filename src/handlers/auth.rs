@@ -79,7 +79,7 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     };
     sessions::end(&db, session, "signout", &now()).await?;
     // The device's slot is freed (the plan caps devices signed in at once).
-    let device = req.headers().get("X-Device-Id").ok().flatten();
+    let device = crate::http::header(&req, "X-Device-Id");
     let devices_ended = devices::end(
         &db,
         &principal.user.id,

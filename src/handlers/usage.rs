@@ -12,7 +12,7 @@ use crate::core::meter::{self, Period, QuotaState, ReportRequest, ReserveRequest
 use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
-use crate::http::{response, Ctx};
+use crate::http::{self, header, response, Ctx};
 use crate::store::{self, devices as device_store, meters};
 
 /// The quota as every usage endpoint shows it.
@@ -66,10 +66,6 @@ impl Clock {
             now_ms: self.now_ms,
         }
     }
-}
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
 }
 
 /// How a device sighting is treated.
@@ -363,38 +359,24 @@ fn usage_filter(pairs: &[(String, String)]) -> Result<meters::UsageFilter, AppEr
     Ok(filter)
 }
 
-fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, AppError> {
-    Ok(req.url()?.query_pairs().into_owned().collect())
-}
-
 /// `GET /api/usage/history?limit=&cursor=&provider=&model=&device_id=&from=&to=`: the
 /// caller's usage records, newest first.
 pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let pairs = query_pairs(&req)?;
+    let pairs = http::query_pairs(&req)?;
     let filter = usage_filter(&pairs)?;
-    let page = crate::core::page::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let after = match page.after.as_deref() {
-        Some([at, id]) => Some((at.as_str(), id.as_str())),
-        Some(_) => {
-            return Err(AppError::invalid(
-                "cursor",
-                "is not a cursor returned by this API",
-            ))
-        }
-        None => None,
-    };
+    let page = http::page_request(&pairs)?;
     let db = store::database(&ctx.env)?;
-    let mut records =
-        meters::history(&db, &principal.user.id, &filter, after, page.limit + 1).await?;
-    let next_cursor = if records.len() > page.limit as usize {
-        records.truncate(page.limit as usize);
-        records
-            .last()
-            .map(|r| crate::core::page::encode_cursor(&[&r.created_at, &r.id]))
-    } else {
-        None
-    };
+    let mut records = meters::history(
+        &db,
+        &principal.user.id,
+        &filter,
+        page.after_pair()?,
+        page.limit + 1,
+    )
+    .await?;
+    let next_cursor =
+        crate::core::page::finish(&mut records, page.limit, |r| [&r.created_at, &r.id]);
     let data: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -413,7 +395,7 @@ pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// provider, model, device and UTC day; without `from`/`to`, the current period.
 pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let mut filter = usage_filter(&query_pairs(&req)?)?;
+    let mut filter = usage_filter(&http::query_pairs(&req)?)?;
     if filter.from.is_none() && filter.to.is_none() {
         let period = Period::containing(Date::now().as_millis());
         filter.from = Some(rfc3339_from_millis(period.start_ms()));

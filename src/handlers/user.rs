@@ -6,11 +6,11 @@ use worker::{Request, Response};
 
 use super::now;
 use crate::auth::{self, Principal};
-use crate::core::page::{self, encode_cursor};
+use crate::core::page;
 use crate::core::plans::PlanCatalog;
 use crate::core::profile::{self, ProfilePatch};
 use crate::error::AppError;
-use crate::http::{response, Ctx};
+use crate::http::{self, response, Ctx};
 use crate::services::api_keys::{self as key_service, DefaultKey};
 use crate::store::{self, api_keys, users};
 
@@ -114,27 +114,12 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
 pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let url = req.url()?;
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let page = page::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let after = match page.after.as_deref() {
-        Some([created_at, id]) => Some((created_at.as_str(), id.as_str())),
-        Some(_) => {
-            return Err(AppError::invalid(
-                "cursor",
-                "is not a cursor returned by this API",
-            ))
-        }
-        None => None,
-    };
+    let page = http::page_request(&http::query_pairs(&req)?)?;
     let db = store::database(&ctx.env)?;
-    let mut keys = api_keys::page_for_user(&db, &principal.user.id, after, page.limit + 1).await?;
-    let next_cursor = if keys.len() > page.limit as usize {
-        keys.truncate(page.limit as usize);
-        keys.last().map(|k| encode_cursor(&[&k.created_at, &k.id]))
-    } else {
-        None
-    };
+    let mut keys =
+        api_keys::page_for_user(&db, &principal.user.id, page.after_pair()?, page.limit + 1)
+            .await?;
+    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
     response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
 }
 

@@ -151,6 +151,21 @@ impl RequestLog<'_> {
     }
 }
 
-fn header(req: &Request, name: &str) -> Option<String> {
+/// The query string's pairs, decoded.
+pub fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, AppError> {
+    Ok(req.url()?.query_pairs().into_owned().collect())
+}
+
+/// The query's `limit` and `cursor` (see [`crate::core::page`]).
+pub fn page_request(
+    pairs: &[(String, String)],
+) -> Result<crate::core::page::PageRequest, AppError> {
+    Ok(crate::core::page::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
+}
+
+/// A request header's value, if present.
+pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
