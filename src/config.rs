@@ -50,9 +50,9 @@ impl Secret {
 
     /// The value, or `not_configured` naming the setting.
     pub fn require(&self) -> Result<&str, AppError> {
-        self.value
-            .as_deref()
-            .ok_or(AppError::NotConfigured { setting: self.name })
+        self.value.as_deref().ok_or(AppError::NotConfigured {
+            setting: self.name.into(),
+        })
     }
 
     /// Reads `name`, or its alias when `name` is unset (`JWT_SECRET` / `JWT_SECRET_CLOUD`).
@@ -442,7 +442,9 @@ mod tests {
             assert!(!secret.is_set());
             assert_eq!(
                 secret.require(),
-                Err(AppError::NotConfigured { setting: name })
+                Err(AppError::NotConfigured {
+                    setting: name.into()
+                })
             );
         }
         assert_eq!(Secret::read(&vars, "SET").require(), Ok("s3cret"));

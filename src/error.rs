@@ -4,6 +4,8 @@
 //! Codes are stable and machine-readable; messages are for people. Internal and upstream
 //! details are logged by [`AppError::log_detail`] and never returned.
 
+use std::borrow::Cow;
+
 use crate::core::body::FieldError;
 use serde_json::{json, Value};
 
@@ -40,7 +42,7 @@ pub enum AppError {
         detail: String,
     },
     /// A feature whose secret or setting is unset; `setting` names it.
-    NotConfigured { setting: &'static str },
+    NotConfigured { setting: Cow<'static, str> },
     /// A bug or an infrastructure failure; the detail is logged, not returned.
     Internal(String),
 }
@@ -192,7 +194,7 @@ mod tests {
                 detail: "secret body".into(),
             },
             AppError::NotConfigured {
-                setting: "STRIPE_SECRET_KEY",
+                setting: "STRIPE_SECRET_KEY".into(),
             },
             AppError::Internal("db exploded at row 7".into()),
         ]

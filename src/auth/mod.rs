@@ -7,9 +7,11 @@
 //!
 //! Signature and claim checks of a token are cached per isolate until the token expires;
 //! the user's status and the session's status are read from D1 on every request, so a
-//! deleted user or an ended session is refused at once.
+//! deleted user or an ended session is refused at once. An authenticated request then
+//! counts against its plan's rate limit ([`rate_limit`]).
 
 mod jwks;
+mod rate_limit;
 
 use std::cell::RefCell;
 
@@ -97,8 +99,10 @@ impl Principal {
     }
 }
 
-/// Authenticates the request; any failure is `401 unauthorized` with a precise message
-/// (or `not_configured` / `upstream_error` when verification itself cannot run).
+/// Authenticates the request and counts it against the caller's rate limit. Any failure to
+/// authenticate is `401 unauthorized` with a precise message (or `not_configured` /
+/// `upstream_error` when verification itself cannot run); a caller past their plan's
+/// requests per minute gets `429 rate_limited`.
 pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppError> {
     let credential = bearer(req)?;
     let principal = if credential.starts_with(api_key::PREFIX) {
@@ -107,6 +111,7 @@ pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppErro
         from_token(ctx, &credential).await?
     };
     ctx.data.set_principal(principal.kind());
+    rate_limit::admit(ctx, &principal.user).await?;
     Ok(principal)
 }
 

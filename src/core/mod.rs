@@ -12,6 +12,7 @@ pub mod page;
 pub mod plans;
 pub mod profile;
 pub mod random;
+pub mod rate_limit;
 pub mod request_id;
 pub mod roles;
 pub mod svix;

@@ -126,8 +126,8 @@ pub async fn oauth(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let sign_in = auth
         .clerk_sign_in_url
         .as_deref()
-        .ok_or(AppError::NotConfigured {
-            setting: "CLERK_SIGN_IN_URL",
+        .ok_or_else(|| AppError::NotConfigured {
+            setting: "CLERK_SIGN_IN_URL".into(),
         })?;
     let url = req.url()?;
     let redirect = url

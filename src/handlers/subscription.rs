@@ -54,6 +54,6 @@ pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         )));
     }
     Err(AppError::NotConfigured {
-        setting: "STRIPE_SECRET_KEY",
+        setting: "STRIPE_SECRET_KEY".into(),
     })
 }

@@ -12,6 +12,7 @@ mod health;
 mod identity;
 mod jwks;
 mod profile;
+mod rate_limits;
 mod usage;
 
 use crate::harness::World;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(clerk_webhook::cases());
     cases.extend(usage::cases());
     cases.extend(devices::cases());
+    cases.extend(rate_limits::cases());
     cases
 }
 

@@ -3,6 +3,7 @@
 
 mod client;
 pub mod identity;
+pub mod plans;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,10 @@ impl World {
         for (name, url) in fakes.base_url_vars() {
             vars.insert(name, url);
         }
-        for (name, value) in identity::worker_vars() {
+        for (name, value) in identity::worker_vars()
+            .into_iter()
+            .chain(plans::worker_vars())
+        {
             vars.insert(name, value);
         }
         let worker = WorkerProcess::start(&vars)?;

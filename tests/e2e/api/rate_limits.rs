@@ -1,0 +1,210 @@
+//! Per-plan rate limits through the Workers Rate Limiting binding under `wrangler dev`: the
+//! request past the plan's rate is refused with `429` and `Retry-After` and changes nothing,
+//! each user has a budget of their own, the limit lifts when `Retry-After` says, unlimited
+//! plans are never refused, and a plan whose rate has no binding says so.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::api_keys::{all_at_once, clerk_user_on_plan};
+use super::usage::idempotent;
+use super::Case;
+use crate::harness::identity::unique;
+use crate::harness::plans::{FREE_REQUESTS_PER_MINUTE, UNBOUND_REQUESTS_PER_MINUTE};
+use crate::harness::{Reply, World};
+
+pub fn cases() -> Vec<Case> {
+    crate::cases!(rate_limits:
+        a_request_past_the_plans_rate_is_429_records_nothing_and_lifts_when_retry_after_says,
+        unlimited_plans_are_never_rate_limited,
+        a_plan_whose_rate_has_no_binding_is_not_configured,
+    )
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// Waits until at least `needed` seconds are left in the current minute. The local limiter
+/// counts in fixed windows aligned to the minute, so a burst that fits in one window has an
+/// exact answer.
+fn wait_for_room_in_the_minute(needed: u64) {
+    let left = 60 - unix_secs() % 60;
+    if left < needed {
+        std::thread::sleep(Duration::from_millis(left * 1000 + 300));
+    }
+}
+
+fn report(world: &World, token: &str, request_id: &str) -> Reply {
+    world
+        .authed("POST", "/api/usage/report", token)
+        .json(&json!({
+            "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 3, "output_tokens": 4,
+            "request_id": request_id,
+        }))
+}
+
+fn records_of(world: &World, sub: &str) -> Vec<String> {
+    world
+        .d1_query(&format!(
+            "SELECT r.request_id FROM usage_records r JOIN users u ON u.id = r.user_id \
+             WHERE u.external_id = '{sub}' ORDER BY r.request_id"
+        ))
+        .iter()
+        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn used_tokens(world: &World, sub: &str) -> i64 {
+    world.d1_number(&format!(
+        "SELECT COALESCE(SUM(c.used), 0) AS n FROM meter_counters c \
+         JOIN users u ON u.id = c.user_id WHERE u.external_id = '{sub}'"
+    ))
+}
+
+/// One user's burst of `limit + 1` requests, alternating usage reports and quota reads, all
+/// inside one minute; retried with a new user if the minute rolled over mid-burst.
+struct Burst {
+    sub: String,
+    token: String,
+    replies: Vec<Reply>,
+    /// The request ids of the reports sent, in order.
+    report_ids: Vec<String>,
+}
+
+fn burst_within_one_minute(world: &World, limit: usize) -> Burst {
+    for _ in 0..3 {
+        wait_for_room_in_the_minute(30);
+        let minute = unix_secs() / 60;
+        let sub = unique("rate-");
+        let token = world.hmac_token(&sub);
+        let mut replies = Vec::new();
+        let mut report_ids = Vec::new();
+        for i in 0..=limit {
+            if i % 2 == 0 {
+                let id = format!("rl-{i:03}");
+                replies.push(report(world, &token, &id));
+                report_ids.push(id);
+            } else {
+                replies.push(world.authed("GET", "/api/usage/quota", &token).send());
+            }
+        }
+        if unix_secs() / 60 == minute {
+            return Burst {
+                sub,
+                token,
+                replies,
+                report_ids,
+            };
+        }
+    }
+    panic!("three bursts of {limit} requests each straddled a minute boundary");
+}
+
+fn a_request_past_the_plans_rate_is_429_records_nothing_and_lifts_when_retry_after_says(
+    world: &World,
+) {
+    let limit = FREE_REQUESTS_PER_MINUTE;
+    let burst = burst_within_one_minute(world, limit);
+    let (admitted, refused) = burst.replies.split_at(limit);
+    for (i, reply) in admitted.iter().enumerate() {
+        assert_eq!(
+            reply.status, 200,
+            "request {i} of the minute: {}",
+            reply.body
+        );
+    }
+
+    // The request past the rate: 429, a Retry-After that ends with the minute.
+    let limited = &refused[0];
+    let error = limited.assert_error(429, "rate_limited");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After header")
+        .parse()
+        .expect("Retry-After is whole seconds");
+    let left = 60 - unix_secs() % 60;
+    assert!(
+        (1..=60).contains(&retry_after) && retry_after.abs_diff(left) <= 2,
+        "Retry-After {retry_after} s, but the minute ends in {left} s"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&retry_after.to_string()),
+        "{error}"
+    );
+
+    // It changed nothing: the refused report (the last request id) was not recorded.
+    let refused_id = burst.report_ids.last().unwrap();
+    let recorded = records_of(world, &burst.sub);
+    let mut expected: Vec<String> = burst.report_ids[..burst.report_ids.len() - 1].to_vec();
+    expected.sort();
+    assert_eq!(recorded, expected, "{refused_id} must not be recorded");
+    assert_eq!(used_tokens(world, &burst.sub), 7 * expected.len() as i64);
+
+    // The budget is the user's, across every route, not the route's or everyone's.
+    world
+        .authed("GET", "/api/user/profile", &burst.token)
+        .send()
+        .assert_error(429, "rate_limited");
+    let other = world.hmac_token(&unique("rate-other-"));
+    let reply = world.authed("GET", "/api/usage/quota", &other).send();
+    assert_eq!(
+        reply.status, 200,
+        "another user is unaffected: {}",
+        reply.body
+    );
+    assert_eq!(world.get("/api/health/ping").status, 200);
+
+    // Retrying after Retry-After is admitted, and that retry is recorded once.
+    let left = 60 - unix_secs() % 60;
+    std::thread::sleep(Duration::from_millis(left * 1000 + 300));
+    let retried = report(world, &burst.token, refused_id);
+    assert_eq!(retried.status, 200, "after Retry-After: {}", retried.body);
+    let recorded = records_of(world, &burst.sub);
+    assert_eq!(recorded.len(), expected.len() + 1);
+    assert!(recorded.contains(refused_id));
+}
+
+fn unlimited_plans_are_never_rate_limited(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let n = FREE_REQUESTS_PER_MINUTE * 3 / 2;
+    let replies = all_at_once(n, |_| {
+        idempotent(|| world.authed("GET", "/api/usage/quota", &token).send())
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{n} requests in a burst on a plan without a rate: {statuses:?}"
+    );
+}
+
+fn a_plan_whose_rate_has_no_binding_is_not_configured(world: &World) {
+    let (sub, token) = clerk_user_on_plan(world, "legacy");
+    let binding = format!("RATE_LIMIT_{UNBOUND_REQUESTS_PER_MINUTE}");
+    let reply = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 10, "request_id": unique("rsv-") }));
+    let error = reply.assert_error(503, "not_configured");
+    assert!(
+        error["message"].as_str().unwrap().contains(&binding),
+        "the answer names the binding: {error}"
+    );
+    let reservations = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM usage_reservations r JOIN users u ON u.id = r.user_id \
+         WHERE u.external_id = '{sub}'"
+    ));
+    assert_eq!(reservations, 0, "nothing was reserved");
+    let log = world.worker_log();
+    let hint = format!("name = \\\"{binding}\\\"");
+    assert!(
+        log.contains(&hint),
+        "the log says what to add to wrangler.toml ({hint})"
+    );
+}
