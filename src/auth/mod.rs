@@ -16,7 +16,7 @@ mod rate_limit;
 use std::cell::RefCell;
 
 use sha2::{Digest, Sha256};
-use worker::{Date, Request};
+use worker::{D1Database, D1PreparedStatement, D1Result, Date, Request};
 
 use crate::config::{AuthConfig, ClerkConfig};
 use crate::core::api_key;
@@ -29,7 +29,7 @@ use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
 use crate::store::users::{self, NewUser, User};
-use crate::store::{self, api_keys};
+use crate::store::{self, api_keys, UserRef};
 
 thread_local! {
     static VERIFIED: RefCell<VerifiedTokenCache> = RefCell::new(VerifiedTokenCache::default());
@@ -104,15 +104,56 @@ impl Principal {
 /// `upstream_error` when verification itself cannot run); a caller past their plan's
 /// requests per minute gets `429 rate_limited`.
 pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppError> {
+    Ok(resolve(req, ctx, None).await?.0)
+}
+
+/// A read-only statement keyed by the caller's user id (given as SQL, see [`UserRef`]).
+pub type ReadFor<'a> = &'a dyn Fn(&D1Database, &UserRef) -> Result<D1PreparedStatement, AppError>;
+
+/// Authenticates as [`authenticate`] does and runs `read` in the same D1 round trip as the
+/// caller's lookup, so a read-only route costs one round trip, not two. The read's result is
+/// `None` when the caller had no user row before this request (there is nothing to read).
+pub async fn authenticate_and_read(
+    req: &Request,
+    ctx: &Ctx,
+    read: ReadFor<'_>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
+    resolve(req, ctx, Some(read)).await
+}
+
+async fn resolve(
+    req: &Request,
+    ctx: &Ctx,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
     let credential = bearer(req)?;
-    let principal = if credential.starts_with(api_key::PREFIX) {
-        from_api_key(ctx, &credential).await?
+    let (principal, extra) = if credential.starts_with(api_key::PREFIX) {
+        from_api_key(ctx, &credential, read).await?
     } else {
-        from_token(ctx, &credential).await?
+        from_token(ctx, &credential, read).await?
     };
     ctx.data.set_principal(principal.kind());
     rate_limit::admit(ctx, &principal.user).await?;
-    Ok(principal)
+    Ok((principal, extra))
+}
+
+/// Runs a caller lookup, with `read` keyed by that caller in the same batch if there is one.
+async fn lookup(
+    db: &D1Database,
+    statement: D1PreparedStatement,
+    read: Option<(ReadFor<'_>, UserRef)>,
+) -> Result<(D1Result, Option<D1Result>), AppError> {
+    let Some((read, user)) = read else {
+        return Ok((statement.all().await?, None));
+    };
+    let mut results = db
+        .batch(vec![statement, read(db, &user)?])
+        .await?
+        .into_iter();
+    let found = results
+        .next()
+        .ok_or_else(|| AppError::Internal("caller lookup returned no result".to_owned()))?;
+    Ok((found, results.next()))
 }
 
 /// The bearer credential of `Authorization`.
@@ -140,13 +181,23 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-async fn from_api_key(ctx: &Ctx, key: &str) -> Result<Principal, AppError> {
+async fn from_api_key(
+    ctx: &Ctx,
+    key: &str,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
     if !api_key::looks_like_key(key) {
         return Err(AppError::Unauthorized("malformed API key".to_owned()));
     }
     let db = store::database(&ctx.env)?;
-    let owner = api_keys::find_by_hash(&db, &api_key::hash(key))
-        .await?
+    let hash = api_key::hash(key);
+    let (found, extra) = lookup(
+        &db,
+        api_keys::owner_statement(&db, &hash)?,
+        read.map(|r| (r, api_keys::owner_of_hash(&hash))),
+    )
+    .await?;
+    let owner = api_keys::owner_from(&found)?
         .ok_or_else(|| AppError::Unauthorized("unknown API key".to_owned()))?;
     if owner.key.revoked_at.is_some() {
         return Err(AppError::Unauthorized(
@@ -171,27 +222,34 @@ async fn from_api_key(ctx: &Ctx, key: &str) -> Result<Principal, AppError> {
         &[&owner.user.id, &owner.user.external_id],
         None,
     );
-    Ok(Principal {
+    let principal = Principal {
         user: owner.user,
         roles,
         credential: Credential::ApiKey { id: owner.key.id },
-    })
+    };
+    Ok((principal, extra))
 }
 
-async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
+async fn from_token(
+    ctx: &Ctx,
+    token: &str,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
     let verified = verify_token(ctx, token).await?;
     let source = match verified.kind {
         TokenKind::Clerk => "clerk",
         TokenKind::Hmac => "hmac",
     };
     let db = store::database(&ctx.env)?;
-    let caller = users::find_caller(
+    let statement = users::caller_statement(
         &db,
         source,
         &verified.subject,
         verified.session_id.as_deref(),
-    )
-    .await?;
+    )?;
+    let read = read.map(|r| (r, users::id_of_external(source, &verified.subject)));
+    let (found, mut extra) = lookup(&db, statement, read).await?;
+    let caller = users::caller_from(&found)?;
     if caller.session_status.as_deref() == Some("ended") {
         return Err(AppError::Unauthorized("session has ended".to_owned()));
     }
@@ -211,6 +269,8 @@ async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
                 plan: &ctx.data.config.plans.default_plan().id,
             };
             let user = users::create(&db, new, &rfc3339_from_millis(now_ms())).await?;
+            // The read ran before the row existed: there was nothing to read.
+            extra = None;
             if !user.is_active() {
                 return Err(AppError::Unauthorized(
                     "user account is deactivated".to_owned(),
@@ -224,7 +284,7 @@ async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
         &[&user.id, &user.external_id],
         verified.org.as_ref(),
     );
-    Ok(Principal {
+    let principal = Principal {
         user,
         roles,
         credential: Credential::Token {
@@ -233,7 +293,8 @@ async fn from_token(ctx: &Ctx, token: &str) -> Result<Principal, AppError> {
             org: verified.org.clone(),
             token: Box::new(verified),
         },
-    })
+    };
+    Ok((principal, extra))
 }
 
 /// Verifies a JWT, from the per-isolate cache when it was verified before.

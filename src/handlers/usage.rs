@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{Date, Request, Response};
+use worker::{D1Database, Date, Request, Response};
 
 use crate::auth::Credential;
 use crate::auth::{self, Principal};
@@ -13,7 +13,7 @@ use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
-use crate::store::{self, devices as device_store, meters};
+use crate::store::{self, devices as device_store, meters, UserRef};
 
 /// The quota as every usage endpoint shows it.
 fn quota_body(principal: &Principal, period: &Period, quota: &QuotaState) -> Value {
@@ -68,55 +68,64 @@ impl Clock {
     }
 }
 
-/// How a device sighting is treated.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DeviceRule {
-    /// A new device beyond the plan's limit is refused (`session_limit_exceeded`).
-    Enforce,
-    /// Usage reports are never refused (the usage already happened): a device beyond the
-    /// limit is simply not registered.
-    Record,
-}
-
-/// Registers the calling device (`X-Device-Id`, `X-Client-Platform`), if the request names
-/// one; returns its id.
-async fn see_device(
+/// The device a request names (`X-Device-Id`, or the body's `device_id`) and its platform
+/// (`X-Client-Platform`), validated; `None` when it names none.
+fn named_device(
     req: &Request,
-    ctx: &Ctx,
-    principal: &Principal,
-    clock: &Clock,
     body_device: Option<&str>,
-    rule: DeviceRule,
-) -> Result<Option<String>, AppError> {
+) -> Result<Option<(String, Platform)>, AppError> {
     let device = match (header(req, "X-Device-Id"), body_device) {
         (Some(h), _) => devices::device_id("X-Device-Id", &h)?,
         (None, Some(b)) => devices::device_id("device_id", b)?,
         (None, None) => return Ok(None),
     };
     let platform = Platform::parse(header(req, "X-Client-Platform").as_deref())?;
-    let auth_session = match &principal.credential {
+    Ok(Some((device, platform)))
+}
+
+/// A sighting of `device` by the caller, now.
+fn sighting<'a>(
+    principal: &'a Principal,
+    clock: &'a Clock,
+    device: &'a str,
+    platform: Platform,
+) -> device_store::Sighting<'a> {
+    let auth_session_id = match &principal.credential {
         Credential::Token { session_id, .. } => session_id.as_deref(),
         Credential::ApiKey { .. } => None,
     };
-    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    let db = store::database(&ctx.env)?;
-    let sighting = device_store::Sighting {
+    device_store::Sighting {
         user_id: &principal.user.id,
-        device_id: &device,
+        device_id: device,
         platform: platform.as_str(),
-        auth_session_id: auth_session,
+        auth_session_id,
         now: &clock.now,
         now_ms: clock.now_ms,
-    };
-    let admitted = device_store::sighted(&db, sighting, plan.concurrent_sessions).await?;
-    if !admitted && rule == DeviceRule::Enforce {
-        return Err(AppError::SessionLimit(format!(
-            "the {} plan allows {} device(s) at once; sign out on another device or upgrade",
-            plan.name,
-            plan.concurrent_sessions.unwrap_or_default()
-        )));
     }
-    Ok(Some(device))
+}
+
+/// Registers the request's device, if it names one, and returns its id; a new device beyond
+/// the plan's limit of devices signed in at once is refused (`session_limit_exceeded`).
+async fn admit_device(
+    req: &Request,
+    ctx: &Ctx,
+    principal: &Principal,
+    clock: &Clock,
+) -> Result<Option<String>, AppError> {
+    let Some((device, platform)) = named_device(req, None)? else {
+        return Ok(None);
+    };
+    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+    let db = store::database(&ctx.env)?;
+    let sighting = sighting(principal, clock, &device, platform);
+    if device_store::sighted(&db, sighting, plan.concurrent_sessions).await? {
+        return Ok(Some(device));
+    }
+    Err(AppError::SessionLimit(format!(
+        "the {} plan allows {} device(s) at once; sign out on another device or upgrade",
+        plan.name,
+        plan.concurrent_sessions.unwrap_or_default()
+    )))
 }
 
 fn replayed(mut resp: Response, replayed: bool) -> Response {
@@ -139,7 +148,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         false,
     )?;
     let clock = Clock::now();
-    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
+    admit_device(&req, &ctx, &principal, &clock).await?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
     let ttl_ms = ctx.data.config.reservation_ttl_secs * 1000;
@@ -201,28 +210,35 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     )?
     .unwrap_or_default();
     let clock = Clock::now();
-    let device = see_device(
-        &req,
-        &ctx,
-        &principal,
-        &clock,
-        body.device_id.as_deref(),
-        DeviceRule::Record,
-    )
-    .await?;
+    // The device is recorded with the usage, in the same batch; a report is never refused
+    // for its device (the usage already happened), so a device beyond the plan's limit is
+    // simply not registered.
+    let device = named_device(&req, body.device_id.as_deref())?;
     let scope = clock.scope(&ctx, &principal);
     let db = store::database(&ctx.env)?;
+    let also = match &device {
+        Some((id, platform)) => {
+            let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+            let sighting = sighting(&principal, &clock, id, *platform);
+            vec![device_store::sighting(
+                &db,
+                sighting,
+                plan.concurrent_sessions,
+            )?]
+        }
+        None => Vec::new(),
+    };
     let usage = meters::NewUsage {
         id: &random::id::<12>("use_"),
         request_id: &key,
         provider: &body.provider,
         model: &body.model,
-        device_id: device.as_deref(),
+        device_id: device.as_ref().map(|(id, _)| id.as_str()),
         input_tokens: body.input_tokens,
         output_tokens: body.output_tokens,
         reservation_id: body.reservation_id.as_deref(),
     };
-    let (record, again) = meters::record(&db, &scope, usage).await?;
+    let (record, again) = meters::record(&db, &scope, usage, also).await?;
     let quota = QuotaState {
         limit: record.limit_at,
         used: record.used_after.unwrap_or_default(),
@@ -257,14 +273,34 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     Ok(replayed(response::ok(&answer)?, again))
 }
 
+/// Authenticates the caller and reads their token counter in the same D1 round trip.
+async fn authenticate_with_quota(
+    req: &Request,
+    ctx: &Ctx,
+    clock: &Clock,
+) -> Result<(Principal, meters::Reading), AppError> {
+    let read = |db: &D1Database, user: &UserRef| {
+        meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
+    };
+    let (principal, found) = auth::authenticate_and_read(req, ctx, &read).await?;
+    let limit = ctx
+        .data
+        .config
+        .plans
+        .get_or_default(&principal.user.plan)
+        .tokens_per_month;
+    let reading = match found {
+        Some(result) => meters::reading_from(&result, &clock.period_key, limit)?,
+        None => meters::Reading::untouched(limit),
+    };
+    Ok((principal, reading))
+}
+
 /// `GET /api/usage/quota`.
 pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
     let clock = Clock::now();
-    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
-    let scope = clock.scope(&ctx, &principal);
-    let db = store::database(&ctx.env)?;
-    let reading = meters::read(&db, &scope).await?;
+    let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
+    admit_device(&req, &ctx, &principal, &clock).await?;
     response::ok(&quota_body(&principal, &clock.period, &reading.quota))
 }
 
@@ -278,7 +314,8 @@ struct SyncRequest {
 /// `POST /api/usage/sync` `{last_sync_at?}`: the quota, whether it changed since the
 /// client's last sync, and the server's time to send next time.
 pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+    let clock = Clock::now();
+    let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
         SyncRequest { last_sync_at: None }
     } else {
@@ -293,11 +330,7 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             )
         })?),
     };
-    let clock = Clock::now();
-    see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
-    let scope = clock.scope(&ctx, &principal);
-    let db = store::database(&ctx.env)?;
-    let reading = meters::read(&db, &scope).await?;
+    admit_device(&req, &ctx, &principal, &clock).await?;
     let has_updates = match (since, reading.changed_at) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -314,7 +347,7 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let clock = Clock::now();
-    let current = see_device(&req, &ctx, &principal, &clock, None, DeviceRule::Enforce).await?;
+    let current = admit_device(&req, &ctx, &principal, &clock).await?;
     let db = store::database(&ctx.env)?;
     let active = device_store::active(&db, &principal.user.id, clock.now_ms).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);

@@ -1,9 +1,10 @@
 //! The `api_keys` table: user API keys, stored as hashes.
 
 use serde::{Deserialize, Serialize};
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use super::users::User;
+use super::UserRef;
 use crate::error::AppError;
 
 const COLUMNS: &str = "id, user_id, name, masked, created_at, last_used_at, revoked_at";
@@ -41,9 +42,9 @@ struct KeyOwnerRow {
     user: User,
 }
 
-/// The key with this hash and its owner, in one round trip.
-pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<KeyOwner>, AppError> {
-    let row = query!(
+/// The statement that finds the key with this hash and its owner (one round trip).
+pub fn owner_statement(db: &D1Database, key_hash: &str) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
         db,
         "SELECT k.id AS key_id, k.name AS key_name, k.masked AS key_masked, \
                 k.created_at AS key_created_at, k.last_used_at AS key_last_used_at, \
@@ -52,9 +53,12 @@ pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<KeyO
                 u.avatar_url, u.plan, u.status, u.created_at, u.updated_at \
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?1",
         key_hash
-    )?
-    .first::<KeyOwnerRow>(None)
-    .await?;
+    )?)
+}
+
+/// The key and owner [`owner_statement`] found, if any.
+pub fn owner_from(result: &D1Result) -> Result<Option<KeyOwner>, AppError> {
+    let row = result.results::<KeyOwnerRow>()?.into_iter().next();
     Ok(row.map(|r| KeyOwner {
         key: ApiKey {
             id: r.key_id,
@@ -67,6 +71,14 @@ pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<KeyO
         },
         user: r.user,
     }))
+}
+
+/// The id of the user owning the key with this hash, as SQL (see [`UserRef`]).
+pub fn owner_of_hash(key_hash: &str) -> UserRef {
+    UserRef {
+        sql: "(SELECT user_id FROM api_keys WHERE key_hash = ?1)".to_owned(),
+        params: vec![key_hash.into()],
+    }
 }
 
 /// Records use of a key, at most once per `min_interval` (the caller decides): a write per

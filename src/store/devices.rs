@@ -1,7 +1,7 @@
 //! The `device_sessions` table: devices a user is signed in on, capped by their plan.
 
 use serde::{Deserialize, Serialize};
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement};
 
 use super::changes;
 use crate::core::devices::DEVICE_TTL_MS;
@@ -29,16 +29,17 @@ pub struct Sighting<'a> {
     pub now_ms: u64,
 }
 
-/// Records that a device was seen. A device already active is refreshed; a new (or expired,
-/// or signed-out) one is admitted only while fewer than `limit` devices are active, decided in
-/// the one statement. Returns false when the device was refused.
-pub async fn sighted(
+/// The statement that records a device sighting: a device already active is refreshed; a new
+/// (or expired, or signed-out) one is admitted only while fewer than `limit` devices are
+/// active, decided in the one statement. It changes a row exactly when the device was
+/// admitted.
+pub fn sighting(
     db: &D1Database,
     s: Sighting<'_>,
     limit: Option<u32>,
-) -> Result<bool, AppError> {
+) -> Result<D1PreparedStatement, AppError> {
     let cutoff = s.now_ms.saturating_sub(DEVICE_TTL_MS) as f64;
-    let result = query!(
+    Ok(query!(
         db,
         "INSERT INTO device_sessions (user_id, device_id, platform, auth_session_id, \
              first_seen_at, last_seen_at, last_seen_ms, ended_at) \
@@ -63,9 +64,16 @@ pub async fn sighted(
         s.now_ms as f64,
         limit,
         cutoff
-    )?
-    .run()
-    .await?;
+    )?)
+}
+
+/// Records that a device was seen (see [`sighting`]); false when the device was refused.
+pub async fn sighted(
+    db: &D1Database,
+    s: Sighting<'_>,
+    limit: Option<u32>,
+) -> Result<bool, AppError> {
+    let result = sighting(db, s, limit)?.run().await?;
     Ok(changes(&result)? > 0)
 }
 

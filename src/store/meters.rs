@@ -8,8 +8,9 @@
 //! next statement of the same batch without another round trip.
 
 use serde::{Deserialize, Serialize};
-use worker::{query, D1Database, D1PreparedStatement};
+use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
+use super::UserRef;
 use crate::core::meter::QuotaState;
 use crate::error::AppError;
 
@@ -231,14 +232,18 @@ pub struct NewUsage<'a> {
 
 /// Records usage that happened (never refused: usage already spent is kept, even past the
 /// limit), settling the reservation it names. Idempotent on `request_id`: a retry records
-/// nothing and returns the first record (`replayed`).
+/// nothing and returns the first record (`replayed`). `also` runs first in the same batch (one
+/// round trip, one transaction): writes that belong with the record, such as the device's
+/// sighting.
 pub async fn record(
     db: &D1Database,
     s: &Scope<'_>,
     usage: NewUsage<'_>,
+    also: Vec<D1PreparedStatement>,
 ) -> Result<(UsageRecord, bool), AppError> {
     let total = usage.input_tokens + usage.output_tokens;
-    let mut statements = housekeeping(db, s)?;
+    let mut statements = also;
+    statements.extend(housekeeping(db, s)?);
     // The reservation's hold, read inside the transaction after expired ones were released.
     let open_hold = "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
                      AND meter = ?2 AND status = 'reserved' AND period = ?3";
@@ -337,8 +342,37 @@ pub struct Reading {
     pub changed_at: Option<u64>,
 }
 
-/// Reads a counter (one query, no write).
-pub async fn read(db: &D1Database, s: &Scope<'_>) -> Result<Reading, AppError> {
+/// The statement that reads `meter`'s counter for `user` in `period` (no write). `user` may
+/// be a subquery, so the read can share a round trip with the caller's lookup.
+pub fn read_statement(
+    db: &D1Database,
+    user: &UserRef,
+    meter: &str,
+    period: &str,
+    now_ms: u64,
+) -> Result<D1PreparedStatement, AppError> {
+    let n = user.params.len();
+    let (m, p, t) = (n + 1, n + 2, n + 3);
+    let sql = format!(
+        "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
+             SELECT SUM(amount) FROM usage_reservations WHERE user_id = c.user_id \
+             AND meter = ?{m} AND status = 'reserved' AND period = ?{p} \
+             AND expires_at_ms <= ?{t}), 0) AS expired_hold \
+         FROM meter_counters c WHERE c.user_id = {user} AND c.meter = ?{m}",
+        user = user.sql
+    );
+    let mut params = user.params.clone();
+    params.extend([meter.into(), period.into(), num(now_ms).into()]);
+    Ok(db.prepare(sql).bind(&params)?)
+}
+
+/// The counter [`read_statement`] found, under `limit`: a counter of an earlier period (or
+/// none) reads as empty, and expired reservations no longer hold anything.
+pub fn reading_from(
+    result: &D1Result,
+    period: &str,
+    limit: Option<u64>,
+) -> Result<Reading, AppError> {
     #[derive(Deserialize)]
     struct Row {
         period: String,
@@ -347,21 +381,9 @@ pub async fn read(db: &D1Database, s: &Scope<'_>) -> Result<Reading, AppError> {
         updated_at: String,
         expired_hold: u64,
     }
-    let row = query!(
-        db,
-        "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
-             SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 AND meter = ?2 \
-             AND status = 'reserved' AND period = ?3 AND expires_at_ms <= ?4), 0) AS expired_hold \
-         FROM meter_counters c WHERE c.user_id = ?1 AND c.meter = ?2",
-        s.user_id,
-        s.meter,
-        s.period,
-        num(s.now_ms)
-    )?
-    .first::<Row>(None)
-    .await?;
+    let row = result.results::<Row>()?.into_iter().next();
     let (used, reserved, changed_at) = match row {
-        Some(row) if row.period == s.period => (
+        Some(row) if row.period == period => (
             row.used,
             row.reserved.saturating_sub(row.expired_hold),
             crate::core::time::millis_from_rfc3339(&row.updated_at),
@@ -370,12 +392,26 @@ pub async fn read(db: &D1Database, s: &Scope<'_>) -> Result<Reading, AppError> {
     };
     Ok(Reading {
         quota: QuotaState {
-            limit: s.limit,
+            limit,
             used,
             reserved,
         },
         changed_at,
     })
+}
+
+impl Reading {
+    /// A counter never touched: nothing used or reserved.
+    pub fn untouched(limit: Option<u64>) -> Self {
+        Self {
+            quota: QuotaState {
+                limit,
+                used: 0,
+                reserved: 0,
+            },
+            changed_at: None,
+        }
+    }
 }
 
 /// Which usage records a history or stats query covers.

@@ -8,6 +8,7 @@ pub mod sessions;
 pub mod users;
 pub mod webhook_events;
 
+use wasm_bindgen::JsValue;
 use worker::{D1Database, D1Result, Env, KvStore};
 
 use crate::config::{D1_BINDING, KV_BINDING};
@@ -28,4 +29,13 @@ pub fn cache(env: &Env) -> Result<KvStore, AppError> {
 /// Rows changed by a write.
 pub fn changes(result: &D1Result) -> Result<usize, AppError> {
     Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+}
+
+/// SQL that names a user's id, with the values of its parameters (numbered from `?1`): the id
+/// itself, or a subquery that finds it. A subquery lets a read keyed by the user go in the
+/// same round trip as the lookup that authenticates them.
+#[derive(Debug, Clone)]
+pub struct UserRef {
+    pub sql: String,
+    pub params: Vec<JsValue>,
 }

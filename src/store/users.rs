@@ -1,9 +1,9 @@
 //! The `users` table: one row per person whatever proved who they are.
 
 use serde::{Deserialize, Serialize};
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
-use super::changes;
+use super::{changes, UserRef};
 use crate::core::profile::ProfileChanges;
 use crate::core::random;
 use crate::error::AppError;
@@ -74,21 +74,28 @@ pub struct NewUser<'a> {
     pub plan: &'a str,
 }
 
-/// The caller's row and session state in one round trip (always one result row).
-pub async fn find_caller(
+/// The statement that finds the caller's row and session state in one round trip (always one
+/// result row).
+pub fn caller_statement(
     db: &D1Database,
     auth_source: &str,
     external_id: &str,
     session_id: Option<&str>,
-) -> Result<Caller, AppError> {
+) -> Result<D1PreparedStatement, AppError> {
     let sql = format!(
         "SELECT (SELECT status FROM auth_sessions WHERE id = ?3) AS session_status, u.{} \
          FROM (SELECT 1) LEFT JOIN users u ON u.auth_source = ?1 AND u.external_id = ?2",
         COLUMNS.replace(", ", ", u.")
     );
-    let row = query!(db, &sql, auth_source, external_id, session_id)?
-        .first::<CallerRow>(None)
-        .await?
+    Ok(query!(db, &sql, auth_source, external_id, session_id)?)
+}
+
+/// The caller [`caller_statement`] found.
+pub fn caller_from(result: &D1Result) -> Result<Caller, AppError> {
+    let row = result
+        .results::<CallerRow>()?
+        .into_iter()
+        .next()
         .ok_or_else(|| AppError::Internal("caller lookup returned no row".to_owned()))?;
     let user = match row.id {
         Some(id) => {
@@ -105,6 +112,14 @@ pub async fn find_caller(
         user,
         session_status: row.session_status,
     })
+}
+
+/// The id of the user with this external identity, as SQL (see [`UserRef`]).
+pub fn id_of_external(auth_source: &str, external_id: &str) -> UserRef {
+    UserRef {
+        sql: "(SELECT id FROM users WHERE auth_source = ?1 AND external_id = ?2)".to_owned(),
+        params: vec![auth_source.into(), external_id.into()],
+    }
 }
 
 /// Creates the user on their first authenticated request; if a concurrent request created it

@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         bad_usage_input_is_400_and_records_nothing,
         unlimited_plans_admit_anything,
         sync_says_whether_the_quota_changed,
+        the_quota_reads_the_same_through_every_credential,
         plans_are_listed_and_upgrades_need_billing,
         history_is_paginated_and_filtered,
         stats_total_by_provider_model_device_and_day,
@@ -424,6 +425,50 @@ fn unlimited_plans_admit_anything(world: &World) {
     assert_eq!(quota["tokens"]["unlimited"], true);
     assert_eq!(quota["tokens"]["limit"], Value::Null);
     assert_eq!(quota["tokens"]["reserved"], 2_000_000_000u64);
+}
+
+/// The quota is read in the same round trip as the caller's lookup, keyed by their token's
+/// subject or their API key's hash: each must find this user's counter and no one else's,
+/// and a first request (no user row yet) reads an untouched counter.
+fn the_quota_reads_the_same_through_every_credential(world: &World) {
+    let sub = unique("quota-first-");
+    let token = world.hmac_token(&sub);
+    let first = world.authed("GET", "/api/usage/quota", &token).send();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    assert_eq!(first["tokens"]["used"], 0, "{first}");
+    assert_eq!(first["tokens"]["remaining"], FREE_LIMIT, "{first}");
+
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&report_body(&unique("req-"), 5, 2));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let key = world.authed("GET", "/api/user/api-key", &token).send();
+    assert_eq!(key.status, 201, "{}", key.body);
+    let key = key.json()["api_key"]["key"].as_str().unwrap().to_owned();
+
+    for credential in [&token, &key] {
+        let quota = world
+            .authed("GET", "/api/usage/quota", credential)
+            .send()
+            .json();
+        assert_eq!(quota["tokens"]["used"], 7, "{quota}");
+        assert_eq!(quota["tokens"]["remaining"], FREE_LIMIT - 7, "{quota}");
+        let synced = world
+            .authed("POST", "/api/usage/sync", credential)
+            .json(&json!({}))
+            .json();
+        assert_eq!(synced["tokens"]["used"], 7, "{synced}");
+    }
+    let (other, _) = free_user(world);
+    let quota = world
+        .authed("GET", "/api/usage/quota", &other)
+        .send()
+        .json();
+    assert_eq!(
+        quota["tokens"]["used"], 0,
+        "another user's counter: {quota}"
+    );
 }
 
 fn sync_says_whether_the_quota_changed(world: &World) {
