@@ -1,16 +1,50 @@
 //! The load generator: `n` requests from `concurrency` client threads, each with its own
-//! HTTP agent (and so its own keep-alive connection), every answer checked to be `200`.
+//! HTTP agent (and so its own keep-alive connection), every answer checked to have the
+//! scenario's status.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What every request of a scenario sends.
+/// Request `i`'s JSON body.
+pub type Body = Box<dyn Fn(usize) -> String + Sync>;
+
+/// What every request of a scenario sends, and the status it must get.
 pub struct Target {
+    /// `GET` or `POST`.
+    pub method: &'static str,
     pub url: String,
     /// `Authorization` header values: none, one for every request, or one per request
     /// (request `i` sends `authorization[i % len]`).
     pub authorization: Vec<String>,
+    /// The JSON body of request `i`, for a `POST`.
+    pub body: Option<Body>,
+    /// The status every answer must have.
+    pub expect: u16,
+}
+
+impl Target {
+    /// `GET url` expecting `200`.
+    pub fn get(url: String, authorization: Vec<String>) -> Self {
+        Self {
+            method: "GET",
+            url,
+            authorization,
+            body: None,
+            expect: 200,
+        }
+    }
+
+    /// `POST url` with request `i`'s body `body(i)`, expecting `expect`.
+    pub fn post(url: String, authorization: Vec<String>, body: Body, expect: u16) -> Self {
+        Self {
+            method: "POST",
+            url,
+            authorization,
+            body: Some(body),
+            expect,
+        }
+    }
 }
 
 /// One agent per client thread, kept across the warm-up and the measured run.
@@ -52,8 +86,8 @@ impl Run {
 }
 
 /// Sends `n` requests to `target`, spread over the agents' threads, numbered from `first`
-/// (which picks their credential); the first answer that is not `200` (or a request that gets
-/// no answer) stops every thread and is the error.
+/// (which picks their credential and body); the first answer without the expected status (or
+/// a request that gets no answer) stops every thread and is the error.
 pub fn run(target: &Target, agents: &[ureq::Agent], first: usize, n: usize) -> Result<Run, String> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -101,24 +135,31 @@ pub fn run(target: &Target, agents: &[ureq::Agent], first: usize, n: usize) -> R
 
 /// One request, its body read to the end (so the connection is reused).
 fn one(agent: &ureq::Agent, target: &Target, i: usize) -> Result<(), String> {
-    let mut request = agent.get(&target.url);
+    let what = format!("{} {}", target.method, target.url);
+    let mut request = agent.request(target.method, &target.url);
     if !target.authorization.is_empty() {
         let authorization = &target.authorization[i % target.authorization.len()];
         request = request.set("Authorization", authorization);
     }
-    match request.call() {
-        Ok(resp) if resp.status() == 200 => resp
+    let answer = match &target.body {
+        Some(body) => request
+            .set("Content-Type", "application/json")
+            .send_string(&body(i)),
+        None => request.call(),
+    };
+    match answer {
+        Ok(resp) if resp.status() == target.expect => resp
             .into_string()
             .map(drop)
-            .map_err(|e| format!("GET {}: reading the body: {e}", target.url)),
+            .map_err(|e| format!("{what}: reading the body: {e}")),
         Ok(resp) | Err(ureq::Error::Status(_, resp)) => {
             let status = resp.status();
             let body = resp.into_string().unwrap_or_default();
             Err(format!(
-                "GET {} answered {status}, not 200: {body}",
-                target.url
+                "{what} answered {status}, not {}: {body}",
+                target.expect
             ))
         }
-        Err(err) => Err(format!("GET {}: no answer: {err}", target.url)),
+        Err(err) => Err(format!("{what}: no answer: {err}")),
     }
 }

@@ -1,24 +1,30 @@
-//! The load benchmark of authenticated requests (`scripts/bench`, `cargo bench --bench load`).
+//! The load benchmark (`scripts/bench`, `cargo bench --bench load`).
 //!
 //! It starts the world exactly as the end-to-end suite does — the real worker under
 //! `wrangler dev`, local D1 and KV, the fake Clerk — and measures, per scenario, throughput,
 //! latency percentiles and the CPU time the worker's processes spend per request:
 //!
 //! - `GET /api/health/ping` without credentials (the ceiling: no auth, no storage);
-//! - `GET /api/user/profile` with an HS256 token, with a Clerk RS256 token, with an API key.
+//! - `GET /api/user/profile` with an HS256 token, with a Clerk RS256 token, with an API key;
+//! - the metering hot paths: `GET /api/usage/quota`, `POST /api/usage/report` (a new
+//!   `request_id` each time, with a device) and `POST /api/usage/reserve`.
 //!
-//! Every request of those scenarios carries the same credential, as a real client does, so they
-//! measure the warm path (verified-token cache, JWKS already fetched). One more scenario sends
-//! a different RS256 token with every request, which defeats the verified-token cache: it
-//! shows what one RSA verification costs, i.e. what the cache saves.
+//! Each authenticated scenario has `BENCH_USERS` users of its own on the default plan, so
+//! every request passes through the plan's rate limiter as in production without any user
+//! reaching it. Each user's first request (which creates the user and verifies the token) is
+//! sent before the warm-up and not measured; after that each credential is reused, as a real
+//! client does, so the identity scenarios measure the warm path (verified-token cache, JWKS
+//! already fetched). One more scenario sends a different RS256 token with every request,
+//! which defeats the verified-token cache: it shows what one RSA verification costs.
 //!
 //! The scenarios run `BENCH_ROUNDS` times, interleaved, and each is reported by its median
 //! round (by worker CPU), since one round's CPU reading moves by a few tenths of a ms.
-//! Results go to stdout as a table and to `target/bench/results.json`.
+//! Results go to stdout as a table, to `target/bench/results.json`, and to BENCHMARKS.md
+//! with the metering paths checked against their targets.
 //!
 //! Settings: `BENCH_REQUESTS` (per round, default 2000), `BENCH_CONCURRENCY` (client threads,
 //! default 8), `BENCH_WARMUP` (requests before each measurement, default 50), `BENCH_ROUNDS`
-//! (default 3).
+//! (default 3), `BENCH_USERS` (per scenario, default 128).
 
 #![allow(dead_code)]
 
@@ -29,6 +35,7 @@ mod harness;
 
 mod cpu;
 mod load;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -36,7 +43,7 @@ use std::process::{Command, ExitCode};
 use serde_json::{json, Value};
 
 use cpu::{Snapshot, Usage};
-use harness::identity::{clerk_claims, now, unique};
+use harness::identity::{clerk_claims, hmac_claims, hs256, now, unique, JWT_SECRET};
 use harness::World;
 use load::Target;
 
@@ -49,6 +56,7 @@ struct Settings {
     concurrency: usize,
     warmup: usize,
     rounds: usize,
+    users: usize,
 }
 
 impl Settings {
@@ -58,6 +66,7 @@ impl Settings {
             concurrency: env_count("BENCH_CONCURRENCY", 8)?,
             warmup: env_count("BENCH_WARMUP", 50)?,
             rounds: env_count("BENCH_ROUNDS", 3)?,
+            users: env_count("BENCH_USERS", 128)?,
         })
     }
 }
@@ -151,6 +160,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// One scenario: its name and how to make its target for a round (1-based).
+struct Scenario<'w> {
+    name: &'static str,
+    target: Box<dyn Fn(usize) -> Target + 'w>,
+}
+
 fn bench(world: &World, settings: &Settings) -> Result<(), String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let base_url = base_url(world)?;
@@ -165,74 +180,21 @@ fn bench(world: &World, settings: &Settings) -> Result<(), String> {
     }
     eprintln!("bench: worker at {base_url}; workerd pids {workerd:?}");
 
-    // Credentials: one HMAC user, its API key, one Clerk user. Each scenario reuses one.
-    let hmac = world.hmac_token(&unique("bench_hmac_"));
-    let created = world.authed("GET", "/api/user/api-key", &hmac).send();
-    if created.status != 201 {
-        return Err(format!(
-            "GET /api/user/api-key answered {}, not 201: {}",
-            created.status, created.body
-        ));
-    }
-    let api_key = created.json()["api_key"]["key"]
-        .as_str()
-        .ok_or_else(|| format!("no api_key.key in {}", created.body))?
-        .to_owned();
-    // A Clerk session token as `World::clerk_token` makes it, but valid for an hour instead
-    // of two minutes, so that a long run (a large BENCH_REQUESTS) never sees it expire.
-    let mut claims = clerk_claims(&unique("user_bench_"));
-    claims["exp"] = json!(now() + 3600);
-    let clerk = world.fakes.clerk.sign(&claims);
-    // Tokens of that same session, each one different (`jti`): one per request of every round,
-    // so none is ever in the verified-token cache.
-    let per_round = settings.requests + settings.warmup + 1;
-    eprintln!(
-        "bench: signing {} distinct RS256 tokens",
-        per_round * settings.rounds
-    );
-    let mut fresh_clerk: Vec<Vec<String>> = (0..settings.rounds)
-        .map(|round| {
-            (0..per_round)
-                .map(|i| {
-                    let mut each = claims.clone();
-                    each["jti"] = json!(format!("bench-{round}-{i}"));
-                    format!("Bearer {}", world.fakes.clerk.sign(&each))
-                })
-                .collect()
-        })
-        .collect();
-
-    let profile = format!("{base_url}/api/user/profile");
-    let bearer = |c: &str| vec![format!("Bearer {c}")];
-    let scenarios = [
-        (
-            "ping (no auth)",
-            format!("{base_url}/api/health/ping"),
-            vec![],
-        ),
-        ("profile HS256", profile.clone(), bearer(&hmac)),
-        ("profile RS256 (warm)", profile.clone(), bearer(&clerk)),
-        ("profile API key", profile.clone(), bearer(&api_key)),
-        ("profile RS256 (new token each)", profile, vec![]),
-    ];
-
+    let scenarios = scenarios(world, settings, &base_url)?;
     let mut rounds: Vec<Vec<Outcome>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
     for round in 1..=settings.rounds {
-        for (i, (name, url, authorization)) in scenarios.iter().enumerate() {
-            let authorization = if *name == "profile RS256 (new token each)" {
-                std::mem::take(&mut fresh_clerk[round - 1])
-            } else {
-                authorization.to_vec()
-            };
-            let target = Target {
-                url: url.clone(),
-                authorization,
-            };
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let target = (scenario.target)(round);
             eprintln!(
-                "bench: round {round}/{}: {name}: {} warm-up + {} requests, {} threads",
-                settings.rounds, settings.warmup, settings.requests, settings.concurrency
+                "bench: round {round}/{}: {}: {} users' first requests + {} warm-up + {} requests, {} threads",
+                settings.rounds,
+                scenario.name,
+                primes(&target, settings),
+                settings.warmup,
+                settings.requests,
+                settings.concurrency
             );
-            rounds[i].push(scenario(world, name, &target, settings)?);
+            rounds[i].push(measure(world, scenario.name, &target, settings)?);
         }
     }
     // Each scenario's median round by worker CPU.
@@ -248,36 +210,15 @@ fn bench(world: &World, settings: &Settings) -> Result<(), String> {
         .collect();
 
     print_table(&outcomes, settings, &wasm);
-    let delta_ms = rs256_over_hs256_ms(&outcomes, |o| o.workerd_cpu_us_per_req);
-    let runtime_delta_ms = rs256_over_hs256_ms(&outcomes, |o| o.runtime_cpu_us_per_req);
+    let findings = Findings::of(&outcomes);
     println!();
-    println!(
-        "RS256 vs HS256 worker CPU per request: {:+.3} ms (target <= {RS256_OVER_HS256_TARGET_MS} ms): {}",
-        delta_ms,
-        if delta_ms <= RS256_OVER_HS256_TARGET_MS {
-            "within target"
-        } else {
-            "OVER TARGET"
-        }
-    );
-    println!(
-        "  (all workerd processes; the worker runtime's workerd alone: {runtime_delta_ms:+.3} ms)"
-    );
-    let uncached_ms = difference_ms(
-        &outcomes,
-        "profile RS256 (new token each)",
-        "profile RS256 (warm)",
-        |o| o.runtime_cpu_us_per_req,
-    );
-    println!(
-        "A new RS256 token (RSA verification, no cache hit) costs {uncached_ms:+.3} ms of worker runtime CPU over a warm one"
-    );
-    let rs256 = outcomes.iter().find(|o| o.name == "profile RS256 (warm)");
-    if let Some(rs256) = rs256 {
-        println!(
-            "JWKS fetches during the warm RS256 run: {} (a warm RS256 token should cost no network call)",
-            rs256.jwks_fetches
-        );
+    for line in findings.lines() {
+        println!("{line}");
+    }
+    let checks = report::check_usage_targets(&outcomes);
+    println!();
+    for check in &checks {
+        println!("{}", check.sentence());
     }
 
     let results = json!({
@@ -285,12 +226,14 @@ fn bench(world: &World, settings: &Settings) -> Result<(), String> {
         "concurrency": settings.concurrency,
         "warmup": settings.warmup,
         "rounds": settings.rounds,
+        "users_per_scenario": settings.users,
         "clock_ticks_per_second": cpu::clock_ticks_per_second(),
         "scenarios": outcomes.iter().map(Outcome::json).collect::<Vec<_>>(),
-        "rs256_minus_hs256_workerd_cpu_ms_per_req": round(delta_ms, 4),
-        "rs256_minus_hs256_runtime_workerd_cpu_ms_per_req": round(runtime_delta_ms, 4),
+        "usage_targets": checks.iter().map(report::TargetCheck::json).collect::<Vec<_>>(),
+        "rs256_minus_hs256_workerd_cpu_ms_per_req": round(findings.rs256_over_hs256_ms, 4),
+        "rs256_minus_hs256_runtime_workerd_cpu_ms_per_req": round(findings.rs256_over_hs256_runtime_ms, 4),
         "rs256_minus_hs256_target_ms": RS256_OVER_HS256_TARGET_MS,
-        "rs256_new_token_minus_warm_runtime_workerd_cpu_ms_per_req": round(uncached_ms, 4),
+        "rs256_new_token_minus_warm_runtime_workerd_cpu_ms_per_req": round(findings.uncached_ms, 4),
         "wasm": wasm.json(),
     });
     let dir = root.join("target").join("bench");
@@ -299,11 +242,172 @@ fn bench(world: &World, settings: &Settings) -> Result<(), String> {
     let text = serde_json::to_string_pretty(&results).expect("JSON values serialise");
     std::fs::write(&path, text + "\n").map_err(|e| format!("write {path:?}: {e}"))?;
     println!("results: {}", path.display());
+
+    let markdown = report::markdown(&report::Report {
+        outcomes: &outcomes,
+        settings,
+        wasm: &wasm,
+        findings: &findings,
+        checks: &checks,
+    });
+    let path = root.join("BENCHMARKS.md");
+    std::fs::write(&path, markdown).map_err(|e| format!("write {path:?}: {e}"))?;
+    println!("report: {}", path.display());
     Ok(())
 }
 
-/// Warms up, then measures one scenario.
-fn scenario(
+/// `BENCH_USERS` bearer credentials of fresh HMAC users, valid for an hour.
+fn hmac_users(settings: &Settings, prefix: &str) -> Vec<String> {
+    (0..settings.users)
+        .map(|_| {
+            let mut claims = hmac_claims(&unique(prefix));
+            claims["exp"] = json!(now() + 3600);
+            format!("Bearer {}", hs256(&claims, JWT_SECRET.as_bytes()))
+        })
+        .collect()
+}
+
+/// `BENCH_USERS` Clerk users' session claims, valid for an hour.
+fn clerk_users(settings: &Settings) -> Vec<Value> {
+    (0..settings.users)
+        .map(|_| {
+            let mut claims = clerk_claims(&unique("user_bench_"));
+            claims["exp"] = json!(now() + 3600);
+            claims
+        })
+        .collect()
+}
+
+/// Every scenario, each with a pool of users of its own (so no user's rate limit is reached:
+/// each sees about `(requests + warm-up) / users` requests per round).
+fn scenarios<'w>(
+    world: &'w World,
+    settings: &Settings,
+    base_url: &str,
+) -> Result<Vec<Scenario<'w>>, String> {
+    let profile = format!("{base_url}/api/user/profile");
+    let hs256 = hmac_users(settings, "bench_hs256_");
+    let api_keys = api_keys(world, settings, &hmac_users(settings, "bench_key_"))?;
+    let clerk = &world.fakes.clerk;
+    let warm: Vec<String> = clerk_users(settings)
+        .iter()
+        .map(|claims| format!("Bearer {}", clerk.sign(claims)))
+        .collect();
+    let fresh_users = clerk_users(settings);
+    let per_round = settings.users + settings.warmup + settings.requests;
+    let quota = hmac_users(settings, "bench_quota_");
+    let report_users = hmac_users(settings, "bench_report_");
+    let reserve_users = hmac_users(settings, "bench_reserve_");
+    let users = settings.users;
+
+    let get = |url: &str, authorization: Vec<String>| -> Box<dyn Fn(usize) -> Target + 'w> {
+        let url = url.to_owned();
+        Box::new(move |_| Target::get(url.clone(), authorization.clone()))
+    };
+    Ok(vec![
+        Scenario {
+            name: "ping (no auth)",
+            target: get(&format!("{base_url}/api/health/ping"), vec![]),
+        },
+        Scenario {
+            name: "profile HS256",
+            target: get(&profile, hs256),
+        },
+        Scenario {
+            name: "profile RS256 (warm)",
+            target: get(&profile, warm),
+        },
+        Scenario {
+            name: "profile API key",
+            target: get(&profile, api_keys),
+        },
+        Scenario {
+            name: "profile RS256 (new token each)",
+            // A token nobody sent before with every request (its own `jti`), so none is in
+            // the verified-token cache: what one RSA verification costs.
+            target: Box::new(move |round| {
+                let tokens = (0..per_round)
+                    .map(|i| {
+                        let mut claims = fresh_users[i % users].clone();
+                        claims["jti"] = json!(format!("bench-{round}-{i}"));
+                        format!("Bearer {}", clerk.sign(&claims))
+                    })
+                    .collect();
+                Target::get(profile.clone(), tokens)
+            }),
+        },
+        Scenario {
+            name: "usage quota",
+            target: get(&format!("{base_url}/api/usage/quota"), quota),
+        },
+        Scenario {
+            name: "usage report",
+            target: {
+                let url = format!("{base_url}/api/usage/report");
+                Box::new(move |round| {
+                    let body: load::Body = Box::new(move |i| {
+                        json!({
+                            "provider": "openrouter", "model": "openai/gpt-4o-mini",
+                            "input_tokens": 120, "output_tokens": 30,
+                            "device_id": format!("bench-device-{}", i % users),
+                            "request_id": format!("bench-report-{round}-{i}"),
+                        })
+                        .to_string()
+                    });
+                    Target::post(url.clone(), report_users.clone(), body, 200)
+                })
+            },
+        },
+        Scenario {
+            name: "usage reserve",
+            target: {
+                let url = format!("{base_url}/api/usage/reserve");
+                Box::new(move |round| {
+                    let body: load::Body = Box::new(move |i| {
+                        json!({
+                            "estimate_tokens": 100, "provider": "openrouter",
+                            "model": "openai/gpt-4o-mini",
+                            "request_id": format!("bench-reserve-{round}-{i}"),
+                        })
+                        .to_string()
+                    });
+                    Target::post(url.clone(), reserve_users.clone(), body, 201)
+                })
+            },
+        },
+    ])
+}
+
+/// One API key for each of these users (`GET /api/user/api-key` creates it).
+fn api_keys(world: &World, settings: &Settings, users: &[String]) -> Result<Vec<String>, String> {
+    eprintln!("bench: creating {} API keys", settings.users);
+    users
+        .iter()
+        .map(|bearer| {
+            let token = bearer.trim_start_matches("Bearer ");
+            let created = world.authed("GET", "/api/user/api-key", token).send();
+            if created.status != 201 {
+                return Err(format!(
+                    "GET /api/user/api-key answered {}, not 201: {}",
+                    created.status, created.body
+                ));
+            }
+            created.json()["api_key"]["key"]
+                .as_str()
+                .map(|key| format!("Bearer {key}"))
+                .ok_or_else(|| format!("no api_key.key in {}", created.body))
+        })
+        .collect()
+}
+
+/// How many requests open a scenario, one per user: every user's first request creates its
+/// row and verifies its token, which is not what is measured.
+fn primes(target: &Target, settings: &Settings) -> usize {
+    target.authorization.len().clamp(1, settings.users)
+}
+
+/// Opens the scenario (each user's first request), warms up, then measures it.
+fn measure(
     world: &World,
     name: &'static str,
     target: &Target,
@@ -311,15 +415,18 @@ fn scenario(
 ) -> Result<Outcome, String> {
     let agents = load::agents(settings.concurrency);
     let jwks_start = world.fakes.clerk.jwks_fetches();
-    // The first request alone: it creates the user and fetches the JWKS. (Sent concurrently,
-    // the first requests of a cold isolate race each other for both; that is not what is
-    // measured here.)
+    // The very first request alone: on a cold isolate it fetches the JWKS, and concurrent
+    // first requests would race each other for it. Then one request for each other user.
+    let primes = primes(target, settings);
     load::run(target, &agents[..1], 0, 1).map_err(|e| format!("{name} (first request): {e}"))?;
-    load::run(target, &agents, 1, settings.warmup).map_err(|e| format!("{name} (warm-up): {e}"))?;
+    load::run(target, &agents, 1, primes - 1)
+        .map_err(|e| format!("{name} (first requests): {e}"))?;
+    load::run(target, &agents, primes, settings.warmup)
+        .map_err(|e| format!("{name} (warm-up): {e}"))?;
     let jwks_before = world.fakes.clerk.jwks_fetches();
     let reloads_before = reloads(world);
     let cpu_before = Snapshot::take()?;
-    let run = load::run(target, &agents, 1 + settings.warmup, settings.requests)
+    let run = load::run(target, &agents, primes + settings.warmup, settings.requests)
         .map_err(|e| format!("{name}: {e}"))?;
     let cpu_after = Snapshot::take()?;
     let reloads = reloads(world) - reloads_before;
@@ -368,6 +475,67 @@ fn rs256_over_hs256_ms(outcomes: &[Outcome], cpu: impl Fn(&Outcome) -> f64) -> f
 fn difference_ms(outcomes: &[Outcome], a: &str, b: &str, cpu: impl Fn(&Outcome) -> f64) -> f64 {
     let of = |name: &str| outcomes.iter().find(|o| o.name == name).map_or(0.0, &cpu);
     (of(a) - of(b)) / 1e3
+}
+
+/// What the identity scenarios show.
+struct Findings {
+    /// Warm RS256 minus HS256, all workerd processes, ms of CPU per request.
+    rs256_over_hs256_ms: f64,
+    /// The same, the worker runtime's workerd alone.
+    rs256_over_hs256_runtime_ms: f64,
+    /// A never-seen RS256 token minus a warm one, runtime workerd, ms per request.
+    uncached_ms: f64,
+    /// JWKS fetches during the warm RS256 run.
+    warm_rs256_jwks_fetches: Option<usize>,
+}
+
+impl Findings {
+    fn of(outcomes: &[Outcome]) -> Self {
+        Self {
+            rs256_over_hs256_ms: rs256_over_hs256_ms(outcomes, |o| o.workerd_cpu_us_per_req),
+            rs256_over_hs256_runtime_ms: rs256_over_hs256_ms(outcomes, |o| {
+                o.runtime_cpu_us_per_req
+            }),
+            uncached_ms: difference_ms(
+                outcomes,
+                "profile RS256 (new token each)",
+                "profile RS256 (warm)",
+                |o| o.runtime_cpu_us_per_req,
+            ),
+            warm_rs256_jwks_fetches: outcomes
+                .iter()
+                .find(|o| o.name == "profile RS256 (warm)")
+                .map(|o| o.jwks_fetches),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "RS256 vs HS256 worker CPU per request: {:+.3} ms (target <= {RS256_OVER_HS256_TARGET_MS} ms): {}",
+                self.rs256_over_hs256_ms,
+                if self.rs256_over_hs256_ms <= RS256_OVER_HS256_TARGET_MS {
+                    "within target"
+                } else {
+                    "OVER TARGET"
+                }
+            ),
+            format!(
+                "  (all workerd processes; the worker runtime's workerd alone: {:+.3} ms)",
+                self.rs256_over_hs256_runtime_ms
+            ),
+            format!(
+                "A new RS256 token (RSA verification, no cache hit) costs {:+.3} ms of worker runtime CPU over a warm one",
+                self.uncached_ms
+            ),
+        ];
+        if let Some(fetches) = self.warm_rs256_jwks_fetches {
+            lines.push(format!(
+                "JWKS fetches during the warm RS256 run: {fetches} (a warm RS256 token should cost no network call)"
+            ));
+        }
+        lines
+    }
 }
 
 fn print_table(outcomes: &[Outcome], settings: &Settings, wasm: &WasmSize) {
