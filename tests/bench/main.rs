@@ -304,6 +304,18 @@ fn scenarios<'w>(
         let url = url.to_owned();
         Box::new(move |_| Target::get(url.clone(), authorization.clone()))
     };
+    // A POST whose body is `body(round, request, users)`: unique per round and request.
+    let post = |path: &str,
+                authorization: Vec<String>,
+                expect: u16,
+                body: fn(usize, usize, usize) -> Value|
+     -> Box<dyn Fn(usize) -> Target + 'w> {
+        let url = format!("{base_url}{path}");
+        Box::new(move |round| {
+            let body: load::Body = Box::new(move |i| body(round, i, users).to_string());
+            Target::post(url.clone(), authorization.clone(), body, expect)
+        })
+    };
     Ok(vec![
         Scenario {
             name: "ping (no auth)",
@@ -342,38 +354,24 @@ fn scenarios<'w>(
         },
         Scenario {
             name: "usage report",
-            target: {
-                let url = format!("{base_url}/api/usage/report");
-                Box::new(move |round| {
-                    let body: load::Body = Box::new(move |i| {
-                        json!({
-                            "provider": "openrouter", "model": "openai/gpt-4o-mini",
-                            "input_tokens": 120, "output_tokens": 30,
-                            "device_id": format!("bench-device-{}", i % users),
-                            "request_id": format!("bench-report-{round}-{i}"),
-                        })
-                        .to_string()
-                    });
-                    Target::post(url.clone(), report_users.clone(), body, 200)
+            target: post("/api/usage/report", report_users, 200, |round, i, users| {
+                json!({
+                    "provider": "openrouter", "model": "openai/gpt-4o-mini",
+                    "input_tokens": 120, "output_tokens": 30,
+                    "device_id": format!("bench-device-{}", i % users),
+                    "request_id": format!("bench-report-{round}-{i}"),
                 })
-            },
+            }),
         },
         Scenario {
             name: "usage reserve",
-            target: {
-                let url = format!("{base_url}/api/usage/reserve");
-                Box::new(move |round| {
-                    let body: load::Body = Box::new(move |i| {
-                        json!({
-                            "estimate_tokens": 100, "provider": "openrouter",
-                            "model": "openai/gpt-4o-mini",
-                            "request_id": format!("bench-reserve-{round}-{i}"),
-                        })
-                        .to_string()
-                    });
-                    Target::post(url.clone(), reserve_users.clone(), body, 201)
+            target: post("/api/usage/reserve", reserve_users, 201, |round, i, _| {
+                json!({
+                    "estimate_tokens": 100, "provider": "openrouter",
+                    "model": "openai/gpt-4o-mini",
+                    "request_id": format!("bench-reserve-{round}-{i}"),
                 })
-            },
+            }),
         },
     ])
 }
