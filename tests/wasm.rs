@@ -3,7 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use tollgate::core::jwt::{self, ClerkPolicy, HmacPolicy, Rejection, TimeCheck, TokenKind};
-use tollgate::core::{api_key, request_id, svix};
+use tollgate::core::{api_key, random, request_id, sealed, svix};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 /// Randomness reaches the JS runtime's `crypto.getRandomValues` (getrandom's `js` backend):
@@ -23,6 +23,18 @@ fn api_keys_are_random_on_wasm() {
     let keys: std::collections::HashSet<String> = (0..32).map(|_| api_key::generate()).collect();
     assert_eq!(keys.len(), 32);
     assert!(keys.iter().all(|k| api_key::looks_like_key(k)));
+}
+
+/// AES-256-GCM seals and opens in wasm with nonces from the runtime's randomness.
+#[wasm_bindgen_test]
+fn secrets_seal_and_open_on_wasm() {
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+    let ring = sealed::Keyring::new(key, None).expect("32 bytes of base64url");
+    let a = ring.seal("sk-or-v1-wasm", "row_1", random::bytes());
+    let b = ring.seal("sk-or-v1-wasm", "row_1", random::bytes());
+    assert_ne!(a, b, "a fresh nonce each time");
+    assert_eq!(ring.open(&a, "row_1").as_deref(), Ok("sk-or-v1-wasm"));
+    assert_eq!(ring.open(&b, "row_2"), Err(sealed::OpenError::Tampered));
 }
 
 /// A public test key (a JWKS) and an RS256 token it signed, made once on the host. Public

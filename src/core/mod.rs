@@ -15,5 +15,6 @@ pub mod random;
 pub mod rate_limit;
 pub mod request_id;
 pub mod roles;
+pub mod sealed;
 pub mod svix;
 pub mod time;
