@@ -283,12 +283,7 @@ async fn authenticate_with_quota(
         meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
     };
     let (principal, found) = auth::authenticate_and_read(req, ctx, &read).await?;
-    let limit = ctx
-        .data
-        .config
-        .plans
-        .get_or_default(&principal.user.plan)
-        .tokens_per_month;
+    let limit = clock.scope(ctx, &principal).limit;
     let reading = match found {
         Some(result) => meters::reading_from(&result, &clock.period_key, limit)?,
         None => meters::Reading::untouched(limit),

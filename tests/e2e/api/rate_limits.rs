@@ -3,14 +3,14 @@
 //! each user has a budget of their own, the limit lifts when `Retry-After` says, unlimited
 //! plans are never refused, and a plan whose rate has no binding says so.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::usage::idempotent;
 use super::Case;
-use crate::harness::identity::unique;
+use crate::harness::identity::{now, unique};
 use crate::harness::plans::{FREE_REQUESTS_PER_MINUTE, UNBOUND_REQUESTS_PER_MINUTE};
 use crate::harness::{Reply, World};
 
@@ -22,18 +22,16 @@ pub fn cases() -> Vec<Case> {
     )
 }
 
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
+/// Now, Unix seconds (the harness clock, unsigned for the arithmetic here).
+fn unix_now() -> u64 {
+    now() as u64
 }
 
 /// Waits until at least `needed` seconds are left in the current minute. The local limiter
 /// counts in fixed windows aligned to the minute, so a burst that fits in one window has an
 /// exact answer.
 fn wait_for_room_in_the_minute(needed: u64) {
-    let left = 60 - unix_secs() % 60;
+    let left = 60 - unix_now() % 60;
     if left < needed {
         std::thread::sleep(Duration::from_millis(left * 1000 + 300));
     }
@@ -79,7 +77,7 @@ struct Burst {
 fn burst_within_one_minute(world: &World, limit: usize) -> Burst {
     for _ in 0..3 {
         wait_for_room_in_the_minute(30);
-        let minute = unix_secs() / 60;
+        let minute = unix_now() / 60;
         let sub = unique("rate-");
         let token = world.hmac_token(&sub);
         let mut replies = Vec::new();
@@ -93,7 +91,7 @@ fn burst_within_one_minute(world: &World, limit: usize) -> Burst {
                 replies.push(world.authed("GET", "/api/usage/quota", &token).send());
             }
         }
-        if unix_secs() / 60 == minute {
+        if unix_now() / 60 == minute {
             return Burst {
                 sub,
                 token,
@@ -127,7 +125,7 @@ fn a_request_past_the_plans_rate_is_429_records_nothing_and_lifts_when_retry_aft
         .expect("Retry-After header")
         .parse()
         .expect("Retry-After is whole seconds");
-    let left = 60 - unix_secs() % 60;
+    let left = 60 - unix_now() % 60;
     assert!(
         (1..=60).contains(&retry_after) && retry_after.abs_diff(left) <= 2,
         "Retry-After {retry_after} s, but the minute ends in {left} s"
@@ -163,7 +161,7 @@ fn a_request_past_the_plans_rate_is_429_records_nothing_and_lifts_when_retry_aft
     assert_eq!(world.get("/api/health/ping").status, 200);
 
     // Retrying after Retry-After is admitted, and that retry is recorded once.
-    let left = 60 - unix_secs() % 60;
+    let left = 60 - unix_now() % 60;
     std::thread::sleep(Duration::from_millis(left * 1000 + 300));
     let retried = report(world, &burst.token, refused_id);
     assert_eq!(retried.status, 200, "after Retry-After: {}", retried.body);
