@@ -5,8 +5,10 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
+use crate::core::credits::{self, CreditPolicy};
 use crate::core::plans::PlanCatalog;
 use crate::core::roles::RoleConfig;
+use crate::core::sealed::Keyring;
 use crate::error::AppError;
 
 /// The D1 binding holding every table.
@@ -116,6 +118,80 @@ pub struct Config {
     /// `RESERVATION_TTL_SECS`: how long an unsettled usage reservation holds quota before it
     /// is released; default 600 (10 minutes), 10 to 86400.
     pub reservation_ttl_secs: u64,
+    /// Provider keys: OpenRouter keys bought with credits, and the pre-created key pool.
+    pub providers: ProviderConfig,
+}
+
+/// Provider keys: OpenRouter provisioning with credits (Puku) and the pool of pre-created
+/// keys (Sokuji), both sealed at rest.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `PROVISIONING_API_KEY`: OpenRouter's provisioning (management) key.
+    pub provisioning_key: Secret,
+    /// `KEY_ENCRYPTION_KEY`: base64url of 32 bytes; seals provider keys at rest.
+    pub encryption_key: Secret,
+    /// `KEY_ENCRYPTION_KEY_PREVIOUS`: comma-separated earlier keys, which only open.
+    pub previous_encryption_keys: Secret,
+    /// `CREDITS_INITIAL` (10), `OPENROUTER_KEY_LIMIT` (1), `CREDITS_RESET_AT` (0.1),
+    /// `OPENROUTER_ROTATE_AT` (0.5): USD decimals, stored as micro-USD.
+    pub credits: CreditPolicy,
+    /// `OPENROUTER_TIMEOUT_MS`: how long one OpenRouter call may take; default 10000.
+    pub openrouter_timeout_ms: u64,
+    /// `KEY_DELETE_RETRY_SECS`: a failed deletion of a retired key is retried by the sweep
+    /// after this long, doubling per failure (at most six hours); default 60.
+    pub delete_retry_secs: u64,
+}
+
+impl ProviderConfig {
+    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
+        let config = Self {
+            provisioning_key: Secret::read(source, "PROVISIONING_API_KEY"),
+            encryption_key: Secret::read(source, "KEY_ENCRYPTION_KEY"),
+            previous_encryption_keys: Secret::read(source, "KEY_ENCRYPTION_KEY_PREVIOUS"),
+            credits: CreditPolicy {
+                initial_credits: amount(source, "CREDITS_INITIAL", "10")?,
+                key_limit: amount(source, "OPENROUTER_KEY_LIMIT", "1")?,
+                reset_at_or_below: amount(source, "CREDITS_RESET_AT", "0.1")?,
+                rotate_at_or_below: amount(source, "OPENROUTER_ROTATE_AT", "0.5")?,
+            },
+            openrouter_timeout_ms: number(source, "OPENROUTER_TIMEOUT_MS", 10_000, 100..=60_000)?,
+            delete_retry_secs: number(source, "KEY_DELETE_RETRY_SECS", 60, 0..=3600)?,
+        };
+        let policy = &config.credits;
+        if policy.key_limit == 0 || policy.rotate_at_or_below >= policy.key_limit {
+            return Err(ConfigError {
+                setting: "OPENROUTER_ROTATE_AT",
+                problem: "must be below OPENROUTER_KEY_LIMIT, which must be above 0".to_owned(),
+            });
+        }
+        if policy.reset_at_or_below >= policy.initial_credits {
+            return Err(ConfigError {
+                setting: "CREDITS_RESET_AT",
+                problem: "must be below CREDITS_INITIAL".to_owned(),
+            });
+        }
+        if let Ok(current) = config.encryption_key.require() {
+            let previous = config.previous_encryption_keys.require().ok();
+            Keyring::new(current, previous).map_err(|problem| ConfigError {
+                setting: if problem.starts_with("KEY_ENCRYPTION_KEY_PREVIOUS") {
+                    "KEY_ENCRYPTION_KEY_PREVIOUS"
+                } else {
+                    "KEY_ENCRYPTION_KEY"
+                },
+                problem,
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The keyring that seals and opens provider keys; `not_configured` while
+    /// `KEY_ENCRYPTION_KEY` is unset.
+    pub fn keyring(&self) -> Result<Keyring, AppError> {
+        let current = self.encryption_key.require()?;
+        let previous = self.previous_encryption_keys.require().ok();
+        // Checked when the configuration loaded; the message never contains a key.
+        Keyring::new(current, previous).map_err(AppError::Internal)
+    }
 }
 
 /// Clerk session tokens are accepted when the instance is configured.
@@ -221,6 +297,7 @@ impl Config {
                 })?,
             },
             reservation_ttl_secs: number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400)?,
+            providers: ProviderConfig::load(source)?,
         })
     }
 }
@@ -344,6 +421,15 @@ fn optional(source: &dyn VarSource, name: &str) -> Option<String> {
         .get(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// A USD decimal setting, as micro-USD.
+fn amount(source: &dyn VarSource, name: &'static str, default: &str) -> Result<i64, ConfigError> {
+    let raw = optional(source, name).unwrap_or_else(|| default.to_owned());
+    credits::parse_usd(&raw).ok_or_else(|| ConfigError {
+        setting: name,
+        problem: format!("`{raw}` is not a USD amount such as 10 or 0.5"),
+    })
 }
 
 /// Largest body limit accepted from configuration: 100 MiB, the platform's own ceiling.
@@ -508,5 +594,54 @@ mod tests {
         let shown = format!("{:?}", Secret::read(&vars, "SET"));
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("[set]"));
+    }
+
+    #[test]
+    fn provider_amounts_are_usd_decimals_stored_as_micros() {
+        let providers = Config::load(&HashMap::new()).unwrap().providers;
+        assert_eq!(providers.credits, CreditPolicy::default());
+        assert_eq!(providers.openrouter_timeout_ms, 10_000);
+        assert_eq!(
+            providers.keyring().unwrap_err(),
+            AppError::NotConfigured {
+                setting: "KEY_ENCRYPTION_KEY".into()
+            }
+        );
+        let vars = HashMap::from([
+            ("CREDITS_INITIAL", "25"),
+            ("OPENROUTER_KEY_LIMIT", "2.5"),
+            ("CREDITS_RESET_AT", "0.25"),
+            ("OPENROUTER_ROTATE_AT", "0.75"),
+            (
+                "KEY_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+        ]);
+        let providers = Config::load(&vars).unwrap().providers;
+        assert_eq!(providers.credits.initial_credits, 25_000_000);
+        assert_eq!(providers.credits.key_limit, 2_500_000);
+        assert_eq!(providers.credits.reset_at_or_below, 250_000);
+        assert_eq!(providers.credits.rotate_at_or_below, 750_000);
+        assert!(providers.keyring().is_ok());
+        for (name, value) in [
+            ("CREDITS_INITIAL", "-1"),
+            ("OPENROUTER_KEY_LIMIT", "lots"),
+            ("OPENROUTER_ROTATE_AT", "1"),
+            ("CREDITS_RESET_AT", "10"),
+            ("OPENROUTER_TIMEOUT_MS", "5"),
+            ("KEY_ENCRYPTION_KEY", "too-short"),
+            ("KEY_ENCRYPTION_KEY_PREVIOUS", "AAAA"),
+        ] {
+            let mut vars = HashMap::from([(name, value)]);
+            if name == "KEY_ENCRYPTION_KEY_PREVIOUS" {
+                vars.insert(
+                    "KEY_ENCRYPTION_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                );
+            }
+            let err = Config::load(&vars).unwrap_err();
+            assert_eq!(err.setting, name, "{err}");
+            assert!(!err.problem.contains("AAAA"), "{err}");
+        }
     }
 }

@@ -16,11 +16,18 @@ mod services;
 mod store;
 mod upstream;
 
-use worker::{Context, Env, Request, Response, Result};
+use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 use worker_macros::event;
 
 /// The worker's fetch entry point: every request goes through the shared pipeline.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     Ok(http::serve(req, env).await)
+}
+
+/// The worker's scheduled entry point (cron triggers in wrangler.toml): the provider key
+/// sweep. Safe to run twice at once.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    services::key_sweep::scheduled(&event.cron(), &env).await;
 }

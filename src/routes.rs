@@ -1,6 +1,8 @@
 //! The one table of every path the API serves. A new endpoint is one line here.
 
-use crate::handlers::{auth, clerk_webhook, health, subscription, usage, user};
+use crate::handlers::{
+    admin, auth, clerk_webhook, health, provider_keys, subscription, usage, user,
+};
 use crate::http::dispatch::RouteTable;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
@@ -43,4 +45,17 @@ pub fn table() -> RouteTable {
         .get("/api/usage/sessions", usage::sessions)
         .get("/api/usage/history", usage::history)
         .get("/api/usage/stats", usage::stats)
+        // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
+        .post("/api/key", provider_keys::openrouter_key)
+        .get("/api/user/provider-keys", provider_keys::user_pool_key)
+        // Admin (admin role only).
+        .get("/api/admin/provider-keys", provider_keys::list_pool_keys)
+        .post("/api/admin/provider-keys", provider_keys::add_pool_key)
+        .delete(
+            "/api/admin/provider-keys/:id",
+            provider_keys::retire_pool_key,
+        )
+        .get("/api/admin/users", admin::list_users)
+        .post("/api/admin/users/:id/credits", admin::adjust_credits)
+        .post("/api/admin/users/:id/rotate-key", admin::rotate_user_key)
 }

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod body;
 pub mod clerk_event;
 pub mod cors;
+pub mod credits;
 pub mod devices;
 pub mod jwt;
 pub mod key_cache;

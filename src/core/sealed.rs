@@ -143,6 +143,18 @@ impl Keyring {
     }
 }
 
+/// What may be shown of a provider key in lists and logs: a few leading characters (enough
+/// to tell `sk-or-v1-` from `sk-proj-`) and the last four; a short key shows nothing.
+pub fn mask(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 16 {
+        return "****".to_owned();
+    }
+    let head: String = chars[..(chars.len() / 4).min(9)].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
 /// The key id and the decoded body of a sealed value.
 fn parts(sealed: &str) -> Result<(&str, Vec<u8>), OpenError> {
     let mut fields = sealed.splitn(3, '.');
@@ -247,5 +259,13 @@ mod tests {
         assert!(err.contains("KEY_ENCRYPTION_KEY_PREVIOUS"), "{err}");
         let shown = format!("{ring:?}");
         assert!(!shown.contains(&key(1)), "Debug never shows a key: {shown}");
+    }
+
+    #[test]
+    fn a_masked_key_shows_its_kind_and_last_four_only() {
+        let key = "sk-or-v1-0123456789abcdef0123456789abcdef";
+        assert_eq!(mask(key), "sk-or-v1-****cdef");
+        assert_eq!(mask("sk-proj-AAAABBBBCCCC"), "sk-pr****CCCC");
+        assert_eq!(mask("short-key"), "****");
     }
 }

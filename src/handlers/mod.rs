@@ -1,8 +1,10 @@
 //! One module per area: parse the request, call a service or store, map the result to HTTP.
 
+pub mod admin;
 pub mod auth;
 pub mod clerk_webhook;
 pub mod health;
+pub mod provider_keys;
 pub mod subscription;
 pub mod usage;
 pub mod user;

@@ -16,6 +16,13 @@ pub fn ok<T: Serialize>(body: &T) -> Result<Response, AppError> {
     json(200, body)
 }
 
+/// `200 OK` with a JSON body that carries a secret (a provider key): never cached.
+pub fn secret<T: Serialize>(body: &T) -> Result<Response, AppError> {
+    let mut resp = json(200, body)?;
+    set(resp.headers_mut(), "Cache-Control", "no-store");
+    Ok(resp)
+}
+
 /// The error envelope for `err`, with `Allow` / `Retry-After` where the error calls for them.
 /// Details that must not reach the caller are logged here, with the request id.
 pub fn error(err: &AppError, request_id: &str) -> Response {

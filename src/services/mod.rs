@@ -2,3 +2,5 @@
 
 pub mod api_keys;
 pub mod clerk_events;
+pub mod credits;
+pub mod key_sweep;

@@ -1,9 +1,11 @@
 //! The only code that touches D1 and KV: typed rows in, typed rows out.
 
 pub mod api_keys;
+pub mod credit_accounts;
 pub mod devices;
 pub mod health;
 pub mod meters;
+pub mod provider_keys;
 pub mod sessions;
 pub mod users;
 pub mod webhook_events;

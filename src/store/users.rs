@@ -122,6 +122,12 @@ pub fn id_of_external(auth_source: &str, external_id: &str) -> UserRef {
     }
 }
 
+/// The user with this Tollgate id (`usr_...`), whatever their status.
+pub async fn get(db: &D1Database, id: &str) -> Result<Option<User>, AppError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(query!(db, &sql, id)?.first::<User>(None).await?)
+}
+
 /// Creates the user on their first authenticated request; if a concurrent request created it
 /// first, returns that row unchanged.
 pub async fn create(db: &D1Database, new: NewUser<'_>, now: &str) -> Result<User, AppError> {
@@ -241,7 +247,8 @@ pub async fn sync_from_clerk(
     Ok(changes(&result)? > 0)
 }
 
-/// Marks a user deleted and revokes their API keys, atomically. Returns whether the user
+/// Marks a user deleted, revokes their API keys and queues their OpenRouter key for
+/// deletion, atomically. Returns whether the user
 /// existed and was active.
 pub async fn deactivate(
     db: &D1Database,
@@ -262,6 +269,28 @@ pub async fn deactivate(
             db,
             "UPDATE auth_sessions SET status = 'ended', ended_reason = 'user.deleted', \
              updated_at = ?3 WHERE auth_source = ?1 AND external_user_id = ?2 AND status = 'active'",
+            auth_source,
+            external_id,
+            now
+        )?,
+        // Their OpenRouter key must not stay alive: the sweep deletes it.
+        query!(
+            db,
+            "INSERT INTO provider_key_deletions (key_hash, user_id, reason, next_attempt_ms, \
+                 created_at, updated_at) \
+             SELECT a.key_hash, a.user_id, 'user_deleted', 0, ?3, ?3 FROM credit_accounts a \
+             JOIN users u ON u.id = a.user_id \
+             WHERE u.auth_source = ?1 AND u.external_id = ?2 AND a.key_hash IS NOT NULL \
+             ON CONFLICT (key_hash) DO NOTHING",
+            auth_source,
+            external_id,
+            now
+        )?,
+        query!(
+            db,
+            "UPDATE credit_accounts SET key_hash = NULL, key_sealed = NULL, key_label = NULL, \
+                 updated_at = ?3 \
+             WHERE user_id = (SELECT id FROM users WHERE auth_source = ?1 AND external_id = ?2)",
             auth_source,
             external_id,
             now

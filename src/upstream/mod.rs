@@ -2,6 +2,7 @@
 //! configuration, so tests and local runs point them at local fakes.
 
 pub mod clerk;
+pub mod openrouter;
 
 use std::time::Duration;
 
@@ -16,13 +17,22 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends `req`, failing with `upstream_error` naming `service` on a network error or after
 /// [`TIMEOUT`] (the request is aborted).
 pub async fn send(service: &'static str, req: Request) -> Result<Response, AppError> {
+    send_within(service, req, TIMEOUT).await
+}
+
+/// Sends `req` as [`send`] does, with a timeout of its own.
+pub async fn send_within(
+    service: &'static str,
+    req: Request,
+    timeout: Duration,
+) -> Result<Response, AppError> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
     let call = fetch.send_with_signal(&signal);
-    let timeout = Delay::from(TIMEOUT);
+    let deadline = Delay::from(timeout);
     futures_util::pin_mut!(call);
-    match select(call, timeout).await {
+    match select(call, deadline).await {
         Either::Left((result, _)) => result.map_err(|e| AppError::Upstream {
             service,
             detail: e.to_string(),
@@ -31,7 +41,7 @@ pub async fn send(service: &'static str, req: Request) -> Result<Response, AppEr
             controller.abort();
             Err(AppError::Upstream {
                 service,
-                detail: format!("no answer within {} s", TIMEOUT.as_secs()),
+                detail: format!("no answer within {} ms", timeout.as_millis()),
             })
         }
     }

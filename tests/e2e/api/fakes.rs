@@ -1,6 +1,7 @@
 //! The fake upstreams themselves: they record what they receive and fail on request,
-//! which the fault-path tests of later features rely on, and the fake Clerk's keys and
-//! session API behave like Clerk's. These talk to the fakes directly, not through the worker.
+//! which the fault-path tests of later features rely on, the fake Clerk's keys and session
+//! API behave like Clerk's, and the fake OpenRouter's key management API like OpenRouter's.
+//! These talk to the fakes directly, not through the worker.
 //!
 //! Cases run in parallel and share the world's fakes with each other and with the worker, so
 //! on the shared fakes they compare counters before and after instead of assuming absolute
@@ -16,7 +17,9 @@ use rand_core::RngCore;
 use serde_json::{json, Value};
 
 use super::Case;
-use crate::fakes::{FakeClerk, Fakes, Fault, CLERK_ISSUER, CLERK_SECRET_KEY};
+use crate::fakes::{
+    Call, FakeClerk, FakeKey, FakeOpenRouter, Fakes, Fault, CLERK_ISSUER, CLERK_SECRET_KEY,
+};
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -25,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         clerk_jwks_verifies_signed_tokens,
         clerk_rotation_serves_only_the_new_key,
         clerk_session_api_refreshes_and_revokes,
+        openrouter_key_api_behaves_like_openrouters,
     )
 }
 
@@ -241,6 +245,340 @@ fn clerk_session_api_refreshes_and_revokes(world: &World) {
         .expect("the revoke was recorded");
     assert_eq!(revoke.method, "POST");
     assert_eq!(revoke.header("authorization"), Some(secret.as_str()));
+}
+
+fn openrouter_key_api_behaves_like_openrouters(_world: &World) {
+    // A private instance: the targeted faults below must not meet the worker's own calls, and
+    // its key list is this case's alone.
+    let openrouter = FakeOpenRouter::start("k");
+    let base = openrouter.upstream().base_url();
+    let keys_url = format!("{base}/api/v1/keys");
+    let bearer = Some("Bearer k");
+    let create = |body: &Value| send("POST", &keys_url, bearer, Some(&body.to_string()));
+
+    // Unknown paths are 404 in OpenRouter's error shape, whatever the credentials.
+    for auth in [None, bearer] {
+        let (status, body) = send("GET", &format!("{base}/api/v1/nothing"), auth, None);
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], 404, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+
+    // Authentication: no bearer, or the wrong one, is 401 and creates nothing.
+    let named = json!({ "name": "or-auth" }).to_string();
+    for auth in [None, Some("Bearer wrong"), Some("k")] {
+        for (method, url) in [("POST", keys_url.clone()), ("GET", keys_url.clone())] {
+            let (status, body) = send(method, &url, auth, Some(&named));
+            assert_eq!(status, 401, "{method} with {auth:?}: {body}");
+            assert_eq!(body["error"]["code"], 401, "{body}");
+        }
+    }
+    assert!(openrouter.keys_named("or-auth").is_empty());
+
+    // Bodies OpenRouter would reject are 400 and create nothing.
+    for bad in [
+        "not json",
+        "[]",
+        r#"{}"#,
+        r#"{"name": 5}"#,
+        r#"{"name": "or-bad", "limit": -1}"#,
+        r#"{"name": "or-bad", "limit": "10"}"#,
+        r#"{"name": "or-bad", "limit_reset": "hourly"}"#,
+        r#"{"name": "or-bad", "include_byok_in_limit": "yes"}"#,
+    ] {
+        let (status, body) = send("POST", &keys_url, bearer, Some(bad));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], 400, "{body}");
+    }
+    assert!(openrouter.keys_named("or-bad").is_empty());
+
+    // Create: 201, the plaintext key once, and the key object.
+    let (status, created) = create(&json!({
+        "name": "or-user-a",
+        "limit": 10,
+        "limit_reset": "monthly",
+        "include_byok_in_limit": true,
+    }));
+    assert_eq!(status, 201, "{created}");
+    let plaintext = created["key"]
+        .as_str()
+        .expect("the plaintext key")
+        .to_owned();
+    let secret = plaintext
+        .strip_prefix("sk-or-v1-")
+        .expect("an sk-or-v1- key");
+    assert!(is_lower_hex(secret, 64), "{plaintext}");
+    let data = &created["data"];
+    let hash = data["hash"].as_str().expect("a hash").to_owned();
+    assert!(is_lower_hex(&hash, 64), "{hash}");
+    assert_eq!(
+        data["label"],
+        format!(
+            "{}...{}",
+            &plaintext[..12],
+            &plaintext[plaintext.len() - 3..]
+        )
+        .as_str(),
+        "the label masks the key"
+    );
+    assert_eq!(data["name"], "or-user-a");
+    assert_eq!(data["disabled"], false);
+    assert_eq!(data["limit"].as_f64(), Some(10.0));
+    assert_eq!(data["limit_remaining"].as_f64(), Some(10.0));
+    assert_eq!(data["limit_reset"], "monthly");
+    assert_eq!(data["include_byok_in_limit"], true);
+    for field in [
+        "usage",
+        "usage_daily",
+        "usage_weekly",
+        "usage_monthly",
+        "byok_usage",
+        "byok_usage_daily",
+        "byok_usage_weekly",
+        "byok_usage_monthly",
+    ] {
+        assert_eq!(data[field].as_f64(), Some(0.0), "{field}: {data}");
+    }
+    let created_at = data["created_at"].as_str().expect("created_at");
+    assert!(is_rfc3339_utc(created_at), "{created_at}");
+    assert!(data["updated_at"].is_null(), "{data}");
+    assert!(
+        data.get("key").is_none(),
+        "the key object never holds the key"
+    );
+
+    let stored = openrouter.key(&hash).expect("the fake kept the key");
+    let expected = FakeKey {
+        hash: hash.clone(),
+        name: "or-user-a".to_owned(),
+        key: plaintext.clone(),
+        limit: Some(10.0),
+        limit_reset: Some("monthly".to_owned()),
+        include_byok_in_limit: true,
+        usage: 0.0,
+        disabled: false,
+        deleted: false,
+    };
+    assert_eq!(stored, expected);
+    assert_eq!(openrouter.key_by_plaintext(&plaintext), Some(expected));
+    assert_eq!(openrouter.key_by_plaintext("sk-or-v1-unknown"), None);
+    let received = openrouter.upstream().received();
+    let request = received.last().expect("the create was recorded");
+    assert_eq!(request.header("authorization"), Some("Bearer k"));
+
+    // A second key, unlimited, with the defaults.
+    let (status, second) = create(&json!({ "name": "or-user-b", "limit": null }));
+    assert_eq!(status, 201, "{second}");
+    let second_hash = second["data"]["hash"].as_str().expect("a hash").to_owned();
+    assert!(second["data"]["limit"].is_null(), "{second}");
+    assert!(second["data"]["limit_remaining"].is_null(), "{second}");
+    assert!(second["data"]["limit_reset"].is_null(), "{second}");
+    assert_eq!(second["data"]["include_byok_in_limit"], false);
+    assert_ne!(second_hash, hash);
+    assert_ne!(second["key"], created["key"]);
+
+    // Get shows the same key; usage moves limit_remaining, never below zero.
+    let key_url = format!("{keys_url}/{hash}");
+    let (status, got) = send("GET", &key_url, bearer, None);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["data"], created["data"]);
+    openrouter.set_usage(&hash, 3.5);
+    let (_, got) = send("GET", &key_url, bearer, None);
+    for field in ["usage", "usage_daily", "usage_weekly", "usage_monthly"] {
+        assert_eq!(got["data"][field].as_f64(), Some(3.5), "{field}: {got}");
+    }
+    assert_eq!(got["data"]["limit_remaining"].as_f64(), Some(6.5), "{got}");
+    openrouter.set_usage(&hash, 12.0);
+    assert_eq!(openrouter.key(&hash).map(|k| k.usage), Some(12.0));
+    let (_, got) = send("GET", &key_url, bearer, None);
+    assert_eq!(got["data"]["limit_remaining"].as_f64(), Some(0.0), "{got}");
+    let (status, body) = send(
+        "GET",
+        &format!("{keys_url}/{}", "0".repeat(64)),
+        bearer,
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], 404, "{body}");
+
+    // Update: disable and raise the limit; a bad field changes nothing.
+    let patch = |url: &str, body: &Value| send("PATCH", url, bearer, Some(&body.to_string()));
+    let (status, body) = patch(
+        &key_url,
+        &json!({ "disabled": "yes", "name": "or-renamed" }),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        openrouter.key(&hash).map(|k| k.name),
+        Some("or-user-a".to_owned())
+    );
+    let (status, updated) = patch(&key_url, &json!({ "disabled": true, "limit": 20 }));
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["disabled"], true);
+    assert_eq!(updated["data"]["limit"].as_f64(), Some(20.0));
+    assert_eq!(updated["data"]["limit_remaining"].as_f64(), Some(8.0));
+    assert_eq!(updated["data"]["name"], "or-user-a", "unsent fields stay");
+    let updated_at = updated["data"]["updated_at"].as_str().expect("updated_at");
+    assert!(is_rfc3339_utc(updated_at), "{updated_at}");
+    let stored = openrouter.key(&hash).expect("the key");
+    assert!(stored.disabled);
+    assert_eq!(stored.limit, Some(20.0));
+    let (status, body) = patch(
+        &format!("{keys_url}/{}", "0".repeat(64)),
+        &json!({ "disabled": true }),
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // List: live keys, oldest first, disabled ones only when asked for, paged by offset.
+    let list = |query: &str| {
+        let (status, body) = send("GET", &format!("{keys_url}{query}"), bearer, None);
+        assert_eq!(status, 200, "{query}: {body}");
+        let hashes: Vec<String> = body["data"]
+            .as_array()
+            .expect("a key list")
+            .iter()
+            .map(|k| k["hash"].as_str().expect("a hash").to_owned())
+            .collect();
+        hashes
+    };
+    assert_eq!(list(""), [second_hash.as_str()]);
+    assert_eq!(list("?include_disabled=false"), [second_hash.as_str()]);
+    assert_eq!(
+        list("?include_disabled=true"),
+        [hash.as_str(), second_hash.as_str()]
+    );
+    assert_eq!(
+        list("?offset=1&include_disabled=true"),
+        [second_hash.as_str()]
+    );
+    assert!(list("?offset=2&include_disabled=true").is_empty());
+
+    // Delete: once; afterwards the key is gone from the API but kept, flagged, in the fake.
+    let (status, body) = send("DELETE", &key_url, bearer, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "deleted": true }));
+    for method in ["GET", "DELETE"] {
+        let (status, body) = send(method, &key_url, bearer, None);
+        assert_eq!(status, 404, "{method} after delete: {body}");
+        assert_eq!(body["error"]["code"], 404, "{body}");
+    }
+    let (status, _) = patch(&key_url, &json!({ "disabled": false }));
+    assert_eq!(status, 404);
+    assert!(openrouter.key(&hash).is_some_and(|k| k.deleted));
+    assert_eq!(list("?include_disabled=true"), [second_hash.as_str()]);
+    let named: Vec<(String, bool)> = openrouter
+        .keys_named("or-user-")
+        .into_iter()
+        .map(|k| (k.hash, k.deleted))
+        .collect();
+    assert_eq!(
+        named,
+        [(hash.clone(), true), (second_hash.clone(), false)],
+        "every key by name, deleted ones too, in creation order"
+    );
+
+    // Targeted faults hit only the request they name, once each.
+    openrouter.fail_next(Call::Create, "or-fault-b", Fault::Status(502));
+    let (status, body) = create(&json!({ "name": "or-fault-a" }));
+    assert_eq!(status, 201, "another name does not take the fault: {body}");
+    let (status, body) = create(&json!({ "name": "or-fault-b" }));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body,
+        json!({ "error": { "code": 502, "message": "injected fault" } })
+    );
+    assert!(
+        openrouter.keys_named("or-fault-b").is_empty(),
+        "a failed create creates nothing"
+    );
+    let (status, body) = create(&json!({ "name": "or-fault-b" }));
+    assert_eq!(status, 201, "the fault is used up: {body}");
+
+    let second_url = format!("{keys_url}/{second_hash}");
+    openrouter.fail_next(Call::Update, &second_hash, Fault::Status(500));
+    openrouter.fail_next(Call::Delete, &second_hash, Fault::Status(503));
+    openrouter.fail_next(Call::List, "", Fault::Status(429));
+    openrouter.fail_next(
+        Call::Get,
+        &second_hash,
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let started = Instant::now();
+    let (status, body) = send("GET", &second_url, bearer, None);
+    assert_eq!(status, 200, "a delay answers normally: {body}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the delay was applied"
+    );
+    let (status, _) = patch(&second_url, &json!({ "name": "or-renamed" }));
+    assert_eq!(status, 500);
+    assert_eq!(
+        openrouter.key(&second_hash).map(|k| k.name),
+        Some("or-user-b".to_owned()),
+        "a failed update changes nothing"
+    );
+    let (status, _) = send("DELETE", &second_url, bearer, None);
+    assert_eq!(status, 503);
+    assert!(openrouter.key(&second_hash).is_some_and(|k| !k.deleted));
+    let (status, body) = send("GET", &keys_url, bearer, None);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], 429, "{body}");
+    let (status, _) = send("GET", &keys_url, bearer, None);
+    assert_eq!(status, 200, "every fault is used up");
+}
+
+/// A request with an optional `Authorization` header and JSON body; the status and the JSON
+/// body of the answer.
+fn send(method: &str, url: &str, authorization: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let mut request = ureq::request(method, url);
+    if let Some(authorization) = authorization {
+        request = request.set("Authorization", authorization);
+    }
+    let result = match body {
+        Some(body) => request
+            .set("Content-Type", "application/json")
+            .send_string(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => {
+            let status = response.status();
+            (status, response.into_json().expect("a JSON body"))
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// Whether `s` is exactly `len` lowercase hex digits.
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `s` is an RFC 3339 UTC time to the second (`2025-08-24T10:30:00Z`) in this year or
+/// the next (around New Year).
+fn is_rfc3339_utc(s: &str) -> bool {
+    let digits = |range: std::ops::Range<usize>| {
+        s.get(range)
+            .is_some_and(|part| part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let shape = s.len() == 20
+        && digits(0..4)
+        && &s[4..5] == "-"
+        && digits(5..7)
+        && &s[7..8] == "-"
+        && digits(8..10)
+        && &s[10..11] == "T"
+        && digits(11..13)
+        && &s[13..14] == ":"
+        && digits(14..16)
+        && &s[16..17] == ":"
+        && digits(17..19)
+        && &s[19..] == "Z";
+    let approximate_year = 1970 + now_s() / 31_556_952;
+    shape
+        && s[0..4]
+            .parse::<i64>()
+            .is_ok_and(|year| (year - approximate_year).abs() <= 1)
 }
 
 /// Claims shaped like a Clerk session token's.

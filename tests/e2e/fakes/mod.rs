@@ -3,11 +3,17 @@
 //!
 //! This is the shared skeleton: [`FakeUpstream`] serves a `Responder`; the service-specific
 //! behaviour is added per service as the features that call them land: Clerk's JWKS and
-//! session Backend API are in [`clerk`]; OpenRouter's key API and Stripe's objects follow.
+//! session Backend API are in [`clerk`], OpenRouter's key management (provisioning) API is in
+//! [`openrouter`]; Stripe's objects follow.
 
 mod clerk;
+mod openrouter;
 
 pub use clerk::FakeClerk;
+pub use openrouter::FakeOpenRouter;
+// The load benchmark includes this module too and uses neither.
+#[allow(unused_imports)]
+pub use openrouter::{Call, FakeKey};
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -202,10 +208,14 @@ pub const CLERK_SECRET_KEY: &str = "sk_test_tollgate_fake";
 /// to expect it.
 pub const CLERK_ISSUER: &str = "https://clerk.tollgate.test";
 
+/// The OpenRouter provisioning key the worker is configured with; the fake OpenRouter requires
+/// it.
+pub const OPENROUTER_PROVISIONING_KEY: &str = "sk-or-prov-tollgate-fake";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
-    pub openrouter: FakeUpstream,
+    pub openrouter: FakeOpenRouter,
     pub stripe: FakeUpstream,
 }
 
@@ -215,12 +225,7 @@ impl Fakes {
     pub fn start() -> Self {
         Self {
             clerk: FakeClerk::start(CLERK_SECRET_KEY),
-            openrouter: FakeUpstream::start("openrouter", |_| {
-                FakeResponse::json(
-                    404,
-                    &serde_json::json!({ "error": { "code": 404, "message": "Not Found" } }),
-                )
-            }),
+            openrouter: FakeOpenRouter::start(OPENROUTER_PROVISIONING_KEY),
             stripe: FakeUpstream::start("stripe", |_| {
                 FakeResponse::json(
                     404,
@@ -230,7 +235,7 @@ impl Fakes {
         }
     }
 
-    /// The worker vars that point it at these fakes.
+    /// The worker vars that point it at these fakes, with the credentials they require.
     pub fn base_url_vars(&self) -> Vec<(&'static str, String)> {
         vec![
             ("CLERK_API_URL", self.clerk.upstream().base_url().to_owned()),
@@ -239,7 +244,11 @@ impl Fakes {
             ("CLERK_SECRET_KEY", CLERK_SECRET_KEY.to_owned()),
             (
                 "OPENROUTER_API_URL",
-                format!("{}/api", self.openrouter.base_url()),
+                format!("{}/api", self.openrouter.upstream().base_url()),
+            ),
+            (
+                "PROVISIONING_API_KEY",
+                OPENROUTER_PROVISIONING_KEY.to_owned(),
             ),
             ("STRIPE_API_URL", self.stripe.base_url().to_owned()),
         ]
@@ -247,6 +256,10 @@ impl Fakes {
 
     /// Every fake.
     pub fn all(&self) -> [&FakeUpstream; 3] {
-        [self.clerk.upstream(), &self.openrouter, &self.stripe]
+        [
+            self.clerk.upstream(),
+            self.openrouter.upstream(),
+            &self.stripe,
+        ]
     }
 }
