@@ -12,6 +12,7 @@ mod health;
 mod identity;
 mod jwks;
 mod profile;
+mod provider_keys;
 mod rate_limits;
 mod usage;
 
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(usage::cases());
     cases.extend(devices::cases());
     cases.extend(rate_limits::cases());
+    cases.extend(provider_keys::cases());
     cases
 }
 

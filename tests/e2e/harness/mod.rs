@@ -45,6 +45,9 @@ impl World {
         {
             vars.insert(name, value);
         }
+        for (name, value) in provider_vars() {
+            vars.insert(name, value);
+        }
         let worker = WorkerProcess::start(&vars)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(std::time::Duration::from_secs(5))
@@ -98,6 +101,22 @@ impl World {
             eprintln!("{line}");
         }
     }
+}
+
+/// The key the worker seals provider keys with (base64url of 32 bytes; a test value).
+pub const KEY_ENCRYPTION_KEY: &str = "F-znvLCk2PJJ4bI7IEGAxtNhjEvyb1coz-fxWKYM7P4";
+
+/// How long one OpenRouter call may take in the tests (the timeout case waits this long).
+pub const OPENROUTER_TIMEOUT_MS: u64 = 1500;
+
+/// Provider key settings: sealing, a short OpenRouter timeout, and retries of failed key
+/// deletions due at once, so a test can trigger the sweep right after a failure.
+fn provider_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY.to_owned()),
+        ("OPENROUTER_TIMEOUT_MS", OPENROUTER_TIMEOUT_MS.to_string()),
+        ("KEY_DELETE_RETRY_SECS", "0".to_owned()),
+    ]
 }
 
 /// A Chrome extension origin on the test allow-list.
