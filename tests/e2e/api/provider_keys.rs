@@ -13,8 +13,11 @@ use serde_json::{json, Value};
 use super::api_keys::all_at_once;
 use super::Case;
 use crate::fakes::{Call, FakeKey, Fault};
-use crate::harness::identity::{unique, ADMIN_CLERK_ID};
-use crate::harness::{World, KEY_ENCRYPTION_KEY, OPENROUTER_TIMEOUT_MS};
+use crate::harness::identity::{clerk_user_event, now, unique, ADMIN_CLERK_ID};
+use crate::harness::{
+    World, KEY_ENCRYPTION_KEY, OPENROUTER_TIMEOUT_MS, PREVIOUS_KEY_ENCRYPTION_KEY,
+};
+use tollgate::core::sealed::Keyring;
 
 pub fn cases() -> Vec<Case> {
     crate::cases!(provider_keys:
@@ -25,7 +28,7 @@ pub fn cases() -> Vec<Case> {
         a_failed_create_keeps_the_key_and_deducts_nothing,
         an_openrouter_timeout_is_a_502_within_the_timeout,
         twenty_concurrent_requests_for_a_new_user_make_one_key_and_one_grant,
-        a_failed_delete_is_retried_by_the_scheduled_sweep_even_run_twice_at_once,
+        the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
         admin_endpoints_refuse_non_admins,
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
@@ -390,7 +393,18 @@ fn run_sweep(world: &World) {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
-fn a_failed_delete_is_retried_by_the_scheduled_sweep_even_run_twice_at_once(world: &World) {
+/// The only case that runs the sweep: a sweep from another case could otherwise empty the
+/// queue this one inspects.
+fn the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals(world: &World) {
+    let gone = a_deleted_user_leaves_a_queued_key(world);
+    let stale = a_pool_key_sealed_under_the_previous_key(world);
+    a_failed_delete_is_retried_by_two_sweeps_at_once(world);
+    // The same sweeps deleted the deleted user's key and resealed under the current key.
+    assert!(world.fakes.openrouter.key(&gone).unwrap().deleted);
+    stale.renewed(world);
+}
+
+fn a_failed_delete_is_retried_by_two_sweeps_at_once(world: &World) {
     let (token, user_id) = new_user(world);
     post_key(world, &token);
     let old_hash = fake_keys(world, &user_id)[0].hash.clone();
@@ -433,6 +447,94 @@ fn a_failed_delete_is_retried_by_the_scheduled_sweep_even_run_twice_at_once(worl
     let current = or.key(rotated["key_hash"].as_str().unwrap()).unwrap();
     assert!(!current.deleted && !current.disabled);
     assert!(world.worker_log().contains("scheduled sweep"));
+}
+
+/// A Clerk user with an OpenRouter key is deleted: their key is queued at once. Returns its
+/// hash.
+fn a_deleted_user_leaves_a_queued_key(world: &World) -> String {
+    let clerk_id = unique("user_gone_");
+    let created = clerk_user_event("user.created", &clerk_id, now() * 1000, json!({}));
+    assert_eq!(world.clerk_webhook(&unique("msg_"), &created).status, 200);
+    let token = world.clerk_token(&clerk_id);
+    let reply = world.authed("GET", "/api/user/profile", &token).send();
+    let user_id = reply.json()["id"].as_str().unwrap().to_owned();
+    post_key(world, &token);
+    let hash = fake_keys(world, &user_id)[0].hash.clone();
+    let deleted = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "user.deleted", "object": "event",
+                 "data": { "deleted": true, "id": clerk_id, "object": "user" } }),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let queued = world.d1_query(&format!(
+        "SELECT reason FROM provider_key_deletions WHERE key_hash = '{hash}'"
+    ));
+    assert_eq!(queued.len(), 1, "queued on deletion");
+    assert_eq!(queued[0]["reason"], "user_deleted");
+    assert!(
+        account(world, &user_id)["key_sealed"].is_null(),
+        "forgotten"
+    );
+    assert!(!world.fakes.openrouter.key(&hash).unwrap().deleted);
+    hash
+}
+
+/// A pool key whose stored seal was made under the previous encryption key.
+struct StaleSeal {
+    id: String,
+    plain: String,
+    path: String,
+    user: String,
+}
+
+/// Loads a pool key and rewrites its seal under the previous encryption key (as if it had been
+/// loaded before `KEY_ENCRYPTION_KEY` was rotated); it still opens for its user.
+fn a_pool_key_sealed_under_the_previous_key(world: &World) -> StaleSeal {
+    let admin = admin_token(world);
+    let provider = unique("reseal").to_ascii_lowercase();
+    let plain = format!("sk-reseal-{}", unique(""));
+    let reply = world
+        .authed("POST", "/api/admin/provider-keys", &admin)
+        .json(&json!({ "provider": provider, "tier": "free", "key": plain }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()["provider_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old = Keyring::new(PREVIOUS_KEY_ENCRYPTION_KEY, None).unwrap();
+    let old_seal = old.seal(&plain, &format!("pool:{id}"), [7; 12]);
+    world.d1_query(&format!(
+        "UPDATE provider_keys SET key_sealed = '{old_seal}' WHERE id = '{id}'"
+    ));
+    let (user, _) = new_user(world);
+    let path = format!("/api/user/provider-keys?provider={provider}");
+    let handed = world.authed("GET", &path, &user).send();
+    assert_eq!(handed.status, 200, "{}", handed.body);
+    assert_eq!(handed.json()["key"], plain.as_str());
+    StaleSeal {
+        id,
+        plain,
+        path,
+        user,
+    }
+}
+
+impl StaleSeal {
+    /// After a sweep: sealed under the current key, and still handed out.
+    fn renewed(&self, world: &World) {
+        let current = Keyring::new(KEY_ENCRYPTION_KEY, None).unwrap();
+        let rows = world.d1_query(&format!(
+            "SELECT key_sealed FROM provider_keys WHERE id = '{}'",
+            self.id
+        ));
+        let sealed = rows[0]["key_sealed"].as_str().unwrap();
+        let prefix = format!("v1.{}.", current.current_id());
+        assert!(sealed.starts_with(&prefix), "{sealed}");
+        let context = format!("pool:{}", self.id);
+        assert_eq!(current.open(sealed, &context).unwrap(), self.plain);
+        let again = world.authed("GET", &self.path, &self.user).send();
+        assert_eq!(again.json()["key"], self.plain.as_str());
+    }
 }
 
 fn admin_endpoints_refuse_non_admins(world: &World) {

@@ -106,6 +106,10 @@ impl World {
 /// The key the worker seals provider keys with (base64url of 32 bytes; a test value).
 pub const KEY_ENCRYPTION_KEY: &str = "F-znvLCk2PJJ4bI7IEGAxtNhjEvyb1coz-fxWKYM7P4";
 
+/// An earlier encryption key, listed in `KEY_ENCRYPTION_KEY_PREVIOUS`: what it sealed still
+/// opens, and the sweep reseals it under the current key.
+pub const PREVIOUS_KEY_ENCRYPTION_KEY: &str = "nwS0Mv3dIwbmkbWRqyBddz0tiOk_U1rH_onHPYHg-2s";
+
 /// How long one OpenRouter call may take in the tests (the timeout case waits this long).
 pub const OPENROUTER_TIMEOUT_MS: u64 = 1500;
 
@@ -114,6 +118,10 @@ pub const OPENROUTER_TIMEOUT_MS: u64 = 1500;
 fn provider_vars() -> Vec<(&'static str, String)> {
     vec![
         ("KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY.to_owned()),
+        (
+            "KEY_ENCRYPTION_KEY_PREVIOUS",
+            PREVIOUS_KEY_ENCRYPTION_KEY.to_owned(),
+        ),
         ("OPENROUTER_TIMEOUT_MS", OPENROUTER_TIMEOUT_MS.to_string()),
         ("KEY_DELETE_RETRY_SECS", "0".to_owned()),
     ]
