@@ -279,7 +279,9 @@ impl<'a> Flow<'a> {
                 .await;
         }
         let (Some(info), Some(key)) = (info, current_key) else {
-            unreachable!("a key that is gone or does not open is rotated")
+            return Err(AppError::Internal(
+                "a key that is gone or does not open was not rotated".to_owned(),
+            ));
         };
         let state = KeyState {
             hash: old_hash,
@@ -436,7 +438,9 @@ pub async fn force_rotation(
     let flow = Flow::new(db, config, user_id)?;
     match flow.lock(None).await? {
         Ok(held) => flow.run(held, true).await,
-        Err(_) => unreachable!("without fresh_since the lock is always taken"),
+        Err(_) => Err(AppError::Internal(
+            "a lock claimed without fresh_since was answered by another request".to_owned(),
+        )),
     }
 }
 

@@ -16,7 +16,8 @@ use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
-use crate::store::{self, credit_accounts as accounts, provider_keys as pool};
+use crate::store::seals::{self, Sealed};
+use crate::store::{self, credit_accounts as accounts};
 use crate::upstream::openrouter::OpenRouter;
 
 /// Deletions handled per run (each is one OpenRouter call).
@@ -117,17 +118,12 @@ async fn reseal_stale(
     keyring: &Keyring,
     report: &mut SweepReport,
 ) -> Result<(), AppError> {
-    for stale in accounts::stale_seals(db, keyring.current_id(), RESEALS_PER_RUN).await? {
-        let context = accounts::key_context(&stale.id, stale.key_hash.as_deref().unwrap_or(""));
-        if let Some(sealed) = resealed(keyring, &stale.sealed, &context) {
-            accounts::reseal(db, &stale, &sealed).await?;
-            report.resealed += 1;
-        }
-    }
-    for stale in pool::stale_seals(db, keyring.current_id(), RESEALS_PER_RUN).await? {
-        if let Some(sealed) = resealed(keyring, &stale.sealed, &pool::key_context(&stale.id)) {
-            pool::reseal(db, &stale, &sealed).await?;
-            report.resealed += 1;
+    for place in [Sealed::Accounts, Sealed::Pool] {
+        for stale in seals::stale(db, place, keyring.current_id(), RESEALS_PER_RUN).await? {
+            if let Some(sealed) = resealed(keyring, &stale.sealed, &place.context(&stale)) {
+                seals::reseal(db, place, &stale, &sealed).await?;
+                report.resealed += 1;
+            }
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod health;
 pub mod meters;
 pub mod provider_keys;
+pub mod seals;
 pub mod sessions;
 pub mod users;
 pub mod webhook_events;

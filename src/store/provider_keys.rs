@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 use worker::{query, D1Database};
 
-use super::credit_accounts::StaleSeal;
 use crate::error::AppError;
 
 const COLUMNS: &str =
@@ -163,36 +162,4 @@ pub async fn assigned(
         ])
         .await?;
     Ok(results[1].results::<PoolKey>()?.into_iter().next())
-}
-
-/// Up to `limit` pool keys sealed under another encryption key than `current_id`.
-pub async fn stale_seals(
-    db: &D1Database,
-    current_id: &str,
-    limit: u32,
-) -> Result<Vec<StaleSeal>, AppError> {
-    Ok(query!(
-        db,
-        "SELECT id, NULL AS key_hash, key_sealed AS sealed FROM provider_keys \
-         WHERE key_sealed NOT LIKE ?1 LIMIT ?2",
-        format!("v1.{current_id}.%"),
-        limit
-    )?
-    .all()
-    .await?
-    .results::<StaleSeal>()?)
-}
-
-/// Replaces a pool key's sealed form with its resealed one, unless it changed meanwhile.
-pub async fn reseal(db: &D1Database, stale: &StaleSeal, sealed: &str) -> Result<(), AppError> {
-    query!(
-        db,
-        "UPDATE provider_keys SET key_sealed = ?3 WHERE id = ?1 AND key_sealed = ?2",
-        &stale.id,
-        &stale.sealed,
-        sealed
-    )?
-    .run()
-    .await?;
-    Ok(())
 }
