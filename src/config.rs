@@ -120,6 +120,49 @@ pub struct Config {
     pub reservation_ttl_secs: u64,
     /// Provider keys: OpenRouter keys bought with credits, and the pre-created key pool.
     pub providers: ProviderConfig,
+    /// Stripe billing and its webhooks.
+    pub billing: BillingConfig,
+}
+
+/// Stripe billing: the API key, the webhook endpoint secret, where Checkout and the portal
+/// send the customer back to, and webhook retries.
+#[derive(Debug, Clone)]
+pub struct BillingConfig {
+    /// `STRIPE_SECRET_KEY`: Stripe's API key (`sk_live_...`, `sk_test_...`, or restricted).
+    pub secret_key: Secret,
+    /// `STRIPE_WEBHOOK_SECRET`: the `whsec_...` signing secret of the webhook endpoint.
+    pub webhook_secret: Secret,
+    /// `STRIPE_SUCCESS_URL`: where Checkout sends a customer who paid (a request may name
+    /// another URL on an allowed origin).
+    pub success_url: Option<String>,
+    /// `STRIPE_CANCEL_URL`: where Checkout sends a customer who gave up.
+    pub cancel_url: Option<String>,
+    /// `STRIPE_PORTAL_RETURN_URL`: where the Billing Portal sends the customer back to.
+    pub portal_return_url: Option<String>,
+    /// `STRIPE_TIMEOUT_MS`: how long one Stripe call may take; default 10000.
+    pub timeout_ms: u64,
+    /// `WEBHOOK_MAX_ATTEMPTS`: a failed event is retried until it has been tried this often;
+    /// default 10.
+    pub webhook_max_attempts: u32,
+}
+
+impl BillingConfig {
+    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
+        let url = |name: &'static str| {
+            optional(source, name)
+                .map(|_| base_url(source, name, ""))
+                .transpose()
+        };
+        Ok(Self {
+            secret_key: Secret::read(source, "STRIPE_SECRET_KEY"),
+            webhook_secret: Secret::read(source, "STRIPE_WEBHOOK_SECRET"),
+            success_url: url("STRIPE_SUCCESS_URL")?,
+            cancel_url: url("STRIPE_CANCEL_URL")?,
+            portal_return_url: url("STRIPE_PORTAL_RETURN_URL")?,
+            timeout_ms: number(source, "STRIPE_TIMEOUT_MS", 10_000, 100..=60_000)?,
+            webhook_max_attempts: number(source, "WEBHOOK_MAX_ATTEMPTS", 10, 1..=100)?,
+        })
+    }
 }
 
 /// Provider keys: OpenRouter provisioning with credits (Puku) and the pool of pre-created
@@ -298,6 +341,7 @@ impl Config {
             },
             reservation_ttl_secs: number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400)?,
             providers: ProviderConfig::load(source)?,
+            billing: BillingConfig::load(source)?,
         })
     }
 }

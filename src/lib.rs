@@ -26,8 +26,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The worker's scheduled entry point (cron triggers in wrangler.toml): the provider key
-/// sweep. Safe to run twice at once.
+/// sweep and the retry of failed Stripe events. Safe to run twice at once.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    services::key_sweep::scheduled(&event.cron(), &env).await;
+    services::scheduled::run(&event.cron(), &env).await;
 }

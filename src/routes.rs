@@ -1,7 +1,7 @@
 //! The one table of every path the API serves. A new endpoint is one line here.
 
 use crate::handlers::{
-    admin, auth, clerk_webhook, health, provider_keys, subscription, usage, user,
+    admin, auth, billing, clerk_webhook, health, provider_keys, subscription, usage, user,
 };
 use crate::http::dispatch::RouteTable;
 
@@ -45,6 +45,19 @@ pub fn table() -> RouteTable {
         .get("/api/usage/sessions", usage::sessions)
         .get("/api/usage/history", usage::history)
         .get("/api/usage/stats", usage::stats)
+        // Subscriptions on Stripe (AI Audio Studio).
+        .get("/api/subscriptions/plans", subscription::plans)
+        .get("/api/subscriptions/current", billing::current)
+        .get("/api/subscriptions/history", billing::history)
+        .post("/api/subscriptions/checkout", billing::checkout)
+        .post("/api/subscriptions/portal", billing::portal)
+        .post("/api/subscriptions/cancel", billing::cancel)
+        .put("/api/subscriptions/update", billing::update)
+        // Stripe's webhook (AI Audio Studio's and dream-api's paths), retry and status.
+        .post("/api/webhooks/stripe", billing::webhook)
+        .post("/webhook/stripe", billing::webhook)
+        .post("/api/webhooks/retry", billing::retry)
+        .get("/api/webhooks/status", billing::status)
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", provider_keys::openrouter_key)
         .get("/api/user/provider-keys", provider_keys::user_pool_key)

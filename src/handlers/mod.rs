@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod clerk_webhook;
 pub mod health;
 pub mod provider_keys;

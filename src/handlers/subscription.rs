@@ -1,6 +1,5 @@
 //! Sokuji's subscription endpoints: the plan catalog, the caller's plan, and how to upgrade.
 
-use serde::Deserialize;
 use serde_json::json;
 use worker::{Request, Response};
 
@@ -28,32 +27,9 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpgradeRequest {
-    plan: String,
-}
-
-/// `POST /api/subscription/upgrade` `{plan}`: a checkout needs Stripe billing, which answers
-/// `not_configured` until `STRIPE_SECRET_KEY` is set (checkout itself lands with billing).
+/// `POST /api/subscription/upgrade` `{plan, success_url?, cancel_url?}`: a Stripe Checkout
+/// URL for the plan, as `POST /api/subscriptions/checkout` answers it.
 pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let body: UpgradeRequest = ctx.data.json()?;
-    let catalog = &ctx.data.config.plans;
-    let Some(plan) = catalog.get(&body.plan) else {
-        let known: Vec<&str> = catalog.plans().iter().map(|p| p.id.as_str()).collect();
-        return Err(AppError::invalid(
-            "plan",
-            format!("unknown plan; one of: {}", known.join(", ")),
-        ));
-    };
-    if plan.id == principal.user.plan {
-        return Err(AppError::Conflict(format!(
-            "you are already on the {} plan",
-            plan.name
-        )));
-    }
-    Err(AppError::NotConfigured {
-        setting: "STRIPE_SECRET_KEY".into(),
-    })
+    super::billing::start_checkout(&req, &ctx, &principal).await
 }

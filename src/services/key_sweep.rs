@@ -1,4 +1,4 @@
-//! The scheduled sweep (`#[event(scheduled)]`, cron in wrangler.toml): deletes the OpenRouter
+//! The provider key sweep, part of the scheduled run: deletes the OpenRouter
 //! keys left behind (a rotation or reset whose deletion failed, a key created but not kept,
 //! a deleted user's key) and reseals provider keys sealed under a previous encryption key.
 //!
@@ -9,15 +9,15 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use worker::{D1Database, Date, Env};
+use worker::{D1Database, Date};
 
 use crate::config::Config;
 use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::store::credit_accounts as accounts;
 use crate::store::seals::{self, Sealed};
-use crate::store::{self, credit_accounts as accounts};
 use crate::upstream::openrouter::OpenRouter;
 
 /// Deletions handled per run (each is one OpenRouter call).
@@ -42,26 +42,8 @@ pub struct SweepReport {
     pub resealed: u32,
 }
 
-/// The scheduled entry: runs the sweep and logs what it did (a scheduled event has no one to
-/// answer to).
-pub async fn scheduled(cron: &str, env: &Env) {
-    let line = match sweep(env).await {
-        Ok(report) => serde_json::json!({
-            "level": "info", "msg": "scheduled sweep", "cron": cron, "report": report,
-        }),
-        Err(err) => serde_json::json!({
-            "level": "error", "msg": "scheduled sweep failed", "cron": cron,
-            "code": err.code(),
-            "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
-        }),
-    };
-    worker::console_log!("{line}");
-}
-
 /// One run: queued deletions first, then resealing.
-pub async fn sweep(env: &Env) -> Result<SweepReport, AppError> {
-    let config = Config::load(env)?;
-    let db = store::database(env)?;
+pub async fn sweep(db: &D1Database, config: &Config) -> Result<SweepReport, AppError> {
     let mut report = SweepReport::default();
     // Each part needs its own secret; one unset does not stop the other.
     if let Ok(provisioning_key) = config.providers.provisioning_key.require() {
@@ -71,10 +53,10 @@ pub async fn sweep(env: &Env) -> Result<SweepReport, AppError> {
             timeout: Duration::from_millis(config.providers.openrouter_timeout_ms),
         };
         let retry_ms = config.providers.delete_retry_secs * 1000;
-        delete_queued(&db, &openrouter, retry_ms, &mut report).await?;
+        delete_queued(db, &openrouter, retry_ms, &mut report).await?;
     }
     if let Ok(keyring) = config.providers.keyring() {
-        reseal_stale(&db, &keyring, &mut report).await?;
+        reseal_stale(db, &keyring, &mut report).await?;
     }
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! The only code that touches D1 and KV: typed rows in, typed rows out.
 
 pub mod api_keys;
+pub mod billing;
 pub mod credit_accounts;
 pub mod devices;
 pub mod health;

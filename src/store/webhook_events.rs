@@ -92,3 +92,81 @@ pub async fn settle(
     .await?;
     Ok(())
 }
+
+/// A stored delivery to process again.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub payload: String,
+}
+
+/// Up to `limit` of the provider's deliveries that failed (fewer than `max_attempts` times),
+/// or were received but never settled before `stuck_before`, oldest first.
+pub async fn to_retry(
+    db: &D1Database,
+    provider: &str,
+    max_attempts: u32,
+    stuck_before: &str,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, AppError> {
+    Ok(query!(
+        db,
+        "SELECT event_id, payload FROM webhook_events \
+         WHERE provider = ?1 AND ((status = 'failed' AND attempts < ?2) \
+                                  OR (status = 'received' AND received_at < ?3)) \
+         ORDER BY received_at LIMIT ?4",
+        provider,
+        max_attempts,
+        stuck_before,
+        limit
+    )?
+    .all()
+    .await?
+    .results::<StoredEvent>()?)
+}
+
+/// How many deliveries each provider has in each status.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct StatusCount {
+    pub provider: String,
+    pub status: String,
+    pub count: i64,
+}
+
+/// Counts by provider and status.
+pub async fn counts(db: &D1Database) -> Result<Vec<StatusCount>, AppError> {
+    Ok(db
+        .prepare(
+            "SELECT provider, status, COUNT(*) AS count FROM webhook_events \
+             GROUP BY provider, status ORDER BY provider, status",
+        )
+        .all()
+        .await?
+        .results::<StatusCount>()?)
+}
+
+/// A delivery whose processing failed.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Failure {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub received_at: String,
+    pub processed_at: Option<String>,
+}
+
+/// The newest `limit` failed deliveries.
+pub async fn latest_failures(db: &D1Database, limit: u32) -> Result<Vec<Failure>, AppError> {
+    Ok(query!(
+        db,
+        "SELECT provider, event_id, event_type, attempts, error, received_at, processed_at \
+         FROM webhook_events WHERE status = 'failed' \
+         ORDER BY COALESCE(processed_at, received_at) DESC LIMIT ?1",
+        limit
+    )?
+    .all()
+    .await?
+    .results::<Failure>()?)
+}

@@ -48,6 +48,16 @@ impl From<AppError> for ClerkError {
 
 impl ClerkApi<'_> {
     async fn post(&self, path: &str) -> Result<String, ClerkError> {
+        self.call(Method::Post, path, None).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String, ClerkError> {
+        let what = format!("{method} /v1{path}");
         let headers = Headers::new();
         let bearer = format!("Bearer {}", self.secret_key);
         headers
@@ -57,7 +67,10 @@ impl ClerkApi<'_> {
             .set("Content-Type", "application/json")
             .map_err(AppError::from)?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers);
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            init.with_body(Some(body.to_string().into()));
+        }
         let url = format!("{}/v1{path}", self.base_url);
         let req = Request::new_with_init(&url, &init).map_err(AppError::from)?;
         let resp = super::send(SERVICE, req).await?;
@@ -68,9 +81,35 @@ impl ClerkApi<'_> {
             404 => Err(ClerkError::NotFound),
             _ => Err(ClerkError::Failed(AppError::Upstream {
                 service: SERVICE,
-                detail: format!("POST /v1{path} answered {status}"),
+                detail: format!("{what} answered {status}"),
             })),
         }
+    }
+
+    /// Merges `public_metadata` into a user's (`PATCH /v1/users/{id}/metadata`).
+    pub async fn update_public_metadata(
+        &self,
+        user_id: &str,
+        public_metadata: &serde_json::Value,
+    ) -> Result<(), ClerkError> {
+        if user_id.is_empty()
+            || !user_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ClerkError::Failed(AppError::Upstream {
+                service: SERVICE,
+                detail: "a user id that is not a Clerk id".to_owned(),
+            }));
+        }
+        let body = serde_json::json!({ "public_metadata": public_metadata });
+        self.call(
+            Method::Patch,
+            &format!("/users/{user_id}/metadata"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Revokes a session (`POST /v1/sessions/{id}/revoke`).

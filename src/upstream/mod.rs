@@ -3,6 +3,7 @@
 
 pub mod clerk;
 pub mod openrouter;
+pub mod stripe;
 
 use std::time::Duration;
 

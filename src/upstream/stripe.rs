@@ -1,0 +1,244 @@
+//! Stripe's API over the Fetch API: customers, Checkout Sessions, Billing Portal sessions and
+//! subscriptions. Bodies are form-encoded with bracketed keys; every POST carries an
+//! `Idempotency-Key`, so a retried call never creates a second object. Failures are
+//! `upstream_error` whose detail (status, Stripe's error type and message) is logged only.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use worker::{Headers, Method, Request, RequestInit};
+
+use crate::core::form::Form;
+use crate::error::AppError;
+
+const SERVICE: &str = "stripe";
+
+/// A client of Stripe's API.
+pub struct Stripe<'a> {
+    /// `STRIPE_API_URL`, e.g. `https://api.stripe.com`.
+    pub base_url: &'a str,
+    /// `STRIPE_SECRET_KEY`.
+    pub secret_key: &'a str,
+    pub timeout: Duration,
+}
+
+/// A Checkout Session or Billing Portal session: where to send the customer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub url: Option<String>,
+}
+
+/// The parts of a Subscription Tollgate keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub customer: String,
+    pub status: String,
+    pub cancel_at_period_end: bool,
+    /// Unix seconds (on the subscription in older API versions, on its item in newer ones).
+    pub current_period_end: Option<i64>,
+    pub item_id: Option<String>,
+    pub price_id: Option<String>,
+    /// `metadata.user_id`, set by Tollgate's checkout.
+    pub user_id: Option<String>,
+}
+
+impl Subscription {
+    /// Reads a Subscription object (from the API or from an event's `data.object`).
+    pub fn from_object(object: &Value) -> Option<Self> {
+        let item = object.pointer("/items/data/0");
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            id: text(object.get("id"))?,
+            // `customer` is an id, or the expanded object.
+            customer: text(object.get("customer"))
+                .or_else(|| text(object.pointer("/customer/id")))?,
+            status: text(object.get("status"))?,
+            cancel_at_period_end: object
+                .get("cancel_at_period_end")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            current_period_end: object
+                .get("current_period_end")
+                .and_then(Value::as_i64)
+                .or_else(|| item.and_then(|i| i.get("current_period_end")?.as_i64())),
+            item_id: text(item.and_then(|i| i.get("id"))),
+            price_id: text(item.and_then(|i| i.pointer("/price/id"))),
+            user_id: text(object.pointer("/metadata/user_id")),
+        })
+    }
+}
+
+impl Stripe<'_> {
+    /// Creates a customer (`POST /v1/customers`); returns its id.
+    pub async fn create_customer(
+        &self,
+        form: &Form,
+        idempotency_key: &str,
+    ) -> Result<String, AppError> {
+        let object = self
+            .call(
+                Method::Post,
+                "/v1/customers",
+                Some(form),
+                Some(idempotency_key),
+            )
+            .await?;
+        object
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| malformed("POST /v1/customers", "no id"))
+    }
+
+    /// Creates a Checkout Session (`POST /v1/checkout/sessions`).
+    pub async fn create_checkout_session(
+        &self,
+        form: &Form,
+        idempotency_key: &str,
+    ) -> Result<Session, AppError> {
+        let object = self
+            .call(
+                Method::Post,
+                "/v1/checkout/sessions",
+                Some(form),
+                Some(idempotency_key),
+            )
+            .await?;
+        session("POST /v1/checkout/sessions", object)
+    }
+
+    /// Creates a Billing Portal session (`POST /v1/billing_portal/sessions`).
+    pub async fn create_portal_session(
+        &self,
+        form: &Form,
+        idempotency_key: &str,
+    ) -> Result<Session, AppError> {
+        let object = self
+            .call(
+                Method::Post,
+                "/v1/billing_portal/sessions",
+                Some(form),
+                Some(idempotency_key),
+            )
+            .await?;
+        session("POST /v1/billing_portal/sessions", object)
+    }
+
+    /// Retrieves a subscription (`GET /v1/subscriptions/{id}`).
+    pub async fn subscription(&self, id: &str) -> Result<Subscription, AppError> {
+        let path = subscription_path(id)?;
+        let object = self.call(Method::Get, &path, None, None).await?;
+        Subscription::from_object(&object)
+            .ok_or_else(|| malformed("GET /v1/subscriptions/{id}", "not a subscription"))
+    }
+
+    /// Updates a subscription (`POST /v1/subscriptions/{id}`): a new price for its item,
+    /// or `cancel_at_period_end`.
+    pub async fn update_subscription(
+        &self,
+        id: &str,
+        form: &Form,
+        idempotency_key: &str,
+    ) -> Result<Subscription, AppError> {
+        let path = subscription_path(id)?;
+        let object = self
+            .call(Method::Post, &path, Some(form), Some(idempotency_key))
+            .await?;
+        Subscription::from_object(&object)
+            .ok_or_else(|| malformed("POST /v1/subscriptions/{id}", "not a subscription"))
+    }
+
+    /// Cancels a subscription now (`DELETE /v1/subscriptions/{id}`).
+    pub async fn cancel_subscription(&self, id: &str) -> Result<Subscription, AppError> {
+        let path = subscription_path(id)?;
+        let object = self.call(Method::Delete, &path, None, None).await?;
+        Subscription::from_object(&object)
+            .ok_or_else(|| malformed("DELETE /v1/subscriptions/{id}", "not a subscription"))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, AppError> {
+        let what = format!("{} {}", method.as_ref(), path_shape(path));
+        let headers = Headers::new();
+        headers.set("Authorization", &format!("Bearer {}", self.secret_key))?;
+        if let Some(key) = idempotency_key {
+            headers.set("Idempotency-Key", key)?;
+        }
+        let mut init = RequestInit::new();
+        if let Some(form) = form {
+            headers.set("Content-Type", "application/x-www-form-urlencoded")?;
+            init.with_body(Some(form.encode().into()));
+        }
+        init.with_method(method).with_headers(headers);
+        let req = Request::new_with_init(&format!("{}{path}", self.base_url), &init)?;
+        let resp = super::send_within(SERVICE, req, self.timeout).await?;
+        let status = resp.status_code();
+        let text = super::text(SERVICE, resp).await?;
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|e| malformed(&what, &format!("not JSON ({e})")))?;
+        if (200..=299).contains(&status) {
+            return Ok(body);
+        }
+        let error = |field: &str| {
+            body.pointer(&format!("/error/{field}"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        };
+        Err(AppError::Upstream {
+            service: SERVICE,
+            detail: format!(
+                "{what} answered {status}: {} {}",
+                error("type"),
+                error("message")
+            ),
+        })
+    }
+}
+
+/// Ids go into paths: only plain Stripe ids are accepted.
+fn subscription_path(id: &str) -> Result<String, AppError> {
+    let plain = !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !plain {
+        return Err(malformed("a subscription id", "is not a Stripe id"));
+    }
+    Ok(format!("/v1/subscriptions/{id}"))
+}
+
+/// A path with ids replaced, for log lines.
+fn path_shape(path: &str) -> String {
+    path.split('/')
+        .map(|part| {
+            if part.contains('_') && !part.starts_with("billing") && !part.starts_with("checkout") {
+                "{id}"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn session(what: &str, object: Value) -> Result<Session, AppError> {
+    serde_json::from_value::<Session>(object)
+        .map_err(|e| malformed(what, &format!("unexpected answer: {e}")))
+}
+
+fn malformed(what: &str, problem: &str) -> AppError {
+    AppError::Upstream {
+        service: SERVICE,
+        detail: format!("{what}: {problem}"),
+    }
+}
