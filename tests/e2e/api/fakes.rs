@@ -1,6 +1,7 @@
 //! The fake upstreams themselves: they record what they receive and fail on request,
-//! which the fault-path tests of later features rely on, the fake Clerk's keys and session
-//! API behave like Clerk's, and the fake OpenRouter's key management API like OpenRouter's.
+//! which the fault-path tests of later features rely on, the fake Clerk's keys, session and
+//! user metadata API behave like Clerk's, the fake OpenRouter's key management API like
+//! OpenRouter's, and the fake Stripe's API, events and webhook signatures like Stripe's.
 //! These talk to the fakes directly, not through the worker.
 //!
 //! Cases run in parallel and share the world's fakes with each other and with the worker, so
@@ -18,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::Case;
 use crate::fakes::{
-    Call, FakeClerk, FakeKey, FakeOpenRouter, Fakes, Fault, CLERK_ISSUER, CLERK_SECRET_KEY,
+    stripe_signature, Call, FakeClerk, FakeKey, FakeOpenRouter, FakeStripe, Fakes, Fault,
+    CLERK_ISSUER, CLERK_SECRET_KEY,
 };
 use crate::harness::World;
 
@@ -29,6 +31,8 @@ pub fn cases() -> Vec<Case> {
         clerk_rotation_serves_only_the_new_key,
         clerk_session_api_refreshes_and_revokes,
         openrouter_key_api_behaves_like_openrouters,
+        stripe_api_behaves_like_stripes,
+        clerk_metadata_update_merges_like_clerks,
     )
 }
 
@@ -525,6 +529,647 @@ fn openrouter_key_api_behaves_like_openrouters(_world: &World) {
     assert_eq!(body["error"]["code"], 429, "{body}");
     let (status, _) = send("GET", &keys_url, bearer, None);
     assert_eq!(status, 200, "every fault is used up");
+}
+
+fn stripe_api_behaves_like_stripes(_world: &World) {
+    // A private instance: its faults must not meet the worker's calls, and its customers and
+    // subscriptions are this case's alone.
+    let stripe = FakeStripe::start("sk_x");
+    let base = stripe.upstream().base_url().to_owned();
+    let url = |path: &str| format!("{base}{path}");
+    let bearer = Some("Bearer sk_x");
+    let call = |method: &str, path: &str, key: Option<&str>, form: &[(&str, &str)]| {
+        stripe_call(method, &url(path), bearer, key, form)
+    };
+    stripe.add_price("price_basic", 900);
+    stripe.add_price("price_pro", 2900);
+
+    // Unknown paths are 404 in Stripe's error shape, whatever the credentials.
+    for auth in [None, bearer] {
+        let (status, body) = stripe_call("GET", &url("/v1/nothing"), auth, None, &[]);
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+
+    // Authentication: no bearer, or the wrong one, is 401 and creates nothing.
+    let auth_form = [("email", "auth@example.com")];
+    for auth in [None, Some("Bearer sk_wrong_key_0123"), Some("sk_x")] {
+        let (status, body) = stripe_call("POST", &url("/v1/customers"), auth, None, &auth_form);
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let (_, body) = stripe_call(
+        "GET",
+        &url("/v1/subscriptions/sub_x"),
+        Some("Bearer sk_wrong_key_0123"),
+        None,
+        &[],
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Invalid API Key provided: "), "{body}");
+    assert!(!message.contains("sk_wrong_key_0123"), "the key is masked");
+    assert!(stripe.customers_with_email("auth@example.com").is_empty());
+
+    // A JSON body is not a form.
+    let response = ureq::post(&url("/v1/customers"))
+        .set("Authorization", "Bearer sk_x")
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"email":"json@example.com"}"#);
+    let Err(ureq::Error::Status(400, _)) = response else {
+        panic!("a JSON body is rejected");
+    };
+
+    // Customers.
+    let customer_form = [
+        ("email", "ada@example.com"),
+        ("name", "Ada Lovelace"),
+        ("metadata[user_id]", "user_ada"),
+    ];
+    let (status, customer) = call("POST", "/v1/customers", Some("k-cus-1"), &customer_form);
+    assert_eq!(status, 200, "{customer}");
+    let customer_id = customer["id"].as_str().expect("an id").to_owned();
+    let suffix = customer_id.strip_prefix("cus_").expect("a cus_ id");
+    assert!(is_alnum(suffix, 14), "{customer_id}");
+    assert_eq!(customer["object"], "customer");
+    assert_eq!(customer["email"], "ada@example.com");
+    assert_eq!(customer["name"], "Ada Lovelace");
+    assert_eq!(customer["metadata"], json!({ "user_id": "user_ada" }));
+    assert_eq!(customer["livemode"], false);
+    assert_near_now(&customer["created"]);
+    assert_eq!(stripe.customer(&customer_id).as_ref(), Some(&customer));
+    assert_eq!(stripe.customer("cus_unknown"), None);
+    assert_eq!(
+        stripe.customers_with_email("ada@example.com"),
+        std::slice::from_ref(&customer)
+    );
+    let (status, body) = call("POST", "/v1/customers", None, &[("emial", "x@example.com")]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "parameter_unknown", "{body}");
+    assert_eq!(body["error"]["param"], "emial", "{body}");
+
+    // Idempotency: the same key and parameters replay the first answer, in any order; other
+    // parameters or another endpoint under the same key are refused.
+    let mut reordered = customer_form;
+    reordered.reverse();
+    let (status, replayed) = call("POST", "/v1/customers", Some("k-cus-1"), &reordered);
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed, customer, "the first answer, replayed");
+    let changed = [("email", "ada@example.com"), ("name", "Ada King")];
+    let (status, body) = call("POST", "/v1/customers", Some("k-cus-1"), &changed);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "idempotency_error", "{body}");
+    let (status, body) = call(
+        "POST",
+        "/v1/billing_portal/sessions",
+        Some("k-cus-1"),
+        &[("customer", &customer_id)],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "idempotency_error", "{body}");
+    assert_eq!(stripe.customers_with_email("ada@example.com").len(), 1);
+    // A rejected request saves nothing: its key can be used again.
+    let (status, _) = call("POST", "/v1/customers", Some("k-cus-2"), &[("bad", "1")]);
+    assert_eq!(status, 400);
+    let (status, second) = call(
+        "POST",
+        "/v1/customers",
+        Some("k-cus-2"),
+        &[("email", "ada@example.com")],
+    );
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second["id"], customer["id"]);
+    assert_eq!(stripe.customers_with_email("ada@example.com").len(), 2);
+
+    // Checkout Sessions: what Stripe refuses.
+    let session_form = |price: &'static str| -> Vec<(&str, &str)> {
+        vec![
+            ("mode", "subscription"),
+            ("customer", customer_id.as_str()),
+            ("client_reference_id", "user_ada"),
+            ("line_items[0][price]", price),
+            ("line_items[0][quantity]", "1"),
+            ("success_url", "https://app.example/billing/success"),
+            ("cancel_url", "https://app.example/billing/cancel"),
+            ("metadata[user_id]", "user_ada"),
+            ("subscription_data[metadata][user_id]", "user_ada"),
+            ("subscription_data[metadata][plan]", "basic"),
+        ]
+    };
+    fn without<'a>(form: Vec<(&'a str, &'a str)>, name: &str) -> Vec<(&'a str, &'a str)> {
+        form.into_iter().filter(|(k, _)| *k != name).collect()
+    }
+    let good = session_form("price_basic");
+    let refusals = vec![
+        (
+            without(good.clone(), "mode"),
+            "mode",
+            Some("parameter_missing"),
+        ),
+        (
+            [good.clone(), vec![("mode", "rental")]].concat(),
+            "mode",
+            None,
+        ),
+        (
+            without(good.clone(), "line_items[0][price]"),
+            "line_items[0][price]",
+            Some("parameter_missing"),
+        ),
+        (
+            without(
+                without(good.clone(), "line_items[0][price]"),
+                "line_items[0][quantity]",
+            ),
+            "line_items",
+            Some("parameter_missing"),
+        ),
+        (
+            session_form("price_unknown"),
+            "line_items[0][price]",
+            Some("resource_missing"),
+        ),
+        (
+            without(good.clone(), "line_items[0][quantity]"),
+            "line_items[0][quantity]",
+            Some("parameter_missing"),
+        ),
+        (
+            [good.clone(), vec![("customer", "cus_unknown")]].concat(),
+            "customer",
+            Some("resource_missing"),
+        ),
+        (
+            [
+                good.clone(),
+                vec![("line_items[0][price_id]", "price_basic")],
+            ]
+            .concat(),
+            "line_items[0][price_id]",
+            Some("parameter_unknown"),
+        ),
+    ];
+    for (form, param, code) in &refusals {
+        let (status, body) = call("POST", "/v1/checkout/sessions", None, form);
+        assert_eq!(status, 400, "{param}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert_eq!(body["error"]["param"], *param, "{body}");
+        assert_eq!(body["error"]["code"].as_str(), *code, "{body}");
+    }
+
+    let (status, session) = call("POST", "/v1/checkout/sessions", Some("k-cs-1"), &good);
+    assert_eq!(status, 200, "{session}");
+    let session_id = session["id"].as_str().expect("an id").to_owned();
+    let suffix = session_id.strip_prefix("cs_test_").expect("a cs_test_ id");
+    assert!(
+        suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{session_id}"
+    );
+    assert_eq!(session["object"], "checkout.session");
+    assert_eq!(
+        session["url"],
+        format!("https://checkout.stripe.com/c/pay/{session_id}").as_str()
+    );
+    assert_eq!(session["mode"], "subscription");
+    assert_eq!(session["customer"], customer_id.as_str());
+    assert_eq!(session["client_reference_id"], "user_ada");
+    assert_eq!(session["status"], "open");
+    assert_eq!(session["payment_status"], "unpaid");
+    assert_eq!(session["metadata"], json!({ "user_id": "user_ada" }));
+    assert!(session["subscription"].is_null(), "{session}");
+    assert_eq!(
+        session["success_url"],
+        "https://app.example/billing/success"
+    );
+    assert_eq!(session["cancel_url"], "https://app.example/billing/cancel");
+    assert_eq!(session["livemode"], false);
+    assert_eq!(session["amount_total"], 900);
+    assert_near_now(&session["created"]);
+    assert_eq!(stripe.session(&session_id).as_ref(), Some(&session));
+
+    // What the fake received, decoded, and the keys it came with.
+    let forms = stripe.form("POST", "/v1/checkout/sessions");
+    assert_eq!(forms.len(), refusals.len() + 1);
+    let last = forms.last().expect("the session's form");
+    assert!(last.contains(&("line_items[0][price]".to_owned(), "price_basic".to_owned())));
+    assert!(last.contains(&(
+        "success_url".to_owned(),
+        "https://app.example/billing/success".to_owned()
+    )));
+    let keys = stripe.idempotency_keys("/v1/checkout/sessions");
+    assert_eq!(keys.len(), refusals.len() + 1);
+    assert_eq!(keys.last(), Some(&Some("k-cs-1".to_owned())));
+    assert_eq!(keys[0], None);
+    assert_eq!(
+        stripe.idempotency_keys("/v1/customers")[..2],
+        [None, None],
+        "the unauthenticated attempts carried none"
+    );
+
+    // Billing portal sessions.
+    let (status, body) = call("POST", "/v1/billing_portal/sessions", None, &[]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "parameter_missing", "{body}");
+    let (status, body) = call(
+        "POST",
+        "/v1/billing_portal/sessions",
+        None,
+        &[("customer", "cus_unknown")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "resource_missing", "{body}");
+    assert_eq!(body["error"]["param"], "customer", "{body}");
+    let (status, portal) = call(
+        "POST",
+        "/v1/billing_portal/sessions",
+        Some("k-bps-1"),
+        &[
+            ("customer", &customer_id),
+            ("return_url", "https://app.example/billing"),
+        ],
+    );
+    assert_eq!(status, 200, "{portal}");
+    assert!(
+        portal["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("bps_")),
+        "{portal}"
+    );
+    assert_eq!(portal["object"], "billing_portal.session");
+    assert!(
+        portal["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://billing.stripe.com/p/session/test_")),
+        "{portal}"
+    );
+    assert_eq!(portal["customer"], customer_id.as_str());
+    assert_eq!(portal["return_url"], "https://app.example/billing");
+    assert_near_now(&portal["created"]);
+
+    // The customer pays: an active subscription and the checkout.session.completed event.
+    let event = stripe.complete_checkout(&session_id);
+    assert!(
+        event["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("evt_")),
+        "{event}"
+    );
+    assert_eq!(event["object"], "event");
+    assert_eq!(event["type"], "checkout.session.completed");
+    assert_eq!(event["api_version"], "2024-06-20");
+    assert_eq!(event["livemode"], false);
+    assert_eq!(event["pending_webhooks"], 1);
+    assert_eq!(
+        event["request"],
+        json!({ "id": null, "idempotency_key": null })
+    );
+    assert_near_now(&event["created"]);
+    let completed = &event["data"]["object"];
+    assert_eq!(completed["id"], session_id.as_str());
+    assert_eq!(completed["status"], "complete");
+    assert_eq!(completed["payment_status"], "paid");
+    let sub_id = completed["subscription"]
+        .as_str()
+        .expect("the subscription")
+        .to_owned();
+    assert!(sub_id.starts_with("sub_"), "{sub_id}");
+    assert_eq!(stripe.session(&session_id).as_ref(), Some(completed));
+
+    let sub_path = format!("/v1/subscriptions/{sub_id}");
+    let (status, sub) = call("GET", &sub_path, None, &[]);
+    assert_eq!(status, 200, "{sub}");
+    assert_eq!(stripe.subscription(&sub_id).as_ref(), Some(&sub));
+    assert_eq!(sub["object"], "subscription");
+    assert_eq!(sub["customer"], customer_id.as_str());
+    assert_eq!(sub["status"], "active");
+    assert_eq!(sub["cancel_at_period_end"], false);
+    assert!(
+        sub["canceled_at"].is_null() && sub["ended_at"].is_null(),
+        "{sub}"
+    );
+    assert_eq!(
+        sub["metadata"],
+        json!({ "user_id": "user_ada", "plan": "basic" }),
+        "copied from subscription_data[metadata]"
+    );
+    assert!(
+        sub["latest_invoice"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("in_")),
+        "{sub}"
+    );
+    assert_eq!(sub["livemode"], false);
+    let start = sub["current_period_start"]
+        .as_i64()
+        .expect("a period start");
+    assert_near_now(&sub["current_period_start"]);
+    assert_eq!(
+        sub["current_period_end"].as_i64(),
+        Some(start + 30 * 86_400)
+    );
+    assert_eq!(sub["start_date"], sub["created"]);
+    assert_eq!(sub["items"]["object"], "list");
+    let items = sub["items"]["data"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{sub}");
+    let item = &items[0];
+    let item_id = item["id"].as_str().expect("an item id").to_owned();
+    assert!(item_id.starts_with("si_"), "{item_id}");
+    assert_eq!(item["object"], "subscription_item");
+    assert_eq!(item["quantity"], 1);
+    assert_eq!(item["current_period_end"], sub["current_period_end"]);
+    let price = &item["price"];
+    assert_eq!(price["id"], "price_basic");
+    assert_eq!(price["object"], "price");
+    assert_eq!(price["unit_amount"], 900);
+    assert_eq!(price["currency"], "usd");
+    assert_eq!(price["recurring"]["interval"], "month");
+    assert!(
+        price["product"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("prod_")),
+        "{price}"
+    );
+    let (status, body) = call("GET", "/v1/subscriptions/sub_unknown", None, &[]);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "resource_missing", "{body}");
+
+    // Updates: the price of the one item, checked before anything changes.
+    let (status, body) = call(
+        "POST",
+        &sub_path,
+        None,
+        &[
+            ("items[0][id]", &item_id),
+            ("items[0][price]", "price_gold"),
+        ],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "items[0][price]", "{body}");
+    let (status, body) = call(
+        "POST",
+        &sub_path,
+        None,
+        &[
+            ("items[0][id]", "si_unknown"),
+            ("items[0][price]", "price_pro"),
+        ],
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call("POST", &sub_path, None, &[("cancel_at_period_end", "yes")]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        stripe.subscription(&sub_id).as_ref(),
+        Some(&sub),
+        "nothing changed"
+    );
+    let (status, upgraded) = call(
+        "POST",
+        &sub_path,
+        Some("k-sub-1"),
+        &[
+            ("items[0][id]", &item_id),
+            ("items[0][price]", "price_pro"),
+            ("proration_behavior", "create_prorations"),
+        ],
+    );
+    assert_eq!(status, 200, "{upgraded}");
+    let items = upgraded["items"]["data"].as_array().expect("items");
+    assert_eq!(
+        items.len(),
+        1,
+        "the item was changed, not added: {upgraded}"
+    );
+    assert_eq!(items[0]["id"], item_id.as_str());
+    assert_eq!(items[0]["price"]["id"], "price_pro");
+    assert_eq!(items[0]["price"]["unit_amount"], 2900);
+
+    // Cancel at the period's end, then change one's mind.
+    let (status, ending) = call("POST", &sub_path, None, &[("cancel_at_period_end", "true")]);
+    assert_eq!(status, 200, "{ending}");
+    assert_eq!(ending["cancel_at_period_end"], true);
+    assert_eq!(ending["status"], "active");
+    assert_eq!(ending["cancel_at"], ending["current_period_end"]);
+    assert_near_now(&ending["canceled_at"]);
+    let (status, kept) = call(
+        "POST",
+        &sub_path,
+        None,
+        &[("cancel_at_period_end", "false")],
+    );
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["cancel_at_period_end"], false);
+    assert!(
+        kept["cancel_at"].is_null() && kept["canceled_at"].is_null(),
+        "{kept}"
+    );
+
+    // Invoices, statuses and events as tests play them.
+    let open = stripe.invoice(&sub_id, false);
+    assert!(
+        open["id"].as_str().is_some_and(|id| id.starts_with("in_")),
+        "{open}"
+    );
+    assert_eq!(open["object"], "invoice");
+    assert_eq!(open["customer"], customer_id.as_str());
+    assert_eq!(open["subscription"], sub_id.as_str());
+    assert_eq!(
+        open["parent"]["subscription_details"]["subscription"],
+        sub_id.as_str()
+    );
+    assert_eq!(open["status"], "open");
+    assert_eq!(open["paid"], false);
+    assert_eq!(open["amount_due"], 2900);
+    assert_eq!(open["amount_paid"], 0);
+    assert_eq!(open["currency"], "usd");
+    assert_eq!(open["billing_reason"], "subscription_cycle");
+    assert_eq!(open["lines"]["data"][0]["amount"], 2900);
+    assert_eq!(
+        stripe.subscription(&sub_id).unwrap()["latest_invoice"],
+        open["id"]
+    );
+    let paid = stripe.invoice(&sub_id, true);
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["paid"], true);
+    assert_eq!(paid["amount_paid"], 2900);
+    assert_ne!(paid["id"], open["id"]);
+    stripe.set_subscription_status(&sub_id, "past_due");
+    let (_, past_due) = call("GET", &sub_path, None, &[]);
+    assert_eq!(past_due["status"], "past_due");
+    let updated = stripe.event_at(
+        "customer.subscription.updated",
+        past_due.clone(),
+        1_700_000_000,
+    );
+    assert_eq!(updated["created"], 1_700_000_000);
+    assert_eq!(updated["type"], "customer.subscription.updated");
+    assert_eq!(updated["data"]["object"], past_due);
+    assert_ne!(stripe.event("ping", json!({}))["id"], updated["id"]);
+
+    // Targeted faults hit only the request they name, once each, and change nothing.
+    stripe.fail_next("POST", "fault@example.com", Fault::Status(500));
+    stripe.fail_next("DELETE", &sub_id, Fault::Status(502));
+    let (status, body) = call(
+        "POST",
+        "/v1/customers",
+        None,
+        &[("email", "other@example.com")],
+    );
+    assert_eq!(status, 200, "another email does not take the fault: {body}");
+    let fault_form = [("email", "fault@example.com")];
+    let (status, body) = call("POST", "/v1/customers", Some("k-fault"), &fault_form);
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body,
+        json!({ "error": { "type": "api_error", "message": "injected fault" } })
+    );
+    assert!(stripe.customers_with_email("fault@example.com").is_empty());
+    let (status, body) = call("POST", "/v1/customers", Some("k-fault"), &fault_form);
+    assert_eq!(
+        status, 200,
+        "the fault is used up and its key was not saved: {body}"
+    );
+    assert_eq!(stripe.customers_with_email("fault@example.com").len(), 1);
+    let (status, _) = call("DELETE", &sub_path, None, &[]);
+    assert_eq!(status, 502);
+    assert_eq!(stripe.subscription(&sub_id).unwrap()["status"], "past_due");
+
+    // Cancel now; a canceled subscription is gone for a second cancel and keeps only its
+    // metadata open to change.
+    let (status, canceled) = call("DELETE", &sub_path, None, &[]);
+    assert_eq!(status, 200, "{canceled}");
+    assert_eq!(canceled["status"], "canceled");
+    assert_near_now(&canceled["canceled_at"]);
+    assert_near_now(&canceled["ended_at"]);
+    let (status, body) = call("DELETE", &sub_path, None, &[]);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "resource_missing", "{body}");
+    let (status, body) = call("POST", &sub_path, None, &[("cancel_at_period_end", "true")]);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call("POST", &sub_path, None, &[("metadata[note]", "churned")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["metadata"]["note"], "churned");
+    assert_eq!(body["status"], "canceled");
+
+    // The webhook signature is Stripe's scheme: HMAC-SHA256 over "{t}.{payload}".
+    assert_eq!(
+        stripe_signature(br#"{"id":"evt_1"}"#, "whsec_test_secret", 1_700_000_000),
+        "t=1700000000,v1=248a374f50f943a28b0f6ab50faf9a7e7e29b710fa26df9fb1618b9bf8ea9c9a"
+    );
+}
+
+fn clerk_metadata_update_merges_like_clerks(_world: &World) {
+    // A private instance: its users are this case's alone.
+    let clerk = FakeClerk::start("sk_c");
+    let url = format!(
+        "{}/v1/users/user_meta/metadata",
+        clerk.upstream().base_url()
+    );
+    let patch = |auth: Option<&str>, body: &str| send("PATCH", &url, auth, Some(body));
+    let bearer = Some("Bearer sk_c");
+
+    for auth in [None, Some("Bearer sk_wrong")] {
+        let (status, body) = patch(auth, r#"{"public_metadata":{"plan":"pro"}}"#);
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(
+            body["errors"][0]["code"], "authentication_invalid",
+            "{body}"
+        );
+    }
+    assert_eq!(clerk.public_metadata("user_meta"), None);
+    for bad in [
+        "not json",
+        "[]",
+        r#"{"public_metadata": 5}"#,
+        r#"{"publicMetadata": {}}"#,
+    ] {
+        let (status, body) = patch(bearer, bad);
+        assert!(matches!(status, 400 | 422), "{bad}: {status} {body}");
+        assert!(body["errors"][0]["code"].is_string(), "{body}");
+    }
+    assert_eq!(
+        clerk.public_metadata("user_meta"),
+        None,
+        "nothing was stored"
+    );
+
+    // The first update makes the user's record.
+    let first = json!({
+        "public_metadata": { "plan": "pro", "billing": { "customer": "cus_1", "sub": "sub_1" } },
+        "private_metadata": { "stripe": "cus_1" },
+    });
+    let (status, user) = patch(bearer, &first.to_string());
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["object"], "user");
+    assert_eq!(user["id"], "user_meta");
+    assert_eq!(user["public_metadata"], first["public_metadata"]);
+    assert_eq!(user["private_metadata"], first["private_metadata"]);
+    assert_eq!(user["unsafe_metadata"], json!({}));
+    assert!(user["updated_at"].as_u64().is_some(), "{user}");
+
+    // Later updates merge deeply; null removes a key at any level.
+    let second = json!({
+        "public_metadata": { "billing": { "sub": null, "status": "active" }, "gone": null },
+        "unsafe_metadata": { "theme": "dark" },
+    });
+    let (status, user) = patch(bearer, &second.to_string());
+    assert_eq!(status, 200, "{user}");
+    let expected = json!({ "plan": "pro", "billing": { "customer": "cus_1", "status": "active" } });
+    assert_eq!(user["public_metadata"], expected);
+    assert_eq!(
+        user["private_metadata"],
+        json!({ "stripe": "cus_1" }),
+        "untouched"
+    );
+    assert_eq!(user["unsafe_metadata"], json!({ "theme": "dark" }));
+    assert_eq!(clerk.public_metadata("user_meta"), Some(expected));
+
+    // Only PATCH on a user's metadata is served.
+    let (status, body) = send("GET", &url, bearer, None);
+    assert_eq!(status, 404, "{body}");
+}
+
+/// A Stripe call: a form body (none when empty), optional `Authorization` and
+/// `Idempotency-Key` headers; the status and the JSON body of the answer.
+fn stripe_call(
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    idempotency_key: Option<&str>,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = ureq::request(method, url);
+    if let Some(authorization) = authorization {
+        request = request.set("Authorization", authorization);
+    }
+    if let Some(key) = idempotency_key {
+        request = request.set("Idempotency-Key", key);
+    }
+    let result = if form.is_empty() {
+        request.call()
+    } else {
+        request.send_form(form)
+    };
+    match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => {
+            let status = response.status();
+            (status, response.into_json().expect("a JSON body"))
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// Whether `s` is exactly `len` ASCII letters and digits.
+fn is_alnum(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Asserts that `value` is a Unix time in seconds within a minute of now.
+fn assert_near_now(value: &Value) {
+    let secs = value
+        .as_i64()
+        .unwrap_or_else(|| panic!("a Unix time: {value}"));
+    assert!((secs - now_s()).abs() <= 60, "{secs} is now");
 }
 
 /// A request with an optional `Authorization` header and JSON body; the status and the JSON

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod billing;
 mod clerk_faults;
 mod clerk_webhook;
 mod conventions;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(devices::cases());
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());
+    cases.extend(billing::cases());
     cases
 }
 
@@ -55,5 +57,7 @@ pub fn all() -> Vec<Case> {
 pub fn serial() -> Vec<Case> {
     let mut cases = clerk_faults::serial_cases();
     cases.extend(jwks::serial_cases());
+    cases.extend(provider_keys::serial_cases());
+    cases.extend(billing::serial_cases());
     cases
 }

@@ -28,10 +28,17 @@ pub fn cases() -> Vec<Case> {
         a_failed_create_keeps_the_key_and_deducts_nothing,
         an_openrouter_timeout_is_a_502_within_the_timeout,
         twenty_concurrent_requests_for_a_new_user_make_one_key_and_one_grant,
-        the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
         admin_endpoints_refuse_non_admins,
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
+    )
+}
+
+/// Cases that fire the scheduled run: it empties the deletion queue other cases inspect, so
+/// they run in the serial phase.
+pub fn serial_cases() -> Vec<Case> {
+    crate::cases!(provider_keys:
+        the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
     )
 }
 
@@ -388,13 +395,11 @@ fn twenty_concurrent_requests_for_a_new_user_make_one_key_and_one_grant(world: &
 }
 
 /// Fires the worker's scheduled handler as the cron would.
-fn run_sweep(world: &World) {
+pub(super) fn run_sweep(world: &World) {
     let reply = world.get("/cdn-cgi/handler/scheduled?cron=*%2F10+*+*+*+*");
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
-/// The only case that runs the sweep: a sweep from another case could otherwise empty the
-/// queue this one inspects.
 fn the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals(world: &World) {
     let gone = a_deleted_user_leaves_a_queued_key(world);
     let stale = a_pool_key_sealed_under_the_previous_key(world);

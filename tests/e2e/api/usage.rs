@@ -22,7 +22,7 @@ pub fn cases() -> Vec<Case> {
         unlimited_plans_admit_anything,
         sync_says_whether_the_quota_changed,
         the_quota_reads_the_same_through_every_credential,
-        plans_are_listed_and_upgrades_need_billing,
+        plans_are_listed_and_upgrades_go_to_checkout,
         history_is_paginated_and_filtered,
         stats_total_by_provider_model_device_and_day,
     )
@@ -504,7 +504,7 @@ fn sync_says_whether_the_quota_changed(world: &World) {
     assert_eq!(changed["tokens"]["used"], 20);
 }
 
-fn plans_are_listed_and_upgrades_need_billing(world: &World) {
+fn plans_are_listed_and_upgrades_go_to_checkout(world: &World) {
     // The worker serves the catalog it was configured with (PLAN_CATALOG), in its order.
     let plans = world.get("/api/subscription/plans").json();
     let served = plans["data"].as_array().unwrap();
@@ -522,10 +522,22 @@ fn plans_are_listed_and_upgrades_need_billing(world: &World) {
         .send()
         .json();
     assert_eq!(current["plan"]["id"], "free");
+    // An upgrade is a Stripe Checkout for the plan's price.
+    let upgrade = world
+        .authed("POST", "/api/subscription/upgrade", &token)
+        .json(&json!({ "plan": "premium" }));
+    assert_eq!(upgrade.status, 200, "{}", upgrade.body);
+    let session_id = upgrade.json()["session_id"].as_str().unwrap().to_owned();
+    let session = world
+        .fakes
+        .stripe
+        .session(&session_id)
+        .expect("a Checkout Session");
+    assert_eq!(session["url"], upgrade.json()["url"]);
     world
         .authed("POST", "/api/subscription/upgrade", &token)
-        .json(&json!({ "plan": "premium" }))
-        .assert_error(503, "not_configured");
+        .json(&json!({ "plan": "enterprise" }))
+        .assert_error(400, "validation_failed");
     world
         .authed("POST", "/api/subscription/upgrade", &token)
         .json(&json!({ "plan": "gold" }))

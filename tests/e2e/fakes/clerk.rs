@@ -1,10 +1,15 @@
-//! A fake of Clerk: the instance's JWKS (`GET /.well-known/jwks.json`) and the two Backend API
-//! session endpoints the worker calls, `POST /v1/sessions/{id}/revoke` and
-//! `POST /v1/sessions/{id}/tokens`, in the shapes Clerk documents.
+//! A fake of Clerk: the instance's JWKS (`GET /.well-known/jwks.json`) and the Backend API
+//! endpoints the worker calls, in the shapes Clerk documents: the two session endpoints
+//! `POST /v1/sessions/{id}/revoke` and `POST /v1/sessions/{id}/tokens`, and
+//! `PATCH /v1/users/{id}/metadata`, which deep-merges `public_metadata`, `private_metadata`
+//! and `unsafe_metadata` into the user's (a key set to `null` is removed, at any depth) and
+//! answers the User.
 //!
 //! Tests sign session tokens with [`FakeClerk::sign`]; the fake remembers each signed
 //! session (by its `sid` claim) so that the Backend API can refresh or revoke it. The signing
-//! key can be rotated: afterwards the JWKS serves only the new key, like Clerk's does.
+//! key can be rotated: afterwards the JWKS serves only the new key, like Clerk's does. The
+//! fake keeps no user directory: a user's record is made by the first metadata update, and
+//! [`FakeClerk::public_metadata`] shows what the worker stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +19,7 @@ use jwt_compact::alg::{ModulusBits, Rsa, RsaPrivateKey, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{AlgorithmExt, Claims, Header};
 use rand_core::RngCore;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{FakeResponse, FakeUpstream, Recorded};
 
@@ -80,11 +85,24 @@ struct Session {
     revoked: bool,
 }
 
+/// A user the fake knows because its metadata was updated.
+struct User {
+    public_metadata: Map<String, Value>,
+    private_metadata: Map<String, Value>,
+    unsafe_metadata: Map<String, Value>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+}
+
+/// The metadata fields `PATCH /v1/users/{id}/metadata` takes.
+const METADATA_FIELDS: [&str; 3] = ["public_metadata", "private_metadata", "unsafe_metadata"];
+
 struct ClerkState {
     key: SigningKey,
     sessions: HashMap<String, Session>,
     /// Revoked session ids, in the order they were revoked.
     revoked: Vec<String>,
+    users: HashMap<String, User>,
 }
 
 /// The fake Clerk: a [`FakeUpstream`] serving the JWKS and the session Backend API.
@@ -101,6 +119,7 @@ impl FakeClerk {
             key: SigningKey::generate(),
             sessions: HashMap::new(),
             revoked: Vec::new(),
+            users: HashMap::new(),
         }));
         let upstream = {
             let state = Arc::clone(&state);
@@ -174,6 +193,16 @@ impl FakeClerk {
     pub fn revoked_sessions(&self) -> Vec<String> {
         self.state.lock().unwrap().revoked.clone()
     }
+
+    /// The user's `public_metadata` as the Backend API has stored it; `None` until the first
+    /// metadata update for this user.
+    pub fn public_metadata(&self, user_id: &str) -> Option<Value> {
+        let state = self.state.lock().unwrap();
+        state
+            .users
+            .get(user_id)
+            .map(|user| Value::Object(user.public_metadata.clone()))
+    }
 }
 
 /// Records the session a token is signed for.
@@ -206,6 +235,17 @@ fn respond(request: &Recorded, state: &Mutex<ClerkState>, authorization: &str) -
         let jwk = state.lock().unwrap().key.jwk();
         return FakeResponse::json(200, &json!({ "keys": [jwk] }));
     }
+    let metadata_user = request
+        .path
+        .strip_prefix("/v1/users/")
+        .and_then(|rest| rest.strip_suffix("/metadata"))
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    if let Some(user_id) = metadata_user.filter(|_| request.method == "PATCH") {
+        if request.header("authorization") != Some(authorization) {
+            return unauthorized();
+        }
+        return update_metadata(request, &mut state.lock().unwrap(), user_id);
+    }
     let session_action = request
         .path
         .strip_prefix("/v1/sessions/")
@@ -215,13 +255,7 @@ fn respond(request: &Recorded, state: &Mutex<ClerkState>, authorization: &str) -
         return not_found("The requested resource was not found.");
     };
     if request.header("authorization") != Some(authorization) {
-        return clerk_error(
-            401,
-            "authentication_invalid",
-            "Unauthorized request",
-            "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is \
-             correct.",
-        );
+        return unauthorized();
     }
     let mut state = state.lock().unwrap();
     let state = &mut *state;
@@ -256,6 +290,140 @@ fn respond(request: &Recorded, state: &Mutex<ClerkState>, authorization: &str) -
             FakeResponse::json(200, &json!({ "object": "token", "jwt": jwt }))
         }
     }
+}
+
+/// `PATCH /v1/users/{id}/metadata`: deep-merges the body's metadata into the user's, making
+/// the user's record on first use.
+fn update_metadata(request: &Recorded, state: &mut ClerkState, user_id: &str) -> FakeResponse {
+    let body = match serde_json::from_slice::<Value>(&request.body) {
+        Ok(Value::Object(body)) => body,
+        _ => {
+            return clerk_error(
+                400,
+                "malformed_request",
+                "Malformed request",
+                "The request body is not a valid JSON object.",
+            )
+        }
+    };
+    // Everything is checked before anything changes.
+    for (name, value) in &body {
+        if !METADATA_FIELDS.contains(&name.as_str()) {
+            return clerk_error(
+                422,
+                "form_param_unknown",
+                "is unknown",
+                &format!("{name} is not a recognized parameter for this request."),
+            );
+        }
+        if !value.is_object() && !value.is_null() {
+            return clerk_error(
+                422,
+                "form_param_format_invalid",
+                "is invalid",
+                &format!("{name} must be a JSON object."),
+            );
+        }
+    }
+    let now = now_ms();
+    let user = state
+        .users
+        .entry(user_id.to_owned())
+        .or_insert_with(|| User {
+            public_metadata: Map::new(),
+            private_metadata: Map::new(),
+            unsafe_metadata: Map::new(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        });
+    for (name, value) in &body {
+        let Value::Object(patch) = value else {
+            continue;
+        };
+        let target = match name.as_str() {
+            "public_metadata" => &mut user.public_metadata,
+            "private_metadata" => &mut user.private_metadata,
+            _ => &mut user.unsafe_metadata,
+        };
+        deep_merge(target, patch);
+    }
+    user.updated_at_ms = now;
+    FakeResponse::json(200, &user_object(user_id, user))
+}
+
+/// Merges `patch` into `target` as Clerk documents: nested objects are merged too, and a key
+/// set to `null` is removed at any level.
+fn deep_merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+            }
+            Value::Object(inner) => match target.get_mut(key) {
+                Some(Value::Object(existing)) => deep_merge(existing, inner),
+                _ => {
+                    let mut fresh = Map::new();
+                    deep_merge(&mut fresh, inner);
+                    target.insert(key.clone(), Value::Object(fresh));
+                }
+            },
+            _ => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// A Clerk User object for a user the fake knows only by id and metadata.
+fn user_object(id: &str, user: &User) -> Value {
+    json!({
+        "object": "user",
+        "id": id,
+        "username": null,
+        "first_name": null,
+        "last_name": null,
+        "image_url": "https://img.clerk.com/default",
+        "has_image": false,
+        "primary_email_address_id": null,
+        "primary_phone_number_id": null,
+        "primary_web3_wallet_id": null,
+        "password_enabled": false,
+        "two_factor_enabled": false,
+        "totp_enabled": false,
+        "backup_code_enabled": false,
+        "email_addresses": [],
+        "phone_numbers": [],
+        "web3_wallets": [],
+        "passkeys": [],
+        "external_accounts": [],
+        "saml_accounts": [],
+        "public_metadata": user.public_metadata,
+        "private_metadata": user.private_metadata,
+        "unsafe_metadata": user.unsafe_metadata,
+        "external_id": null,
+        "last_sign_in_at": null,
+        "banned": false,
+        "locked": false,
+        "lockout_expires_in_seconds": null,
+        "verification_attempts_remaining": 100,
+        "delete_self_enabled": true,
+        "create_organization_enabled": true,
+        "last_active_at": null,
+        "legal_accepted_at": null,
+        "created_at": user.created_at_ms,
+        "updated_at": user.updated_at_ms,
+    })
+}
+
+/// The answer to a Backend API call without the right secret key.
+fn unauthorized() -> FakeResponse {
+    clerk_error(
+        401,
+        "authentication_invalid",
+        "Unauthorized request",
+        "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is \
+         correct.",
+    )
 }
 
 /// A Clerk Session object.

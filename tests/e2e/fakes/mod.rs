@@ -2,15 +2,21 @@
 //! answers like the documented API, records what it received, and can be told to fail.
 //!
 //! This is the shared skeleton: [`FakeUpstream`] serves a `Responder`; the service-specific
-//! behaviour is added per service as the features that call them land: Clerk's JWKS and
-//! session Backend API are in [`clerk`], OpenRouter's key management (provisioning) API is in
-//! [`openrouter`]; Stripe's objects follow.
+//! behaviour is added per service as the features that call them land: Clerk's JWKS, session
+//! and user metadata Backend API are in [`clerk`], OpenRouter's key management (provisioning)
+//! API is in [`openrouter`], Stripe's customers, Checkout and portal sessions and
+//! subscriptions (and the webhook Events it sends) are in [`stripe`].
 
 mod clerk;
 mod openrouter;
+mod stripe;
 
 pub use clerk::FakeClerk;
 pub use openrouter::FakeOpenRouter;
+pub use stripe::FakeStripe;
+// The load benchmark includes this module too and does not sign Stripe events.
+#[allow(unused_imports)]
+pub use stripe::sign as stripe_signature;
 // The load benchmark includes this module too and uses neither.
 #[allow(unused_imports)]
 pub use openrouter::{Call, FakeKey};
@@ -212,26 +218,28 @@ pub const CLERK_ISSUER: &str = "https://clerk.tollgate.test";
 /// it.
 pub const OPENROUTER_PROVISIONING_KEY: &str = "sk-or-prov-tollgate-fake";
 
+/// The Stripe secret key the worker is configured with; the fake Stripe requires it.
+pub const STRIPE_SECRET_KEY: &str = "sk_test_tollgate_fake";
+
+/// The signing secret of the worker's Stripe webhook endpoint; sign test events with it
+/// (`stripe_signature(payload, STRIPE_WEBHOOK_SECRET, timestamp)`).
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
     pub openrouter: FakeOpenRouter,
-    pub stripe: FakeUpstream,
+    pub stripe: FakeStripe,
 }
 
 impl Fakes {
-    /// Starts every fake. Until a service's behaviour is added, it answers 404 in that
-    /// service's error shape, which is what the real API says for an unknown path.
+    /// Starts every fake. Each answers an unknown path with 404 in its service's error shape,
+    /// which is what the real API says.
     pub fn start() -> Self {
         Self {
             clerk: FakeClerk::start(CLERK_SECRET_KEY),
             openrouter: FakeOpenRouter::start(OPENROUTER_PROVISIONING_KEY),
-            stripe: FakeUpstream::start("stripe", |_| {
-                FakeResponse::json(
-                    404,
-                    &serde_json::json!({ "error": { "type": "invalid_request_error", "message": "Unrecognized request URL" } }),
-                )
-            }),
+            stripe: FakeStripe::start(STRIPE_SECRET_KEY),
         }
     }
 
@@ -250,7 +258,12 @@ impl Fakes {
                 "PROVISIONING_API_KEY",
                 OPENROUTER_PROVISIONING_KEY.to_owned(),
             ),
-            ("STRIPE_API_URL", self.stripe.base_url().to_owned()),
+            (
+                "STRIPE_API_URL",
+                self.stripe.upstream().base_url().to_owned(),
+            ),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.to_owned()),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET.to_owned()),
         ]
     }
 
@@ -259,7 +272,7 @@ impl Fakes {
         [
             self.clerk.upstream(),
             self.openrouter.upstream(),
-            &self.stripe,
+            self.stripe.upstream(),
         ]
     }
 }

@@ -29,7 +29,17 @@ pub struct World {
 impl World {
     /// Starts the fakes, then the worker configured to call them; waits until it answers.
     pub fn start() -> Result<Self, String> {
+        Self::start_without(&[])
+    }
+
+    /// Like [`Self::start`], but with these settings left unset (to see what a deployment
+    /// without them answers).
+    pub fn start_without(unset: &[&str]) -> Result<Self, String> {
         let fakes = Fakes::start();
+        // The fake Stripe sells the catalog's prices.
+        for (price, cents) in plans::stripe_prices() {
+            fakes.stripe.add_price(price, cents);
+        }
         let mut vars = BTreeMap::new();
         vars.insert("ENVIRONMENT", "e2e".to_owned());
         vars.insert(
@@ -45,9 +55,10 @@ impl World {
         {
             vars.insert(name, value);
         }
-        for (name, value) in provider_vars() {
+        for (name, value) in provider_vars().into_iter().chain(billing_vars()) {
             vars.insert(name, value);
         }
+        vars.retain(|name, _| !unset.contains(name));
         let worker = WorkerProcess::start(&vars)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(std::time::Duration::from_secs(5))
@@ -124,6 +135,22 @@ fn provider_vars() -> Vec<(&'static str, String)> {
         ),
         ("OPENROUTER_TIMEOUT_MS", OPENROUTER_TIMEOUT_MS.to_string()),
         ("KEY_DELETE_RETRY_SECS", "0".to_owned()),
+    ]
+}
+
+/// Where Checkout and the Billing Portal send the customer back to.
+pub const BILLING_RETURN_URL: &str = "http://localhost:5173/billing";
+
+/// Billing settings: return URLs on the allowed web app origin, a short Stripe timeout.
+fn billing_vars() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "STRIPE_SUCCESS_URL",
+            format!("{BILLING_RETURN_URL}/success"),
+        ),
+        ("STRIPE_CANCEL_URL", format!("{BILLING_RETURN_URL}/cancel")),
+        ("STRIPE_PORTAL_RETURN_URL", BILLING_RETURN_URL.to_owned()),
+        ("STRIPE_TIMEOUT_MS", "2000".to_owned()),
     ]
 }
 

@@ -12,6 +12,16 @@ pub const FREE_REQUESTS_PER_MINUTE: usize = 100;
 /// The rate of `legacy`; wrangler.dev.toml has no `RATE_LIMIT_7`.
 pub const UNBOUND_REQUESTS_PER_MINUTE: u32 = 7;
 
+/// The Stripe price of the basic plan (the fake Stripe knows it).
+pub const BASIC_PRICE: &str = "price_e2e_basic";
+/// The Stripe price of the premium plan.
+pub const PREMIUM_PRICE: &str = "price_e2e_premium";
+
+/// Every Stripe price of the catalog, with its amount in cents.
+pub fn stripe_prices() -> [(&'static str, i64); 2] {
+    [(BASIC_PRICE, 999), (PREMIUM_PRICE, 2999)]
+}
+
 /// The catalog, as the worker is given it.
 pub fn catalog() -> Value {
     let plan = |id: &str,
@@ -20,7 +30,8 @@ pub fn catalog() -> Value {
                 calls: Value,
                 keys: Value,
                 rate: Value,
-                price: Value| {
+                price: Value,
+                stripe_price: Value| {
         json!({
             "id": id,
             "name": name,
@@ -30,7 +41,7 @@ pub fn catalog() -> Value {
             "concurrent_sessions": keys,
             "requests_per_minute": rate,
             "price_cents": price,
-            "stripe_price_id": null,
+            "stripe_price_id": stripe_price,
         })
     };
     json!([
@@ -41,7 +52,8 @@ pub fn catalog() -> Value {
             json!(5),
             json!(1),
             json!(FREE_REQUESTS_PER_MINUTE),
-            json!(0)
+            json!(0),
+            Value::Null
         ),
         plan(
             "basic",
@@ -50,7 +62,8 @@ pub fn catalog() -> Value {
             json!(500),
             json!(3),
             Value::Null,
-            json!(999)
+            json!(stripe_prices()[0].1),
+            json!(BASIC_PRICE)
         ),
         plan(
             "premium",
@@ -59,11 +72,13 @@ pub fn catalog() -> Value {
             json!(500),
             json!(10),
             Value::Null,
-            json!(2999)
+            json!(stripe_prices()[1].1),
+            json!(PREMIUM_PRICE)
         ),
         plan(
             "enterprise",
             "Enterprise",
+            Value::Null,
             Value::Null,
             Value::Null,
             Value::Null,
@@ -77,6 +92,7 @@ pub fn catalog() -> Value {
             json!(5),
             json!(1),
             json!(UNBOUND_REQUESTS_PER_MINUTE),
+            Value::Null,
             Value::Null
         ),
     ])
