@@ -18,7 +18,7 @@ use crate::core::plans::Plan;
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
-use crate::store::billing::{self, Change, StoredSubscription, SubscriptionState};
+use crate::store::billing::{self, Applied, Change, StoredSubscription, SubscriptionState};
 use crate::store::users::{self, User};
 use crate::upstream::clerk::{ClerkApi, ClerkError};
 use crate::upstream::stripe::{Session, Stripe, Subscription};
@@ -366,11 +366,7 @@ pub async fn apply_event(
             };
             let applied = billing::apply(db, state, change, default_plan(config), &now()).await?;
             sync_clerk(db, config, &stored.user_id).await?;
-            Ok(if applied.is_some() {
-                Outcome::Processed
-            } else {
-                Outcome::Ignored("stale or already applied")
-            })
+            Ok(outcome(applied))
         }
         _ => Ok(Outcome::Ignored("event type not handled")),
     }
@@ -433,11 +429,16 @@ async fn apply_subscription(
         current_period_end: period_end.as_deref(),
     };
     let applied = billing::apply(db, state, change, default_plan(config), &now()).await?;
-    Ok(if applied.is_some() {
-        Outcome::Processed
-    } else {
-        Outcome::Ignored("stale or already applied")
-    })
+    Ok(outcome(applied))
+}
+
+/// A change applied now, or by an earlier attempt at the same event (whose follow-up, such
+/// as the Clerk sync, failed), is processed; a stale one is ignored.
+fn outcome(applied: Applied) -> Outcome {
+    match applied {
+        Applied::Now | Applied::Before => Outcome::Processed,
+        Applied::Stale => Outcome::Ignored("a newer change was applied already"),
+    }
 }
 
 /// Writes the user's plan to their Clerk user's public metadata, when Clerk's Backend API is

@@ -168,15 +168,14 @@ const HISTORY_COLUMNS: &str =
 
 /// Applies a subscription's state unless a newer change was applied already or it was
 /// canceled; then derives the user's plan from their live subscriptions (`default_plan`
-/// when none is live) and records the change. Returns the history line, or `None` when the
-/// change was stale or already applied (nothing changed).
+/// when none is live) and records the change, once per source and kind.
 pub async fn apply(
     db: &D1Database,
     state: SubscriptionState<'_>,
     change: Change<'_>,
     default_plan: &str,
     now: &str,
-) -> Result<Option<HistoryLine>, AppError> {
+) -> Result<Applied, AppError> {
     let history_id = random::id::<10>("sh_");
     let results = db
         .batch(vec![
@@ -243,12 +242,34 @@ pub async fn apply(
             )?,
             query!(
                 db,
-                &format!("SELECT {HISTORY_COLUMNS} FROM subscription_history WHERE id = ?1"),
-                &history_id
+                &format!(
+                    "SELECT {HISTORY_COLUMNS} FROM subscription_history \
+                     WHERE source = ?1 AND kind = ?2 AND subscription_id = ?3"
+                ),
+                change.source,
+                change.kind,
+                state.id
             )?,
         ])
         .await?;
-    Ok(results[4].results::<HistoryLine>()?.into_iter().next())
+    Ok(
+        match results[4].results::<HistoryLine>()?.into_iter().next() {
+            Some(line) if line.id == history_id => Applied::Now,
+            Some(_) => Applied::Before,
+            None => Applied::Stale,
+        },
+    )
+}
+
+/// How applying a change ended.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// Applied by this call.
+    Now,
+    /// The same change was applied before (a retry, or a duplicate): nothing changed.
+    Before,
+    /// A newer change was applied already, or the subscription is canceled: nothing changed.
+    Stale,
 }
 
 /// A page of the user's history, newest first, after `(created_at, id)`.

@@ -30,7 +30,10 @@ pub fn cases() -> Vec<Case> {
 
 /// Cases that start a worker of their own.
 pub fn serial_cases() -> Vec<Case> {
-    crate::cases!(billing: a_deployment_without_stripe_secrets_answers_not_configured)
+    crate::cases!(billing:
+        a_clerk_outage_fails_the_event_until_clerk_is_back,
+        a_deployment_without_stripe_secrets_answers_not_configured,
+    )
 }
 
 /// A Clerk user on the free plan: (Clerk id, token, Tollgate id).
@@ -538,6 +541,37 @@ fn webhook_administration_is_for_admins(world: &World) {
         .iter()
         .any(|c| c["provider"] == "stripe" || c["provider"] == "clerk"));
     assert!(status["latest_failures"].is_array());
+}
+
+/// Serial: the fault is injected into the shared fake Clerk's next request, which in the
+/// serial phase is the worker's metadata update.
+fn a_clerk_outage_fails_the_event_until_clerk_is_back(world: &World) {
+    let (clerk_id, token, user_id) = customer(world);
+    let session = checkout(world, &token, "basic");
+    let completed = world.fakes.stripe.complete_checkout(&session);
+    world.fakes.clerk.upstream().inject(&[Fault::Status(503)]);
+    let receipt = deliver(world, &completed);
+    assert_eq!(receipt["status"], "failed", "{receipt}");
+    let synced = |world: &World| {
+        world
+            .fakes
+            .clerk
+            .public_metadata(&clerk_id)
+            .and_then(|m| m.get("plan").cloned())
+    };
+    assert_eq!(synced(world), None, "Clerk never got the plan");
+
+    let admin = world.clerk_token(ADMIN_CLERK_ID);
+    let reply = world.authed("POST", "/api/webhooks/retry", &admin).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let event_id = completed["id"].as_str().unwrap();
+    let stored = world.d1_query(&format!(
+        "SELECT status, attempts FROM webhook_events WHERE event_id = '{event_id}'"
+    ));
+    assert_eq!(stored[0]["status"], "processed", "{stored:?}");
+    assert_eq!(synced(world), Some(json!("basic")));
+    assert_eq!(plan_of(world, &token), "basic");
+    assert_eq!(history_count(world, &user_id), 1, "applied once");
 }
 
 fn a_deployment_without_stripe_secrets_answers_not_configured(_world: &World) {
