@@ -75,14 +75,7 @@ fn encode_into(out: &mut String, text: &str) {
 /// Decodes one name or value: `+` is a space, `%XX` is a byte, anything else (including an
 /// invalid `%` sequence) is kept as it is; invalid UTF-8 becomes U+FFFD.
 fn decode_component(text: &str) -> String {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
+    use super::random::hex_digit as digit;
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

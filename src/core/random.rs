@@ -21,6 +21,16 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The value of one hex digit (either case).
+pub fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// An identifier: `prefix` followed by `2 * N` hex digits of randomness, e.g. `usr_3f9a…`.
 pub fn id<const N: usize>(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 2 * N);

@@ -68,14 +68,7 @@ pub fn header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 /// Decodes hex digits (either case); `None` for an odd length or a non-hex character.
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
+    use super::random::hex_digit as digit;
     let bytes = text.as_bytes();
     if !bytes.len().is_multiple_of(2) {
         return None;

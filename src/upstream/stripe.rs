@@ -99,15 +99,8 @@ impl Stripe<'_> {
         form: &Form,
         idempotency_key: &str,
     ) -> Result<Session, AppError> {
-        let object = self
-            .call(
-                Method::Post,
-                "/v1/checkout/sessions",
-                Some(form),
-                Some(idempotency_key),
-            )
-            .await?;
-        session("POST /v1/checkout/sessions", object)
+        self.create_session("/v1/checkout/sessions", form, idempotency_key)
+            .await
     }
 
     /// Creates a Billing Portal session (`POST /v1/billing_portal/sessions`).
@@ -116,15 +109,21 @@ impl Stripe<'_> {
         form: &Form,
         idempotency_key: &str,
     ) -> Result<Session, AppError> {
+        self.create_session("/v1/billing_portal/sessions", form, idempotency_key)
+            .await
+    }
+
+    async fn create_session(
+        &self,
+        path: &str,
+        form: &Form,
+        idempotency_key: &str,
+    ) -> Result<Session, AppError> {
         let object = self
-            .call(
-                Method::Post,
-                "/v1/billing_portal/sessions",
-                Some(form),
-                Some(idempotency_key),
-            )
+            .call(Method::Post, path, Some(form), Some(idempotency_key))
             .await?;
-        session("POST /v1/billing_portal/sessions", object)
+        serde_json::from_value::<Session>(object)
+            .map_err(|e| malformed(&format!("POST {path}"), &format!("unexpected answer: {e}")))
     }
 
     /// Retrieves a subscription (`GET /v1/subscriptions/{id}`).
@@ -229,11 +228,6 @@ fn path_shape(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
-}
-
-fn session(what: &str, object: Value) -> Result<Session, AppError> {
-    serde_json::from_value::<Session>(object)
-        .map_err(|e| malformed(what, &format!("unexpected answer: {e}")))
 }
 
 fn malformed(what: &str, problem: &str) -> AppError {
