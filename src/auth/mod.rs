@@ -88,6 +88,15 @@ impl Principal {
         }
     }
 
+    /// Refuses anyone without the admin role (admin endpoints).
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.roles.admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("this needs the admin role".to_owned()))
+        }
+    }
+
     /// Refuses API keys for actions that need a signed-in session (managing keys).
     pub fn require_session(&self) -> Result<(), AppError> {
         match self.credential {

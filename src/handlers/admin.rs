@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Request, Response};
 
-use super::provider_keys::{key_answer_body, require_admin};
+use super::provider_keys::key_answer_body;
 use crate::auth;
 use crate::core::credits::{micros_from_usd, usd, MICROS_PER_USD};
 use crate::core::meter;
@@ -47,7 +47,7 @@ fn user_item(u: &UserWithAccount) -> Value {
 /// `GET /api/admin/users`: every user, oldest first, paginated.
 pub async fn list_users(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
     let db = store::database(&ctx.env)?;
     let mut rows = accounts::page_users(&db, page.after_pair()?, page.limit + 1).await?;
@@ -96,7 +96,7 @@ fn ledger_line(line: &LedgerLine) -> Value {
 /// Idempotent on `request_id` / `Idempotency-Key`.
 pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let body: CreditsBody = ctx.data.json()?;
     let amount = micros_from_usd(body.amount)
         .filter(|a| *a != 0 && a.abs() <= MAX_ADJUSTMENT)
@@ -138,7 +138,7 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
 /// OpenRouter key replaced (the old one deleted). The new key is not shown to the admin.
 pub async fn rotate_user_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let db = store::database(&ctx.env)?;
     let user = target_user(&ctx, &db).await?;
     let config = &ctx.data.config;

@@ -7,7 +7,6 @@ use serde_json::json;
 use worker::{Request, Response};
 
 use super::now;
-use super::provider_keys::require_admin;
 use crate::auth::{self, Principal};
 use crate::config::Config;
 use crate::core::meter;
@@ -266,7 +265,7 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// `POST /api/webhooks/retry` (admin): retries failed events now.
 pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let db = store::database(&ctx.env)?;
     let report = stripe_events::retry(&db, &ctx.data.config).await?;
     response::ok(&json!({ "retry": report, "at": now() }))
@@ -275,7 +274,7 @@ pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// `GET /api/webhooks/status` (admin): deliveries by provider and status, the latest failures.
 pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let db = store::database(&ctx.env)?;
     let counts = webhook_events::counts(&db).await?;
     let failures = webhook_events::latest_failures(&db, 20).await?;

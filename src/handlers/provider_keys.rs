@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
 use super::now;
-use crate::auth::{self, Principal};
+use crate::auth;
 use crate::config::Config;
 use crate::core::credits::usd;
 use crate::core::time::rfc3339_from_millis;
@@ -99,15 +99,6 @@ pub async fn user_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError>
     }))
 }
 
-/// Only admins may manage keys and credits.
-pub fn require_admin(principal: &Principal) -> Result<(), AppError> {
-    if principal.roles.admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("this needs the admin role".to_owned()))
-    }
-}
-
 /// A `POST /api/admin/provider-keys` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,7 +114,7 @@ struct NewPoolKeyBody {
 /// into the pool, sealed. The answer shows it masked; the same key twice is a conflict.
 pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let body: NewPoolKeyBody = ctx.data.json()?;
     let config = &ctx.data.config;
     let provider = provider_name("provider", &body.provider)?;
@@ -183,7 +174,7 @@ pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> 
 /// `GET /api/admin/provider-keys?provider=&tier=`: the pool, masked, oldest first, paginated.
 pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let pairs = http::query_pairs(&req)?;
     let page = http::page_request(&pairs)?;
     let find = |name: &str| {
@@ -213,7 +204,7 @@ pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError
 /// handed another key of their tier on their next request.
 pub async fn retire_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    require_admin(&principal)?;
+    principal.require_admin()?;
     let id = ctx.param("id").cloned().unwrap_or_default();
     let db = store::database(&ctx.env)?;
     let key = pool::retire(&db, &id, &now())

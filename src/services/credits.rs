@@ -68,6 +68,51 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
+/// How claiming a user's account lock ended.
+enum Locked {
+    /// This request holds the lock; the account as it is now.
+    Held(Account),
+    /// Another request settled the account after `fresh_since`: its state answers for us.
+    Fresh(Account),
+}
+
+/// Claims the lock on the user's account for `ttl_ms`, polling while another request holds
+/// it, for at most `wait_ms` (then `conflict`). With `fresh_since`, a holder that settled the
+/// account after that time answers for us instead.
+async fn lock(
+    db: &D1Database,
+    user_id: &str,
+    lock_id: &str,
+    ttl_ms: u64,
+    wait_ms: u64,
+    fresh_since: Option<u64>,
+) -> Result<Locked, AppError> {
+    let deadline = now_ms() + wait_ms;
+    loop {
+        let now = now_ms();
+        let claim =
+            accounts::claim(db, user_id, lock_id, now, ttl_ms, &rfc3339_from_millis(now)).await?;
+        match claim {
+            Claim::Held(account) => return Ok(Locked::Held(account)),
+            Claim::Busy(account) => {
+                let fresh = fresh_since.is_some_and(|since| {
+                    account.key_hash.is_some()
+                        && account.checked_ms.is_some_and(|at| at >= since as f64)
+                });
+                if fresh {
+                    return Ok(Locked::Fresh(account));
+                }
+                if now >= deadline {
+                    return Err(AppError::Conflict(
+                        "another request is changing this user's key or credits; retry".to_owned(),
+                    ));
+                }
+                Delay::from(LOCK_POLL).await;
+            }
+        }
+    }
+}
+
 impl<'a> Flow<'a> {
     /// Checks the configuration first: without a provisioning key or an encryption key
     /// nothing is touched.
@@ -92,41 +137,18 @@ impl<'a> Flow<'a> {
         2 * self.config.providers.openrouter_timeout_ms + 5_000
     }
 
-    /// Claims the account's lock, waiting while another request holds it. With
-    /// `fresh_since`, a holder that settled the account after that time answers for us:
-    /// `Ok(Err(account))`.
-    async fn lock(&self, fresh_since: Option<u64>) -> Result<Result<Account, Account>, AppError> {
-        let deadline = now_ms() + self.lock_ttl_ms() + 1_000;
-        loop {
-            let now = now_ms();
-            let claim = accounts::claim(
-                self.db,
-                self.user_id,
-                &self.lock_id,
-                now,
-                self.lock_ttl_ms(),
-                &rfc3339_from_millis(now),
-            )
-            .await?;
-            match claim {
-                Claim::Held(account) => return Ok(Ok(account)),
-                Claim::Busy(account) => {
-                    let fresh = fresh_since.is_some_and(|since| {
-                        account.key_hash.is_some()
-                            && account.checked_ms.is_some_and(|at| at >= since as f64)
-                    });
-                    if fresh {
-                        return Ok(Err(account));
-                    }
-                    if now >= deadline {
-                        return Err(AppError::Conflict(
-                            "another request is changing this user's key; retry".to_owned(),
-                        ));
-                    }
-                    Delay::from(LOCK_POLL).await;
-                }
-            }
-        }
+    /// Claims the account's lock (see [`lock`]), waiting as long as a holder may keep it.
+    async fn lock(&self, fresh_since: Option<u64>) -> Result<Locked, AppError> {
+        let ttl_ms = self.lock_ttl_ms();
+        lock(
+            self.db,
+            self.user_id,
+            &self.lock_id,
+            ttl_ms,
+            ttl_ms + 1_000,
+            fresh_since,
+        )
+        .await
     }
 
     async fn release(&self) {
@@ -415,8 +437,8 @@ pub async fn key_for(
     let arrived = now_ms();
     let flow = Flow::new(db, config, user_id)?;
     match flow.lock(Some(arrived)).await? {
-        Ok(held) => flow.run(held, false).await,
-        Err(fresh) => {
+        Locked::Held(held) => flow.run(held, false).await,
+        Locked::Fresh(fresh) => {
             let key = flow.open(&fresh).ok_or_else(|| {
                 AppError::Conflict("this user's key is being replaced; retry".to_owned())
             })?;
@@ -437,8 +459,8 @@ pub async fn force_rotation(
 ) -> Result<KeyAnswer, AppError> {
     let flow = Flow::new(db, config, user_id)?;
     match flow.lock(None).await? {
-        Ok(held) => flow.run(held, true).await,
-        Err(_) => Err(AppError::Internal(
+        Locked::Held(held) => flow.run(held, true).await,
+        Locked::Fresh(_) => Err(AppError::Internal(
             "a lock claimed without fresh_since was answered by another request".to_owned(),
         )),
     }
@@ -463,27 +485,12 @@ pub async fn adjust(
     adjustment: Adjustment<'_>,
 ) -> Result<(LedgerLine, bool), AppError> {
     let lock_id = random::id::<8>("lk_");
-    let ttl_ms = 10_000;
-    let deadline = now_ms() + 30_000;
-    let held = loop {
-        let now = now_ms();
-        let claim = accounts::claim(
-            db,
-            user_id,
-            &lock_id,
-            now,
-            ttl_ms,
-            &rfc3339_from_millis(now),
-        )
-        .await?;
-        match claim {
-            Claim::Held(account) => break account,
-            Claim::Busy(_) if now >= deadline => {
-                return Err(AppError::Conflict(
-                    "another request is changing this user's credits; retry".to_owned(),
-                ))
-            }
-            Claim::Busy(_) => Delay::from(LOCK_POLL).await,
+    let held = match lock(db, user_id, &lock_id, 10_000, 30_000, None).await? {
+        Locked::Held(account) => account,
+        Locked::Fresh(_) => {
+            return Err(AppError::Internal(
+                "a lock claimed without fresh_since was answered by another request".to_owned(),
+            ))
         }
     };
     let outcome = adjust_held(db, user_id, &lock_id, &held, adjustment).await;

@@ -84,7 +84,7 @@ async fn delete_queued(
                     db,
                     &pending.key_hash,
                     &detail,
-                    now + backoff_ms(retry_ms, pending.attempts + 1),
+                    now + backoff_ms(retry_ms, pending.attempts),
                     &rfc3339_from_millis(now),
                 )
                 .await?;

@@ -355,41 +355,28 @@ pub struct PendingDeletion {
 }
 
 /// Up to `limit` deletions that are due, each claimed for `claim_ms` so that a concurrent
-/// sweep skips them.
+/// sweep skips them, in one statement. `attempts` counts this attempt.
 pub async fn claim_due_deletions(
     db: &D1Database,
     now_ms: u64,
     claim_ms: u64,
     limit: u32,
 ) -> Result<Vec<PendingDeletion>, AppError> {
-    let due = query!(
+    Ok(query!(
         db,
-        "SELECT key_hash, attempts FROM provider_key_deletions \
-         WHERE next_attempt_ms <= ?1 AND (claimed_until_ms IS NULL OR claimed_until_ms < ?1) \
-         ORDER BY next_attempt_ms LIMIT ?2",
+        "UPDATE provider_key_deletions SET claimed_until_ms = ?2, attempts = attempts + 1 \
+         WHERE key_hash IN (SELECT key_hash FROM provider_key_deletions \
+             WHERE next_attempt_ms <= ?1 \
+               AND (claimed_until_ms IS NULL OR claimed_until_ms < ?1) \
+             ORDER BY next_attempt_ms LIMIT ?3) \
+         RETURNING key_hash, attempts",
         now_ms as f64,
+        (now_ms + claim_ms) as f64,
         limit
     )?
     .all()
     .await?
-    .results::<PendingDeletion>()?;
-    let mut claimed = Vec::with_capacity(due.len());
-    for pending in due {
-        let result = query!(
-            db,
-            "UPDATE provider_key_deletions SET claimed_until_ms = ?2, attempts = attempts + 1 \
-             WHERE key_hash = ?1 AND (claimed_until_ms IS NULL OR claimed_until_ms < ?3)",
-            &pending.key_hash,
-            (now_ms + claim_ms) as f64,
-            now_ms as f64
-        )?
-        .run()
-        .await?;
-        if changes(&result)? == 1 {
-            claimed.push(pending);
-        }
-    }
-    Ok(claimed)
+    .results::<PendingDeletion>()?)
 }
 
 /// The key is gone at OpenRouter: forget it.
