@@ -1,7 +1,9 @@
 //! Typed configuration, read from the worker's vars and secrets once per request.
 //!
 //! Optional settings have their default written next to their name. A secret that is unset
-//! (or empty) is never replaced by a default: asking for it yields `not_configured`.
+//! (or empty) is never replaced by a default: asking for it yields `not_configured`. An
+//! invalid setting never stops the whole worker: [`Config::load`] records it and disables
+//! only what needs it.
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
@@ -35,26 +37,47 @@ impl<S: std::hash::BuildHasher> VarSource for std::collections::HashMap<&str, &s
     }
 }
 
-/// A secret value: present, or absent with the name of the setting that would provide it.
-/// Its `Debug` never prints the value.
+/// What `.dev.vars.example` puts where `scripts/dev` generates a secret. Left in place (as
+/// after `cp .dev.vars.example .dev.vars`), it would be a secret everyone knows.
+pub const PLACEHOLDER: &str = "__GENERATE__";
+
+/// A secret value: set, unset, or held back because its own value or a setting its
+/// feature needs is invalid. Its `Debug` never prints the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     name: &'static str,
-    value: Option<String>,
+    state: SecretState,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum SecretState {
+    Set(String),
+    Unset,
+    /// Unusable until this (invalid) setting is fixed.
+    Blocked(&'static str),
 }
 
 impl Secret {
     /// Reads a secret; an empty or whitespace-only value counts as unset.
     pub fn read(source: &dyn VarSource, name: &'static str) -> Self {
-        let value = source.get(name).filter(|v| !v.trim().is_empty());
-        Self { name, value }
+        let state = match source.get(name).filter(|v| !v.trim().is_empty()) {
+            Some(value) => SecretState::Set(value),
+            None => SecretState::Unset,
+        };
+        Self { name, state }
     }
 
-    /// The value, or `not_configured` naming the setting.
+    /// The value, or `not_configured` naming the setting that is unset or invalid.
     pub fn require(&self) -> Result<&str, AppError> {
-        self.value.as_deref().ok_or(AppError::NotConfigured {
-            setting: self.name.into(),
-        })
+        match &self.state {
+            SecretState::Set(value) => Ok(value),
+            SecretState::Unset => Err(AppError::NotConfigured {
+                setting: self.name.into(),
+            }),
+            SecretState::Blocked(setting) => Err(AppError::NotConfigured {
+                setting: (*setting).into(),
+            }),
+        }
     }
 
     /// Reads `name`, or its alias when `name` is unset (`JWT_SECRET` / `JWT_SECRET_CLOUD`).
@@ -67,23 +90,93 @@ impl Secret {
         if primary.is_set() {
             return primary;
         }
-        let aliased = Self::read(source, alias);
         Self {
             name,
-            value: aliased.value,
+            state: Self::read(source, alias).state,
         }
     }
 
-    /// Whether the secret is set.
+    /// Whether the secret is set (and usable).
     pub fn is_set(&self) -> bool {
-        self.value.is_some()
+        matches!(self.state, SecretState::Set(_))
+    }
+
+    /// Whether the secret is unusable because a setting is invalid (as opposed to unset).
+    pub fn is_blocked(&self) -> bool {
+        matches!(self.state, SecretState::Blocked(_))
+    }
+
+    /// Holds the secret back until `setting` is fixed (its feature needs both).
+    fn block(&mut self, setting: &'static str) {
+        self.state = SecretState::Blocked(setting);
+    }
+
+    /// Whether the value is the example file's placeholder.
+    fn is_placeholder(&self) -> bool {
+        matches!(&self.state, SecretState::Set(v) if v.trim() == PLACEHOLDER)
     }
 }
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.is_set() { "[set]" } else { "[unset]" };
+        let state = match self.state {
+            SecretState::Set(_) => "[set]",
+            SecretState::Unset => "[unset]",
+            SecretState::Blocked(_) => "[invalid]",
+        };
         write!(f, "Secret({} {state})", self.name)
+    }
+}
+
+/// Reads settings and collects what is wrong with them instead of stopping at the first: a
+/// bad setting disables only the feature that uses it (see [`Config::load`]).
+struct Loader<'a> {
+    source: &'a dyn VarSource,
+    problems: Vec<ConfigError>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(source: &'a dyn VarSource) -> Self {
+        Self {
+            source,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The value, or `fallback` with the problem recorded.
+    fn or<T>(&mut self, result: Result<T, ConfigError>, fallback: T) -> T {
+        result.unwrap_or_else(|err| {
+            self.problems.push(err);
+            fallback
+        })
+    }
+
+    /// A secret; the example file's placeholder is a problem, and the secret is held back.
+    fn secret(&mut self, secret: Secret) -> Secret {
+        let mut secret = secret;
+        if secret.is_placeholder() {
+            self.problems.push(ConfigError {
+                setting: secret.name,
+                problem: format!("is still the placeholder {PLACEHOLDER}"),
+            });
+            secret.block(secret.name);
+        }
+        secret
+    }
+
+    /// How many problems are recorded so far (to ask later what a section added).
+    fn mark(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// The first setting found invalid since `mark`, if any.
+    fn first_since(&self, mark: usize) -> Option<&'static str> {
+        self.problems.get(mark).map(|p| p.setting)
+    }
+
+    /// Whether `setting` was found invalid.
+    fn is_invalid(&self, setting: &str) -> bool {
+        self.problems.iter().any(|p| p.setting == setting)
     }
 }
 
@@ -122,6 +215,11 @@ pub struct Config {
     pub providers: ProviderConfig,
     /// Stripe billing and its webhooks.
     pub billing: BillingConfig,
+    /// The first invalid setting the pipeline itself needs (every route but health is
+    /// closed while there is one).
+    pub core_problem: Option<&'static str>,
+    /// Every invalid setting, for `/api/health` and the log.
+    pub problems: Vec<ConfigError>,
 }
 
 /// Stripe billing: the API key, the webhook endpoint secret, where Checkout and the portal
@@ -147,21 +245,34 @@ pub struct BillingConfig {
 }
 
 impl BillingConfig {
-    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
+    /// Billing settings; any invalid one holds back both Stripe secrets, so billing answers
+    /// `not_configured` naming it instead of running half-configured.
+    fn load(l: &mut Loader<'_>) -> Self {
+        let mark = l.mark();
+        let source = l.source;
         let url = |name: &'static str| {
             optional(source, name)
                 .map(|_| base_url(source, name, ""))
                 .transpose()
         };
-        Ok(Self {
-            secret_key: Secret::read(source, "STRIPE_SECRET_KEY"),
-            webhook_secret: Secret::read(source, "STRIPE_WEBHOOK_SECRET"),
-            success_url: url("STRIPE_SUCCESS_URL")?,
-            cancel_url: url("STRIPE_CANCEL_URL")?,
-            portal_return_url: url("STRIPE_PORTAL_RETURN_URL")?,
-            timeout_ms: number(source, "STRIPE_TIMEOUT_MS", 10_000, 100..=60_000)?,
-            webhook_max_attempts: number(source, "WEBHOOK_MAX_ATTEMPTS", 10, 1..=100)?,
-        })
+        let mut config = Self {
+            secret_key: l.secret(Secret::read(source, "STRIPE_SECRET_KEY")),
+            webhook_secret: l.secret(Secret::read(source, "STRIPE_WEBHOOK_SECRET")),
+            success_url: l.or(url("STRIPE_SUCCESS_URL"), None),
+            cancel_url: l.or(url("STRIPE_CANCEL_URL"), None),
+            portal_return_url: l.or(url("STRIPE_PORTAL_RETURN_URL"), None),
+            timeout_ms: l.or(
+                number(source, "STRIPE_TIMEOUT_MS", 10_000, 100..=60_000),
+                10_000,
+            ),
+            webhook_max_attempts: l.or(number(source, "WEBHOOK_MAX_ATTEMPTS", 10, 1..=100), 10),
+        };
+        let stripe_api = l.is_invalid("STRIPE_API_URL").then_some("STRIPE_API_URL");
+        if let Some(setting) = l.first_since(mark).or(stripe_api) {
+            config.secret_key.block(setting);
+            config.webhook_secret.block(setting);
+        }
+        config
     }
 }
 
@@ -186,45 +297,85 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
-    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
-        let config = Self {
-            provisioning_key: Secret::read(source, "PROVISIONING_API_KEY"),
-            encryption_key: Secret::read(source, "KEY_ENCRYPTION_KEY"),
-            previous_encryption_keys: Secret::read(source, "KEY_ENCRYPTION_KEY_PREVIOUS"),
+    /// Provider key settings. An invalid sealing key holds back the sealing key (the pool
+    /// and `POST /api/key` answer `not_configured`); any other invalid provider setting holds
+    /// back the provisioning key (OpenRouter keys with credits and the sweep's deletions).
+    fn load(l: &mut Loader<'_>) -> Self {
+        let source = l.source;
+        let defaults = CreditPolicy::default();
+        let mark = l.mark();
+        let mut config = Self {
+            provisioning_key: l.secret(Secret::read(source, "PROVISIONING_API_KEY")),
+            encryption_key: l.secret(Secret::read(source, "KEY_ENCRYPTION_KEY")),
+            previous_encryption_keys: l.secret(Secret::read(source, "KEY_ENCRYPTION_KEY_PREVIOUS")),
             credits: CreditPolicy {
-                initial_credits: amount(source, "CREDITS_INITIAL", "10")?,
-                key_limit: amount(source, "OPENROUTER_KEY_LIMIT", "1")?,
-                reset_at_or_below: amount(source, "CREDITS_RESET_AT", "0.1")?,
-                rotate_at_or_below: amount(source, "OPENROUTER_ROTATE_AT", "0.5")?,
+                initial_credits: l.or(
+                    amount(source, "CREDITS_INITIAL", "10"),
+                    defaults.initial_credits,
+                ),
+                key_limit: l.or(
+                    amount(source, "OPENROUTER_KEY_LIMIT", "1"),
+                    defaults.key_limit,
+                ),
+                reset_at_or_below: l.or(
+                    amount(source, "CREDITS_RESET_AT", "0.1"),
+                    defaults.reset_at_or_below,
+                ),
+                rotate_at_or_below: l.or(
+                    amount(source, "OPENROUTER_ROTATE_AT", "0.5"),
+                    defaults.rotate_at_or_below,
+                ),
             },
-            openrouter_timeout_ms: number(source, "OPENROUTER_TIMEOUT_MS", 10_000, 100..=60_000)?,
-            delete_retry_secs: number(source, "KEY_DELETE_RETRY_SECS", 60, 0..=3600)?,
+            openrouter_timeout_ms: l.or(
+                number(source, "OPENROUTER_TIMEOUT_MS", 10_000, 100..=60_000),
+                10_000,
+            ),
+            delete_retry_secs: l.or(number(source, "KEY_DELETE_RETRY_SECS", 60, 0..=3600), 60),
         };
         let policy = &config.credits;
         if policy.key_limit == 0 || policy.rotate_at_or_below >= policy.key_limit {
-            return Err(ConfigError {
+            l.problems.push(ConfigError {
                 setting: "OPENROUTER_ROTATE_AT",
                 problem: "must be below OPENROUTER_KEY_LIMIT, which must be above 0".to_owned(),
             });
         }
         if policy.reset_at_or_below >= policy.initial_credits {
-            return Err(ConfigError {
+            l.problems.push(ConfigError {
                 setting: "CREDITS_RESET_AT",
                 problem: "must be below CREDITS_INITIAL".to_owned(),
             });
         }
-        if let Ok(current) = config.encryption_key.require() {
+        if let (Ok(current), false) = (
+            config.encryption_key.require(),
+            config.previous_encryption_keys.is_blocked(),
+        ) {
             let previous = config.previous_encryption_keys.require().ok();
-            Keyring::new(current, previous).map_err(|problem| ConfigError {
-                setting: if problem.starts_with("KEY_ENCRYPTION_KEY_PREVIOUS") {
+            if let Err(problem) = Keyring::new(current, previous) {
+                let setting = if problem.starts_with("KEY_ENCRYPTION_KEY_PREVIOUS") {
                     "KEY_ENCRYPTION_KEY_PREVIOUS"
                 } else {
                     "KEY_ENCRYPTION_KEY"
-                },
-                problem,
-            })?;
+                };
+                l.problems.push(ConfigError { setting, problem });
+            }
         }
-        Ok(config)
+        let sealing = ["KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEY_PREVIOUS"];
+        let found = &l.problems[mark..];
+        if let Some(bad) = found.iter().find(|p| sealing.contains(&p.setting)) {
+            config.encryption_key.block(bad.setting);
+        }
+        let openrouter_api = l
+            .is_invalid("OPENROUTER_API_URL")
+            .then_some("OPENROUTER_API_URL");
+        let other = found
+            .iter()
+            .find(|p| !sealing.contains(&p.setting))
+            .map(|p| p.setting)
+            .or(openrouter_api);
+        if let Some(setting) = other {
+            config.provisioning_key.block(setting);
+        }
+        config
     }
 
     /// The keyring that seals and opens provider keys; `not_configured` while
@@ -256,8 +407,10 @@ pub struct ClerkConfig {
 /// Identity settings: token verification, roles, Clerk's webhook and sign-in.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// Clerk, when `CLERK_JWKS_URL` or `CLERK_DOMAIN` is set.
+    /// Clerk, when `CLERK_JWKS_URL` or `CLERK_DOMAIN` is set (and valid).
     pub clerk: Option<ClerkConfig>,
+    /// The invalid setting that keeps Clerk tokens from being accepted, if any.
+    pub clerk_problem: Option<&'static str>,
     /// `JWT_SECRET` (alias `JWT_SECRET_CLOUD`): the HS256 secret; HMAC tokens are refused
     /// while it is unset.
     pub jwt_secret: Secret,
@@ -285,8 +438,28 @@ pub struct AuthConfig {
 pub struct ConfigError {
     /// The var or secret at fault.
     pub setting: &'static str,
-    /// What is wrong with it.
+    /// What is wrong with it (never a secret's value).
     pub problem: String,
+}
+
+impl ConfigError {
+    /// How to fix it, for the log.
+    pub fn fix(&self) -> &'static str {
+        match self.setting {
+            "KEY_ENCRYPTION_KEY" | "KEY_ENCRYPTION_KEY_PREVIOUS" | "JWT_SECRET" => {
+                "generate 32 random bytes, base64url: \
+                 `head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\\n'` \
+                 (scripts/dev does this when it creates .dev.vars); deployed: `wrangler secret put`"
+            }
+            "PLAN_CATALOG" => {
+                "fix the JSON list of plans (README, Plans) or unset it for the default"
+            }
+            s if s.ends_with("_SECRET") || s.ends_with("_KEY") => {
+                "set the real value with `wrangler secret put` (locally in .dev.vars), or unset it"
+            }
+            _ => "fix the value or unset it for the default (README, Configuration)",
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigError {
@@ -299,71 +472,136 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-impl From<ConfigError> for AppError {
-    fn from(err: ConfigError) -> Self {
-        AppError::Internal(err.to_string())
-    }
-}
-
 impl Config {
-    /// Reads and validates every setting; the first invalid one is reported by name.
-    pub fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
+    /// Reads every setting. It never fails: an invalid setting is recorded in
+    /// [`Config::problems`] and disables only what needs it —
+    /// - a setting of the pipeline itself (CORS, body limits, plans, reservations) closes
+    ///   every route but health ([`Config::core_problem`]);
+    /// - a Stripe, provider-key or Clerk setting holds back that feature's secrets, so its
+    ///   routes answer `503 not_configured` naming the setting;
+    /// - a token setting stops that kind of token from being accepted.
+    pub fn load(source: &dyn VarSource) -> Self {
+        let mut l = Loader::new(source);
+        let core = l.mark();
         let cors_list = optional(source, "CORS_ALLOWED_ORIGINS").unwrap_or_default();
-        let cors = CorsPolicy::parse(&cors_list).map_err(|problem| ConfigError {
-            setting: "CORS_ALLOWED_ORIGINS",
-            problem,
-        })?;
-        Ok(Self {
-            environment: optional(source, "ENVIRONMENT").unwrap_or_else(|| "local".to_owned()),
-            cors,
-            max_body_bytes: byte_size(source, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
-            max_webhook_body_bytes: byte_size(
+        let cors = l.or(
+            CorsPolicy::parse(&cors_list).map_err(|problem| ConfigError {
+                setting: "CORS_ALLOWED_ORIGINS",
+                problem,
+            }),
+            CorsPolicy::default(),
+        );
+        let max_body_bytes = l.or(
+            byte_size(source, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            DEFAULT_MAX_BODY_BYTES,
+        );
+        let max_webhook_body_bytes = l.or(
+            byte_size(
                 source,
                 "MAX_WEBHOOK_BODY_BYTES",
                 DEFAULT_MAX_WEBHOOK_BODY_BYTES,
-            )?,
-            upstreams: Upstreams {
-                clerk_api: base_url(source, "CLERK_API_URL", "https://api.clerk.com")?,
-                openrouter_api: base_url(
-                    source,
-                    "OPENROUTER_API_URL",
-                    "https://openrouter.ai/api",
-                )?,
-                stripe_api: base_url(source, "STRIPE_API_URL", "https://api.stripe.com")?,
-            },
-            auth: AuthConfig::load(source)?,
-            plans: match optional(source, "PLAN_CATALOG") {
-                None => PlanCatalog::default(),
-                Some(json) => PlanCatalog::parse(&json).map_err(|problem| ConfigError {
+            ),
+            DEFAULT_MAX_WEBHOOK_BODY_BYTES,
+        );
+        let plans = match optional(source, "PLAN_CATALOG") {
+            None => PlanCatalog::default(),
+            Some(json) => l.or(
+                PlanCatalog::parse(&json).map_err(|problem| ConfigError {
                     setting: "PLAN_CATALOG",
                     problem,
-                })?,
-            },
-            reservation_ttl_secs: number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400)?,
-            providers: ProviderConfig::load(source)?,
-            billing: BillingConfig::load(source)?,
+                }),
+                PlanCatalog::default(),
+            ),
+        };
+        let reservation_ttl_secs = l.or(
+            number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400),
+            600,
+        );
+        let core_problem = l.first_since(core);
+        let mut upstream = |name: &'static str, default: &'static str| {
+            l.or(base_url(source, name, default), default.to_owned())
+        };
+        let upstreams = Upstreams {
+            clerk_api: upstream("CLERK_API_URL", "https://api.clerk.com"),
+            openrouter_api: upstream("OPENROUTER_API_URL", "https://openrouter.ai/api"),
+            stripe_api: upstream("STRIPE_API_URL", "https://api.stripe.com"),
+        };
+        let auth = AuthConfig::load(&mut l);
+        let providers = ProviderConfig::load(&mut l);
+        let billing = BillingConfig::load(&mut l);
+        Self {
+            environment: optional(source, "ENVIRONMENT").unwrap_or_else(|| "local".to_owned()),
+            cors,
+            max_body_bytes,
+            max_webhook_body_bytes,
+            upstreams,
+            auth,
+            plans,
+            reservation_ttl_secs,
+            providers,
+            billing,
+            core_problem,
+            problems: l.problems,
+        }
+    }
+
+    /// `not_configured` naming the first invalid setting the pipeline itself needs, if any.
+    pub fn core_unusable(&self) -> Option<AppError> {
+        self.core_problem.map(|setting| AppError::NotConfigured {
+            setting: setting.into(),
         })
     }
 }
 
 impl AuthConfig {
-    fn load(source: &dyn VarSource) -> Result<Self, ConfigError> {
-        Ok(Self {
-            clerk: ClerkConfig::load(source)?,
-            jwt_secret: Secret::read_with_alias(source, "JWT_SECRET", "JWT_SECRET_CLOUD"),
-            jwt_require_exp: boolean(source, "JWT_REQUIRE_EXP", true)?,
-            jwt_ttl_secs: number(source, "JWT_TTL_SECS", 3600, 60..=30 * 86_400)?,
-            clock_skew_secs: number(source, "JWT_CLOCK_SKEW_SECS", 5, 0..=300)?,
+    /// Identity settings. An invalid Clerk setting stops Clerk tokens (and Clerk's Backend
+    /// API) with `not_configured`; an invalid token setting stops HMAC tokens the same way.
+    fn load(l: &mut Loader<'_>) -> Self {
+        let source = l.source;
+        let clerk_mark = l.mark();
+        let clerk = l.or(ClerkConfig::load(source), None);
+        let mut clerk_problem = l.first_since(clerk_mark);
+        let token_mark = l.mark();
+        let jwt_require_exp = l.or(boolean(source, "JWT_REQUIRE_EXP", true), true);
+        let jwt_ttl_secs = l.or(number(source, "JWT_TTL_SECS", 3600, 60..=30 * 86_400), 3600);
+        let clock_skew_secs = l.or(number(source, "JWT_CLOCK_SKEW_SECS", 5, 0..=300), 5);
+        let mut jwt_secret = l.secret(Secret::read_with_alias(
+            source,
+            "JWT_SECRET",
+            "JWT_SECRET_CLOUD",
+        ));
+        if let Some(setting) = l.first_since(token_mark) {
+            jwt_secret.block(setting);
+            // The clock skew applies to Clerk tokens as well.
+            if setting == "JWT_CLOCK_SKEW_SECS" {
+                clerk_problem = clerk_problem.or(Some(setting));
+            }
+        }
+        let mut clerk_secret_key = l.secret(Secret::read(source, "CLERK_SECRET_KEY"));
+        if l.is_invalid("CLERK_API_URL") {
+            clerk_secret_key.block("CLERK_API_URL");
+        }
+        let clerk_sign_in_url = l.or(
+            optional(source, "CLERK_SIGN_IN_URL")
+                .map(|_| base_url(source, "CLERK_SIGN_IN_URL", ""))
+                .transpose(),
+            None,
+        );
+        Self {
+            clerk: if clerk_problem.is_some() { None } else { clerk },
+            clerk_problem,
+            jwt_secret,
+            jwt_require_exp,
+            jwt_ttl_secs,
+            clock_skew_secs,
             roles: RoleConfig {
                 admin_user_ids: list(source, "ADMIN_USER_IDS"),
                 staff_user_ids: list(source, "STAFF_USER_IDS"),
                 staff_org_id: optional(source, "STAFF_ORG_ID"),
             },
-            clerk_secret_key: Secret::read(source, "CLERK_SECRET_KEY"),
-            clerk_webhook_secret: Secret::read(source, "CLERK_WEBHOOK_SECRET"),
-            clerk_sign_in_url: optional(source, "CLERK_SIGN_IN_URL")
-                .map(|_| base_url(source, "CLERK_SIGN_IN_URL", ""))
-                .transpose()?,
+            clerk_secret_key,
+            clerk_webhook_secret: l.secret(Secret::read(source, "CLERK_WEBHOOK_SECRET")),
+            clerk_sign_in_url,
             oauth_providers: {
                 let configured = list(source, "OAUTH_PROVIDERS");
                 if configured.is_empty() {
@@ -374,7 +612,7 @@ impl AuthConfig {
                     configured
                 }
             },
-        })
+        }
     }
 }
 
@@ -522,9 +760,121 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The first problem loading `vars` records (the test expects one).
+    fn first_problem(vars: &HashMap<&str, &str>) -> ConfigError {
+        Config::load(vars)
+            .problems
+            .into_iter()
+            .next()
+            .expect("an invalid setting is recorded")
+    }
+
+    fn not_configured(setting: &str) -> AppError {
+        AppError::NotConfigured {
+            setting: setting.to_owned().into(),
+        }
+    }
+
+    const GOOD_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    #[test]
+    fn a_placeholder_sealing_key_disables_only_what_seals() {
+        let vars = HashMap::from([
+            ("KEY_ENCRYPTION_KEY", PLACEHOLDER),
+            ("PROVISIONING_API_KEY", "sk-or-prov"),
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+        ]);
+        let config = Config::load(&vars);
+        assert_eq!(config.core_problem, None);
+        assert!(config.core_unusable().is_none());
+        assert_eq!(
+            config.providers.keyring().unwrap_err(),
+            not_configured("KEY_ENCRYPTION_KEY")
+        );
+        assert_eq!(
+            config.providers.provisioning_key.require(),
+            Ok("sk-or-prov")
+        );
+        assert_eq!(config.billing.secret_key.require(), Ok("sk_test_x"));
+        let names: Vec<_> = config.problems.iter().map(|p| p.setting).collect();
+        assert_eq!(names, ["KEY_ENCRYPTION_KEY"]);
+        assert!(config.problems[0].fix().contains("/dev/urandom"));
+    }
+
+    #[test]
+    fn a_malformed_sealing_key_is_named_never_shown() {
+        let config = Config::load(&HashMap::from([("KEY_ENCRYPTION_KEY", "not-a-key-AAAA")]));
+        assert_eq!(
+            config.providers.keyring().unwrap_err(),
+            not_configured("KEY_ENCRYPTION_KEY")
+        );
+        assert_eq!(config.problems[0].setting, "KEY_ENCRYPTION_KEY");
+        assert!(!config.problems[0].problem.contains("AAAA"));
+        assert!(!format!("{:?}", config.providers.encryption_key).contains("AAAA"));
+    }
+
+    #[test]
+    fn a_placeholder_jwt_secret_is_never_a_signing_key() {
+        let config = Config::load(&HashMap::from([("JWT_SECRET", PLACEHOLDER)]));
+        assert!(config.auth.jwt_secret.is_blocked());
+        assert_eq!(
+            config.auth.jwt_secret.require(),
+            Err(not_configured("JWT_SECRET"))
+        );
+    }
+
+    #[test]
+    fn an_invalid_feature_setting_disables_that_feature_by_name() {
+        let vars = HashMap::from([
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("STRIPE_TIMEOUT_MS", "soon"),
+            ("PROVISIONING_API_KEY", "sk-or-prov"),
+            ("OPENROUTER_API_URL", "openrouter"),
+            ("KEY_ENCRYPTION_KEY", GOOD_KEY),
+            ("JWT_SECRET", "s3cret"),
+            ("JWT_CLOCK_SKEW_SECS", "-1"),
+            ("CLERK_DOMAIN", "clerk.example.com"),
+        ]);
+        let config = Config::load(&vars);
+        assert_eq!(config.core_problem, None);
+        for secret in [&config.billing.secret_key, &config.billing.webhook_secret] {
+            assert_eq!(secret.require(), Err(not_configured("STRIPE_TIMEOUT_MS")));
+        }
+        assert_eq!(
+            config.providers.provisioning_key.require(),
+            Err(not_configured("OPENROUTER_API_URL"))
+        );
+        assert!(
+            config.providers.keyring().is_ok(),
+            "sealing needs no OpenRouter"
+        );
+        assert_eq!(
+            config.auth.jwt_secret.require(),
+            Err(not_configured("JWT_CLOCK_SKEW_SECS"))
+        );
+        assert!(config.auth.clerk.is_none());
+        assert_eq!(config.auth.clerk_problem, Some("JWT_CLOCK_SKEW_SECS"));
+    }
+
+    #[test]
+    fn an_invalid_pipeline_setting_closes_all_but_health() {
+        for (name, value) in [
+            ("PLAN_CATALOG", "[]"),
+            ("MAX_BODY_BYTES", "lots"),
+            ("CORS_ALLOWED_ORIGINS", "https://*.example.com"),
+            ("RESERVATION_TTL_SECS", "5"),
+        ] {
+            let config = Config::load(&HashMap::from([(name, value)]));
+            assert_eq!(config.core_problem, Some(name));
+            assert_eq!(config.core_unusable(), Some(not_configured(name)));
+        }
+        assert_eq!(Config::load(&HashMap::new()).core_problem, None);
+    }
+
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let config = Config::load(&HashMap::new()).unwrap();
+        let config = Config::load(&HashMap::new());
         assert_eq!(config.environment, "local");
         assert_eq!(config.max_body_bytes, 64 * 1024);
         assert_eq!(config.max_webhook_body_bytes, 1024 * 1024);
@@ -540,7 +890,7 @@ mod tests {
             ("STRIPE_API_URL", "http://127.0.0.1:9000/"),
             ("CORS_ALLOWED_ORIGINS", "https://app.example.com"),
         ]);
-        let config = Config::load(&vars).unwrap();
+        let config = Config::load(&vars);
         assert_eq!(config.environment, "prod");
         assert_eq!(config.max_body_bytes, 1024);
         assert_eq!(config.upstreams.stripe_api, "http://127.0.0.1:9000");
@@ -559,7 +909,7 @@ mod tests {
             ("PLAN_CATALOG", r#"[{"id":"free"}]"#),
             ("RESERVATION_TTL_SECS", "5"),
         ] {
-            let err = Config::load(&HashMap::from([(name, value)])).unwrap_err();
+            let err = first_problem(&HashMap::from([(name, value)]));
             assert_eq!(err.setting, name, "{err}");
         }
     }
@@ -582,9 +932,9 @@ mod tests {
 
     #[test]
     fn clerk_is_configured_by_jwks_url_or_domain() {
-        assert!(Config::load(&HashMap::new()).unwrap().auth.clerk.is_none());
+        assert!(Config::load(&HashMap::new()).auth.clerk.is_none());
         let by_domain = HashMap::from([("CLERK_DOMAIN", "clerk.example.com")]);
-        let clerk = Config::load(&by_domain).unwrap().auth.clerk.unwrap();
+        let clerk = Config::load(&by_domain).auth.clerk.unwrap();
         assert_eq!(
             clerk.jwks_url,
             "https://clerk.example.com/.well-known/jwks.json"
@@ -595,40 +945,34 @@ mod tests {
             ("CLERK_ISSUER", "https://clerk.test/"),
             ("CLERK_AUTHORIZED_PARTIES", "https://a.test, https://b.test"),
         ]);
-        let clerk = Config::load(&by_url).unwrap().auth.clerk.unwrap();
+        let clerk = Config::load(&by_url).auth.clerk.unwrap();
         assert_eq!(clerk.issuer, "https://clerk.test");
         assert_eq!(
             clerk.authorized_parties,
             ["https://a.test", "https://b.test"]
         );
         let no_issuer = HashMap::from([("CLERK_JWKS_URL", "https://clerk.test/jwks")]);
-        assert_eq!(
-            Config::load(&no_issuer).unwrap_err().setting,
-            "CLERK_ISSUER"
-        );
+        assert_eq!(first_problem(&no_issuer).setting, "CLERK_ISSUER");
     }
 
     #[test]
     fn auth_settings_have_defaults_and_bounds() {
-        let auth = Config::load(&HashMap::new()).unwrap().auth;
+        let auth = Config::load(&HashMap::new()).auth;
         assert!(auth.jwt_require_exp);
         assert_eq!(auth.clock_skew_secs, 5);
         assert!(!auth.jwt_secret.is_set());
         let cloud = HashMap::from([("JWT_SECRET_CLOUD", "s3cret")]);
-        assert_eq!(
-            Config::load(&cloud).unwrap().auth.jwt_secret.require(),
-            Ok("s3cret")
-        );
+        assert_eq!(Config::load(&cloud).auth.jwt_secret.require(), Ok("s3cret"));
         for (name, value) in [
             ("JWT_REQUIRE_EXP", "maybe"),
             ("JWT_CLOCK_SKEW_SECS", "3600"),
             ("CLERK_SIGN_IN_URL", "accounts.example.com"),
         ] {
-            let err = Config::load(&HashMap::from([(name, value)])).unwrap_err();
+            let err = first_problem(&HashMap::from([(name, value)]));
             assert_eq!(err.setting, name, "{err}");
         }
         let admins = HashMap::from([("ADMIN_USER_IDS", "user_a, usr_b,")]);
-        let roles = Config::load(&admins).unwrap().auth.roles;
+        let roles = Config::load(&admins).auth.roles;
         assert_eq!(roles.admin_user_ids, ["user_a", "usr_b"]);
     }
 
@@ -642,7 +986,7 @@ mod tests {
 
     #[test]
     fn provider_amounts_are_usd_decimals_stored_as_micros() {
-        let providers = Config::load(&HashMap::new()).unwrap().providers;
+        let providers = Config::load(&HashMap::new()).providers;
         assert_eq!(providers.credits, CreditPolicy::default());
         assert_eq!(providers.openrouter_timeout_ms, 10_000);
         assert_eq!(
@@ -656,12 +1000,9 @@ mod tests {
             ("OPENROUTER_KEY_LIMIT", "2.5"),
             ("CREDITS_RESET_AT", "0.25"),
             ("OPENROUTER_ROTATE_AT", "0.75"),
-            (
-                "KEY_ENCRYPTION_KEY",
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            ),
+            ("KEY_ENCRYPTION_KEY", GOOD_KEY),
         ]);
-        let providers = Config::load(&vars).unwrap().providers;
+        let providers = Config::load(&vars).providers;
         assert_eq!(providers.credits.initial_credits, 25_000_000);
         assert_eq!(providers.credits.key_limit, 2_500_000);
         assert_eq!(providers.credits.reset_at_or_below, 250_000);
@@ -678,12 +1019,9 @@ mod tests {
         ] {
             let mut vars = HashMap::from([(name, value)]);
             if name == "KEY_ENCRYPTION_KEY_PREVIOUS" {
-                vars.insert(
-                    "KEY_ENCRYPTION_KEY",
-                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                );
+                vars.insert("KEY_ENCRYPTION_KEY", GOOD_KEY);
             }
-            let err = Config::load(&vars).unwrap_err();
+            let err = first_problem(&vars);
             assert_eq!(err.setting, name, "{err}");
             assert!(!err.problem.contains("AAAA"), "{err}");
         }

@@ -113,7 +113,9 @@ impl AppError {
             }
             Self::Upstream { service, .. } => format!("{service} is unavailable; try again later"),
             Self::NotConfigured { setting } => {
-                format!("this feature is not configured on this server ({setting} is unset)")
+                format!(
+                    "this feature is not configured on this server ({setting} is unset or invalid)"
+                )
             }
             Self::Internal(_) => "internal error".to_owned(),
         }

@@ -13,6 +13,10 @@ pub const WEBHOOK_PATHS: &[&str] = &[
     "/webhook/stripe",
 ];
 
+/// Health paths: they answer even while a setting the pipeline needs is invalid, so an
+/// operator can see what is wrong.
+pub const HEALTH_PATHS: &[&str] = &["/", "/health", "/api/health", "/api/health/ping"];
+
 /// Every endpoint, by path and method.
 pub fn table() -> RouteTable {
     RouteTable::new()

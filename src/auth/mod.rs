@@ -325,7 +325,12 @@ async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError>
             let clerk = auth
                 .clerk
                 .as_ref()
-                .ok_or_else(|| reject(Rejection::NotAccepted("Clerk (RS256)")))?;
+                .ok_or_else(|| match auth.clerk_problem {
+                    Some(setting) => AppError::NotConfigured {
+                        setting: setting.into(),
+                    },
+                    None => reject(Rejection::NotAccepted("Clerk (RS256)")),
+                })?;
             let kid = header
                 .kid
                 .ok_or_else(|| reject(Rejection::UnknownKey(String::new())))?;
@@ -358,6 +363,10 @@ async fn verify_clerk(
 }
 
 fn verify_hmac(auth: &AuthConfig, token: &str, time: TimeCheck) -> Result<VerifiedToken, AppError> {
+    if auth.jwt_secret.is_blocked() {
+        // Invalid (not merely unset): say which setting to fix.
+        auth.jwt_secret.require()?;
+    }
     let Ok(secret) = auth.jwt_secret.require() else {
         return Err(AppError::Unauthorized(
             Rejection::NotAccepted("HMAC (HS256)").message(),

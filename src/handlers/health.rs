@@ -36,7 +36,7 @@ struct Check {
     status: &'static str,
     latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<&'static str>,
     #[serde(flatten)]
     details: serde_json::Value,
 }
@@ -55,12 +55,18 @@ impl Check {
                 error: None,
                 details: details(value),
             },
-            Err(error) => Self {
-                status: "error",
-                latency_ms,
-                error: Some(error),
-                details: json!({}),
-            },
+            Err(detail) => {
+                // The raw D1/KV error may name internals; callers are anonymous.
+                let line =
+                    json!({ "level": "error", "msg": "health check failed", "detail": detail });
+                worker::console_log!("{line}");
+                Self {
+                    status: "error",
+                    latency_ms,
+                    error: Some("unreachable (details are in the worker log)"),
+                    details: json!({}),
+                }
+            }
         }
     }
 
@@ -69,8 +75,10 @@ impl Check {
     }
 }
 
-/// `GET /api/health`: status, environment, and a timed check of D1 and of KV.
-/// Answers `200` when both are reachable, `503` when either is not.
+/// `GET /api/health`: status, environment, a timed check of D1 and of KV, and the names
+/// (never the values) of invalid settings. Answers `503` when D1 or KV is unreachable;
+/// `200` otherwise, with status `degraded` while a setting is invalid (the worker still
+/// serves what does not need it). Raw D1/KV errors go to the log, not to the caller.
 pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let started = Date::now().as_millis();
     let d1 = match store::database(&ctx.env) {
@@ -90,16 +98,22 @@ pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
     };
     let kv = Check::from_result(started, kv, |()| json!({}));
 
-    let healthy = d1.is_ok() && kv.is_ok();
+    let reachable = d1.is_ok() && kv.is_ok();
+    let invalid: Vec<&str> = ctx.data.config.problems.iter().map(|p| p.setting).collect();
+    let configuration = if invalid.is_empty() {
+        json!({ "status": "ok" })
+    } else {
+        json!({ "status": "invalid", "invalid_settings": invalid })
+    };
     response::json(
-        if healthy { 200 } else { 503 },
+        if reachable { 200 } else { 503 },
         &json!({
-            "status": if healthy { "ok" } else { "degraded" },
+            "status": if reachable && invalid.is_empty() { "ok" } else { "degraded" },
             "service": SERVICE,
             "version": env!("CARGO_PKG_VERSION"),
             "environment": ctx.data.config.environment,
             "timestamp": now(),
-            "checks": { "d1": d1, "kv": kv },
+            "checks": { "d1": d1, "kv": kv, "configuration": configuration },
         }),
     )
 }

@@ -1,9 +1,12 @@
 //! The request pipeline every request goes through, in this order:
 //!
 //! 1. request id: echo a sane `X-Request-Id`, else make one;
-//! 2. configuration: read and validated (an invalid setting is a logged `internal` error);
+//! 2. configuration: read and validated; an invalid setting is logged once per isolate with
+//!    how to fix it, and disables only what needs it (see [`Config::load`]): a setting of
+//!    the pipeline itself closes every route but health with `503 not_configured`;
 //! 3. CORS preflight: answered here, before routing or authentication;
-//! 4. body: read once within its limit (`413 payload_too_large`); a body declared as JSON
+//! 4. body: read once, in chunks, within its limit (`413 payload_too_large` as soon as it
+//!    passes it, whether or not `Content-Length` was sent); a body declared as JSON
 //!    must parse (`400 validation_failed` naming where it broke) before any handler runs;
 //! 5. the route table ([`crate::routes`]), whose handlers return `Result<Response, AppError>`;
 //! 6. every response gets `X-Request-Id` and CORS headers, and one JSON log line is written.
@@ -15,6 +18,7 @@ pub mod response;
 
 use std::rc::Rc;
 
+use futures_util::StreamExt;
 use worker::{Date, Env, Method, Request, Response};
 
 pub use context::{Ctx, RequestCtx};
@@ -42,16 +46,20 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         finish(resp, &request_id, config, origin.as_deref())
     };
 
-    let config = match Config::load(&env) {
-        Ok(config) => config,
-        Err(err) => return refuse(err.into(), None),
-    };
+    let config = Config::load(&env);
+    log_config_problems(&config);
 
     if cors::is_preflight(&req) {
         let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
         let refused = (resp.status_code() == 403).then_some("forbidden");
         log.write(&resp, None, refused);
         return finish(resp, &request_id, Some(&config), origin.as_deref());
+    }
+
+    if let Some(err) = config.core_unusable() {
+        if !crate::routes::HEALTH_PATHS.contains(&log.path.as_str()) {
+            return refuse(err, Some(&config));
+        }
     }
 
     let (bytes, json) = match read_body(&mut req, &config, &log.path).await {
@@ -95,10 +103,7 @@ async fn read_body(
     if body::declared_length_exceeds(header(req, "Content-Length").as_deref(), limit) {
         return Err(too_large);
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(too_large);
-    }
+    let bytes = read_within(req, limit).await?.ok_or(too_large)?;
     let declared_json =
         header(req, "Content-Type").is_some_and(|ct| body::is_json_content_type(&ct));
     let json = if declared_json && !bytes.iter().all(u8::is_ascii_whitespace) {
@@ -107,6 +112,45 @@ async fn read_body(
         None
     };
     Ok((bytes, json))
+}
+
+/// The body's bytes, read chunk by chunk, or `None` as soon as they pass `limit` (a body
+/// sent without `Content-Length` is never buffered whole).
+async fn read_within(req: &mut Request, limit: usize) -> Result<Option<Vec<u8>>, AppError> {
+    if req.inner().body().is_none() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut stream = req.stream()?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
+thread_local! {
+    static CONFIG_PROBLEMS_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Logs every invalid setting, with how to fix it, once per isolate.
+fn log_config_problems(config: &Config) {
+    if config.problems.is_empty() || CONFIG_PROBLEMS_LOGGED.replace(true) {
+        return;
+    }
+    for problem in &config.problems {
+        let line = serde_json::json!({
+            "level": "error",
+            "msg": "invalid configuration: what needs this setting answers not_configured",
+            "setting": problem.setting,
+            "problem": problem.problem,
+            "fix": problem.fix(),
+        });
+        worker::console_log!("{line}");
+    }
 }
 
 /// Adds `X-Request-Id` and CORS headers to any response.

@@ -12,11 +12,9 @@ use crate::store;
 
 /// Runs every scheduled job and logs what each did (a scheduled event has no one to answer).
 pub async fn run(cron: &str, env: &Env) {
-    let setup = Config::load(env)
-        .map_err(AppError::from)
-        .and_then(|config| Ok((config, store::database(env)?)));
-    let (config, db) = match setup {
-        Ok(setup) => setup,
+    let config = Config::load(env);
+    let db = match store::database(env) {
+        Ok(db) => db,
         Err(err) => return log(cron, "scheduled run could not start", Err(err)),
     };
     log(

@@ -1,9 +1,12 @@
 //! Conventions every endpoint follows (SPEC §1): the error envelope, request ids, body
 //! limits, JSON validation, and one structured log line per request.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::Case;
+use crate::harness::identity::unique;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -13,6 +16,8 @@ pub fn cases() -> Vec<Case> {
         head_is_served_by_get,
         request_id_is_echoed_when_sane_and_made_otherwise,
         oversized_body_is_413,
+        a_chunked_body_is_refused_as_soon_as_it_passes_the_limit,
+        a_chunked_5_mib_body_is_413_and_the_worker_keeps_serving,
         webhook_paths_accept_larger_bodies,
         malformed_json_is_400_naming_where_it_broke,
         invalid_utf8_in_json_is_400,
@@ -69,6 +74,82 @@ fn oversized_body_is_413(world: &World) {
         error["message"].as_str().unwrap().contains("65536"),
         "{error}"
     );
+}
+
+/// Opens `POST path` with a chunked body (no `Content-Length`) and sends `chunks` chunks
+/// of 64 KiB of JSON whitespace; with `finish` the body is then ended, otherwise the
+/// connection stays open mid-body. Returns the response's status line and the rest.
+fn post_chunked(world: &World, path: &str, token: &str, chunks: usize, finish: bool) -> String {
+    let mut stream = TcpStream::connect(world.address()).expect("connect to the worker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n",
+        world.address()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..chunks {
+        let sent = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|()| stream.write_all(&chunk))
+            .and_then(|()| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            // The worker answered and stopped reading: what it said is below.
+            break;
+        }
+    }
+    if finish {
+        let _ = stream.write_all(b"0\r\n\r\n");
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the worker closes, or until the status line and body are in.
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&answer).contains("payload_too_large") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A body sent without `Content-Length` is read in chunks and refused as soon as it passes
+/// the limit: the answer comes while the client is still mid-body (a worker that buffered
+/// the whole body first would still be waiting for the rest).
+fn a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(world: &World) {
+    let uid = unique("chunk_stall_");
+    let token = world.hmac_token(&uid);
+    let answer = post_chunked(world, "/api/usage/report", &token, 3, false);
+    assert!(answer.starts_with("HTTP/1.1 413"), "answer: {answer:.300}");
+    assert!(
+        answer.contains("payload_too_large"),
+        "answer: {answer:.600}"
+    );
+    let users = format!("SELECT COUNT(*) AS n FROM users WHERE external_id = '{uid}'");
+    assert_eq!(world.d1_number(&users), 0, "no handler ran");
+}
+
+/// A 5 MiB chunked body without `Content-Length` is `413`, nothing is stored, and the
+/// worker goes on serving.
+fn a_chunked_5_mib_body_is_413_and_the_worker_keeps_serving(world: &World) {
+    let uid = unique("chunk_big_");
+    let token = world.hmac_token(&uid);
+    let answer = post_chunked(world, "/api/usage/report", &token, 80, true);
+    assert!(answer.starts_with("HTTP/1.1 413"), "answer: {answer:.300}");
+    let users = format!("SELECT COUNT(*) AS n FROM users WHERE external_id = '{uid}'");
+    assert_eq!(world.d1_number(&users), 0, "no handler ran");
+    let ping = world.get("/api/health/ping");
+    assert_eq!(ping.status, 200, "{}", ping.body);
 }
 
 /// Webhook deliveries may be larger than API bodies: 200 KiB passes the body check on a

@@ -1,10 +1,19 @@
 //! Health endpoints: `/`, `/health`, `/api/health`, `/api/health/ping`.
 
+use serde_json::json;
+
 use super::Case;
+use crate::harness::identity::unique;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
-    crate::cases!(health: api_health_checks_d1_and_kv, legacy_health_paths_answer, ping_answers_pong)
+    crate::cases!(health:
+        api_health_checks_d1_and_kv,
+        legacy_health_paths_answer,
+        ping_answers_pong,
+        a_placeholder_sealing_key_breaks_only_the_routes_that_seal,
+        an_invalid_plan_catalog_closes_all_but_health,
+    )
 }
 
 /// `/api/health` reaches real D1 and KV, and reports the migrations actually applied.
@@ -14,6 +23,7 @@ fn api_health_checks_d1_and_kv(world: &World) {
     let body = reply.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["environment"], "e2e");
+    assert_eq!(body["checks"]["configuration"], json!({ "status": "ok" }));
     for check in ["d1", "kv"] {
         assert_eq!(body["checks"][check]["status"], "ok", "{check}: {body}");
         assert!(
@@ -53,4 +63,81 @@ fn ping_answers_pong(world: &World) {
     let body = reply.json();
     assert_eq!(body["message"], "pong");
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
+}
+
+/// `cp .dev.vars.example .dev.vars` leaves `KEY_ENCRYPTION_KEY=__GENERATE__`: the worker
+/// still serves ping, health (degraded, naming the setting but never its value), the
+/// profile and usage; only the routes that seal provider keys answer `not_configured`.
+fn a_placeholder_sealing_key_breaks_only_the_routes_that_seal(_world: &World) {
+    let broken = World::start_with(&[("KEY_ENCRYPTION_KEY", "__GENERATE__")])
+        .expect("a worker with the placeholder starts");
+    assert_eq!(broken.get("/api/health/ping").status, 200);
+    let health = broken.get("/api/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let body = health.json();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(
+        body["checks"]["configuration"]["invalid_settings"],
+        json!(["KEY_ENCRYPTION_KEY"]),
+        "{body}"
+    );
+    assert!(!health.body.contains("__GENERATE__"), "{}", health.body);
+
+    let token = broken.hmac_token(&unique("placeholder_"));
+    let profile = broken.authed("GET", "/api/user/profile", &token).send();
+    assert_eq!(profile.status, 200, "{}", profile.body);
+    let quota = broken.authed("GET", "/api/usage/quota", &token).send();
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    let report = broken
+        .authed("POST", "/api/usage/report", &token)
+        .header("Idempotency-Key", "placeholder-report-1")
+        .json(&json!({ "provider": "openai", "model": "gpt-4o", "input_tokens": 5, "output_tokens": 7 }));
+    assert_eq!(report.status, 200, "{}", report.body);
+
+    for (method, path) in [
+        ("POST", "/api/key"),
+        ("GET", "/api/user/provider-keys?provider=openai"),
+    ] {
+        let call = broken.authed(method, path, &token);
+        let reply = if method == "GET" {
+            call.send()
+        } else {
+            call.json(&json!({}))
+        };
+        let error = reply.assert_error(503, "not_configured");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("KEY_ENCRYPTION_KEY"),
+            "{method} {path}: {error}"
+        );
+    }
+    let log = broken.worker_log();
+    assert!(
+        log.contains("\"setting\":\"KEY_ENCRYPTION_KEY\"") && log.contains("/dev/urandom"),
+        "the log says which setting and how to fix it"
+    );
+}
+
+/// A plan catalog that does not parse leaves nothing to meter against: every route but
+/// health answers `not_configured` naming it, and health says so.
+fn an_invalid_plan_catalog_closes_all_but_health(_world: &World) {
+    let broken = World::start_with(&[("PLAN_CATALOG", "[{\"id\": \"free\"}]")])
+        .expect("a worker with a bad catalog starts");
+    for path in ["/", "/health", "/api/health/ping"] {
+        assert_eq!(broken.get(path).status, 200, "{path}");
+    }
+    let health = broken.get("/api/health").json();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(
+        health["checks"]["configuration"]["invalid_settings"],
+        json!(["PLAN_CATALOG"])
+    );
+    let token = broken.hmac_token(&unique("bad_catalog_"));
+    let error = broken
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .assert_error(503, "not_configured");
+    assert!(error["message"].as_str().unwrap().contains("PLAN_CATALOG"));
 }

@@ -35,6 +35,16 @@ impl World {
     /// Like [`Self::start`], but with these settings left unset (to see what a deployment
     /// without them answers).
     pub fn start_without(unset: &[&str]) -> Result<Self, String> {
+        Self::start_configured(unset, &[])
+    }
+
+    /// Like [`Self::start`], but with these settings set to these values (to see what a
+    /// deployment with a bad setting answers).
+    pub fn start_with(set: &[(&'static str, &str)]) -> Result<Self, String> {
+        Self::start_configured(&[], set)
+    }
+
+    fn start_configured(unset: &[&str], set: &[(&'static str, &str)]) -> Result<Self, String> {
         let fakes = Fakes::start();
         // The fake Stripe sells the catalog's prices.
         for (price, cents) in plans::stripe_prices() {
@@ -59,6 +69,9 @@ impl World {
             vars.insert(name, value);
         }
         vars.retain(|name, _| !unset.contains(name));
+        for (name, value) in set {
+            vars.insert(name, (*value).to_owned());
+        }
         let worker = WorkerProcess::start(&vars)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(std::time::Duration::from_secs(5))
@@ -82,6 +95,14 @@ impl World {
             method,
             &format!("{}{}", self.worker.base_url(), path),
         )
+    }
+
+    /// The worker's `host:port`, for tests that speak HTTP/1.1 by hand.
+    pub fn address(&self) -> &str {
+        self.worker
+            .base_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
     }
 
     /// `GET path`.

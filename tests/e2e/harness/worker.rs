@@ -13,6 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A number per worker this process starts: a test that starts a second worker (with other
+/// settings) must get a state directory of its own, not wipe the shared worker's.
+fn next_run() -> usize {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How long the worker may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -29,10 +36,11 @@ impl WorkerProcess {
     /// Applies migrations to a fresh local state directory and starts `wrangler dev` on it.
     pub fn start(vars: &BTreeMap<&str, String>) -> Result<Self, String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let run_dir = root
-            .join("target")
-            .join("e2e")
-            .join(format!("run-{}", std::process::id()));
+        let run_dir = root.join("target").join("e2e").join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            next_run()
+        ));
         let _ = std::fs::remove_dir_all(&run_dir);
         let state_dir = run_dir.join("state");
         std::fs::create_dir_all(&state_dir).map_err(|e| format!("create {state_dir:?}: {e}"))?;
