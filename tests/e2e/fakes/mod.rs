@@ -225,6 +225,10 @@ pub const STRIPE_SECRET_KEY: &str = "sk_test_tollgate_fake";
 /// (`stripe_signature(payload, STRIPE_WEBHOOK_SECRET, timestamp)`).
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe";
 
+/// The signing secret of another Stripe endpoint (or the one being rotated out), listed before
+/// [`STRIPE_WEBHOOK_SECRET`] in the worker's `STRIPE_WEBHOOK_SECRET`: either one verifies.
+pub const STRIPE_OTHER_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe_other_endpoint";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
@@ -263,7 +267,10 @@ impl Fakes {
                 self.stripe.upstream().base_url().to_owned(),
             ),
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.to_owned()),
-            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET.to_owned()),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                format!("{STRIPE_OTHER_WEBHOOK_SECRET}, {STRIPE_WEBHOOK_SECRET}"),
+            ),
         ]
     }
 
