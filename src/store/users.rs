@@ -247,6 +247,32 @@ pub async fn sync_from_clerk(
     Ok(changes(&result)? > 0)
 }
 
+/// Leaves a deleted row for an identity not seen yet, so a `user.created` or `user.updated`
+/// delivered after the deletion can never create an active user (nor can a token). Does
+/// nothing when the user exists. Returns whether a tombstone was written.
+pub async fn tombstone(
+    db: &D1Database,
+    auth_source: &str,
+    external_id: &str,
+    plan: &str,
+    now: &str,
+) -> Result<bool, AppError> {
+    let result = query!(
+        db,
+        "INSERT INTO users (id, auth_source, external_id, plan, status, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'deleted', ?5, ?5) \
+         ON CONFLICT (auth_source, external_id) DO NOTHING",
+        random::id::<12>("usr_"),
+        auth_source,
+        external_id,
+        plan,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(changes(&result)? > 0)
+}
+
 /// Marks a user deleted, revokes their API keys and queues their OpenRouter key for
 /// deletion, atomically. Returns whether the user
 /// existed and was active.
