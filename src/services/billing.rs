@@ -406,13 +406,26 @@ async fn apply_subscription(
     user_id: &str,
     change: Change<'_>,
 ) -> Result<Outcome, AppError> {
-    let Some(price) = subscription.price_id.as_deref() else {
-        return Ok(Outcome::Ignored("the subscription has no price"));
-    };
-    let Some(plan) = plan_of_price(config, price) else {
-        return Ok(Outcome::Ignored(
-            "the subscription's price is not in the catalog",
-        ));
+    // The item whose price is in the catalog decides the plan, whichever item it is.
+    let bought = subscription.items.iter().find_map(|item| {
+        plan_of_price(config, &item.price_id).map(|plan| (item.id.as_str(), &item.price_id, plan))
+    });
+    let stored;
+    let (item_id, price, plan) = match bought {
+        Some((item, price, plan)) => (Some(item), price.as_str(), plan.id.as_str()),
+        None => {
+            // Repriced or grandfathered: the subscription keeps the plan it was stored with,
+            // and its status changes (cancellation, unpaid) still apply.
+            stored = billing::subscription(db, &subscription.id).await?;
+            match &stored {
+                Some(s) => (s.item_id.as_deref(), s.price_id.as_str(), s.plan.as_str()),
+                None => {
+                    return Ok(Outcome::Ignored(
+                        "the subscription's prices are not in the catalog",
+                    ))
+                }
+            }
+        }
     };
     let period_end = subscription
         .current_period_end
@@ -421,9 +434,9 @@ async fn apply_subscription(
         id: &subscription.id,
         user_id,
         customer_id: &subscription.customer,
-        item_id: subscription.item_id.as_deref(),
+        item_id,
         price_id: price,
-        plan: &plan.id,
+        plan,
         status: &subscription.status,
         cancel_at_period_end: subscription.cancel_at_period_end,
         current_period_end: period_end.as_deref(),

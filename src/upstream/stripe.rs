@@ -39,10 +39,19 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     /// Unix seconds (on the subscription in older API versions, on its item in newer ones).
     pub current_period_end: Option<i64>,
-    pub item_id: Option<String>,
-    pub price_id: Option<String>,
+    /// Every item (`items.data`), in order.
+    pub items: Vec<SubscriptionItem>,
     /// `metadata.user_id`, set by Tollgate's checkout.
     pub user_id: Option<String>,
+}
+
+/// One item of a subscription: which price it bills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionItem {
+    /// `si_...`.
+    pub id: String,
+    /// `price.id` (or `price` when not expanded).
+    pub price_id: String,
 }
 
 impl Subscription {
@@ -50,6 +59,22 @@ impl Subscription {
     pub fn from_object(object: &Value) -> Option<Self> {
         let item = object.pointer("/items/data/0");
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let items = object
+            .pointer("/items/data")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        Some(SubscriptionItem {
+                            id: text(i.get("id"))?,
+                            price_id: text(i.pointer("/price/id"))
+                                .or_else(|| text(i.get("price")))?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(Self {
             id: text(object.get("id"))?,
             // `customer` is an id, or the expanded object.
@@ -64,8 +89,7 @@ impl Subscription {
                 .get("current_period_end")
                 .and_then(Value::as_i64)
                 .or_else(|| item.and_then(|i| i.get("current_period_end")?.as_i64())),
-            item_id: text(item.and_then(|i| i.get("id"))),
-            price_id: text(item.and_then(|i| i.pointer("/price/id"))),
+            items,
             user_id: text(object.pointer("/metadata/user_id")),
         })
     }
