@@ -52,6 +52,8 @@ pub struct FakeResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Headers to send besides `Content-Type`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl FakeResponse {
@@ -61,6 +63,7 @@ impl FakeResponse {
             status,
             content_type: "application/json",
             body: body.to_string().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -201,9 +204,14 @@ fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Resp
     };
     let header =
         tiny_http::Header::from_bytes("Content-Type", answer.content_type).expect("a valid header");
-    let response = tiny_http::Response::from_data(answer.body)
+    let mut response = tiny_http::Response::from_data(answer.body)
         .with_status_code(answer.status)
         .with_header(header);
+    for (name, value) in &answer.headers {
+        if let Ok(extra) = tiny_http::Header::from_bytes(*name, value.as_bytes()) {
+            response.add_header(extra);
+        }
+    }
     let _ = request.respond(response);
 }
 
