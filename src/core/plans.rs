@@ -164,6 +164,43 @@ impl PlanCatalog {
     pub fn plans(&self) -> &[Plan] {
         &self.plans
     }
+
+    /// The plan one step up from `current` (an unknown id counts as the default plan): of the
+    /// plans listed after it whose price is higher (a plan without a price counts as free
+    /// here), the cheapest, the first listed on a tie. `None` at the top; plans with custom
+    /// pricing (no price) are never a step up.
+    pub fn next_up(&self, current: &str) -> Option<&Plan> {
+        let current = self.get_or_default(current);
+        let position = self.plans.iter().position(|p| p.id == current.id)?;
+        let floor = current.price_cents.unwrap_or(0);
+        self.plans[position + 1..]
+            .iter()
+            .filter(|p| p.price_cents.is_some_and(|price| price > floor))
+            .min_by_key(|p| p.price_cents)
+    }
+}
+
+/// What to tell someone who asks to upgrade from `current` to `target` when Tollgate cannot
+/// sell it (billing is not configured): where to upgrade (`upgrade_url`, `UPGRADE_URL`), or
+/// to contact the operator when there is no such page.
+pub fn upgrade_instructions(current: &Plan, target: &Plan, upgrade_url: Option<&str>) -> String {
+    let price = match target.price_cents {
+        Some(cents) => format!(" ({}.{:02} USD a month)", cents / 100, cents % 100),
+        None => String::new(),
+    };
+    match upgrade_url {
+        Some(url) => format!(
+            "To upgrade from the {} plan to the {} plan{price}, open {url} and choose {}. \
+             Your new limits apply as soon as the change is made.",
+            current.name, target.name, target.name
+        ),
+        None => format!(
+            "Upgrades are not sold online here. To move from the {} plan to the {} plan{price}, \
+             contact the operator of this service; your new limits apply as soon as they \
+             change your plan.",
+            current.name, target.name
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +228,60 @@ mod tests {
         let catalog = PlanCatalog::default();
         assert_eq!(catalog.get("gold"), None);
         assert_eq!(catalog.get_or_default("gold").id, "free");
+    }
+
+    #[test]
+    fn the_next_plan_up_is_the_cheapest_dearer_plan_listed_after() {
+        let catalog = PlanCatalog::default();
+        let next = |id: &str| catalog.next_up(id).map(|p| p.id.as_str());
+        assert_eq!(next("free"), Some("basic"));
+        assert_eq!(next("basic"), Some("premium"));
+        assert_eq!(next("premium"), None, "enterprise is custom pricing");
+        assert_eq!(next("enterprise"), None);
+        assert_eq!(
+            next("gold"),
+            Some("basic"),
+            "unknown ids count as the default"
+        );
+        let unordered = PlanCatalog::parse(
+            r#"[{"id":"hobby","name":"Hobby"},
+                {"id":"team","name":"Team","price_cents":5000},
+                {"id":"pro","name":"Pro","price_cents":1000},
+                {"id":"pro2","name":"Pro 2","price_cents":1000}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            unordered.next_up("hobby").unwrap().id,
+            "pro",
+            "cheapest, first on a tie"
+        );
+        assert_eq!(
+            unordered.next_up("pro"),
+            None,
+            "only plans listed after count"
+        );
+        assert_eq!(unordered.next_up("team"), None);
+    }
+
+    #[test]
+    fn upgrade_instructions_name_the_page_or_the_operator() {
+        let catalog = PlanCatalog::default();
+        let (free, basic) = (catalog.get("free").unwrap(), catalog.get("basic").unwrap());
+        let with_url = upgrade_instructions(free, basic, Some("https://example.test/upgrade"));
+        assert!(
+            with_url.contains("https://example.test/upgrade"),
+            "{with_url}"
+        );
+        assert!(
+            with_url.contains("Basic") && with_url.contains("9.99 USD"),
+            "{with_url}"
+        );
+        let without = upgrade_instructions(free, basic, None);
+        assert!(without.contains("contact the operator"), "{without}");
+        assert!(
+            without.contains("Free") && without.contains("Basic"),
+            "{without}"
+        );
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! any one may match. `v0` (a test-mode scheme) and unknown keys are ignored. A delivery whose
 //! timestamp is more than five minutes from now, in either direction, is refused so a captured
 //! delivery cannot be replayed later.
+//!
+//! The configured secret may be a comma-separated list (several endpoints deliver to one
+//! Tollgate, or a secret is being rotated): a delivery signed with any of them verifies.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -47,6 +50,11 @@ impl SignatureError {
     }
 }
 
+/// The secrets of a setting that may list several, comma-separated (blank entries ignored).
+pub fn listed_secrets(setting: &str) -> impl Iterator<Item = &str> {
+    setting.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// The MAC of `{timestamp}.{body}` under `secret`, ready to finalize or verify.
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac =
@@ -83,9 +91,10 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
 ///
 /// `now_secs` is the current Unix time. The signature is checked before the timestamp, so
 /// [`SignatureError::TimestampOutOfTolerance`] is only reported for an authentic (but stale or
-/// future-dated) delivery. An empty `secret` never matches.
+/// future-dated) delivery. `secrets` is the setting: one secret or a comma-separated list, any
+/// of which may have signed the delivery; an empty list never matches.
 pub fn verify(
-    secret: &str,
+    secrets: &str,
     header: Option<&str>,
     body: &[u8],
     now_secs: i64,
@@ -123,16 +132,13 @@ pub fn verify(
     }
     let timestamp = timestamp.ok_or(SignatureError::NoTimestamp)?;
 
-    if secret.is_empty() {
-        return Err(SignatureError::NoMatchingSignature);
-    }
-    let expected = mac(secret, timestamp, body);
-    let matches = signatures.iter().any(|candidate| {
-        let Some(candidate) = hex_decode(candidate) else {
-            return false;
-        };
+    let candidates: Vec<Vec<u8>> = signatures.iter().filter_map(|c| hex_decode(c)).collect();
+    let matches = listed_secrets(secrets).any(|secret| {
+        let expected = mac(secret, timestamp, body);
         // verify_slice compares in constant time.
-        expected.clone().verify_slice(&candidate).is_ok()
+        candidates
+            .iter()
+            .any(|candidate| expected.clone().verify_slice(candidate).is_ok())
     });
     if !matches {
         return Err(SignatureError::NoMatchingSignature);
@@ -179,6 +185,32 @@ mod tests {
         let other = sign("whsec_old_secret", TIMESTAMP, BODY);
         let h = format!("t={TIMESTAMP},v1={other},v1={SIGNATURE}");
         assert_eq!(verify(SECRET, Some(&h), BODY, TIMESTAMP), Ok(TIMESTAMP));
+    }
+
+    #[test]
+    fn a_delivery_signed_with_any_listed_secret_verifies() {
+        let other = "whsec_other_endpoint";
+        let list = format!("{other}, {SECRET}");
+        assert_eq!(
+            verify(&list, Some(&valid_header()), BODY, TIMESTAMP),
+            Ok(TIMESTAMP)
+        );
+        let by_other = header(other, TIMESTAMP, BODY);
+        assert_eq!(
+            verify(&list, Some(&by_other), BODY, TIMESTAMP),
+            Ok(TIMESTAMP)
+        );
+        let by_neither = header("whsec_unlisted", TIMESTAMP, BODY);
+        assert_eq!(
+            verify(&list, Some(&by_neither), BODY, TIMESTAMP),
+            Err(SignatureError::NoMatchingSignature)
+        );
+        for empty in ["", " , ,"] {
+            assert_eq!(
+                verify(empty, Some(&valid_header()), BODY, TIMESTAMP),
+                Err(SignatureError::NoMatchingSignature)
+            );
+        }
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //!
 //! The signed content is `{svix-id}.{svix-timestamp}.{raw body}`, the MAC is HMAC-SHA256
 //! keyed with the base64 part of the `whsec_...` secret, and `svix-signature` is a
-//! space-separated list of `v1,<base64 MAC>` entries, any of which may match.
+//! space-separated list of `v1,<base64 MAC>` entries, any of which may match. The configured
+//! secret may be a comma-separated list (a rotation in progress): any of them may have signed.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::stripe_signature::listed_secrets;
 
 /// How far `svix-timestamp` may be from now, either way: five minutes.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
@@ -80,14 +83,21 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
-/// Verifies a delivery; returns its message id.
+/// Verifies a delivery against `secrets` (one `whsec_` secret or a comma-separated list, any
+/// of which may have signed it); returns its message id. Any entry that is not a `whsec_`
+/// secret, or an empty list, is [`SvixError::BadSecret`].
 pub fn verify<'a>(
-    secret: &str,
+    secrets: &str,
     headers: SvixHeaders<'a>,
     body: &[u8],
     now: i64,
 ) -> Result<&'a str, SvixError> {
-    let key = secret_key(secret)?;
+    let keys = listed_secrets(secrets)
+        .map(secret_key)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(SvixError::BadSecret);
+    }
     let id = required(headers.id, "svix-id")?;
     let timestamp = required(headers.timestamp, "svix-timestamp")?;
     let signatures = required(headers.signature, "svix-signature")?;
@@ -95,18 +105,21 @@ pub fn verify<'a>(
     if (now - ts).abs() > TOLERANCE_SECS {
         return Err(SvixError::TimestampOutOfTolerance);
     }
-    let mut signed = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
-    signed.update(format!("{id}.{ts}.").as_bytes());
-    signed.update(body);
-    let matches = signatures.split_whitespace().any(|entry| {
-        let Some(("v1", encoded)) = entry.split_once(',') else {
-            return false;
-        };
-        let Ok(candidate) = B64.decode(encoded) else {
-            return false;
-        };
+    let candidates: Vec<Vec<u8>> = signatures
+        .split_whitespace()
+        .filter_map(|entry| match entry.split_once(',') {
+            Some(("v1", encoded)) => B64.decode(encoded).ok(),
+            _ => None,
+        })
+        .collect();
+    let matches = keys.iter().any(|key| {
+        let mut signed = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        signed.update(format!("{id}.{ts}.").as_bytes());
+        signed.update(body);
         // verify_slice compares in constant time.
-        signed.clone().verify_slice(&candidate).is_ok()
+        candidates
+            .iter()
+            .any(|candidate| signed.clone().verify_slice(candidate).is_ok())
     });
     if matches {
         Ok(id)
@@ -150,6 +163,37 @@ mod tests {
         let ts = TIMESTAMP.to_string();
         let list = format!("v1,bm90IGl0 v2,abc {SIGNATURE}");
         assert_eq!(verify(SECRET, headers(&list, &ts), BODY, TIMESTAMP), Ok(ID));
+    }
+
+    #[test]
+    fn a_delivery_signed_with_any_listed_secret_verifies() {
+        let ts = TIMESTAMP.to_string();
+        let other = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA=="; // a made-up test key
+        let list = format!("{other}, {SECRET}");
+        assert_eq!(
+            verify(&list, headers(SIGNATURE, &ts), BODY, TIMESTAMP),
+            Ok(ID)
+        );
+        let by_other = sign(&secret_key(other).unwrap(), ID, TIMESTAMP, BODY);
+        assert_eq!(
+            verify(&list, headers(&by_other, &ts), BODY, TIMESTAMP),
+            Ok(ID)
+        );
+        let unlisted = "whsec_bm9ib2R5IGxpc3RlZCB0aGlzIGtleQ=="; // a made-up test key
+        let by_neither = sign(&secret_key(unlisted).unwrap(), ID, TIMESTAMP, BODY);
+        assert_eq!(
+            verify(&list, headers(&by_neither, &ts), BODY, TIMESTAMP),
+            Err(SvixError::NoMatchingSignature)
+        );
+        let with_bad = format!("whsec_***,{SECRET}");
+        assert_eq!(
+            verify(&with_bad, headers(SIGNATURE, &ts), BODY, TIMESTAMP),
+            Err(SvixError::BadSecret)
+        );
+        assert_eq!(
+            verify(" , ", headers(SIGNATURE, &ts), BODY, TIMESTAMP),
+            Err(SvixError::BadSecret)
+        );
     }
 
     #[test]

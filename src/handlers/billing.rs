@@ -11,6 +11,7 @@ use crate::auth::{self, Principal};
 use crate::config::Config;
 use crate::core::meter;
 use crate::core::page;
+use crate::core::plans::Plan;
 use crate::core::stripe_signature;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
@@ -46,7 +47,7 @@ fn return_url(
 }
 
 /// The plan a body names; `validation_failed` listing the plans otherwise.
-fn plan<'c>(config: &'c Config, id: &str) -> Result<&'c crate::core::plans::Plan, AppError> {
+pub(super) fn plan<'c>(config: &'c Config, id: &str) -> Result<&'c Plan, AppError> {
     config.plans.get(id).ok_or_else(|| {
         let known: Vec<&str> = config.plans.plans().iter().map(|p| p.id.as_str()).collect();
         AppError::invalid(
@@ -56,21 +57,24 @@ fn plan<'c>(config: &'c Config, id: &str) -> Result<&'c crate::core::plans::Plan
     })
 }
 
-/// The idempotency key of a call that creates something at Stripe: the client's
-/// (`Idempotency-Key` or `request_id`), else a fresh one.
-fn idempotency(req: &Request, body_key: Option<&str>, kind: &str) -> Result<String, AppError> {
-    Ok(
-        meter::idempotency_key(header(req, "Idempotency-Key").as_deref(), body_key, false)?
-            .map(|k| format!("tollgate-{kind}-{k}"))
-            .unwrap_or_else(|| billing::fresh_key(kind)),
-    )
+/// The client's idempotency key for a call that creates something at Stripe
+/// (`Idempotency-Key` or `request_id`), if it sent one. It is never sent to Stripe as it is:
+/// the service derives Stripe's key from it, the user and the operation.
+fn client_key(req: &Request, body_key: Option<&str>) -> Result<Option<String>, AppError> {
+    Ok(meter::idempotency_key(
+        header(req, "Idempotency-Key").as_deref(),
+        body_key,
+        false,
+    )?)
 }
 
-/// A checkout body (`POST /api/subscriptions/checkout`, `POST /api/subscription/upgrade`).
-#[derive(Debug, Deserialize)]
+/// A checkout body (`POST /api/subscriptions/checkout`, `POST /api/subscription/upgrade`,
+/// where `plan` may be left out).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
-    plan: String,
+    #[serde(default)]
+    pub plan: Option<String>,
     #[serde(default)]
     success_url: Option<String>,
     #[serde(default)]
@@ -83,18 +87,24 @@ pub struct CheckoutBody {
 /// URL for the plan's price (the Stripe customer is created on first use).
 pub async fn checkout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    start_checkout(&req, &ctx, &principal).await
+    let body: CheckoutBody = ctx.data.json()?;
+    let id = body
+        .plan
+        .as_deref()
+        .ok_or_else(|| AppError::invalid("plan", "is required"))?;
+    let plan = plan(&ctx.data.config, id)?;
+    start_checkout(&req, &ctx, &principal, &body, plan).await
 }
 
-/// A checkout for the authenticated caller (shared with Sokuji's upgrade).
+/// A checkout of `plan` for the authenticated caller (shared with Sokuji's upgrade).
 pub async fn start_checkout(
     req: &Request,
     ctx: &Ctx,
     principal: &Principal,
+    body: &CheckoutBody,
+    plan: &Plan,
 ) -> Result<Response, AppError> {
-    let body: CheckoutBody = ctx.data.json()?;
     let config = &ctx.data.config;
-    let plan = plan(config, &body.plan)?;
     if plan.id == principal.user.plan {
         return Err(AppError::Conflict(format!(
             "you are already on the {} plan",
@@ -116,13 +126,14 @@ pub async fn start_checkout(
         config.billing.cancel_url.as_ref(),
         "STRIPE_CANCEL_URL",
     )?;
-    let key = idempotency(req, body.request_id.as_deref(), "checkout")?;
+    let key = client_key(req, body.request_id.as_deref())?;
     let db = store::database(&ctx.env)?;
     let urls = Urls {
         success: &success,
         cancel: &cancel,
     };
-    let session = billing::checkout(&db, config, &principal.user, plan, urls, &key).await?;
+    let session =
+        billing::checkout(&db, config, &principal.user, plan, urls, key.as_deref()).await?;
     response::ok(&json!({
         "url": session.url,
         "session_id": session.id,
@@ -138,7 +149,9 @@ struct PortalBody {
 }
 
 /// Bodies that may be empty.
-fn optional_body<T: Default + serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, AppError> {
+pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+) -> Result<T, AppError> {
     if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {
@@ -158,9 +171,9 @@ pub async fn portal(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         config.billing.portal_return_url.as_ref(),
         "STRIPE_PORTAL_RETURN_URL",
     )?;
-    let key = idempotency(&req, None, "portal")?;
+    let key = client_key(&req, None)?;
     let db = store::database(&ctx.env)?;
-    let session = billing::portal(&db, config, &principal.user, &url, &key).await?;
+    let session = billing::portal(&db, config, &principal.user, &url, key.as_deref()).await?;
     response::ok(&json!({ "url": session.url, "session_id": session.id }))
 }
 

@@ -38,9 +38,9 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body = ctx.data.raw_body();
     let now_secs = (Date::now().as_millis() / 1000) as i64;
     let event_id = svix::verify(secret, headers, body, now_secs).map_err(|e| match e {
-        svix::SvixError::BadSecret => {
-            AppError::Internal("CLERK_WEBHOOK_SECRET is not a whsec_ secret".to_owned())
-        }
+        svix::SvixError::BadSecret => AppError::Internal(
+            "CLERK_WEBHOOK_SECRET lists a value that is not a whsec_ secret".to_owned(),
+        ),
         other => AppError::Unauthorized(other.message()),
     })?;
     if event_id.len() > 256 {

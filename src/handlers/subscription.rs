@@ -3,9 +3,12 @@
 use serde_json::json;
 use worker::{Request, Response};
 
+use super::billing::CheckoutBody;
 use crate::auth;
+use crate::core::plans::upgrade_instructions;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
+use crate::services::billing;
 
 /// `GET /api/subscription/plans`: every plan (public).
 pub async fn plans(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -27,9 +30,58 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }))
 }
 
-/// `POST /api/subscription/upgrade` `{plan, success_url?, cancel_url?}`: a Stripe Checkout
-/// URL for the plan, as `POST /api/subscriptions/checkout` answers it.
+/// `POST /api/subscription/upgrade` `{plan?, success_url?, cancel_url?}` (the body may be
+/// empty): upgrades to `plan`, or to the next plan up in the catalog (`409` at the top).
+/// With billing configured, a Stripe Checkout URL for it, as `POST
+/// /api/subscriptions/checkout` answers; without it (no `STRIPE_SECRET_KEY`), Sokuji's
+/// upgrade instructions: `{instructions, upgrade_url, plan, current_plan}`, where
+/// `upgrade_url` is `UPGRADE_URL` (or `null`, and the instructions say to contact the
+/// operator).
 pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    super::billing::start_checkout(&req, &ctx, &principal).await
+    let body: CheckoutBody = super::billing::optional_body(&ctx)?;
+    let catalog = &ctx.data.config.plans;
+    let current = catalog.get_or_default(&principal.user.plan);
+    let target = match body.plan.as_deref() {
+        Some(id) => super::billing::plan(&ctx.data.config, id)?,
+        None => catalog.next_up(&current.id).ok_or_else(|| {
+            AppError::Conflict(format!(
+                "you are on the {} plan, the highest one that can be upgraded to",
+                current.name
+            ))
+        })?,
+    };
+    match billing::stripe(&ctx.data.config) {
+        Err(AppError::NotConfigured { .. }) => {
+            let upgrade_url = upgrade_url(&ctx);
+            response::ok(&json!({
+                "instructions": upgrade_instructions(current, target, upgrade_url.as_deref()),
+                "upgrade_url": upgrade_url,
+                "plan": target.id,
+                "current_plan": current.id,
+            }))
+        }
+        _ => super::billing::start_checkout(&req, &ctx, &principal, &body, target).await,
+    }
+}
+
+/// `UPGRADE_URL`: the page where people upgrade when Tollgate does not sell plans itself
+/// (optional; blank counts as unset, and a value that is not an http(s) URL is logged and
+/// ignored).
+fn upgrade_url(ctx: &Ctx) -> Option<String> {
+    let value = ctx.env.var("UPGRADE_URL").ok()?.to_string();
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let usable =
+        worker::Url::parse(value).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+    if !usable {
+        worker::console_warn!(
+            "{}",
+            json!({ "level": "warn", "msg": "UPGRADE_URL is not an http(s) URL; ignored" })
+        );
+        return None;
+    }
+    Some(value.to_owned())
 }

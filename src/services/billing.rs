@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::store::billing::{self, Applied, Change, StoredSubscription, SubscriptionState};
 use crate::store::users::{self, User};
 use crate::upstream::clerk::{ClerkApi, ClerkError};
-use crate::upstream::stripe::{Session, Stripe, Subscription};
+use crate::upstream::stripe::{Session, Stripe, Subscription, Updated};
 
 fn now() -> String {
     rfc3339_from_millis(Date::now().as_millis())
@@ -88,14 +88,35 @@ pub struct Urls<'a> {
     pub cancel: &'a str,
 }
 
+/// The longest `Idempotency-Key` Stripe accepts.
+const MAX_STRIPE_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` sent to Stripe for `operation` on behalf of `user_id`: Stripe's keys
+/// are account-wide, so a key always names the user and the operation, and the client's key
+/// (its `Idempotency-Key` or `request_id`) only tells its own retries apart. Without a client
+/// key the call gets a fresh one. A key too long for Stripe carries the client key's SHA-256.
+pub fn stripe_idempotency_key(user_id: &str, operation: &str, client_key: Option<&str>) -> String {
+    let Some(client_key) = client_key else {
+        return random::id::<12>(&format!("tollgate:{user_id}:{operation}:"));
+    };
+    let key = format!("tollgate:{user_id}:{operation}:{client_key}");
+    if key.len() <= MAX_STRIPE_KEY_LEN {
+        return key;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = random::hex(&Sha256::digest(client_key.as_bytes()));
+    format!("tollgate:{user_id}:{operation}:sha256:{digest}")
+}
+
 /// A Checkout Session for `plan`. A user with a live subscription changes it instead.
+/// `client_key` is the client's idempotency key, if it sent one.
 pub async fn checkout(
     db: &D1Database,
     config: &Config,
     user: &User,
     plan: &Plan,
     urls: Urls<'_>,
-    idempotency_key: &str,
+    client_key: Option<&str>,
 ) -> Result<Session, AppError> {
     let price = price_of(plan)?;
     let stripe = stripe(config)?;
@@ -123,7 +144,8 @@ pub async fn checkout(
         .field("metadata[plan]", &plan.id)
         .field("subscription_data[metadata][user_id]", &user.id)
         .field("subscription_data[metadata][plan]", &plan.id);
-    stripe.create_checkout_session(&form, idempotency_key).await
+    let key = stripe_idempotency_key(&user.id, "checkout", client_key);
+    stripe.create_checkout_session(&form, &key).await
 }
 
 /// A Billing Portal session for the user's customer.
@@ -132,7 +154,7 @@ pub async fn portal(
     config: &Config,
     user: &User,
     return_url: &str,
-    idempotency_key: &str,
+    client_key: Option<&str>,
 ) -> Result<Session, AppError> {
     let stripe = stripe(config)?;
     let customer = billing::customer_of(db, &user.id).await?.ok_or_else(|| {
@@ -141,7 +163,8 @@ pub async fn portal(
     let form = Form::new()
         .field("customer", &customer)
         .field("return_url", return_url);
-    stripe.create_portal_session(&form, idempotency_key).await
+    let key = stripe_idempotency_key(&user.id, "portal", client_key);
+    stripe.create_portal_session(&form, &key).await
 }
 
 fn is_live(status: &str) -> bool {
@@ -168,13 +191,19 @@ pub async fn cancel(
     let current = live_subscription(db, user).await?;
     let updated = if at_period_end {
         let form = Form::new().field("cancel_at_period_end", "true");
-        stripe
-            .update_subscription(&current.id, &form, &format!("tollgate-cancel-{request_id}"))
-            .await?
+        let key = stripe_idempotency_key(&user.id, "cancel", Some(request_id));
+        stripe.update_subscription(&current.id, &form, &key).await?
     } else {
-        stripe.cancel_subscription(&current.id).await?
+        Updated {
+            subscription: stripe.cancel_subscription(&current.id).await?,
+            replayed: false,
+        }
     };
-    record_api_change(db, config, user, &current, &updated, "cancel", request_id).await
+    let done = !at_period_end || updated.subscription.cancel_at_period_end;
+    record_api_change(
+        db, config, user, &current, &updated, done, "cancel", request_id,
+    )
+    .await
 }
 
 /// Moves the user's subscription to another plan's price (prorated).
@@ -201,19 +230,30 @@ pub async fn change_plan(
         .field("items[0][id]", item)
         .field("items[0][price]", price)
         .field("proration_behavior", "create_prorations");
-    let updated = stripe
-        .update_subscription(&current.id, &form, &format!("tollgate-update-{request_id}"))
-        .await?;
-    record_api_change(db, config, user, &current, &updated, "update", request_id).await
+    let key = stripe_idempotency_key(&user.id, "update", Some(request_id));
+    let updated = stripe.update_subscription(&current.id, &form, &key).await?;
+    let done = updated
+        .subscription
+        .items
+        .iter()
+        .any(|item| item.price_id == price);
+    record_api_change(
+        db, config, user, &current, &updated, done, "update", request_id,
+    )
+    .await
 }
 
-/// Applies what Stripe answered to an API call, as a change as new as now.
+/// Applies the subscription as Stripe has it now, as a change as new as now. When Stripe
+/// replayed an earlier request with the same request id and the change asked for is not
+/// there (`done` is false), the current state is still recorded, and the answer is a conflict.
+#[allow(clippy::too_many_arguments)]
 async fn record_api_change(
     db: &D1Database,
     config: &Config,
     user: &User,
     current: &StoredSubscription,
-    updated: &Subscription,
+    updated: &Updated,
+    done: bool,
     kind: &str,
     request_id: &str,
 ) -> Result<StoredSubscription, AppError> {
@@ -223,8 +263,15 @@ async fn record_api_change(
         kind,
         created: now_secs(),
     };
-    apply_subscription(db, config, updated, &user.id, change).await?;
+    apply_subscription(db, config, &updated.subscription, &user.id, change).await?;
     sync_clerk(db, config, &user.id).await?;
+    if updated.replayed && !done {
+        return Err(AppError::Conflict(
+            "a request with this X-Request-Id was made before, and Stripe answered with its \
+             result instead of running this one; nothing changed. Retry with a new X-Request-Id"
+                .to_owned(),
+        ));
+    }
     billing::subscription(db, &current.id)
         .await?
         .ok_or_else(|| AppError::Internal("subscription missing after update".to_owned()))
@@ -406,13 +453,26 @@ async fn apply_subscription(
     user_id: &str,
     change: Change<'_>,
 ) -> Result<Outcome, AppError> {
-    let Some(price) = subscription.price_id.as_deref() else {
-        return Ok(Outcome::Ignored("the subscription has no price"));
-    };
-    let Some(plan) = plan_of_price(config, price) else {
-        return Ok(Outcome::Ignored(
-            "the subscription's price is not in the catalog",
-        ));
+    // The item whose price is in the catalog decides the plan, whichever item it is.
+    let bought = subscription.items.iter().find_map(|item| {
+        plan_of_price(config, &item.price_id).map(|plan| (item.id.as_str(), &item.price_id, plan))
+    });
+    let stored;
+    let (item_id, price, plan) = match bought {
+        Some((item, price, plan)) => (Some(item), price.as_str(), plan.id.as_str()),
+        None => {
+            // Repriced or grandfathered: the subscription keeps the plan it was stored with,
+            // and its status changes (cancellation, unpaid) still apply.
+            stored = billing::subscription(db, &subscription.id).await?;
+            match &stored {
+                Some(s) => (s.item_id.as_deref(), s.price_id.as_str(), s.plan.as_str()),
+                None => {
+                    return Ok(Outcome::Ignored(
+                        "the subscription's prices are not in the catalog",
+                    ))
+                }
+            }
+        }
     };
     let period_end = subscription
         .current_period_end
@@ -421,9 +481,9 @@ async fn apply_subscription(
         id: &subscription.id,
         user_id,
         customer_id: &subscription.customer,
-        item_id: subscription.item_id.as_deref(),
+        item_id,
         price_id: price,
-        plan: &plan.id,
+        plan,
         status: &subscription.status,
         cancel_at_period_end: subscription.cancel_at_period_end,
         current_period_end: period_end.as_deref(),
@@ -467,7 +527,30 @@ async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(
     }
 }
 
-/// An idempotency key for a call that has none from the client.
-pub fn fresh_key(kind: &str) -> String {
-    random::id::<12>(&format!("tollgate-{kind}-"))
+#[cfg(test)]
+mod tests {
+    use super::stripe_idempotency_key;
+
+    #[test]
+    fn stripe_keys_name_the_user_and_the_operation() {
+        let a = stripe_idempotency_key("usr_a", "checkout", Some("k1"));
+        let b = stripe_idempotency_key("usr_b", "checkout", Some("k1"));
+        assert_eq!(a, "tollgate:usr_a:checkout:k1");
+        assert_ne!(a, b, "two users never share a key");
+        assert_ne!(a, stripe_idempotency_key("usr_a", "portal", Some("k1")));
+        assert_eq!(a, stripe_idempotency_key("usr_a", "checkout", Some("k1")));
+        let fresh = stripe_idempotency_key("usr_a", "checkout", None);
+        assert!(fresh.starts_with("tollgate:usr_a:checkout:"), "{fresh}");
+        assert_ne!(fresh, stripe_idempotency_key("usr_a", "checkout", None));
+    }
+
+    #[test]
+    fn a_long_client_key_is_hashed_to_fit_stripes_limit() {
+        let long = "k".repeat(300);
+        let key = stripe_idempotency_key("usr_a", "checkout", Some(&long));
+        assert!(key.len() <= 255, "{}", key.len());
+        assert!(key.starts_with("tollgate:usr_a:checkout:sha256:"), "{key}");
+        let other = stripe_idempotency_key("usr_a", "checkout", Some(&"j".repeat(300)));
+        assert_ne!(key, other);
+    }
 }

@@ -47,6 +47,8 @@ pub async fn apply(
             Ok(Outcome::Processed)
         }
         ClerkEvent::UserDeleted { id } => {
+            // A deletion may arrive before the user was ever seen: leave a tombstone.
+            users::tombstone(db, "clerk", id, default_plan, now).await?;
             users::deactivate(db, "clerk", id, now).await?;
             Ok(Outcome::Processed)
         }

@@ -16,6 +16,15 @@ use crate::error::AppError;
 /// `past_due`; the plan is kept until Stripe gives up and cancels).
 pub const LIVE_STATUSES: &str = "('active', 'trialing', 'past_due')";
 
+/// SQL for the plan a user's subscriptions give: the plan of their newest live subscription,
+/// else `default` (`user` and `default` are SQL expressions, e.g. `?1`, `users.id`).
+pub fn derived_plan(user: &str, default: &str) -> String {
+    format!(
+        "COALESCE((SELECT plan FROM subscriptions WHERE user_id = {user} \
+           AND status IN {LIVE_STATUSES} ORDER BY updated_at DESC, id DESC LIMIT 1), {default})"
+    )
+}
+
 /// The user's Stripe customer id, if they have one.
 pub async fn customer_of(db: &D1Database, user_id: &str) -> Result<Option<String>, AppError> {
     #[derive(Deserialize)]
@@ -167,8 +176,9 @@ const HISTORY_COLUMNS: &str =
     "id, subscription_id, source, kind, status, from_plan, to_plan, created_at";
 
 /// Applies a subscription's state unless a newer change was applied already or it was
-/// canceled; then derives the user's plan from their live subscriptions (`default_plan`
-/// when none is live) and records the change, once per source and kind.
+/// canceled, and records the change, once per source and kind. Whether or not it applied
+/// (a retry, a stale event), the user's plan is derived again from their live subscriptions
+/// (`default_plan` when none is live), never kept from an earlier value.
 pub async fn apply(
     db: &D1Database,
     state: SubscriptionState<'_>,
@@ -223,15 +233,13 @@ pub async fn apply(
             query!(
                 db,
                 &format!(
-                    "UPDATE users SET plan = COALESCE((SELECT plan FROM subscriptions \
-                         WHERE user_id = ?1 AND status IN {LIVE_STATUSES} \
-                         ORDER BY updated_at DESC, id DESC LIMIT 1), ?2), updated_at = ?3 \
-                     WHERE id = ?1 AND EXISTS (SELECT 1 FROM subscription_history WHERE id = ?4)"
+                    "UPDATE users SET plan = {derived}, updated_at = ?3 \
+                     WHERE id = ?1 AND plan IS NOT {derived}",
+                    derived = derived_plan("?1", "?2")
                 ),
                 state.user_id,
                 default_plan,
-                now,
-                &history_id
+                now
             )?,
             query!(
                 db,

@@ -213,24 +213,33 @@ pub struct ClerkUser {
 
 /// Creates or updates a Clerk user from a webhook (a new user without a plan in metadata gets
 /// `default_plan`). A delivery older than the stored state changes nothing; a deleted user
-/// stays deleted. Returns whether a row changed.
+/// (or a tombstone left by a deletion that came first) stays deleted. The metadata's plan
+/// applies only to a user without subscriptions: for one with any, the plan is the one their
+/// subscriptions give (see [`super::billing::derived_plan`]), whatever Clerk says.
+/// Returns whether a row changed.
 pub async fn sync_from_clerk(
     db: &D1Database,
     user: &ClerkUser,
     default_plan: &str,
     now: &str,
 ) -> Result<bool, AppError> {
-    let result = query!(
-        db,
+    let sql = format!(
         "INSERT INTO users (id, auth_source, external_id, email, username, display_name, \
                             avatar_url, plan, status, source_updated_at, created_at, updated_at) \
          VALUES (?1, 'clerk', ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), 'active', ?9, ?10, ?10) \
          ON CONFLICT (auth_source, external_id) DO UPDATE SET \
            email = excluded.email, username = excluded.username, \
            display_name = excluded.display_name, avatar_url = excluded.avatar_url, \
-           plan = COALESCE(?7, users.plan), source_updated_at = excluded.source_updated_at, \
+           plan = CASE WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = users.id) \
+                  THEN {derived} ELSE COALESCE(?7, users.plan) END, \
+           source_updated_at = excluded.source_updated_at, \
            updated_at = excluded.updated_at \
          WHERE users.source_updated_at IS NULL OR users.source_updated_at <= excluded.source_updated_at",
+        derived = super::billing::derived_plan("users.id", "?8"),
+    );
+    let result = query!(
+        db,
+        &sql,
         random::id::<12>("usr_"),
         &user.external_id,
         &user.email,
@@ -240,6 +249,32 @@ pub async fn sync_from_clerk(
         &user.plan,
         default_plan,
         user.updated_at_ms as f64,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(changes(&result)? > 0)
+}
+
+/// Leaves a deleted row for an identity not seen yet, so a `user.created` or `user.updated`
+/// delivered after the deletion can never create an active user (nor can a token). Does
+/// nothing when the user exists. Returns whether a tombstone was written.
+pub async fn tombstone(
+    db: &D1Database,
+    auth_source: &str,
+    external_id: &str,
+    plan: &str,
+    now: &str,
+) -> Result<bool, AppError> {
+    let result = query!(
+        db,
+        "INSERT INTO users (id, auth_source, external_id, plan, status, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'deleted', ?5, ?5) \
+         ON CONFLICT (auth_source, external_id) DO NOTHING",
+        random::id::<12>("usr_"),
+        auth_source,
+        external_id,
+        plan,
         now
     )?
     .run()

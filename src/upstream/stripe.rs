@@ -2,6 +2,10 @@
 //! subscriptions. Bodies are form-encoded with bracketed keys; every POST carries an
 //! `Idempotency-Key`, so a retried call never creates a second object. Failures are
 //! `upstream_error` whose detail (status, Stripe's error type and message) is logged only.
+//!
+//! When Stripe answers a POST with `Idempotent-Replayed: true`, the body is the answer it saved
+//! for the key's first request: the object as it was then, which may be stale. Calls whose
+//! answer becomes stored state (a subscription update) fetch the current object instead.
 
 use std::time::Duration;
 
@@ -39,10 +43,19 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     /// Unix seconds (on the subscription in older API versions, on its item in newer ones).
     pub current_period_end: Option<i64>,
-    pub item_id: Option<String>,
-    pub price_id: Option<String>,
+    /// Every item (`items.data`), in order.
+    pub items: Vec<SubscriptionItem>,
     /// `metadata.user_id`, set by Tollgate's checkout.
     pub user_id: Option<String>,
+}
+
+/// One item of a subscription: which price it bills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionItem {
+    /// `si_...`.
+    pub id: String,
+    /// `price.id` (or `price` when not expanded).
+    pub price_id: String,
 }
 
 impl Subscription {
@@ -50,6 +63,22 @@ impl Subscription {
     pub fn from_object(object: &Value) -> Option<Self> {
         let item = object.pointer("/items/data/0");
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let items = object
+            .pointer("/items/data")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        Some(SubscriptionItem {
+                            id: text(i.get("id"))?,
+                            price_id: text(i.pointer("/price/id"))
+                                .or_else(|| text(i.get("price")))?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(Self {
             id: text(object.get("id"))?,
             // `customer` is an id, or the expanded object.
@@ -64,8 +93,7 @@ impl Subscription {
                 .get("current_period_end")
                 .and_then(Value::as_i64)
                 .or_else(|| item.and_then(|i| i.get("current_period_end")?.as_i64())),
-            item_id: text(item.and_then(|i| i.get("id"))),
-            price_id: text(item.and_then(|i| i.pointer("/price/id"))),
+            items,
             user_id: text(object.pointer("/metadata/user_id")),
         })
     }
@@ -135,19 +163,30 @@ impl Stripe<'_> {
     }
 
     /// Updates a subscription (`POST /v1/subscriptions/{id}`): a new price for its item,
-    /// or `cancel_at_period_end`.
+    /// or `cancel_at_period_end`. When Stripe replays the key's earlier answer, the
+    /// subscription is fetched again, so what is returned is always current.
     pub async fn update_subscription(
         &self,
         id: &str,
         form: &Form,
         idempotency_key: &str,
-    ) -> Result<Subscription, AppError> {
+    ) -> Result<Updated, AppError> {
         let path = subscription_path(id)?;
-        let object = self
-            .call(Method::Post, &path, Some(form), Some(idempotency_key))
+        let answer = self
+            .send(Method::Post, &path, Some(form), Some(idempotency_key))
             .await?;
-        Subscription::from_object(&object)
-            .ok_or_else(|| malformed("POST /v1/subscriptions/{id}", "not a subscription"))
+        if answer.replayed {
+            return Ok(Updated {
+                subscription: self.subscription(id).await?,
+                replayed: true,
+            });
+        }
+        let subscription = Subscription::from_object(&answer.body)
+            .ok_or_else(|| malformed("POST /v1/subscriptions/{id}", "not a subscription"))?;
+        Ok(Updated {
+            subscription,
+            replayed: false,
+        })
     }
 
     /// Cancels a subscription now (`DELETE /v1/subscriptions/{id}`).
@@ -165,6 +204,16 @@ impl Stripe<'_> {
         form: Option<&Form>,
         idempotency_key: Option<&str>,
     ) -> Result<Value, AppError> {
+        Ok(self.send(method, path, form, idempotency_key).await?.body)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, AppError> {
         let what = format!("{} {}", method.as_ref(), path_shape(path));
         let headers = Headers::new();
         headers.set("Authorization", &format!("Bearer {}", self.secret_key))?;
@@ -180,11 +229,17 @@ impl Stripe<'_> {
         let req = Request::new_with_init(&format!("{}{path}", self.base_url), &init)?;
         let resp = super::send_within(SERVICE, req, self.timeout).await?;
         let status = resp.status_code();
+        let replayed = resp
+            .headers()
+            .get("Idempotent-Replayed")
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let text = super::text(SERVICE, resp).await?;
         let body: Value = serde_json::from_str(&text)
             .map_err(|e| malformed(&what, &format!("not JSON ({e})")))?;
         if (200..=299).contains(&status) {
-            return Ok(body);
+            return Ok(Answer { body, replayed });
         }
         let error = |field: &str| {
             body.pointer(&format!("/error/{field}"))
@@ -203,6 +258,23 @@ impl Stripe<'_> {
             ),
         })
     }
+}
+
+/// A successful answer.
+struct Answer {
+    body: Value,
+    /// Stripe answered with what it saved for an earlier request with the same key.
+    replayed: bool,
+}
+
+/// What a subscription update left: the subscription as it is now.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    /// The current subscription.
+    pub subscription: Subscription,
+    /// Stripe replayed an earlier request with the same key instead of running this one, so
+    /// the change asked for may not have been made (the subscription was fetched again).
+    pub replayed: bool,
 }
 
 /// Ids go into paths: only plain Stripe ids are accepted.

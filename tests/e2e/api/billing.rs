@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::api_keys::clerk_user_on_plan;
 use super::provider_keys::run_sweep;
 use super::Case;
-use crate::fakes::{stripe_signature, Fault, STRIPE_WEBHOOK_SECRET};
-use crate::harness::identity::{now, unique, ADMIN_CLERK_ID};
+use crate::fakes::{stripe_signature, Fault, STRIPE_OTHER_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET};
+use crate::harness::identity::{clerk_user_event, now, unique, ADMIN_CLERK_ID};
 use crate::harness::plans::{BASIC_PRICE, PREMIUM_PRICE};
 use crate::harness::{Reply, World, BILLING_RETURN_URL};
 
@@ -25,6 +25,13 @@ pub fn cases() -> Vec<Case> {
         cancel_update_and_portal_reach_stripe_with_the_right_parameters,
         invoices_mark_a_failed_payment_and_its_recovery,
         webhook_administration_is_for_admins,
+        a_clerk_update_never_overrides_the_plan_a_subscription_decides,
+        a_subscription_on_a_price_outside_the_catalog_still_changes_the_plan_by_status,
+        a_catalog_price_on_any_subscription_item_decides_the_plan,
+        two_users_sending_the_same_idempotency_key_each_get_their_own_checkout,
+        a_replayed_stripe_answer_is_never_stored_as_current_state,
+        upgrade_with_an_empty_body_checks_out_the_next_plan_up,
+        a_delivery_signed_with_any_listed_endpoint_secret_is_accepted,
     )
 }
 
@@ -33,6 +40,7 @@ pub fn serial_cases() -> Vec<Case> {
     crate::cases!(billing:
         a_clerk_outage_fails_the_event_until_clerk_is_back,
         a_deployment_without_stripe_secrets_answers_not_configured,
+        upgrade_without_billing_answers_instructions,
     )
 }
 
@@ -616,14 +624,6 @@ fn a_deployment_without_stripe_secrets_answers_not_configured(_world: &World) {
         call("POST", "/api/subscriptions/portal", json!({})),
         "STRIPE_SECRET_KEY",
     );
-    expect(
-        call(
-            "POST",
-            "/api/subscription/upgrade",
-            json!({ "plan": "premium" }),
-        ),
-        "STRIPE_SECRET_KEY",
-    );
     let event = bare
         .fakes
         .stripe
@@ -648,4 +648,292 @@ fn a_deployment_without_stripe_secrets_answers_not_configured(_world: &World) {
         0,
         "nothing stored"
     );
+}
+
+/// A Stripe price the catalog does not list (a repriced or grandfathered subscription).
+const OFF_CATALOG_PRICE: &str = "price_e2e_grandfathered";
+
+fn clerk_plan(world: &World, clerk_id: &str) -> Option<Value> {
+    world
+        .fakes
+        .clerk
+        .public_metadata(clerk_id)
+        .and_then(|m| m.get("plan").cloned())
+}
+
+fn stored_plan(world: &World, user_id: &str) -> Value {
+    world.d1_query(&format!("SELECT plan FROM users WHERE id = '{user_id}'"))[0]["plan"].clone()
+}
+
+fn a_clerk_update_never_overrides_the_plan_a_subscription_decides(world: &World) {
+    let (clerk_id, token, user_id, subscription_id) = subscriber(world, "premium");
+    assert_eq!(plan_of(world, &token), "premium");
+    let stripe = &world.fakes.stripe;
+    let mut canceled = stripe.subscription(&subscription_id).unwrap();
+    canceled["status"] = json!("canceled");
+    let deleted = stripe.event_at("customer.subscription.deleted", canceled.clone(), now() + 1);
+    assert_eq!(deliver(world, &deleted)["status"], "processed");
+    assert_eq!(plan_of(world, &token), "free");
+    assert_eq!(clerk_plan(world, &clerk_id), Some(json!("free")));
+
+    // Clerk tells of a change to the user whose metadata still says premium.
+    let update = clerk_user_event(
+        "user.updated",
+        &clerk_id,
+        now() * 1000,
+        json!({ "plan": "premium" }),
+    );
+    let reply = world.clerk_webhook(&unique("msg_"), &update);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(plan_of(world, &token), "free", "the subscription decides");
+    assert_eq!(stored_plan(world, &user_id), "free");
+    assert_eq!(quota_limit(world, &token), 1_000_000);
+
+    // Another delivery about the subscription re-derives the plan and pushes that to Clerk.
+    let again = stripe.event_at("customer.subscription.updated", canceled, now() + 2);
+    deliver(world, &again);
+    assert_eq!(plan_of(world, &token), "free");
+    assert_eq!(clerk_plan(world, &clerk_id), Some(json!("free")));
+}
+
+fn a_subscription_on_a_price_outside_the_catalog_still_changes_the_plan_by_status(world: &World) {
+    let stripe = &world.fakes.stripe;
+    for (kind, status, plan) in [
+        ("customer.subscription.deleted", "canceled", "free"),
+        ("customer.subscription.updated", "canceled", "free"),
+        ("customer.subscription.updated", "unpaid", "free"),
+        ("customer.subscription.updated", "past_due", "basic"),
+    ] {
+        let (_, token, _, subscription_id) = subscriber(world, "basic");
+        let mut object = stripe.subscription(&subscription_id).unwrap();
+        object["items"]["data"][0]["price"]["id"] = json!(OFF_CATALOG_PRICE);
+        object["status"] = json!(status);
+        let event = stripe.event_at(kind, object, now() + 1);
+        let receipt = deliver(world, &event);
+        assert_eq!(receipt["status"], "processed", "{kind} {status}: {receipt}");
+        let row = world.d1_query(&format!(
+            "SELECT status, plan FROM subscriptions WHERE id = '{subscription_id}'"
+        ));
+        assert_eq!(row[0]["status"], status, "{kind} {status}");
+        assert_eq!(plan_of(world, &token), plan, "{kind} {status}");
+    }
+}
+
+fn a_catalog_price_on_any_subscription_item_decides_the_plan(world: &World) {
+    let (_, token, _, subscription_id) = subscriber(world, "basic");
+    let stripe = &world.fakes.stripe;
+    let mut object = stripe.subscription(&subscription_id).unwrap();
+    let item = object["items"]["data"][0].clone();
+    let mut add_on = item.clone();
+    add_on["id"] = json!(unique("si_"));
+    add_on["price"]["id"] = json!(OFF_CATALOG_PRICE);
+    let mut premium = item;
+    premium["price"]["id"] = json!(PREMIUM_PRICE);
+    let premium_item = premium["id"].clone();
+    object["items"]["data"] = json!([add_on, premium]);
+    let event = stripe.event_at("customer.subscription.updated", object, now() + 1);
+    assert_eq!(deliver(world, &event)["status"], "processed");
+    assert_eq!(plan_of(world, &token), "premium");
+    let row = world.d1_query(&format!(
+        "SELECT price_id, item_id, plan FROM subscriptions WHERE id = '{subscription_id}'"
+    ));
+    assert_eq!(row[0]["price_id"], PREMIUM_PRICE);
+    assert_eq!(
+        row[0]["item_id"], premium_item,
+        "the item holding the price"
+    );
+}
+
+fn two_users_sending_the_same_idempotency_key_each_get_their_own_checkout(world: &World) {
+    let key = unique("client-key-");
+    let start = |token: &str| {
+        let reply = world
+            .authed("POST", "/api/subscriptions/checkout", token)
+            .header("Idempotency-Key", &key)
+            .json(&json!({ "plan": "basic" }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["session_id"].as_str().unwrap().to_owned()
+    };
+    let (_, token_a, user_a) = customer(world);
+    let (_, token_b, user_b) = customer(world);
+    let session_a = start(&token_a);
+    let session_b = start(&token_b);
+    assert_ne!(session_a, session_b);
+    let stripe = &world.fakes.stripe;
+    assert_eq!(
+        stripe.session(&session_a).unwrap()["client_reference_id"],
+        user_a.as_str()
+    );
+    assert_eq!(
+        stripe.session(&session_b).unwrap()["client_reference_id"],
+        user_b.as_str()
+    );
+    let sent: Vec<String> = stripe
+        .idempotency_keys("/v1/checkout/sessions")
+        .into_iter()
+        .flatten()
+        .filter(|k| k.contains(&key))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_ne!(sent[0], sent[1], "{sent:?}");
+    assert!(sent[0].contains(&user_a), "{sent:?}");
+    assert!(sent[1].contains(&user_b), "{sent:?}");
+    // The same user retrying with the key gets the same session back.
+    assert_eq!(start(&token_a), session_a);
+}
+
+fn a_replayed_stripe_answer_is_never_stored_as_current_state(world: &World) {
+    let (_, token, _, subscription_id) = subscriber(world, "basic");
+    let change = |plan: &str, request_id: &str| {
+        world
+            .authed("PUT", "/api/subscriptions/update", &token)
+            .header("X-Request-Id", request_id)
+            .json(&json!({ "plan": plan }))
+    };
+    let first = unique("req-upgrade-");
+    let reply = change("premium", &first);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = change("basic", &unique("req-downgrade-"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(plan_of(world, &token), "basic");
+
+    // The first request again: Stripe answers with what it saved then (premium), and changes
+    // nothing; Tollgate must not store that answer as the subscription's state.
+    let reply = change("premium", &first);
+    let stripe = &world.fakes.stripe;
+    let price =
+        stripe.subscription(&subscription_id).unwrap()["items"]["data"][0]["price"]["id"].clone();
+    assert_eq!(price, BASIC_PRICE, "Stripe did not run the request again");
+    reply.assert_error(409, "conflict");
+    assert_eq!(plan_of(world, &token), "basic");
+    let row = world.d1_query(&format!(
+        "SELECT plan, price_id FROM subscriptions WHERE id = '{subscription_id}'"
+    ));
+    assert_eq!(row[0]["plan"], "basic");
+    assert_eq!(row[0]["price_id"], BASIC_PRICE);
+}
+
+fn upgrade_with_an_empty_body_checks_out_the_next_plan_up(world: &World) {
+    let stripe = &world.fakes.stripe;
+    // The price of the newest session Stripe was asked for on behalf of this user.
+    let price_asked_for = |user_id: &str| {
+        let form = stripe
+            .form("POST", "/v1/checkout/sessions")
+            .into_iter()
+            .rev()
+            .find(|f| has(f, "client_reference_id", user_id))
+            .expect("a checkout for the user");
+        form.into_iter()
+            .find(|(k, _)| k == "line_items[0][price]")
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    for (plan, next, price) in [
+        ("free", "basic", BASIC_PRICE),
+        ("basic", "premium", PREMIUM_PRICE),
+    ] {
+        let (_, token) = clerk_user_on_plan(world, plan);
+        let user_id = world
+            .authed("GET", "/api/user/profile", &token)
+            .send()
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for body in [None, Some(json!({}))] {
+            let call = world.authed("POST", "/api/subscription/upgrade", &token);
+            let reply = match &body {
+                None => call.send(),
+                Some(body) => call.json(body),
+            };
+            assert_eq!(reply.status, 200, "{plan} {body:?}: {}", reply.body);
+            let answer = reply.json();
+            assert_eq!(answer["plan"], next, "{answer}");
+            assert!(answer["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://checkout.stripe.com/"));
+            assert_eq!(price_asked_for(&user_id), price, "{plan} -> {next}");
+        }
+    }
+    // At the top plan there is nothing to upgrade to; Stripe is not asked.
+    let (_, token) = clerk_user_on_plan(world, "premium");
+    let before = stripe.upstream().received().len();
+    let error = world
+        .authed("POST", "/api/subscription/upgrade", &token)
+        .send()
+        .assert_error(409, "conflict");
+    assert!(
+        error["message"].as_str().unwrap().contains("highest"),
+        "{error}"
+    );
+    let error_user = world
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked = stripe.upstream().received()[before..]
+        .iter()
+        .any(|r| String::from_utf8_lossy(&r.body).contains(&error_user));
+    assert!(!asked, "Stripe was not asked");
+}
+
+fn a_delivery_signed_with_any_listed_endpoint_secret_is_accepted(world: &World) {
+    let (_, token, _) = customer(world);
+    let session = checkout(world, &token, "basic");
+    let completed = world.fakes.stripe.complete_checkout(&session);
+    let reply = deliver_signed(world, &completed, STRIPE_OTHER_WEBHOOK_SECRET, now());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["event"]["status"], "processed");
+    assert_eq!(plan_of(world, &token), "basic");
+    // The other listed secret verifies too (a duplicate now), an unlisted one does not.
+    let again = deliver_signed(world, &completed, STRIPE_WEBHOOK_SECRET, now());
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["event"]["duplicate"], true);
+    let other = world
+        .fakes
+        .stripe
+        .event("customer.created", json!({ "id": unique("cus_") }));
+    deliver_signed(world, &other, "whsec_not_listed", now()).assert_error(401, "unauthorized");
+    let id = other["id"].as_str().unwrap();
+    assert_eq!(
+        world.d1_number(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE event_id = '{id}'"
+        )),
+        0
+    );
+}
+
+/// Serial: starts a worker without Stripe's secrets (and without `UPGRADE_URL`).
+fn upgrade_without_billing_answers_instructions(_world: &World) {
+    let bare = World::start_without(&["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+        .expect("a second worker starts");
+    let token = bare.hmac_token(&unique("bare_"));
+    for body in [None, Some(json!({ "plan": "premium" }))] {
+        let call = bare.authed("POST", "/api/subscription/upgrade", &token);
+        let reply = match &body {
+            None => call.send(),
+            Some(body) => call.json(body),
+        };
+        assert_eq!(reply.status, 200, "{body:?}: {}", reply.body);
+        let answer = reply.json();
+        let instructions = answer["instructions"].as_str().unwrap();
+        assert!(!instructions.is_empty());
+        assert!(answer["upgrade_url"].is_null(), "{answer}");
+        let target = if body.is_some() { "premium" } else { "basic" };
+        assert_eq!(answer["plan"], target, "{answer}");
+        assert!(instructions.contains("contact"), "{instructions}");
+    }
+    // Bad input is still refused.
+    bare.authed("POST", "/api/subscription/upgrade", &token)
+        .json(&json!({ "plan": "gold" }))
+        .assert_error(400, "validation_failed");
+    assert!(bare.fakes.stripe.upstream().received().is_empty());
+    let profile = bare
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .json();
+    assert_eq!(profile["plan"], "free", "nothing changed");
 }

@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 
 use super::Case;
-use crate::harness::identity::{clerk_user_event, now, svix_headers, unique};
+use crate::harness::identity::{
+    clerk_user_event, now, svix_headers, svix_headers_with, unique, SVIX_KEY, SVIX_KEY_NEXT,
+};
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -16,6 +18,8 @@ pub fn cases() -> Vec<Case> {
         a_signed_but_malformed_body_is_400_and_not_stored,
         an_ended_session_can_no_longer_authenticate,
         a_deleted_user_loses_their_api_keys,
+        a_user_deleted_before_it_was_seen_is_never_created_active,
+        a_delivery_signed_with_any_listed_secret_is_accepted,
     )
 }
 
@@ -283,4 +287,67 @@ fn a_deleted_user_loses_their_api_keys(world: &World) {
          WHERE u.external_id = '{clerk_id}' AND k.revoked_at IS NULL"
     ));
     assert_eq!(active, 0, "every key revoked");
+}
+
+fn a_user_deleted_before_it_was_seen_is_never_created_active(world: &World) {
+    let clerk_id = unique("user_gone_");
+    let deleted = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "user.deleted", "object": "event",
+                 "data": { "deleted": true, "id": clerk_id, "object": "user" } }),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    // Late deliveries of its creation and an update, older and newer than the deletion.
+    let at = now() * 1000;
+    for (kind, updated_at) in [("user.created", at - 60_000), ("user.updated", at + 60_000)] {
+        let event = clerk_user_event(kind, &clerk_id, updated_at, json!({ "plan": "premium" }));
+        let reply = world.clerk_webhook(&unique("msg_"), &event);
+        assert_eq!(reply.status, 200, "{kind}: {}", reply.body);
+    }
+    let active = world.d1_number(&format!(
+        "SELECT COUNT(*) AS n FROM users WHERE auth_source = 'clerk' \
+         AND external_id = '{clerk_id}' AND status = 'active'"
+    ));
+    assert_eq!(active, 0, "no active user");
+    let error = world
+        .authed("GET", "/api/user/profile", &world.clerk_token(&clerk_id))
+        .send()
+        .assert_error(401, "unauthorized");
+    assert!(
+        error["message"].as_str().unwrap().contains("deactivated"),
+        "{error}"
+    );
+    assert_eq!(
+        world.d1_number(&format!(
+            "SELECT COUNT(*) AS n FROM users WHERE auth_source = 'clerk' \
+             AND external_id = '{clerk_id}' AND status = 'active'"
+        )),
+        0,
+        "the token did not create one either"
+    );
+}
+
+fn a_delivery_signed_with_any_listed_secret_is_accepted(world: &World) {
+    for (key, accepted) in [
+        (SVIX_KEY_NEXT, true),
+        (SVIX_KEY, true),
+        (&b"e2e-svix-unlisted-key-32-bytes!!"[..], false),
+    ] {
+        let clerk_id = unique("user_rotated_");
+        let id = unique("msg_");
+        let body = clerk_user_event("user.created", &clerk_id, now() * 1000, json!({})).to_string();
+        let mut call = world.call("POST", PATH);
+        for (name, value) in svix_headers_with(key, &id, now(), body.as_bytes()) {
+            call = call.header(name, &value);
+        }
+        let reply = call.body("application/json", body.as_bytes());
+        if accepted {
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(user_row(world, &clerk_id).len(), 1);
+        } else {
+            reply.assert_error(401, "unauthorized");
+            assert!(user_row(world, &clerk_id).is_empty());
+            assert!(events_with_id(world, &id).is_empty());
+        }
+    }
 }

@@ -52,6 +52,8 @@ pub struct FakeResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Headers to send besides `Content-Type`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl FakeResponse {
@@ -61,6 +63,7 @@ impl FakeResponse {
             status,
             content_type: "application/json",
             body: body.to_string().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -201,9 +204,14 @@ fn serve(mut request: tiny_http::Request, state: &Mutex<State>, responder: &Resp
     };
     let header =
         tiny_http::Header::from_bytes("Content-Type", answer.content_type).expect("a valid header");
-    let response = tiny_http::Response::from_data(answer.body)
+    let mut response = tiny_http::Response::from_data(answer.body)
         .with_status_code(answer.status)
         .with_header(header);
+    for (name, value) in &answer.headers {
+        if let Ok(extra) = tiny_http::Header::from_bytes(*name, value.as_bytes()) {
+            response.add_header(extra);
+        }
+    }
     let _ = request.respond(response);
 }
 
@@ -224,6 +232,10 @@ pub const STRIPE_SECRET_KEY: &str = "sk_test_tollgate_fake";
 /// The signing secret of the worker's Stripe webhook endpoint; sign test events with it
 /// (`stripe_signature(payload, STRIPE_WEBHOOK_SECRET, timestamp)`).
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe";
+
+/// The signing secret of another Stripe endpoint (or the one being rotated out), listed before
+/// [`STRIPE_WEBHOOK_SECRET`] in the worker's `STRIPE_WEBHOOK_SECRET`: either one verifies.
+pub const STRIPE_OTHER_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe_other_endpoint";
 
 /// The fakes the worker is configured to call.
 pub struct Fakes {
@@ -263,7 +275,10 @@ impl Fakes {
                 self.stripe.upstream().base_url().to_owned(),
             ),
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.to_owned()),
-            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET.to_owned()),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                format!("{STRIPE_OTHER_WEBHOOK_SECRET}, {STRIPE_WEBHOOK_SECRET}"),
+            ),
         ]
     }
 

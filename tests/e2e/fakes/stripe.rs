@@ -15,7 +15,8 @@
 //! (`line_items[0][price]`, `metadata[user_id]`), rejects parameters the endpoint does not have
 //! (`Received unknown parameter: …`), and needs `Authorization: Bearer <secret key>` on every
 //! call. A POST with an `Idempotency-Key` that succeeded is answered again, byte for byte, when
-//! the key comes back with the same parameters; the same key with other parameters or on
+//! the key comes back with the same parameters (with `Idempotent-Replayed: true`, as Stripe
+//! marks a replay; the object in it is as it was then); the same key with other parameters or on
 //! another endpoint is a 400 `idempotency_error`. As Stripe documents, only requests that ran
 //! are saved: a request rejected by validation or by an injected fault may be retried with its
 //! key.
@@ -681,7 +682,12 @@ fn replay(saved: &Saved, key: &str, request: &Recorded, params: &Form) -> FakeRe
             None,
         );
     }
-    saved.response.clone()
+    // Stripe marks an answer it saved from the key's first request.
+    let mut answer = saved.response.clone();
+    answer
+        .headers
+        .push(("Idempotent-Replayed", "true".to_owned()));
+    answer
 }
 
 /// Removes and returns the first queued fault meant for this request.

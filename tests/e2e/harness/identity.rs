@@ -20,6 +20,8 @@ use crate::fakes::CLERK_ISSUER;
 pub const JWT_SECRET: &str = "e2e-hmac-secret-0f6b1c9d2e7a4b3c8d5e6f7a";
 /// The raw key behind the worker's `CLERK_WEBHOOK_SECRET` (`whsec_` + base64 of this).
 pub const SVIX_KEY: &[u8] = b"e2e-svix-signing-key-32-bytes!!!";
+/// A second key in `CLERK_WEBHOOK_SECRET` (listed first): a rotation in progress.
+pub const SVIX_KEY_NEXT: &[u8] = b"e2e-svix-next-signing-key-32by!!";
 /// The only `azp` the worker accepts in the tests.
 pub const AUTHORIZED_PARTY: &str = "http://localhost:5173";
 /// A Clerk user id listed in `ADMIN_USER_IDS`.
@@ -37,7 +39,11 @@ pub fn worker_vars() -> Vec<(&'static str, String)> {
         ("JWT_SECRET", JWT_SECRET.to_owned()),
         (
             "CLERK_WEBHOOK_SECRET",
-            format!("whsec_{}", B64.encode(SVIX_KEY)),
+            format!(
+                "whsec_{},whsec_{}",
+                B64.encode(SVIX_KEY_NEXT),
+                B64.encode(SVIX_KEY)
+            ),
         ),
         ("CLERK_AUTHORIZED_PARTIES", AUTHORIZED_PARTY.to_owned()),
         (
@@ -90,7 +96,17 @@ pub fn hs256(claims: &Value, secret: &[u8]) -> String {
 
 /// A Svix delivery's headers for `body`, signed with the worker's webhook secret.
 pub fn svix_headers(id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SVIX_KEY).expect("any key length");
+    svix_headers_with(SVIX_KEY, id, timestamp, body)
+}
+
+/// A Svix delivery's headers for `body`, signed with `key`.
+pub fn svix_headers_with(
+    key: &[u8],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     let signature = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
