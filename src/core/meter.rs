@@ -15,8 +15,8 @@ pub const TOKENS: &str = "tokens";
 /// not usage: no model call consumes a hundred million tokens.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 
-/// A calendar month in UTC: `2026-11`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A calendar month in UTC: `2026-11`. Ordered in time (year, then month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
     pub year: i64,
     /// 1–12.
@@ -31,9 +31,24 @@ impl Period {
         Self { year, month }
     }
 
-    /// Its key in storage: `YYYY-MM`.
+    /// Its key in storage: `YYYY-MM`. Keys sort as text in the order of their periods, so
+    /// D1 compares them with `<` (see [`counted_period`]).
     pub fn key(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
+    }
+
+    /// The period a storage key names; `None` for anything but `YYYY-MM`.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (year, month) = key.split_once('-')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if year.len() != 4 || month.len() != 2 || !digits(year) || !digits(month) {
+            return None;
+        }
+        let month: u32 = month.parse().ok()?;
+        (1..=12).contains(&month).then_some(Self {
+            year: year.parse().ok()?,
+            month,
+        })
     }
 
     /// The first instant of the period, epoch ms.
@@ -50,6 +65,26 @@ impl Period {
         };
         days_from_civil(year, month, 1) as u64 * 86_400_000
     }
+}
+
+/// The period a request is counted in, given the period its counter is in (`None`: no
+/// counter yet). A counter only moves forward: a request stamped in a later period starts
+/// the counter over in that period; a request stamped in an earlier one (clock skew at a
+/// month boundary) is counted in the counter's period and never moves it back. Keys are
+/// `YYYY-MM`, so text order is time order; the batch in `store::meters` applies the same
+/// rule in SQL (`period < ?`).
+pub fn counted_period<'a>(counter: Option<&'a str>, request: &'a str) -> &'a str {
+    match counter {
+        Some(counter) if counter > request => counter,
+        _ => request,
+    }
+}
+
+/// Whether a counter in period `counter` starts over (used and reserved back to zero, its
+/// open reservations expired) for a request stamped in period `request`: only when the
+/// request's period is later.
+pub fn starts_over(counter: &str, request: &str) -> bool {
+    request > counter
 }
 
 /// Where a counter stands in its period.
@@ -236,6 +271,61 @@ mod tests {
         assert_eq!(Period::containing(p.end_ms() - 1).key(), "2026-11");
         assert_eq!(Period::containing(december.end_ms()).key(), "2027-01");
         assert_eq!(Period::containing(0).key(), "1970-01");
+    }
+
+    #[test]
+    fn period_keys_sort_in_time_order_and_read_back() {
+        let months: Vec<Period> = [
+            999_u64,
+            1_795_366_800_000,
+            1_798_761_600_000,
+            4_102_444_800_000,
+        ]
+        .into_iter()
+        .map(Period::containing)
+        .collect();
+        for pair in months.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[0].key() < pair[1].key(), "{:?}", pair);
+        }
+        // Zero-padded, so September sorts before October as text too.
+        let september = Period::from_key("2026-09").unwrap();
+        let october = Period::from_key("2026-10").unwrap();
+        assert!(september < october && september.key() < october.key());
+        for p in &months {
+            assert_eq!(Period::from_key(&p.key()), Some(*p));
+        }
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "",
+            "2026-11-01",
+        ] {
+            assert_eq!(Period::from_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_counter_never_moves_back_to_an_older_period() {
+        // A request stamped in the old month, landing after one of the new month.
+        assert_eq!(counted_period(Some("2026-12"), "2026-11"), "2026-12");
+        assert!(!starts_over("2026-12", "2026-11"));
+        assert_eq!(counted_period(Some("2027-01"), "2026-12"), "2027-01");
+        assert!(!starts_over("2027-01", "2026-12"));
+        // The same period: nothing moves.
+        assert_eq!(counted_period(Some("2026-11"), "2026-11"), "2026-11");
+        assert!(!starts_over("2026-11", "2026-11"));
+    }
+
+    #[test]
+    fn a_later_request_starts_the_counter_over_in_its_period() {
+        assert_eq!(counted_period(Some("2026-11"), "2026-12"), "2026-12");
+        assert!(starts_over("2026-11", "2026-12"));
+        assert!(starts_over("2026-12", "2027-01"));
+        assert_eq!(counted_period(None, "2026-11"), "2026-11");
     }
 
     #[test]

@@ -136,8 +136,9 @@ fn replayed(mut resp: Response, replayed: bool) -> Response {
 }
 
 /// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}`: holds the
-/// estimate if the whole of it fits (`402 quota_exceeded` otherwise) until it is settled by a
-/// report or expires.
+/// estimate if the whole of it fits (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
+/// counts in the counter's period, which a request stamped in an earlier month never moves
+/// back.
 pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: ReserveRequest = ctx.data.json()?;
@@ -182,7 +183,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                     "expires_at": rfc3339_from_millis(reservation.expires_at_ms),
                     "created_at": reservation.created_at,
                 },
-                "quota": quota_body(&principal, &clock.period, &quota),
+                "quota": quota_body(&principal, &counted(&reservation.period, &clock), &quota),
             });
             Ok(replayed(response::json(201, &body)?, again))
         }
@@ -195,9 +196,14 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }
 }
 
-/// `POST /api/usage/report`: records what a model call used. With `reservation_id` it
-/// settles that reservation (its unused part is released); without one it records usage
-/// that already happened — never refused, even past the limit (the answer says so).
+/// The period a stored row was counted in; the request's own if the key is unreadable.
+fn counted(key: &str, clock: &Clock) -> Period {
+    Period::from_key(key).unwrap_or(clock.period)
+}
+
+/// `POST /api/usage/report`: records what a model call used, in the counter's period. With `reservation_id` it settles that
+/// reservation (its unused part is released); without one it records usage that already
+/// happened — never refused, even past the limit (the answer says so).
 /// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer.
 pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
@@ -244,8 +250,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         used: record.used_after.unwrap_or_default(),
         reserved: record.reserved_after.unwrap_or_default(),
     };
-    let period =
-        Period::containing(millis_from_rfc3339(&record.created_at).unwrap_or(clock.now_ms));
+    let period = counted(&record.period, &clock);
     let settled = record.reservation_status.as_deref() == Some("settled");
     let answer = json!({
         "usage": {
@@ -286,7 +291,7 @@ async fn authenticate_with_quota(
     let limit = clock.scope(ctx, &principal).limit;
     let reading = match found {
         Some(result) => meters::reading_from(&result, &clock.period_key, limit)?,
-        None => meters::Reading::untouched(limit),
+        None => meters::Reading::untouched(&clock.period_key, limit),
     };
     Ok((principal, reading))
 }
@@ -296,7 +301,8 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
     let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     admit_device(&req, &ctx, &principal, &clock).await?;
-    response::ok(&quota_body(&principal, &clock.period, &reading.quota))
+    let period = counted(&reading.period, &clock);
+    response::ok(&quota_body(&principal, &period, &reading.quota))
 }
 
 #[derive(Deserialize)]
@@ -331,7 +337,8 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         (Some(_), None) => false,
         (Some(since), Some(changed)) => changed > since,
     };
-    let mut answer = quota_body(&principal, &clock.period, &reading.quota);
+    let period = counted(&reading.period, &clock);
+    let mut answer = quota_body(&principal, &period, &reading.quota);
     answer["has_updates"] = json!(has_updates);
     answer["server_time"] = json!(clock.now);
     response::ok(&answer)

@@ -1,6 +1,6 @@
 //! Metering through the real worker and local D1: exact admission under concurrency,
-//! idempotent reports, reservations that settle or expire, lazy monthly reset, bad input that
-//! records nothing, and the plan endpoints.
+//! idempotent reports, reservations that settle or expire, lazy monthly reset that never goes
+//! backwards, bad input that records nothing, and the plan endpoints.
 
 use serde_json::{json, Value};
 
@@ -17,6 +17,8 @@ pub fn cases() -> Vec<Case> {
         a_reservation_settles_and_releases_its_unused_part,
         an_expired_reservation_holds_nothing,
         usage_of_an_earlier_month_does_not_count,
+        an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations,
+        old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period,
         reports_without_a_reservation_are_kept_past_the_limit,
         bad_usage_input_is_400_and_records_nothing,
         unlimited_plans_admit_anything,
@@ -311,6 +313,126 @@ fn usage_of_an_earlier_month_does_not_count(world: &World) {
     );
     assert_eq!(row["used"], 0);
     assert_eq!(row["reserved"], 10);
+}
+
+/// Moves the user's counter and open reservations into a month far ahead, as if requests of
+/// the next month had already reached it, so that every request sent now is stamped in an
+/// older period than the counter's (what clock skew at a month boundary does). The worker's
+/// clock cannot be moved, so the counter is.
+fn move_counter_to_a_later_month(world: &World, user_id: &str) {
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET period = '{LATER}' WHERE user_id = '{user_id}'"
+    ));
+    world.d1_query(&format!(
+        "UPDATE usage_reservations SET period = '{LATER}' WHERE user_id = '{user_id}'"
+    ));
+}
+
+const LATER: &str = "2099-01";
+
+fn an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations(world: &World) {
+    let (token, user_id) = free_user(world);
+    let held = FREE_LIMIT * 9 / 10;
+    let first = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": held, "request_id": unique("late-") }));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let reservation = first.json()["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    move_counter_to_a_later_month(world, &user_id);
+    // Reads from now see the later counter as it is, not as an empty month.
+    let quota = world
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .json();
+    assert_eq!(quota["period"]["key"], LATER, "{quota}");
+    assert_eq!(quota["tokens"]["reserved"], held, "{quota}");
+    let synced = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json();
+    assert_eq!(synced["tokens"]["reserved"], held, "{synced}");
+    // A second 90 % from the older month does not fit: the counter was not reset for it.
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": held }))
+        .assert_error(402, "quota_exceeded");
+    let row = counter(world, &user_id);
+    assert_eq!(row["period"], LATER, "never moved back: {row}");
+    assert_eq!(row["reserved"], held, "{row}");
+    let status = world.d1_query(&format!(
+        "SELECT status, period FROM usage_reservations WHERE id = '{reservation}'"
+    ));
+    assert_eq!(
+        status,
+        vec![json!({ "status": "reserved", "period": LATER })],
+        "the later month's reservation still holds"
+    );
+    // A report from the older month settles it, in the later month.
+    let mut body = report_body(&unique("late-"), 600, 0);
+    body["reservation_id"] = json!(reservation);
+    let settled = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(settled.status, 200, "{}", settled.body);
+    assert_eq!(settled.json()["reservation"]["status"], "settled");
+    let row = counter(world, &user_id);
+    assert_eq!(
+        row,
+        json!({ "period": LATER, "used": 600, "reserved": 0 }),
+        "{row}"
+    );
+}
+
+fn old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period(world: &World) {
+    let (token, user_id) = free_user(world);
+    let report = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&report_body(&unique("late-"), 300_000, 0));
+    assert_eq!(report.status, 200, "{}", report.body);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 600_000 }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    move_counter_to_a_later_month(world, &user_id);
+    // 100 000 remain in the later month: exactly that is admitted, one more is not.
+    let fits = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 100_000 }));
+    assert_eq!(fits.status, 201, "{}", fits.body);
+    assert_eq!(fits.json()["quota"]["period"]["key"], LATER);
+    assert_eq!(fits.json()["quota"]["tokens"]["remaining"], 0);
+    let id = fits.json()["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 1 }))
+        .assert_error(402, "quota_exceeded");
+    // Usage reported from the older month is recorded, against the later month.
+    let body = report_body(&unique("late-"), 7, 3);
+    let recorded = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(recorded.status, 200, "{}", recorded.body);
+    assert_eq!(recorded.json()["quota"]["period"]["key"], LATER);
+    assert_eq!(recorded.json()["quota"]["tokens"]["used"], 300_010);
+    let periods = world.d1_query(&format!(
+        "SELECT period FROM usage_records WHERE user_id = '{user_id}' AND request_id = '{}'",
+        body["request_id"].as_str().unwrap()
+    ));
+    assert_eq!(periods, vec![json!({ "period": LATER })]);
+    let rows = world.d1_query(&format!(
+        "SELECT period FROM usage_reservations WHERE id = '{id}'"
+    ));
+    assert_eq!(rows, vec![json!({ "period": LATER })]);
+    assert_eq!(
+        counter(world, &user_id),
+        json!({ "period": LATER, "used": 300_010, "reserved": 700_000 })
+    );
 }
 
 fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
