@@ -4,9 +4,10 @@
 //! can state them in one line.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::body::FieldError;
-use super::time::{civil_from_days, days_from_civil};
+use super::time::{civil_from_days, days_from_civil, millis_from_rfc3339};
 
 /// The meter of LLM tokens (Sokuji).
 pub const TOKENS: &str = "tokens";
@@ -159,33 +160,69 @@ pub fn idempotency_key(
     }
 }
 
-/// A `POST /api/usage/reserve` body.
+/// A `POST /api/usage/reserve` body. For the seeds' clients every field also takes its
+/// camelCase spelling (`estimateTokens`, `requestId`) and fields it does not know are
+/// ignored; both spellings of one field at once are refused (`duplicate field`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
+    #[serde(alias = "estimateTokens")]
     pub estimate_tokens: u64,
     #[serde(default)]
     pub provider: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "requestId")]
     pub request_id: Option<String>,
 }
 
-/// A `POST /api/usage/report` body.
+/// A `POST /api/usage/report` body. Like [`ReserveRequest`], it takes the camelCase
+/// spellings (`inputTokens`, `outputTokens`, `deviceId`, `reservationId`, `requestId`) and
+/// ignores fields it does not know.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     pub provider: String,
     pub model: String,
+    #[serde(alias = "inputTokens")]
     pub input_tokens: u64,
+    #[serde(alias = "outputTokens")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "deviceId")]
     pub device_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "reservationId")]
     pub reservation_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "requestId")]
     pub request_id: Option<String>,
+}
+
+/// A `POST /api/usage/sync` body: `last_sync_at` (or `lastSyncAt`), an RFC 3339 UTC time or
+/// epoch milliseconds (a JSON number or a string of digits). Unknown fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SyncRequest {
+    #[serde(default, alias = "lastSyncAt")]
+    pub last_sync_at: Option<Value>,
+}
+
+impl SyncRequest {
+    /// The client's last sync in epoch ms; `None` when it sent none (a first sync).
+    pub fn last_sync_ms(&self) -> Result<Option<u64>, FieldError> {
+        let millis = match &self.last_sync_at {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(text))
+                if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                text.parse().ok()
+            }
+            Some(Value::String(text)) => millis_from_rfc3339(text),
+            Some(_) => None,
+        };
+        millis.map(Some).ok_or_else(|| {
+            FieldError::new(
+                "last_sync_at",
+                "must be an RFC 3339 UTC time (e.g. 2026-11-22T10:00:00Z) or epoch milliseconds",
+            )
+        })
+    }
 }
 
 impl ReportRequest {
@@ -408,7 +445,6 @@ mod tests {
             json!({ "provider": "openai", "model": "m", "input_tokens": 1.5, "output_tokens": 5 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": "10", "output_tokens": 5 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": 10 }),
-            json!({ "provider": "openai", "model": "m", "input_tokens": 1, "output_tokens": 1, "extra": 1 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": 1e30, "output_tokens": 1 }),
         ] {
             assert!(decode::<ReportRequest>(&bad).is_err(), "{bad}");
@@ -436,6 +472,76 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["provider", "model", "device_id"]);
+    }
+
+    #[test]
+    fn bodies_take_camel_case_spellings_and_ignore_unknown_fields() {
+        let report: ReportRequest = decode(&json!({
+            "provider": "openai", "model": "gpt-4o", "inputTokens": 10, "outputTokens": 5,
+            "deviceId": "ext-1", "reservationId": "rsv_1", "requestId": "r1",
+            "timestamp": "2026-11-22T10:00:00Z", "metadata": { "any": ["thing"] }
+        }))
+        .unwrap();
+        assert_eq!(report.total_tokens(), 15);
+        assert_eq!(report.device_id.as_deref(), Some("ext-1"));
+        assert_eq!(report.reservation_id.as_deref(), Some("rsv_1"));
+        assert_eq!(report.request_id.as_deref(), Some("r1"));
+        assert!(validate_report(&report).is_ok());
+        let reserve: ReserveRequest =
+            decode(&json!({ "estimateTokens": 500, "requestId": "k", "sessionId": 3 })).unwrap();
+        assert_eq!(reserve.estimate_tokens, 500);
+        assert_eq!(reserve.request_id.as_deref(), Some("k"));
+        let sync: SyncRequest =
+            decode(&json!({ "lastSyncAt": "2026-11-22T10:00:00Z", "deviceId": "x" })).unwrap();
+        assert_eq!(sync.last_sync_ms().unwrap(), Some(1_795_341_600_000));
+        // Unknown fields are ignored, but the types of known ones are still checked.
+        let wrong_type = decode::<ReportRequest>(&json!({
+            "provider": "openai", "model": "m", "inputTokens": "10", "output_tokens": 5, "x": 1
+        }));
+        assert_eq!(wrong_type.unwrap_err().field, "inputTokens");
+    }
+
+    #[test]
+    fn both_spellings_of_one_field_are_refused() {
+        let err = decode::<ReportRequest>(&json!({
+            "provider": "openai", "model": "m", "input_tokens": 10, "inputTokens": 99,
+            "output_tokens": 5
+        }))
+        .unwrap_err();
+        assert!(err.message.contains("duplicate field"), "{err:?}");
+        let err = decode::<SyncRequest>(&json!({ "last_sync_at": 1, "lastSyncAt": 2 }));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn last_sync_at_takes_rfc3339_or_epoch_millis() {
+        let at = |value: Value| {
+            decode::<SyncRequest>(&json!({ "last_sync_at": value }))
+                .unwrap()
+                .last_sync_ms()
+        };
+        assert_eq!(
+            at(json!("2026-11-22T10:00:00Z")).unwrap(),
+            Some(1_795_341_600_000)
+        );
+        assert_eq!(
+            at(json!(1_795_341_600_000u64)).unwrap(),
+            Some(1_795_341_600_000)
+        );
+        assert_eq!(at(json!("1795341600000")).unwrap(), Some(1_795_341_600_000));
+        assert_eq!(at(json!(null)).unwrap(), None);
+        assert_eq!(SyncRequest::default().last_sync_ms().unwrap(), None);
+        for bad in [
+            json!("yesterday"),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!(""),
+            json!("99999999999999999999999"),
+            json!({}),
+        ] {
+            assert_eq!(at(bad.clone()).unwrap_err().field, "last_sync_at", "{bad}");
+        }
     }
 
     #[test]

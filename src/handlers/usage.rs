@@ -1,14 +1,15 @@
 //! Sokuji's usage API: reserve quota before a model call, report what it really used, read
 //! and sync the quota. Every counter change is one exact, idempotent D1 batch.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Date, Request, Response};
 
 use crate::auth::Credential;
 use crate::auth::{self, Principal};
 use crate::core::devices::{self, Platform};
-use crate::core::meter::{self, Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
+use crate::core::meter::{
+    self, Period, QuotaState, ReportRequest, ReserveRequest, SyncRequest, TOKENS,
+};
 use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
@@ -135,8 +136,9 @@ fn replayed(mut resp: Response, replayed: bool) -> Response {
     resp
 }
 
-/// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}`: holds the
-/// estimate if the whole of it fits (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
+/// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}` (camelCase
+/// spellings accepted, unknown fields ignored): holds the estimate if the whole of it fits
+/// (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
 /// counts in the counter's period, which a request stamped in an earlier month never moves
 /// back.
 pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -201,7 +203,8 @@ fn counted(key: &str, clock: &Clock) -> Period {
     Period::from_key(key).unwrap_or(clock.period)
 }
 
-/// `POST /api/usage/report`: records what a model call used, in the counter's period. With `reservation_id` it settles that
+/// `POST /api/usage/report`: records what a model call used (camelCase spellings accepted,
+/// unknown fields ignored), in the counter's period. With `reservation_id` it settles that
 /// reservation (its unused part is released); without one it records usage that already
 /// happened — never refused, even past the limit (the answer says so).
 /// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer.
@@ -305,32 +308,19 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&quota_body(&principal, &period, &reading.quota))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncRequest {
-    #[serde(default)]
-    last_sync_at: Option<String>,
-}
-
-/// `POST /api/usage/sync` `{last_sync_at?}`: the quota, whether it changed since the
-/// client's last sync, and the server's time to send next time.
+/// `POST /api/usage/sync` `{last_sync_at?}` (or `lastSyncAt`; an RFC 3339 time or epoch
+/// milliseconds; unknown fields ignored): the quota, whether it changed since the client's
+/// last sync (`has_updates`, and `hasUpdates` for the seed's clients), and the server's time
+/// to send next time.
 pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
     let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
-        SyncRequest { last_sync_at: None }
+        SyncRequest::default()
     } else {
         ctx.data.json()?
     };
-    let since = match body.last_sync_at.as_deref() {
-        None => None,
-        Some(text) => Some(millis_from_rfc3339(text).ok_or_else(|| {
-            AppError::invalid(
-                "last_sync_at",
-                "must be an RFC 3339 UTC time, e.g. 2026-11-22T10:00:00Z",
-            )
-        })?),
-    };
+    let since = body.last_sync_ms()?;
     admit_device(&req, &ctx, &principal, &clock).await?;
     let has_updates = match (since, reading.changed_at) {
         (None, _) => true,
@@ -340,6 +330,7 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let period = counted(&reading.period, &clock);
     let mut answer = quota_body(&principal, &period, &reading.quota);
     answer["has_updates"] = json!(has_updates);
+    answer["hasUpdates"] = json!(has_updates);
     answer["server_time"] = json!(clock.now);
     response::ok(&answer)
 }

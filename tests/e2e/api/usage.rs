@@ -1,8 +1,10 @@
 //! Metering through the real worker and local D1: exact admission under concurrency,
 //! idempotent reports, reservations that settle or expire, lazy monthly reset that never goes
-//! backwards, bad input that records nothing, and the plan endpoints.
+//! backwards, the seeds' camelCase bodies, bad input that records
+//! nothing, and the plan endpoints.
 
 use serde_json::{json, Value};
+use tollgate::core::time::millis_from_rfc3339;
 
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::Case;
@@ -19,6 +21,9 @@ pub fn cases() -> Vec<Case> {
         usage_of_an_earlier_month_does_not_count,
         an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations,
         old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period,
+        unknown_fields_are_ignored_on_reserve_report_and_sync,
+        both_spellings_of_one_field_are_a_400_that_records_nothing,
+        sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis,
         reports_without_a_reservation_are_kept_past_the_limit,
         bad_usage_input_is_400_and_records_nothing,
         unlimited_plans_admit_anything,
@@ -435,6 +440,117 @@ fn old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period(worl
     );
 }
 
+fn unknown_fields_are_ignored_on_reserve_report_and_sync(world: &World) {
+    let (token, user_id) = free_user(world);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimateTokens": 500, "requestId": unique("u-"),
+                       "priority": "high", "context": { "tab": 3 } }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    assert_eq!(reserved.json()["reservation"]["estimate_tokens"], 500);
+    let id = reserved.json()["reservation"]["id"].clone();
+    let reported = world.authed("POST", "/api/usage/report", &token).json(
+        &json!({ "provider": "openai", "model": "gpt-4o", "inputTokens": 100,
+                       "outputTokens": 50, "reservationId": id, "requestId": unique("u-"),
+                       "latencyMs": 830, "sessionId": "s-1", "plan": "enterprise" }),
+    );
+    assert_eq!(reported.status, 200, "{}", reported.body);
+    assert_eq!(reported.json()["reservation"]["status"], "settled");
+    let synced = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "lastSyncAt": null, "deviceName": "Chrome", "version": 2 }));
+    assert_eq!(synced.status, 200, "{}", synced.body);
+    assert_eq!(synced.json()["tokens"]["used"], 150);
+    assert_eq!(
+        counter(world, &user_id),
+        json!({ "period": synced.json()["period"]["key"], "used": 150, "reserved": 0 })
+    );
+}
+
+fn both_spellings_of_one_field_are_a_400_that_records_nothing(world: &World) {
+    let (token, user_id) = free_user(world);
+    let cases = [
+        (
+            "/api/usage/report",
+            json!({ "provider": "openai", "model": "m", "input_tokens": 10, "inputTokens": 99,
+                    "output_tokens": 0 }),
+            "input_tokens",
+        ),
+        (
+            "/api/usage/report",
+            json!({ "provider": "openai", "model": "m", "input_tokens": 1, "output_tokens": 0,
+                    "request_id": "a", "requestId": "b" }),
+            "request_id",
+        ),
+        (
+            "/api/usage/reserve",
+            json!({ "estimate_tokens": 1, "estimateTokens": 2 }),
+            "estimate_tokens",
+        ),
+        (
+            "/api/usage/sync",
+            json!({ "last_sync_at": 1, "lastSyncAt": "2026-11-22T10:00:00Z" }),
+            "last_sync_at",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let error = world
+            .authed("POST", path, &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+        let said = error["fields"].to_string();
+        assert!(
+            said.contains("duplicate field") && said.contains(field),
+            "{path} {body}: {said}"
+        );
+    }
+    let touched = world.d1_number(&format!(
+        "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM meter_counters WHERE user_id = '{user_id}') AS n"
+    ));
+    assert_eq!(touched, 0, "nothing recorded");
+}
+
+fn sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis(world: &World) {
+    let (token, _) = free_user(world);
+    let first = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json();
+    assert_eq!(first["has_updates"], true, "{first}");
+    assert_eq!(first["hasUpdates"], true, "{first}");
+    let body = report_body(&unique("req-"), 10, 10);
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let server_time = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json()["server_time"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now_ms = millis_from_rfc3339(&server_time).expect("server_time is RFC 3339");
+    for since in [json!(now_ms), json!(now_ms.to_string())] {
+        let quiet = world
+            .authed("POST", "/api/usage/sync", &token)
+            .json(&json!({ "lastSyncAt": since }))
+            .json();
+        assert_eq!(quiet["has_updates"], false, "{since}: {quiet}");
+        assert_eq!(quiet["hasUpdates"], false, "{since}: {quiet}");
+    }
+    // A time before the report, as epoch ms: there were updates.
+    let before = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "last_sync_at": now_ms - 60_000 }))
+        .json();
+    assert_eq!(before["has_updates"], true, "{before}");
+    assert_eq!(before["hasUpdates"], true, "{before}");
+    assert_eq!(before["tokens"]["used"], 20);
+}
+
 fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
     let (token, user_id) = free_user(world);
     let body = report_body(&unique("req-"), FREE_LIMIT, 5);
@@ -478,7 +594,11 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
         (with("model", json!(42)), "model"),
         (with("device_id", json!("has spaces")), "device_id"),
         (with("request_id", json!("bad key!")), "request_id"),
-        (with("plan", json!("enterprise")), "body"),
+        (with("requestId", json!("ok-2")), "body"),
+        (
+            json!({ "provider": "openai", "model": "m", "inputTokens": -1, "outputTokens": 1 }),
+            "inputTokens",
+        ),
         (without("input_tokens"), "body"),
         (without("request_id"), "request_id"),
         (json!([good.clone()]), "body"),
@@ -513,10 +633,17 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
             .json(&body)
             .assert_error(400, "validation_failed");
     }
-    world
-        .authed("POST", "/api/usage/sync", &token)
-        .json(&json!({ "last_sync_at": "yesterday" }))
-        .assert_error(400, "validation_failed");
+    for body in [
+        json!({ "last_sync_at": "yesterday" }),
+        json!({ "lastSyncAt": -1 }),
+        json!({ "lastSyncAt": 1.5 }),
+        json!({ "last_sync_at": true }),
+    ] {
+        world
+            .authed("POST", "/api/usage/sync", &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+    }
     let touched = world.d1_number(&format!(
         "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
                 (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
