@@ -207,17 +207,23 @@ fn counted(key: &str, clock: &Clock) -> Period {
 /// unknown fields ignored), in the counter's period. With `reservation_id` it settles that
 /// reservation (its unused part is released); without one it records usage that already
 /// happened — never refused, even past the limit (the answer says so).
-/// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer.
+/// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer and
+/// `"idempotent": true`. Without a key the usage is still recorded (usage is never lost),
+/// under a key the server makes up (the record's id), and the answer says
+/// `"idempotent": false`: a retry without a key may count twice.
 pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: ReportRequest = ctx.data.json()?;
     meter::validate_report(&body).map_err(AppError::Validation)?;
-    let key = meter::idempotency_key(
+    let client_key = meter::idempotency_key(
         header(&req, "Idempotency-Key").as_deref(),
         body.request_id.as_deref(),
-        true,
-    )?
-    .unwrap_or_default();
+        false,
+    )?;
+    let id = random::id::<12>("use_");
+    // Stored keys are unique per user: a keyless report gets its own record id, which no
+    // other report can carry (ids are random).
+    let key = client_key.clone().unwrap_or_else(|| id.clone());
     let clock = Clock::now();
     // The device is recorded with the usage, in the same batch; a report is never refused
     // for its device (the usage already happened), so a device beyond the plan's limit is
@@ -238,7 +244,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         None => Vec::new(),
     };
     let usage = meters::NewUsage {
-        id: &random::id::<12>("use_"),
+        id: &id,
         request_id: &key,
         provider: &body.provider,
         model: &body.model,
@@ -276,6 +282,8 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         // expired): it counts in full and may pass the limit.
         "recorded_without_reservation": !settled,
         "over_limit": quota.over_limit(),
+        // Whether a retry of this report is recognised (it carried an idempotency key).
+        "idempotent": client_key.is_some(),
         "quota": quota_body(&principal, &period, &quota),
     });
     Ok(replayed(response::ok(&answer)?, again))

@@ -1,6 +1,6 @@
 //! Metering through the real worker and local D1: exact admission under concurrency,
 //! idempotent reports, reservations that settle or expire, lazy monthly reset that never goes
-//! backwards, the seeds' camelCase bodies, bad input that records
+//! backwards, the seeds' camelCase bodies and keyless reports, bad input that records
 //! nothing, and the plan endpoints.
 
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         usage_of_an_earlier_month_does_not_count,
         an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations,
         old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period,
+        a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent,
         unknown_fields_are_ignored_on_reserve_report_and_sync,
         both_spellings_of_one_field_are_a_400_that_records_nothing,
         sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis,
@@ -440,6 +441,58 @@ fn old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period(worl
     );
 }
 
+fn a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent(world: &World) {
+    let (token, user_id) = free_user(world);
+    // What a client written against the seed sends: camelCase, no idempotency key.
+    let body = json!({ "provider": "openai", "model": "gpt-4o-mini", "inputTokens": 12,
+                       "outputTokens": 8, "deviceId": "ext-1", "timestamp": 1_795_341_600_000u64 });
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["idempotent"], false, "{answer}");
+    assert_eq!(answer["usage"]["input_tokens"], 12);
+    assert_eq!(answer["usage"]["output_tokens"], 8);
+    assert_eq!(answer["usage"]["device_id"], "ext-1");
+    assert_eq!(answer["quota"]["tokens"]["used"], 20);
+    let rows = world.d1_query(&format!(
+        "SELECT id, request_id, input_tokens, output_tokens, device_id FROM usage_records \
+         WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(rows.len(), 1, "recorded once: {rows:?}");
+    assert_eq!(rows[0]["input_tokens"], 12);
+    assert_eq!(rows[0]["device_id"], "ext-1");
+    assert_eq!(rows[0]["request_id"], rows[0]["id"], "the server's own key");
+    assert_eq!(counter(world, &user_id)["used"], 20);
+    // Another keyless report is another record (the key cannot collide), as documented: a
+    // retry without a key counts again.
+    let again = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), None);
+    let records = world.d1_number(&format!(
+        "SELECT COUNT(DISTINCT request_id) AS n FROM usage_records WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(records, 2);
+    // With a key (camelCase too) it is idempotent, and says so on the retry as well.
+    let mut keyed = body.clone();
+    keyed["requestId"] = json!(unique("camel-"));
+    let first = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&keyed);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["idempotent"], true);
+    assert_eq!(first.json()["usage"]["request_id"], keyed["requestId"]);
+    let retry = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&keyed);
+    assert_eq!(retry.json(), first.json());
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(counter(world, &user_id)["used"], 60);
+}
+
 fn unknown_fields_are_ignored_on_reserve_report_and_sync(world: &World) {
     let (token, user_id) = free_user(world);
     let reserved = world
@@ -600,7 +653,6 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
             "inputTokens",
         ),
         (without("input_tokens"), "body"),
-        (without("request_id"), "request_id"),
         (json!([good.clone()]), "body"),
     ];
     for (body, field) in &reports {
