@@ -4,9 +4,10 @@
 //! can state them in one line.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::body::FieldError;
-use super::time::{civil_from_days, days_from_civil};
+use super::time::{civil_from_days, days_from_civil, millis_from_rfc3339};
 
 /// The meter of LLM tokens (Sokuji).
 pub const TOKENS: &str = "tokens";
@@ -15,8 +16,8 @@ pub const TOKENS: &str = "tokens";
 /// not usage: no model call consumes a hundred million tokens.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 
-/// A calendar month in UTC: `2026-11`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A calendar month in UTC: `2026-11`. Ordered in time (year, then month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
     pub year: i64,
     /// 1–12.
@@ -31,9 +32,24 @@ impl Period {
         Self { year, month }
     }
 
-    /// Its key in storage: `YYYY-MM`.
+    /// Its key in storage: `YYYY-MM`. Keys sort as text in the order of their periods, so
+    /// D1 compares them with `<` (see [`counted_period`]).
     pub fn key(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
+    }
+
+    /// The period a storage key names; `None` for anything but `YYYY-MM`.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (year, month) = key.split_once('-')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if year.len() != 4 || month.len() != 2 || !digits(year) || !digits(month) {
+            return None;
+        }
+        let month: u32 = month.parse().ok()?;
+        (1..=12).contains(&month).then_some(Self {
+            year: year.parse().ok()?,
+            month,
+        })
     }
 
     /// The first instant of the period, epoch ms.
@@ -50,6 +66,26 @@ impl Period {
         };
         days_from_civil(year, month, 1) as u64 * 86_400_000
     }
+}
+
+/// The period a request is counted in, given the period its counter is in (`None`: no
+/// counter yet). A counter only moves forward: a request stamped in a later period starts
+/// the counter over in that period; a request stamped in an earlier one (clock skew at a
+/// month boundary) is counted in the counter's period and never moves it back. Keys are
+/// `YYYY-MM`, so text order is time order; the batch in `store::meters` applies the same
+/// rule in SQL (`period < ?`).
+pub fn counted_period<'a>(counter: Option<&'a str>, request: &'a str) -> &'a str {
+    match counter {
+        Some(counter) if counter > request => counter,
+        _ => request,
+    }
+}
+
+/// Whether a counter in period `counter` starts over (used and reserved back to zero, its
+/// open reservations expired) for a request stamped in period `request`: only when the
+/// request's period is later.
+pub fn starts_over(counter: &str, request: &str) -> bool {
+    request > counter
 }
 
 /// Where a counter stands in its period.
@@ -124,33 +160,69 @@ pub fn idempotency_key(
     }
 }
 
-/// A `POST /api/usage/reserve` body.
+/// A `POST /api/usage/reserve` body. For the seeds' clients every field also takes its
+/// camelCase spelling (`estimateTokens`, `requestId`) and fields it does not know are
+/// ignored; both spellings of one field at once are refused (`duplicate field`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
+    #[serde(alias = "estimateTokens")]
     pub estimate_tokens: u64,
     #[serde(default)]
     pub provider: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "requestId")]
     pub request_id: Option<String>,
 }
 
-/// A `POST /api/usage/report` body.
+/// A `POST /api/usage/report` body. Like [`ReserveRequest`], it takes the camelCase
+/// spellings (`inputTokens`, `outputTokens`, `deviceId`, `reservationId`, `requestId`) and
+/// ignores fields it does not know.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     pub provider: String,
     pub model: String,
+    #[serde(alias = "inputTokens")]
     pub input_tokens: u64,
+    #[serde(alias = "outputTokens")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "deviceId")]
     pub device_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "reservationId")]
     pub reservation_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "requestId")]
     pub request_id: Option<String>,
+}
+
+/// A `POST /api/usage/sync` body: `last_sync_at` (or `lastSyncAt`), an RFC 3339 UTC time or
+/// epoch milliseconds (a JSON number or a string of digits). Unknown fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SyncRequest {
+    #[serde(default, alias = "lastSyncAt")]
+    pub last_sync_at: Option<Value>,
+}
+
+impl SyncRequest {
+    /// The client's last sync in epoch ms; `None` when it sent none (a first sync).
+    pub fn last_sync_ms(&self) -> Result<Option<u64>, FieldError> {
+        let millis = match &self.last_sync_at {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(text))
+                if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                text.parse().ok()
+            }
+            Some(Value::String(text)) => millis_from_rfc3339(text),
+            Some(_) => None,
+        };
+        millis.map(Some).ok_or_else(|| {
+            FieldError::new(
+                "last_sync_at",
+                "must be an RFC 3339 UTC time (e.g. 2026-11-22T10:00:00Z) or epoch milliseconds",
+            )
+        })
+    }
 }
 
 impl ReportRequest {
@@ -239,6 +311,61 @@ mod tests {
     }
 
     #[test]
+    fn period_keys_sort_in_time_order_and_read_back() {
+        let months: Vec<Period> = [
+            999_u64,
+            1_795_366_800_000,
+            1_798_761_600_000,
+            4_102_444_800_000,
+        ]
+        .into_iter()
+        .map(Period::containing)
+        .collect();
+        for pair in months.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[0].key() < pair[1].key(), "{:?}", pair);
+        }
+        // Zero-padded, so September sorts before October as text too.
+        let september = Period::from_key("2026-09").unwrap();
+        let october = Period::from_key("2026-10").unwrap();
+        assert!(september < october && september.key() < october.key());
+        for p in &months {
+            assert_eq!(Period::from_key(&p.key()), Some(*p));
+        }
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "",
+            "2026-11-01",
+        ] {
+            assert_eq!(Period::from_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_counter_never_moves_back_to_an_older_period() {
+        // A request stamped in the old month, landing after one of the new month.
+        assert_eq!(counted_period(Some("2026-12"), "2026-11"), "2026-12");
+        assert!(!starts_over("2026-12", "2026-11"));
+        assert_eq!(counted_period(Some("2027-01"), "2026-12"), "2027-01");
+        assert!(!starts_over("2027-01", "2026-12"));
+        // The same period: nothing moves.
+        assert_eq!(counted_period(Some("2026-11"), "2026-11"), "2026-11");
+        assert!(!starts_over("2026-11", "2026-11"));
+    }
+
+    #[test]
+    fn a_later_request_starts_the_counter_over_in_its_period() {
+        assert_eq!(counted_period(Some("2026-11"), "2026-12"), "2026-12");
+        assert!(starts_over("2026-11", "2026-12"));
+        assert!(starts_over("2026-12", "2027-01"));
+        assert_eq!(counted_period(None, "2026-11"), "2026-11");
+    }
+
+    #[test]
     fn admission_fits_the_whole_amount_or_nothing() {
         let q = QuotaState {
             limit: Some(100),
@@ -318,7 +445,6 @@ mod tests {
             json!({ "provider": "openai", "model": "m", "input_tokens": 1.5, "output_tokens": 5 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": "10", "output_tokens": 5 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": 10 }),
-            json!({ "provider": "openai", "model": "m", "input_tokens": 1, "output_tokens": 1, "extra": 1 }),
             json!({ "provider": "openai", "model": "m", "input_tokens": 1e30, "output_tokens": 1 }),
         ] {
             assert!(decode::<ReportRequest>(&bad).is_err(), "{bad}");
@@ -346,6 +472,76 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["provider", "model", "device_id"]);
+    }
+
+    #[test]
+    fn bodies_take_camel_case_spellings_and_ignore_unknown_fields() {
+        let report: ReportRequest = decode(&json!({
+            "provider": "openai", "model": "gpt-4o", "inputTokens": 10, "outputTokens": 5,
+            "deviceId": "ext-1", "reservationId": "rsv_1", "requestId": "r1",
+            "timestamp": "2026-11-22T10:00:00Z", "metadata": { "any": ["thing"] }
+        }))
+        .unwrap();
+        assert_eq!(report.total_tokens(), 15);
+        assert_eq!(report.device_id.as_deref(), Some("ext-1"));
+        assert_eq!(report.reservation_id.as_deref(), Some("rsv_1"));
+        assert_eq!(report.request_id.as_deref(), Some("r1"));
+        assert!(validate_report(&report).is_ok());
+        let reserve: ReserveRequest =
+            decode(&json!({ "estimateTokens": 500, "requestId": "k", "sessionId": 3 })).unwrap();
+        assert_eq!(reserve.estimate_tokens, 500);
+        assert_eq!(reserve.request_id.as_deref(), Some("k"));
+        let sync: SyncRequest =
+            decode(&json!({ "lastSyncAt": "2026-11-22T10:00:00Z", "deviceId": "x" })).unwrap();
+        assert_eq!(sync.last_sync_ms().unwrap(), Some(1_795_341_600_000));
+        // Unknown fields are ignored, but the types of known ones are still checked.
+        let wrong_type = decode::<ReportRequest>(&json!({
+            "provider": "openai", "model": "m", "inputTokens": "10", "output_tokens": 5, "x": 1
+        }));
+        assert_eq!(wrong_type.unwrap_err().field, "inputTokens");
+    }
+
+    #[test]
+    fn both_spellings_of_one_field_are_refused() {
+        let err = decode::<ReportRequest>(&json!({
+            "provider": "openai", "model": "m", "input_tokens": 10, "inputTokens": 99,
+            "output_tokens": 5
+        }))
+        .unwrap_err();
+        assert!(err.message.contains("duplicate field"), "{err:?}");
+        let err = decode::<SyncRequest>(&json!({ "last_sync_at": 1, "lastSyncAt": 2 }));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn last_sync_at_takes_rfc3339_or_epoch_millis() {
+        let at = |value: Value| {
+            decode::<SyncRequest>(&json!({ "last_sync_at": value }))
+                .unwrap()
+                .last_sync_ms()
+        };
+        assert_eq!(
+            at(json!("2026-11-22T10:00:00Z")).unwrap(),
+            Some(1_795_341_600_000)
+        );
+        assert_eq!(
+            at(json!(1_795_341_600_000u64)).unwrap(),
+            Some(1_795_341_600_000)
+        );
+        assert_eq!(at(json!("1795341600000")).unwrap(), Some(1_795_341_600_000));
+        assert_eq!(at(json!(null)).unwrap(), None);
+        assert_eq!(SyncRequest::default().last_sync_ms().unwrap(), None);
+        for bad in [
+            json!("yesterday"),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!(""),
+            json!("99999999999999999999999"),
+            json!({}),
+        ] {
+            assert_eq!(at(bad.clone()).unwrap_err().field, "last_sync_at", "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Sokuji's usage API: reserve quota before a model call, report what it really used, read
 //! and sync the quota. Every counter change is one exact, idempotent D1 batch.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Date, Request, Response};
 
 use crate::auth::Credential;
 use crate::auth::{self, Principal};
 use crate::core::devices::{self, Platform};
-use crate::core::meter::{self, Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
+use crate::core::meter::{
+    self, Period, QuotaState, ReportRequest, ReserveRequest, SyncRequest, TOKENS,
+};
 use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
@@ -135,9 +136,11 @@ fn replayed(mut resp: Response, replayed: bool) -> Response {
     resp
 }
 
-/// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}`: holds the
-/// estimate if the whole of it fits (`402 quota_exceeded` otherwise) until it is settled by a
-/// report or expires.
+/// `POST /api/usage/reserve` `{estimate_tokens, provider?, model?, request_id?}` (camelCase
+/// spellings accepted, unknown fields ignored): holds the estimate if the whole of it fits
+/// (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
+/// counts in the counter's period, which a request stamped in an earlier month never moves
+/// back.
 pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: ReserveRequest = ctx.data.json()?;
@@ -182,7 +185,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                     "expires_at": rfc3339_from_millis(reservation.expires_at_ms),
                     "created_at": reservation.created_at,
                 },
-                "quota": quota_body(&principal, &clock.period, &quota),
+                "quota": quota_body(&principal, &counted(&reservation.period, &clock), &quota),
             });
             Ok(replayed(response::json(201, &body)?, again))
         }
@@ -195,20 +198,32 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     }
 }
 
-/// `POST /api/usage/report`: records what a model call used. With `reservation_id` it
-/// settles that reservation (its unused part is released); without one it records usage
-/// that already happened — never refused, even past the limit (the answer says so).
-/// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer.
+/// The period a stored row was counted in; the request's own if the key is unreadable.
+fn counted(key: &str, clock: &Clock) -> Period {
+    Period::from_key(key).unwrap_or(clock.period)
+}
+
+/// `POST /api/usage/report`: records what a model call used (camelCase spellings accepted,
+/// unknown fields ignored), in the counter's period. With `reservation_id` it settles that
+/// reservation (its unused part is released); without one it records usage that already
+/// happened — never refused, even past the limit (the answer says so).
+/// Idempotent on `request_id` / `Idempotency-Key`: a retry answers the first answer and
+/// `"idempotent": true`. Without a key the usage is still recorded (usage is never lost),
+/// under a key the server makes up (the record's id), and the answer says
+/// `"idempotent": false`: a retry without a key may count twice.
 pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: ReportRequest = ctx.data.json()?;
     meter::validate_report(&body).map_err(AppError::Validation)?;
-    let key = meter::idempotency_key(
+    let client_key = meter::idempotency_key(
         header(&req, "Idempotency-Key").as_deref(),
         body.request_id.as_deref(),
-        true,
-    )?
-    .unwrap_or_default();
+        false,
+    )?;
+    let id = random::id::<12>("use_");
+    // Stored keys are unique per user: a keyless report gets its own record id, which no
+    // other report can carry (ids are random).
+    let key = client_key.clone().unwrap_or_else(|| id.clone());
     let clock = Clock::now();
     // The device is recorded with the usage, in the same batch; a report is never refused
     // for its device (the usage already happened), so a device beyond the plan's limit is
@@ -229,7 +244,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         None => Vec::new(),
     };
     let usage = meters::NewUsage {
-        id: &random::id::<12>("use_"),
+        id: &id,
         request_id: &key,
         provider: &body.provider,
         model: &body.model,
@@ -244,8 +259,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         used: record.used_after.unwrap_or_default(),
         reserved: record.reserved_after.unwrap_or_default(),
     };
-    let period =
-        Period::containing(millis_from_rfc3339(&record.created_at).unwrap_or(clock.now_ms));
+    let period = counted(&record.period, &clock);
     let settled = record.reservation_status.as_deref() == Some("settled");
     let answer = json!({
         "usage": {
@@ -268,6 +282,8 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         // expired): it counts in full and may pass the limit.
         "recorded_without_reservation": !settled,
         "over_limit": quota.over_limit(),
+        // Whether a retry of this report is recognised (it carried an idempotency key).
+        "idempotent": client_key.is_some(),
         "quota": quota_body(&principal, &period, &quota),
     });
     Ok(replayed(response::ok(&answer)?, again))
@@ -286,7 +302,7 @@ async fn authenticate_with_quota(
     let limit = clock.scope(ctx, &principal).limit;
     let reading = match found {
         Some(result) => meters::reading_from(&result, &clock.period_key, limit)?,
-        None => meters::Reading::untouched(limit),
+        None => meters::Reading::untouched(&clock.period_key, limit),
     };
     Ok((principal, reading))
 }
@@ -296,43 +312,33 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
     let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     admit_device(&req, &ctx, &principal, &clock).await?;
-    response::ok(&quota_body(&principal, &clock.period, &reading.quota))
+    let period = counted(&reading.period, &clock);
+    response::ok(&quota_body(&principal, &period, &reading.quota))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncRequest {
-    #[serde(default)]
-    last_sync_at: Option<String>,
-}
-
-/// `POST /api/usage/sync` `{last_sync_at?}`: the quota, whether it changed since the
-/// client's last sync, and the server's time to send next time.
+/// `POST /api/usage/sync` `{last_sync_at?}` (or `lastSyncAt`; an RFC 3339 time or epoch
+/// milliseconds; unknown fields ignored): the quota, whether it changed since the client's
+/// last sync (`has_updates`, and `hasUpdates` for the seed's clients), and the server's time
+/// to send next time.
 pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
     let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
-        SyncRequest { last_sync_at: None }
+        SyncRequest::default()
     } else {
         ctx.data.json()?
     };
-    let since = match body.last_sync_at.as_deref() {
-        None => None,
-        Some(text) => Some(millis_from_rfc3339(text).ok_or_else(|| {
-            AppError::invalid(
-                "last_sync_at",
-                "must be an RFC 3339 UTC time, e.g. 2026-11-22T10:00:00Z",
-            )
-        })?),
-    };
+    let since = body.last_sync_ms()?;
     admit_device(&req, &ctx, &principal, &clock).await?;
     let has_updates = match (since, reading.changed_at) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(since), Some(changed)) => changed > since,
     };
-    let mut answer = quota_body(&principal, &clock.period, &reading.quota);
+    let period = counted(&reading.period, &clock);
+    let mut answer = quota_body(&principal, &period, &reading.quota);
     answer["has_updates"] = json!(has_updates);
+    answer["hasUpdates"] = json!(has_updates);
     answer["server_time"] = json!(clock.now);
     response::ok(&answer)
 }

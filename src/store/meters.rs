@@ -1,8 +1,9 @@
 //! Meter counters, reservations and usage records: exact admission in D1.
 //!
 //! Every request that touches a counter is one `batch` (one round trip, one transaction):
-//! make sure the counter row exists, reset it if its period is over, release reservations
-//! that expired, then the conditional admission or the recording itself. Admission is a
+//! make sure the counter row exists, move it forward if the request's period is later (never
+//! back: see [`meter::counted_period`]), release reservations that expired, then the
+//! conditional admission or the recording itself, in the counter's period. Admission is a
 //! single `UPDATE ... WHERE used + reserved + ? <= limit`, so however many requests race,
 //! the total admitted never exceeds the limit; `changes()` carries "was it admitted" to the
 //! next statement of the same batch without another round trip.
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use super::UserRef;
-use crate::core::meter::QuotaState;
+use crate::core::meter::{self, QuotaState};
 use crate::error::AppError;
 
 /// What every meter statement needs to know about the request.
@@ -20,7 +21,8 @@ pub struct Scope<'a> {
     pub user_id: &'a str,
     /// `tokens`, ...
     pub meter: &'a str,
-    /// The current period, `YYYY-MM`.
+    /// The request's period, `YYYY-MM`. The counter moves forward to it, never back: a
+    /// request from an earlier period is counted in the counter's period.
     pub period: &'a str,
     /// The plan's limit for the period; `None` is unlimited.
     pub limit: Option<u64>,
@@ -38,7 +40,16 @@ fn limit(scope: &Scope<'_>) -> Option<f64> {
     scope.limit.map(num)
 }
 
-/// Creates the counter, resets a finished period, releases expired reservations.
+/// The period a statement counts in, with `?1` the user, `?2` the meter and `?3` the
+/// request's period: the later of the request's and the counter's ([`meter::counted_period`];
+/// keys are `YYYY-MM`, so text order is time order). After [`housekeeping`] it is always the
+/// counter's period.
+const COUNTED_PERIOD: &str =
+    "MAX(?3, (SELECT period FROM meter_counters WHERE user_id = ?1 AND meter = ?2))";
+
+/// Creates the counter, starts it over when the request's period is later than its own
+/// ([`meter::starts_over`]; an earlier one never moves it back), releases expired
+/// reservations and expires those of periods before the counter's.
 fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatement>, AppError> {
     Ok(vec![
         query!(
@@ -53,7 +64,7 @@ fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatemen
         query!(
             db,
             "UPDATE meter_counters SET period = ?3, used = 0, reserved = 0, updated_at = ?4 \
-             WHERE user_id = ?1 AND meter = ?2 AND period != ?3",
+             WHERE user_id = ?1 AND meter = ?2 AND period < ?3",
             s.user_id,
             s.meter,
             s.period,
@@ -61,10 +72,13 @@ fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatemen
         )?,
         query!(
             db,
-            "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
-                 SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 AND meter = ?2 \
-                 AND status = 'reserved' AND period = ?3 AND expires_at_ms <= ?4), 0)) \
-             WHERE user_id = ?1 AND meter = ?2",
+            &format!(
+                "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
+                     SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 \
+                     AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD} \
+                     AND expires_at_ms <= ?4), 0)) \
+                 WHERE user_id = ?1 AND meter = ?2"
+            ),
             s.user_id,
             s.meter,
             s.period,
@@ -72,8 +86,11 @@ fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatemen
         )?,
         query!(
             db,
-            "UPDATE usage_reservations SET status = 'expired' WHERE user_id = ?1 AND meter = ?2 \
-             AND status = 'reserved' AND (expires_at_ms <= ?4 OR period != ?3)",
+            &format!(
+                "UPDATE usage_reservations SET status = 'expired' WHERE user_id = ?1 \
+                 AND meter = ?2 AND status = 'reserved' \
+                 AND (expires_at_ms <= ?4 OR period < {COUNTED_PERIOD})"
+            ),
             s.user_id,
             s.meter,
             s.period,
@@ -116,7 +133,8 @@ struct CounterRow {
     reserved: u64,
 }
 
-/// A new reservation of `amount` for `ttl_ms`, admitted only if the whole amount fits.
+/// A new reservation of `amount` for `ttl_ms`, admitted only if the whole amount fits in the
+/// counter's period (the one the reservation carries).
 pub async fn reserve(
     db: &D1Database,
     s: &Scope<'_>,
@@ -145,7 +163,8 @@ pub async fn reserve(
         db,
         "INSERT INTO usage_reservations (id, user_id, meter, period, amount, provider, model, \
              request_id, status, expires_at_ms, used_after, reserved_after, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'reserved', ?9, c.used, c.reserved, ?10 \
+         SELECT ?1, ?2, ?3, MAX(?4, c.period), ?5, ?6, ?7, ?8, 'reserved', ?9, c.used, \
+             c.reserved, ?10 \
          FROM meter_counters c WHERE c.user_id = ?2 AND c.meter = ?3 AND changes() = 1",
         id,
         s.user_id,
@@ -231,10 +250,10 @@ pub struct NewUsage<'a> {
 }
 
 /// Records usage that happened (never refused: usage already spent is kept, even past the
-/// limit), settling the reservation it names. Idempotent on `request_id`: a retry records
-/// nothing and returns the first record (`replayed`). `also` runs first in the same batch (one
-/// round trip, one transaction): writes that belong with the record, such as the device's
-/// sighting.
+/// limit) in the counter's period, settling the reservation it names. Idempotent on
+/// `request_id`: a retry records nothing and returns the first record (`replayed`). `also`
+/// runs first in the same batch (one round trip, one transaction): writes that belong with
+/// the record, such as the device's sighting.
 pub async fn record(
     db: &D1Database,
     s: &Scope<'_>,
@@ -245,15 +264,17 @@ pub async fn record(
     let mut statements = also;
     statements.extend(housekeeping(db, s)?);
     // The reservation's hold, read inside the transaction after expired ones were released.
-    let open_hold = "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
-                     AND meter = ?2 AND status = 'reserved' AND period = ?3";
+    let open_hold = format!(
+        "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
+         AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD}"
+    );
     statements.push(query!(
         db,
         &format!(
             "INSERT INTO usage_records (id, user_id, meter, period, request_id, provider, model, \
                  device_id, input_tokens, output_tokens, total_tokens, reservation_id, \
                  reservation_status, released_tokens, limit_at, created_at) \
-             VALUES (?4, ?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+             VALUES (?4, ?1, ?2, {COUNTED_PERIOD}, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
                  CASE WHEN ?12 IS NULL THEN NULL \
                       WHEN EXISTS ({hold}) THEN 'settled' \
                       ELSE COALESCE((SELECT CASE status WHEN 'settled' THEN 'already_settled' \
@@ -335,8 +356,11 @@ pub async fn record(
 
 /// A counter as it stands now, without writing: a finished period reads as empty and
 /// expired reservations no longer hold anything.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Reading {
+    /// The period it is counted in, `YYYY-MM`: the request's, or the counter's when that is
+    /// later (a request from an older period never sees the newer counter as empty).
+    pub period: String,
     pub quota: QuotaState,
     /// When the counter last changed (epoch ms), if it ever did.
     pub changed_at: Option<u64>,
@@ -356,7 +380,7 @@ pub fn read_statement(
     let sql = format!(
         "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
              SELECT SUM(amount) FROM usage_reservations WHERE user_id = c.user_id \
-             AND meter = ?{m} AND status = 'reserved' AND period = ?{p} \
+             AND meter = ?{m} AND status = 'reserved' AND period = MAX(?{p}, c.period) \
              AND expires_at_ms <= ?{t}), 0) AS expired_hold \
          FROM meter_counters c WHERE c.user_id = {user} AND c.meter = ?{m}",
         user = user.sql
@@ -367,7 +391,8 @@ pub fn read_statement(
 }
 
 /// The counter [`read_statement`] found, under `limit`: a counter of an earlier period (or
-/// none) reads as empty, and expired reservations no longer hold anything.
+/// none) reads as empty in the request's `period`, one of a later period is read as it is
+/// (counters never move back), and expired reservations no longer hold anything.
 pub fn reading_from(
     result: &D1Result,
     period: &str,
@@ -382,15 +407,17 @@ pub fn reading_from(
         expired_hold: u64,
     }
     let row = result.results::<Row>()?.into_iter().next();
-    let (used, reserved, changed_at) = match row {
-        Some(row) if row.period == period => (
+    let (period, used, reserved, changed_at) = match row {
+        Some(row) if meter::counted_period(Some(&row.period), period) == row.period => (
+            row.period,
             row.used,
             row.reserved.saturating_sub(row.expired_hold),
             crate::core::time::millis_from_rfc3339(&row.updated_at),
         ),
-        _ => (0, 0, None),
+        _ => (period.to_owned(), 0, 0, None),
     };
     Ok(Reading {
+        period,
         quota: QuotaState {
             limit,
             used,
@@ -401,9 +428,10 @@ pub fn reading_from(
 }
 
 impl Reading {
-    /// A counter never touched: nothing used or reserved.
-    pub fn untouched(limit: Option<u64>) -> Self {
+    /// A counter never touched: nothing used or reserved in `period`.
+    pub fn untouched(period: &str, limit: Option<u64>) -> Self {
         Self {
+            period: period.to_owned(),
             quota: QuotaState {
                 limit,
                 used: 0,

@@ -1,8 +1,10 @@
 //! Metering through the real worker and local D1: exact admission under concurrency,
-//! idempotent reports, reservations that settle or expire, lazy monthly reset, bad input that
-//! records nothing, and the plan endpoints.
+//! idempotent reports, reservations that settle or expire, lazy monthly reset that never goes
+//! backwards, the seeds' camelCase bodies and keyless reports, bad input that records
+//! nothing, and the plan endpoints.
 
 use serde_json::{json, Value};
+use tollgate::core::time::millis_from_rfc3339;
 
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::Case;
@@ -17,6 +19,12 @@ pub fn cases() -> Vec<Case> {
         a_reservation_settles_and_releases_its_unused_part,
         an_expired_reservation_holds_nothing,
         usage_of_an_earlier_month_does_not_count,
+        an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations,
+        old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period,
+        a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent,
+        unknown_fields_are_ignored_on_reserve_report_and_sync,
+        both_spellings_of_one_field_are_a_400_that_records_nothing,
+        sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis,
         reports_without_a_reservation_are_kept_past_the_limit,
         bad_usage_input_is_400_and_records_nothing,
         unlimited_plans_admit_anything,
@@ -313,6 +321,289 @@ fn usage_of_an_earlier_month_does_not_count(world: &World) {
     assert_eq!(row["reserved"], 10);
 }
 
+/// Moves the user's counter and open reservations into a month far ahead, as if requests of
+/// the next month had already reached it, so that every request sent now is stamped in an
+/// older period than the counter's (what clock skew at a month boundary does). The worker's
+/// clock cannot be moved, so the counter is.
+fn move_counter_to_a_later_month(world: &World, user_id: &str) {
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET period = '{LATER}' WHERE user_id = '{user_id}'"
+    ));
+    world.d1_query(&format!(
+        "UPDATE usage_reservations SET period = '{LATER}' WHERE user_id = '{user_id}'"
+    ));
+}
+
+const LATER: &str = "2099-01";
+
+fn an_old_period_request_never_resets_a_newer_counter_or_expires_its_reservations(world: &World) {
+    let (token, user_id) = free_user(world);
+    let held = FREE_LIMIT * 9 / 10;
+    let first = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": held, "request_id": unique("late-") }));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let reservation = first.json()["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    move_counter_to_a_later_month(world, &user_id);
+    // Reads from now see the later counter as it is, not as an empty month.
+    let quota = world
+        .authed("GET", "/api/usage/quota", &token)
+        .send()
+        .json();
+    assert_eq!(quota["period"]["key"], LATER, "{quota}");
+    assert_eq!(quota["tokens"]["reserved"], held, "{quota}");
+    let synced = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json();
+    assert_eq!(synced["tokens"]["reserved"], held, "{synced}");
+    // A second 90 % from the older month does not fit: the counter was not reset for it.
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": held }))
+        .assert_error(402, "quota_exceeded");
+    let row = counter(world, &user_id);
+    assert_eq!(row["period"], LATER, "never moved back: {row}");
+    assert_eq!(row["reserved"], held, "{row}");
+    let status = world.d1_query(&format!(
+        "SELECT status, period FROM usage_reservations WHERE id = '{reservation}'"
+    ));
+    assert_eq!(
+        status,
+        vec![json!({ "status": "reserved", "period": LATER })],
+        "the later month's reservation still holds"
+    );
+    // A report from the older month settles it, in the later month.
+    let mut body = report_body(&unique("late-"), 600, 0);
+    body["reservation_id"] = json!(reservation);
+    let settled = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(settled.status, 200, "{}", settled.body);
+    assert_eq!(settled.json()["reservation"]["status"], "settled");
+    let row = counter(world, &user_id);
+    assert_eq!(
+        row,
+        json!({ "period": LATER, "used": 600, "reserved": 0 }),
+        "{row}"
+    );
+}
+
+fn old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period(world: &World) {
+    let (token, user_id) = free_user(world);
+    let report = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&report_body(&unique("late-"), 300_000, 0));
+    assert_eq!(report.status, 200, "{}", report.body);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 600_000 }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    move_counter_to_a_later_month(world, &user_id);
+    // 100 000 remain in the later month: exactly that is admitted, one more is not.
+    let fits = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 100_000 }));
+    assert_eq!(fits.status, 201, "{}", fits.body);
+    assert_eq!(fits.json()["quota"]["period"]["key"], LATER);
+    assert_eq!(fits.json()["quota"]["tokens"]["remaining"], 0);
+    let id = fits.json()["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimate_tokens": 1 }))
+        .assert_error(402, "quota_exceeded");
+    // Usage reported from the older month is recorded, against the later month.
+    let body = report_body(&unique("late-"), 7, 3);
+    let recorded = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(recorded.status, 200, "{}", recorded.body);
+    assert_eq!(recorded.json()["quota"]["period"]["key"], LATER);
+    assert_eq!(recorded.json()["quota"]["tokens"]["used"], 300_010);
+    let periods = world.d1_query(&format!(
+        "SELECT period FROM usage_records WHERE user_id = '{user_id}' AND request_id = '{}'",
+        body["request_id"].as_str().unwrap()
+    ));
+    assert_eq!(periods, vec![json!({ "period": LATER })]);
+    let rows = world.d1_query(&format!(
+        "SELECT period FROM usage_reservations WHERE id = '{id}'"
+    ));
+    assert_eq!(rows, vec![json!({ "period": LATER })]);
+    assert_eq!(
+        counter(world, &user_id),
+        json!({ "period": LATER, "used": 300_010, "reserved": 700_000 })
+    );
+}
+
+fn a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent(world: &World) {
+    let (token, user_id) = free_user(world);
+    // What a client written against the seed sends: camelCase, no idempotency key.
+    let body = json!({ "provider": "openai", "model": "gpt-4o-mini", "inputTokens": 12,
+                       "outputTokens": 8, "deviceId": "ext-1", "timestamp": 1_795_341_600_000u64 });
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["idempotent"], false, "{answer}");
+    assert_eq!(answer["usage"]["input_tokens"], 12);
+    assert_eq!(answer["usage"]["output_tokens"], 8);
+    assert_eq!(answer["usage"]["device_id"], "ext-1");
+    assert_eq!(answer["quota"]["tokens"]["used"], 20);
+    let rows = world.d1_query(&format!(
+        "SELECT id, request_id, input_tokens, output_tokens, device_id FROM usage_records \
+         WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(rows.len(), 1, "recorded once: {rows:?}");
+    assert_eq!(rows[0]["input_tokens"], 12);
+    assert_eq!(rows[0]["device_id"], "ext-1");
+    assert_eq!(rows[0]["request_id"], rows[0]["id"], "the server's own key");
+    assert_eq!(counter(world, &user_id)["used"], 20);
+    // Another keyless report is another record (the key cannot collide), as documented: a
+    // retry without a key counts again.
+    let again = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), None);
+    let records = world.d1_number(&format!(
+        "SELECT COUNT(DISTINCT request_id) AS n FROM usage_records WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(records, 2);
+    // With a key (camelCase too) it is idempotent, and says so on the retry as well.
+    let mut keyed = body.clone();
+    keyed["requestId"] = json!(unique("camel-"));
+    let first = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&keyed);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["idempotent"], true);
+    assert_eq!(first.json()["usage"]["request_id"], keyed["requestId"]);
+    let retry = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&keyed);
+    assert_eq!(retry.json(), first.json());
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(counter(world, &user_id)["used"], 60);
+}
+
+fn unknown_fields_are_ignored_on_reserve_report_and_sync(world: &World) {
+    let (token, user_id) = free_user(world);
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", &token)
+        .json(&json!({ "estimateTokens": 500, "requestId": unique("u-"),
+                       "priority": "high", "context": { "tab": 3 } }));
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    assert_eq!(reserved.json()["reservation"]["estimate_tokens"], 500);
+    let id = reserved.json()["reservation"]["id"].clone();
+    let reported = world.authed("POST", "/api/usage/report", &token).json(
+        &json!({ "provider": "openai", "model": "gpt-4o", "inputTokens": 100,
+                       "outputTokens": 50, "reservationId": id, "requestId": unique("u-"),
+                       "latencyMs": 830, "sessionId": "s-1", "plan": "enterprise" }),
+    );
+    assert_eq!(reported.status, 200, "{}", reported.body);
+    assert_eq!(reported.json()["reservation"]["status"], "settled");
+    let synced = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "lastSyncAt": null, "deviceName": "Chrome", "version": 2 }));
+    assert_eq!(synced.status, 200, "{}", synced.body);
+    assert_eq!(synced.json()["tokens"]["used"], 150);
+    assert_eq!(
+        counter(world, &user_id),
+        json!({ "period": synced.json()["period"]["key"], "used": 150, "reserved": 0 })
+    );
+}
+
+fn both_spellings_of_one_field_are_a_400_that_records_nothing(world: &World) {
+    let (token, user_id) = free_user(world);
+    let cases = [
+        (
+            "/api/usage/report",
+            json!({ "provider": "openai", "model": "m", "input_tokens": 10, "inputTokens": 99,
+                    "output_tokens": 0 }),
+            "input_tokens",
+        ),
+        (
+            "/api/usage/report",
+            json!({ "provider": "openai", "model": "m", "input_tokens": 1, "output_tokens": 0,
+                    "request_id": "a", "requestId": "b" }),
+            "request_id",
+        ),
+        (
+            "/api/usage/reserve",
+            json!({ "estimate_tokens": 1, "estimateTokens": 2 }),
+            "estimate_tokens",
+        ),
+        (
+            "/api/usage/sync",
+            json!({ "last_sync_at": 1, "lastSyncAt": "2026-11-22T10:00:00Z" }),
+            "last_sync_at",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let error = world
+            .authed("POST", path, &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+        let said = error["fields"].to_string();
+        assert!(
+            said.contains("duplicate field") && said.contains(field),
+            "{path} {body}: {said}"
+        );
+    }
+    let touched = world.d1_number(&format!(
+        "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM meter_counters WHERE user_id = '{user_id}') AS n"
+    ));
+    assert_eq!(touched, 0, "nothing recorded");
+}
+
+fn sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis(world: &World) {
+    let (token, _) = free_user(world);
+    let first = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json();
+    assert_eq!(first["has_updates"], true, "{first}");
+    assert_eq!(first["hasUpdates"], true, "{first}");
+    let body = report_body(&unique("req-"), 10, 10);
+    let reply = world
+        .authed("POST", "/api/usage/report", &token)
+        .json(&body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let server_time = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({}))
+        .json()["server_time"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now_ms = millis_from_rfc3339(&server_time).expect("server_time is RFC 3339");
+    for since in [json!(now_ms), json!(now_ms.to_string())] {
+        let quiet = world
+            .authed("POST", "/api/usage/sync", &token)
+            .json(&json!({ "lastSyncAt": since }))
+            .json();
+        assert_eq!(quiet["has_updates"], false, "{since}: {quiet}");
+        assert_eq!(quiet["hasUpdates"], false, "{since}: {quiet}");
+    }
+    // A time before the report, as epoch ms: there were updates.
+    let before = world
+        .authed("POST", "/api/usage/sync", &token)
+        .json(&json!({ "last_sync_at": now_ms - 60_000 }))
+        .json();
+    assert_eq!(before["has_updates"], true, "{before}");
+    assert_eq!(before["hasUpdates"], true, "{before}");
+    assert_eq!(before["tokens"]["used"], 20);
+}
+
 fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
     let (token, user_id) = free_user(world);
     let body = report_body(&unique("req-"), FREE_LIMIT, 5);
@@ -356,9 +647,12 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
         (with("model", json!(42)), "model"),
         (with("device_id", json!("has spaces")), "device_id"),
         (with("request_id", json!("bad key!")), "request_id"),
-        (with("plan", json!("enterprise")), "body"),
+        (with("requestId", json!("ok-2")), "body"),
+        (
+            json!({ "provider": "openai", "model": "m", "inputTokens": -1, "outputTokens": 1 }),
+            "inputTokens",
+        ),
         (without("input_tokens"), "body"),
-        (without("request_id"), "request_id"),
         (json!([good.clone()]), "body"),
     ];
     for (body, field) in &reports {
@@ -391,10 +685,17 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
             .json(&body)
             .assert_error(400, "validation_failed");
     }
-    world
-        .authed("POST", "/api/usage/sync", &token)
-        .json(&json!({ "last_sync_at": "yesterday" }))
-        .assert_error(400, "validation_failed");
+    for body in [
+        json!({ "last_sync_at": "yesterday" }),
+        json!({ "lastSyncAt": -1 }),
+        json!({ "lastSyncAt": 1.5 }),
+        json!({ "last_sync_at": true }),
+    ] {
+        world
+            .authed("POST", "/api/usage/sync", &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+    }
     let touched = world.d1_number(&format!(
         "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
                 (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
