@@ -2,9 +2,12 @@
 //! and credits, every change of the credits, and the keys still to be deleted at OpenRouter.
 //!
 //! Every change of an account happens under its lock: a request claims the row (one
-//! conditional upsert), talks to OpenRouter, and settles with an update that only applies
-//! while it still holds the lock. So concurrent requests for one user create at most one key
-//! and deduct each spend once, and the ledger's amounts add up to the balance.
+//! conditional upsert), talks to OpenRouter, and settles with one batch whose every
+//! statement applies only while the request still holds the lock (the lock id is a fence).
+//! A request whose lock expired and was taken by another changes nothing at all: no ledger
+//! line, no queued deletion, no account change. So concurrent requests for one user create
+//! at most one key and deduct each spend once, and the ledger's amounts add up to the
+//! balance.
 
 use serde::{Deserialize, Serialize};
 use worker::{query, D1Database, D1PreparedStatement};
@@ -153,21 +156,48 @@ pub struct Settle<'a> {
     pub now: &'a str,
 }
 
+/// The condition every statement of a settling batch carries: this request still holds the
+/// lock on the account at the version it read (`?1` user, `?2` lock id, `?3` version).
+const FENCE: &str = "EXISTS (SELECT 1 FROM credit_accounts WHERE user_id = ?1 AND lock_id = ?2 \
+                     AND version = ?3)";
+
 /// Applies a settlement if this request still holds the lock; returns the account after it,
-/// or `None` when the lock was lost (nothing changed).
+/// or `None` when the lock was lost (nothing changed: every statement is fenced by the lock,
+/// and the account update that gives the lock back comes last).
 pub async fn settle(db: &D1Database, s: &Settle<'_>) -> Result<Option<Account>, AppError> {
-    let new_version = (s.version + 1) as f64;
-    let settled = "EXISTS (SELECT 1 FROM credit_accounts WHERE user_id = ?1 AND version = ?2 \
-                   AND lock_id IS NULL)";
-    let mut statements = vec![query!(
+    let version = s.version as f64;
+    let mut statements = Vec::new();
+    if let Some((hash, reason)) = s.retire {
+        statements.push(query!(
+            db,
+            &format!(
+                "INSERT INTO provider_key_deletions (key_hash, user_id, reason, \
+                     next_attempt_ms, created_at, updated_at) \
+                 SELECT ?4, ?1, ?5, ?6, ?7, ?7 WHERE {FENCE} \
+                 ON CONFLICT (key_hash) DO NOTHING"
+            ),
+            s.user_id,
+            s.lock_id,
+            version,
+            hash,
+            reason,
+            s.now_ms as f64,
+            s.now
+        )?);
+    }
+    for entry in &s.entries {
+        statements.push(entry_statement(db, s, entry)?);
+    }
+    statements.push(query!(
         db,
-        "UPDATE credit_accounts SET key_hash = ?3, key_sealed = ?4, key_label = ?5, \
-             key_limit = ?6, key_usage = ?7, key_remaining = ?8, credits = ?9, \
-             resets = resets + ?10, rotations = rotations + ?11, version = version + 1, \
-             lock_id = NULL, lock_expires_ms = NULL, checked_ms = ?12, updated_at = ?13 \
-         WHERE user_id = ?1 AND lock_id = ?2",
+        "UPDATE credit_accounts SET key_hash = ?4, key_sealed = ?5, key_label = ?6, \
+             key_limit = ?7, key_usage = ?8, key_remaining = ?9, credits = ?10, \
+             resets = resets + ?11, rotations = rotations + ?12, version = version + 1, \
+             lock_id = NULL, lock_expires_ms = NULL, checked_ms = ?13, updated_at = ?14 \
+         WHERE user_id = ?1 AND lock_id = ?2 AND version = ?3",
         s.user_id,
         s.lock_id,
+        version,
         s.key.hash,
         s.key.sealed,
         s.key.label,
@@ -179,35 +209,16 @@ pub async fn settle(db: &D1Database, s: &Settle<'_>) -> Result<Option<Account>, 
         i32::from(s.rotated),
         s.now_ms as f64,
         s.now
-    )?];
-    if let Some((hash, reason)) = s.retire {
-        statements.push(query!(
-            db,
-            &format!(
-                "INSERT INTO provider_key_deletions (key_hash, user_id, reason, \
-                     next_attempt_ms, created_at, updated_at) \
-                 SELECT ?3, ?1, ?4, ?5, ?6, ?6 WHERE {settled} \
-                 ON CONFLICT (key_hash) DO NOTHING"
-            ),
-            s.user_id,
-            new_version,
-            hash,
-            reason,
-            s.now_ms as f64,
-            s.now
-        )?);
-    }
-    for entry in &s.entries {
-        statements.push(entry_statement(db, s, entry, new_version)?);
-    }
+    )?);
+    let update = statements.len() - 1;
     statements.push(query!(
         db,
         &format!("SELECT {COLUMNS} FROM credit_accounts WHERE user_id = ?1 AND version = ?2"),
         s.user_id,
-        new_version
+        version + 1.0
     )?);
     let results = db.batch(statements).await?;
-    if changes(&results[0])? == 0 {
+    if changes(&results[update])? == 0 {
         return Ok(None);
     }
     Ok(results
@@ -217,30 +228,32 @@ pub async fn settle(db: &D1Database, s: &Settle<'_>) -> Result<Option<Account>, 
         .and_then(|rows| rows.into_iter().next()))
 }
 
-/// A ledger line recorded with the balance the account has right after the settlement, only
-/// if the settlement applied (the account is at `version` and unlocked).
+/// A ledger line recorded with the balance the settlement leaves, only while this request
+/// holds the lock.
 fn entry_statement(
     db: &D1Database,
     s: &Settle<'_>,
     entry: &Entry<'_>,
-    version: f64,
 ) -> Result<D1PreparedStatement, AppError> {
     Ok(query!(
         db,
-        "INSERT INTO credit_ledger (id, user_id, kind, amount, balance_after, reason, actor_id, \
-             key_hash, idempotency_key, created_at) \
-         SELECT ?2, ?1, ?3, ?4, credits, ?5, ?6, ?7, ?8, ?9 FROM credit_accounts \
-         WHERE user_id = ?1 AND version = ?10 AND lock_id IS NULL",
+        &format!(
+            "INSERT INTO credit_ledger (id, user_id, kind, amount, balance_after, reason, \
+                 actor_id, key_hash, idempotency_key, created_at) \
+             SELECT ?4, ?1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE {FENCE}"
+        ),
         s.user_id,
+        s.lock_id,
+        s.version as f64,
         random::id::<10>("cl_"),
         entry.kind,
         entry.amount as f64,
+        s.credits as f64,
         entry.reason,
         entry.actor_id,
         s.key.hash,
         entry.idempotency_key,
-        s.now,
-        version
+        s.now
     )?)
 }
 
@@ -285,8 +298,26 @@ pub async fn adjust(
     now: &str,
 ) -> Result<Option<LedgerLine>, AppError> {
     let id = random::id::<10>("cl_");
+    // The line first, fenced by the lock; the update that gives the lock back last.
     let results = db
         .batch(vec![
+            query!(
+                db,
+                "INSERT INTO credit_ledger (id, user_id, kind, amount, balance_after, reason, \
+                     actor_id, key_hash, idempotency_key, created_at) \
+                 SELECT ?3, ?1, ?4, ?5, ?6, ?7, ?8, key_hash, ?9, ?10 \
+                 FROM credit_accounts WHERE user_id = ?1 AND lock_id = ?2",
+                user_id,
+                lock_id,
+                &id,
+                entry.kind,
+                entry.amount as f64,
+                credits as f64,
+                entry.reason,
+                entry.actor_id,
+                entry.idempotency_key,
+                now
+            )?,
             query!(
                 db,
                 "UPDATE credit_accounts SET credits = ?3, version = version + 1, \
@@ -299,21 +330,6 @@ pub async fn adjust(
             )?,
             query!(
                 db,
-                "INSERT INTO credit_ledger (id, user_id, kind, amount, balance_after, reason, \
-                     actor_id, key_hash, idempotency_key, created_at) \
-                 SELECT ?2, ?1, ?3, ?4, credits, ?5, ?6, key_hash, ?7, ?8 \
-                 FROM credit_accounts WHERE user_id = ?1 AND changes() = 1",
-                user_id,
-                &id,
-                entry.kind,
-                entry.amount as f64,
-                entry.reason,
-                entry.actor_id,
-                entry.idempotency_key,
-                now
-            )?,
-            query!(
-                db,
                 &format!("SELECT {LEDGER_COLUMNS} FROM credit_ledger WHERE id = ?1"),
                 &id
             )?,
@@ -322,7 +338,9 @@ pub async fn adjust(
     Ok(results[2].results::<LedgerLine>()?.into_iter().next())
 }
 
-/// Queues a key for deletion at OpenRouter (a key this request created but could not keep).
+/// Queues a key for deletion at OpenRouter (a key this request created but could not keep),
+/// unless it is the user's current key after all (a settlement that applied although its
+/// answer was lost).
 pub async fn queue_deletion(
     db: &D1Database,
     key_hash: &str,
@@ -334,7 +352,8 @@ pub async fn queue_deletion(
     query!(
         db,
         "INSERT INTO provider_key_deletions (key_hash, user_id, reason, next_attempt_ms, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+             created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?5 \
+         WHERE NOT EXISTS (SELECT 1 FROM credit_accounts WHERE user_id = ?2 AND key_hash = ?1) \
          ON CONFLICT (key_hash) DO NOTHING",
         key_hash,
         user_id,

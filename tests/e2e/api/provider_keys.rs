@@ -31,6 +31,7 @@ pub fn cases() -> Vec<Case> {
         admin_endpoints_refuse_non_admins,
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
+        a_settlement_whose_lock_was_lost_applies_nothing,
     )
 }
 
@@ -817,4 +818,77 @@ fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
         )
         .send()
         .assert_error(503, "not_configured");
+}
+
+/// `SUM(amount)` of the user's ledger and their balance.
+fn ledger_sum_and_balance(world: &World, user_id: &str) -> (i64, i64) {
+    let sum = world.d1_number(&format!(
+        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = '{user_id}'"
+    ));
+    let balance = world.d1_number(&format!(
+        "SELECT credits FROM credit_accounts WHERE user_id = '{user_id}'"
+    ));
+    (sum, balance)
+}
+
+fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
+    let (token, user_id) = new_user(world);
+    post_key(world, &token);
+    let old_hash = fake_keys(world, &user_id)[0].hash.clone();
+    let or = &world.fakes.openrouter;
+    // 0.6 spent: the next look deducts it, creates a key and retires the old one.
+    or.set_usage(&old_hash, 0.6);
+    let version = world.d1_number(&format!(
+        "SELECT version FROM credit_accounts WHERE user_id = '{user_id}'"
+    ));
+    // The moment the next request takes the lock, it loses it: as if it had stalled past the
+    // lock's expiry while another request took the lock over, settled (keeping the same key)
+    // and let go. (A trigger makes this exact; RETURNING still shows the claimer its lock.)
+    let trigger = format!("lose_lock_{}", user_id.trim_start_matches("usr_"));
+    world.d1_query(&format!(
+        "CREATE TRIGGER {trigger} AFTER UPDATE OF lock_id ON credit_accounts \
+         WHEN NEW.user_id = '{user_id}' AND NEW.lock_id IS NOT NULL AND OLD.version = {version} \
+         BEGIN UPDATE credit_accounts SET lock_id = NULL, lock_expires_ms = NULL, \
+             version = version + 1 WHERE user_id = NEW.user_id; END"
+    ));
+    let reply = world.authed("POST", KEY, &token).send();
+    world.d1_query(&format!("DROP TRIGGER {trigger}"));
+    reply.assert_error(409, "conflict");
+
+    // Nothing of the lost settlement applied: no usage line, no deletion queued for the key
+    // still in use, the balance unchanged, and the ledger still sums to the balance.
+    assert_eq!(ledger(world, &user_id), [("grant".to_owned(), 10_000_000)]);
+    let queued_old = world.d1_number(&format!(
+        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
+    ));
+    assert_eq!(
+        queued_old, 0,
+        "the key still in use was queued for deletion"
+    );
+    let row = account(world, &user_id);
+    assert_eq!(row["key_hash"], old_hash.as_str());
+    assert_eq!(row["credits"], 10_000_000);
+    assert_eq!(row["key_usage"], 0);
+    assert_eq!(row["rotations"], 0);
+    assert_eq!(row["version"], version + 1, "only the thief's change");
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!(sum, balance);
+    let old = or.key(&old_hash).unwrap();
+    assert!(!old.deleted && !old.disabled, "{old:?}");
+    // The key the request made but could not keep is queued, and only that one.
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 2);
+    let queued = world.d1_query(&format!(
+        "SELECT key_hash, reason FROM provider_key_deletions WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["key_hash"], made[1].hash.as_str());
+    assert_eq!(queued[0]["reason"], "orphaned");
+
+    // The next request settles normally: the spend is deducted once.
+    let rotated = post_key(world, &token);
+    assert_eq!(rotated["action"], "rotated", "{rotated}");
+    approx(&rotated["credits"], 9.4);
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!((sum, balance), (9_400_000, 9_400_000));
 }
