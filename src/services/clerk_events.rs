@@ -48,6 +48,7 @@ pub async fn apply(
         }
         ClerkEvent::UserDeleted { id } => {
             users::deactivate(db, "clerk", id, now).await?;
+            crate::services::credits::retire_user_keys(db, "clerk", id).await?;
             Ok(Outcome::Processed)
         }
         ClerkEvent::SessionStarted { id, user_id } => {

@@ -55,10 +55,20 @@ pub enum Claim {
     Held(Account),
     /// Another request holds it; the account as it is now.
     Busy(Account),
+    /// The claim required an active user and the user is not (deleted): nothing was taken.
+    Inactive,
+}
+
+#[derive(Deserialize)]
+struct Standing {
+    active: i64,
 }
 
 /// Claims the user's account (creating an empty one first if needed) for `ttl_ms`. A lock
-/// whose holder died is taken over once it has expired.
+/// whose holder died is taken over once it has expired. With `require_active`, the lock is
+/// only taken while the user is active, in the same statement, so a request that holds the
+/// lock knows the user was not deleted before it (a deletion takes the lock too, see
+/// [`retire_key`]).
 pub async fn claim(
     db: &D1Database,
     user_id: &str,
@@ -66,10 +76,12 @@ pub async fn claim(
     now_ms: u64,
     ttl_ms: u64,
     now: &str,
+    require_active: bool,
 ) -> Result<Claim, AppError> {
     let upsert = format!(
         "INSERT INTO credit_accounts (user_id, lock_id, lock_expires_ms, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
+         SELECT ?1, ?2, ?3, ?4, ?4 \
+         WHERE ?6 = 0 OR EXISTS (SELECT 1 FROM users WHERE id = ?1 AND status = 'active') \
          ON CONFLICT (user_id) DO UPDATE SET lock_id = excluded.lock_id, \
              lock_expires_ms = excluded.lock_expires_ms \
          WHERE credit_accounts.lock_id IS NULL OR credit_accounts.lock_expires_ms < ?5 \
@@ -85,13 +97,27 @@ pub async fn claim(
                 lock_id,
                 (now_ms + ttl_ms) as f64,
                 now,
-                now_ms as f64
+                now_ms as f64,
+                i32::from(require_active)
             )?,
             query!(db, &read, user_id)?,
+            query!(
+                db,
+                "SELECT COUNT(*) AS active FROM users WHERE id = ?1 AND status = 'active'",
+                user_id
+            )?,
         ])
         .await?;
     if let Some(held) = results[0].results::<Account>()?.into_iter().next() {
         return Ok(Claim::Held(held));
+    }
+    let active = results[2]
+        .results::<Standing>()?
+        .into_iter()
+        .next()
+        .is_some_and(|s| s.active > 0);
+    if require_active && !active {
+        return Ok(Claim::Inactive);
     }
     let current = results[1]
         .results::<Account>()?
@@ -430,6 +456,69 @@ pub async fn deletion_failed(
     .run()
     .await?;
     Ok(())
+}
+
+/// The Tollgate id of the user with this external identity, if they have a credit account.
+pub async fn account_holder(
+    db: &D1Database,
+    auth_source: &str,
+    external_id: &str,
+) -> Result<Option<String>, AppError> {
+    #[derive(Deserialize)]
+    struct Holder {
+        user_id: String,
+    }
+    Ok(query!(
+        db,
+        "SELECT a.user_id FROM credit_accounts a JOIN users u ON u.id = a.user_id \
+         WHERE u.auth_source = ?1 AND u.external_id = ?2",
+        auth_source,
+        external_id
+    )?
+    .first::<Holder>(None)
+    .await?
+    .map(|h| h.user_id))
+}
+
+/// Queues the account's current key for deletion (with `reason`) and forgets it, while this
+/// request holds the lock, which it gives back. `false` when the lock was lost (nothing
+/// changed).
+pub async fn retire_key(
+    db: &D1Database,
+    user_id: &str,
+    lock_id: &str,
+    reason: &str,
+    now_ms: u64,
+    now: &str,
+) -> Result<bool, AppError> {
+    let results = db
+        .batch(vec![
+            query!(
+                db,
+                "INSERT INTO provider_key_deletions (key_hash, user_id, reason, \
+                     next_attempt_ms, created_at, updated_at) \
+                 SELECT key_hash, user_id, ?3, ?4, ?5, ?5 FROM credit_accounts \
+                 WHERE user_id = ?1 AND lock_id = ?2 AND key_hash IS NOT NULL \
+                 ON CONFLICT (key_hash) DO NOTHING",
+                user_id,
+                lock_id,
+                reason,
+                now_ms as f64,
+                now
+            )?,
+            query!(
+                db,
+                "UPDATE credit_accounts SET key_hash = NULL, key_sealed = NULL, \
+                     key_label = NULL, version = version + 1, lock_id = NULL, \
+                     lock_expires_ms = NULL, updated_at = ?3 \
+                 WHERE user_id = ?1 AND lock_id = ?2",
+                user_id,
+                lock_id,
+                now
+            )?,
+        ])
+        .await?;
+    Ok(changes(&results[1])? > 0)
 }
 
 /// A user with their credit account, as the admin list shows them.

@@ -32,6 +32,7 @@ pub fn cases() -> Vec<Case> {
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
         a_settlement_whose_lock_was_lost_applies_nothing,
+        a_key_created_while_its_user_is_deleted_is_queued_for_deletion,
     )
 }
 
@@ -820,6 +821,34 @@ fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
         .assert_error(503, "not_configured");
 }
 
+/// Polls `done` every 20 ms for up to `within`; whether it came true.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// The create requests the fake received for this user so far.
+fn creates_for(world: &World, user_id: &str) -> usize {
+    world
+        .fakes
+        .openrouter
+        .upstream()
+        .received()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == "/api/v1/keys"
+                && String::from_utf8_lossy(&r.body).contains(user_id)
+        })
+        .count()
+}
+
 /// `SUM(amount)` of the user's ledger and their balance.
 fn ledger_sum_and_balance(world: &World, user_id: &str) -> (i64, i64) {
     let sum = world.d1_number(&format!(
@@ -891,4 +920,62 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     approx(&rotated["credits"], 9.4);
     let (sum, balance) = ledger_sum_and_balance(world, &user_id);
     assert_eq!((sum, balance), (9_400_000, 9_400_000));
+}
+
+fn a_key_created_while_its_user_is_deleted_is_queued_for_deletion(world: &World) {
+    let clerk_id = unique("user_inflight_");
+    let created = clerk_user_event("user.created", &clerk_id, now() * 1000, json!({}));
+    assert_eq!(world.clerk_webhook(&unique("msg_"), &created).status, 200);
+    let token = world.clerk_token(&clerk_id);
+    let reply = world.authed("GET", "/api/user/profile", &token).send();
+    let user_id = reply.json()["id"].as_str().unwrap().to_owned();
+
+    // The first key's create is slow; the user is deleted while it is in flight.
+    let slow = Duration::from_millis(OPENROUTER_TIMEOUT_MS - 300);
+    world
+        .fakes
+        .openrouter
+        .fail_next(Call::Create, &user_id, Fault::Delay(slow));
+    let (key_reply, key_done, deleted, deleted_done) = std::thread::scope(|s| {
+        let request = s.spawn(|| {
+            let reply = world.authed("POST", KEY, &token).send();
+            (reply, Instant::now())
+        });
+        assert!(
+            eventually(Duration::from_secs(5), || creates_for(world, &user_id) > 0),
+            "the create reached OpenRouter"
+        );
+        let deleted = world.clerk_webhook(
+            &unique("msg_"),
+            &json!({ "type": "user.deleted", "object": "event",
+                     "data": { "deleted": true, "id": clerk_id, "object": "user" } }),
+        );
+        let deleted_done = Instant::now();
+        let (reply, done) = request.join().unwrap();
+        (reply, done, deleted, deleted_done)
+    });
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(key_reply.status, 200, "{}", key_reply.body);
+    assert!(
+        deleted_done >= key_done,
+        "the deletion waited for the request holding the lock"
+    );
+
+    // The key made in flight was stored, then queued for deletion with the user, and forgotten.
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 1);
+    assert_eq!(key_reply.json()["key"], made[0].key.as_str());
+    let queued = world.d1_query(&format!(
+        "SELECT reason FROM provider_key_deletions WHERE key_hash = '{}'",
+        made[0].hash
+    ));
+    assert_eq!(queued.len(), 1, "the key created in flight is queued");
+    assert_eq!(queued[0]["reason"], "user_deleted");
+    let row = account(world, &user_id);
+    assert!(
+        row["key_hash"].is_null() && row["key_sealed"].is_null(),
+        "{row}"
+    );
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!(sum, balance);
 }
