@@ -5,7 +5,7 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::credits::{self, CreditPolicy};
+use crate::core::credits::{self, CreditPolicy, LimitReset};
 use crate::core::plans::PlanCatalog;
 use crate::core::roles::RoleConfig;
 use crate::core::sealed::Keyring;
@@ -178,6 +178,9 @@ pub struct ProviderConfig {
     /// `CREDITS_INITIAL` (10), `OPENROUTER_KEY_LIMIT` (1), `CREDITS_RESET_AT` (0.1),
     /// `OPENROUTER_ROTATE_AT` (0.5): USD decimals, stored as micro-USD.
     pub credits: CreditPolicy,
+    /// `OPENROUTER_KEY_LIMIT_RESET`: when OpenRouter resets each key's limit: `daily`
+    /// (default; the seed's "$1 daily limits"), `weekly`, `monthly`, or `none` (never).
+    pub key_limit_reset: Option<LimitReset>,
     /// `OPENROUTER_TIMEOUT_MS`: how long one OpenRouter call may take; default 10000.
     pub openrouter_timeout_ms: u64,
     /// `KEY_DELETE_RETRY_SECS`: a failed deletion of a retired key is retried by the sweep
@@ -197,6 +200,13 @@ impl ProviderConfig {
                 reset_at_or_below: amount(source, "CREDITS_RESET_AT", "0.1")?,
                 rotate_at_or_below: amount(source, "OPENROUTER_ROTATE_AT", "0.5")?,
             },
+            key_limit_reset: LimitReset::parse(
+                &optional(source, "OPENROUTER_KEY_LIMIT_RESET").unwrap_or_else(|| "daily".into()),
+            )
+            .map_err(|problem| ConfigError {
+                setting: "OPENROUTER_KEY_LIMIT_RESET",
+                problem,
+            })?,
             openrouter_timeout_ms: number(source, "OPENROUTER_TIMEOUT_MS", 10_000, 100..=60_000)?,
             delete_retry_secs: number(source, "KEY_DELETE_RETRY_SECS", 60, 0..=3600)?,
         };
@@ -638,6 +648,21 @@ mod tests {
         let shown = format!("{:?}", Secret::read(&vars, "SET"));
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("[set]"));
+    }
+
+    #[test]
+    fn keys_reset_their_limit_daily_unless_configured_otherwise() {
+        let load = |value: &'static str| {
+            Config::load(&HashMap::from([("OPENROUTER_KEY_LIMIT_RESET", value)]))
+                .map(|c| c.providers.key_limit_reset)
+        };
+        let default = Config::load(&HashMap::new()).unwrap().providers;
+        assert_eq!(default.key_limit_reset, Some(LimitReset::Daily));
+        assert_eq!(load("monthly"), Ok(Some(LimitReset::Monthly)));
+        assert_eq!(load("weekly"), Ok(Some(LimitReset::Weekly)));
+        assert_eq!(load("none"), Ok(None));
+        let err = load("hourly").unwrap_err();
+        assert_eq!(err.setting, "OPENROUTER_KEY_LIMIT_RESET", "{err}");
     }
 
     #[test]

@@ -200,7 +200,11 @@ impl<'a> Flow<'a> {
     async fn create(&self) -> Result<CreatedKey, AppError> {
         let name = format!("tollgate {} {}", self.config.environment, self.user_id);
         self.openrouter
-            .create_key(&name, self.config.providers.credits.key_limit)
+            .create_key(
+                &name,
+                self.config.providers.credits.key_limit,
+                self.config.providers.key_limit_reset.map(|r| r.as_str()),
+            )
             .await
     }
 

@@ -70,10 +70,19 @@ struct Envelope {
 }
 
 impl<'a> OpenRouter<'a> {
-    /// Creates a key named `name` with a limit of `limit` micro-USD
-    /// (`POST /v1/keys`; BYOK usage is kept out of the limit).
-    pub async fn create_key(&self, name: &str, limit: i64) -> Result<CreatedKey, AppError> {
-        let body = json!({ "name": name, "limit": usd(limit), "include_byok_in_limit": false });
+    /// Creates a key named `name` with a limit of `limit` micro-USD, reset `limit_reset`
+    /// (`daily`, `weekly`, `monthly`; `None` sends no reset) (`POST /v1/keys`; BYOK usage is
+    /// kept out of the limit).
+    pub async fn create_key(
+        &self,
+        name: &str,
+        limit: i64,
+        limit_reset: Option<&str>,
+    ) -> Result<CreatedKey, AppError> {
+        let mut body = json!({ "name": name, "limit": usd(limit), "include_byok_in_limit": false });
+        if let Some(reset) = limit_reset {
+            body["limit_reset"] = json!(reset);
+        }
         let (status, text) = self.call(Method::Post, "/v1/keys", Some(&body)).await?;
         if !(200..=299).contains(&status) {
             return Err(failure("POST /v1/keys", status, &text));

@@ -33,6 +33,7 @@ pub fn cases() -> Vec<Case> {
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
         a_settlement_whose_lock_was_lost_applies_nothing,
         a_key_created_while_its_user_is_deleted_is_queued_for_deletion,
+        keys_are_created_with_a_daily_limit_reset,
     )
 }
 
@@ -978,4 +979,18 @@ fn a_key_created_while_its_user_is_deleted_is_queued_for_deletion(world: &World)
     );
     let (sum, balance) = ledger_sum_and_balance(world, &user_id);
     assert_eq!(sum, balance);
+}
+
+fn keys_are_created_with_a_daily_limit_reset(world: &World) {
+    let (token, user_id) = new_user(world);
+    post_key(world, &token);
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].limit_reset.as_deref(),
+        Some("daily"),
+        "Puku's keys have a $1 daily limit: {:?}",
+        made[0]
+    );
+    assert_eq!(made[0].limit, Some(1.0));
 }
