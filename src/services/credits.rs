@@ -8,9 +8,10 @@
 //!
 //! Failure safety: a key is created before anything is written; if creating it fails, the
 //! account is untouched (the user keeps their key, nothing is deducted) and the answer is
-//! `upstream_error`. A replaced key is queued for deletion in the same transaction that
-//! replaces it, deleted right away if OpenRouter answers, and otherwise by the scheduled
-//! sweep ([`super::key_sweep`]).
+//! `upstream_error`. A create that timed out may still have made a key upstream: a look-up
+//! by the key's name is queued, and the sweep deletes what it finds. A replaced key is
+//! queued for deletion in the same transaction that replaces it, deleted right away if
+//! OpenRouter answers, and otherwise by the scheduled sweep ([`super::key_sweep`]).
 //!
 //! Deleting a user takes the same lock ([`retire_user_keys`]), and a request only takes the
 //! lock while its user is active, so a key created while the user is deleted is queued for
@@ -30,7 +31,7 @@ use crate::error::AppError;
 use crate::store::credit_accounts::{
     self as accounts, key_context, Account, Claim, Entry, KeyState, LedgerLine, Settle,
 };
-use crate::upstream::openrouter::{CreatedKey, OpenRouter};
+use crate::upstream::openrouter::{CreateFailed, CreatedKey, OpenRouter};
 
 /// How often a request waiting for a user's lock looks again.
 const LOCK_POLL: Duration = Duration::from_millis(100);
@@ -196,16 +197,47 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Creates a key at OpenRouter, named after the deployment and the user.
+    /// Creates a key at OpenRouter, named after the deployment and the user
+    /// ([`key_name`]). When the outcome is unknown (a timeout), a look-up by that name is
+    /// queued for the sweep, so a key made upstream but never stored is found and deleted.
     async fn create(&self) -> Result<CreatedKey, AppError> {
-        let name = format!("tollgate {} {}", self.config.environment, self.user_id);
-        self.openrouter
+        let name = key_name(&self.config.environment, self.user_id);
+        let providers = &self.config.providers;
+        let created = self
+            .openrouter
             .create_key(
                 &name,
-                self.config.providers.credits.key_limit,
-                self.config.providers.key_limit_reset.map(|r| r.as_str()),
+                providers.credits.key_limit,
+                providers.key_limit_reset.map(|r| r.as_str()),
             )
-            .await
+            .await;
+        match created {
+            Ok(key) => Ok(key),
+            Err(CreateFailed {
+                error,
+                maybe_created,
+            }) => {
+                if maybe_created {
+                    let now = now_ms();
+                    let due = now + providers.delete_retry_secs * 1000;
+                    let queued = accounts::queue_lookup(
+                        self.db,
+                        &name,
+                        self.user_id,
+                        due,
+                        &rfc3339_from_millis(now),
+                    )
+                    .await;
+                    if let Err(err) = queued {
+                        log(
+                            "queueing a look-up for an unknown OpenRouter create failed",
+                            &err,
+                        );
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Runs the flow under the lock; the lock is given back on every failure.
@@ -574,6 +606,12 @@ async fn adjust_held(
         .await?
         .map(|line| (line, false))
         .ok_or_else(|| AppError::Conflict("the account changed meanwhile; retry".to_owned()))
+}
+
+/// The name of every OpenRouter key made for this user in this deployment
+/// (`tollgate <ENVIRONMENT> <user id>`), which is how the sweep finds keys never stored.
+pub fn key_name(environment: &str, user_id: &str) -> String {
+    format!("tollgate {environment} {user_id}")
 }
 
 /// How long retiring a deleted user's key holds their lock (D1 statements only).

@@ -1,5 +1,7 @@
-//! `credit_accounts`, `credit_ledger` and `provider_key_deletions`: a user's OpenRouter key
-//! and credits, every change of the credits, and the keys still to be deleted at OpenRouter.
+//! `credit_accounts`, `credit_ledger`, `provider_key_deletions` and `provider_key_lookups`: a
+//! user's OpenRouter key and credits, every change of the credits, the keys still to be
+//! deleted at OpenRouter, and the keys to look for by name (a create whose outcome is
+//! unknown).
 //!
 //! Every change of an account happens under its lock: a request claims the row (one
 //! conditional upsert), talks to OpenRouter, and settles with one batch whose every
@@ -519,6 +521,157 @@ pub async fn retire_key(
         ])
         .await?;
     Ok(changes(&results[1])? > 0)
+}
+
+/// Queues a look-up of the keys named `name` at OpenRouter, due at `due_ms`: a create whose
+/// outcome is unknown (it timed out) may have made a key that nobody stored. Queued again
+/// before it ran, it is pushed back to the later time and counts one more request.
+pub async fn queue_lookup(
+    db: &D1Database,
+    name: &str,
+    user_id: &str,
+    due_ms: u64,
+    now: &str,
+) -> Result<(), AppError> {
+    query!(
+        db,
+        "INSERT INTO provider_key_lookups (name, user_id, next_attempt_ms, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (name) DO UPDATE SET requests = requests + 1, \
+             next_attempt_ms = MAX(next_attempt_ms, excluded.next_attempt_ms), \
+             updated_at = excluded.updated_at",
+        name,
+        user_id,
+        due_ms as f64,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// A look-up waiting for the sweep.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PendingLookup {
+    /// The key name to look for.
+    pub name: String,
+    pub user_id: String,
+    /// How often it was queued when claimed; resolving it only removes those requests.
+    pub requests: i64,
+    /// Attempts, this one included.
+    pub attempts: i64,
+}
+
+/// Up to `limit` look-ups that are due, each claimed for `claim_ms`, in one statement.
+pub async fn claim_due_lookups(
+    db: &D1Database,
+    now_ms: u64,
+    claim_ms: u64,
+    limit: u32,
+) -> Result<Vec<PendingLookup>, AppError> {
+    Ok(query!(
+        db,
+        "UPDATE provider_key_lookups SET claimed_until_ms = ?2, attempts = attempts + 1 \
+         WHERE name IN (SELECT name FROM provider_key_lookups \
+             WHERE next_attempt_ms <= ?1 \
+               AND (claimed_until_ms IS NULL OR claimed_until_ms < ?1) \
+             ORDER BY next_attempt_ms LIMIT ?3) \
+         RETURNING name, user_id, requests, attempts",
+        now_ms as f64,
+        (now_ms + claim_ms) as f64,
+        limit
+    )?
+    .all()
+    .await?
+    .results::<PendingLookup>()?)
+}
+
+/// The look-up could not finish: try again at `next_attempt_ms`.
+pub async fn lookup_failed(
+    db: &D1Database,
+    name: &str,
+    error: &str,
+    next_attempt_ms: u64,
+    now: &str,
+) -> Result<(), AppError> {
+    query!(
+        db,
+        "UPDATE provider_key_lookups SET last_error = ?2, next_attempt_ms = ?3, \
+             claimed_until_ms = NULL, updated_at = ?4 WHERE name = ?1",
+        name,
+        error,
+        next_attempt_ms as f64,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// Resolves a look-up while this request holds the user's lock, which it gives back: queues
+/// `found` (keys with the look-up's name) for deletion, except the user's current key, and
+/// marks the look-up done unless it was queued again meanwhile. `false` when the lock was
+/// lost (nothing changed).
+pub async fn resolve_lookup(
+    db: &D1Database,
+    user_id: &str,
+    lock_id: &str,
+    lookup: &PendingLookup,
+    found: &[&str],
+    now_ms: u64,
+    now: &str,
+) -> Result<bool, AppError> {
+    let held = "EXISTS (SELECT 1 FROM credit_accounts WHERE user_id = ?1 AND lock_id = ?2)";
+    let mut statements = Vec::new();
+    for hash in found {
+        statements.push(query!(
+            db,
+            "INSERT INTO provider_key_deletions (key_hash, user_id, reason, \
+                 next_attempt_ms, created_at, updated_at) \
+             SELECT ?3, ?1, 'orphaned', ?4, ?5, ?5 FROM credit_accounts \
+             WHERE user_id = ?1 AND lock_id = ?2 AND (key_hash IS NULL OR key_hash <> ?3) \
+             ON CONFLICT (key_hash) DO NOTHING",
+            user_id,
+            lock_id,
+            *hash,
+            now_ms as f64,
+            now
+        )?);
+    }
+    statements.push(query!(
+        db,
+        &format!("DELETE FROM provider_key_lookups WHERE name = ?3 AND requests = ?4 AND {held}"),
+        user_id,
+        lock_id,
+        &lookup.name,
+        lookup.requests as f64
+    )?);
+    // Queued again meanwhile: it stays, due again at its own time.
+    statements.push(query!(
+        db,
+        &format!(
+            "UPDATE provider_key_lookups SET claimed_until_ms = NULL, updated_at = ?4 \
+             WHERE name = ?3 AND {held}"
+        ),
+        user_id,
+        lock_id,
+        &lookup.name,
+        now
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE credit_accounts SET lock_id = NULL, lock_expires_ms = NULL \
+         WHERE user_id = ?1 AND lock_id = ?2",
+        user_id,
+        lock_id
+    )?);
+    let results = db.batch(statements).await?;
+    let released = results
+        .last()
+        .map(changes)
+        .transpose()?
+        .is_some_and(|n| n > 0);
+    Ok(released)
 }
 
 /// A user with their credit account, as the admin list shows them.

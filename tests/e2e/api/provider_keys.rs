@@ -42,6 +42,7 @@ pub fn cases() -> Vec<Case> {
 pub fn serial_cases() -> Vec<Case> {
     crate::cases!(provider_keys:
         the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
+        a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted,
     )
 }
 
@@ -993,4 +994,79 @@ fn keys_are_created_with_a_daily_limit_reset(world: &World) {
         made[0]
     );
     assert_eq!(made[0].limit, Some(1.0));
+}
+
+fn a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted(world: &World) {
+    let (token, user_id) = new_user(world);
+    let real = post_key(world, &token);
+    let real_hash = fake_keys(world, &user_id)[0].hash.clone();
+    let or = &world.fakes.openrouter;
+    // Other applications' keys on the same OpenRouter account: the list takes pages.
+    or.add_keys(&unique("another app "), 150);
+
+    // The rotation's create outlives the timeout, but OpenRouter makes the key anyway.
+    or.set_usage(&real_hash, 0.6);
+    or.fail_next(
+        Call::Create,
+        &user_id,
+        Fault::Delay(Duration::from_millis(OPENROUTER_TIMEOUT_MS + 1000)),
+    );
+    world
+        .authed("POST", KEY, &token)
+        .send()
+        .assert_error(502, "upstream_error");
+    let row = account(world, &user_id);
+    assert_eq!(
+        row["key_hash"],
+        real_hash.as_str(),
+        "the user keeps their key"
+    );
+    assert_eq!(row["credits"], 10_000_000);
+    let name = format!("tollgate e2e {user_id}");
+    let lookups = world.d1_query(&format!(
+        "SELECT name, user_id FROM provider_key_lookups WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(lookups.len(), 1, "a look-up is queued: {lookups:?}");
+    assert_eq!(lookups[0]["name"], name.as_str());
+
+    assert!(
+        eventually(Duration::from_secs(5), || fake_keys(world, &user_id).len()
+            == 2),
+        "the slow create landed at OpenRouter"
+    );
+    let orphan = fake_keys(world, &user_id)[1].clone();
+    assert_eq!(orphan.name, name);
+    assert!(!orphan.deleted);
+
+    run_sweep(world);
+    assert!(
+        or.key(&orphan.hash).unwrap().deleted,
+        "the orphan is deleted"
+    );
+    let kept = or.key(&real_hash).unwrap();
+    assert!(
+        !kept.deleted && !kept.disabled,
+        "the user's key is untouched"
+    );
+    let listed_pages = or
+        .upstream()
+        .received()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v1/keys")
+        .map(|r| r.query.clone())
+        .collect::<Vec<_>>();
+    assert!(
+        listed_pages.iter().any(|q| q.contains("offset=100")),
+        "the sweep read past the first page: {listed_pages:?}"
+    );
+    let left = world.d1_number(&format!(
+        "SELECT (SELECT COUNT(*) FROM provider_key_lookups WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM provider_key_deletions WHERE user_id = '{user_id}')"
+    ));
+    assert_eq!(left, 0, "the look-up is done and nothing is left queued");
+
+    // The user's key still works, and the next rotation goes through.
+    let again = post_key(world, &token);
+    assert_eq!(again["action"], "rotated");
+    assert_ne!(again["key"], real["key"]);
 }
