@@ -32,16 +32,17 @@ pub fn cases() -> Vec<Case> {
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
         a_settlement_whose_lock_was_lost_applies_nothing,
-        a_key_created_while_its_user_is_deleted_is_queued_for_deletion,
         keys_are_created_with_a_daily_limit_reset,
     )
 }
 
-/// Cases that fire the scheduled run: it empties the deletion queue other cases inspect, so
-/// they run in the serial phase.
+/// Cases that fire the scheduled run (it empties the deletion queue other cases inspect), and
+/// cases whose requests must overlap: in the parallel phase another case's D1 read waiting
+/// for the storage gate holds back a second request until the first has finished.
 pub fn serial_cases() -> Vec<Case> {
     crate::cases!(provider_keys:
         the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
+        a_key_created_while_its_user_is_deleted_is_queued_for_deletion,
         a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted,
     )
 }
