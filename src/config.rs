@@ -7,7 +7,7 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::credits::{self, CreditPolicy};
+use crate::core::credits::{self, CreditPolicy, LimitReset};
 use crate::core::plans::PlanCatalog;
 use crate::core::roles::RoleConfig;
 use crate::core::sealed::Keyring;
@@ -289,6 +289,9 @@ pub struct ProviderConfig {
     /// `CREDITS_INITIAL` (10), `OPENROUTER_KEY_LIMIT` (1), `CREDITS_RESET_AT` (0.1),
     /// `OPENROUTER_ROTATE_AT` (0.5): USD decimals, stored as micro-USD.
     pub credits: CreditPolicy,
+    /// `OPENROUTER_KEY_LIMIT_RESET`: when OpenRouter resets each key's limit: `daily`
+    /// (default; the seed's "$1 daily limits"), `weekly`, `monthly`, or `none` (never).
+    pub key_limit_reset: Option<LimitReset>,
     /// `OPENROUTER_TIMEOUT_MS`: how long one OpenRouter call may take; default 10000.
     pub openrouter_timeout_ms: u64,
     /// `KEY_DELETE_RETRY_SECS`: a failed deletion of a retired key is retried by the sweep
@@ -326,6 +329,17 @@ impl ProviderConfig {
                     defaults.rotate_at_or_below,
                 ),
             },
+            key_limit_reset: l.or(
+                LimitReset::parse(
+                    &optional(source, "OPENROUTER_KEY_LIMIT_RESET")
+                        .unwrap_or_else(|| "daily".into()),
+                )
+                .map_err(|problem| ConfigError {
+                    setting: "OPENROUTER_KEY_LIMIT_RESET",
+                    problem,
+                }),
+                Some(LimitReset::Daily),
+            ),
             openrouter_timeout_ms: l.or(
                 number(source, "OPENROUTER_TIMEOUT_MS", 10_000, 100..=60_000),
                 10_000,
@@ -982,6 +996,22 @@ mod tests {
         let shown = format!("{:?}", Secret::read(&vars, "SET"));
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("[set]"));
+    }
+
+    #[test]
+    fn keys_reset_their_limit_daily_unless_configured_otherwise() {
+        let load = |value: &'static str| {
+            let config = Config::load(&HashMap::from([("OPENROUTER_KEY_LIMIT_RESET", value)]));
+            assert!(config.problems.is_empty(), "{:?}", config.problems);
+            config.providers.key_limit_reset
+        };
+        let default = Config::load(&HashMap::new()).providers;
+        assert_eq!(default.key_limit_reset, Some(LimitReset::Daily));
+        assert_eq!(load("monthly"), Some(LimitReset::Monthly));
+        assert_eq!(load("weekly"), Some(LimitReset::Weekly));
+        assert_eq!(load("none"), None);
+        let err = first_problem(&HashMap::from([("OPENROUTER_KEY_LIMIT_RESET", "hourly")]));
+        assert_eq!(err.setting, "OPENROUTER_KEY_LIMIT_RESET", "{err}");
     }
 
     #[test]

@@ -72,6 +72,40 @@ impl Default for CreditPolicy {
     }
 }
 
+/// When OpenRouter resets a key's limit (its `limit_reset`): at midnight UTC every day, every
+/// Monday-to-Sunday week, or every month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReset {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl LimitReset {
+    /// Parses `daily`, `weekly`, `monthly`, or `none` (never reset: `None`).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "daily" => Ok(Some(Self::Daily)),
+            "weekly" => Ok(Some(Self::Weekly)),
+            "monthly" => Ok(Some(Self::Monthly)),
+            "none" => Ok(None),
+            _ => Err(format!(
+                "`{}` is not daily, weekly, monthly or none",
+                text.trim()
+            )),
+        }
+    }
+
+    /// The value OpenRouter expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+        }
+    }
+}
+
 /// What is stored about a user's current key and credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holding {
@@ -204,6 +238,20 @@ mod tests {
         assert_eq!(micros_from_usd(f64::NAN), None);
         assert_eq!(micros_from_usd(1e12), None);
         assert!((usd(9_750_000) - 9.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn limit_resets_are_openrouters_periods_or_none() {
+        assert_eq!(LimitReset::parse("daily"), Ok(Some(LimitReset::Daily)));
+        assert_eq!(LimitReset::parse(" Weekly "), Ok(Some(LimitReset::Weekly)));
+        assert_eq!(LimitReset::parse("monthly"), Ok(Some(LimitReset::Monthly)));
+        assert_eq!(LimitReset::parse("none"), Ok(None));
+        for bad in ["", "hourly", "yearly", "null"] {
+            assert!(LimitReset::parse(bad).is_err(), "{bad}");
+        }
+        for reset in [LimitReset::Daily, LimitReset::Weekly, LimitReset::Monthly] {
+            assert_eq!(LimitReset::parse(reset.as_str()), Ok(Some(reset)));
+        }
     }
 
     #[test]

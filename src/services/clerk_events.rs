@@ -50,6 +50,7 @@ pub async fn apply(
             // A deletion may arrive before the user was ever seen: leave a tombstone.
             users::tombstone(db, "clerk", id, default_plan, now).await?;
             users::deactivate(db, "clerk", id, now).await?;
+            crate::services::credits::retire_user_keys(db, "clerk", id).await?;
             Ok(Outcome::Processed)
         }
         ClerkEvent::SessionStarted { id, user_id } => {

@@ -8,9 +8,14 @@
 //!
 //! Failure safety: a key is created before anything is written; if creating it fails, the
 //! account is untouched (the user keeps their key, nothing is deducted) and the answer is
-//! `upstream_error`. A replaced key is queued for deletion in the same transaction that
-//! replaces it, deleted right away if OpenRouter answers, and otherwise by the scheduled
-//! sweep ([`super::key_sweep`]).
+//! `upstream_error`. A create that timed out may still have made a key upstream: a look-up
+//! by the key's name is queued, and the sweep deletes what it finds. A replaced key is
+//! queued for deletion in the same transaction that replaces it, deleted right away if
+//! OpenRouter answers, and otherwise by the scheduled sweep ([`super::key_sweep`]).
+//!
+//! Deleting a user takes the same lock ([`retire_user_keys`]), and a request only takes the
+//! lock while its user is active, so a key created while the user is deleted is queued for
+//! deletion, never left alive.
 
 use std::time::Duration;
 
@@ -26,7 +31,7 @@ use crate::error::AppError;
 use crate::store::credit_accounts::{
     self as accounts, key_context, Account, Claim, Entry, KeyState, LedgerLine, Settle,
 };
-use crate::upstream::openrouter::{CreatedKey, OpenRouter};
+use crate::upstream::openrouter::{CreateFailed, CreatedKey, OpenRouter};
 
 /// How often a request waiting for a user's lock looks again.
 const LOCK_POLL: Duration = Duration::from_millis(100);
@@ -76,6 +81,15 @@ enum Locked {
     Fresh(Account),
 }
 
+/// How long a lock is waited for and held.
+#[derive(Debug, Clone, Copy)]
+struct LockTerms {
+    ttl_ms: u64,
+    wait_ms: u64,
+    /// Only while the user is active (a request on their behalf, not their deletion).
+    require_active: bool,
+}
+
 /// Claims the lock on the user's account for `ttl_ms`, polling while another request holds
 /// it, for at most `wait_ms` (then `conflict`). With `fresh_since`, a holder that settled the
 /// account after that time answers for us instead.
@@ -83,17 +97,29 @@ async fn lock(
     db: &D1Database,
     user_id: &str,
     lock_id: &str,
-    ttl_ms: u64,
-    wait_ms: u64,
+    terms: LockTerms,
     fresh_since: Option<u64>,
 ) -> Result<Locked, AppError> {
-    let deadline = now_ms() + wait_ms;
+    let deadline = now_ms() + terms.wait_ms;
     loop {
         let now = now_ms();
-        let claim =
-            accounts::claim(db, user_id, lock_id, now, ttl_ms, &rfc3339_from_millis(now)).await?;
+        let claim = accounts::claim(
+            db,
+            user_id,
+            lock_id,
+            now,
+            terms.ttl_ms,
+            &rfc3339_from_millis(now),
+            terms.require_active,
+        )
+        .await?;
         match claim {
             Claim::Held(account) => return Ok(Locked::Held(account)),
+            Claim::Inactive => {
+                return Err(AppError::Unauthorized(
+                    "user account is deactivated".to_owned(),
+                ))
+            }
             Claim::Busy(account) => {
                 let fresh = fresh_since.is_some_and(|since| {
                     account.key_hash.is_some()
@@ -140,15 +166,12 @@ impl<'a> Flow<'a> {
     /// Claims the account's lock (see [`lock`]), waiting as long as a holder may keep it.
     async fn lock(&self, fresh_since: Option<u64>) -> Result<Locked, AppError> {
         let ttl_ms = self.lock_ttl_ms();
-        lock(
-            self.db,
-            self.user_id,
-            &self.lock_id,
+        let terms = LockTerms {
             ttl_ms,
-            ttl_ms + 1_000,
-            fresh_since,
-        )
-        .await
+            wait_ms: ttl_ms + 1_000,
+            require_active: true,
+        };
+        lock(self.db, self.user_id, &self.lock_id, terms, fresh_since).await
     }
 
     async fn release(&self) {
@@ -174,12 +197,47 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Creates a key at OpenRouter, named after the deployment and the user.
+    /// Creates a key at OpenRouter, named after the deployment and the user
+    /// ([`key_name`]). When the outcome is unknown (a timeout), a look-up by that name is
+    /// queued for the sweep, so a key made upstream but never stored is found and deleted.
     async fn create(&self) -> Result<CreatedKey, AppError> {
-        let name = format!("tollgate {} {}", self.config.environment, self.user_id);
-        self.openrouter
-            .create_key(&name, self.config.providers.credits.key_limit)
-            .await
+        let name = key_name(&self.config.environment, self.user_id);
+        let providers = &self.config.providers;
+        let created = self
+            .openrouter
+            .create_key(
+                &name,
+                providers.credits.key_limit,
+                providers.key_limit_reset.map(|r| r.as_str()),
+            )
+            .await;
+        match created {
+            Ok(key) => Ok(key),
+            Err(CreateFailed {
+                error,
+                maybe_created,
+            }) => {
+                if maybe_created {
+                    let now = now_ms();
+                    let due = now + providers.delete_retry_secs * 1000;
+                    let queued = accounts::queue_lookup(
+                        self.db,
+                        &name,
+                        self.user_id,
+                        due,
+                        &rfc3339_from_millis(now),
+                    )
+                    .await;
+                    if let Err(err) = queued {
+                        log(
+                            "queueing a look-up for an unknown OpenRouter create failed",
+                            &err,
+                        );
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Runs the flow under the lock; the lock is given back on every failure.
@@ -485,7 +543,12 @@ pub async fn adjust(
     adjustment: Adjustment<'_>,
 ) -> Result<(LedgerLine, bool), AppError> {
     let lock_id = random::id::<8>("lk_");
-    let held = match lock(db, user_id, &lock_id, 10_000, 30_000, None).await? {
+    let terms = LockTerms {
+        ttl_ms: 10_000,
+        wait_ms: 30_000,
+        require_active: false,
+    };
+    let held = match lock(db, user_id, &lock_id, terms, None).await? {
         Locked::Held(account) => account,
         Locked::Fresh(_) => {
             return Err(AppError::Internal(
@@ -543,6 +606,62 @@ async fn adjust_held(
         .await?
         .map(|line| (line, false))
         .ok_or_else(|| AppError::Conflict("the account changed meanwhile; retry".to_owned()))
+}
+
+/// The name of every OpenRouter key made for this user in this deployment
+/// (`tollgate <ENVIRONMENT> <user id>`), which is how the sweep finds keys never stored.
+pub fn key_name(environment: &str, user_id: &str) -> String {
+    format!("tollgate {environment} {user_id}")
+}
+
+/// How long retiring a deleted user's key holds their lock (D1 statements only).
+const RETIRE_TTL_MS: u64 = 10_000;
+/// How long it waits for a request that holds the lock: longer than such a request holds it
+/// with the default `OPENROUTER_TIMEOUT_MS` (2 × 10 s + 5 s); past that, the webhook fails
+/// and Clerk retries it.
+const RETIRE_WAIT_MS: u64 = 30_000;
+
+/// A user was deleted: under the same lock as `POST /api/key`, queues their OpenRouter key
+/// for deletion (the sweep deletes it) and forgets it. A request that holds the lock is
+/// waited for, so a key it creates meanwhile is queued too; once the user is marked deleted
+/// no request takes the lock again ([`accounts::claim`] with `require_active`).
+pub async fn retire_user_keys(
+    db: &D1Database,
+    auth_source: &str,
+    external_id: &str,
+) -> Result<(), AppError> {
+    let Some(user_id) = accounts::account_holder(db, auth_source, external_id).await? else {
+        return Ok(());
+    };
+    let lock_id = random::id::<8>("lk_");
+    let terms = LockTerms {
+        ttl_ms: RETIRE_TTL_MS,
+        wait_ms: RETIRE_WAIT_MS,
+        require_active: false,
+    };
+    lock(db, &user_id, &lock_id, terms, None).await?;
+    let now = now_ms();
+    let retired = accounts::retire_key(
+        db,
+        &user_id,
+        &lock_id,
+        "user_deleted",
+        now,
+        &rfc3339_from_millis(now),
+    )
+    .await;
+    match retired {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AppError::Conflict(
+            "another request took this user's account meanwhile; retry".to_owned(),
+        )),
+        Err(err) => {
+            if let Err(err) = accounts::release(db, &user_id, &lock_id).await {
+                log("credit account lock release failed", &err);
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Deletes a retired key at OpenRouter now; on failure disables it (so it stops working at

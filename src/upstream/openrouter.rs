@@ -1,5 +1,5 @@
 //! OpenRouter's key provisioning API (`/api/v1/keys`), called with the provisioning key:
-//! create a key with a USD limit, read its usage, disable it, delete it.
+//! create a key with a USD limit, read its usage, list keys, disable one, delete one.
 //!
 //! Amounts are USD decimals on the wire and integer micro-USD here. Every failure is
 //! `upstream_error` whose detail (status, OpenRouter's error message) is logged, never
@@ -62,6 +62,33 @@ struct WireKey {
     usage: f64,
 }
 
+/// A key as the list shows it: enough to find keys by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedKey {
+    /// The key's id in the API.
+    pub hash: String,
+    /// The name it was created with.
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct ListPage {
+    data: Vec<ListedKey>,
+}
+
+/// How many keys OpenRouter returns per list page (`offset` pages through the rest).
+pub const LIST_PAGE_SIZE: usize = 100;
+
+/// A create that failed, and whether the key may exist at OpenRouter anyway.
+#[derive(Debug)]
+pub struct CreateFailed {
+    pub error: AppError,
+    /// The call timed out, the connection failed, OpenRouter answered 5xx or an answer that
+    /// does not parse: the key may have been created. A 4xx refusal created nothing.
+    pub maybe_created: bool,
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     data: WireKey,
@@ -70,23 +97,55 @@ struct Envelope {
 }
 
 impl<'a> OpenRouter<'a> {
-    /// Creates a key named `name` with a limit of `limit` micro-USD
-    /// (`POST /v1/keys`; BYOK usage is kept out of the limit).
-    pub async fn create_key(&self, name: &str, limit: i64) -> Result<CreatedKey, AppError> {
-        let body = json!({ "name": name, "limit": usd(limit), "include_byok_in_limit": false });
-        let (status, text) = self.call(Method::Post, "/v1/keys", Some(&body)).await?;
-        if !(200..=299).contains(&status) {
-            return Err(failure("POST /v1/keys", status, &text));
+    /// Creates a key named `name` with a limit of `limit` micro-USD, reset `limit_reset`
+    /// (`daily`, `weekly`, `monthly`; `None` sends no reset) (`POST /v1/keys`; BYOK usage is
+    /// kept out of the limit).
+    pub async fn create_key(
+        &self,
+        name: &str,
+        limit: i64,
+        limit_reset: Option<&str>,
+    ) -> Result<CreatedKey, CreateFailed> {
+        const WHAT: &str = "POST /v1/keys";
+        let mut body = json!({ "name": name, "limit": usd(limit), "include_byok_in_limit": false });
+        if let Some(reset) = limit_reset {
+            body["limit_reset"] = json!(reset);
         }
-        let envelope = parse::<Envelope>("POST /v1/keys", &text)?;
+        let maybe = |error| CreateFailed {
+            error,
+            maybe_created: true,
+        };
+        let (status, text) = self
+            .call(Method::Post, "/v1/keys", Some(&body))
+            .await
+            .map_err(maybe)?;
+        if !(200..=299).contains(&status) {
+            return Err(CreateFailed {
+                error: failure(WHAT, status, &text),
+                maybe_created: !(400..=499).contains(&status),
+            });
+        }
+        let envelope = parse::<Envelope>(WHAT, &text).map_err(maybe)?;
         let key = envelope
             .key
             .filter(|k| !k.trim().is_empty())
-            .ok_or_else(|| malformed("POST /v1/keys", "no `key` in the answer"))?;
+            .ok_or_else(|| maybe(malformed(WHAT, "no `key` in the answer")))?;
         Ok(CreatedKey {
             key,
-            info: info("POST /v1/keys", envelope.data)?,
+            info: info(WHAT, envelope.data).map_err(maybe)?,
         })
+    }
+
+    /// One page of keys, disabled ones included (`GET /v1/keys?offset=N`); a page shorter
+    /// than [`LIST_PAGE_SIZE`] is the last.
+    pub async fn list_keys(&self, offset: usize) -> Result<Vec<ListedKey>, AppError> {
+        const WHAT: &str = "GET /v1/keys";
+        let path = format!("/v1/keys?offset={offset}&include_disabled=true");
+        let (status, text) = self.call(Method::Get, &path, None).await?;
+        if !(200..=299).contains(&status) {
+            return Err(failure(WHAT, status, &text));
+        }
+        Ok(parse::<ListPage>(WHAT, &text)?.data)
     }
 
     /// Reads a key (`GET /v1/keys/{hash}`); `None` if OpenRouter does not know it.

@@ -31,14 +31,19 @@ pub fn cases() -> Vec<Case> {
         admin_endpoints_refuse_non_admins,
         admins_list_users_adjust_credits_and_rotate_keys,
         the_key_pool_hands_each_user_a_live_key_of_their_tier,
+        a_settlement_whose_lock_was_lost_applies_nothing,
+        keys_are_created_with_a_daily_limit_reset,
     )
 }
 
-/// Cases that fire the scheduled run: it empties the deletion queue other cases inspect, so
-/// they run in the serial phase.
+/// Cases that fire the scheduled run (it empties the deletion queue other cases inspect), and
+/// cases whose requests must overlap: in the parallel phase another case's D1 read waiting
+/// for the storage gate holds back a second request until the first has finished.
 pub fn serial_cases() -> Vec<Case> {
     crate::cases!(provider_keys:
         the_scheduled_sweep_deletes_keys_left_behind_and_renews_old_seals,
+        a_key_created_while_its_user_is_deleted_is_queued_for_deletion,
+        a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted,
     )
 }
 
@@ -817,4 +822,252 @@ fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
         )
         .send()
         .assert_error(503, "not_configured");
+}
+
+/// Polls `done` every 20 ms for up to `within`; whether it came true.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// The create requests the fake received for this user so far.
+fn creates_for(world: &World, user_id: &str) -> usize {
+    world
+        .fakes
+        .openrouter
+        .upstream()
+        .received()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == "/api/v1/keys"
+                && String::from_utf8_lossy(&r.body).contains(user_id)
+        })
+        .count()
+}
+
+/// `SUM(amount)` of the user's ledger and their balance.
+fn ledger_sum_and_balance(world: &World, user_id: &str) -> (i64, i64) {
+    let sum = world.d1_number(&format!(
+        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = '{user_id}'"
+    ));
+    let balance = world.d1_number(&format!(
+        "SELECT credits FROM credit_accounts WHERE user_id = '{user_id}'"
+    ));
+    (sum, balance)
+}
+
+fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
+    let (token, user_id) = new_user(world);
+    post_key(world, &token);
+    let old_hash = fake_keys(world, &user_id)[0].hash.clone();
+    let or = &world.fakes.openrouter;
+    // 0.6 spent: the next look deducts it, creates a key and retires the old one.
+    or.set_usage(&old_hash, 0.6);
+    let version = world.d1_number(&format!(
+        "SELECT version FROM credit_accounts WHERE user_id = '{user_id}'"
+    ));
+    // The moment the next request takes the lock, it loses it: as if it had stalled past the
+    // lock's expiry while another request took the lock over, settled (keeping the same key)
+    // and let go. (A trigger makes this exact; RETURNING still shows the claimer its lock.)
+    let trigger = format!("lose_lock_{}", user_id.trim_start_matches("usr_"));
+    world.d1_query(&format!(
+        "CREATE TRIGGER {trigger} AFTER UPDATE OF lock_id ON credit_accounts \
+         WHEN NEW.user_id = '{user_id}' AND NEW.lock_id IS NOT NULL AND OLD.version = {version} \
+         BEGIN UPDATE credit_accounts SET lock_id = NULL, lock_expires_ms = NULL, \
+             version = version + 1 WHERE user_id = NEW.user_id; END"
+    ));
+    let reply = world.authed("POST", KEY, &token).send();
+    world.d1_query(&format!("DROP TRIGGER {trigger}"));
+    reply.assert_error(409, "conflict");
+
+    // Nothing of the lost settlement applied: no usage line, no deletion queued for the key
+    // still in use, the balance unchanged, and the ledger still sums to the balance.
+    assert_eq!(ledger(world, &user_id), [("grant".to_owned(), 10_000_000)]);
+    let queued_old = world.d1_number(&format!(
+        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
+    ));
+    assert_eq!(
+        queued_old, 0,
+        "the key still in use was queued for deletion"
+    );
+    let row = account(world, &user_id);
+    assert_eq!(row["key_hash"], old_hash.as_str());
+    assert_eq!(row["credits"], 10_000_000);
+    assert_eq!(row["key_usage"], 0);
+    assert_eq!(row["rotations"], 0);
+    assert_eq!(row["version"], version + 1, "only the thief's change");
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!(sum, balance);
+    let old = or.key(&old_hash).unwrap();
+    assert!(!old.deleted && !old.disabled, "{old:?}");
+    // The key the request made but could not keep is queued, and only that one.
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 2);
+    let queued = world.d1_query(&format!(
+        "SELECT key_hash, reason FROM provider_key_deletions WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["key_hash"], made[1].hash.as_str());
+    assert_eq!(queued[0]["reason"], "orphaned");
+
+    // The next request settles normally: the spend is deducted once.
+    let rotated = post_key(world, &token);
+    assert_eq!(rotated["action"], "rotated", "{rotated}");
+    approx(&rotated["credits"], 9.4);
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!((sum, balance), (9_400_000, 9_400_000));
+}
+
+fn a_key_created_while_its_user_is_deleted_is_queued_for_deletion(world: &World) {
+    let clerk_id = unique("user_inflight_");
+    let created = clerk_user_event("user.created", &clerk_id, now() * 1000, json!({}));
+    assert_eq!(world.clerk_webhook(&unique("msg_"), &created).status, 200);
+    let token = world.clerk_token(&clerk_id);
+    let reply = world.authed("GET", "/api/user/profile", &token).send();
+    let user_id = reply.json()["id"].as_str().unwrap().to_owned();
+
+    // The first key's create is slow; the user is deleted while it is in flight.
+    let slow = Duration::from_millis(OPENROUTER_TIMEOUT_MS - 300);
+    world
+        .fakes
+        .openrouter
+        .fail_next(Call::Create, &user_id, Fault::Delay(slow));
+    let (key_reply, key_done, deleted, deleted_done) = std::thread::scope(|s| {
+        let request = s.spawn(|| {
+            let reply = world.authed("POST", KEY, &token).send();
+            (reply, Instant::now())
+        });
+        assert!(
+            eventually(Duration::from_secs(5), || creates_for(world, &user_id) > 0),
+            "the create reached OpenRouter"
+        );
+        let deleted = world.clerk_webhook(
+            &unique("msg_"),
+            &json!({ "type": "user.deleted", "object": "event",
+                     "data": { "deleted": true, "id": clerk_id, "object": "user" } }),
+        );
+        let deleted_done = Instant::now();
+        let (reply, done) = request.join().unwrap();
+        (reply, done, deleted, deleted_done)
+    });
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(key_reply.status, 200, "{}", key_reply.body);
+    assert!(
+        deleted_done >= key_done,
+        "the deletion waited for the request holding the lock"
+    );
+
+    // The key made in flight was stored, then queued for deletion with the user, and forgotten.
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 1);
+    assert_eq!(key_reply.json()["key"], made[0].key.as_str());
+    let queued = world.d1_query(&format!(
+        "SELECT reason FROM provider_key_deletions WHERE key_hash = '{}'",
+        made[0].hash
+    ));
+    assert_eq!(queued.len(), 1, "the key created in flight is queued");
+    assert_eq!(queued[0]["reason"], "user_deleted");
+    let row = account(world, &user_id);
+    assert!(
+        row["key_hash"].is_null() && row["key_sealed"].is_null(),
+        "{row}"
+    );
+    let (sum, balance) = ledger_sum_and_balance(world, &user_id);
+    assert_eq!(sum, balance);
+}
+
+fn keys_are_created_with_a_daily_limit_reset(world: &World) {
+    let (token, user_id) = new_user(world);
+    post_key(world, &token);
+    let made = fake_keys(world, &user_id);
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].limit_reset.as_deref(),
+        Some("daily"),
+        "Puku's keys have a $1 daily limit: {:?}",
+        made[0]
+    );
+    assert_eq!(made[0].limit, Some(1.0));
+}
+
+fn a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted(world: &World) {
+    let (token, user_id) = new_user(world);
+    let real = post_key(world, &token);
+    let real_hash = fake_keys(world, &user_id)[0].hash.clone();
+    let or = &world.fakes.openrouter;
+    // Other applications' keys on the same OpenRouter account: the list takes pages.
+    or.add_keys(&unique("another app "), 150);
+
+    // The rotation's create outlives the timeout, but OpenRouter makes the key anyway.
+    or.set_usage(&real_hash, 0.6);
+    or.fail_next(
+        Call::Create,
+        &user_id,
+        Fault::Delay(Duration::from_millis(OPENROUTER_TIMEOUT_MS + 1000)),
+    );
+    world
+        .authed("POST", KEY, &token)
+        .send()
+        .assert_error(502, "upstream_error");
+    let row = account(world, &user_id);
+    assert_eq!(
+        row["key_hash"],
+        real_hash.as_str(),
+        "the user keeps their key"
+    );
+    assert_eq!(row["credits"], 10_000_000);
+    let name = format!("tollgate e2e {user_id}");
+    let lookups = world.d1_query(&format!(
+        "SELECT name, user_id FROM provider_key_lookups WHERE user_id = '{user_id}'"
+    ));
+    assert_eq!(lookups.len(), 1, "a look-up is queued: {lookups:?}");
+    assert_eq!(lookups[0]["name"], name.as_str());
+
+    assert!(
+        eventually(Duration::from_secs(5), || fake_keys(world, &user_id).len()
+            == 2),
+        "the slow create landed at OpenRouter"
+    );
+    let orphan = fake_keys(world, &user_id)[1].clone();
+    assert_eq!(orphan.name, name);
+    assert!(!orphan.deleted);
+
+    run_sweep(world);
+    assert!(
+        or.key(&orphan.hash).unwrap().deleted,
+        "the orphan is deleted"
+    );
+    let kept = or.key(&real_hash).unwrap();
+    assert!(
+        !kept.deleted && !kept.disabled,
+        "the user's key is untouched"
+    );
+    let listed_pages = or
+        .upstream()
+        .received()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v1/keys")
+        .map(|r| r.query.clone())
+        .collect::<Vec<_>>();
+    assert!(
+        listed_pages.iter().any(|q| q.contains("offset=100")),
+        "the sweep read past the first page: {listed_pages:?}"
+    );
+    let left = world.d1_number(&format!(
+        "SELECT (SELECT COUNT(*) FROM provider_key_lookups WHERE user_id = '{user_id}') + \
+                (SELECT COUNT(*) FROM provider_key_deletions WHERE user_id = '{user_id}')"
+    ));
+    assert_eq!(left, 0, "the look-up is done and nothing is left queued");
+
+    // The user's key still works, and the next rotation goes through.
+    let again = post_key(world, &token);
+    assert_eq!(again["action"], "rotated");
+    assert_ne!(again["key"], real["key"]);
 }

@@ -8,7 +8,9 @@
 //!   `include_byok_in_limit` and answers `{"data": KEY}`.
 //! - `DELETE /api/v1/keys/{hash}` answers `{"deleted": true}`.
 //! - `GET /api/v1/keys?offset=N&include_disabled=true|false` answers `{"data": [KEY, …]}`: up
-//!   to 100 live keys, oldest first, disabled ones only when asked for.
+//!   to 100 live keys (OpenRouter's page; `offset` skips that many), disabled ones only when
+//!   asked for. The fake keeps creation order; OpenRouter's docs speak of "the most recent
+//!   100", and Tollgate reads every page, so the order does not matter to it.
 //!
 //! Every call needs `Authorization: Bearer <provisioning key>`. Errors are
 //! `{"error": {"code": <status>, "message": "…"}}`: 401 without the right bearer, 400 for a
@@ -177,6 +179,21 @@ impl FakeOpenRouter {
         stored.key.usage = usd;
     }
 
+    /// Creates `count` keys named `name` without going through the API, as another
+    /// application sharing the OpenRouter account would (so that listing needs several
+    /// pages); returns them.
+    pub fn add_keys(&self, name: &str, count: usize) -> Vec<FakeKey> {
+        let mut state = self.state.lock().unwrap();
+        (0..count)
+            .map(|_| {
+                let stored = new_key(name.to_owned(), None, None, false);
+                let key = stored.key.clone();
+                state.keys.push(stored);
+                key
+            })
+            .collect()
+    }
+
     /// Makes the first request of kind `call` whose path or body (as UTF-8) contains `needle`
     /// fail with `fault`, leaving every other request alone (an empty needle matches any
     /// request of that kind). `Fault::Status(s)` answers `s` in OpenRouter's error shape and
@@ -285,12 +302,24 @@ fn create(request: &Recorded, state: &mut OpenRouterState) -> FakeResponse {
     if body.get("label").is_some_and(|label| !label.is_string()) {
         return error(400, "label must be a string");
     }
-    let key = format!("sk-or-v1-{}", random_hex());
-    let stored = StoredKey {
+    let stored = new_key(name, limit, limit_reset, include_byok_in_limit);
+    let answer = json!({ "data": key_object(&stored), "key": stored.key.key });
+    state.keys.push(stored);
+    FakeResponse::json(201, &answer)
+}
+
+/// A fresh live key with no spend.
+fn new_key(
+    name: String,
+    limit: Option<f64>,
+    limit_reset: Option<String>,
+    include_byok_in_limit: bool,
+) -> StoredKey {
+    StoredKey {
         key: FakeKey {
             hash: random_hex(),
             name,
-            key: key.clone(),
+            key: format!("sk-or-v1-{}", random_hex()),
             limit,
             limit_reset,
             include_byok_in_limit,
@@ -300,10 +329,7 @@ fn create(request: &Recorded, state: &mut OpenRouterState) -> FakeResponse {
         },
         created_at: now_rfc3339(),
         updated_at: None,
-    };
-    let answer = json!({ "data": key_object(&stored), "key": key });
-    state.keys.push(stored);
-    FakeResponse::json(201, &answer)
+    }
 }
 
 fn update(request: &Recorded, state: &mut OpenRouterState, hash: &str) -> FakeResponse {
