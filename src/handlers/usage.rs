@@ -330,12 +330,14 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     };
     let since = body.last_sync_ms()?;
     admit_device(&req, &ctx, &principal, &clock).await?;
+    let period = counted(&reading.period, &clock);
     let has_updates = match (since, reading.changed_at) {
         (None, _) => true,
+        // A new period started since the last sync: the quota was reset.
+        (Some(since), _) if since < period.start_ms() => true,
         (Some(_), None) => false,
         (Some(since), Some(changed)) => changed > since,
     };
-    let period = counted(&reading.period, &clock);
     let mut answer = quota_body(&principal, &period, &reading.quota);
     answer["has_updates"] = json!(has_updates);
     answer["hasUpdates"] = json!(has_updates);

@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
         unknown_fields_are_ignored_on_reserve_report_and_sync,
         both_spellings_of_one_field_are_a_400_that_records_nothing,
         sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis,
+        a_sync_from_an_earlier_period_has_updates,
         reports_without_a_reservation_are_kept_past_the_limit,
         bad_usage_input_is_400_and_records_nothing,
         unlimited_plans_admit_anything,
@@ -602,6 +603,25 @@ fn sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis(world: &Wor
     assert_eq!(before["has_updates"], true, "{before}");
     assert_eq!(before["hasUpdates"], true, "{before}");
     assert_eq!(before["tokens"]["used"], 20);
+}
+
+/// A client that last synced in an earlier month is told its quota changed: the period
+/// reset since, even if nothing was counted in the new one yet.
+fn a_sync_from_an_earlier_period_has_updates(world: &World) {
+    let (token, _) = free_user(world);
+    let sync = |since: Value| {
+        world
+            .authed("POST", "/api/usage/sync", &token)
+            .json(&json!({ "last_sync_at": since }))
+            .json()
+    };
+    let now = sync(json!(null));
+    let period_start = now["period"]["start"].as_str().unwrap().to_owned();
+    let start_ms = millis_from_rfc3339(&period_start).unwrap();
+    let last_month = sync(json!(start_ms - 1));
+    assert_eq!(last_month["has_updates"], true, "{last_month}");
+    let this_month = sync(json!(start_ms + 1));
+    assert_eq!(this_month["has_updates"], false, "{this_month}");
 }
 
 fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
