@@ -24,7 +24,7 @@ use crate::core::jwt::{
     self, ClerkPolicy, HmacPolicy, OrgClaim, Rejection, TimeCheck, TokenKind, VerifiedToken,
 };
 use crate::core::key_cache::VerifiedTokenCache;
-use crate::core::roles::{self, Roles};
+use crate::core::roles::{self, Roles, Subject};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
@@ -226,11 +226,7 @@ async fn from_api_key(
     if stale {
         api_keys::touch(&db, &owner.key.id, &rfc3339_from_millis(now)).await?;
     }
-    let roles = roles::derive(
-        &ctx.data.config.auth.roles,
-        &[&owner.user.id, &owner.user.external_id],
-        None,
-    );
+    let roles = roles::derive(&ctx.data.config.auth.roles, subject(&owner.user), None);
     let principal = Principal {
         user: owner.user,
         roles,
@@ -290,7 +286,7 @@ async fn from_token(
     };
     let roles = roles::derive(
         &ctx.data.config.auth.roles,
-        &[&user.id, &user.external_id],
+        subject(&user),
         verified.org.as_ref(),
     );
     let principal = Principal {
@@ -304,6 +300,15 @@ async fn from_token(
         },
     };
     Ok((principal, extra))
+}
+
+/// The user as role lists name them.
+fn subject(user: &User) -> Subject<'_> {
+    Subject {
+        id: &user.id,
+        auth_source: &user.auth_source,
+        external_id: &user.external_id,
+    }
 }
 
 /// Verifies a JWT, from the per-isolate cache when it was verified before.
