@@ -1,4 +1,8 @@
--- 0007: sign-in sessions keyed by who they belong to.
+-- 0007: API key scopes, and sign-in sessions keyed by who they belong to.
+
+-- What a key may be used for: scope names separated by single spaces, in the order
+-- usage keys billing admin. Keys created before scopes existed act for metering only.
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'usage';
 
 -- A session id is only unique at its source and for its user: an HMAC token names its own
 -- `sid`, which may equal another user's Clerk session id. Keyed by (source, user, id), one

@@ -1,5 +1,9 @@
 //! The route table's machinery: handlers that return `Result<Response, AppError>`,
-//! registered by method and path, dispatched through `worker::Router`.
+//! registered by method and path with who may call them ([`Access`]), dispatched through
+//! `worker::Router`.
+//!
+//! Dispatch records the route's access in the request context, where authentication reads it
+//! (an API key without the route's scope is refused before the handler does anything).
 //!
 //! `worker::Router` answers an unknown path or a wrong method with plain text. To keep every
 //! answer in the error envelope, each path is registered for all methods and dispatched here
@@ -13,14 +17,22 @@ use worker::{Method, Request, Response, Router};
 
 use super::context::{Ctx, RequestCtx};
 use super::response;
+use crate::core::scopes::Access;
 use crate::error::AppError;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
 type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
 
+/// One method of one path.
+struct Endpoint {
+    method: Method,
+    access: Access,
+    handler: Handler,
+}
+
 struct Route {
     pattern: &'static str,
-    methods: Vec<(Method, Handler)>,
+    methods: Vec<Endpoint>,
 }
 
 /// Every path the API serves, with a handler per method.
@@ -32,13 +44,13 @@ pub struct RouteTable {
 macro_rules! method_fns {
     ($($name:ident => $method:ident),* $(,)?) => {
         $(
-            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`.")]
-            pub fn $name<F, Fut>(self, pattern: &'static str, handler: F) -> Self
+            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`, for callers `access` admits.")]
+            pub fn $name<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
             where
                 F: Fn(Request, Ctx) -> Fut + 'static,
                 Fut: Future<Output = Result<Response, AppError>> + 'static,
             {
-                self.add(Method::$method, pattern, handler)
+                self.add(Method::$method, pattern, access, handler)
             }
         )*
     };
@@ -58,35 +70,46 @@ impl RouteTable {
         delete => Delete,
     }
 
-    fn add<F, Fut>(mut self, method: Method, pattern: &'static str, handler: F) -> Self
+    fn add<F, Fut>(
+        mut self,
+        method: Method,
+        pattern: &'static str,
+        access: Access,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Request, Ctx) -> Fut + 'static,
         Fut: Future<Output = Result<Response, AppError>> + 'static,
     {
-        let handler: Handler = Rc::new(move |req, ctx| Box::pin(handler(req, ctx)));
+        let endpoint = Endpoint {
+            method,
+            access,
+            handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
+        };
         match self.routes.iter_mut().find(|r| r.pattern == pattern) {
             Some(route) => {
                 assert!(
-                    route.methods.iter().all(|(m, _)| *m != method),
-                    "{method:?} {pattern} is registered twice"
+                    route.methods.iter().all(|e| e.method != endpoint.method),
+                    "{:?} {pattern} is registered twice",
+                    endpoint.method
                 );
-                route.methods.push((method, handler));
+                route.methods.push(endpoint);
             }
             None => self.routes.push(Route {
                 pattern,
-                methods: vec![(method, handler)],
+                methods: vec![endpoint],
             }),
         }
         self
     }
 
-    /// Every `(method, pattern)` pair in registration order.
-    pub fn endpoints(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    /// Every `(method, pattern, access)` in registration order.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&'static str, &'static str, Access)> + '_ {
         self.routes.iter().flat_map(|route| {
             route
                 .methods
                 .iter()
-                .map(move |(method, _)| (method_name(method), route.pattern))
+                .map(move |e| (method_name(&e.method), route.pattern, e.access))
         })
     }
 
@@ -109,7 +132,7 @@ impl RouteTable {
 
 async fn dispatch(
     pattern: &'static str,
-    methods: &[(Method, Handler)],
+    methods: &[Endpoint],
     req: Request,
     rctx: Ctx,
 ) -> Response {
@@ -120,10 +143,14 @@ async fn dispatch(
         Method::Head => Method::Get,
         other => other,
     };
-    let result = match methods.iter().find(|(m, _)| *m == wanted) {
-        Some((_, handler)) => handler(req, rctx).await,
+    let found = methods.iter().find(|e| e.method == wanted);
+    let result = match found {
+        Some(endpoint) => {
+            ctx.set_access(endpoint.access);
+            (endpoint.handler)(req, rctx).await
+        }
         None => Err(AppError::MethodNotAllowed {
-            allowed: methods.iter().map(|(m, _)| method_name(m)).collect(),
+            allowed: methods.iter().map(|e| method_name(&e.method)).collect(),
         }),
     };
     result.unwrap_or_else(|err| fail(&ctx, &err))

@@ -97,7 +97,7 @@ fn signout_needs_a_session_token(world: &World) {
         .send()
         .assert_error(400, "bad_request");
     assert_eq!(world.authed("GET", PROFILE, &token).send().status, 200);
-    // An API key is revoked, not signed out.
+    // An API key is revoked, not signed out: the route table admits sessions only.
     let key = world
         .authed(
             "GET",
@@ -109,10 +109,17 @@ fn signout_needs_a_session_token(world: &World) {
         .as_str()
         .unwrap()
         .to_owned();
-    world
-        .authed("POST", "/api/auth/signout", &key)
-        .send()
-        .assert_error(400, "bad_request");
+    for path in ["/api/auth/signout", "/api/auth/refresh"] {
+        let error = world
+            .authed("POST", path, &key)
+            .send()
+            .assert_error(403, "forbidden");
+        assert!(
+            error["message"].as_str().unwrap().contains("session"),
+            "{path}: {error}"
+        );
+    }
+    assert_eq!(world.authed("GET", PROFILE, &key).send().status, 200);
     world
         .call("POST", "/api/auth/signout")
         .send()
