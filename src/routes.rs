@@ -36,7 +36,7 @@ pub fn table() -> RouteTable {
         // The caller's profile and API keys (Sokuji).
         .get("/api/user/profile", Scoped(Usage), user::get_profile)
         .patch("/api/user/profile", Session, user::patch_profile)
-        .get("/api/user/api-key", Scoped(Usage), user::get_or_create_key)
+        .get_creating("/api/user/api-key", Scoped(Usage), user::get_or_create_key)
         .get("/api/user/api-keys", Scoped(Usage), user::list_keys)
         .post("/api/user/api-keys", Session, user::create_key)
         .delete("/api/user/api-keys/:id", Session, user::revoke_key)
@@ -99,7 +99,8 @@ pub fn table() -> RouteTable {
         .get("/api/webhooks/status", Scoped(Admin), billing::status)
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
-        .get(
+        // Hands out (and so may assign) a pool key.
+        .get_creating(
             "/api/user/provider-keys",
             Scoped(Keys),
             provider_keys::user_pool_key,
@@ -177,5 +178,15 @@ mod tests {
         ] {
             assert_eq!(access(method, path), Session, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn head_never_runs_a_get_that_creates() {
+        let table = table();
+        assert!(!table.serves_head("/api/user/api-key"));
+        assert!(!table.serves_head("/api/user/provider-keys"));
+        assert!(table.serves_head("/api/health/ping"));
+        assert!(table.serves_head("/api/user/profile"));
+        assert!(!table.serves_head("/api/usage/report"), "no GET, no HEAD");
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! Dispatch records the route's access in the request context, where authentication reads it
 //! (an API key without the route's scope is refused before the handler does anything).
+//! `HEAD` is answered by a route's GET handler only when that handler is safe: a GET that
+//! may create something is registered with [`RouteTable::get_creating`], and `HEAD` on it is
+//! `405` with `Allow`.
 //!
 //! `worker::Router` answers an unknown path or a wrong method with plain text. To keep every
 //! answer in the error envelope, each path is registered for all methods and dispatched here
@@ -27,6 +30,8 @@ type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
 struct Endpoint {
     method: Method,
     access: Access,
+    /// Whether `HEAD` may run this (GET) handler: false when it may create something.
+    head: bool,
     handler: Handler,
 }
 
@@ -50,7 +55,7 @@ macro_rules! method_fns {
                 F: Fn(Request, Ctx) -> Fut + 'static,
                 Fut: Future<Output = Result<Response, AppError>> + 'static,
             {
-                self.add(Method::$method, pattern, access, handler)
+                self.add(Method::$method, pattern, access, true, handler)
             }
         )*
     };
@@ -70,11 +75,22 @@ impl RouteTable {
         delete => Delete,
     }
 
+    /// Serves `GET pattern` with a handler that may create something (a first key, an
+    /// assignment): `HEAD` never runs it and is answered `405`.
+    pub fn get_creating<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
+    where
+        F: Fn(Request, Ctx) -> Fut + 'static,
+        Fut: Future<Output = Result<Response, AppError>> + 'static,
+    {
+        self.add(Method::Get, pattern, access, false, handler)
+    }
+
     fn add<F, Fut>(
         mut self,
         method: Method,
         pattern: &'static str,
         access: Access,
+        head: bool,
         handler: F,
     ) -> Self
     where
@@ -84,6 +100,7 @@ impl RouteTable {
         let endpoint = Endpoint {
             method,
             access,
+            head,
             handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
         };
         match self.routes.iter_mut().find(|r| r.pattern == pattern) {
@@ -113,6 +130,15 @@ impl RouteTable {
         })
     }
 
+    /// Whether `HEAD pattern` is served (by a GET handler that creates nothing).
+    pub fn serves_head(&self, pattern: &str) -> bool {
+        self.routes
+            .iter()
+            .filter(|r| r.pattern == pattern)
+            .flat_map(|r| &r.methods)
+            .any(|e| e.method == Method::Get && e.head)
+    }
+
     /// A `worker::Router` serving this table for one request.
     pub fn into_router(self, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
         let mut router = Router::with_data(ctx);
@@ -138,12 +164,12 @@ async fn dispatch(
 ) -> Response {
     let ctx = Rc::clone(&rctx.data);
     ctx.set_route(pattern);
-    // HEAD is served by the GET handler; the runtime drops the body.
-    let wanted = match req.method() {
-        Method::Head => Method::Get,
-        other => other,
-    };
-    let found = methods.iter().find(|e| e.method == wanted);
+    let wanted = req.method();
+    // HEAD is served by a safe GET handler; the runtime drops the body.
+    let found = methods.iter().find(|e| match wanted {
+        Method::Head => e.method == Method::Get && e.head,
+        _ => e.method == wanted,
+    });
     let result = match found {
         Some(endpoint) => {
             ctx.set_access(endpoint.access);

@@ -1,7 +1,8 @@
 //! User API keys (`/api/user/api-key`, `/api/user/api-keys`): created once and shown once,
 //! stored only as a SHA-256 hash and a mask, listed a page at a time, capped by the plan,
 //! accepted as a bearer credential until revoked, and managed only from a signed-in session.
-//! A key acts only within the scopes chosen when it was created (`usage` by default).
+//! A key acts only within the scopes chosen when it was created (`usage` by default), and
+//! `HEAD` never creates one.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -36,6 +37,7 @@ pub fn cases() -> Vec<Case> {
         an_admin_key_needs_an_admin_owner_and_acts_only_as_admin,
         a_billing_key_may_cancel_the_subscription_but_not_meter,
         a_key_stored_before_scopes_existed_acts_for_usage_only,
+        head_on_the_key_route_creates_no_key,
     )
 }
 
@@ -1047,4 +1049,30 @@ fn a_key_stored_before_scopes_existed_acts_for_usage_only(world: &World) {
     let listed = world.authed("GET", KEYS, &token).send().json();
     assert_eq!(listed["data"][0]["id"], id.as_str());
     assert_eq!(listed["data"][0]["scopes"], json!(["usage"]));
+}
+
+/// `GET /api/user/api-key` creates a key; `HEAD` on it must not run it at all.
+fn head_on_the_key_route_creates_no_key(world: &World) {
+    let uid = unique("keys-head-");
+    let token = world.hmac_token(&uid);
+    let keys_of_uid = || {
+        world.d1_number(&format!(
+            "SELECT COUNT(*) FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE u.auth_source = 'hmac' AND u.external_id = '{uid}'"
+        ))
+    };
+    let head = world.authed("HEAD", KEY, &token).send();
+    assert_eq!(head.status, 405, "HEAD on a creating GET is refused");
+    assert_eq!(head.header("allow"), Some("GET"));
+    assert_eq!(keys_of_uid(), 0, "D1 holds no key");
+
+    // HEAD still answers on routes whose GET creates nothing.
+    assert_eq!(world.call("HEAD", "/api/health/ping").send().status, 200);
+    assert_eq!(world.authed("HEAD", PROFILE, &token).send().status, 200);
+    assert_eq!(keys_of_uid(), 0);
+
+    let made = world.authed("GET", KEY, &token).send();
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(world.authed("HEAD", KEY, &token).send().status, 405);
+    assert_eq!(keys_of_uid(), 1);
 }
