@@ -844,6 +844,10 @@ fn unknown_scopes_are_refused_and_nothing_is_stored(world: &World) {
         assert!(field.starts_with("scopes"), "{body}: {error}");
     }
     assert_eq!(key_rows(world, &owner), 0, "no refused request made a key");
+    // Known names are taken, in any order.
+    let taken = create_scoped(world, &token, json!(["billing", "usage"]));
+    assert_eq!(taken["scopes"], json!(["usage", "billing"]));
+    assert_eq!(key_rows(world, &owner), 1);
 }
 
 /// The admin listed as `clerk:<id>`, on the premium plan (room for several keys); returns a
