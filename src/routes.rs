@@ -1,5 +1,12 @@
-//! The one table of every path the API serves. A new endpoint is one line here.
+//! The one table of every path the API serves, and who may call it. A new endpoint is one
+//! line here.
+//!
+//! Access: `Public` reads no credential; `Session` needs a Clerk or HMAC token (API keys are
+//! refused); `Scoped(scope)` takes any token, or an API key holding `scope` (see
+//! [`crate::core::scopes`]). Admin routes also check the caller's admin role.
 
+use crate::core::scopes::Access::{Public, Scoped, Session};
+use crate::core::scopes::Scope::{Admin, Billing, Keys, Usage};
 use crate::handlers::{
     admin, auth, billing, clerk_webhook, health, provider_keys, subscription, usage, user,
 };
@@ -17,62 +24,173 @@ pub const WEBHOOK_PATHS: &[&str] = &[
 /// operator can see what is wrong.
 pub const HEALTH_PATHS: &[&str] = &["/", "/health", "/api/health", "/api/health/ping"];
 
-/// Every endpoint, by path and method.
+/// Every endpoint, by path and method, with who may call it.
 pub fn table() -> RouteTable {
     RouteTable::new()
         // Health: Puku, dream-api and Sokuji each had their own.
-        .get("/", health::root)
-        .get("/health", health::service)
-        .get("/api/health", health::detailed)
-        .get("/api/health/ping", health::ping)
+        .get("/", Public, health::root)
+        .get("/health", Public, health::service)
+        .get("/api/health", Public, health::detailed)
+        .get("/api/health/ping", Public, health::ping)
         // Identity (Sokuji): sign-in, sessions, Clerk's webhook.
-        .get("/api/auth/oauth/:provider", auth::oauth)
-        .post("/api/auth/refresh", auth::refresh)
-        .post("/api/auth/signout", auth::signout)
-        .post("/api/auth/webhook/clerk", clerk_webhook::receive)
+        .get("/api/auth/oauth/:provider", Public, auth::oauth)
+        .post("/api/auth/refresh", Session, auth::refresh)
+        .post("/api/auth/signout", Session, auth::signout)
+        .post("/api/auth/webhook/clerk", Public, clerk_webhook::receive)
         // The caller's profile and API keys (Sokuji).
-        .get("/api/user/profile", user::get_profile)
-        .patch("/api/user/profile", user::patch_profile)
-        .get("/api/user/api-key", user::get_or_create_key)
-        .get("/api/user/api-keys", user::list_keys)
-        .post("/api/user/api-keys", user::create_key)
-        .delete("/api/user/api-keys/:id", user::revoke_key)
+        .get("/api/user/profile", Scoped(Usage), user::get_profile)
+        .patch("/api/user/profile", Session, user::patch_profile)
+        .get_creating("/api/user/api-key", Scoped(Usage), user::get_or_create_key)
+        .get("/api/user/api-keys", Scoped(Usage), user::list_keys)
+        .post("/api/user/api-keys", Session, user::create_key)
+        .delete("/api/user/api-keys/:id", Session, user::revoke_key)
         // Plans (Sokuji).
-        .get("/api/subscription/plans", subscription::plans)
-        .get("/api/subscription/current", subscription::current)
-        .post("/api/subscription/upgrade", subscription::upgrade)
+        .get("/api/subscription/plans", Public, subscription::plans)
+        .get(
+            "/api/subscription/current",
+            Scoped(Usage),
+            subscription::current,
+        )
+        .post(
+            "/api/subscription/upgrade",
+            Scoped(Billing),
+            subscription::upgrade,
+        )
         // Metering (Sokuji): exact, idempotent.
-        .post("/api/usage/reserve", usage::reserve)
-        .post("/api/usage/report", usage::report)
-        .get("/api/usage/quota", usage::quota)
-        .post("/api/usage/sync", usage::sync)
-        .get("/api/usage/sessions", usage::sessions)
-        .get("/api/usage/history", usage::history)
-        .get("/api/usage/stats", usage::stats)
+        .post("/api/usage/reserve", Scoped(Usage), usage::reserve)
+        .post("/api/usage/report", Scoped(Usage), usage::report)
+        .get("/api/usage/quota", Scoped(Usage), usage::quota)
+        .post("/api/usage/sync", Scoped(Usage), usage::sync)
+        .get("/api/usage/sessions", Scoped(Usage), usage::sessions)
+        .get("/api/usage/history", Scoped(Usage), usage::history)
+        .get("/api/usage/stats", Scoped(Usage), usage::stats)
         // Subscriptions on Stripe (AI Audio Studio).
-        .get("/api/subscriptions/plans", subscription::plans)
-        .get("/api/subscriptions/current", billing::current)
-        .get("/api/subscriptions/history", billing::history)
-        .post("/api/subscriptions/checkout", billing::checkout)
-        .post("/api/subscriptions/portal", billing::portal)
-        .post("/api/subscriptions/cancel", billing::cancel)
-        .put("/api/subscriptions/update", billing::update)
+        .get("/api/subscriptions/plans", Public, subscription::plans)
+        .get(
+            "/api/subscriptions/current",
+            Scoped(Billing),
+            billing::current,
+        )
+        .get(
+            "/api/subscriptions/history",
+            Scoped(Billing),
+            billing::history,
+        )
+        .post(
+            "/api/subscriptions/checkout",
+            Scoped(Billing),
+            billing::checkout,
+        )
+        .post(
+            "/api/subscriptions/portal",
+            Scoped(Billing),
+            billing::portal,
+        )
+        .post(
+            "/api/subscriptions/cancel",
+            Scoped(Billing),
+            billing::cancel,
+        )
+        .put(
+            "/api/subscriptions/update",
+            Scoped(Billing),
+            billing::update,
+        )
         // Stripe's webhook (AI Audio Studio's and dream-api's paths), retry and status.
-        .post("/api/webhooks/stripe", billing::webhook)
-        .post("/webhook/stripe", billing::webhook)
-        .post("/api/webhooks/retry", billing::retry)
-        .get("/api/webhooks/status", billing::status)
+        .post("/api/webhooks/stripe", Public, billing::webhook)
+        .post("/webhook/stripe", Public, billing::webhook)
+        .post("/api/webhooks/retry", Scoped(Admin), billing::retry)
+        .get("/api/webhooks/status", Scoped(Admin), billing::status)
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
-        .post("/api/key", provider_keys::openrouter_key)
-        .get("/api/user/provider-keys", provider_keys::user_pool_key)
+        .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
+        // Hands out (and so may assign) a pool key.
+        .get_creating(
+            "/api/user/provider-keys",
+            Scoped(Keys),
+            provider_keys::user_pool_key,
+        )
         // Admin (admin role only).
-        .get("/api/admin/provider-keys", provider_keys::list_pool_keys)
-        .post("/api/admin/provider-keys", provider_keys::add_pool_key)
+        .get(
+            "/api/admin/provider-keys",
+            Scoped(Admin),
+            provider_keys::list_pool_keys,
+        )
+        .post(
+            "/api/admin/provider-keys",
+            Scoped(Admin),
+            provider_keys::add_pool_key,
+        )
         .delete(
             "/api/admin/provider-keys/:id",
+            Scoped(Admin),
             provider_keys::retire_pool_key,
         )
-        .get("/api/admin/users", admin::list_users)
-        .post("/api/admin/users/:id/credits", admin::adjust_credits)
-        .post("/api/admin/users/:id/rotate-key", admin::rotate_user_key)
+        .get("/api/admin/users", Scoped(Admin), admin::list_users)
+        .post(
+            "/api/admin/users/:id/credits",
+            Scoped(Admin),
+            admin::adjust_credits,
+        )
+        .post(
+            "/api/admin/users/:id/rotate-key",
+            Scoped(Admin),
+            admin::rotate_user_key,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::scopes::Access;
+
+    #[test]
+    fn every_admin_route_needs_the_admin_scope() {
+        let admin_paths = |p: &str| p.starts_with("/api/admin/") || p.starts_with("/api/webhooks/");
+        let declared: Vec<_> = table()
+            .endpoints()
+            .filter(|(_, path, _)| admin_paths(path) && *path != "/api/webhooks/stripe")
+            .collect();
+        assert_eq!(declared.len(), 8, "{declared:?}");
+        for (method, path, access) in declared {
+            assert_eq!(access, Scoped(Admin), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn billing_actions_need_the_billing_scope_and_key_management_a_session() {
+        let access = |method: &str, path: &str| -> Access {
+            table()
+                .endpoints()
+                .find(|(m, p, _)| *m == method && *p == path)
+                .map(|(_, _, a)| a)
+                .unwrap_or_else(|| panic!("{method} {path} is not in the table"))
+        };
+        for (method, path) in [
+            ("POST", "/api/subscriptions/checkout"),
+            ("POST", "/api/subscriptions/portal"),
+            ("POST", "/api/subscriptions/cancel"),
+            ("PUT", "/api/subscriptions/update"),
+            ("POST", "/api/subscription/upgrade"),
+        ] {
+            assert_eq!(access(method, path), Scoped(Billing), "{method} {path}");
+        }
+        assert_eq!(access("POST", "/api/key"), Scoped(Keys));
+        for (method, path) in [
+            ("POST", "/api/user/api-keys"),
+            ("DELETE", "/api/user/api-keys/:id"),
+            ("POST", "/api/auth/signout"),
+        ] {
+            assert_eq!(access(method, path), Session, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn head_never_runs_a_get_that_creates() {
+        let table = table();
+        assert!(!table.serves_head("/api/user/api-key"));
+        assert!(!table.serves_head("/api/user/provider-keys"));
+        assert!(table.serves_head("/api/health/ping"));
+        assert!(table.serves_head("/api/user/profile"));
+        assert!(!table.serves_head("/api/usage/report"), "no GET, no HEAD");
+    }
 }

@@ -5,6 +5,10 @@
 //! - a Clerk session token (RS256, checked against the instance's JWKS);
 //! - an HMAC token (HS256, checked with `JWT_SECRET`).
 //!
+//! A token acts with the user's full authority. An API key acts only within its scopes: a
+//! key lacking the scope the route table declares for the route ([`scopes::Access`]) is
+//! refused with `403 forbidden` as soon as the key is resolved, before the handler runs.
+//!
 //! Signature and claim checks of a token are cached per isolate until the token expires;
 //! the user's status and the session's status are read from D1 on every request, so a
 //! deleted user or an ended session is refused at once. An authenticated request then
@@ -24,7 +28,8 @@ use crate::core::jwt::{
     self, ClerkPolicy, HmacPolicy, OrgClaim, Rejection, TimeCheck, TokenKind, VerifiedToken,
 };
 use crate::core::key_cache::VerifiedTokenCache;
-use crate::core::roles::{self, Roles};
+use crate::core::roles::{self, Roles, Subject};
+use crate::core::scopes;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
@@ -102,7 +107,7 @@ impl Principal {
         match self.credential {
             Credential::Token { .. } => Ok(()),
             Credential::ApiKey { .. } => Err(AppError::Forbidden(
-                "this action needs a signed-in session, not an API key".to_owned(),
+                scopes::KeyRefusal::NeedsSession.message(),
             )),
         }
     }
@@ -218,6 +223,10 @@ async fn from_api_key(
             "user account is deactivated".to_owned(),
         ));
     }
+    // A refused key is still logged as the caller it is.
+    ctx.data.set_principal("api_key");
+    scopes::admit_key(ctx.data.access(), owner.key.scopes)
+        .map_err(|refusal| AppError::Forbidden(refusal.message()))?;
     let now = now_ms();
     let stale = owner.key.last_used_at.as_deref().is_none_or(|last| {
         // RFC 3339 strings of the same format compare in time order.
@@ -226,11 +235,7 @@ async fn from_api_key(
     if stale {
         api_keys::touch(&db, &owner.key.id, &rfc3339_from_millis(now)).await?;
     }
-    let roles = roles::derive(
-        &ctx.data.config.auth.roles,
-        &[&owner.user.id, &owner.user.external_id],
-        None,
-    );
+    let roles = roles::derive(&ctx.data.config.auth.roles, subject(&owner.user), None);
     let principal = Principal {
         user: owner.user,
         roles,
@@ -290,7 +295,7 @@ async fn from_token(
     };
     let roles = roles::derive(
         &ctx.data.config.auth.roles,
-        &[&user.id, &user.external_id],
+        subject(&user),
         verified.org.as_ref(),
     );
     let principal = Principal {
@@ -304,6 +309,15 @@ async fn from_token(
         },
     };
     Ok((principal, extra))
+}
+
+/// The user as role lists name them.
+fn subject(user: &User) -> Subject<'_> {
+    Subject {
+        id: &user.id,
+        auth_source: &user.auth_source,
+        external_id: &user.external_id,
+    }
 }
 
 /// Verifies a JWT, from the per-isolate cache when it was verified before.

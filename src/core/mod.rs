@@ -17,6 +17,7 @@ pub mod random;
 pub mod rate_limit;
 pub mod request_id;
 pub mod roles;
+pub mod scopes;
 pub mod sealed;
 pub mod stripe_signature;
 pub mod svix;

@@ -9,6 +9,7 @@ use crate::auth::{self, Principal};
 use crate::core::page;
 use crate::core::plans::PlanCatalog;
 use crate::core::profile::{self, ProfilePatch};
+use crate::core::scopes::{Scope, Scopes};
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::services::api_keys::{self as key_service, DefaultKey};
@@ -67,8 +68,8 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
     response::ok(&profile_body(&ctx.data.config.plans, &principal, &user))
 }
 
-/// `GET /api/user/api-key`: the caller's key, masked; created (and shown once) if they
-/// have none.
+/// `GET /api/user/api-key`: the caller's key, masked; created (and shown once, with the
+/// `usage` scope) if they have none.
 pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let db = store::database(&ctx.env)?;
@@ -87,9 +88,13 @@ pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppEr
 struct NewKeyBody {
     #[serde(default)]
     name: Option<String>,
+    /// Scope names; absent or null means `["usage"]`.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
 }
 
-/// `POST /api/user/api-keys`: a new key, shown once.
+/// `POST /api/user/api-keys` `{name?, scopes?}`: a new key, shown once. Scopes are `usage`
+/// (the default), `keys`, `billing` and `admin`; only an admin may create an `admin` key.
 pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_session()?;
@@ -105,9 +110,16 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             "must be 1 to 64 printable characters",
         ));
     }
+    let scopes =
+        Scopes::requested(body.scopes.as_deref()).map_err(|m| AppError::invalid("scopes", m))?;
+    if scopes.contains(Scope::Admin) && !principal.roles.admin {
+        return Err(AppError::Forbidden(
+            "only an admin may create a key with the `admin` scope".to_owned(),
+        ));
+    }
     let db = store::database(&ctx.env)?;
-    let issued =
-        key_service::issue(&db, &ctx.data.config.plans, &principal.user, name, &now()).await?;
+    let plans = &ctx.data.config.plans;
+    let issued = key_service::issue(&db, plans, &principal.user, name, scopes, &now()).await?;
     response::json(201, &json!({ "api_key": issued }))
 }
 

@@ -9,6 +9,7 @@ use worker::RouteContext;
 
 use crate::config::Config;
 use crate::core::body::{decode, parse_json};
+use crate::core::scopes::Access;
 use crate::error::AppError;
 
 /// The route context every handler receives: bindings and params from `worker::Router`,
@@ -26,6 +27,7 @@ pub struct RequestCtx {
     body: Vec<u8>,
     json: Option<Value>,
     route: Cell<Option<&'static str>>,
+    access: Cell<Option<Access>>,
     principal: Cell<&'static str>,
     error_code: Cell<Option<&'static str>>,
 }
@@ -39,6 +41,7 @@ impl RequestCtx {
             body,
             json,
             route: Cell::new(None),
+            access: Cell::new(None),
             principal: Cell::new("anonymous"),
             error_code: Cell::new(None),
         }
@@ -66,6 +69,16 @@ impl RequestCtx {
     /// The route pattern that matched, if any.
     pub fn route(&self) -> Option<&'static str> {
         self.route.get()
+    }
+
+    /// Records who the matched route admits (from the route table).
+    pub fn set_access(&self, access: Access) {
+        self.access.set(Some(access));
+    }
+
+    /// Who the matched route admits; `Session` (no API keys) when no route declared it.
+    pub fn access(&self) -> Access {
+        self.access.get().unwrap_or(Access::Session)
     }
 
     /// Records what kind of caller this is (`anonymous`, `clerk`, `api_key`, ...).

@@ -1,5 +1,12 @@
 //! The route table's machinery: handlers that return `Result<Response, AppError>`,
-//! registered by method and path, dispatched through `worker::Router`.
+//! registered by method and path with who may call them ([`Access`]), dispatched through
+//! `worker::Router`.
+//!
+//! Dispatch records the route's access in the request context, where authentication reads it
+//! (an API key without the route's scope is refused before the handler does anything).
+//! `HEAD` is answered by a route's GET handler only when that handler is safe: a GET that
+//! may create something is registered with [`RouteTable::get_creating`], and `HEAD` on it is
+//! `405` with `Allow`.
 //!
 //! `worker::Router` answers an unknown path or a wrong method with plain text. To keep every
 //! answer in the error envelope, each path is registered for all methods and dispatched here
@@ -13,14 +20,24 @@ use worker::{Method, Request, Response, Router};
 
 use super::context::{Ctx, RequestCtx};
 use super::response;
+use crate::core::scopes::Access;
 use crate::error::AppError;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
 type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
 
+/// One method of one path.
+struct Endpoint {
+    method: Method,
+    access: Access,
+    /// Whether `HEAD` may run this (GET) handler: false when it may create something.
+    head: bool,
+    handler: Handler,
+}
+
 struct Route {
     pattern: &'static str,
-    methods: Vec<(Method, Handler)>,
+    methods: Vec<Endpoint>,
 }
 
 /// Every path the API serves, with a handler per method.
@@ -32,13 +49,13 @@ pub struct RouteTable {
 macro_rules! method_fns {
     ($($name:ident => $method:ident),* $(,)?) => {
         $(
-            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`.")]
-            pub fn $name<F, Fut>(self, pattern: &'static str, handler: F) -> Self
+            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`, for callers `access` admits.")]
+            pub fn $name<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
             where
                 F: Fn(Request, Ctx) -> Fut + 'static,
                 Fut: Future<Output = Result<Response, AppError>> + 'static,
             {
-                self.add(Method::$method, pattern, handler)
+                self.add(Method::$method, pattern, access, true, handler)
             }
         )*
     };
@@ -58,36 +75,68 @@ impl RouteTable {
         delete => Delete,
     }
 
-    fn add<F, Fut>(mut self, method: Method, pattern: &'static str, handler: F) -> Self
+    /// Serves `GET pattern` with a handler that may create something (a first key, an
+    /// assignment): `HEAD` never runs it and is answered `405`.
+    pub fn get_creating<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
     where
         F: Fn(Request, Ctx) -> Fut + 'static,
         Fut: Future<Output = Result<Response, AppError>> + 'static,
     {
-        let handler: Handler = Rc::new(move |req, ctx| Box::pin(handler(req, ctx)));
+        self.add(Method::Get, pattern, access, false, handler)
+    }
+
+    fn add<F, Fut>(
+        mut self,
+        method: Method,
+        pattern: &'static str,
+        access: Access,
+        head: bool,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Request, Ctx) -> Fut + 'static,
+        Fut: Future<Output = Result<Response, AppError>> + 'static,
+    {
+        let endpoint = Endpoint {
+            method,
+            access,
+            head,
+            handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
+        };
         match self.routes.iter_mut().find(|r| r.pattern == pattern) {
             Some(route) => {
                 assert!(
-                    route.methods.iter().all(|(m, _)| *m != method),
-                    "{method:?} {pattern} is registered twice"
+                    route.methods.iter().all(|e| e.method != endpoint.method),
+                    "{:?} {pattern} is registered twice",
+                    endpoint.method
                 );
-                route.methods.push((method, handler));
+                route.methods.push(endpoint);
             }
             None => self.routes.push(Route {
                 pattern,
-                methods: vec![(method, handler)],
+                methods: vec![endpoint],
             }),
         }
         self
     }
 
-    /// Every `(method, pattern)` pair in registration order.
-    pub fn endpoints(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    /// Every `(method, pattern, access)` in registration order.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&'static str, &'static str, Access)> + '_ {
         self.routes.iter().flat_map(|route| {
             route
                 .methods
                 .iter()
-                .map(move |(method, _)| (method_name(method), route.pattern))
+                .map(move |e| (method_name(&e.method), route.pattern, e.access))
         })
+    }
+
+    /// Whether `HEAD pattern` is served (by a GET handler that creates nothing).
+    pub fn serves_head(&self, pattern: &str) -> bool {
+        self.routes
+            .iter()
+            .filter(|r| r.pattern == pattern)
+            .flat_map(|r| &r.methods)
+            .any(|e| e.method == Method::Get && e.head)
     }
 
     /// A `worker::Router` serving this table for one request.
@@ -109,21 +158,25 @@ impl RouteTable {
 
 async fn dispatch(
     pattern: &'static str,
-    methods: &[(Method, Handler)],
+    methods: &[Endpoint],
     req: Request,
     rctx: Ctx,
 ) -> Response {
     let ctx = Rc::clone(&rctx.data);
     ctx.set_route(pattern);
-    // HEAD is served by the GET handler; the runtime drops the body.
-    let wanted = match req.method() {
-        Method::Head => Method::Get,
-        other => other,
-    };
-    let result = match methods.iter().find(|(m, _)| *m == wanted) {
-        Some((_, handler)) => handler(req, rctx).await,
+    let wanted = req.method();
+    // HEAD is served by a safe GET handler; the runtime drops the body.
+    let found = methods.iter().find(|e| match wanted {
+        Method::Head => e.method == Method::Get && e.head,
+        _ => e.method == wanted,
+    });
+    let result = match found {
+        Some(endpoint) => {
+            ctx.set_access(endpoint.access);
+            (endpoint.handler)(req, rctx).await
+        }
         None => Err(AppError::MethodNotAllowed {
-            allowed: methods.iter().map(|(m, _)| method_name(m)).collect(),
+            allowed: methods.iter().map(|e| method_name(&e.method)).collect(),
         }),
     };
     result.unwrap_or_else(|err| fail(&ctx, &err))

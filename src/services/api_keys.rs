@@ -4,6 +4,7 @@ use serde::Serialize;
 use worker::D1Database;
 
 use crate::core::plans::{Plan, PlanCatalog};
+use crate::core::scopes::Scopes;
 use crate::core::{api_key, random};
 use crate::error::AppError;
 use crate::store::api_keys::{self, ApiKey, NewKey};
@@ -19,7 +20,7 @@ pub struct IssuedKey {
 }
 
 /// The caller's key for `GET /api/user/api-key`: their newest active key, or a first one
-/// created now (shown this once). Concurrent first calls create exactly one key: the
+/// created now (shown this once, with the default `usage` scope). Concurrent first calls create exactly one key: the
 /// insert only happens while the user has no active key, decided in one statement.
 pub enum DefaultKey {
     /// The user already had a key (shown masked).
@@ -46,7 +47,7 @@ pub async fn default_key(
     if plan.api_keys == Some(0) {
         return Err(no_room(plan));
     }
-    match insert(db, user, "default", Some(1), now).await? {
+    match insert(db, user, "default", Scopes::DEFAULT, Some(1), now).await? {
         Some(issued) => Ok(DefaultKey::Created(issued)),
         // Another request created the first key in the meantime: show that one.
         None => api_keys::active_for_user(db, &user.id)
@@ -58,16 +59,18 @@ pub async fn default_key(
     }
 }
 
-/// Creates a key for `user` if their plan allows one more; `quota_exceeded` otherwise.
+/// Creates a key with `scopes` for `user` if their plan allows one more; `quota_exceeded`
+/// otherwise.
 pub async fn issue(
     db: &D1Database,
     catalog: &PlanCatalog,
     user: &User,
     name: &str,
+    scopes: Scopes,
     now: &str,
 ) -> Result<IssuedKey, AppError> {
     let plan = catalog.get_or_default(&user.plan);
-    insert(db, user, name, plan.api_keys, now)
+    insert(db, user, name, scopes, plan.api_keys, now)
         .await?
         .ok_or_else(|| no_room(plan))
 }
@@ -85,6 +88,7 @@ async fn insert(
     db: &D1Database,
     user: &User,
     name: &str,
+    scopes: Scopes,
     limit: Option<u32>,
     now: &str,
 ) -> Result<Option<IssuedKey>, AppError> {
@@ -96,6 +100,7 @@ async fn insert(
         name,
         key_hash: &api_key::hash(&key),
         masked: &api_key::mask(&key),
+        scopes,
     };
     let stored = api_keys::create_within_limit(db, new, limit, now).await?;
     Ok(stored.map(|stored| IssuedKey { stored, key }))

@@ -1,13 +1,14 @@
 //! The `api_keys` table: user API keys, stored as hashes.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use super::users::User;
 use super::UserRef;
+use crate::core::scopes::Scopes;
 use crate::error::AppError;
 
-const COLUMNS: &str = "id, user_id, name, masked, created_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, user_id, name, masked, scopes, created_at, last_used_at, revoked_at";
 
 /// An API key as it is stored and listed (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -18,9 +19,18 @@ pub struct ApiKey {
     pub name: String,
     /// `tg_live_AbCd****WxYz`.
     pub masked: String,
+    /// What the key may be used for; stored as space-separated names, shown as a list.
+    #[serde(deserialize_with = "stored_scopes")]
+    pub scopes: Scopes,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+}
+
+/// Reads the `scopes` column (see [`Scopes::from_stored`]).
+fn stored_scopes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Scopes, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok(Scopes::from_stored(&text))
 }
 
 /// A key presented as a bearer credential, with its owner.
@@ -35,6 +45,8 @@ struct KeyOwnerRow {
     key_id: String,
     key_name: String,
     key_masked: String,
+    #[serde(deserialize_with = "stored_scopes")]
+    key_scopes: Scopes,
     key_created_at: String,
     key_last_used_at: Option<String>,
     key_revoked_at: Option<String>,
@@ -47,7 +59,7 @@ pub fn owner_statement(db: &D1Database, key_hash: &str) -> Result<D1PreparedStat
     Ok(query!(
         db,
         "SELECT k.id AS key_id, k.name AS key_name, k.masked AS key_masked, \
-                k.created_at AS key_created_at, k.last_used_at AS key_last_used_at, \
+                k.scopes AS key_scopes, k.created_at AS key_created_at, k.last_used_at AS key_last_used_at, \
                 k.revoked_at AS key_revoked_at, \
                 u.id, u.auth_source, u.external_id, u.email, u.username, u.display_name, \
                 u.avatar_url, u.plan, u.status, u.created_at, u.updated_at \
@@ -65,6 +77,7 @@ pub fn owner_from(result: &D1Result) -> Result<Option<KeyOwner>, AppError> {
             user_id: r.user.id.clone(),
             name: r.key_name,
             masked: r.key_masked,
+            scopes: r.key_scopes,
             created_at: r.key_created_at,
             last_used_at: r.key_last_used_at,
             revoked_at: r.key_revoked_at,
@@ -103,6 +116,7 @@ pub struct NewKey<'a> {
     pub name: &'a str,
     pub key_hash: &'a str,
     pub masked: &'a str,
+    pub scopes: Scopes,
 }
 
 /// Stores a new key if the user holds fewer than `limit` active keys (`None`: no limit),
@@ -115,8 +129,8 @@ pub async fn create_within_limit(
     now: &str,
 ) -> Result<Option<ApiKey>, AppError> {
     let sql = format!(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, masked, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+        "INSERT INTO api_keys (id, user_id, name, key_hash, masked, created_at, scopes) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?8 \
          WHERE ?7 IS NULL OR (SELECT COUNT(*) FROM api_keys \
                                WHERE user_id = ?2 AND revoked_at IS NULL) < ?7 \
          RETURNING {COLUMNS}"
@@ -130,7 +144,8 @@ pub async fn create_within_limit(
         key.key_hash,
         key.masked,
         now,
-        limit
+        limit,
+        key.scopes.to_stored()
     )?
     .first::<ApiKey>(None)
     .await?)

@@ -75,7 +75,7 @@ pub struct NewUser<'a> {
 }
 
 /// The statement that finds the caller's row and session state in one round trip (always one
-/// result row).
+/// result row). The session is the caller's own: same source, same user, same id.
 pub fn caller_statement(
     db: &D1Database,
     auth_source: &str,
@@ -83,7 +83,9 @@ pub fn caller_statement(
     session_id: Option<&str>,
 ) -> Result<D1PreparedStatement, AppError> {
     let sql = format!(
-        "SELECT (SELECT status FROM auth_sessions WHERE id = ?3) AS session_status, u.{} \
+        "SELECT (SELECT status FROM auth_sessions \
+                 WHERE auth_source = ?1 AND external_user_id = ?2 AND id = ?3) AS session_status, \
+                u.{} \
          FROM (SELECT 1) LEFT JOIN users u ON u.auth_source = ?1 AND u.external_id = ?2",
         COLUMNS.replace(", ", ", u.")
     );

@@ -1,6 +1,8 @@
 //! User API keys (`/api/user/api-key`, `/api/user/api-keys`): created once and shown once,
 //! stored only as a SHA-256 hash and a mask, listed a page at a time, capped by the plan,
 //! accepted as a bearer credential until revoked, and managed only from a signed-in session.
+//! A key acts only within the scopes chosen when it was created (`usage` by default), and
+//! `HEAD` never creates one.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -8,8 +10,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Barrier;
 
+use super::identity::admin_routes_not_refused;
 use super::Case;
-use crate::harness::identity::{clerk_user_event, now, unique};
+use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
+use crate::harness::identity::{clerk_user_event, now, unique, KEY_ADMIN_CLERK_ID};
 use crate::harness::{Reply, World};
 
 pub fn cases() -> Vec<Case> {
@@ -27,6 +31,13 @@ pub fn cases() -> Vec<Case> {
         concurrent_creations_never_exceed_the_plan_limit,
         concurrent_first_gets_create_one_key_and_show_it_once,
         a_json_array_is_not_a_key_request,
+        scopes_are_chosen_at_creation_shown_in_lists_and_stored,
+        unknown_scopes_are_refused_and_nothing_is_stored,
+        a_default_key_meters_but_is_refused_billing_provider_keys_and_admin,
+        an_admin_key_needs_an_admin_owner_and_acts_only_as_admin,
+        a_billing_key_may_cancel_the_subscription_but_not_meter,
+        a_key_stored_before_scopes_existed_acts_for_usage_only,
+        head_on_the_key_route_creates_no_key,
     )
 }
 
@@ -35,11 +46,12 @@ const KEY: &str = "/api/user/api-key";
 const KEYS: &str = "/api/user/api-keys";
 
 /// The fields every key shows, whether just created or listed.
-const KEY_FIELDS: [&str; 7] = [
+const KEY_FIELDS: [&str; 8] = [
     "id",
     "user_id",
     "name",
     "masked",
+    "scopes",
     "created_at",
     "last_used_at",
     "revoked_at",
@@ -710,4 +722,361 @@ fn a_json_array_is_not_a_key_request(world: &World) {
         accepted.is_empty() && rows == 0,
         "array bodies must be 400 and make no key; accepted: {accepted:#?}; {rows} rows in D1"
     );
+}
+
+/// `POST /api/user/api-keys` with `scopes`; returns the `api_key` object (with `key`).
+fn create_scoped(world: &World, token: &str, scopes: Value) -> Value {
+    let reply = world
+        .authed("POST", KEYS, token)
+        .json(&json!({ "name": "scoped", "scopes": scopes }));
+    assert_eq!(reply.status, 201, "create with {scopes}: {}", reply.body);
+    reply.json()["api_key"].clone()
+}
+
+/// The `scopes` column of the key with this id.
+fn stored_scopes(world: &World, key_id: &str) -> Value {
+    let rows = world.d1_query(&format!(
+        "SELECT scopes FROM api_keys WHERE id = '{key_id}'"
+    ));
+    rows.first()
+        .unwrap_or_else(|| panic!("no key {key_id} in D1"))["scopes"]
+        .clone()
+}
+
+/// Sends `method path` (with `body` unless null) as `credential`.
+fn send(world: &World, method: &str, path: &str, credential: &str, body: &Value) -> Reply {
+    let call = world.authed(method, path, credential);
+    if body.is_null() {
+        call.send()
+    } else {
+        call.json(body)
+    }
+}
+
+/// Asserts `403 forbidden` whose message names `scope`.
+fn assert_lacks(reply: &Reply, scope: &str, what: &str) {
+    let error = reply.assert_error(403, "forbidden");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("`{scope}`")),
+        "{what}: the refusal names the `{scope}` scope: {message}"
+    );
+}
+
+fn scopes_are_chosen_at_creation_shown_in_lists_and_stored(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let unscoped = create(world, &token, "no scopes named");
+    assert_eq!(unscoped["scopes"], json!(["usage"]));
+    let chosen = create_scoped(world, &token, json!(["keys", "usage", "keys"]));
+    assert_eq!(
+        chosen["scopes"],
+        json!(["usage", "keys"]),
+        "canonical, once each"
+    );
+    let nulled = world
+        .authed("POST", KEYS, &token)
+        .json(&json!({ "scopes": null }));
+    assert_eq!(nulled.status, 201, "{}", nulled.body);
+    let nulled = nulled.json()["api_key"].clone();
+    assert_eq!(nulled["scopes"], json!(["usage"]));
+
+    let listed = world.authed("GET", KEYS, &token).send().json();
+    let shown: Vec<(Value, Value)> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["id"].clone(), k["scopes"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (nulled["id"].clone(), json!(["usage"])),
+            (chosen["id"].clone(), json!(["usage", "keys"])),
+            (unscoped["id"].clone(), json!(["usage"])),
+        ]
+    );
+    assert_eq!(
+        stored_scopes(world, chosen["id"].as_str().unwrap()),
+        "usage keys"
+    );
+    assert_eq!(
+        stored_scopes(world, unscoped["id"].as_str().unwrap()),
+        "usage"
+    );
+
+    // The `keys` scope passes the scope check on the pool route (which then finds no key
+    // for a provider nobody loaded).
+    let plaintext = chosen["key"].as_str().unwrap();
+    world
+        .authed(
+            "GET",
+            "/api/user/provider-keys?provider=nobodysprovider",
+            plaintext,
+        )
+        .send()
+        .assert_error(503, "not_configured");
+
+    // The get-or-create route makes a `usage` key.
+    let fresh = world.hmac_token(&unique("keys-scope-default-"));
+    let made = world.authed("GET", KEY, &fresh).send();
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made = made.json()["api_key"].clone();
+    assert_eq!(made["scopes"], json!(["usage"]));
+    assert_eq!(stored_scopes(world, made["id"].as_str().unwrap()), "usage");
+}
+
+fn unknown_scopes_are_refused_and_nothing_is_stored(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let owner = user_id(world, &token);
+    for body in [
+        json!({ "scopes": ["usage", "everything"] }),
+        json!({ "scopes": ["Usage"] }),
+        json!({ "scopes": [] }),
+        json!({ "scopes": "usage" }),
+        json!({ "scopes": [1] }),
+        json!({ "name": "fine", "scopes": ["admin "] }),
+    ] {
+        let error = world
+            .authed("POST", KEYS, &token)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+        let field = error["fields"][0]["field"].as_str().unwrap_or_default();
+        assert!(field.starts_with("scopes"), "{body}: {error}");
+    }
+    assert_eq!(key_rows(world, &owner), 0, "no refused request made a key");
+    // Known names are taken, in any order.
+    let taken = create_scoped(world, &token, json!(["billing", "usage"]));
+    assert_eq!(taken["scopes"], json!(["usage", "billing"]));
+    assert_eq!(key_rows(world, &owner), 1);
+}
+
+/// The admin listed as `clerk:<id>`, on the premium plan (room for several keys); returns a
+/// session token and their Tollgate id.
+fn key_admin(world: &World) -> (String, String) {
+    let event = clerk_user_event(
+        "user.created",
+        KEY_ADMIN_CLERK_ID,
+        now() * 1000,
+        json!({ "plan": "premium" }),
+    );
+    let reply = world.clerk_webhook(&unique("msg_"), &event);
+    assert_eq!(reply.status, 200, "webhook: {}", reply.body);
+    let token = world.clerk_token(KEY_ADMIN_CLERK_ID);
+    let id = user_id(world, &token);
+    (token, id)
+}
+
+fn a_default_key_meters_but_is_refused_billing_provider_keys_and_admin(world: &World) {
+    let (token, owner) = key_admin(world);
+    let key = create(world, &token, "metering only");
+    assert_eq!(key["scopes"], json!(["usage"]));
+    assert_eq!(stored_scopes(world, key["id"].as_str().unwrap()), "usage");
+    let key = key["key"].as_str().unwrap();
+
+    let reserved = world
+        .authed("POST", "/api/usage/reserve", key)
+        .json(&json!({ "estimate_tokens": 100, "request_id": unique("scope-rsv-") }));
+    assert_eq!(reserved.status, 201, "reserve: {}", reserved.body);
+    let reported = world.authed("POST", "/api/usage/report", key).json(&json!({
+        "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10,
+        "output_tokens": 5, "request_id": unique("scope-rpt-"),
+    }));
+    assert_eq!(reported.status, 200, "report: {}", reported.body);
+    for path in [
+        "/api/usage/quota",
+        "/api/usage/history",
+        "/api/usage/stats",
+        "/api/usage/sessions",
+        "/api/user/profile",
+        "/api/subscription/current",
+    ] {
+        let reply = world.authed("GET", path, key).send();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    }
+
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/subscriptions/checkout",
+            json!({ "plan": "basic" }),
+        ),
+        ("POST", "/api/subscriptions/portal", json!({})),
+        ("POST", "/api/subscriptions/cancel", json!({})),
+        (
+            "PUT",
+            "/api/subscriptions/update",
+            json!({ "plan": "basic" }),
+        ),
+        (
+            "POST",
+            "/api/subscription/upgrade",
+            json!({ "plan": "basic" }),
+        ),
+        ("GET", "/api/subscriptions/current", Value::Null),
+        ("GET", "/api/subscriptions/history", Value::Null),
+    ] {
+        let reply = send(world, method, path, key, &body);
+        assert_lacks(&reply, "billing", &format!("{method} {path}"));
+    }
+    for (method, path) in [
+        ("POST", "/api/key"),
+        ("GET", "/api/user/provider-keys?provider=openai"),
+    ] {
+        let reply = world.authed(method, path, key).send();
+        assert_lacks(&reply, "keys", &format!("{method} {path}"));
+    }
+    let label = unique("default-key-");
+    let answered = admin_routes_not_refused(world, key, &owner, &label, "`admin`");
+    assert!(
+        answered.is_empty(),
+        "every admin route must be 403 for a usage key, even an admin's: {answered:#?}"
+    );
+
+    let untouched = world.d1_query(&format!(
+        "SELECT (SELECT COUNT(*) FROM billing_customers WHERE user_id = '{owner}') AS customers,                 (SELECT COUNT(*) FROM credit_accounts WHERE user_id = '{owner}') AS accounts,                 (SELECT COUNT(*) FROM credit_ledger WHERE user_id = '{owner}') AS ledger,                 (SELECT COUNT(*) FROM provider_keys WHERE label = '{label}') AS pooled"
+    ));
+    assert_eq!(
+        untouched,
+        vec![json!({ "customers": 0, "accounts": 0, "ledger": 0, "pooled": 0 })],
+        "no refused call changed anything"
+    );
+    // The owner's own session token keeps their full authority.
+    let reply = world.authed("GET", "/api/admin/users", &token).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn an_admin_key_needs_an_admin_owner_and_acts_only_as_admin(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let owner = user_id(world, &token);
+    let error = world
+        .authed("POST", KEYS, &token)
+        .json(&json!({ "scopes": ["usage", "admin"] }))
+        .assert_error(403, "forbidden");
+    assert!(
+        error["message"].as_str().unwrap().contains("admin"),
+        "{error}"
+    );
+    assert_eq!(key_rows(world, &owner), 0, "no key for a non-admin");
+
+    let (admin_token, _) = key_admin(world);
+    let key = create_scoped(world, &admin_token, json!(["admin"]));
+    assert_eq!(key["scopes"], json!(["admin"]));
+    assert_eq!(stored_scopes(world, key["id"].as_str().unwrap()), "admin");
+    let key = key["key"].as_str().unwrap();
+    let reply = world.authed("GET", "/api/admin/users?limit=1", key).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = world.authed("GET", "/api/webhooks/status", key).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = world
+        .authed("POST", "/api/usage/reserve", key)
+        .json(&json!({ "estimate_tokens": 1, "request_id": unique("admin-rsv-") }));
+    assert_lacks(&reply, "usage", "reserve with an admin-only key");
+}
+
+/// Delivers a Stripe event, signed as Stripe signs it; the worker must take it.
+fn deliver_stripe(world: &World, event: &Value) {
+    let body = event.to_string();
+    let signature = stripe_signature(body.as_bytes(), STRIPE_WEBHOOK_SECRET, now());
+    let reply = world
+        .call("POST", "/api/webhooks/stripe")
+        .header("Stripe-Signature", &signature)
+        .body("application/json", body.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn a_billing_key_may_cancel_the_subscription_but_not_meter(world: &World) {
+    // A paid checkout through the fake Stripe gives the user a subscription.
+    let (_, token) = clerk_user_on_plan(world, "free");
+    let checkout = world
+        .authed("POST", "/api/subscriptions/checkout", &token)
+        .json(&json!({ "plan": "basic" }));
+    assert_eq!(checkout.status, 200, "{}", checkout.body);
+    let session = checkout.json()["session_id"].as_str().unwrap().to_owned();
+    deliver_stripe(world, &world.fakes.stripe.complete_checkout(&session));
+    let subscription = world.fakes.stripe.session(&session).unwrap()["subscription"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let usage_key = create(world, &token, "metering");
+    let usage_key = usage_key["key"].as_str().unwrap();
+    let refused = world
+        .authed("POST", "/api/subscriptions/cancel", usage_key)
+        .send();
+    assert_lacks(&refused, "billing", "cancel with a usage key");
+    assert_eq!(
+        world.fakes.stripe.subscription(&subscription).unwrap()["cancel_at_period_end"],
+        false,
+        "the refused cancel never reached Stripe"
+    );
+
+    let billing = create_scoped(world, &token, json!(["billing"]));
+    assert_eq!(billing["scopes"], json!(["billing"]));
+    assert_eq!(
+        stored_scopes(world, billing["id"].as_str().unwrap()),
+        "billing"
+    );
+    let billing = billing["key"].as_str().unwrap();
+    let reply = world
+        .authed("POST", "/api/subscriptions/cancel", billing)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["subscription"]["cancel_at_period_end"], true);
+    assert_eq!(
+        world.fakes.stripe.subscription(&subscription).unwrap()["cancel_at_period_end"],
+        true
+    );
+    let reply = world.authed("GET", "/api/usage/quota", billing).send();
+    assert_lacks(&reply, "usage", "quota with a billing-only key");
+}
+
+/// Keys created before migration 0007 have no scopes written; the column's default makes
+/// them `usage` keys.
+fn a_key_stored_before_scopes_existed_acts_for_usage_only(world: &World) {
+    let token = world.hmac_token(&unique("keys-legacy-"));
+    let owner = user_id(world, &token);
+    let plaintext = format!("tg_live_{}", &unique("")[..16].repeat(2));
+    let id = unique("key_legacy");
+    world.d1_query(&format!(
+        "INSERT INTO api_keys (id, user_id, name, key_hash, masked, created_at) \
+         VALUES ('{id}', '{owner}', 'legacy', '{}', '{}', '2026-01-01T00:00:00.000Z')",
+        sha256_hex(&plaintext),
+        mask_of(&plaintext)
+    ));
+    assert_eq!(stored_scopes(world, &id), "usage");
+    let reply = world.authed("GET", "/api/usage/quota", &plaintext).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = world
+        .authed("POST", "/api/subscriptions/portal", &plaintext)
+        .send();
+    assert_lacks(&reply, "billing", "portal with a legacy key");
+    let listed = world.authed("GET", KEYS, &token).send().json();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert_eq!(listed["data"][0]["scopes"], json!(["usage"]));
+}
+
+/// `GET /api/user/api-key` creates a key; `HEAD` on it must not run it at all.
+fn head_on_the_key_route_creates_no_key(world: &World) {
+    let uid = unique("keys-head-");
+    let token = world.hmac_token(&uid);
+    let keys_of_uid = || {
+        world.d1_number(&format!(
+            "SELECT COUNT(*) FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE u.auth_source = 'hmac' AND u.external_id = '{uid}'"
+        ))
+    };
+    let head = world.authed("HEAD", KEY, &token).send();
+    assert_eq!(head.status, 405, "HEAD on a creating GET is refused");
+    assert_eq!(head.header("allow"), Some("GET"));
+    assert_eq!(keys_of_uid(), 0, "D1 holds no key");
+
+    // HEAD still answers on routes whose GET creates nothing.
+    assert_eq!(world.call("HEAD", "/api/health/ping").send().status, 200);
+    assert_eq!(world.authed("HEAD", PROFILE, &token).send().status, 200);
+    assert_eq!(keys_of_uid(), 0);
+
+    let made = world.authed("GET", KEY, &token).send();
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(world.authed("HEAD", KEY, &token).send().status, 405);
+    assert_eq!(keys_of_uid(), 1);
 }

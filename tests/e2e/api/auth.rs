@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Case> {
         signout_ends_the_clerk_session_here_and_at_clerk,
         signout_ends_an_hmac_session,
         signout_needs_a_session_token,
+        an_hmac_signout_never_ends_a_clerk_session_with_the_same_id,
         refresh_of_an_hmac_token_keeps_the_session,
         refresh_of_a_clerk_token_asks_clerk,
         oauth_redirects_to_the_clerk_sign_in_for_known_providers,
@@ -96,7 +97,7 @@ fn signout_needs_a_session_token(world: &World) {
         .send()
         .assert_error(400, "bad_request");
     assert_eq!(world.authed("GET", PROFILE, &token).send().status, 200);
-    // An API key is revoked, not signed out.
+    // An API key is revoked, not signed out: the route table admits sessions only.
     let key = world
         .authed(
             "GET",
@@ -108,14 +109,71 @@ fn signout_needs_a_session_token(world: &World) {
         .as_str()
         .unwrap()
         .to_owned();
-    world
-        .authed("POST", "/api/auth/signout", &key)
-        .send()
-        .assert_error(400, "bad_request");
+    for path in ["/api/auth/signout", "/api/auth/refresh"] {
+        let error = world
+            .authed("POST", path, &key)
+            .send()
+            .assert_error(403, "forbidden");
+        assert!(
+            error["message"].as_str().unwrap().contains("session"),
+            "{path}: {error}"
+        );
+    }
+    assert_eq!(world.authed("GET", PROFILE, &key).send().status, 200);
     world
         .call("POST", "/api/auth/signout")
         .send()
         .assert_error(401, "unauthorized");
+}
+
+/// An HMAC token names its own `sid`. Signing out with one equal to a Clerk user's session id
+/// ends the HMAC caller's session only: sessions are keyed by source, user and id.
+fn an_hmac_signout_never_ends_a_clerk_session_with_the_same_id(world: &World) {
+    let clerk_id = unique("user_victim_");
+    let claims = clerk_claims(&clerk_id);
+    let sid = claims["sid"].as_str().unwrap().to_owned();
+    let victim = world.fakes.clerk.sign(&claims);
+    assert_eq!(world.authed("GET", PROFILE, &victim).send().status, 200);
+    // Clerk reports the session, so it is known here as active.
+    let started = world.clerk_webhook(
+        &unique("msg_"),
+        &json!({ "type": "session.created", "object": "event",
+                 "data": { "object": "session", "id": sid, "user_id": clerk_id, "status": "active" } }),
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+
+    let attacker = hs256(
+        &json!({ "uid": unique("puku-attacker-"), "sid": sid, "exp": now() + 600 }),
+        JWT_SECRET.as_bytes(),
+    );
+    let reply = world.authed("POST", "/api/auth/signout", &attacker).send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["revoked_at_clerk"], false);
+    world
+        .authed("GET", PROFILE, &attacker)
+        .send()
+        .assert_error(401, "unauthorized");
+
+    let still = world.authed("GET", PROFILE, &victim).send();
+    assert_eq!(
+        still.status, 200,
+        "the Clerk session lives on: {}",
+        still.body
+    );
+    assert!(
+        !world.fakes.clerk.revoked_sessions().contains(&sid),
+        "nothing was revoked at Clerk"
+    );
+    let rows = world.d1_query(&format!(
+        "SELECT auth_source, status FROM auth_sessions WHERE id = '{sid}' ORDER BY auth_source"
+    ));
+    assert_eq!(
+        rows,
+        vec![
+            json!({ "auth_source": "clerk", "status": "active" }),
+            json!({ "auth_source": "hmac", "status": "ended" }),
+        ]
+    );
 }
 
 fn refresh_of_an_hmac_token_keeps_the_session(world: &World) {

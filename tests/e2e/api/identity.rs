@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::Case;
 use crate::harness::identity::{
-    clerk_claims, clerk_user_event, hmac_claims, hs256, now, unique, ADMIN_CLERK_ID, JWT_SECRET,
-    STAFF_ORG_ID,
+    clerk_claims, clerk_user_event, hmac_claims, hs256, now, unique, ADMIN_CLERK_ID,
+    ADMIN_HMAC_UID, JWT_SECRET, STAFF_ORG_ID,
 };
 use crate::harness::World;
 
@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         a_deleted_user_cannot_authenticate,
         roles_come_from_configuration_and_org_claims,
         hmac_and_clerk_users_with_the_same_subject_are_different_users,
+        an_hmac_token_with_a_clerk_admins_id_is_refused_on_every_admin_route,
     )
 }
 
@@ -277,4 +278,118 @@ fn hmac_and_clerk_users_with_the_same_subject_are_different_users(world: &World)
         .json();
     assert_ne!(clerk["id"], hmac["id"]);
     assert_eq!(users_with_external_id(world, &subject), 2);
+}
+
+/// Every admin route as `(method, path, body)`: the ones naming a user act on `target`, and
+/// the pool key they would add is labelled `label` (so a test can look for it in D1).
+pub(super) fn admin_routes(target: &str, label: &str) -> Vec<(&'static str, String, Value)> {
+    vec![
+        ("GET", "/api/admin/users".to_owned(), Value::Null),
+        (
+            "POST",
+            format!("/api/admin/users/{target}/credits"),
+            json!({ "amount": 5, "reason": label }),
+        ),
+        (
+            "POST",
+            format!("/api/admin/users/{target}/rotate-key"),
+            Value::Null,
+        ),
+        ("GET", "/api/admin/provider-keys".to_owned(), Value::Null),
+        (
+            "POST",
+            "/api/admin/provider-keys".to_owned(),
+            json!({ "provider": "scopecheck", "tier": "free",
+                    "key": format!("sk-scopecheck-{label}"), "label": label }),
+        ),
+        (
+            "DELETE",
+            "/api/admin/provider-keys/pk_scopecheck".to_owned(),
+            Value::Null,
+        ),
+        ("POST", "/api/webhooks/retry".to_owned(), Value::Null),
+        ("GET", "/api/webhooks/status".to_owned(), Value::Null),
+    ]
+}
+
+/// Sends every admin route with `credential`; returns what was not a `403 forbidden`, and
+/// asserts each refusal's message contains `reason`.
+pub(super) fn admin_routes_not_refused(
+    world: &World,
+    credential: &str,
+    target: &str,
+    label: &str,
+    reason: &str,
+) -> Vec<String> {
+    let mut answered = Vec::new();
+    for (method, path, body) in admin_routes(target, label) {
+        let call = world.authed(method, &path, credential);
+        let reply = if body.is_null() {
+            call.send()
+        } else {
+            call.json(&body)
+        };
+        if reply.status == 403 {
+            let error = reply.assert_error(403, "forbidden");
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains(reason), "{method} {path}: {message}");
+        } else {
+            answered.push(format!(
+                "{method} {path} -> {} {}",
+                reply.status, reply.body
+            ));
+        }
+    }
+    answered
+}
+
+/// A bare `user_...` in `ADMIN_USER_IDS` is a Clerk user: an HS256 token whose `uid` is that
+/// id is a different user (source `hmac`) and no admin; `hmac:<uid>` names an HMAC admin.
+fn an_hmac_token_with_a_clerk_admins_id_is_refused_on_every_admin_route(world: &World) {
+    let target = world
+        .authed("GET", PROFILE, &world.hmac_token(&unique("admin-target-")))
+        .send()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let impostor = world.hmac_token(ADMIN_CLERK_ID);
+    let profile = world.authed("GET", PROFILE, &impostor).send().json();
+    assert_eq!(profile["auth_source"], "hmac");
+    assert_eq!(profile["roles"], json!(["user"]), "{profile}");
+
+    let label = unique("impostor-");
+    let answered = admin_routes_not_refused(world, &impostor, &target, &label, "admin role");
+    assert!(
+        answered.is_empty(),
+        "every admin route must be 403 for the impostor: {answered:#?}"
+    );
+    let ledger = world.d1_number(&format!(
+        "SELECT COUNT(*) FROM credit_ledger WHERE user_id = '{target}'"
+    ));
+    let pooled = world.d1_number(&format!(
+        "SELECT COUNT(*) FROM provider_keys WHERE label = '{label}'"
+    ));
+    assert_eq!((ledger, pooled), (0, 0), "nothing changed in D1");
+
+    // The Clerk admin named by that bare id still is one, and so is `hmac:<uid>`.
+    let clerk_admin = world.clerk_token(ADMIN_CLERK_ID);
+    assert_eq!(
+        world
+            .authed("GET", "/api/admin/users", &clerk_admin)
+            .send()
+            .status,
+        200
+    );
+    let hmac_admin = world.hmac_token(ADMIN_HMAC_UID);
+    let profile = world.authed("GET", PROFILE, &hmac_admin).send().json();
+    assert_eq!(
+        profile["roles"],
+        json!(["admin", "staff", "user"]),
+        "{profile}"
+    );
+    let reply = world
+        .authed("GET", "/api/webhooks/status", &hmac_admin)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }

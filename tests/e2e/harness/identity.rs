@@ -24,8 +24,12 @@ pub const SVIX_KEY: &[u8] = b"e2e-svix-signing-key-32-bytes!!!";
 pub const SVIX_KEY_NEXT: &[u8] = b"e2e-svix-next-signing-key-32by!!";
 /// The only `azp` the worker accepts in the tests.
 pub const AUTHORIZED_PARTY: &str = "http://localhost:5173";
-/// A Clerk user id listed in `ADMIN_USER_IDS`.
+/// A Clerk user id listed bare in `ADMIN_USER_IDS` (as the seeds' settings list admins).
 pub const ADMIN_CLERK_ID: &str = "user_e2e_admin";
+/// A Clerk admin listed source-qualified (`clerk:...`), for the API key scope cases only.
+pub const KEY_ADMIN_CLERK_ID: &str = "user_e2e_key_admin";
+/// An HMAC admin, listed as `hmac:<uid>`.
+pub const ADMIN_HMAC_UID: &str = "e2e-hmac-admin";
 /// The organisation whose members are staff (`STAFF_ORG_ID`).
 pub const STAFF_ORG_ID: &str = "org_e2e_staff";
 /// `CLERK_JWKS_MIN_REFETCH_SECS` in the tests.
@@ -51,7 +55,10 @@ pub fn worker_vars() -> Vec<(&'static str, String)> {
             JWKS_MIN_REFETCH_SECS.to_string(),
         ),
         ("CLERK_SIGN_IN_URL", SIGN_IN_URL.to_owned()),
-        ("ADMIN_USER_IDS", ADMIN_CLERK_ID.to_owned()),
+        (
+            "ADMIN_USER_IDS",
+            format!("{ADMIN_CLERK_ID},clerk:{KEY_ADMIN_CLERK_ID},hmac:{ADMIN_HMAC_UID}"),
+        ),
         ("STAFF_ORG_ID", STAFF_ORG_ID.to_owned()),
     ]
 }
