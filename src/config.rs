@@ -242,6 +242,9 @@ pub struct BillingConfig {
     /// `WEBHOOK_MAX_ATTEMPTS`: a failed event is retried until it has been tried this often;
     /// default 10.
     pub webhook_max_attempts: u32,
+    /// `UPGRADE_URL`: where people upgrade while Stripe is not configured (Sokuji's upgrade
+    /// instructions); default none. Invalid: the instructions answer `not_configured`.
+    upgrade_url: Result<Option<String>, &'static str>,
 }
 
 impl BillingConfig {
@@ -266,13 +269,31 @@ impl BillingConfig {
                 10_000,
             ),
             webhook_max_attempts: l.or(number(source, "WEBHOOK_MAX_ATTEMPTS", 10, 1..=100), 10),
+            upgrade_url: Ok(None),
         };
         let stripe_api = l.is_invalid("STRIPE_API_URL").then_some("STRIPE_API_URL");
         if let Some(setting) = l.first_since(mark).or(stripe_api) {
             config.secret_key.block(setting);
             config.webhook_secret.block(setting);
         }
+        // Not a Stripe setting: a bad one breaks only the instructions that show it.
+        config.upgrade_url = url("UPGRADE_URL").map_err(|err| {
+            l.problems.push(err);
+            "UPGRADE_URL"
+        });
         config
+    }
+}
+
+impl BillingConfig {
+    /// `UPGRADE_URL`, if set; `not_configured` naming it while it is invalid.
+    pub fn upgrade_url(&self) -> Result<Option<&str>, AppError> {
+        match &self.upgrade_url {
+            Ok(url) => Ok(url.as_deref()),
+            Err(setting) => Err(AppError::NotConfigured {
+                setting: (*setting).into(),
+            }),
+        }
     }
 }
 
@@ -869,6 +890,29 @@ mod tests {
         );
         assert!(config.auth.clerk.is_none());
         assert_eq!(config.auth.clerk_problem, Some("JWT_CLOCK_SKEW_SECS"));
+    }
+
+    #[test]
+    fn an_invalid_upgrade_url_breaks_only_the_upgrade_instructions() {
+        let vars = HashMap::from([
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+            ("UPGRADE_URL", "pricing"),
+        ]);
+        let config = Config::load(&vars);
+        assert_eq!(
+            config.billing.upgrade_url(),
+            Err(not_configured("UPGRADE_URL"))
+        );
+        assert_eq!(config.billing.secret_key.require(), Ok("sk_test_x"));
+        let set = HashMap::from([("UPGRADE_URL", "https://example.com/pricing/")]);
+        assert_eq!(
+            Config::load(&set).billing.upgrade_url(),
+            Ok(Some("https://example.com/pricing"))
+        );
+        assert_eq!(
+            Config::load(&HashMap::new()).billing.upgrade_url(),
+            Ok(None)
+        );
     }
 
     #[test]

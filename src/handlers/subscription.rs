@@ -53,9 +53,9 @@ pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     };
     match billing::stripe(&ctx.data.config) {
         Err(AppError::NotConfigured { .. }) => {
-            let upgrade_url = upgrade_url(&ctx);
+            let upgrade_url = ctx.data.config.billing.upgrade_url()?;
             response::ok(&json!({
-                "instructions": upgrade_instructions(current, target, upgrade_url.as_deref()),
+                "instructions": upgrade_instructions(current, target, upgrade_url),
                 "upgrade_url": upgrade_url,
                 "plan": target.id,
                 "current_plan": current.id,
@@ -63,25 +63,4 @@ pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         }
         _ => super::billing::start_checkout(&req, &ctx, &principal, &body, target).await,
     }
-}
-
-/// `UPGRADE_URL`: the page where people upgrade when Tollgate does not sell plans itself
-/// (optional; blank counts as unset, and a value that is not an http(s) URL is logged and
-/// ignored).
-fn upgrade_url(ctx: &Ctx) -> Option<String> {
-    let value = ctx.env.var("UPGRADE_URL").ok()?.to_string();
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    let usable =
-        worker::Url::parse(value).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
-    if !usable {
-        worker::console_warn!(
-            "{}",
-            json!({ "level": "warn", "msg": "UPGRADE_URL is not an http(s) URL; ignored" })
-        );
-        return None;
-    }
-    Some(value.to_owned())
 }

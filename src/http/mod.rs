@@ -18,8 +18,8 @@ pub mod response;
 
 use std::rc::Rc;
 
-use futures_util::StreamExt;
-use worker::{Date, Env, Method, Request, Response};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{js_sys, web_sys, Date, Env, Method, Request, Response};
 
 pub use context::{Ctx, RequestCtx};
 
@@ -116,20 +116,33 @@ async fn read_body(
 
 /// The body's bytes, read chunk by chunk, or `None` as soon as they pass `limit` (a body
 /// sent without `Content-Length` is never buffered whole).
-async fn read_within(req: &mut Request, limit: usize) -> Result<Option<Vec<u8>>, AppError> {
-    if req.inner().body().is_none() {
+async fn read_within(req: &Request, limit: usize) -> Result<Option<Vec<u8>>, AppError> {
+    let Some(body) = req.inner().body() else {
         return Ok(Some(Vec::new()));
-    }
-    let mut stream = req.stream()?;
+    };
+    let reader = web_sys::ReadableStreamDefaultReader::new(&body).map_err(js_error)?;
     let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if bytes.len() + chunk.len() > limit {
+    loop {
+        let next = JsFuture::from(reader.read()).await.map_err(js_error)?;
+        let field = |name: &str| js_sys::Reflect::get(&next, &name.into()).map_err(js_error);
+        if field("done")?.as_bool().unwrap_or(true) {
+            return Ok(Some(bytes));
+        }
+        let chunk = js_sys::Uint8Array::new(&field("value")?);
+        if bytes.len() + chunk.length() as usize > limit {
+            // Stop without cancelling the stream: the runtime discards the unread rest, as it
+            // does for a body refused by its declared `Content-Length`. (Cancelling it makes
+            // `wrangler dev`'s proxy report the worker as restarted.)
+            reader.release_lock();
             return Ok(None);
         }
-        bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(&chunk.to_vec());
     }
-    Ok(Some(bytes))
+}
+
+/// The body stream failed (the client went away mid-body): a bad request, not our fault.
+fn js_error(_err: worker::wasm_bindgen::JsValue) -> AppError {
+    AppError::BadRequest("the request body could not be read to its end".to_owned())
 }
 
 thread_local! {
