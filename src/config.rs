@@ -101,6 +101,11 @@ impl Secret {
         matches!(self.state, SecretState::Set(_))
     }
 
+    /// Whether the secret is simply unset (not set, and not held back by an invalid setting).
+    pub fn is_unset(&self) -> bool {
+        matches!(self.state, SecretState::Unset)
+    }
+
     /// Whether the secret is unusable because a setting is invalid (as opposed to unset).
     pub fn is_blocked(&self) -> bool {
         matches!(self.state, SecretState::Blocked(_))
@@ -635,7 +640,21 @@ impl AuthConfig {
                 staff_org_id: optional(source, "STAFF_ORG_ID"),
             },
             clerk_secret_key,
-            clerk_webhook_secret: l.secret(Secret::read(source, "CLERK_WEBHOOK_SECRET")),
+            clerk_webhook_secret: {
+                let mut secret = l.secret(Secret::read(source, "CLERK_WEBHOOK_SECRET"));
+                if let Ok(value) = secret.require() {
+                    if crate::core::svix::check_secrets(value).is_err() {
+                        l.problems.push(ConfigError {
+                            setting: "CLERK_WEBHOOK_SECRET",
+                            problem: "lists a value that is not a whsec_ secret (base64 after \
+                                      the prefix)"
+                                .to_owned(),
+                        });
+                        secret.block("CLERK_WEBHOOK_SECRET");
+                    }
+                }
+                secret
+            },
             clerk_sign_in_url,
             oauth_providers: {
                 let configured = list(source, "OAUTH_PROVIDERS");
@@ -890,6 +909,22 @@ mod tests {
         );
         assert!(config.auth.clerk.is_none());
         assert_eq!(config.auth.clerk_problem, Some("JWT_CLOCK_SKEW_SECS"));
+    }
+
+    #[test]
+    fn a_clerk_webhook_secret_list_with_a_bad_entry_is_named() {
+        let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let list = format!("{good}, not-a-secret!");
+        let config = Config::load(&HashMap::from([("CLERK_WEBHOOK_SECRET", list.as_str())]));
+        assert_eq!(
+            config.auth.clerk_webhook_secret.require(),
+            Err(not_configured("CLERK_WEBHOOK_SECRET"))
+        );
+        assert_eq!(config.problems[0].setting, "CLERK_WEBHOOK_SECRET");
+        assert!(!config.problems[0].problem.contains("MfKQ"));
+        let config = Config::load(&HashMap::from([("CLERK_WEBHOOK_SECRET", good)]));
+        assert!(config.problems.is_empty());
+        assert_eq!(config.auth.clerk_webhook_secret.require(), Ok(good));
     }
 
     #[test]

@@ -110,8 +110,10 @@ pub fn derive(config: &RoleConfig, subject: Subject<'_>, org: Option<&OrgClaim>)
             .any(|entry| RoleEntry::read(entry).names(subject))
     };
     let admin = listed(&config.admin_user_ids);
+    // Org claims are Clerk's: an HMAC token can write any org id into its claims, so only a
+    // Clerk user's membership of the staff org makes them staff.
     let in_staff_org = match (&config.staff_org_id, org) {
-        (Some(staff_org), Some(org)) => *staff_org == org.id,
+        (Some(staff_org), Some(org)) => subject.auth_source == "clerk" && *staff_org == org.id,
         _ => false,
     };
     Roles {
@@ -244,8 +246,15 @@ mod tests {
         };
         assert!(derive(&config(), listed, None).staff);
         let member = org("org_staff", OrgRole::Member);
-        let roles = derive(&config(), hmac("p"), Some(&member));
+        let roles = derive(&config(), clerk("user_p"), Some(&member));
         assert!(roles.staff && roles.org_member && !roles.org_admin && !roles.admin);
+    }
+
+    #[test]
+    fn an_hmac_token_claiming_the_staff_org_is_not_staff() {
+        let member = org("org_staff", OrgRole::Admin);
+        let roles = derive(&config(), hmac("p"), Some(&member));
+        assert!(!roles.staff && !roles.admin);
     }
 
     #[test]

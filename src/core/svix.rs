@@ -83,6 +83,21 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// Whether every entry of a `CLERK_WEBHOOK_SECRET` list is a usable `whsec_` secret (and
+/// there is at least one); checked when the configuration loads.
+pub fn check_secrets(secrets: &str) -> Result<(), SvixError> {
+    let mut any = false;
+    for secret in listed_secrets(secrets) {
+        secret_key(secret)?;
+        any = true;
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(SvixError::BadSecret)
+    }
+}
+
 /// Verifies a delivery against `secrets` (one `whsec_` secret or a comma-separated list, any
 /// of which may have signed it); returns its message id. Any entry that is not a `whsec_`
 /// secret, or an empty list, is [`SvixError::BadSecret`].

@@ -38,9 +38,10 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body = ctx.data.raw_body();
     let now_secs = (Date::now().as_millis() / 1000) as i64;
     let event_id = svix::verify(secret, headers, body, now_secs).map_err(|e| match e {
-        svix::SvixError::BadSecret => AppError::Internal(
-            "CLERK_WEBHOOK_SECRET lists a value that is not a whsec_ secret".to_owned(),
-        ),
+        // Checked when the configuration loaded; kept for completeness.
+        svix::SvixError::BadSecret => AppError::NotConfigured {
+            setting: "CLERK_WEBHOOK_SECRET".into(),
+        },
         other => AppError::Unauthorized(other.message()),
     })?;
     if event_id.len() > 256 {

@@ -8,7 +8,6 @@ use crate::auth;
 use crate::core::plans::upgrade_instructions;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::services::billing;
 
 /// `GET /api/subscription/plans`: every plan (public).
 pub async fn plans(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -51,16 +50,22 @@ pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             ))
         })?,
     };
-    match billing::stripe(&ctx.data.config) {
-        Err(AppError::NotConfigured { .. }) => {
-            let upgrade_url = ctx.data.config.billing.upgrade_url()?;
-            response::ok(&json!({
-                "instructions": upgrade_instructions(current, target, upgrade_url),
-                "upgrade_url": upgrade_url,
-                "plan": target.id,
-                "current_plan": current.id,
-            }))
-        }
-        _ => super::billing::start_checkout(&req, &ctx, &principal, &body, target).await,
+    if target.id == current.id {
+        return Err(AppError::Conflict(format!(
+            "you are already on the {} plan",
+            current.name
+        )));
     }
+    // Instructions only where billing is simply not set up; a Stripe setting that is set but
+    // invalid answers `not_configured` naming it (from the checkout) instead.
+    if !ctx.data.config.billing.secret_key.is_unset() {
+        return super::billing::start_checkout(&req, &ctx, &principal, &body, target).await;
+    }
+    let upgrade_url = ctx.data.config.billing.upgrade_url()?;
+    response::ok(&json!({
+        "instructions": upgrade_instructions(current, target, upgrade_url),
+        "upgrade_url": upgrade_url,
+        "plan": target.id,
+        "current_plan": current.id,
+    }))
 }

@@ -516,7 +516,14 @@ pub async fn force_rotation(
     user_id: &str,
 ) -> Result<KeyAnswer, AppError> {
     let flow = Flow::new(db, config, user_id)?;
-    match flow.lock(None).await? {
+    let locked = flow.lock(None).await.map_err(|err| match err {
+        // The admin's credentials are fine: it is the user who is gone.
+        AppError::Unauthorized(_) => {
+            AppError::Conflict("the user's account is deactivated; nothing to rotate".to_owned())
+        }
+        other => other,
+    })?;
+    match locked {
         Locked::Held(held) => flow.run(held, true).await,
         Locked::Fresh(_) => Err(AppError::Internal(
             "a lock claimed without fresh_since was answered by another request".to_owned(),

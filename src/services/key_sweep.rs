@@ -65,7 +65,15 @@ pub async fn sweep(db: &D1Database, config: &Config) -> Result<SweepReport, AppE
             timeout: Duration::from_millis(config.providers.openrouter_timeout_ms),
         };
         let retry_ms = config.providers.delete_retry_secs * 1000;
-        resolve_lookups(db, &openrouter, retry_ms, &mut report).await?;
+        // A failing look-up must not keep the queued deletions from running.
+        if let Err(err) = resolve_lookups(db, &openrouter, retry_ms, &mut report).await {
+            let line = serde_json::json!({
+                "level": "error", "msg": "key look-ups failed; queued deletions still run",
+                "code": err.code(), "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
+            });
+            worker::console_log!("{line}");
+            report.failed += 1;
+        }
         delete_queued(db, &openrouter, retry_ms, &mut report).await?;
     }
     if let Ok(keyring) = config.providers.keyring() {

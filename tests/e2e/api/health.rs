@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::Case;
-use crate::harness::identity::unique;
+use crate::harness::identity::{clerk_user_event, now, unique};
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -13,6 +13,7 @@ pub fn cases() -> Vec<Case> {
         ping_answers_pong,
         a_placeholder_sealing_key_breaks_only_the_routes_that_seal,
         an_invalid_plan_catalog_closes_all_but_health,
+        bad_webhook_secrets_disable_only_what_they_sign,
     )
 }
 
@@ -140,4 +141,53 @@ fn an_invalid_plan_catalog_closes_all_but_health(_world: &World) {
         .send()
         .assert_error(503, "not_configured");
     assert!(error["message"].as_str().unwrap().contains("PLAN_CATALOG"));
+}
+
+/// A Stripe secret left as the placeholder and a Clerk webhook secret list with a bad entry
+/// stop only billing and the Clerk webhook, each answering `not_configured` naming its
+/// setting (upgrade gives no "not set up" instructions for a billing that is set but
+/// broken); metering goes on.
+fn bad_webhook_secrets_disable_only_what_they_sign(_world: &World) {
+    let broken = World::start_with(&[
+        ("STRIPE_WEBHOOK_SECRET", "__GENERATE__"),
+        (
+            "CLERK_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,not-a-secret!",
+        ),
+    ])
+    .expect("a worker with bad webhook secrets starts");
+    let health = broken.get("/api/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let mut invalid: Vec<String> =
+        serde_json::from_value(health["checks"]["configuration"]["invalid_settings"].clone())
+            .unwrap();
+    invalid.sort();
+    assert_eq!(invalid, ["CLERK_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET"]);
+
+    let token = broken.hmac_token(&unique("bad_hooks_"));
+    let quota = broken.authed("GET", "/api/usage/quota", &token).send();
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    let named = |reply: crate::harness::Reply, setting: &str| {
+        let error = reply.assert_error(503, "not_configured");
+        assert!(
+            error["message"].as_str().unwrap().contains(setting),
+            "{setting}: {error}"
+        );
+    };
+    named(
+        broken
+            .authed("POST", "/api/subscription/upgrade", &token)
+            .json(&json!({ "plan": "basic" })),
+        "STRIPE_WEBHOOK_SECRET",
+    );
+    let event = clerk_user_event(
+        "user.created",
+        &unique("user_badhook_"),
+        now() * 1000,
+        json!({}),
+    );
+    named(
+        broken.clerk_webhook(&unique("msg_"), &event),
+        "CLERK_WEBHOOK_SECRET",
+    );
 }

@@ -706,6 +706,27 @@ fn admins_list_users_adjust_credits_and_rotate_keys(world: &World) {
         .assert_error(409, "conflict");
     adjust(world, &keyless, &json!({ "amount": 1, "reason": "x" })).assert_error(409, "conflict");
     assert!(fake_keys(world, &keyless).is_empty());
+
+    // A deleted user's key is not rotated, and the admin is told so, not told that their
+    // own credentials failed (a 401 would sign the admin's client out).
+    let (gone_token, gone) = new_user(world);
+    post_key(world, &gone_token);
+    world.d1_query(&format!(
+        "UPDATE users SET status = 'deleted' WHERE id = '{gone}'"
+    ));
+    let refused = world
+        .authed(
+            "POST",
+            &format!("/api/admin/users/{gone}/rotate-key"),
+            &admin,
+        )
+        .send()
+        .assert_error(409, "conflict");
+    assert!(
+        refused["message"].as_str().unwrap().contains("deactivated"),
+        "{refused}"
+    );
+    assert_eq!(fake_keys(world, &gone).len(), 1, "no key was made");
 }
 
 fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
