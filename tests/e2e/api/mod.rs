@@ -55,9 +55,14 @@ pub fn all() -> Vec<Case> {
 
 /// Cases that change what every other case depends on; they run last, one at a time.
 pub fn serial() -> Vec<Case> {
-    let mut cases = clerk_faults::serial_cases();
+    // Uploads that the worker answers while they are still streaming: wrangler dev's proxy
+    // relays those answers reliably only with no other traffic, and the one left mid-body
+    // goes last (see the cases).
+    let mut cases = conventions::serial_first_cases();
+    cases.extend(clerk_faults::serial_cases());
     cases.extend(jwks::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    cases.extend(conventions::serial_last_cases());
     cases
 }
