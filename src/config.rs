@@ -1,4 +1,4 @@
-//! Typed configuration, read from the worker's vars and secrets once per request.
+//! Typed configuration, read from the worker's vars and secrets once per isolate.
 //!
 //! Optional settings have their default written next to their name. A secret that is unset
 //! (or empty) is never replaced by a default: asking for it yields `not_configured`. An

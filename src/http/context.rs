@@ -21,7 +21,7 @@ pub type Ctx = RouteContext<Rc<RequestCtx>>;
 #[derive(Debug)]
 pub struct RequestCtx {
     /// Configuration, validated before the request reached its handler.
-    pub config: Config,
+    pub config: Rc<Config>,
     /// The request id echoed in `X-Request-Id` and in error envelopes.
     pub request_id: String,
     body: Vec<u8>,
@@ -34,7 +34,7 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// A context for a request whose body has been read (and, if JSON, parsed).
-    pub fn new(config: Config, request_id: String, body: Vec<u8>, json: Option<Value>) -> Self {
+    pub fn new(config: Rc<Config>, request_id: String, body: Vec<u8>, json: Option<Value>) -> Self {
         Self {
             config,
             request_id,

@@ -46,8 +46,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         finish(resp, &request_id, config, origin.as_deref())
     };
 
-    let config = Config::load(&env);
-    log_config_problems(&config);
+    let config = isolate_config(&env);
 
     if cors::is_preflight(&req) {
         let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
@@ -146,14 +145,24 @@ fn js_error(_err: worker::wasm_bindgen::JsValue) -> AppError {
 }
 
 thread_local! {
-    static CONFIG_PROBLEMS_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static CONFIG: std::cell::OnceCell<Rc<Config>> = const { std::cell::OnceCell::new() };
 }
 
-/// Logs every invalid setting, with how to fix it, once per isolate.
+/// The configuration, read once per isolate: vars and secrets cannot change within one (a
+/// new deployment or secret starts new isolates). Invalid settings are logged, with how to
+/// fix them, when it is read.
+fn isolate_config(env: &Env) -> Rc<Config> {
+    CONFIG.with(|cell| {
+        Rc::clone(cell.get_or_init(|| {
+            let config = Config::load(env);
+            log_config_problems(&config);
+            Rc::new(config)
+        }))
+    })
+}
+
+/// Logs every invalid setting, with how to fix it.
 fn log_config_problems(config: &Config) {
-    if config.problems.is_empty() || CONFIG_PROBLEMS_LOGGED.replace(true) {
-        return;
-    }
     for problem in &config.problems {
         let line = serde_json::json!({
             "level": "error",
