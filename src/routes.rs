@@ -3,14 +3,18 @@
 //!
 //! Access: `Public` reads no credential; `Session` needs a Clerk or HMAC token (API keys are
 //! refused); `Scoped(scope)` takes any token, or an API key holding `scope` (see
-//! [`crate::core::scopes`]). Admin routes also check the caller's admin role.
+//! [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 
-use crate::core::scopes::Access::{Public, Scoped, Session};
-use crate::core::scopes::Scope::{Admin, Billing, Keys, Usage};
-use crate::handlers::{
-    admin, auth, billing, clerk_webhook, health, provider_keys, subscription, usage, user,
-};
+use crate::billing::http as billing;
+use crate::health::http as health;
 use crate::http::dispatch::RouteTable;
+use crate::identity::http::{auth, user};
+use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
+use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
+use crate::metering::http as usage;
+use crate::plans::http as subscription;
+use crate::provider_keys::http::{admin, keys as provider_keys};
+use crate::webhooks::http as clerk_webhook;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
 /// and are kept byte-exact for signature checks.
@@ -141,7 +145,7 @@ pub fn table() -> RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::scopes::Access;
+    use crate::identity::rules::scopes::Access;
 
     #[test]
     fn every_admin_route_needs_the_admin_scope() {

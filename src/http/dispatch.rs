@@ -20,8 +20,8 @@ use worker::{Method, Request, Response, Router};
 
 use super::context::{Ctx, RequestCtx};
 use super::response;
-use crate::core::scopes::Access;
 use crate::error::AppError;
+use crate::identity::rules::scopes::Access;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
 type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
