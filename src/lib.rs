@@ -14,6 +14,7 @@
 pub mod billing;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod core;
 pub mod devices;
 pub mod error;

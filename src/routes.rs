@@ -6,8 +6,10 @@
 //! [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 
 use crate::billing::http as billing;
+use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
 use crate::http::dispatch::RouteTable;
+use crate::http::doc::Doc;
 use crate::identity::http::{auth, user};
 use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
@@ -36,6 +38,9 @@ pub fn table() -> RouteTable {
         .get("/health", Public, health::service)
         .get("/api/health", Public, health::detailed)
         .get("/api/health/ping", Public, health::ping)
+        // The API contract: this table as an OpenAPI 3.1 document.
+        .get("/openapi.json", Public, contract::document)
+        .doc(Doc::new("This API as an OpenAPI 3.1 document").ok::<OpenApiDocument>(200))
         // Identity (Sokuji): sign-in, sessions, Clerk's webhook.
         .get("/api/auth/oauth/:provider", Public, auth::oauth)
         .post("/api/auth/refresh", Session, auth::refresh)
