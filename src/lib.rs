@@ -21,6 +21,8 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod identity;
+#[cfg(not(target_arch = "wasm32"))]
+mod layout;
 pub mod metering;
 pub mod plans;
 pub mod provider_keys;
