@@ -21,7 +21,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod identity;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(test)]
 mod layout;
 pub mod metering;
 pub mod plans;

@@ -14,6 +14,7 @@ use super::identity::admin_routes_not_refused;
 use super::Case;
 use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
 use crate::harness::identity::{clerk_user_event, now, unique, KEY_ADMIN_CLERK_ID};
+use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World};
 
 pub fn cases() -> Vec<Case> {
@@ -485,6 +486,7 @@ fn each_plan_caps_active_keys_and_a_key_beyond_the_cap_is_402_with_no_row(world:
 fn key_names_must_be_1_to_64_printable_characters(world: &World) {
     let (_, token) = clerk_user_on_plan(world, "basic");
     let owner = user_id(world, &token);
+    let before = world.snapshot(&Rows::of_user(&owner, &["api_keys"]));
     // (case, body, the field named first; `None` where only "some field" is promised).
     let refused: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
         ("empty name", br#"{"name":""}"#.to_vec(), Some("name")),
@@ -527,7 +529,7 @@ fn key_names_must_be_1_to_64_printable_characters(world: &World) {
             assert_eq!(error["fields"][0]["field"], *field, "{case}: {error}");
         }
     }
-    assert_eq!(key_rows(world, &owner), 0, "no refused name made a key");
+    before.assert_unchanged(world);
 
     // The edges that are allowed: 64 characters (not bytes), surrounding spaces trimmed, and
     // no body at all (the name is "default").
@@ -828,6 +830,7 @@ fn scopes_are_chosen_at_creation_shown_in_lists_and_stored(world: &World) {
 fn unknown_scopes_are_refused_and_nothing_is_stored(world: &World) {
     let (_, token) = clerk_user_on_plan(world, "basic");
     let owner = user_id(world, &token);
+    let before = world.snapshot(&Rows::of_user(&owner, &["api_keys"]));
     for body in [
         json!({ "scopes": ["usage", "everything"] }),
         json!({ "scopes": ["Usage"] }),
@@ -843,7 +846,7 @@ fn unknown_scopes_are_refused_and_nothing_is_stored(world: &World) {
         let field = error["fields"][0]["field"].as_str().unwrap_or_default();
         assert!(field.starts_with("scopes"), "{body}: {error}");
     }
-    assert_eq!(key_rows(world, &owner), 0, "no refused request made a key");
+    before.assert_unchanged(world);
     // Known names are taken, in any order.
     let taken = create_scoped(world, &token, json!(["billing", "usage"]));
     assert_eq!(taken["scopes"], json!(["usage", "billing"]));

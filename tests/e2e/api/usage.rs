@@ -9,6 +9,7 @@ use tollgate::core::time::millis_from_rfc3339;
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::Case;
 use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -38,6 +39,8 @@ pub fn cases() -> Vec<Case> {
 }
 
 const FREE_LIMIT: u64 = 1_000_000;
+/// Every table metering writes a user's rows to.
+const METER_TABLES: &[&str] = &["usage_records", "usage_reservations", "meter_counters"];
 const BASIC_LIMIT: u64 = 10_000_000;
 
 /// A fresh free-plan user: (HMAC token, Tollgate user id).
@@ -523,6 +526,7 @@ fn unknown_fields_are_ignored_on_reserve_report_and_sync(world: &World) {
 
 fn both_spellings_of_one_field_are_a_400_that_records_nothing(world: &World) {
     let (token, user_id) = free_user(world);
+    let before = world.snapshot(&Rows::of_user(&user_id, METER_TABLES));
     let cases = [
         (
             "/api/usage/report",
@@ -558,12 +562,7 @@ fn both_spellings_of_one_field_are_a_400_that_records_nothing(world: &World) {
             "{path} {body}: {said}"
         );
     }
-    let touched = world.d1_number(&format!(
-        "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM meter_counters WHERE user_id = '{user_id}') AS n"
-    ));
-    assert_eq!(touched, 0, "nothing recorded");
+    before.assert_unchanged(world);
 }
 
 fn sync_answers_has_updates_in_both_spellings_and_takes_epoch_millis(world: &World) {
@@ -643,6 +642,7 @@ fn reports_without_a_reservation_are_kept_past_the_limit(world: &World) {
 
 fn bad_usage_input_is_400_and_records_nothing(world: &World) {
     let (token, user_id) = free_user(world);
+    let before = world.snapshot(&Rows::of_user(&user_id, METER_TABLES));
     let good = report_body("ok-1", 1, 1);
     let with = |key: &str, value: Value| {
         let mut body = good.clone();
@@ -716,12 +716,7 @@ fn bad_usage_input_is_400_and_records_nothing(world: &World) {
             .json(&body)
             .assert_error(400, "validation_failed");
     }
-    let touched = world.d1_number(&format!(
-        "SELECT (SELECT COUNT(*) FROM usage_records WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM usage_reservations WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM meter_counters WHERE user_id = '{user_id}') AS n"
-    ));
-    assert_eq!(touched, 0, "bad input recorded nothing");
+    before.assert_unchanged(world);
     world
         .call("POST", "/api/usage/report")
         .json(&good)

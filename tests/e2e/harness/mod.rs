@@ -4,6 +4,7 @@
 mod client;
 pub mod identity;
 pub mod plans;
+pub mod snapshot;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -117,6 +118,15 @@ impl World {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.worker.d1_query(sql)
+    }
+
+    /// Rows of several `;`-separated statements, read in one `wrangler d1 execute`.
+    pub fn d1_query_all(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
+        let _exclusive = self
+            .gate
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.worker.d1_query_all(sql)
     }
 
     /// The worker's log so far.

@@ -156,6 +156,11 @@ kill -TERM 0"#;
 
     /// Runs SQL against the worker's local D1 through `wrangler d1 execute` and returns the rows.
     pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
+        self.d1_query_all(sql).swap_remove(0)
+    }
+
+    /// Runs one or more `;`-separated statements and returns each one's rows, in order.
+    pub fn d1_query_all(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
         // The running worker holds the same SQLite file; a read that lands during one of its
         // writes gets SQLITE_BUSY, which is worth a short retry, not a failed test.
         let mut attempt = 0;
@@ -171,7 +176,7 @@ kill -TERM 0"#;
         }
     }
 
-    fn d1_query_once(&self, sql: &str) -> Result<Vec<serde_json::Value>, String> {
+    fn d1_query_once(&self, sql: &str) -> Result<Vec<Vec<serde_json::Value>>, String> {
         let out = wrangler(&self.root)
             .args([
                 "d1",
@@ -196,10 +201,18 @@ kill -TERM 0"#;
         }
         let parsed: serde_json::Value = serde_json::from_str(&stdout)
             .map_err(|e| format!("d1 output is not JSON ({e}):\n{stdout}"))?;
-        parsed[0]["results"]
+        parsed
             .as_array()
-            .cloned()
-            .ok_or_else(|| format!("d1 output has no results:\n{stdout}"))
+            .filter(|statements| !statements.is_empty())
+            .ok_or_else(|| format!("d1 output has no statements:\n{stdout}"))?
+            .iter()
+            .map(|statement| {
+                statement["results"]
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| format!("d1 output has no results:\n{stdout}"))
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,94 @@
+//! Proving that a refused request changed nothing: snapshot the rows it could have touched,
+//! send it, and assert every one of them is as it was.
+//!
+//! ```ignore
+//! let before = world.snapshot(&Rows::of_user(&user_id, &["usage_records", "meter_counters"]));
+//! world.authed("POST", "/api/usage/report", &token).json(&bad).assert_error(400, "validation_failed");
+//! before.assert_unchanged(world);
+//! ```
+//!
+//! Rows are read whole (`SELECT *`), so a changed column is caught as surely as an added or
+//! deleted row. Values are quoted here, so callers never interpolate SQL by hand.
+
+use serde_json::Value;
+
+use super::World;
+
+/// Which rows of which tables: `(table, condition)` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    reads: Vec<(String, String)>,
+}
+
+/// `value` as an SQL string literal.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl Rows {
+    /// Nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every row of `tables` whose `user_id` is `user_id` (Tollgate's `usr_...` id).
+    pub fn of_user(user_id: &str, tables: &[&str]) -> Self {
+        tables.iter().fold(Self::new(), |rows, table| {
+            rows.where_eq(table, "user_id", user_id)
+        })
+    }
+
+    /// Every row of `table` whose `column` is `value`.
+    pub fn where_eq(mut self, table: &str, column: &str, value: &str) -> Self {
+        self.reads
+            .push((table.to_owned(), format!("{column} = {}", quoted(value))));
+        self
+    }
+
+    fn sql(&self) -> String {
+        self.reads
+            .iter()
+            .map(|(table, condition)| {
+                format!("SELECT * FROM {table} WHERE {condition} ORDER BY rowid")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The rows as they were when the snapshot was taken.
+#[derive(Debug)]
+pub struct Snapshot {
+    rows: Rows,
+    before: Vec<Vec<Value>>,
+}
+
+impl World {
+    /// Reads `rows` now, in one `wrangler d1 execute`.
+    pub fn snapshot(&self, rows: &Rows) -> Snapshot {
+        assert!(
+            !rows.reads.is_empty(),
+            "a snapshot of no rows proves nothing"
+        );
+        Snapshot {
+            rows: rows.clone(),
+            before: self.d1_query_all(&rows.sql()),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Panics, naming the table and showing both versions, if any row was added, removed
+    /// or changed since the snapshot.
+    pub fn assert_unchanged(&self, world: &World) {
+        let after = world.d1_query_all(&self.rows.sql());
+        for (((table, condition), before), after) in
+            self.rows.reads.iter().zip(&self.before).zip(&after)
+        {
+            assert!(
+                before == after,
+                "{table} WHERE {condition} changed:\nbefore: {before:#?}\nafter: {after:#?}"
+            );
+        }
+    }
+}
