@@ -40,7 +40,7 @@ struct Endpoint {
 
 struct Route {
     pattern: &'static str,
-    methods: Vec<Endpoint>,
+    methods: Rc<Vec<Endpoint>>,
 }
 
 /// Every path the API serves, with a handler per method.
@@ -119,19 +119,20 @@ impl RouteTable {
         };
         match self.routes.iter().position(|r| r.pattern == pattern) {
             Some(r) => {
-                let route = &mut self.routes[r];
+                let methods = Rc::get_mut(&mut self.routes[r].methods)
+                    .expect("a table is complete before it serves");
                 assert!(
-                    route.methods.iter().all(|e| e.method != endpoint.method),
+                    methods.iter().all(|e| e.method != endpoint.method),
                     "{:?} {pattern} is registered twice",
                     endpoint.method
                 );
-                route.methods.push(endpoint);
-                self.last = Some((r, route.methods.len() - 1));
+                methods.push(endpoint);
+                self.last = Some((r, methods.len() - 1));
             }
             None => {
                 self.routes.push(Route {
                     pattern,
-                    methods: vec![endpoint],
+                    methods: Rc::new(vec![endpoint]),
                 });
                 self.last = Some((self.routes.len() - 1, 0));
             }
@@ -143,7 +144,7 @@ impl RouteTable {
     pub fn doc(mut self, doc: Doc) -> Self {
         let endpoint = self
             .last
-            .and_then(|(r, m)| self.routes.get_mut(r)?.methods.get_mut(m))
+            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
             .expect("doc() follows the endpoint it describes");
         endpoint.doc = doc;
         self
@@ -176,15 +177,16 @@ impl RouteTable {
         self.routes
             .iter()
             .filter(|r| r.pattern == pattern)
-            .flat_map(|r| &r.methods)
+            .flat_map(|r| r.methods.iter())
             .any(|e| e.method == Method::Get && e.head)
     }
 
-    /// A `worker::Router` serving this table for one request.
-    pub fn into_router(self, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
+    /// A `worker::Router` serving this table for one request. The table itself is built
+    /// once per isolate; the router only shares its handlers.
+    pub fn router(&self, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
         let mut router = Router::with_data(ctx);
-        for Route { pattern, methods } in self.routes {
-            let methods = Rc::new(methods);
+        for Route { pattern, methods } in &self.routes {
+            let (pattern, methods) = (*pattern, Rc::clone(methods));
             router = router.on_async(pattern, move |req, rctx| {
                 let methods = Rc::clone(&methods);
                 async move { Ok(dispatch(pattern, &methods, req, rctx).await) }

@@ -25,11 +25,13 @@ mod wasm {
 
     /// Nothing, in the worker.
     #[derive(Debug, Clone, Copy, Default)]
-    pub struct Doc;
+    pub struct Doc {
+        _nothing: (),
+    }
 
     impl Doc {
         pub fn new(_summary: &'static str) -> Self {
-            Self
+            Self::default()
         }
         pub fn body<T: Schema>(self) -> Self {
             self

@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod doc;
 pub mod response;
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use worker::wasm_bindgen_futures::JsFuture;
@@ -27,6 +28,7 @@ pub use context::{Ctx, RequestCtx};
 use crate::config::Config;
 use crate::core::{body, request_id};
 use crate::error::AppError;
+use dispatch::RouteTable;
 
 /// Serves one request; never fails: every failure becomes an error envelope.
 pub async fn serve(mut req: Request, env: Env) -> Response {
@@ -68,7 +70,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
     };
 
     let ctx = Rc::new(RequestCtx::new(config, request_id.clone(), bytes, json));
-    let router = crate::routes::table().into_router(Rc::clone(&ctx));
+    let router = isolate_routes().router(Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -152,6 +154,14 @@ thread_local! {
 /// The configuration, read once per isolate: vars and secrets cannot change within one (a
 /// new deployment or secret starts new isolates). Invalid settings are logged, with how to
 /// fix them, when it is read.
+/// The route table, built on this isolate's first request and kept for the next ones.
+fn isolate_routes() -> Rc<RouteTable> {
+    thread_local! {
+        static ROUTES: OnceCell<Rc<RouteTable>> = const { OnceCell::new() };
+    }
+    ROUTES.with(|cell| Rc::clone(cell.get_or_init(|| Rc::new(crate::routes::table()))))
+}
+
 fn isolate_config(env: &Env) -> Rc<Config> {
     CONFIG.with(|cell| {
         Rc::clone(cell.get_or_init(|| {
