@@ -153,6 +153,40 @@ mod tests {
     use crate::identity::rules::scopes::Access;
 
     #[test]
+    fn every_route_that_is_not_public_refuses_an_anonymous_request_before_its_handler() {
+        use crate::http::access::{gate, Presented};
+        let table = table();
+        let mut public = Vec::new();
+        for (method, path, access) in table.endpoints() {
+            let anonymous = gate(access, &Presented::Nothing);
+            if access == Access::Public {
+                assert_eq!(anonymous, Ok(()), "{method} {path}");
+                public.push(format!("{method} {path}"));
+            } else {
+                let refused = anonymous.expect_err(&format!("{method} {path} admits anyone"));
+                assert_eq!(refused.code(), "unauthorized", "{method} {path}");
+            }
+        }
+        // The public routes, by name: a route is public only because it says so here.
+        assert_eq!(
+            public,
+            [
+                "GET /",
+                "GET /health",
+                "GET /api/health",
+                "GET /api/health/ping",
+                "GET /openapi.json",
+                "GET /api/auth/oauth/:provider",
+                "POST /api/auth/webhook/clerk",
+                "GET /api/subscription/plans",
+                "GET /api/subscriptions/plans",
+                "POST /api/webhooks/stripe",
+                "POST /webhook/stripe",
+            ]
+        );
+    }
+
+    #[test]
     fn every_admin_route_needs_the_admin_scope() {
         let admin_paths = |p: &str| p.starts_with("/api/admin/") || p.starts_with("/api/webhooks/");
         let declared: Vec<_> = table()

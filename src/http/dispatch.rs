@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
+use super::access;
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::response;
@@ -216,7 +217,14 @@ async fn dispatch(
     let result = match found {
         Some(endpoint) => {
             ctx.set_access(endpoint.access);
-            (endpoint.handler)(req, rctx).await
+            let authorization = req.headers().get("Authorization").ok().flatten();
+            match access::gate(
+                endpoint.access,
+                &access::presented(authorization.as_deref()),
+            ) {
+                Ok(()) => (endpoint.handler)(req, rctx).await,
+                Err(refused) => Err(refused),
+            }
         }
         None => Err(AppError::MethodNotAllowed {
             allowed: methods.iter().map(|e| method_name(&e.method)).collect(),

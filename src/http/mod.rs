@@ -11,6 +11,7 @@
 //! 5. the route table ([`crate::routes`]), whose handlers return `Result<Response, AppError>`;
 //! 6. every response gets `X-Request-Id` and CORS headers, and one JSON log line is written.
 
+pub mod access;
 mod context;
 mod cors;
 pub mod dispatch;
