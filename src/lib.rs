@@ -23,6 +23,7 @@ pub mod http;
 pub mod identity;
 #[cfg(test)]
 mod layout;
+pub mod log;
 pub mod metering;
 pub mod plans;
 pub mod provider_keys;

@@ -8,6 +8,7 @@ use worker::Env;
 use crate::billing::service::stripe_events;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::log::Logger;
 use crate::provider_keys::service::key_sweep;
 use crate::storage as store;
 
@@ -31,12 +32,15 @@ pub async fn run(cron: &str, env: &Env) {
 }
 
 fn log(cron: &str, msg: &str, outcome: Result<serde_json::Value, AppError>) {
-    let line = match outcome {
-        Ok(report) => json!({ "level": "info", "msg": msg, "cron": cron, "report": report }),
-        Err(err) => json!({
-            "level": "error", "msg": format!("{msg} failed"), "cron": cron, "code": err.code(),
-            "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
-        }),
-    };
-    worker::console_log!("{line}");
+    let log = Logger::for_cron(cron);
+    match outcome {
+        Ok(report) => log.info(msg, json!({ "report": report })),
+        Err(err) => log.error(
+            &format!("{msg} failed"),
+            json!({
+                "code": err.code(),
+                "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
+            }),
+        ),
+    }
 }

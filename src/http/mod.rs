@@ -29,6 +29,7 @@ pub use context::{Ctx, RequestCtx};
 use crate::config::Config;
 use crate::core::{body, request_id};
 use crate::error::AppError;
+use crate::log::{Level, Logger};
 use dispatch::RouteTable;
 
 /// Serves one request; never fails: every failure becomes an error envelope.
@@ -175,15 +176,16 @@ fn isolate_config(env: &Env) -> Rc<Config> {
 
 /// Logs every invalid setting, with how to fix it.
 fn log_config_problems(config: &Config) {
+    let log = Logger::isolate();
     for problem in &config.problems {
-        let line = serde_json::json!({
-            "level": "error",
-            "msg": "invalid configuration: what needs this setting answers not_configured",
-            "setting": problem.setting,
-            "problem": problem.problem,
-            "fix": problem.fix(),
-        });
-        worker::console_log!("{line}");
+        log.error(
+            "invalid configuration: what needs this setting answers not_configured",
+            serde_json::json!({
+                "setting": problem.setting,
+                "problem": problem.problem,
+                "fix": problem.fix(),
+            }),
+        );
     }
 }
 
@@ -213,10 +215,12 @@ struct RequestLog<'a> {
 impl RequestLog<'_> {
     fn write(&self, resp: &Response, ctx: Option<&RequestCtx>, error_code: Option<&str>) {
         let status = resp.status_code();
-        let line = serde_json::json!({
-            "level": if status >= 500 { "error" } else { "info" },
-            "msg": "request",
-            "request_id": self.request_id,
+        let level = if status >= 500 {
+            Level::Error
+        } else {
+            Level::Info
+        };
+        let fields = serde_json::json!({
             "method": self.method.to_string(),
             "path": self.path,
             "route": ctx.and_then(RequestCtx::route),
@@ -225,7 +229,7 @@ impl RequestLog<'_> {
             "principal": ctx.map_or("anonymous", RequestCtx::principal),
             "duration_ms": Date::now().as_millis().saturating_sub(self.started_ms),
         });
-        worker::console_log!("{line}");
+        Logger::for_request(self.request_id).write(level, "request", fields);
     }
 }
 

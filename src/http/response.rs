@@ -4,6 +4,7 @@ use serde::Serialize;
 use worker::{Headers, Response, ResponseBody, ResponseBuilder};
 
 use crate::error::AppError;
+use crate::log::Logger;
 
 /// A JSON response with the given status.
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, AppError> {
@@ -32,15 +33,9 @@ pub fn secret<T: Serialize>(body: &T) -> Result<Response, AppError> {
 /// Details that must not reach the caller are logged here, with the request id.
 pub fn error(err: &AppError, request_id: &str) -> Response {
     if let Some(detail) = err.log_detail() {
-        worker::console_error!(
-            "{}",
-            serde_json::json!({
-                "level": "error",
-                "msg": "request failed",
-                "request_id": request_id,
-                "code": err.code(),
-                "detail": detail,
-            })
+        Logger::for_request(request_id).error(
+            "request failed",
+            serde_json::json!({ "code": err.code(), "detail": detail }),
         );
     }
     let headers = json_headers();
