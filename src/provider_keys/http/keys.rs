@@ -3,40 +3,20 @@
 //! Plaintext keys appear only in the answers that hand a key to its user, never in a list.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
 use crate::clock::now;
-use crate::config::Config;
-use crate::core::time::rfc3339_from_millis;
 use crate::core::{page, random, sealed};
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth;
-use crate::provider_keys::rules::usd;
-use crate::provider_keys::service::credits::{self as credit_service, KeyAnswer};
+use crate::provider_keys::http::views::{
+    OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, ProviderKeyView,
+};
+use crate::provider_keys::service::credits as credit_service;
 use crate::provider_keys::store::pool;
 use crate::storage as store;
-
-/// The body of an answer that hands over the user's OpenRouter key.
-pub fn key_answer_body(config: &Config, answer: &KeyAnswer) -> Value {
-    let account = &answer.account;
-    json!({
-        "key": answer.key,
-        "key_hash": account.key_hash,
-        "key_label": account.key_label,
-        "action": answer.action,
-        "credits": usd(account.credits),
-        "initial_credits": usd(config.providers.credits.initial_credits),
-        "key_limit": usd(account.key_limit),
-        "key_usage": usd(account.key_usage),
-        "key_remaining": usd(account.key_remaining),
-        "resets": account.resets,
-        "rotations": account.rotations,
-        "checked_at": account.checked_ms.map(|ms| rfc3339_from_millis(ms as u64)),
-    })
-}
 
 /// `POST /api/key` (Puku): the caller's OpenRouter key and credits. A new user gets a key and
 /// the initial credits; a user whose credits ran down is reset; otherwise the key's spend
@@ -46,7 +26,7 @@ pub async fn openrouter_key(req: Request, ctx: Ctx) -> Result<Response, AppError
     let db = store::database(&ctx.env)?;
     let config = &ctx.data.config;
     let answer = credit_service::key_for(&db, config, &principal.user.id).await?;
-    response::secret(&key_answer_body(config, &answer))
+    response::secret(&OpenRouterKeySecretView::new(config, answer))
 }
 
 /// A provider name: lower-case letters, digits, `-` and `_`, at most 32.
@@ -90,24 +70,25 @@ pub async fn user_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError>
     let plain = keyring
         .open(&key.key_sealed, &pool::key_context(&key.id))
         .map_err(|e| AppError::Internal(format!("pool key {} does not open: {e:?}", key.id)))?;
-    response::secret(&json!({
-        "provider": key.provider,
-        "tier": key.tier,
-        "key_id": key.id,
-        "key": plain,
-        "masked": key.masked,
-        "label": key.label,
-    }))
+    response::secret(&PoolKeySecretView::new(key, plain))
 }
 
 /// A `POST /api/admin/provider-keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewPoolKeyBody {
+pub struct NewPoolKeyBody {
+    /// The provider: 1 to 32 lower-case letters, digits, `-` or `_` (e.g. `openai`).
+    #[schema(min_length = 1, max_length = 32, pattern = "^[a-z0-9_-]+$")]
     provider: String,
+    /// The plan tier (a plan id) whose users are handed this key.
     tier: String,
+    /// The provider API key: 16 to 512 printable characters without spaces (surrounding
+    /// whitespace is trimmed).
+    #[schema(min_length = 16)]
     key: String,
+    /// A name for people: 1 to 64 printable characters.
     #[serde(default)]
+    #[schema(min_length = 1)]
     label: Option<String>,
 }
 
@@ -169,7 +150,12 @@ pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> 
     let stored = pool::insert(&db, new, &now())
         .await?
         .ok_or_else(|| AppError::Conflict("this key is already in the pool".to_owned()))?;
-    response::json(201, &json!({ "provider_key": stored }))
+    response::json(
+        201,
+        &ProviderKeyView {
+            provider_key: stored.into(),
+        },
+    )
 }
 
 /// `GET /api/admin/provider-keys?provider=&tier=`: the pool, masked, oldest first, paginated.
@@ -198,7 +184,10 @@ pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError
     )
     .await?;
     let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
-    response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
+    response::ok(&PoolKeyPageView {
+        data: keys.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
 }
 
 /// `DELETE /api/admin/provider-keys/:id`: retires a pool key (idempotent); its users are
@@ -211,5 +200,7 @@ pub async fn retire_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppErro
     let key = pool::retire(&db, &id, &now())
         .await?
         .ok_or_else(|| AppError::NotFound("no such provider key".to_owned()))?;
-    response::ok(&json!({ "provider_key": key }))
+    response::ok(&ProviderKeyView {
+        provider_key: key.into(),
+    })
 }
