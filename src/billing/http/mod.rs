@@ -9,18 +9,15 @@ use worker::{Request, Response};
 
 use crate::billing::service::stripe_events;
 use crate::billing::service::subscriptions::{self as billing, Event, Urls};
-use crate::billing::store as billing_store;
 use crate::clock::now;
 use crate::config::Config;
-use crate::core::page;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::{self, Principal};
 use crate::metering::rules as meter;
 use crate::plans::rules::Plan;
-use crate::storage as store;
+use crate::storage;
 use crate::webhooks::rules::stripe_signature;
-use crate::webhooks::store as webhook_events;
 use views::{
     CheckoutView, CurrentSubscriptionView, HistoryPageView, PortalView, RetryView,
     SubscriptionChangeView, WebhookReceivedView, WebhookStatusView,
@@ -142,7 +139,7 @@ pub async fn start_checkout(
         "STRIPE_CANCEL_URL",
     )?;
     let key = client_key(req, body.request_id.as_deref())?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let urls = Urls {
         success: &success,
         cancel: &cancel,
@@ -186,7 +183,7 @@ pub async fn portal(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         "STRIPE_PORTAL_RETURN_URL",
     )?;
     let key = client_key(&req, None)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let session = billing::portal(&db, config, &principal.user, &url, key.as_deref()).await?;
     response::ok(&PortalView::from(session))
 }
@@ -218,7 +215,7 @@ fn yes() -> bool {
 pub async fn cancel(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: CancelBody = optional_body(&ctx)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let subscription = billing::cancel(
         &db,
@@ -247,7 +244,7 @@ pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let config = &ctx.data.config;
     let plan = plan(config, &body.plan)?;
     billing::price_of(plan)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let subscription =
         billing::change_plan(&db, config, &principal.user, plan, &ctx.data.request_id).await?;
     response::ok(&SubscriptionChangeView::try_from(subscription)?)
@@ -256,8 +253,8 @@ pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// `GET /api/subscriptions/current`: the caller's plan and subscription (or `null`).
 pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
-    let subscription = billing_store::current_for_user(&db, &principal.user.id).await?;
+    let db = storage::database(&ctx.env)?;
+    let subscription = billing::current(&db, &principal.user.id).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
     response::ok(&CurrentSubscriptionView {
         plan: plan.clone(),
@@ -270,10 +267,8 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut lines =
-        billing_store::history(&db, &principal.user.id, page.after_pair()?, page.limit + 1).await?;
-    let next_cursor = page::finish(&mut lines, page.limit, |l| [&l.created_at, &l.id]);
+    let db = storage::database(&ctx.env)?;
+    let (lines, next_cursor) = billing::history(&db, &principal.user.id, &page).await?;
     response::ok(&HistoryPageView {
         data: lines
             .into_iter()
@@ -298,7 +293,7 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let payload =
         std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
     let event = Event::parse(body).map_err(|problem| AppError::invalid("body", problem))?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let receipt = stripe_events::receive(&db, config, &event, payload).await?;
     response::ok(&WebhookReceivedView::try_from(receipt)?)
 }
@@ -307,7 +302,7 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let report = stripe_events::retry(&db, &ctx.data.config).await?;
     response::ok(&RetryView::new(report, now()))
 }
@@ -316,8 +311,7 @@ pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
-    let counts = webhook_events::counts(&db).await?;
-    let failures = webhook_events::latest_failures(&db, 20).await?;
+    let db = storage::database(&ctx.env)?;
+    let (counts, failures) = stripe_events::status(&db).await?;
     response::ok(&WebhookStatusView::new(counts, failures)?)
 }

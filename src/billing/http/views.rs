@@ -3,12 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::billing::service::stripe_events::{Receipt, RetryReport};
-use crate::billing::store::{HistoryLine, StoredSubscription};
+use crate::billing::service::stripe_events::{Failure, Receipt, RetryReport, StatusCount};
+use crate::billing::service::subscriptions::{HistoryLine, StoredSubscription};
 use crate::error::AppError;
 use crate::plans::rules::Plan;
 use crate::upstream::stripe::Session;
-use crate::webhooks::store::{Failure, StatusCount};
 
 /// `?limit=&cursor=`: a page of a list (see [`crate::core::page`]).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

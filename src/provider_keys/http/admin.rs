@@ -4,28 +4,25 @@
 use serde::Deserialize;
 use worker::{Request, Response};
 
-use crate::core::page;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth;
-use crate::identity::store::users;
 use crate::metering::rules as meter;
 use crate::provider_keys::http::views::{
     AdminUserPageView, CreditAdjustmentView, RotatedUserKeyView,
 };
 use crate::provider_keys::rules::{micros_from_usd, MICROS_PER_USD};
-use crate::provider_keys::service::credits::{self as credit_service, Adjustment};
-use crate::provider_keys::store::credit_accounts as accounts;
-use crate::storage as store;
+use crate::provider_keys::service::admin;
+use crate::provider_keys::service::credits::Adjustment;
+use crate::storage;
 
 /// `GET /api/admin/users`: every user, oldest first, paginated.
 pub async fn list_users(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut rows = accounts::page_users(&db, page.after_pair()?, page.limit + 1).await?;
-    let next_cursor = page::finish(&mut rows, page.limit, |u| [&u.created_at, &u.id]);
+    let db = storage::database(&ctx.env)?;
+    let (rows, next_cursor) = admin::users_page(&db, &page).await?;
     response::ok(&AdminUserPageView {
         data: rows
             .into_iter()
@@ -35,12 +32,9 @@ pub async fn list_users(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
-/// The user named by `:id`; `not_found` if there is none.
-async fn target_user(ctx: &Ctx, db: &worker::D1Database) -> Result<users::User, AppError> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    users::get(db, &id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".to_owned()))
+/// The id in the path (`:id`).
+fn target_id(ctx: &Ctx) -> String {
+    ctx.param("id").cloned().unwrap_or_default()
 }
 
 /// A `POST /api/admin/users/:id/credits` body.
@@ -90,17 +84,17 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
         body.request_id.as_deref(),
         false,
     )?;
-    let db = store::database(&ctx.env)?;
-    let user = target_user(&ctx, &db).await?;
+    let db = storage::database(&ctx.env)?;
     let adjustment = Adjustment {
         amount,
         reason,
         actor_id: &principal.user.id,
         idempotency_key: key.as_deref(),
     };
-    let (line, replayed) = credit_service::adjust(&db, &user.id, adjustment).await?;
+    let (user_id, line, replayed) =
+        admin::adjust_credits(&db, &target_id(&ctx), adjustment).await?;
     let mut resp = response::ok(&CreditAdjustmentView {
-        user_id: user.id,
+        user_id,
         adjustment: line.try_into()?,
     })?;
     if replayed {
@@ -114,9 +108,8 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
 pub async fn rotate_user_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
-    let user = target_user(&ctx, &db).await?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
-    let answer = credit_service::force_rotation(&db, config, &user.id).await?;
-    response::ok(&RotatedUserKeyView::new(config, user.id, &answer))
+    let (user_id, answer) = admin::rotate_key(&db, config, &target_id(&ctx)).await?;
+    response::ok(&RotatedUserKeyView::new(config, user_id, &answer))
 }

@@ -3,11 +3,8 @@
 //! Plaintext keys appear only in the answers that hand a key to its user, never in a list.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
-use crate::clock::now;
-use crate::core::{page, random, sealed};
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth;
@@ -15,15 +12,15 @@ use crate::provider_keys::http::views::{
     OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, ProviderKeyView,
 };
 use crate::provider_keys::service::credits as credit_service;
-use crate::provider_keys::store::pool;
-use crate::storage as store;
+use crate::provider_keys::service::pool;
+use crate::storage;
 
 /// `POST /api/key` (Puku): the caller's OpenRouter key and credits. A new user gets a key and
 /// the initial credits; a user whose credits ran down is reset; otherwise the key's spend
 /// since the last look is deducted, and a key near its limit is rotated.
 pub async fn openrouter_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let answer = credit_service::key_for(&db, config, &principal.user.id).await?;
     response::secret(&OpenRouterKeySecretView::new(config, answer))
@@ -58,18 +55,9 @@ pub async fn user_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError>
         .ok_or_else(|| AppError::invalid("provider", "is required (e.g. ?provider=openai)"))?;
     let provider = provider_name("provider", provider)?;
     let config = &ctx.data.config;
-    let keyring = config.providers.keyring()?;
-    let tier = config.plans.get_or_default(&principal.user.plan).id.clone();
-    let db = store::database(&ctx.env)?;
-    let key = pool::assigned(&db, &principal.user.id, &provider, &tier, &now())
-        .await?
-        .ok_or_else(|| AppError::NotConfigured {
-            setting: format!("a {provider} key for the {tier} plan in the provider key pool")
-                .into(),
-        })?;
-    let plain = keyring
-        .open(&key.key_sealed, &pool::key_context(&key.id))
-        .map_err(|e| AppError::Internal(format!("pool key {} does not open: {e:?}", key.id)))?;
+    let tier = &config.plans.get_or_default(&principal.user.plan).id;
+    let db = storage::database(&ctx.env)?;
+    let (key, plain) = pool::hand_out(&db, config, &principal.user.id, &provider, tier).await?;
     response::secret(&PoolKeySecretView::new(key, plain))
 }
 
@@ -131,25 +119,15 @@ pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> 
             "must be 1 to 64 printable characters",
         ));
     }
-    let keyring = config.providers.keyring()?;
-    let id = random::id::<8>("pk_");
-    let sealed = keyring.seal(key, &pool::key_context(&id), random::bytes::<12>());
-    let sha256 = random::hex(&Sha256::digest(key.as_bytes()));
-    let masked = sealed::mask(key);
-    let db = store::database(&ctx.env)?;
-    let new = pool::NewPoolKey {
-        id: &id,
+    let db = storage::database(&ctx.env)?;
+    let new = pool::NewKey {
         provider: &provider,
         tier: &body.tier,
-        sealed: &sealed,
-        sha256: &sha256,
-        masked: &masked,
+        key,
         label,
         created_by: &principal.user.id,
     };
-    let stored = pool::insert(&db, new, &now())
-        .await?
-        .ok_or_else(|| AppError::Conflict("this key is already in the pool".to_owned()))?;
+    let stored = pool::add(&db, config, new).await?;
     response::json(
         201,
         &ProviderKeyView {
@@ -174,16 +152,8 @@ pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError
         .map(|p| provider_name("provider", &p))
         .transpose()?;
     let tier = find("tier");
-    let db = store::database(&ctx.env)?;
-    let mut keys = pool::page(
-        &db,
-        provider.as_deref(),
-        tier.as_deref(),
-        page.after_pair()?,
-        page.limit + 1,
-    )
-    .await?;
-    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
+    let db = storage::database(&ctx.env)?;
+    let (keys, next_cursor) = pool::page(&db, provider.as_deref(), tier.as_deref(), &page).await?;
     response::ok(&PoolKeyPageView {
         data: keys.into_iter().map(Into::into).collect(),
         next_cursor,
@@ -196,10 +166,8 @@ pub async fn retire_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppErro
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let id = ctx.param("id").cloned().unwrap_or_default();
-    let db = store::database(&ctx.env)?;
-    let key = pool::retire(&db, &id, &now())
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such provider key".to_owned()))?;
+    let db = storage::database(&ctx.env)?;
+    let key = pool::retire(&db, &id).await?;
     response::ok(&ProviderKeyView {
         provider_key: key.into(),
     })

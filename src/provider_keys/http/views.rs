@@ -7,9 +7,9 @@ use crate::config::Config;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::provider_keys::rules::usd;
+use crate::provider_keys::service::admin::{LedgerLine, UserWithAccount};
 use crate::provider_keys::service::credits::{Action, KeyAnswer};
-use crate::provider_keys::store::credit_accounts::{LedgerLine, UserWithAccount};
-use crate::provider_keys::store::pool::PoolKey;
+use crate::provider_keys::service::pool::PoolKey;
 
 /// `?provider=`: the provider whose pool key to hand out.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
