@@ -56,20 +56,26 @@ pub fn table() -> RouteTable {
         .delete("/api/user/api-keys/:id", Session, user::revoke_key)
         // Plans (Sokuji).
         .get("/api/subscription/plans", Public, subscription::plans)
-        .doc(Doc::new("Every plan, and the one new users start on").ok::<subscription::PlanCatalogView>(200))
+        .doc(
+            Doc::new("Every plan, and the one new users start on")
+                .ok::<subscription::PlanCatalogView>(200),
+        )
         .get(
             "/api/subscription/current",
             Scoped(Usage),
             subscription::current,
         )
-        .doc(Doc::new("The caller's plan and what it allows").ok::<subscription::CurrentPlanView>(200))
+        .doc(
+            Doc::new("The caller's plan and what it allows")
+                .ok::<subscription::CurrentPlanView>(200),
+        )
         .post(
             "/api/subscription/upgrade",
             Scoped(Billing),
             subscription::upgrade,
         )
         .doc(
-            Doc::new("Upgrade: a Stripe Checkout for the plan (or the next one up), or how to upgrade where billing is not configured")
+            Doc::new("Upgrade a plan: a Stripe Checkout, or how to upgrade where billing is off")
                 .body::<billing::CheckoutBody>()
                 .ok::<subscription::UpgradeView>(200)
                 .errors(&["conflict", "upstream_error"]),
@@ -84,13 +90,19 @@ pub fn table() -> RouteTable {
         .get("/api/usage/stats", Scoped(Usage), usage::stats)
         // Subscriptions on Stripe (AI Audio Studio).
         .get("/api/subscriptions/plans", Public, subscription::plans)
-        .doc(Doc::new("Every plan, and the one new users start on").ok::<subscription::PlanCatalogView>(200))
+        .doc(
+            Doc::new("Every plan, and the one new users start on")
+                .ok::<subscription::PlanCatalogView>(200),
+        )
         .get(
             "/api/subscriptions/current",
             Scoped(Billing),
             billing::current,
         )
-        .doc(Doc::new("The caller's plan and Stripe subscription").ok::<billing_views::CurrentSubscriptionView>(200))
+        .doc(
+            Doc::new("The caller's plan and Stripe subscription")
+                .ok::<billing_views::CurrentSubscriptionView>(200),
+        )
         .get(
             "/api/subscriptions/history",
             Scoped(Billing),
@@ -172,7 +184,7 @@ pub fn table() -> RouteTable {
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
         .doc(
-            Doc::new("The caller's OpenRouter key and credits (created, reset or rotated as needed)")
+            Doc::new("The caller's OpenRouter key and credits (created, reset or rotated)")
                 .ok::<key_views::OpenRouterKeySecretView>(200)
                 .errors(&["conflict", "upstream_error"]),
         )
