@@ -440,3 +440,36 @@ impl WebhookStatusView {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_receipt_leaves_out_a_missing_reason() {
+        let view = WebhookReceivedView::try_from(Receipt {
+            event_id: "evt_1".into(),
+            kind: "invoice.paid".into(),
+            status: "processed".into(),
+            duplicate: true,
+            reason: None,
+        })
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(view).unwrap(),
+            json!({"received": true, "event": {"event_id": "evt_1", "type": "invoice.paid",
+                   "status": "processed", "duplicate": true}})
+        );
+    }
+
+    #[test]
+    fn stripe_statuses_keep_their_names() {
+        for status in ["incomplete_expired", "past_due", "active", "canceled"] {
+            let parsed = SubscriptionStatus::parse(status).unwrap();
+            assert_eq!(serde_json::to_value(parsed).unwrap(), status);
+        }
+        assert!(SubscriptionStatus::parse("exotic").is_err());
+    }
+}

@@ -368,3 +368,68 @@ pub struct CreditAdjustmentView {
     pub user_id: String,
     pub adjustment: LedgerLineView,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn account() -> KeyCreditsView {
+        KeyCreditsView {
+            key_hash: Some("h1".into()),
+            key_label: None,
+            action: Action::Rotated,
+            credits: 9.5,
+            initial_credits: 10.0,
+            key_limit: 1.0,
+            key_usage: 0.25,
+            key_remaining: 0.75,
+            resets: 0,
+            rotations: 2,
+            checked_at: None,
+        }
+    }
+
+    #[test]
+    fn key_answers_are_flat_and_only_the_secret_view_carries_the_key() {
+        let secret = serde_json::to_value(OpenRouterKeySecretView {
+            key: "sk-or-1".into(),
+            account: account(),
+        })
+        .unwrap();
+        assert_eq!(secret["key"], "sk-or-1");
+        assert_eq!(secret["action"], "rotated");
+        assert_eq!(secret["key_label"], json!(null), "null, not absent");
+        let rotated = serde_json::to_value(RotatedUserKeyView {
+            user_id: "usr_1".into(),
+            account: account(),
+        })
+        .unwrap();
+        assert!(rotated.get("key").is_none(), "{rotated}");
+        assert_eq!(rotated["user_id"], "usr_1");
+        assert_eq!(rotated["credits"], 9.5);
+        assert_eq!(rotated.as_object().unwrap().len(), 12);
+    }
+
+    #[test]
+    fn a_user_without_a_key_has_null_credits_and_key() {
+        let user: UserWithAccount = serde_json::from_value(json!({
+            "id": "usr_1", "email": null, "username": "ann", "plan": "free",
+            "status": "active", "created_at": "2026-01-01T00:00:00Z", "credits": 5000000,
+            "key_hash": null, "key_label": null, "key_limit": null, "key_usage": null,
+            "key_remaining": null, "resets": null, "rotations": null, "checked_ms": null,
+            "pending_deletions": 0
+        }))
+        .unwrap();
+        let view = serde_json::to_value(AdminUserView::try_from(user).unwrap()).unwrap();
+        assert_eq!(
+            view,
+            json!({
+                "id": "usr_1", "email": null, "username": "ann", "plan": "free",
+                "status": "active", "created_at": "2026-01-01T00:00:00Z", "credits": null,
+                "key": null, "resets": 0, "rotations": 0, "pending_key_deletions": 0
+            })
+        );
+    }
+}
