@@ -6,6 +6,7 @@
 //! [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 
 use crate::billing::http as billing;
+use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
 use crate::http::dispatch::RouteTable;
@@ -15,7 +16,7 @@ use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
 use crate::metering::http as usage;
 use crate::plans::http as subscription;
-use crate::provider_keys::http::{admin, keys as provider_keys};
+use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::webhooks::http as clerk_webhook;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
@@ -55,15 +56,29 @@ pub fn table() -> RouteTable {
         .delete("/api/user/api-keys/:id", Session, user::revoke_key)
         // Plans (Sokuji).
         .get("/api/subscription/plans", Public, subscription::plans)
+        .doc(
+            Doc::new("Every plan, and the one new users start on")
+                .ok::<subscription::PlanCatalogView>(200),
+        )
         .get(
             "/api/subscription/current",
             Scoped(Usage),
             subscription::current,
         )
+        .doc(
+            Doc::new("The caller's plan and what it allows")
+                .ok::<subscription::CurrentPlanView>(200),
+        )
         .post(
             "/api/subscription/upgrade",
             Scoped(Billing),
             subscription::upgrade,
+        )
+        .doc(
+            Doc::new("Upgrade a plan: a Stripe Checkout, or how to upgrade where billing is off")
+                .body::<billing::CheckoutBody>()
+                .ok::<subscription::UpgradeView>(200)
+                .errors(&["conflict", "upstream_error"]),
         )
         // Metering (Sokuji): exact, idempotent.
         .post("/api/usage/reserve", Scoped(Usage), usage::reserve)
@@ -75,48 +90,114 @@ pub fn table() -> RouteTable {
         .get("/api/usage/stats", Scoped(Usage), usage::stats)
         // Subscriptions on Stripe (AI Audio Studio).
         .get("/api/subscriptions/plans", Public, subscription::plans)
+        .doc(
+            Doc::new("Every plan, and the one new users start on")
+                .ok::<subscription::PlanCatalogView>(200),
+        )
         .get(
             "/api/subscriptions/current",
             Scoped(Billing),
             billing::current,
+        )
+        .doc(
+            Doc::new("The caller's plan and Stripe subscription")
+                .ok::<billing_views::CurrentSubscriptionView>(200),
         )
         .get(
             "/api/subscriptions/history",
             Scoped(Billing),
             billing::history,
         )
+        .doc(
+            Doc::new("Every change of the caller's subscriptions, newest first")
+                .query::<billing_views::PageQuery>()
+                .ok::<billing_views::HistoryPageView>(200),
+        )
         .post(
             "/api/subscriptions/checkout",
             Scoped(Billing),
             billing::checkout,
+        )
+        .doc(
+            Doc::new("A Stripe Checkout to subscribe to a plan")
+                .body::<billing::CheckoutBody>()
+                .ok::<billing_views::CheckoutView>(200)
+                .errors(&["conflict", "upstream_error"]),
         )
         .post(
             "/api/subscriptions/portal",
             Scoped(Billing),
             billing::portal,
         )
+        .doc(
+            Doc::new("A Stripe Billing Portal session for the caller")
+                .body::<billing::PortalBody>()
+                .ok::<billing_views::PortalView>(200)
+                .errors(&["conflict", "upstream_error"]),
+        )
         .post(
             "/api/subscriptions/cancel",
             Scoped(Billing),
             billing::cancel,
+        )
+        .doc(
+            Doc::new("Cancel the caller's subscription, at the period's end or now")
+                .body::<billing::CancelBody>()
+                .ok::<billing_views::SubscriptionChangeView>(200)
+                .errors(&["not_found", "conflict", "upstream_error"]),
         )
         .put(
             "/api/subscriptions/update",
             Scoped(Billing),
             billing::update,
         )
+        .doc(
+            Doc::new("Move the caller's subscription to another plan (prorated)")
+                .body::<billing::UpdateBody>()
+                .ok::<billing_views::SubscriptionChangeView>(200)
+                .errors(&["not_found", "conflict", "upstream_error"]),
+        )
         // Stripe's webhook (AI Audio Studio's and dream-api's paths), retry and status.
         .post("/api/webhooks/stripe", Public, billing::webhook)
+        .doc(
+            Doc::new("Stripe's events (signed)")
+                .header("stripe-signature", "Stripe's signature over the raw body")
+                .body::<billing_views::StripeEventBody>()
+                .ok::<billing_views::WebhookReceivedView>(200)
+                .errors(&["unauthorized"]),
+        )
         .post("/webhook/stripe", Public, billing::webhook)
+        .doc(
+            Doc::new("Stripe's events (signed; dream-api's path)")
+                .header("stripe-signature", "Stripe's signature over the raw body")
+                .body::<billing_views::StripeEventBody>()
+                .ok::<billing_views::WebhookReceivedView>(200)
+                .errors(&["unauthorized"]),
+        )
         .post("/api/webhooks/retry", Scoped(Admin), billing::retry)
+        .doc(Doc::new("Retry failed Stripe events now").ok::<billing_views::RetryView>(200))
         .get("/api/webhooks/status", Scoped(Admin), billing::status)
+        .doc(
+            Doc::new("Webhook deliveries by provider and status, and the latest failures")
+                .ok::<billing_views::WebhookStatusView>(200),
+        )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
+        .doc(
+            Doc::new("The caller's OpenRouter key and credits (created, reset or rotated)")
+                .ok::<key_views::OpenRouterKeySecretView>(200)
+                .errors(&["conflict", "upstream_error"]),
+        )
         // Hands out (and so may assign) a pool key.
         .get_creating(
             "/api/user/provider-keys",
             Scoped(Keys),
             provider_keys::user_pool_key,
+        )
+        .doc(
+            Doc::new("The pool key for the caller's plan and a provider")
+                .query::<key_views::ProviderQuery>()
+                .ok::<key_views::PoolKeySecretView>(200),
         )
         // Admin (admin role only).
         .get(
@@ -124,26 +205,58 @@ pub fn table() -> RouteTable {
             Scoped(Admin),
             provider_keys::list_pool_keys,
         )
+        .doc(
+            Doc::new("The provider key pool, masked, oldest first")
+                .query::<key_views::PoolKeysQuery>()
+                .ok::<key_views::PoolKeyPageView>(200),
+        )
         .post(
             "/api/admin/provider-keys",
             Scoped(Admin),
             provider_keys::add_pool_key,
+        )
+        .doc(
+            Doc::new("Load a provider key into the pool")
+                .body::<provider_keys::NewPoolKeyBody>()
+                .ok::<key_views::ProviderKeyView>(201)
+                .errors(&["conflict"]),
         )
         .delete(
             "/api/admin/provider-keys/:id",
             Scoped(Admin),
             provider_keys::retire_pool_key,
         )
+        .doc(
+            Doc::new("Retire a pool key (idempotent)")
+                .ok::<key_views::ProviderKeyView>(200)
+                .errors(&["not_found"]),
+        )
         .get("/api/admin/users", Scoped(Admin), admin::list_users)
+        .doc(
+            Doc::new("Every user with their plan, credits and key state, oldest first")
+                .query::<billing_views::PageQuery>()
+                .ok::<key_views::AdminUserPageView>(200),
+        )
         .post(
             "/api/admin/users/:id/credits",
             Scoped(Admin),
             admin::adjust_credits,
         )
+        .doc(
+            Doc::new("Add or take a user's credits, with a reason")
+                .body::<admin::CreditsBody>()
+                .ok::<key_views::CreditAdjustmentView>(200)
+                .errors(&["not_found", "conflict"]),
+        )
         .post(
             "/api/admin/users/:id/rotate-key",
             Scoped(Admin),
             admin::rotate_user_key,
+        )
+        .doc(
+            Doc::new("Replace a user's OpenRouter key, deducting its spend")
+                .ok::<key_views::RotatedUserKeyView>(200)
+                .errors(&["not_found", "conflict", "upstream_error"]),
         )
 }
 

@@ -1,32 +1,93 @@
 //! Sokuji's subscription endpoints: the plan catalog, the caller's plan, and how to upgrade.
 
-use serde_json::json;
+use serde::Serialize;
 use worker::{Request, Response};
 
+use crate::billing::http::views::CheckoutView;
 use crate::billing::http::CheckoutBody;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::identity::service::auth;
-use crate::plans::rules::upgrade_instructions;
+use crate::plans::rules::{upgrade_instructions, Plan};
+
+/// Every plan, and the one new users start on.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PlanCatalogView {
+    /// Every plan, in catalog order.
+    pub data: Vec<Plan>,
+    /// The id of the plan new users start on.
+    pub default_plan: String,
+}
+
+/// Whether a plan is in force (a plan on Sokuji's endpoints always is).
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    Active,
+}
+
+/// Who changes the caller's plan: Clerk (users signed in with Clerk, whose plan is synced to
+/// Clerk's metadata) or Tollgate.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    Clerk,
+    Tollgate,
+}
+
+/// The caller's plan and what it allows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CurrentPlanView {
+    pub plan: Plan,
+    pub status: PlanStatus,
+    pub managed_by: ManagedBy,
+}
+
+/// How to upgrade when billing is not configured here.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpgradeInstructionsView {
+    /// What to do, in a sentence.
+    pub instructions: String,
+    /// Where to upgrade (`UPGRADE_URL`), or `null`: contact the operator.
+    #[schema(required = true)]
+    pub upgrade_url: Option<String>,
+    /// The plan to upgrade to.
+    pub plan: String,
+    /// The caller's plan now.
+    pub current_plan: String,
+}
+
+/// An upgrade: a Stripe Checkout to pay for it where billing is configured, else the
+/// instructions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum UpgradeView {
+    Checkout(CheckoutView),
+    Instructions(UpgradeInstructionsView),
+}
 
 /// `GET /api/subscription/plans`: every plan (public).
 pub async fn plans(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let catalog = &ctx.data.config.plans;
-    response::ok(&json!({
-        "data": catalog.plans(),
-        "default_plan": catalog.default_plan().id,
-    }))
+    response::ok(&PlanCatalogView {
+        data: catalog.plans().to_vec(),
+        default_plan: catalog.default_plan().id.clone(),
+    })
 }
 
 /// `GET /api/subscription/current`: the caller's plan and what it allows.
 pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    response::ok(&json!({
-        "plan": plan,
-        "status": "active",
-        "managed_by": if principal.user.auth_source == "clerk" { "clerk" } else { "tollgate" },
-    }))
+    response::ok(&CurrentPlanView {
+        plan: plan.clone(),
+        status: PlanStatus::Active,
+        managed_by: if principal.user.auth_source == "clerk" {
+            ManagedBy::Clerk
+        } else {
+            ManagedBy::Tollgate
+        },
+    })
 }
 
 /// `POST /api/subscription/upgrade` `{plan?, success_url?, cancel_url?}` (the body may be
@@ -59,13 +120,15 @@ pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     // Instructions only where billing is simply not set up; a Stripe setting that is set but
     // invalid answers `not_configured` naming it (from the checkout) instead.
     if !ctx.data.config.billing.secret_key.is_unset() {
-        return crate::billing::http::start_checkout(&req, &ctx, &principal, &body, target).await;
+        let checkout =
+            crate::billing::http::start_checkout(&req, &ctx, &principal, &body, target).await?;
+        return response::ok(&UpgradeView::Checkout(checkout));
     }
     let upgrade_url = ctx.data.config.billing.upgrade_url()?;
-    response::ok(&json!({
-        "instructions": upgrade_instructions(current, target, upgrade_url),
-        "upgrade_url": upgrade_url,
-        "plan": target.id,
-        "current_plan": current.id,
+    response::ok(&UpgradeView::Instructions(UpgradeInstructionsView {
+        instructions: upgrade_instructions(current, target, upgrade_url),
+        upgrade_url: upgrade_url.map(str::to_owned),
+        plan: target.id.clone(),
+        current_plan: current.id.clone(),
     }))
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One plan. `None` in a limit means unlimited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Stable id stored on users (`free`, `basic`, ...): 1–32 of `[a-z0-9_-]`.
@@ -14,24 +14,31 @@ pub struct Plan {
     pub name: String,
     /// Tokens per calendar month (UTC).
     #[serde(default)]
+    #[schema(required = true)]
     pub tokens_per_month: Option<u64>,
     /// Metered calls per calendar month (dream-api's platform API).
     #[serde(default)]
+    #[schema(required = true)]
     pub calls_per_month: Option<u64>,
     /// User API keys a user may hold at once.
     #[serde(default)]
+    #[schema(required = true)]
     pub api_keys: Option<u32>,
     /// Devices signed in at once.
     #[serde(default)]
+    #[schema(required = true)]
     pub concurrent_sessions: Option<u32>,
     /// Requests per minute.
     #[serde(default)]
+    #[schema(required = true)]
     pub requests_per_minute: Option<u32>,
     /// Monthly price in cents (USD); `None` for custom pricing.
     #[serde(default)]
+    #[schema(required = true)]
     pub price_cents: Option<u64>,
     /// The Stripe price that sells this plan, if any.
     #[serde(default)]
+    #[schema(required = true)]
     pub stripe_price_id: Option<String>,
 }
 

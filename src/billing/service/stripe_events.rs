@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
+pub use crate::webhooks::store::{Failure, StatusCount};
 
 const PROVIDER: &str = "stripe";
 
@@ -138,4 +139,14 @@ pub async fn retry(db: &D1Database, config: &Config) -> Result<RetryReport, AppE
         }
     }
     Ok(report)
+}
+
+/// How many failures [`status`] lists.
+const LATEST_FAILURES: u32 = 20;
+
+/// Deliveries (of every provider) by provider and status, and the newest failures.
+pub async fn status(db: &D1Database) -> Result<(Vec<StatusCount>, Vec<Failure>), AppError> {
+    let counts = webhook_events::counts(db).await?;
+    let failures = webhook_events::latest_failures(db, LATEST_FAILURES).await?;
+    Ok((counts, failures))
 }

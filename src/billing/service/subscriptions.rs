@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use worker::{D1Database, Date};
 
-use crate::billing::store::{
-    self as billing, Applied, Change, StoredSubscription, SubscriptionState,
-};
+use crate::billing::store::{self as billing, Applied, Change, SubscriptionState};
+pub use crate::billing::store::{HistoryLine, StoredSubscription};
 use crate::config::Config;
 use crate::core::form::Form;
+use crate::core::page::{self, PageRequest};
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
@@ -167,6 +167,25 @@ pub async fn portal(
         .field("return_url", return_url);
     let key = stripe_idempotency_key(&user.id, "portal", client_key);
     stripe.create_portal_session(&form, &key).await
+}
+
+/// The user's current subscription: the newest live one, else the newest of any status.
+pub async fn current(
+    db: &D1Database,
+    user_id: &str,
+) -> Result<Option<StoredSubscription>, AppError> {
+    billing::current_for_user(db, user_id).await
+}
+
+/// A page of the user's subscription history, newest first, and the next page's cursor.
+pub async fn history(
+    db: &D1Database,
+    user_id: &str,
+    page: &PageRequest,
+) -> Result<(Vec<HistoryLine>, Option<String>), AppError> {
+    let mut lines = billing::history(db, user_id, page.after_pair()?, page.limit + 1).await?;
+    let next_cursor = page::finish(&mut lines, page.limit, |l| [&l.created_at, &l.id]);
+    Ok((lines, next_cursor))
 }
 
 fn is_live(status: &str) -> bool {

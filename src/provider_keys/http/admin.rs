@@ -2,95 +2,60 @@
 //! adjustments with a reason, forced key rotation.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
 use worker::{Request, Response};
 
-use crate::core::page;
-use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth;
-use crate::identity::store::users;
 use crate::metering::rules as meter;
-use crate::provider_keys::http::keys::key_answer_body;
-use crate::provider_keys::rules::{micros_from_usd, usd, MICROS_PER_USD};
-use crate::provider_keys::service::credits::{self as credit_service, Adjustment};
-use crate::provider_keys::store::credit_accounts::{self as accounts, LedgerLine, UserWithAccount};
-use crate::storage as store;
-
-fn user_item(u: &UserWithAccount) -> Value {
-    let key = u.key_hash.as_ref().map(|hash| {
-        json!({
-            "hash": hash,
-            "label": u.key_label,
-            "limit": u.key_limit.map(usd),
-            "usage": u.key_usage.map(usd),
-            "remaining": u.key_remaining.map(usd),
-            "checked_at": u.checked_ms.map(|ms| rfc3339_from_millis(ms as u64)),
-        })
-    });
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "username": u.username,
-        "plan": u.plan,
-        "status": u.status,
-        "created_at": u.created_at,
-        // Credits exist once the user has had a key.
-        "credits": u.key_hash.as_ref().and(u.credits).map(usd),
-        "key": key,
-        "resets": u.resets.unwrap_or(0),
-        "rotations": u.rotations.unwrap_or(0),
-        "pending_key_deletions": u.pending_deletions,
-    })
-}
+use crate::provider_keys::http::views::{
+    AdminUserPageView, CreditAdjustmentView, RotatedUserKeyView,
+};
+use crate::provider_keys::rules::{micros_from_usd, MICROS_PER_USD};
+use crate::provider_keys::service::admin;
+use crate::provider_keys::service::credits::Adjustment;
+use crate::storage;
 
 /// `GET /api/admin/users`: every user, oldest first, paginated.
 pub async fn list_users(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut rows = accounts::page_users(&db, page.after_pair()?, page.limit + 1).await?;
-    let next_cursor = page::finish(&mut rows, page.limit, |u| [&u.created_at, &u.id]);
-    let data: Vec<Value> = rows.iter().map(user_item).collect();
-    response::ok(&json!({ "data": data, "next_cursor": next_cursor }))
+    let db = storage::database(&ctx.env)?;
+    let (rows, next_cursor) = admin::users_page(&db, &page).await?;
+    response::ok(&AdminUserPageView {
+        data: rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_, _>>()?,
+        next_cursor,
+    })
 }
 
-/// The user named by `:id`; `not_found` if there is none.
-async fn target_user(ctx: &Ctx, db: &worker::D1Database) -> Result<users::User, AppError> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    users::get(db, &id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".to_owned()))
+/// The id in the path (`:id`).
+fn target_id(ctx: &Ctx) -> String {
+    ctx.param("id").cloned().unwrap_or_default()
 }
 
 /// A `POST /api/admin/users/:id/credits` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreditsBody {
-    /// Credits (USD) to add; negative to take away.
+pub struct CreditsBody {
+    /// Credits (USD) to add; negative to take away. Not zero, at most 1000000 either way.
+    #[schema(minimum = -1000000, maximum = 1000000)]
     amount: f64,
+    /// Why: 1 to 500 printable characters.
+    #[schema(min_length = 1)]
     reason: String,
+    /// The client's idempotency key (or send `Idempotency-Key`): 1 to 128 of
+    /// `[A-Za-z0-9._:-]`.
     #[serde(default)]
+    #[schema(pattern = r"^\s*[A-Za-z0-9._:-]{1,128}\s*$")]
     request_id: Option<String>,
 }
 
 /// The largest adjustment accepted at once: a million credits.
 const MAX_ADJUSTMENT: i64 = 1_000_000 * MICROS_PER_USD;
-
-fn ledger_line(line: &LedgerLine) -> Value {
-    json!({
-        "id": line.id,
-        "kind": line.kind,
-        "amount": usd(line.amount),
-        "balance_after": usd(line.balance_after),
-        "reason": line.reason,
-        "actor_id": line.actor_id,
-        "request_id": line.idempotency_key,
-        "created_at": line.created_at,
-    })
-}
 
 /// `POST /api/admin/users/:id/credits` `{amount, reason, request_id?}`: adds (or with a
 /// negative amount, takes) credits, recorded in the ledger with the reason and the admin.
@@ -119,16 +84,19 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
         body.request_id.as_deref(),
         false,
     )?;
-    let db = store::database(&ctx.env)?;
-    let user = target_user(&ctx, &db).await?;
+    let db = storage::database(&ctx.env)?;
     let adjustment = Adjustment {
         amount,
         reason,
         actor_id: &principal.user.id,
         idempotency_key: key.as_deref(),
     };
-    let (line, replayed) = credit_service::adjust(&db, &user.id, adjustment).await?;
-    let mut resp = response::ok(&json!({ "user_id": user.id, "adjustment": ledger_line(&line) }))?;
+    let (user_id, line, replayed) =
+        admin::adjust_credits(&db, &target_id(&ctx), adjustment).await?;
+    let mut resp = response::ok(&CreditAdjustmentView {
+        user_id,
+        adjustment: line.try_into()?,
+    })?;
     if replayed {
         response::set(resp.headers_mut(), "Idempotent-Replayed", "true");
     }
@@ -140,14 +108,8 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
 pub async fn rotate_user_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
-    let user = target_user(&ctx, &db).await?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
-    let answer = credit_service::force_rotation(&db, config, &user.id).await?;
-    let mut body = key_answer_body(config, &answer);
-    if let Some(fields) = body.as_object_mut() {
-        fields.remove("key");
-        fields.insert("user_id".to_owned(), json!(user.id));
-    }
-    response::ok(&body)
+    let (user_id, answer) = admin::rotate_key(&db, config, &target_id(&ctx)).await?;
+    response::ok(&RotatedUserKeyView::new(config, user_id, &answer))
 }

@@ -3,50 +3,27 @@
 //! Plaintext keys appear only in the answers that hand a key to its user, never in a list.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
-use crate::clock::now;
-use crate::config::Config;
-use crate::core::time::rfc3339_from_millis;
-use crate::core::{page, random, sealed};
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth;
-use crate::provider_keys::rules::usd;
-use crate::provider_keys::service::credits::{self as credit_service, KeyAnswer};
-use crate::provider_keys::store::pool;
-use crate::storage as store;
-
-/// The body of an answer that hands over the user's OpenRouter key.
-pub fn key_answer_body(config: &Config, answer: &KeyAnswer) -> Value {
-    let account = &answer.account;
-    json!({
-        "key": answer.key,
-        "key_hash": account.key_hash,
-        "key_label": account.key_label,
-        "action": answer.action,
-        "credits": usd(account.credits),
-        "initial_credits": usd(config.providers.credits.initial_credits),
-        "key_limit": usd(account.key_limit),
-        "key_usage": usd(account.key_usage),
-        "key_remaining": usd(account.key_remaining),
-        "resets": account.resets,
-        "rotations": account.rotations,
-        "checked_at": account.checked_ms.map(|ms| rfc3339_from_millis(ms as u64)),
-    })
-}
+use crate::provider_keys::http::views::{
+    OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, ProviderKeyView,
+};
+use crate::provider_keys::service::credits as credit_service;
+use crate::provider_keys::service::pool;
+use crate::storage;
 
 /// `POST /api/key` (Puku): the caller's OpenRouter key and credits. A new user gets a key and
 /// the initial credits; a user whose credits ran down is reset; otherwise the key's spend
 /// since the last look is deducted, and a key near its limit is rotated.
 pub async fn openrouter_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let answer = credit_service::key_for(&db, config, &principal.user.id).await?;
-    response::secret(&key_answer_body(config, &answer))
+    response::secret(&OpenRouterKeySecretView::new(config, answer))
 }
 
 /// A provider name: lower-case letters, digits, `-` and `_`, at most 32.
@@ -78,36 +55,28 @@ pub async fn user_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError>
         .ok_or_else(|| AppError::invalid("provider", "is required (e.g. ?provider=openai)"))?;
     let provider = provider_name("provider", provider)?;
     let config = &ctx.data.config;
-    let keyring = config.providers.keyring()?;
-    let tier = config.plans.get_or_default(&principal.user.plan).id.clone();
-    let db = store::database(&ctx.env)?;
-    let key = pool::assigned(&db, &principal.user.id, &provider, &tier, &now())
-        .await?
-        .ok_or_else(|| AppError::NotConfigured {
-            setting: format!("a {provider} key for the {tier} plan in the provider key pool")
-                .into(),
-        })?;
-    let plain = keyring
-        .open(&key.key_sealed, &pool::key_context(&key.id))
-        .map_err(|e| AppError::Internal(format!("pool key {} does not open: {e:?}", key.id)))?;
-    response::secret(&json!({
-        "provider": key.provider,
-        "tier": key.tier,
-        "key_id": key.id,
-        "key": plain,
-        "masked": key.masked,
-        "label": key.label,
-    }))
+    let tier = &config.plans.get_or_default(&principal.user.plan).id;
+    let db = storage::database(&ctx.env)?;
+    let (key, plain) = pool::hand_out(&db, config, &principal.user.id, &provider, tier).await?;
+    response::secret(&PoolKeySecretView::new(key, plain))
 }
 
 /// A `POST /api/admin/provider-keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewPoolKeyBody {
+pub struct NewPoolKeyBody {
+    /// The provider: 1 to 32 lower-case letters, digits, `-` or `_` (e.g. `openai`).
+    #[schema(min_length = 1, max_length = 32, pattern = "^[a-z0-9_-]+$")]
     provider: String,
+    /// The plan tier (a plan id) whose users are handed this key.
     tier: String,
+    /// The provider API key: 16 to 512 printable characters without spaces (surrounding
+    /// whitespace is trimmed).
+    #[schema(min_length = 16)]
     key: String,
+    /// A name for people: 1 to 64 printable characters.
     #[serde(default)]
+    #[schema(min_length = 1)]
     label: Option<String>,
 }
 
@@ -150,26 +119,21 @@ pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> 
             "must be 1 to 64 printable characters",
         ));
     }
-    let keyring = config.providers.keyring()?;
-    let id = random::id::<8>("pk_");
-    let sealed = keyring.seal(key, &pool::key_context(&id), random::bytes::<12>());
-    let sha256 = random::hex(&Sha256::digest(key.as_bytes()));
-    let masked = sealed::mask(key);
-    let db = store::database(&ctx.env)?;
-    let new = pool::NewPoolKey {
-        id: &id,
+    let db = storage::database(&ctx.env)?;
+    let new = pool::NewKey {
         provider: &provider,
         tier: &body.tier,
-        sealed: &sealed,
-        sha256: &sha256,
-        masked: &masked,
+        key,
         label,
         created_by: &principal.user.id,
     };
-    let stored = pool::insert(&db, new, &now())
-        .await?
-        .ok_or_else(|| AppError::Conflict("this key is already in the pool".to_owned()))?;
-    response::json(201, &json!({ "provider_key": stored }))
+    let stored = pool::add(&db, config, new).await?;
+    response::json(
+        201,
+        &ProviderKeyView {
+            provider_key: stored.into(),
+        },
+    )
 }
 
 /// `GET /api/admin/provider-keys?provider=&tier=`: the pool, masked, oldest first, paginated.
@@ -188,17 +152,12 @@ pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError
         .map(|p| provider_name("provider", &p))
         .transpose()?;
     let tier = find("tier");
-    let db = store::database(&ctx.env)?;
-    let mut keys = pool::page(
-        &db,
-        provider.as_deref(),
-        tier.as_deref(),
-        page.after_pair()?,
-        page.limit + 1,
-    )
-    .await?;
-    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
-    response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
+    let db = storage::database(&ctx.env)?;
+    let (keys, next_cursor) = pool::page(&db, provider.as_deref(), tier.as_deref(), &page).await?;
+    response::ok(&PoolKeyPageView {
+        data: keys.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
 }
 
 /// `DELETE /api/admin/provider-keys/:id`: retires a pool key (idempotent); its users are
@@ -207,9 +166,9 @@ pub async fn retire_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppErro
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let id = ctx.param("id").cloned().unwrap_or_default();
-    let db = store::database(&ctx.env)?;
-    let key = pool::retire(&db, &id, &now())
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such provider key".to_owned()))?;
-    response::ok(&json!({ "provider_key": key }))
+    let db = storage::database(&ctx.env)?;
+    let key = pool::retire(&db, &id).await?;
+    response::ok(&ProviderKeyView {
+        provider_key: key.into(),
+    })
 }

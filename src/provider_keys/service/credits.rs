@@ -37,7 +37,7 @@ use crate::upstream::openrouter::{CreateFailed, CreatedKey, OpenRouter};
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// What happened to the key in this request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// A new user: first key, initial credits.

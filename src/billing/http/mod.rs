@@ -2,24 +2,26 @@
 //! Billing Portal, cancelling and changing a subscription, the caller's subscription and its
 //! history, and the Stripe webhook with its admin retry and status.
 
+pub mod views;
+
 use serde::Deserialize;
-use serde_json::json;
 use worker::{Request, Response};
 
 use crate::billing::service::stripe_events;
 use crate::billing::service::subscriptions::{self as billing, Event, Urls};
-use crate::billing::store as billing_store;
 use crate::clock::now;
 use crate::config::Config;
-use crate::core::page;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::{self, Principal};
 use crate::metering::rules as meter;
 use crate::plans::rules::Plan;
-use crate::storage as store;
+use crate::storage;
 use crate::webhooks::rules::stripe_signature;
-use crate::webhooks::store as webhook_events;
+use views::{
+    CheckoutView, CurrentSubscriptionView, HistoryPageView, PortalView, RetryView,
+    SubscriptionChangeView, WebhookReceivedView, WebhookStatusView,
+};
 
 /// A URL the customer is sent back to: the request's, if it is on an allowed origin (never an
 /// open redirect), else the configured one; `not_configured` naming the setting when neither.
@@ -72,16 +74,24 @@ fn client_key(req: &Request, body_key: Option<&str>) -> Result<Option<String>, A
 
 /// A checkout body (`POST /api/subscriptions/checkout`, `POST /api/subscription/upgrade`,
 /// where `plan` may be left out).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
+    /// The plan to buy (a plan id with a Stripe price); required by
+    /// `/api/subscriptions/checkout`, the next plan up when left out of an upgrade.
     #[serde(default)]
     pub plan: Option<String>,
+    /// Where Stripe sends the customer after paying: an http(s) URL on an allowed origin
+    /// (`STRIPE_SUCCESS_URL` when left out).
     #[serde(default)]
     success_url: Option<String>,
+    /// Where Stripe sends the customer who gives up (`STRIPE_CANCEL_URL` when left out).
     #[serde(default)]
     cancel_url: Option<String>,
+    /// The client's idempotency key (or send `Idempotency-Key`): 1 to 128 of
+    /// `[A-Za-z0-9._:-]`.
     #[serde(default)]
+    #[schema(pattern = r"^\s*[A-Za-z0-9._:-]{1,128}\s*$")]
     request_id: Option<String>,
 }
 
@@ -95,7 +105,7 @@ pub async fn checkout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         .as_deref()
         .ok_or_else(|| AppError::invalid("plan", "is required"))?;
     let plan = plan(&ctx.data.config, id)?;
-    start_checkout(&req, &ctx, &principal, &body, plan).await
+    response::ok(&start_checkout(&req, &ctx, &principal, &body, plan).await?)
 }
 
 /// A checkout of `plan` for the authenticated caller (shared with Sokuji's upgrade).
@@ -105,7 +115,7 @@ pub async fn start_checkout(
     principal: &Principal,
     body: &CheckoutBody,
     plan: &Plan,
-) -> Result<Response, AppError> {
+) -> Result<CheckoutView, AppError> {
     let config = &ctx.data.config;
     if plan.id == principal.user.plan {
         return Err(AppError::Conflict(format!(
@@ -129,23 +139,22 @@ pub async fn start_checkout(
         "STRIPE_CANCEL_URL",
     )?;
     let key = client_key(req, body.request_id.as_deref())?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let urls = Urls {
         success: &success,
         cancel: &cancel,
     };
     let session =
         billing::checkout(&db, config, &principal.user, plan, urls, key.as_deref()).await?;
-    response::ok(&json!({
-        "url": session.url,
-        "session_id": session.id,
-        "plan": plan.id,
-    }))
+    Ok(CheckoutView::new(session, plan))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A `POST /api/subscriptions/portal` body (it may be empty).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PortalBody {
+pub struct PortalBody {
+    /// Where the portal sends the customer back: an http(s) URL on an allowed origin
+    /// (`STRIPE_PORTAL_RETURN_URL` when left out).
     #[serde(default)]
     return_url: Option<String>,
 }
@@ -174,15 +183,18 @@ pub async fn portal(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         "STRIPE_PORTAL_RETURN_URL",
     )?;
     let key = client_key(&req, None)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let session = billing::portal(&db, config, &principal.user, &url, key.as_deref()).await?;
-    response::ok(&json!({ "url": session.url, "session_id": session.id }))
+    response::ok(&PortalView::from(session))
 }
 
-#[derive(Debug, Deserialize)]
+/// A `POST /api/subscriptions/cancel` body (it may be empty).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CancelBody {
+pub struct CancelBody {
+    /// `true` (the default): the plan lasts until the period ends; `false` cancels now.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     at_period_end: bool,
 }
 
@@ -203,7 +215,7 @@ fn yes() -> bool {
 pub async fn cancel(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: CancelBody = optional_body(&ctx)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let subscription = billing::cancel(
         &db,
@@ -213,12 +225,14 @@ pub async fn cancel(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         &ctx.data.request_id,
     )
     .await?;
-    response::ok(&json!({ "subscription": subscription }))
+    response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
-#[derive(Debug, Deserialize)]
+/// A `PUT /api/subscriptions/update` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
+pub struct UpdateBody {
+    /// The plan to move to (a plan id with a Stripe price).
     plan: String,
 }
 
@@ -230,19 +244,22 @@ pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let config = &ctx.data.config;
     let plan = plan(config, &body.plan)?;
     billing::price_of(plan)?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let subscription =
         billing::change_plan(&db, config, &principal.user, plan, &ctx.data.request_id).await?;
-    response::ok(&json!({ "subscription": subscription }))
+    response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
 /// `GET /api/subscriptions/current`: the caller's plan and subscription (or `null`).
 pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
-    let subscription = billing_store::current_for_user(&db, &principal.user.id).await?;
+    let db = storage::database(&ctx.env)?;
+    let subscription = billing::current(&db, &principal.user.id).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    response::ok(&json!({ "plan": plan, "subscription": subscription }))
+    response::ok(&CurrentSubscriptionView {
+        plan: plan.clone(),
+        subscription: subscription.map(TryInto::try_into).transpose()?,
+    })
 }
 
 /// `GET /api/subscriptions/history`: every change of the caller's subscriptions, newest
@@ -250,11 +267,15 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut lines =
-        billing_store::history(&db, &principal.user.id, page.after_pair()?, page.limit + 1).await?;
-    let next_cursor = page::finish(&mut lines, page.limit, |l| [&l.created_at, &l.id]);
-    response::ok(&json!({ "data": lines, "next_cursor": next_cursor }))
+    let db = storage::database(&ctx.env)?;
+    let (lines, next_cursor) = billing::history(&db, &principal.user.id, &page).await?;
+    response::ok(&HistoryPageView {
+        data: lines
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_, _>>()?,
+        next_cursor,
+    })
 }
 
 /// `POST /api/webhooks/stripe` and `POST /webhook/stripe`: Stripe's events. The signature is
@@ -272,26 +293,25 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let payload =
         std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
     let event = Event::parse(body).map_err(|problem| AppError::invalid("body", problem))?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let receipt = stripe_events::receive(&db, config, &event, payload).await?;
-    response::ok(&json!({ "received": true, "event": receipt }))
+    response::ok(&WebhookReceivedView::try_from(receipt)?)
 }
 
 /// `POST /api/webhooks/retry` (admin): retries failed events now.
 pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
+    let db = storage::database(&ctx.env)?;
     let report = stripe_events::retry(&db, &ctx.data.config).await?;
-    response::ok(&json!({ "retry": report, "at": now() }))
+    response::ok(&RetryView::new(report, now()))
 }
 
 /// `GET /api/webhooks/status` (admin): deliveries by provider and status, the latest failures.
 pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
-    let db = store::database(&ctx.env)?;
-    let counts = webhook_events::counts(&db).await?;
-    let failures = webhook_events::latest_failures(&db, 20).await?;
-    response::ok(&json!({ "counts": counts, "latest_failures": failures }))
+    let db = storage::database(&ctx.env)?;
+    let (counts, failures) = stripe_events::status(&db).await?;
+    response::ok(&WebhookStatusView::new(counts, failures)?)
 }
