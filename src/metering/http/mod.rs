@@ -1,7 +1,8 @@
 //! Sokuji's usage API: reserve quota before a model call, report what it really used, read
 //! and sync the quota. Every counter change is one exact, idempotent D1 batch.
 
-use serde_json::{json, Value};
+pub mod views;
+
 use worker::{D1Database, Date, Request, Response};
 
 use crate::core::random;
@@ -13,29 +14,53 @@ use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Credential;
 use crate::identity::service::auth::{self, Principal};
 use crate::metering::rules::{
-    self as meter, Period, QuotaState, ReportRequest, ReserveRequest, SyncRequest, TOKENS,
+    self as meter, Period, QuotaState, ReportRequest, ReservationOutcome, ReserveRequest,
+    SyncRequest, TOKENS,
 };
 use crate::metering::store as meters;
 use crate::storage::{self as store, UserRef};
+use views::{
+    DeviceSessionView, DeviceSessionsView, TokenQuotaView, UsageByDayView, UsageByDeviceView,
+    UsageByModelView, UsageByProviderView, UsageHistoryView, UsagePeriodView, UsageQuotaView,
+    UsageRecordView, UsageReportView, UsageReportedView, UsageReservationView, UsageReservedView,
+    UsageSettlementView, UsageStatsView, UsageSyncView, UsageTotalsView,
+};
+
+/// The header naming the calling device.
+pub const DEVICE_ID: &str = "X-Device-Id";
+pub const DEVICE_ID_DOC: &str = "The calling device, chosen by the client: 1 to 128 letters, \
+    digits, `.`, `_`, `:` or `-`. A new device beyond the plan's limit of devices at once is \
+    refused (`session_limit_exceeded`), except on reports.";
+/// The header naming the calling device's platform.
+pub const CLIENT_PLATFORM: &str = "X-Client-Platform";
+pub const CLIENT_PLATFORM_DOC: &str =
+    "The calling device's platform: `chrome` (or `chrome-extension`), `electron` or `web` \
+     (the default).";
+/// The header carrying a client's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+pub const IDEMPOTENCY_KEY_DOC: &str =
+    "A retry with the same key answers the first answer (with `Idempotent-Replayed: true`) \
+     and counts nothing again: 1 to 128 letters, digits, `.`, `_`, `:` or `-`; the body's \
+     `request_id`, if sent too, must be equal.";
 
 /// The quota as every usage endpoint shows it.
-fn quota_body(principal: &Principal, period: &Period, quota: &QuotaState) -> Value {
-    json!({
-        "plan": principal.user.plan,
-        "period": {
-            "key": period.key(),
-            "start": rfc3339_from_millis(period.start_ms()),
-            "resets_at": rfc3339_from_millis(period.end_ms()),
+fn quota_view(principal: &Principal, period: &Period, quota: &QuotaState) -> UsageQuotaView {
+    UsageQuotaView {
+        plan: principal.user.plan.clone(),
+        period: UsagePeriodView {
+            key: period.key(),
+            start: rfc3339_from_millis(period.start_ms()),
+            resets_at: rfc3339_from_millis(period.end_ms()),
         },
-        "tokens": {
-            "limit": quota.limit,
-            "used": quota.used,
-            "reserved": quota.reserved,
-            "remaining": quota.remaining(),
-            "unlimited": quota.limit.is_none(),
-            "over_limit": quota.over_limit(),
+        tokens: TokenQuotaView {
+            limit: quota.limit,
+            used: quota.used,
+            reserved: quota.reserved,
+            remaining: quota.remaining(),
+            unlimited: quota.limit.is_none(),
+            over_limit: quota.over_limit(),
         },
-    })
+    }
 }
 
 /// The request's time and the token limit of the caller's plan.
@@ -77,12 +102,12 @@ fn named_device(
     req: &Request,
     body_device: Option<&str>,
 ) -> Result<Option<(String, Platform)>, AppError> {
-    let device = match (header(req, "X-Device-Id"), body_device) {
-        (Some(h), _) => devices::device_id("X-Device-Id", &h)?,
+    let device = match (header(req, DEVICE_ID), body_device) {
+        (Some(h), _) => devices::device_id(DEVICE_ID, &h)?,
         (None, Some(b)) => devices::device_id("device_id", b)?,
         (None, None) => return Ok(None),
     };
-    let platform = Platform::parse(header(req, "X-Client-Platform").as_deref())?;
+    let platform = Platform::parse(header(req, CLIENT_PLATFORM).as_deref())?;
     Ok(Some((device, platform)))
 }
 
@@ -148,7 +173,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body: ReserveRequest = ctx.data.json()?;
     meter::validate_reserve(&body).map_err(AppError::Validation)?;
     let key = meter::idempotency_key(
-        header(&req, "Idempotency-Key").as_deref(),
+        header(&req, IDEMPOTENCY_KEY).as_deref(),
         body.request_id.as_deref(),
         false,
     )?;
@@ -177,18 +202,18 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                 used: reservation.used_after,
                 reserved: reservation.reserved_after,
             };
-            let body = json!({
-                "reservation": {
-                    "id": reservation.id,
-                    "estimate_tokens": reservation.amount,
-                    "provider": reservation.provider,
-                    "model": reservation.model,
-                    "request_id": reservation.request_id,
-                    "expires_at": rfc3339_from_millis(reservation.expires_at_ms),
-                    "created_at": reservation.created_at,
+            let body = UsageReservedView {
+                quota: quota_view(&principal, &counted(&reservation.period, &clock), &quota),
+                reservation: UsageReservationView {
+                    id: reservation.id,
+                    estimate_tokens: reservation.amount,
+                    provider: reservation.provider,
+                    model: reservation.model,
+                    request_id: reservation.request_id,
+                    expires_at: rfc3339_from_millis(reservation.expires_at_ms),
+                    created_at: reservation.created_at,
                 },
-                "quota": quota_body(&principal, &counted(&reservation.period, &clock), &quota),
-            });
+            };
             Ok(replayed(response::json(201, &body)?, again))
         }
         meters::Reserved::Refused(quota) => Err(AppError::QuotaExceeded(format!(
@@ -218,7 +243,7 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body: ReportRequest = ctx.data.json()?;
     meter::validate_report(&body).map_err(AppError::Validation)?;
     let client_key = meter::idempotency_key(
-        header(&req, "Idempotency-Key").as_deref(),
+        header(&req, IDEMPOTENCY_KEY).as_deref(),
         body.request_id.as_deref(),
         false,
     )?;
@@ -262,32 +287,37 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         reserved: record.reserved_after.unwrap_or_default(),
     };
     let period = counted(&record.period, &clock);
-    let settled = record.reservation_status.as_deref() == Some("settled");
-    let answer = json!({
-        "usage": {
-            "id": record.id,
-            "request_id": record.request_id,
-            "provider": record.provider,
-            "model": record.model,
-            "device_id": record.device_id,
-            "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens,
-            "total_tokens": record.total_tokens,
-            "created_at": record.created_at,
+    let settled = record.reservation_status == Some(ReservationOutcome::Settled);
+    // A record naming a reservation always says what became of it (the insert decides).
+    let reservation = record
+        .reservation_id
+        .zip(record.reservation_status)
+        .map(|(id, status)| UsageSettlementView {
+            id,
+            status,
+            released_tokens: record.released_tokens,
+        });
+    let answer = UsageReportView {
+        usage: UsageReportedView {
+            id: record.id,
+            request_id: record.request_id,
+            provider: record.provider,
+            model: record.model,
+            device_id: record.device_id,
+            input_tokens: record.input_tokens,
+            output_tokens: record.output_tokens,
+            total_tokens: record.total_tokens,
+            created_at: record.created_at,
         },
-        "reservation": record.reservation_id.as_ref().map(|id| json!({
-            "id": id,
-            "status": record.reservation_status,
-            "released_tokens": record.released_tokens,
-        })),
+        reservation,
         // Usage recorded without holding quota first (no reservation, or one that had
         // expired): it counts in full and may pass the limit.
-        "recorded_without_reservation": !settled,
-        "over_limit": quota.over_limit(),
+        recorded_without_reservation: !settled,
+        over_limit: quota.over_limit(),
         // Whether a retry of this report is recognised (it carried an idempotency key).
-        "idempotent": client_key.is_some(),
-        "quota": quota_body(&principal, &period, &quota),
-    });
+        idempotent: client_key.is_some(),
+        quota: quota_view(&principal, &period, &quota),
+    };
     Ok(replayed(response::ok(&answer)?, again))
 }
 
@@ -315,7 +345,7 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
     admit_device(&req, &ctx, &principal, &clock).await?;
     let period = counted(&reading.period, &clock);
-    response::ok(&quota_body(&principal, &period, &reading.quota))
+    response::ok(&quota_view(&principal, &period, &reading.quota))
 }
 
 /// `POST /api/usage/sync` `{last_sync_at?}` (or `lastSyncAt`; an RFC 3339 time or epoch
@@ -340,11 +370,12 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         (Some(_), None) => false,
         (Some(since), Some(changed)) => changed > since,
     };
-    let mut answer = quota_body(&principal, &period, &reading.quota);
-    answer["has_updates"] = json!(has_updates);
-    answer["hasUpdates"] = json!(has_updates);
-    answer["server_time"] = json!(clock.now);
-    response::ok(&answer)
+    response::ok(&UsageSyncView {
+        quota: quota_view(&principal, &period, &reading.quota),
+        has_updates,
+        has_updates_camel: has_updates,
+        server_time: clock.now,
+    })
 }
 
 /// `GET /api/usage/sessions`: the caller's active devices (seen in the last 24 hours and not
@@ -356,24 +387,22 @@ pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let db = store::database(&ctx.env)?;
     let active = device_store::active(&db, &principal.user.id, clock.now_ms).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    let data: Vec<Value> = active
-        .iter()
-        .map(|d| {
-            json!({
-                "device_id": d.device_id,
-                "platform": d.platform,
-                "first_seen_at": d.first_seen_at,
-                "last_seen_at": d.last_seen_at,
-                "expires_at": rfc3339_from_millis(d.last_seen_ms + devices::DEVICE_TTL_MS),
-                "current": current.as_deref() == Some(d.device_id.as_str()),
-            })
+    let data: Vec<DeviceSessionView> = active
+        .into_iter()
+        .map(|d| DeviceSessionView {
+            current: current.as_deref() == Some(d.device_id.as_str()),
+            expires_at: rfc3339_from_millis(d.last_seen_ms + devices::DEVICE_TTL_MS),
+            device_id: d.device_id,
+            platform: d.platform,
+            first_seen_at: d.first_seen_at,
+            last_seen_at: d.last_seen_at,
         })
         .collect();
-    response::ok(&json!({
-        "data": data,
-        "active": data.len(),
-        "limit": plan.concurrent_sessions,
-    }))
+    response::ok(&DeviceSessionsView {
+        active: data.len(),
+        data,
+        limit: plan.concurrent_sessions,
+    })
 }
 
 /// Reads the usage filters of a history or stats query; times must be RFC 3339.
@@ -415,18 +444,23 @@ pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     .await?;
     let next_cursor =
         crate::core::page::finish(&mut records, page.limit, |r| [&r.created_at, &r.id]);
-    let data: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "request_id": r.request_id, "provider": r.provider, "model": r.model,
-                "device_id": r.device_id, "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens, "total_tokens": r.total_tokens,
-                "reservation_id": r.reservation_id, "period": r.period, "created_at": r.created_at,
-            })
+    let data = records
+        .into_iter()
+        .map(|r| UsageRecordView {
+            id: r.id,
+            request_id: r.request_id,
+            provider: r.provider,
+            model: r.model,
+            device_id: r.device_id,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            total_tokens: r.total_tokens,
+            reservation_id: r.reservation_id,
+            period: r.period,
+            created_at: r.created_at,
         })
         .collect();
-    response::ok(&json!({ "data": data, "next_cursor": next_cursor }))
+    response::ok(&UsageHistoryView { data, next_cursor })
 }
 
 /// `GET /api/usage/stats?from=&to=&provider=&model=&device_id=`: totals overall and by
@@ -442,27 +476,55 @@ pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let db = store::database(&ctx.env)?;
     let [total, by_provider, by_model, by_device, by_day] =
         meters::stats(&db, &principal.user.id, &filter).await?;
-    let rename = |rows: Vec<meters::UsageTotals>, name: &str| -> Vec<Value> {
-        rows.into_iter()
-            .map(|t| {
-                json!({
-                    name: t.key, "requests": t.requests, "input_tokens": t.input_tokens,
-                    "output_tokens": t.output_tokens, "total_tokens": t.total_tokens,
-                })
+    response::ok(&UsageStatsView {
+        from: filter.from,
+        to: filter.to,
+        totals: total.into_iter().next().map(|t| UsageTotalsView {
+            requests: t.requests,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            total_tokens: t.total_tokens,
+        }),
+        // Providers, models and days are never null in a record; devices may be.
+        by_provider: by_provider
+            .into_iter()
+            .map(|t| UsageByProviderView {
+                provider: t.key.unwrap_or_default(),
+                requests: t.requests,
+                input_tokens: t.input_tokens,
+                output_tokens: t.output_tokens,
+                total_tokens: t.total_tokens,
             })
-            .collect()
-    };
-    let totals = total.into_iter().next();
-    response::ok(&json!({
-        "from": filter.from,
-        "to": filter.to,
-        "totals": totals.map(|t| json!({
-            "requests": t.requests, "input_tokens": t.input_tokens,
-            "output_tokens": t.output_tokens, "total_tokens": t.total_tokens,
-        })),
-        "by_provider": rename(by_provider, "provider"),
-        "by_model": rename(by_model, "model"),
-        "by_device": rename(by_device, "device_id"),
-        "by_day": rename(by_day, "day"),
-    }))
+            .collect(),
+        by_model: by_model
+            .into_iter()
+            .map(|t| UsageByModelView {
+                model: t.key.unwrap_or_default(),
+                requests: t.requests,
+                input_tokens: t.input_tokens,
+                output_tokens: t.output_tokens,
+                total_tokens: t.total_tokens,
+            })
+            .collect(),
+        by_device: by_device
+            .into_iter()
+            .map(|t| UsageByDeviceView {
+                device_id: t.key,
+                requests: t.requests,
+                input_tokens: t.input_tokens,
+                output_tokens: t.output_tokens,
+                total_tokens: t.total_tokens,
+            })
+            .collect(),
+        by_day: by_day
+            .into_iter()
+            .map(|t| UsageByDayView {
+                day: t.key.unwrap_or_default(),
+                requests: t.requests,
+                input_tokens: t.input_tokens,
+                output_tokens: t.output_tokens,
+                total_tokens: t.total_tokens,
+            })
+            .collect(),
+    })
 }
