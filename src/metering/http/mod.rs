@@ -3,22 +3,18 @@
 
 pub mod views;
 
-use worker::{D1Database, Date, Request, Response};
+use worker::{Request, Response};
 
-use crate::core::random;
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::devices::rules::{self as devices, Platform};
-use crate::devices::store as device_store;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
-use crate::identity::service::auth::Credential;
 use crate::identity::service::auth::{self, Principal};
 use crate::metering::rules::{
     self as meter, Period, QuotaState, ReportRequest, ReservationOutcome, ReserveRequest,
-    SyncRequest, TOKENS,
+    SyncRequest,
 };
-use crate::metering::store as meters;
-use crate::storage::{self as store, UserRef};
+use crate::metering::service::{self, Clock, NamedDevice, Subject, UsageFilter, UsageTotals};
 use views::{
     DeviceSessionView, DeviceSessionsView, TokenQuotaView, UsageByDayView, UsageByDeviceView,
     UsageByModelView, UsageByProviderView, UsageHistoryView, UsagePeriodView, UsageQuotaView,
@@ -63,45 +59,9 @@ fn quota_view(principal: &Principal, period: &Period, quota: &QuotaState) -> Usa
     }
 }
 
-/// The request's time and the token limit of the caller's plan.
-struct Clock {
-    now_ms: u64,
-    now: String,
-    period: Period,
-    period_key: String,
-}
-
-impl Clock {
-    fn now() -> Self {
-        let now_ms = Date::now().as_millis();
-        let period = Period::containing(now_ms);
-        Self {
-            now_ms,
-            now: rfc3339_from_millis(now_ms),
-            period_key: period.key(),
-            period,
-        }
-    }
-
-    fn scope<'a>(&'a self, ctx: &Ctx, principal: &'a Principal) -> meters::Scope<'a> {
-        let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-        meters::Scope {
-            user_id: &principal.user.id,
-            meter: TOKENS,
-            period: &self.period_key,
-            limit: plan.tokens_per_month,
-            now: &self.now,
-            now_ms: self.now_ms,
-        }
-    }
-}
-
 /// The device a request names (`X-Device-Id`, or the body's `device_id`) and its platform
 /// (`X-Client-Platform`), validated; `None` when it names none.
-fn named_device(
-    req: &Request,
-    body_device: Option<&str>,
-) -> Result<Option<(String, Platform)>, AppError> {
+fn named_device(req: &Request, body_device: Option<&str>) -> Result<Option<NamedDevice>, AppError> {
     let device = match (header(req, DEVICE_ID), body_device) {
         (Some(h), _) => devices::device_id(DEVICE_ID, &h)?,
         (None, Some(b)) => devices::device_id("device_id", b)?,
@@ -109,51 +69,6 @@ fn named_device(
     };
     let platform = Platform::parse(header(req, CLIENT_PLATFORM).as_deref())?;
     Ok(Some((device, platform)))
-}
-
-/// A sighting of `device` by the caller, now.
-fn sighting<'a>(
-    principal: &'a Principal,
-    clock: &'a Clock,
-    device: &'a str,
-    platform: Platform,
-) -> device_store::Sighting<'a> {
-    let auth_session_id = match &principal.credential {
-        Credential::Token { session_id, .. } => session_id.as_deref(),
-        Credential::ApiKey { .. } => None,
-    };
-    device_store::Sighting {
-        user_id: &principal.user.id,
-        device_id: device,
-        platform: platform.as_str(),
-        auth_session_id,
-        now: &clock.now,
-        now_ms: clock.now_ms,
-    }
-}
-
-/// Registers the request's device, if it names one, and returns its id; a new device beyond
-/// the plan's limit of devices signed in at once is refused (`session_limit_exceeded`).
-async fn admit_device(
-    req: &Request,
-    ctx: &Ctx,
-    principal: &Principal,
-    clock: &Clock,
-) -> Result<Option<String>, AppError> {
-    let Some((device, platform)) = named_device(req, None)? else {
-        return Ok(None);
-    };
-    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    let db = store::database(&ctx.env)?;
-    let sighting = sighting(principal, clock, &device, platform);
-    if device_store::sighted(&db, sighting, plan.concurrent_sessions).await? {
-        return Ok(Some(device));
-    }
-    Err(AppError::SessionLimit(format!(
-        "the {} plan allows {} device(s) at once; sign out on another device or upgrade",
-        plan.name,
-        plan.concurrent_sessions.unwrap_or_default()
-    )))
 }
 
 fn replayed(mut resp: Response, replayed: bool) -> Response {
@@ -167,7 +82,7 @@ fn replayed(mut resp: Response, replayed: bool) -> Response {
 /// spellings accepted, unknown fields ignored): holds the estimate if the whole of it fits
 /// (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
 /// counts in the counter's period, which a request stamped in an earlier month never moves
-/// back.
+/// back. A device the request names is admitted first (`409 session_limit_exceeded`).
 pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let body: ReserveRequest = ctx.data.json()?;
@@ -177,57 +92,31 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         body.request_id.as_deref(),
         false,
     )?;
-    let clock = Clock::now();
-    admit_device(&req, &ctx, &principal, &clock).await?;
-    let scope = clock.scope(&ctx, &principal);
-    let db = store::database(&ctx.env)?;
-    let ttl_ms = ctx.data.config.reservation_ttl_secs * 1000;
-    let outcome = meters::reserve(
-        &db,
-        &scope,
-        &random::id::<12>("rsv_"),
-        body.estimate_tokens,
-        (body.provider.as_deref(), body.model.as_deref()),
+    let device = named_device(&req, None)?;
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let held = service::reserve(
+        &ctx.env,
+        &subject,
+        &body,
         key.as_deref(),
-        ttl_ms,
+        device.as_ref(),
+        ctx.data.config.reservation_ttl_secs,
     )
     .await?;
-    match outcome {
-        meters::Reserved::Admitted {
-            reservation,
-            replayed: again,
-        } => {
-            let quota = QuotaState {
-                limit: scope.limit,
-                used: reservation.used_after,
-                reserved: reservation.reserved_after,
-            };
-            let body = UsageReservedView {
-                quota: quota_view(&principal, &counted(&reservation.period, &clock), &quota),
-                reservation: UsageReservationView {
-                    id: reservation.id,
-                    estimate_tokens: reservation.amount,
-                    provider: reservation.provider,
-                    model: reservation.model,
-                    request_id: reservation.request_id,
-                    expires_at: rfc3339_from_millis(reservation.expires_at_ms),
-                    created_at: reservation.created_at,
-                },
-            };
-            Ok(replayed(response::json(201, &body)?, again))
-        }
-        meters::Reserved::Refused(quota) => Err(AppError::QuotaExceeded(format!(
-            "{} tokens do not fit: {} of {} remain this period",
-            body.estimate_tokens,
-            quota.remaining().unwrap_or_default(),
-            quota.limit.unwrap_or_default()
-        ))),
-    }
-}
-
-/// The period a stored row was counted in; the request's own if the key is unreadable.
-fn counted(key: &str, clock: &Clock) -> Period {
-    Period::from_key(key).unwrap_or(clock.period)
+    let reservation = held.reservation;
+    let body = UsageReservedView {
+        quota: quota_view(&principal, &held.period, &held.quota),
+        reservation: UsageReservationView {
+            id: reservation.id,
+            estimate_tokens: reservation.amount,
+            provider: reservation.provider,
+            model: reservation.model,
+            request_id: reservation.request_id,
+            expires_at: rfc3339_from_millis(reservation.expires_at_ms),
+            created_at: reservation.created_at,
+        },
+    };
+    Ok(replayed(response::json(201, &body)?, held.replayed))
 }
 
 /// `POST /api/usage/report`: records what a model call used (camelCase spellings accepted,
@@ -247,46 +136,17 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         body.request_id.as_deref(),
         false,
     )?;
-    let id = random::id::<12>("use_");
-    // Stored keys are unique per user: a keyless report gets its own record id, which no
-    // other report can carry (ids are random).
-    let key = client_key.clone().unwrap_or_else(|| id.clone());
-    let clock = Clock::now();
-    // The device is recorded with the usage, in the same batch; a report is never refused
-    // for its device (the usage already happened), so a device beyond the plan's limit is
-    // simply not registered.
     let device = named_device(&req, body.device_id.as_deref())?;
-    let scope = clock.scope(&ctx, &principal);
-    let db = store::database(&ctx.env)?;
-    let also = match &device {
-        Some((id, platform)) => {
-            let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-            let sighting = sighting(&principal, &clock, id, *platform);
-            vec![device_store::sighting(
-                &db,
-                sighting,
-                plan.concurrent_sessions,
-            )?]
-        }
-        None => Vec::new(),
-    };
-    let usage = meters::NewUsage {
-        id: &id,
-        request_id: &key,
-        provider: &body.provider,
-        model: &body.model,
-        device_id: device.as_ref().map(|(id, _)| id.as_str()),
-        input_tokens: body.input_tokens,
-        output_tokens: body.output_tokens,
-        reservation_id: body.reservation_id.as_deref(),
-    };
-    let (record, again) = meters::record(&db, &scope, usage, also).await?;
-    let quota = QuotaState {
-        limit: record.limit_at,
-        used: record.used_after.unwrap_or_default(),
-        reserved: record.reserved_after.unwrap_or_default(),
-    };
-    let period = counted(&record.period, &clock);
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let reported = service::report(
+        &ctx.env,
+        &subject,
+        &body,
+        client_key.as_deref(),
+        device.as_ref(),
+    )
+    .await?;
+    let (record, quota) = (reported.record, reported.quota);
     let settled = record.reservation_status == Some(ReservationOutcome::Settled);
     // A record naming a reservation always says what became of it (the insert decides).
     let reservation = record
@@ -316,36 +176,20 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         over_limit: quota.over_limit(),
         // Whether a retry of this report is recognised (it carried an idempotency key).
         idempotent: client_key.is_some(),
-        quota: quota_view(&principal, &period, &quota),
+        quota: quota_view(&principal, &reported.period, &quota),
     };
-    Ok(replayed(response::ok(&answer)?, again))
+    Ok(replayed(response::ok(&answer)?, reported.replayed))
 }
 
-/// Authenticates the caller and reads their token counter in the same D1 round trip.
-async fn authenticate_with_quota(
-    req: &Request,
-    ctx: &Ctx,
-    clock: &Clock,
-) -> Result<(Principal, meters::Reading), AppError> {
-    let read = |db: &D1Database, user: &UserRef| {
-        meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
-    };
-    let (principal, found) = auth::authenticate_and_read(req, ctx, &read).await?;
-    let limit = clock.scope(ctx, &principal).limit;
-    let reading = match found {
-        Some(result) => meters::reading_from(&result, &clock.period_key, limit)?,
-        None => meters::Reading::untouched(&clock.period_key, limit),
-    };
-    Ok((principal, reading))
-}
-
-/// `GET /api/usage/quota`.
+/// `GET /api/usage/quota`. The caller's lookup and the counter's read are one D1 round trip.
 pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
-    let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
-    admit_device(&req, &ctx, &principal, &clock).await?;
-    let period = counted(&reading.period, &clock);
-    response::ok(&quota_view(&principal, &period, &reading.quota))
+    let read = service::quota_read(&clock);
+    let (principal, found) = auth::authenticate_and_read(&req, &ctx, &read).await?;
+    let device = named_device(&req, None)?;
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let quota = service::quota(&ctx.env, &subject, &clock, found, device.as_ref()).await?;
+    response::ok(&quota_view(&principal, &quota.period, &quota.quota))
 }
 
 /// `POST /api/usage/sync` `{last_sync_at?}` (or `lastSyncAt`; an RFC 3339 time or epoch
@@ -354,27 +198,22 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// to send next time.
 pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let clock = Clock::now();
-    let (principal, reading) = authenticate_with_quota(&req, &ctx, &clock).await?;
+    let read = service::quota_read(&clock);
+    let (principal, found) = auth::authenticate_and_read(&req, &ctx, &read).await?;
     let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
         SyncRequest::default()
     } else {
         ctx.data.json()?
     };
     let since = body.last_sync_ms()?;
-    admit_device(&req, &ctx, &principal, &clock).await?;
-    let period = counted(&reading.period, &clock);
-    let has_updates = match (since, reading.changed_at) {
-        (None, _) => true,
-        // A new period started since the last sync: the quota was reset.
-        (Some(since), _) if since < period.start_ms() => true,
-        (Some(_), None) => false,
-        (Some(since), Some(changed)) => changed > since,
-    };
+    let device = named_device(&req, None)?;
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let synced = service::sync(&ctx.env, &subject, &clock, found, since, device.as_ref()).await?;
     response::ok(&UsageSyncView {
-        quota: quota_view(&principal, &period, &reading.quota),
-        has_updates,
-        has_updates_camel: has_updates,
-        server_time: clock.now,
+        quota: quota_view(&principal, &synced.period, &synced.quota),
+        has_updates: synced.has_updates,
+        has_updates_camel: synced.has_updates,
+        server_time: clock.rfc3339().to_owned(),
     })
 }
 
@@ -382,15 +221,15 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// signed out), with the plan's limit. The calling device (`X-Device-Id`) is registered first.
 pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let clock = Clock::now();
-    let current = admit_device(&req, &ctx, &principal, &clock).await?;
-    let db = store::database(&ctx.env)?;
-    let active = device_store::active(&db, &principal.user.id, clock.now_ms).await?;
-    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
-    let data: Vec<DeviceSessionView> = active
+    let device = named_device(&req, None)?;
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let sessions = service::sessions(&ctx.env, &subject, device).await?;
+    let current = sessions.current.as_deref();
+    let data: Vec<DeviceSessionView> = sessions
+        .devices
         .into_iter()
         .map(|d| DeviceSessionView {
-            current: current.as_deref() == Some(d.device_id.as_str()),
+            current: current == Some(d.device_id.as_str()),
             expires_at: rfc3339_from_millis(d.last_seen_ms + devices::DEVICE_TTL_MS),
             device_id: d.device_id,
             platform: d.platform,
@@ -401,13 +240,13 @@ pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&DeviceSessionsView {
         active: data.len(),
         data,
-        limit: plan.concurrent_sessions,
+        limit: sessions.limit,
     })
 }
 
 /// Reads the usage filters of a history or stats query; times must be RFC 3339.
-fn usage_filter(pairs: &[(String, String)]) -> Result<meters::UsageFilter, AppError> {
-    let mut filter = meters::UsageFilter::default();
+fn usage_filter(pairs: &[(String, String)]) -> Result<UsageFilter, AppError> {
+    let mut filter = UsageFilter::default();
     for (name, value) in pairs {
         let time = |field: &str| {
             millis_from_rfc3339(value)
@@ -433,18 +272,10 @@ pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let pairs = http::query_pairs(&req)?;
     let filter = usage_filter(&pairs)?;
     let page = http::page_request(&pairs)?;
-    let db = store::database(&ctx.env)?;
-    let mut records = meters::history(
-        &db,
-        &principal.user.id,
-        &filter,
-        page.after_pair()?,
-        page.limit + 1,
-    )
-    .await?;
-    let next_cursor =
-        crate::core::page::finish(&mut records, page.limit, |r| [&r.created_at, &r.id]);
-    let data = records
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let history = service::history(&ctx.env, &subject, &filter, &page).await?;
+    let data = history
+        .records
         .into_iter()
         .map(|r| UsageRecordView {
             id: r.id,
@@ -460,33 +291,32 @@ pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             created_at: r.created_at,
         })
         .collect();
-    response::ok(&UsageHistoryView { data, next_cursor })
+    response::ok(&UsageHistoryView {
+        data,
+        next_cursor: history.next_cursor,
+    })
 }
 
 /// `GET /api/usage/stats?from=&to=&provider=&model=&device_id=`: totals overall and by
 /// provider, model, device and UTC day; without `from`/`to`, the current period.
 pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let mut filter = usage_filter(&http::query_pairs(&req)?)?;
-    if filter.from.is_none() && filter.to.is_none() {
-        let period = Period::containing(Date::now().as_millis());
-        filter.from = Some(rfc3339_from_millis(period.start_ms()));
-        filter.to = Some(rfc3339_from_millis(period.end_ms()));
-    }
-    let db = store::database(&ctx.env)?;
-    let [total, by_provider, by_model, by_device, by_day] =
-        meters::stats(&db, &principal.user.id, &filter).await?;
+    let filter = usage_filter(&http::query_pairs(&req)?)?;
+    let subject = Subject::user(&principal, &ctx.data.config.plans);
+    let stats = service::stats(&ctx.env, &subject, filter).await?;
+    let totals = |t: &UsageTotals| UsageTotalsView {
+        requests: t.requests,
+        input_tokens: t.input_tokens,
+        output_tokens: t.output_tokens,
+        total_tokens: t.total_tokens,
+    };
     response::ok(&UsageStatsView {
-        from: filter.from,
-        to: filter.to,
-        totals: total.into_iter().next().map(|t| UsageTotalsView {
-            requests: t.requests,
-            input_tokens: t.input_tokens,
-            output_tokens: t.output_tokens,
-            total_tokens: t.total_tokens,
-        }),
+        from: stats.from,
+        to: stats.to,
+        totals: stats.total.as_ref().map(totals),
         // Providers, models and days are never null in a record; devices may be.
-        by_provider: by_provider
+        by_provider: stats
+            .by_provider
             .into_iter()
             .map(|t| UsageByProviderView {
                 provider: t.key.unwrap_or_default(),
@@ -496,7 +326,8 @@ pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                 total_tokens: t.total_tokens,
             })
             .collect(),
-        by_model: by_model
+        by_model: stats
+            .by_model
             .into_iter()
             .map(|t| UsageByModelView {
                 model: t.key.unwrap_or_default(),
@@ -506,7 +337,8 @@ pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                 total_tokens: t.total_tokens,
             })
             .collect(),
-        by_device: by_device
+        by_device: stats
+            .by_device
             .into_iter()
             .map(|t| UsageByDeviceView {
                 device_id: t.key,
@@ -516,7 +348,8 @@ pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
                 total_tokens: t.total_tokens,
             })
             .collect(),
-        by_day: by_day
+        by_day: stats
+            .by_day
             .into_iter()
             .map(|t| UsageByDayView {
                 day: t.key.unwrap_or_default(),
