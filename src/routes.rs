@@ -14,7 +14,15 @@ use crate::http::doc::Doc;
 use crate::identity::http::{auth, user};
 use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
-use crate::metering::http as usage;
+use crate::metering::http::views::{
+    DeviceSessionsView, UsageHistoryQuery, UsageHistoryView, UsageQuotaView, UsageReportView,
+    UsageReservedView, UsageStatsQuery, UsageStatsView, UsageSyncView,
+};
+use crate::metering::http::{
+    self as usage, CLIENT_PLATFORM, CLIENT_PLATFORM_DOC, DEVICE_ID, DEVICE_ID_DOC, IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_DOC,
+};
+use crate::metering::rules::{ReportRequest, ReserveRequest, SyncRequest};
 use crate::plans::http as subscription;
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::webhooks::http as clerk_webhook;
@@ -82,12 +90,61 @@ pub fn table() -> RouteTable {
         )
         // Metering (Sokuji): exact, idempotent.
         .post("/api/usage/reserve", Scoped(Usage), usage::reserve)
+        .doc(
+            Doc::new("Hold an estimate of tokens before a model call")
+                .body::<ReserveRequest>()
+                .ok::<UsageReservedView>(201)
+                .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+                .header(DEVICE_ID, DEVICE_ID_DOC)
+                .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+                .errors(&["quota_exceeded", "session_limit_exceeded"]),
+        )
         .post("/api/usage/report", Scoped(Usage), usage::report)
+        .doc(
+            Doc::new("Record the tokens a model call used, settling its reservation")
+                .body::<ReportRequest>()
+                .ok::<UsageReportView>(200)
+                .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+                .header(DEVICE_ID, DEVICE_ID_DOC)
+                .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC),
+        )
         .get("/api/usage/quota", Scoped(Usage), usage::quota)
+        .doc(
+            Doc::new("The caller's token quota in the current period")
+                .ok::<UsageQuotaView>(200)
+                .header(DEVICE_ID, DEVICE_ID_DOC)
+                .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+                .errors(&["validation_failed", "session_limit_exceeded"]),
+        )
         .post("/api/usage/sync", Scoped(Usage), usage::sync)
+        .doc(
+            Doc::new("The quota, and whether it changed since the client's last sync")
+                .body::<SyncRequest>()
+                .ok::<UsageSyncView>(200)
+                .header(DEVICE_ID, DEVICE_ID_DOC)
+                .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+                .errors(&["session_limit_exceeded"]),
+        )
         .get("/api/usage/sessions", Scoped(Usage), usage::sessions)
+        .doc(
+            Doc::new("The caller's active devices and the plan's limit on them")
+                .ok::<DeviceSessionsView>(200)
+                .header(DEVICE_ID, DEVICE_ID_DOC)
+                .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+                .errors(&["validation_failed", "session_limit_exceeded"]),
+        )
         .get("/api/usage/history", Scoped(Usage), usage::history)
+        .doc(
+            Doc::new("The caller's usage records, newest first")
+                .query::<UsageHistoryQuery>()
+                .ok::<UsageHistoryView>(200),
+        )
         .get("/api/usage/stats", Scoped(Usage), usage::stats)
+        .doc(
+            Doc::new("Usage totals overall and by provider, model, device and day")
+                .query::<UsageStatsQuery>()
+                .ok::<UsageStatsView>(200),
+        )
         // Subscriptions on Stripe (AI Audio Studio).
         .get("/api/subscriptions/plans", Public, subscription::plans)
         .doc(

@@ -7,7 +7,10 @@ use crate::core::body::FieldError;
 pub const DEVICE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The client kinds Sokuji ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Platform {
     Chrome,
     Electron,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use worker::{query, D1Database, D1PreparedStatement};
 
-use crate::devices::rules::DEVICE_TTL_MS;
+use crate::devices::rules::{Platform, DEVICE_TTL_MS};
 use crate::error::AppError;
 use crate::storage::changes;
 
@@ -11,7 +11,7 @@ use crate::storage::changes;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Device {
     pub device_id: String,
-    pub platform: String,
+    pub platform: Platform,
     pub first_seen_at: String,
     pub last_seen_at: String,
     #[serde(skip_serializing)]

@@ -163,43 +163,101 @@ pub fn idempotency_key(
 /// A `POST /api/usage/reserve` body. For the seeds' clients every field also takes its
 /// camelCase spelling (`estimateTokens`, `requestId`) and fields it does not know are
 /// ignored; both spellings of one field at once are refused (`duplicate field`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = UsageReserveRequest)]
 pub struct ReserveRequest {
+    /// The tokens to hold (also `estimateTokens`).
     #[serde(alias = "estimateTokens")]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub estimate_tokens: u64,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub provider: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub model: Option<String>,
+    /// The idempotency key (also `requestId`, or the `Idempotency-Key` header; both must
+    /// agree).
     #[serde(default, alias = "requestId")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:-]+$")]
     pub request_id: Option<String>,
 }
 
 /// A `POST /api/usage/report` body. Like [`ReserveRequest`], it takes the camelCase
 /// spellings (`inputTokens`, `outputTokens`, `deviceId`, `reservationId`, `requestId`) and
 /// ignores fields it does not know.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = UsageReportRequest)]
 pub struct ReportRequest {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub provider: String,
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub model: String,
+    /// Also `inputTokens`. Input plus output is at most 100000000.
     #[serde(alias = "inputTokens")]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub input_tokens: u64,
+    /// Also `outputTokens`.
     #[serde(alias = "outputTokens")]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub output_tokens: u64,
+    /// The device the usage came from (also `deviceId`; the `X-Device-Id` header wins).
     #[serde(default, alias = "deviceId")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:-]+$")]
     pub device_id: Option<String>,
+    /// The reservation this usage settles (also `reservationId`).
     #[serde(default, alias = "reservationId")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub reservation_id: Option<String>,
+    /// The idempotency key (also `requestId`, or the `Idempotency-Key` header; both must
+    /// agree).
     #[serde(default, alias = "requestId")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:-]+$")]
     pub request_id: Option<String>,
 }
 
 /// A `POST /api/usage/sync` body: `last_sync_at` (or `lastSyncAt`), an RFC 3339 UTC time or
 /// epoch milliseconds (a JSON number or a string of digits). Unknown fields are ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = UsageSyncRequest)]
 pub struct SyncRequest {
+    /// The server time of the client's last sync (also `lastSyncAt`): an RFC 3339 UTC time
+    /// or epoch milliseconds; absent or null on a first sync.
     #[serde(default, alias = "lastSyncAt")]
+    #[schema(schema_with = last_sync_at_schema)]
     pub last_sync_at: Option<Value>,
+}
+
+/// `last_sync_at`'s schema: a time as text, epoch milliseconds, or null.
+fn last_sync_at_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
+/// What became of the reservation a report named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationOutcome {
+    /// Settled by this report: its unused part was released.
+    Settled,
+    /// An earlier report had settled it.
+    AlreadySettled,
+    /// It had expired (or its period ended): the usage counted in full.
+    Expired,
+    /// Still open but not in the counter's period (not settled by this report).
+    Reserved,
+    /// No reservation of the caller's has that id.
+    NotFound,
 }
 
 impl SyncRequest {

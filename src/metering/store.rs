@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
-use crate::metering::rules::{self as meter, QuotaState};
+use crate::metering::rules::{self as meter, QuotaState, ReservationOutcome};
 use crate::storage::UserRef;
 
 /// What every meter statement needs to know about the request.
@@ -228,7 +228,7 @@ pub struct UsageRecord {
     pub output_tokens: u64,
     pub total_tokens: u64,
     pub reservation_id: Option<String>,
-    pub reservation_status: Option<String>,
+    pub reservation_status: Option<ReservationOutcome>,
     pub released_tokens: u64,
     pub used_after: Option<u64>,
     pub reserved_after: Option<u64>,

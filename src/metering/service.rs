@@ -1,0 +1,417 @@
+//! Metering's flows: admit the device a request names, hold quota, record usage, read and
+//! sync the quota, list history and totals. Every flow meters a [`Subject`]: today the
+//! calling user; a later issue meters platform end users and org sites through the same
+//! flows.
+//!
+//! Each flow keeps its D1 round trips as they were in the handlers: one batch per counter
+//! change, a quota read folded into the caller's lookup ([`quota_read`]), a device sighting
+//! in the report's own batch.
+
+use worker::{D1Database, D1PreparedStatement, D1Result, Date, Env};
+
+use crate::core::page::PageRequest;
+use crate::core::random;
+use crate::core::time::rfc3339_from_millis;
+use crate::devices::rules::Platform;
+use crate::devices::service::{self as devices, Device, Sighting};
+use crate::error::AppError;
+use crate::identity::service::auth::{Credential, Principal};
+use crate::metering::rules::{Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
+use crate::metering::store as meters;
+use crate::plans::rules::{Plan, PlanCatalog};
+use crate::storage::{self, UserRef};
+
+pub use crate::metering::store::{Reservation, UsageFilter, UsageRecord, UsageTotals};
+
+/// Who is metered: whose counters, under which plan's limits, and the auth session their
+/// devices are tied to.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The counters' owner (a user id).
+    pub id: &'a str,
+    /// The plan whose limits apply.
+    pub plan: &'a Plan,
+    /// The auth session the subject's devices are tied to (signing it out frees them).
+    pub auth_session_id: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// The authenticated caller, under their plan (the default plan for an id the catalog no
+    /// longer has).
+    pub fn user(principal: &'a Principal, plans: &'a PlanCatalog) -> Self {
+        Self {
+            id: &principal.user.id,
+            plan: plans.get_or_default(&principal.user.plan),
+            auth_session_id: match &principal.credential {
+                Credential::Token { session_id, .. } => session_id.as_deref(),
+                Credential::ApiKey { .. } => None,
+            },
+        }
+    }
+}
+
+/// A device a request names, validated: its id and platform.
+pub type NamedDevice = (String, Platform);
+
+/// The request's time: every flow counts in the period containing it.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    now_ms: u64,
+    now: String,
+    period: Period,
+    period_key: String,
+}
+
+impl Clock {
+    /// Now.
+    pub fn now() -> Self {
+        let now_ms = Date::now().as_millis();
+        let period = Period::containing(now_ms);
+        Self {
+            now_ms,
+            now: rfc3339_from_millis(now_ms),
+            period_key: period.key(),
+            period,
+        }
+    }
+
+    /// Now, RFC 3339.
+    pub fn rfc3339(&self) -> &str {
+        &self.now
+    }
+
+    fn scope<'a>(&'a self, subject: &Subject<'a>) -> meters::Scope<'a> {
+        meters::Scope {
+            user_id: subject.id,
+            meter: TOKENS,
+            period: &self.period_key,
+            limit: subject.plan.tokens_per_month,
+            now: &self.now,
+            now_ms: self.now_ms,
+        }
+    }
+
+    /// The period a stored row was counted in; the request's own if the key is unreadable.
+    fn counted(&self, key: &str) -> Period {
+        Period::from_key(key).unwrap_or(self.period)
+    }
+
+    fn sighting<'a>(&'a self, subject: &Subject<'a>, device: &'a NamedDevice) -> Sighting<'a> {
+        Sighting {
+            user_id: subject.id,
+            device_id: &device.0,
+            platform: device.1.as_str(),
+            auth_session_id: subject.auth_session_id,
+            now: &self.now,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+/// Registers the device a request names, if any; a new device beyond the plan's limit of
+/// devices signed in at once is refused (`session_limit_exceeded`).
+async fn admit_device(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    device: Option<&NamedDevice>,
+) -> Result<(), AppError> {
+    let Some(device) = device else {
+        return Ok(());
+    };
+    let plan = subject.plan;
+    let db = storage::database(env)?;
+    if devices::admit(
+        &db,
+        clock.sighting(subject, device),
+        plan.concurrent_sessions,
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    Err(AppError::SessionLimit(format!(
+        "the {} plan allows {} device(s) at once; sign out on another device or upgrade",
+        plan.name,
+        plan.concurrent_sessions.unwrap_or_default()
+    )))
+}
+
+/// A hold admitted (now, or earlier under the same key: `replayed`), with the quota right
+/// after it in the period it counts in.
+pub struct Reserved {
+    pub reservation: Reservation,
+    pub replayed: bool,
+    pub period: Period,
+    pub quota: QuotaState,
+}
+
+/// Holds `request.estimate_tokens` if the whole of it fits (`quota_exceeded` otherwise),
+/// until a report settles it or `ttl_secs` pass; admits `device` first.
+pub async fn reserve(
+    env: &Env,
+    subject: &Subject<'_>,
+    request: &ReserveRequest,
+    key: Option<&str>,
+    device: Option<&NamedDevice>,
+    ttl_secs: u64,
+) -> Result<Reserved, AppError> {
+    let clock = Clock::now();
+    admit_device(env, subject, &clock, device).await?;
+    let scope = clock.scope(subject);
+    let db = storage::database(env)?;
+    let outcome = meters::reserve(
+        &db,
+        &scope,
+        &random::id::<12>("rsv_"),
+        request.estimate_tokens,
+        (request.provider.as_deref(), request.model.as_deref()),
+        key,
+        ttl_secs * 1000,
+    )
+    .await?;
+    match outcome {
+        meters::Reserved::Admitted {
+            reservation,
+            replayed,
+        } => Ok(Reserved {
+            quota: QuotaState {
+                limit: scope.limit,
+                used: reservation.used_after,
+                reserved: reservation.reserved_after,
+            },
+            period: clock.counted(&reservation.period),
+            reservation,
+            replayed,
+        }),
+        meters::Reserved::Refused(quota) => Err(AppError::QuotaExceeded(format!(
+            "{} tokens do not fit: {} of {} remain this period",
+            request.estimate_tokens,
+            quota.remaining().unwrap_or_default(),
+            quota.limit.unwrap_or_default()
+        ))),
+    }
+}
+
+/// Usage recorded (now, or by an earlier report under the same key: `replayed`), with the
+/// quota right after it in the period it counts in.
+pub struct Reported {
+    pub record: UsageRecord,
+    pub replayed: bool,
+    pub period: Period,
+    pub quota: QuotaState,
+}
+
+/// Records what a model call used, settling the reservation it names; never refused, even
+/// past the limit. Idempotent on `client_key`; without one the record's own id is its key.
+/// `device` is recorded in the same batch, and a device beyond the plan's limit is simply not
+/// registered (the usage already happened).
+pub async fn report(
+    env: &Env,
+    subject: &Subject<'_>,
+    request: &ReportRequest,
+    client_key: Option<&str>,
+    device: Option<&NamedDevice>,
+) -> Result<Reported, AppError> {
+    let id = random::id::<12>("use_");
+    // Stored keys are unique per user: a keyless report gets its own record id, which no
+    // other report can carry (ids are random).
+    let key = client_key.unwrap_or(&id);
+    let clock = Clock::now();
+    let scope = clock.scope(subject);
+    let db = storage::database(env)?;
+    let also = match device {
+        Some(device) => vec![devices::sighting_statement(
+            &db,
+            clock.sighting(subject, device),
+            subject.plan.concurrent_sessions,
+        )?],
+        None => Vec::new(),
+    };
+    let usage = meters::NewUsage {
+        id: &id,
+        request_id: key,
+        provider: &request.provider,
+        model: &request.model,
+        device_id: device.map(|(id, _)| id.as_str()),
+        input_tokens: request.input_tokens,
+        output_tokens: request.output_tokens,
+        reservation_id: request.reservation_id.as_deref(),
+    };
+    let (record, replayed) = meters::record(&db, &scope, usage, also).await?;
+    Ok(Reported {
+        quota: QuotaState {
+            limit: record.limit_at,
+            used: record.used_after.unwrap_or_default(),
+            reserved: record.reserved_after.unwrap_or_default(),
+        },
+        period: clock.counted(&record.period),
+        record,
+        replayed,
+    })
+}
+
+/// The statement that reads the token counter of the user `user` names at `clock`, for
+/// [`crate::identity::service::auth::authenticate_and_read`]: the quota read shares the
+/// caller's lookup's round trip.
+pub fn quota_read(
+    clock: &Clock,
+) -> impl Fn(&D1Database, &UserRef) -> Result<D1PreparedStatement, AppError> + '_ {
+    move |db, user| meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
+}
+
+/// The subject's quota as it stands, in the period it counts in.
+pub struct Quota {
+    pub period: Period,
+    pub quota: QuotaState,
+}
+
+/// The quota [`quota_read`] found (`None`: no counter to read), after admitting `device`.
+pub async fn quota(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    found: Option<D1Result>,
+    device: Option<&NamedDevice>,
+) -> Result<Quota, AppError> {
+    let reading = reading(subject, clock, found)?;
+    admit_device(env, subject, clock, device).await?;
+    Ok(Quota {
+        period: clock.counted(&reading.period),
+        quota: reading.quota,
+    })
+}
+
+/// The quota, and whether it changed since the client's last sync.
+pub struct Synced {
+    pub period: Period,
+    pub quota: QuotaState,
+    pub has_updates: bool,
+}
+
+/// The quota [`quota_read`] found, after admitting `device`, and whether it changed since
+/// `since` (epoch ms; `None` on a first sync, which always has updates).
+pub async fn sync(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    found: Option<D1Result>,
+    since: Option<u64>,
+    device: Option<&NamedDevice>,
+) -> Result<Synced, AppError> {
+    let reading = reading(subject, clock, found)?;
+    admit_device(env, subject, clock, device).await?;
+    let period = clock.counted(&reading.period);
+    let has_updates = match (since, reading.changed_at) {
+        (None, _) => true,
+        // A new period started since the last sync: the quota was reset.
+        (Some(since), _) if since < period.start_ms() => true,
+        (Some(_), None) => false,
+        (Some(since), Some(changed)) => changed > since,
+    };
+    Ok(Synced {
+        period,
+        quota: reading.quota,
+        has_updates,
+    })
+}
+
+fn reading(
+    subject: &Subject<'_>,
+    clock: &Clock,
+    found: Option<D1Result>,
+) -> Result<meters::Reading, AppError> {
+    let limit = subject.plan.tokens_per_month;
+    match found {
+        Some(result) => meters::reading_from(&result, &clock.period_key, limit),
+        None => Ok(meters::Reading::untouched(&clock.period_key, limit)),
+    }
+}
+
+/// The subject's active devices, the request's own first registered.
+pub struct Sessions {
+    pub devices: Vec<Device>,
+    /// The request's device, if it named one.
+    pub current: Option<String>,
+    /// The plan's limit of devices at once; `None` is unlimited.
+    pub limit: Option<u32>,
+}
+
+/// Admits `device` (if any), then lists the subject's active devices.
+pub async fn sessions(
+    env: &Env,
+    subject: &Subject<'_>,
+    device: Option<NamedDevice>,
+) -> Result<Sessions, AppError> {
+    let clock = Clock::now();
+    admit_device(env, subject, &clock, device.as_ref()).await?;
+    let db = storage::database(env)?;
+    let devices = devices::active(&db, subject.id, clock.now_ms).await?;
+    Ok(Sessions {
+        devices,
+        current: device.map(|(id, _)| id),
+        limit: subject.plan.concurrent_sessions,
+    })
+}
+
+/// A page of usage records, newest first.
+pub struct History {
+    pub records: Vec<UsageRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// The page `page` asks for of the subject's usage records matching `filter`, newest first.
+pub async fn history(
+    env: &Env,
+    subject: &Subject<'_>,
+    filter: &UsageFilter,
+    page: &PageRequest,
+) -> Result<History, AppError> {
+    let db = storage::database(env)?;
+    let mut records =
+        meters::history(&db, subject.id, filter, page.after_pair()?, page.limit + 1).await?;
+    let next_cursor =
+        crate::core::page::finish(&mut records, page.limit, |r| [&r.created_at, &r.id]);
+    Ok(History {
+        records,
+        next_cursor,
+    })
+}
+
+/// Usage totals overall and by provider, model, device and UTC day.
+pub struct Stats {
+    /// The window, as applied (the current period when the query gave neither bound).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub total: Option<UsageTotals>,
+    pub by_provider: Vec<UsageTotals>,
+    pub by_model: Vec<UsageTotals>,
+    pub by_device: Vec<UsageTotals>,
+    pub by_day: Vec<UsageTotals>,
+}
+
+/// The subject's usage totals matching `filter`; without `from` and `to`, in the current
+/// period.
+pub async fn stats(
+    env: &Env,
+    subject: &Subject<'_>,
+    mut filter: UsageFilter,
+) -> Result<Stats, AppError> {
+    if filter.from.is_none() && filter.to.is_none() {
+        let period = Period::containing(Date::now().as_millis());
+        filter.from = Some(rfc3339_from_millis(period.start_ms()));
+        filter.to = Some(rfc3339_from_millis(period.end_ms()));
+    }
+    let db = storage::database(env)?;
+    let [total, by_provider, by_model, by_device, by_day] =
+        meters::stats(&db, subject.id, &filter).await?;
+    Ok(Stats {
+        from: filter.from,
+        to: filter.to,
+        total: total.into_iter().next(),
+        by_provider,
+        by_model,
+        by_device,
+        by_day,
+    })
+}
