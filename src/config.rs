@@ -7,11 +7,11 @@
 
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::credits::{self, CreditPolicy, LimitReset};
-use crate::core::plans::PlanCatalog;
-use crate::core::roles::RoleConfig;
 use crate::core::sealed::Keyring;
 use crate::error::AppError;
+use crate::identity::rules::roles::RoleConfig;
+use crate::plans::rules::PlanCatalog;
+use crate::provider_keys::rules::{self as credits, CreditPolicy, LimitReset};
 
 /// The D1 binding holding every table.
 pub const D1_BINDING: &str = "DB";
@@ -643,7 +643,7 @@ impl AuthConfig {
             clerk_webhook_secret: {
                 let mut secret = l.secret(Secret::read(source, "CLERK_WEBHOOK_SECRET"));
                 if let Ok(value) = secret.require() {
-                    if crate::core::svix::check_secrets(value).is_err() {
+                    if crate::webhooks::rules::svix::check_secrets(value).is_err() {
                         l.problems.push(ConfigError {
                             setting: "CLERK_WEBHOOK_SECRET",
                             problem: "lists a value that is not a whsec_ secret (base64 after \

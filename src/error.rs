@@ -7,7 +7,8 @@
 use std::borrow::Cow;
 
 use crate::core::body::FieldError;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Every way a request can fail, each with a stable code and HTTP status.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,25 @@ pub enum AppError {
     /// A bug or an infrastructure failure; the detail is logged, not returned.
     Internal(String),
 }
+
+/// Every error code with its status, as `/openapi.json` documents them.
+pub const CODES: &[(&str, u16)] = &[
+    ("bad_request", 400),
+    ("validation_failed", 400),
+    ("unauthorized", 401),
+    ("quota_exceeded", 402),
+    ("insufficient_credits", 402),
+    ("forbidden", 403),
+    ("not_found", 404),
+    ("method_not_allowed", 405),
+    ("conflict", 409),
+    ("session_limit_exceeded", 409),
+    ("payload_too_large", 413),
+    ("rate_limited", 429),
+    ("internal", 500),
+    ("upstream_error", 502),
+    ("not_configured", 503),
+];
 
 impl AppError {
     /// The stable machine-readable code.
@@ -132,21 +152,45 @@ impl AppError {
 
     /// The JSON envelope for this error.
     pub fn envelope(&self, request_id: &str) -> Value {
-        let mut error = json!({
-            "code": self.code(),
-            "message": self.public_message(),
-            "request_id": request_id,
-        });
-        if let Self::Validation(fields) = self {
-            error["fields"] = json!(fields);
-        }
-        json!({ "error": error })
+        let envelope = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code(),
+                message: self.public_message(),
+                request_id: request_id.to_owned(),
+                fields: match self {
+                    Self::Validation(fields) => Some(fields.clone()),
+                    _ => None,
+                },
+            },
+        };
+        serde_json::to_value(envelope).unwrap_or(Value::Null)
     }
 
     /// A single-field validation error.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }
+}
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable and machine-readable: `validation_failed`, `unauthorized`, `quota_exceeded`, ...
+    #[schema(value_type = String, example = "validation_failed")]
+    pub code: &'static str,
+    /// A sentence a developer can act on.
+    pub message: String,
+    /// This request's id, as in `X-Request-Id`.
+    pub request_id: String,
+    /// For `validation_failed`: each invalid field and what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
 }
 
 impl From<FieldError> for AppError {
@@ -200,6 +244,15 @@ mod tests {
             },
             AppError::Internal("db exploded at row 7".into()),
         ]
+    }
+
+    #[test]
+    fn the_code_table_is_every_error_with_its_status() {
+        let mut from_errors: Vec<_> = all().iter().map(|e| (e.code(), e.status())).collect();
+        let mut table = CODES.to_vec();
+        from_errors.sort();
+        table.sort();
+        assert_eq!(from_errors, table);
     }
 
     #[test]

@@ -1,20 +1,36 @@
 //! Tollgate: the backend an AI product needs — identity, plans, exact metering, provider keys
 //! and Stripe billing — in one Cloudflare Worker.
 //!
-//! The layers, from the outside in: [`http`] (the request pipeline every request goes through),
-//! [`routes`] (the one table of every path), `handlers` (parse and answer), `store` (D1 and KV),
-//! and [`core`] (pure rules with no `worker` types, unit-tested on the host).
+//! Shared infrastructure: [`http`] (the request pipeline every request goes through),
+//! [`routes`] (the one table of every path and who may call it), [`config`], [`error`],
+//! [`clock`], [`storage`] (the D1 and KV bindings), [`upstream`] (Clerk, Stripe, OpenRouter
+//! clients) and [`core`] (pure primitives).
+//!
+//! One folder per capability — [`identity`], [`metering`], [`devices`], [`plans`],
+//! [`provider_keys`], [`billing`], [`webhooks`], [`health`] — each holding its pure rules
+//! (`rules`, no `worker` types, host-tested), its store (`store`, the only code touching its
+//! tables), its service (`service`, the flow) and its HTTP surface (`http`).
 
-mod auth;
+pub mod billing;
+pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod core;
+pub mod devices;
 pub mod error;
-mod handlers;
+pub mod health;
 pub mod http;
+pub mod identity;
+#[cfg(not(target_arch = "wasm32"))]
+mod layout;
+pub mod metering;
+pub mod plans;
+pub mod provider_keys;
 pub mod routes;
-mod services;
-mod store;
-mod upstream;
+pub mod scheduled;
+pub mod storage;
+pub mod upstream;
+pub mod webhooks;
 
 use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 use worker_macros::event;
@@ -29,5 +45,5 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// sweep and the retry of failed Stripe events. Safe to run twice at once.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    services::scheduled::run(&event.cron(), &env).await;
+    scheduled::run(&event.cron(), &env).await;
 }

@@ -3,14 +3,20 @@
 //!
 //! Access: `Public` reads no credential; `Session` needs a Clerk or HMAC token (API keys are
 //! refused); `Scoped(scope)` takes any token, or an API key holding `scope` (see
-//! [`crate::core::scopes`]). Admin routes also check the caller's admin role.
+//! [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 
-use crate::core::scopes::Access::{Public, Scoped, Session};
-use crate::core::scopes::Scope::{Admin, Billing, Keys, Usage};
-use crate::handlers::{
-    admin, auth, billing, clerk_webhook, health, provider_keys, subscription, usage, user,
-};
+use crate::billing::http as billing;
+use crate::contract::{self, OpenApiDocument};
+use crate::health::http as health;
 use crate::http::dispatch::RouteTable;
+use crate::http::doc::Doc;
+use crate::identity::http::{auth, user};
+use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
+use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
+use crate::metering::http as usage;
+use crate::plans::http as subscription;
+use crate::provider_keys::http::{admin, keys as provider_keys};
+use crate::webhooks::http as clerk_webhook;
 
 /// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
 /// and are kept byte-exact for signature checks.
@@ -32,6 +38,9 @@ pub fn table() -> RouteTable {
         .get("/health", Public, health::service)
         .get("/api/health", Public, health::detailed)
         .get("/api/health/ping", Public, health::ping)
+        // The API contract: this table as an OpenAPI 3.1 document.
+        .get("/openapi.json", Public, contract::document)
+        .doc(Doc::new("This API as an OpenAPI 3.1 document").ok::<OpenApiDocument>(200))
         // Identity (Sokuji): sign-in, sessions, Clerk's webhook.
         .get("/api/auth/oauth/:provider", Public, auth::oauth)
         .post("/api/auth/refresh", Session, auth::refresh)
@@ -141,7 +150,7 @@ pub fn table() -> RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::scopes::Access;
+    use crate::identity::rules::scopes::Access;
 
     #[test]
     fn every_admin_route_needs_the_admin_scope() {

@@ -2,8 +2,12 @@
 //! `wasm-bindgen-test-runner` (`scripts/test` does this). On the host this file is empty.
 #![cfg(target_arch = "wasm32")]
 
-use tollgate::core::jwt::{self, ClerkPolicy, HmacPolicy, Rejection, TimeCheck, TokenKind};
-use tollgate::core::{api_key, random, request_id, sealed, svix};
+use tollgate::core::{random, request_id, sealed};
+use tollgate::identity::rules::api_key;
+use tollgate::identity::rules::jwt::{
+    self, ClerkPolicy, HmacPolicy, Rejection, TimeCheck, TokenKind,
+};
+use tollgate::webhooks::rules::svix;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 /// Randomness reaches the JS runtime's `crypto.getRandomValues` (getrandom's `js` backend):

@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 
 /// One invalid field in a request: where it is and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path to the field (`estimate_tokens`, `items[2].id`), or `body` for the whole body.
     pub field: String,

@@ -9,8 +9,8 @@ use worker::RouteContext;
 
 use crate::config::Config;
 use crate::core::body::{decode, parse_json};
-use crate::core::scopes::Access;
 use crate::error::AppError;
+use crate::identity::rules::scopes::Access;
 
 /// The route context every handler receives: bindings and params from `worker::Router`,
 /// plus this request's [`RequestCtx`].

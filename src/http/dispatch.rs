@@ -19,9 +19,10 @@ use std::rc::Rc;
 use worker::{Method, Request, Response, Router};
 
 use super::context::{Ctx, RequestCtx};
+use super::doc::Doc;
 use super::response;
-use crate::core::scopes::Access;
 use crate::error::AppError;
+use crate::identity::rules::scopes::Access;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
 type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
@@ -32,6 +33,8 @@ struct Endpoint {
     access: Access,
     /// Whether `HEAD` may run this (GET) handler: false when it may create something.
     head: bool,
+    /// What `/openapi.json` says about it.
+    doc: Doc,
     handler: Handler,
 }
 
@@ -44,6 +47,16 @@ struct Route {
 #[derive(Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The endpoint registered last (route, method), which `doc` describes.
+    last: Option<(usize, usize)>,
+}
+
+/// One endpoint as `/openapi.json` sees it.
+pub struct Documented<'a> {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub access: Access,
+    pub doc: &'a Doc,
 }
 
 macro_rules! method_fns {
@@ -101,23 +114,51 @@ impl RouteTable {
             method,
             access,
             head,
+            doc: Doc::default(),
             handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
         };
-        match self.routes.iter_mut().find(|r| r.pattern == pattern) {
-            Some(route) => {
+        match self.routes.iter().position(|r| r.pattern == pattern) {
+            Some(r) => {
+                let route = &mut self.routes[r];
                 assert!(
                     route.methods.iter().all(|e| e.method != endpoint.method),
                     "{:?} {pattern} is registered twice",
                     endpoint.method
                 );
                 route.methods.push(endpoint);
+                self.last = Some((r, route.methods.len() - 1));
             }
-            None => self.routes.push(Route {
-                pattern,
-                methods: vec![endpoint],
-            }),
+            None => {
+                self.routes.push(Route {
+                    pattern,
+                    methods: vec![endpoint],
+                });
+                self.last = Some((self.routes.len() - 1, 0));
+            }
         }
         self
+    }
+
+    /// Describes the endpoint registered last, for `/openapi.json`.
+    pub fn doc(mut self, doc: Doc) -> Self {
+        let endpoint = self
+            .last
+            .and_then(|(r, m)| self.routes.get_mut(r)?.methods.get_mut(m))
+            .expect("doc() follows the endpoint it describes");
+        endpoint.doc = doc;
+        self
+    }
+
+    /// Every endpoint with its description, in registration order.
+    pub fn documented(&self) -> impl Iterator<Item = Documented<'_>> + '_ {
+        self.routes.iter().flat_map(|route| {
+            route.methods.iter().map(move |e| Documented {
+                method: method_name(&e.method),
+                pattern: route.pattern,
+                access: e.access,
+                doc: &e.doc,
+            })
+        })
     }
 
     /// Every `(method, pattern, access)` in registration order.

@@ -14,6 +14,7 @@
 mod context;
 mod cors;
 pub mod dispatch;
+pub mod doc;
 pub mod response;
 
 use std::rc::Rc;

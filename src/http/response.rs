@@ -16,6 +16,11 @@ pub fn ok<T: Serialize>(body: &T) -> Result<Response, AppError> {
     json(200, body)
 }
 
+/// A response whose body is JSON already serialised.
+pub fn raw_json(status: u16, body: Vec<u8>) -> Response {
+    with_body(status, json_headers(), body)
+}
+
 /// `200 OK` with a JSON body that carries a secret (a provider key): never cached.
 pub fn secret<T: Serialize>(body: &T) -> Result<Response, AppError> {
     let mut resp = json(200, body)?;

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Headers, Method, Request, RequestInit};
 
-use crate::core::credits::{micros_from_usd, usd};
 use crate::error::AppError;
+use crate::provider_keys::rules::{micros_from_usd, usd};
 
 const SERVICE: &str = "openrouter";
 

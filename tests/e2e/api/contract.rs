@@ -14,7 +14,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate::core::scopes::Scope;
+use tollgate::identity::rules::scopes::Scope;
 
 use super::Case;
 use crate::harness::identity::{unique, ADMIN_HMAC_UID};

@@ -115,6 +115,11 @@ impl FakeClerk {
     /// Starts the fake with one fresh signing key; Backend API calls must carry
     /// `Authorization: Bearer <secret_key>`.
     pub fn start(secret_key: &str) -> Self {
+        Self::start_on(secret_key, "127.0.0.1:0").expect("bind the fake clerk")
+    }
+
+    /// Like [`Self::start`], listening on `address`.
+    pub fn start_on(secret_key: &str, address: &str) -> Result<Self, String> {
         let state = Arc::new(Mutex::new(ClerkState {
             key: SigningKey::generate(),
             sessions: HashMap::new(),
@@ -124,11 +129,11 @@ impl FakeClerk {
         let upstream = {
             let state = Arc::clone(&state);
             let authorization = format!("Bearer {secret_key}");
-            FakeUpstream::start("clerk", move |request| {
+            FakeUpstream::start_on("clerk", address, move |request| {
                 respond(request, &state, &authorization)
-            })
+            })?
         };
-        Self { upstream, state }
+        Ok(Self { upstream, state })
     }
 
     /// The underlying server, for `received()`, `inject()` and `base_url()`.

@@ -95,13 +95,16 @@ pub struct FakeUpstream {
 }
 
 impl FakeUpstream {
-    /// Starts serving `responder` on a free loopback port.
-    pub fn start(
+    /// Starts serving `responder` on `address`: a free loopback port (`127.0.0.1:0`) in the
+    /// tests, a fixed one for the standalone fakes of `scripts/dev --fakes`.
+    pub fn start_on(
         name: &'static str,
+        address: &str,
         responder: impl Fn(&Recorded) -> FakeResponse + Send + Sync + 'static,
-    ) -> Self {
-        let server =
-            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a fake upstream"));
+    ) -> Result<Self, String> {
+        let server = Arc::new(
+            tiny_http::Server::http(address).map_err(|e| format!("{name}: bind {address}: {e}"))?,
+        );
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let state = Arc::new(Mutex::new(State::default()));
         let responder: Arc<Responder> = Arc::new(responder);
@@ -116,13 +119,13 @@ impl FakeUpstream {
                 }
             })
         };
-        Self {
+        Ok(Self {
             name,
             base_url: format!("http://127.0.0.1:{port}"),
             server,
             state,
             thread: Some(thread),
-        }
+        })
     }
 
     /// The service's name (`clerk`, `stripe`, ...).
@@ -248,11 +251,16 @@ impl Fakes {
     /// Starts every fake. Each answers an unknown path with 404 in its service's error shape,
     /// which is what the real API says.
     pub fn start() -> Self {
-        Self {
-            clerk: FakeClerk::start(CLERK_SECRET_KEY),
-            openrouter: FakeOpenRouter::start(OPENROUTER_PROVISIONING_KEY),
-            stripe: FakeStripe::start(STRIPE_SECRET_KEY),
-        }
+        Self::start_on(["127.0.0.1:0"; 3]).expect("bind the fakes")
+    }
+
+    /// Like [`Self::start`], on these addresses: Clerk's, OpenRouter's, Stripe's.
+    pub fn start_on([clerk, openrouter, stripe]: [&str; 3]) -> Result<Self, String> {
+        Ok(Self {
+            clerk: FakeClerk::start_on(CLERK_SECRET_KEY, clerk)?,
+            openrouter: FakeOpenRouter::start_on(OPENROUTER_PROVISIONING_KEY, openrouter)?,
+            stripe: FakeStripe::start_on(STRIPE_SECRET_KEY, stripe)?,
+        })
     }
 
     /// The worker vars that point it at these fakes, with the credentials they require.

@@ -114,15 +114,20 @@ impl FakeOpenRouter {
     /// Starts the fake with no keys; every call must carry
     /// `Authorization: Bearer <provisioning_key>`.
     pub fn start(provisioning_key: &str) -> Self {
+        Self::start_on(provisioning_key, "127.0.0.1:0").expect("bind the fake openrouter")
+    }
+
+    /// Like [`Self::start`], listening on `address`.
+    pub fn start_on(provisioning_key: &str, address: &str) -> Result<Self, String> {
         let state = Arc::new(Mutex::new(OpenRouterState::default()));
         let upstream = {
             let state = Arc::clone(&state);
             let authorization = format!("Bearer {provisioning_key}");
-            FakeUpstream::start("openrouter", move |request| {
+            FakeUpstream::start_on("openrouter", address, move |request| {
                 respond(request, &state, &authorization)
-            })
+            })?
         };
-        Self { upstream, state }
+        Ok(Self { upstream, state })
     }
 
     /// The underlying server, for `received()`, `inject()` and `base_url()` (the API's base

@@ -241,6 +241,11 @@ impl FakeStripe {
     /// Starts the fake with no prices, customers or subscriptions; every call must carry
     /// `Authorization: Bearer <secret_key>`.
     pub fn start(secret_key: &str) -> Self {
+        Self::start_on(secret_key, "127.0.0.1:0").expect("bind the fake stripe")
+    }
+
+    /// Like [`Self::start`], listening on `address`.
+    pub fn start_on(secret_key: &str, address: &str) -> Result<Self, String> {
         let state = Arc::new(Mutex::new(StripeState {
             portal_configuration: random_id("bpc_", 24),
             ..StripeState::default()
@@ -248,11 +253,11 @@ impl FakeStripe {
         let upstream = {
             let state = Arc::clone(&state);
             let authorization = format!("Bearer {secret_key}");
-            FakeUpstream::start("stripe", move |request| {
+            FakeUpstream::start_on("stripe", address, move |request| {
                 respond(request, &state, &authorization)
-            })
+            })?
         };
-        Self { upstream, state }
+        Ok(Self { upstream, state })
     }
 
     /// The underlying server, for `received()`, `inject()` and `base_url()` (the API's base

@@ -1,0 +1,297 @@
+//! AI Audio Studio's subscription endpoints (`/api/subscriptions/*`) on Stripe: Checkout, the
+//! Billing Portal, cancelling and changing a subscription, the caller's subscription and its
+//! history, and the Stripe webhook with its admin retry and status.
+
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Request, Response};
+
+use crate::billing::service::stripe_events;
+use crate::billing::service::subscriptions::{self as billing, Event, Urls};
+use crate::billing::store as billing_store;
+use crate::clock::now;
+use crate::config::Config;
+use crate::core::page;
+use crate::error::AppError;
+use crate::http::{self, header, response, Ctx};
+use crate::identity::service::auth::{self, Principal};
+use crate::metering::rules as meter;
+use crate::plans::rules::Plan;
+use crate::storage as store;
+use crate::webhooks::rules::stripe_signature;
+use crate::webhooks::store as webhook_events;
+
+/// A URL the customer is sent back to: the request's, if it is on an allowed origin (never an
+/// open redirect), else the configured one; `not_configured` naming the setting when neither.
+fn return_url(
+    config: &Config,
+    requested: Option<&str>,
+    field: &str,
+    configured: Option<&String>,
+    setting: &'static str,
+) -> Result<String, AppError> {
+    if let Some(url) = requested {
+        let origin = worker::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.origin().ascii_serialization());
+        return match origin {
+            Some(origin) if config.cors.allows(&origin) => Ok(url.to_owned()),
+            _ => Err(AppError::invalid(
+                field,
+                "must be an http(s) URL on an allowed origin (CORS_ALLOWED_ORIGINS)",
+            )),
+        };
+    }
+    configured.cloned().ok_or(AppError::NotConfigured {
+        setting: setting.into(),
+    })
+}
+
+/// The plan a body names; `validation_failed` listing the plans otherwise.
+pub(crate) fn plan<'c>(config: &'c Config, id: &str) -> Result<&'c Plan, AppError> {
+    config.plans.get(id).ok_or_else(|| {
+        let known: Vec<&str> = config.plans.plans().iter().map(|p| p.id.as_str()).collect();
+        AppError::invalid(
+            "plan",
+            format!("unknown plan; one of: {}", known.join(", ")),
+        )
+    })
+}
+
+/// The client's idempotency key for a call that creates something at Stripe
+/// (`Idempotency-Key` or `request_id`), if it sent one. It is never sent to Stripe as it is:
+/// the service derives Stripe's key from it, the user and the operation.
+fn client_key(req: &Request, body_key: Option<&str>) -> Result<Option<String>, AppError> {
+    Ok(meter::idempotency_key(
+        header(req, "Idempotency-Key").as_deref(),
+        body_key,
+        false,
+    )?)
+}
+
+/// A checkout body (`POST /api/subscriptions/checkout`, `POST /api/subscription/upgrade`,
+/// where `plan` may be left out).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    success_url: Option<String>,
+    #[serde(default)]
+    cancel_url: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// `POST /api/subscriptions/checkout` `{plan, success_url?, cancel_url?}`: a Stripe Checkout
+/// URL for the plan's price (the Stripe customer is created on first use).
+pub async fn checkout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: CheckoutBody = ctx.data.json()?;
+    let id = body
+        .plan
+        .as_deref()
+        .ok_or_else(|| AppError::invalid("plan", "is required"))?;
+    let plan = plan(&ctx.data.config, id)?;
+    start_checkout(&req, &ctx, &principal, &body, plan).await
+}
+
+/// A checkout of `plan` for the authenticated caller (shared with Sokuji's upgrade).
+pub async fn start_checkout(
+    req: &Request,
+    ctx: &Ctx,
+    principal: &Principal,
+    body: &CheckoutBody,
+    plan: &Plan,
+) -> Result<Response, AppError> {
+    let config = &ctx.data.config;
+    if plan.id == principal.user.plan {
+        return Err(AppError::Conflict(format!(
+            "you are already on the {} plan",
+            plan.name
+        )));
+    }
+    billing::price_of(plan)?;
+    let success = return_url(
+        config,
+        body.success_url.as_deref(),
+        "success_url",
+        config.billing.success_url.as_ref(),
+        "STRIPE_SUCCESS_URL",
+    )?;
+    let cancel = return_url(
+        config,
+        body.cancel_url.as_deref(),
+        "cancel_url",
+        config.billing.cancel_url.as_ref(),
+        "STRIPE_CANCEL_URL",
+    )?;
+    let key = client_key(req, body.request_id.as_deref())?;
+    let db = store::database(&ctx.env)?;
+    let urls = Urls {
+        success: &success,
+        cancel: &cancel,
+    };
+    let session =
+        billing::checkout(&db, config, &principal.user, plan, urls, key.as_deref()).await?;
+    response::ok(&json!({
+        "url": session.url,
+        "session_id": session.id,
+        "plan": plan.id,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalBody {
+    #[serde(default)]
+    return_url: Option<String>,
+}
+
+/// Bodies that may be empty.
+pub(crate) fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+) -> Result<T, AppError> {
+    if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        ctx.data.json()
+    }
+}
+
+/// `POST /api/subscriptions/portal` `{return_url?}`: a Stripe Billing Portal URL.
+pub async fn portal(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: PortalBody = optional_body(&ctx)?;
+    let config = &ctx.data.config;
+    let url = return_url(
+        config,
+        body.return_url.as_deref(),
+        "return_url",
+        config.billing.portal_return_url.as_ref(),
+        "STRIPE_PORTAL_RETURN_URL",
+    )?;
+    let key = client_key(&req, None)?;
+    let db = store::database(&ctx.env)?;
+    let session = billing::portal(&db, config, &principal.user, &url, key.as_deref()).await?;
+    response::ok(&json!({ "url": session.url, "session_id": session.id }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default = "yes")]
+    at_period_end: bool,
+}
+
+impl Default for CancelBody {
+    fn default() -> Self {
+        Self {
+            at_period_end: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/subscriptions/cancel` `{at_period_end?}` (default true: the plan lasts until
+/// the period ends; false cancels now and moves the user to the default plan).
+pub async fn cancel(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: CancelBody = optional_body(&ctx)?;
+    let db = store::database(&ctx.env)?;
+    let config = &ctx.data.config;
+    let subscription = billing::cancel(
+        &db,
+        config,
+        &principal.user,
+        body.at_period_end,
+        &ctx.data.request_id,
+    )
+    .await?;
+    response::ok(&json!({ "subscription": subscription }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    plan: String,
+}
+
+/// `PUT /api/subscriptions/update` `{plan}`: moves the subscription to that plan's price
+/// (prorated); the plan changes at once.
+pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let body: UpdateBody = ctx.data.json()?;
+    let config = &ctx.data.config;
+    let plan = plan(config, &body.plan)?;
+    billing::price_of(plan)?;
+    let db = store::database(&ctx.env)?;
+    let subscription =
+        billing::change_plan(&db, config, &principal.user, plan, &ctx.data.request_id).await?;
+    response::ok(&json!({ "subscription": subscription }))
+}
+
+/// `GET /api/subscriptions/current`: the caller's plan and subscription (or `null`).
+pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let db = store::database(&ctx.env)?;
+    let subscription = billing_store::current_for_user(&db, &principal.user.id).await?;
+    let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
+    response::ok(&json!({ "plan": plan, "subscription": subscription }))
+}
+
+/// `GET /api/subscriptions/history`: every change of the caller's subscriptions, newest
+/// first, paginated.
+pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let page = http::page_request(&http::query_pairs(&req)?)?;
+    let db = store::database(&ctx.env)?;
+    let mut lines =
+        billing_store::history(&db, &principal.user.id, page.after_pair()?, page.limit + 1).await?;
+    let next_cursor = page::finish(&mut lines, page.limit, |l| [&l.created_at, &l.id]);
+    response::ok(&json!({ "data": lines, "next_cursor": next_cursor }))
+}
+
+/// `POST /api/webhooks/stripe` and `POST /webhook/stripe`: Stripe's events. The signature is
+/// checked over the raw body (any `v1`, 300 s tolerance); the event is stored before it is
+/// answered; a duplicate changes nothing; a failure to apply it is recorded and retried, and
+/// still answered 200 (the event is safe).
+pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let config = &ctx.data.config;
+    let secret = config.billing.webhook_secret.require()?;
+    let body = ctx.data.raw_body();
+    let signature = header(&req, "Stripe-Signature");
+    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+    stripe_signature::verify(secret, signature.as_deref(), body, now_secs)
+        .map_err(|e| AppError::Unauthorized(e.message()))?;
+    let payload =
+        std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
+    let event = Event::parse(body).map_err(|problem| AppError::invalid("body", problem))?;
+    let db = store::database(&ctx.env)?;
+    let receipt = stripe_events::receive(&db, config, &event, payload).await?;
+    response::ok(&json!({ "received": true, "event": receipt }))
+}
+
+/// `POST /api/webhooks/retry` (admin): retries failed events now.
+pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_admin()?;
+    let db = store::database(&ctx.env)?;
+    let report = stripe_events::retry(&db, &ctx.data.config).await?;
+    response::ok(&json!({ "retry": report, "at": now() }))
+}
+
+/// `GET /api/webhooks/status` (admin): deliveries by provider and status, the latest failures.
+pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_admin()?;
+    let db = store::database(&ctx.env)?;
+    let counts = webhook_events::counts(&db).await?;
+    let failures = webhook_events::latest_failures(&db, 20).await?;
+    response::ok(&json!({ "counts": counts, "latest_failures": failures }))
+}

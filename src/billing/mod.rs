@@ -1,0 +1,4 @@
+//! Subscriptions on Stripe: checkout, portal, changes, and applying Stripe's events.
+pub mod http;
+pub mod service;
+pub mod store;

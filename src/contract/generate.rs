@@ -1,0 +1,392 @@
+//! Builds `/openapi.json` from the route table: every endpoint's path, method, parameters,
+//! request body, success answers, the errors it can give (in the error envelope) and the
+//! credentials it accepts. Host only.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, ObjectBuilder, OpenApi,
+    OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, Schema, ServerBuilder, Type,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::error::{ErrorEnvelope, CODES};
+use crate::http::dispatch::{Documented, RouteTable};
+use crate::http::doc::Answer;
+use crate::identity::rules::scopes::{Access, Scope};
+
+/// The security scheme of every credential: a Clerk or HMAC session token, or an API key,
+/// each as `Authorization: Bearer ...`.
+const BEARER: &str = "bearer";
+
+/// The document for `table`, as pretty JSON with a trailing newline.
+pub fn json(table: &RouteTable) -> String {
+    let doc = document(table);
+    let mut text = serde_json::to_string_pretty(&doc).expect("the document serialises");
+    text.push('\n');
+    text
+}
+
+/// The document for `table`.
+pub fn document(table: &RouteTable) -> OpenApi {
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    let error_ref = {
+        ErrorEnvelope::schemas(&mut schemas);
+        schemas.push((ErrorEnvelope::name().into_owned(), ErrorEnvelope::schema()));
+        Ref::from_schema_name(ErrorEnvelope::name())
+    };
+    let mut paths: BTreeMap<String, Vec<(HttpMethod, utoipa::openapi::path::Operation)>> =
+        BTreeMap::new();
+    for endpoint in table.documented() {
+        let (path, operation) = operation(&endpoint, &mut schemas, &error_ref);
+        paths
+            .entry(path)
+            .or_default()
+            .push((http_method(endpoint.method), operation));
+    }
+    let mut builder = PathsBuilder::new();
+    for (path, operations) in paths {
+        for (method, operation) in operations {
+            builder = builder.path(path.clone(), PathItem::new(method, operation));
+        }
+    }
+    let mut components = ComponentsBuilder::new().security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A Clerk session token, an HMAC token, or an API key (`tg_...`). Routes \
+                     that need a signed-in session refuse API keys; other routes take a key \
+                     holding the scope the route names (usage, keys, billing, admin).",
+                ))
+                .build(),
+        ),
+    );
+    schemas.sort_by(|a, b| a.0.cmp(&b.0));
+    schemas.dedup_by(|a, b| a.0 == b.0);
+    for (name, schema) in schemas {
+        components = components.schema(name, schema);
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Tollgate")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(env!("CARGO_PKG_DESCRIPTION")))
+                .build(),
+        )
+        .servers(Some([ServerBuilder::new().url("/").build()]))
+        .paths(builder.build())
+        .components(Some(components.build()))
+        .build()
+}
+
+fn http_method(method: &str) -> HttpMethod {
+    match method {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        "DELETE" => HttpMethod::Delete,
+        other => panic!("no OpenAPI method for {other}"),
+    }
+}
+
+/// `/api/admin/users/:id/credits` -> (`/api/admin/users/{id}/credits`, [`id`]).
+fn openapi_path(pattern: &str) -> (String, Vec<&str>) {
+    let mut params = Vec::new();
+    let path = pattern
+        .split('/')
+        .map(|segment| match segment.strip_prefix(':') {
+            Some(name) => {
+                params.push(name);
+                format!("{{{name}}}")
+            }
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    (path, params)
+}
+
+/// The group an endpoint is listed under: its path's area (`/api/usage/quota` -> `usage`).
+fn tag(pattern: &str) -> String {
+    let mut segments = pattern.split('/').filter(|s| !s.is_empty());
+    match (segments.next(), segments.next()) {
+        (Some("api"), Some(area)) => area.to_owned(),
+        (Some(first), _) => first.trim_end_matches(".json").to_owned(),
+        (None, _) => "health".to_owned(),
+    }
+}
+
+fn operation_id(method: &str, pattern: &str) -> String {
+    let path: String = pattern
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!(
+        "{}{}",
+        method.to_ascii_lowercase(),
+        path.trim_end_matches('_')
+    )
+}
+
+fn operation(
+    endpoint: &Documented<'_>,
+    schemas: &mut Vec<(String, RefOr<Schema>)>,
+    error_ref: &Ref,
+) -> (String, utoipa::openapi::path::Operation) {
+    let doc = endpoint.doc;
+    let (path, path_params) = openapi_path(endpoint.pattern);
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(operation_id(endpoint.method, endpoint.pattern)))
+        .tag(tag(endpoint.pattern))
+        .summary(Some(doc.summary));
+
+    for name in &path_params {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if let Some(query) = doc.query {
+        for parameter in query() {
+            op = op.parameter(parameter);
+        }
+    }
+    for (name, description) in &doc.headers {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if let Some(body) = doc.body {
+        let schema = body(schemas);
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+
+    for answer in &doc.answers {
+        match answer {
+            Answer::Json(status, schema) => {
+                let schema = schema(schemas);
+                op = op.response(
+                    status.to_string(),
+                    ResponseBuilder::new()
+                        .description(status_text(*status))
+                        .content(
+                            "application/json",
+                            ContentBuilder::new().schema(Some(schema)).build(),
+                        ),
+                );
+            }
+            Answer::Empty(status, description) => {
+                op = op.response(
+                    status.to_string(),
+                    ResponseBuilder::new().description(*description),
+                );
+            }
+            Answer::Redirect(description) => {
+                op = op.response(
+                    "302",
+                    ResponseBuilder::new().description(*description).header(
+                        "Location",
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::String))
+                            .build(),
+                    ),
+                );
+            }
+        }
+    }
+
+    for (status, codes) in errors(endpoint, !path_params.is_empty()) {
+        let mut response = ResponseBuilder::new()
+            .description(format!("{}: {}", status_text(status), codes.join(", ")))
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(error_ref.clone()))
+                    .build(),
+            );
+        if status == 429 {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until the limit lifts"))
+                    .build(),
+            );
+        }
+        op = op.response(status.to_string(), response);
+    }
+
+    op = match endpoint.access {
+        Access::Public => op.securities(Some(Vec::<SecurityRequirement>::new())),
+        Access::Session => {
+            op.securities(Some([SecurityRequirement::new::<_, _, &str>(BEARER, [])]))
+        }
+        Access::Scoped(scope) => op
+            .securities(Some([SecurityRequirement::new(
+                BEARER,
+                [scope_name(scope)],
+            )]))
+            .description(Some(format!(
+                "Takes a session token, or an API key holding the `{}` scope.",
+                scope_name(scope)
+            ))),
+    };
+    if endpoint.access == Access::Session {
+        op = op.description(Some(
+            "Needs a signed-in session (a Clerk or HMAC token); API keys are refused.",
+        ));
+    }
+    (path, op.build())
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    scope.as_str()
+}
+
+/// The errors an endpoint can give, by status: those every route of its kind can give, and
+/// those its description adds.
+fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec<&'static str>> {
+    let doc = endpoint.doc;
+    let mut codes: Vec<&'static str> = Vec::new();
+    if doc.body.is_some() || doc.query.is_some() || has_path_params {
+        codes.push("validation_failed");
+    }
+    if doc.body.is_some() {
+        codes.push("payload_too_large");
+    }
+    if endpoint.access != Access::Public {
+        codes.extend(["unauthorized", "forbidden", "rate_limited"]);
+    }
+    codes.push("not_configured");
+    codes.extend(doc.errors.iter().copied());
+    let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+    for code in codes {
+        let status = CODES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, s)| *s)
+            .unwrap_or_else(|| panic!("unknown error code `{code}`"));
+        let entry = by_status.entry(status).or_default();
+        if !entry.contains(&code) {
+            entry.push(code);
+        }
+    }
+    by_status
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Answer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::routes;
+
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let generated = json(&routes::table());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/contract/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("write openapi.json");
+            return;
+        }
+        assert!(
+            super::super::DOCUMENT == generated,
+            "src/contract/openapi.json is not what the code generates; run scripts/openapi"
+        );
+    }
+
+    #[test]
+    fn the_documents_operations_are_exactly_the_route_tables() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&routes::table())).expect("valid JSON");
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.to_ascii_uppercase(), path.clone()))
+            })
+            .collect();
+        let table: BTreeSet<(String, String)> = routes::table()
+            .endpoints()
+            .map(|(method, pattern, _)| (method.to_owned(), openapi_path(pattern).0))
+            .collect();
+        assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn every_endpoint_is_described_with_a_success_answer() {
+        for endpoint in routes::table().documented() {
+            assert!(
+                !endpoint.doc.summary.is_empty() && !endpoint.doc.answers.is_empty(),
+                "{} {} has no description in routes.rs",
+                endpoint.method,
+                endpoint.pattern
+            );
+        }
+    }
+
+    #[test]
+    fn paths_and_tags_read_as_the_table_does() {
+        assert_eq!(
+            openapi_path("/api/admin/users/:id/credits"),
+            ("/api/admin/users/{id}/credits".to_owned(), vec!["id"])
+        );
+        assert_eq!(tag("/api/usage/quota"), "usage");
+        assert_eq!(tag("/"), "health");
+        assert_eq!(tag("/openapi.json"), "openapi");
+        assert_eq!(
+            operation_id("GET", "/api/user/api-keys/:id"),
+            "get_api_user_api_keys__id"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Sokuji's user endpoints: the caller's profile and their API keys.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Request, Response};
+
+use crate::clock::now;
+use crate::core::page;
+use crate::error::AppError;
+use crate::http::{self, response, Ctx};
+use crate::identity::rules::profile::{self, ProfilePatch};
+use crate::identity::rules::scopes::{Scope, Scopes};
+use crate::identity::service::api_keys::{self as key_service, DefaultKey};
+use crate::identity::service::auth::{self, Principal};
+use crate::identity::store::{api_keys, users};
+use crate::plans::rules::PlanCatalog;
+use crate::storage as store;
+
+/// The profile as the API shows it: the user, their plan's limits, roles and organisation.
+fn profile_body(catalog: &PlanCatalog, principal: &Principal, user: &users::User) -> Value {
+    let plan = catalog.get_or_default(&user.plan);
+    json!({
+        "id": user.id,
+        "auth_source": user.auth_source,
+        "external_id": user.external_id,
+        "email": user.email,
+        "username": user.username,
+        "display_name": user.display_name,
+        "avatar_url": user.avatar_url,
+        "status": user.status,
+        "plan": plan.id,
+        "limits": {
+            "tokens_per_month": plan.tokens_per_month,
+            "api_keys": plan.api_keys,
+            "concurrent_sessions": plan.concurrent_sessions,
+        },
+        "roles": principal.roles.names(),
+        "org": principal.org().map(|o| json!({ "id": o.id, "role": o.role.as_str(), "slug": o.slug })),
+        "credential": principal.kind(),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    })
+}
+
+/// `GET /api/user/profile`.
+pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    response::ok(&profile_body(
+        &ctx.data.config.plans,
+        &principal,
+        &principal.user,
+    ))
+}
+
+/// `PATCH /api/user/profile`: `username`, `display_name`, `avatar_url` (null clears).
+pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let patch: ProfilePatch = ctx.data.json()?;
+    let changes = profile::validate(patch).map_err(AppError::Validation)?;
+    if changes.is_empty() {
+        return response::ok(&profile_body(
+            &ctx.data.config.plans,
+            &principal,
+            &principal.user,
+        ));
+    }
+    let db = store::database(&ctx.env)?;
+    let user = users::update_profile(&db, &principal.user.id, &changes, &now()).await?;
+    response::ok(&profile_body(&ctx.data.config.plans, &principal, &user))
+}
+
+/// `GET /api/user/api-key`: the caller's key, masked; created (and shown once, with the
+/// `usage` scope) if they have none.
+pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let db = store::database(&ctx.env)?;
+    let catalog = &ctx.data.config.plans;
+    match key_service::default_key(&db, catalog, &principal.user, &now()).await? {
+        DefaultKey::Existing(key) => response::ok(&json!({ "created": false, "api_key": key })),
+        DefaultKey::Created(issued) => {
+            response::json(201, &json!({ "created": true, "api_key": issued }))
+        }
+    }
+}
+
+/// A `POST /api/user/api-keys` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    #[serde(default)]
+    name: Option<String>,
+    /// Scope names; absent or null means `["usage"]`.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+/// `POST /api/user/api-keys` `{name?, scopes?}`: a new key, shown once. Scopes are `usage`
+/// (the default), `keys`, `billing` and `admin`; only an admin may create an `admin` key.
+pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_session()?;
+    let body: NewKeyBody = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
+        NewKeyBody::default()
+    } else {
+        ctx.data.json()?
+    };
+    let name = body.name.as_deref().map(str::trim).unwrap_or("default");
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "name",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    let scopes =
+        Scopes::requested(body.scopes.as_deref()).map_err(|m| AppError::invalid("scopes", m))?;
+    if scopes.contains(Scope::Admin) && !principal.roles.admin {
+        return Err(AppError::Forbidden(
+            "only an admin may create a key with the `admin` scope".to_owned(),
+        ));
+    }
+    let db = store::database(&ctx.env)?;
+    let plans = &ctx.data.config.plans;
+    let issued = key_service::issue(&db, plans, &principal.user, name, scopes, &now()).await?;
+    response::json(201, &json!({ "api_key": issued }))
+}
+
+/// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
+pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    let page = http::page_request(&http::query_pairs(&req)?)?;
+    let db = store::database(&ctx.env)?;
+    let mut keys =
+        api_keys::page_for_user(&db, &principal.user.id, page.after_pair()?, page.limit + 1)
+            .await?;
+    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
+    response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
+}
+
+/// `DELETE /api/user/api-keys/:id`: revokes one of the caller's keys (idempotent).
+pub async fn revoke_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let principal = auth::authenticate(&req, &ctx).await?;
+    principal.require_session()?;
+    let id = ctx.param("id").cloned().unwrap_or_default();
+    let db = store::database(&ctx.env)?;
+    let key = api_keys::revoke(&db, &principal.user.id, &id, &now())
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))?;
+    response::ok(&json!({ "api_key": key }))
+}

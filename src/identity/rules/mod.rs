@@ -1,0 +1,9 @@
+//! Identity's pure rules: token verification, API key format, roles, scopes, profiles.
+pub mod api_key;
+pub mod clerk_event;
+pub mod jwt;
+pub mod key_cache;
+pub mod profile;
+pub mod rate_limit;
+pub mod roles;
+pub mod scopes;

@@ -1,0 +1,395 @@
+//! From request to principal: who is calling, on whose behalf, with which roles.
+//!
+//! `Authorization: Bearer <credential>` carries one of:
+//! - a user API key (`tg_live_...`), looked up by its SHA-256 hash;
+//! - a Clerk session token (RS256, checked against the instance's JWKS);
+//! - an HMAC token (HS256, checked with `JWT_SECRET`).
+//!
+//! A token acts with the user's full authority. An API key acts only within its scopes: a
+//! key lacking the scope the route table declares for the route ([`scopes::Access`]) is
+//! refused with `403 forbidden` as soon as the key is resolved, before the handler runs.
+//!
+//! Signature and claim checks of a token are cached per isolate until the token expires;
+//! the user's status and the session's status are read from D1 on every request, so a
+//! deleted user or an ended session is refused at once. An authenticated request then
+//! counts against its plan's rate limit ([`rate_limit`]).
+
+mod jwks;
+mod rate_limit;
+
+use std::cell::RefCell;
+
+use sha2::{Digest, Sha256};
+use worker::{D1Database, D1PreparedStatement, D1Result, Date, Request};
+
+use crate::config::{AuthConfig, ClerkConfig};
+use crate::core::time::rfc3339_from_millis;
+use crate::error::AppError;
+use crate::http::Ctx;
+use crate::identity::rules::api_key;
+use crate::identity::rules::jwt::{
+    self, ClerkPolicy, HmacPolicy, OrgClaim, Rejection, TimeCheck, TokenKind, VerifiedToken,
+};
+use crate::identity::rules::key_cache::VerifiedTokenCache;
+use crate::identity::rules::roles::{self, Roles, Subject};
+use crate::identity::rules::scopes;
+use crate::identity::store::api_keys;
+use crate::identity::store::users::{self, NewUser, User};
+use crate::storage::{self as store, UserRef};
+
+thread_local! {
+    static VERIFIED: RefCell<VerifiedTokenCache> = RefCell::new(VerifiedTokenCache::default());
+}
+
+/// A key's last-used time is written at most this often.
+const KEY_TOUCH_INTERVAL_MS: u64 = 60_000;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A Clerk or HMAC token; `session_id` is its `sid` (or `jti`).
+    Token {
+        kind: TokenKind,
+        session_id: Option<String>,
+        org: Option<OrgClaim>,
+        /// The verified token, for refresh.
+        token: Box<VerifiedToken>,
+    },
+    /// A user API key.
+    ApiKey { id: String },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Their user row (active).
+    pub user: User,
+    /// What they may do.
+    pub roles: Roles,
+    /// How they proved it.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// The principal kind written to the request log: `clerk`, `hmac` or `api_key`.
+    pub fn kind(&self) -> &'static str {
+        match &self.credential {
+            Credential::Token {
+                kind: TokenKind::Clerk,
+                ..
+            } => "clerk",
+            Credential::Token {
+                kind: TokenKind::Hmac,
+                ..
+            } => "hmac",
+            Credential::ApiKey { .. } => "api_key",
+        }
+    }
+
+    /// The organisation of the caller's token, if any.
+    pub fn org(&self) -> Option<&OrgClaim> {
+        match &self.credential {
+            Credential::Token { org, .. } => org.as_ref(),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// Refuses anyone without the admin role (admin endpoints).
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.roles.admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("this needs the admin role".to_owned()))
+        }
+    }
+
+    /// Refuses API keys for actions that need a signed-in session (managing keys).
+    pub fn require_session(&self) -> Result<(), AppError> {
+        match self.credential {
+            Credential::Token { .. } => Ok(()),
+            Credential::ApiKey { .. } => Err(AppError::Forbidden(
+                scopes::KeyRefusal::NeedsSession.message(),
+            )),
+        }
+    }
+}
+
+/// Authenticates the request and counts it against the caller's rate limit. Any failure to
+/// authenticate is `401 unauthorized` with a precise message (or `not_configured` /
+/// `upstream_error` when verification itself cannot run); a caller past their plan's
+/// requests per minute gets `429 rate_limited`.
+pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppError> {
+    Ok(resolve(req, ctx, None).await?.0)
+}
+
+/// A read-only statement keyed by the caller's user id (given as SQL, see [`UserRef`]).
+pub type ReadFor<'a> = &'a dyn Fn(&D1Database, &UserRef) -> Result<D1PreparedStatement, AppError>;
+
+/// Authenticates as [`authenticate`] does and runs `read` in the same D1 round trip as the
+/// caller's lookup, so a read-only route costs one round trip, not two. The read's result is
+/// `None` when the caller had no user row before this request (there is nothing to read).
+pub async fn authenticate_and_read(
+    req: &Request,
+    ctx: &Ctx,
+    read: ReadFor<'_>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
+    resolve(req, ctx, Some(read)).await
+}
+
+async fn resolve(
+    req: &Request,
+    ctx: &Ctx,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
+    let credential = bearer(req)?;
+    let (principal, extra) = if credential.starts_with(api_key::PREFIX) {
+        from_api_key(ctx, &credential, read).await?
+    } else {
+        from_token(ctx, &credential, read).await?
+    };
+    ctx.data.set_principal(principal.kind());
+    rate_limit::admit(ctx, &principal.user).await?;
+    Ok((principal, extra))
+}
+
+/// Runs a caller lookup, with `read` keyed by that caller in the same batch if there is one.
+async fn lookup(
+    db: &D1Database,
+    statement: D1PreparedStatement,
+    read: Option<(ReadFor<'_>, UserRef)>,
+) -> Result<(D1Result, Option<D1Result>), AppError> {
+    let Some((read, user)) = read else {
+        return Ok((statement.all().await?, None));
+    };
+    let mut results = db
+        .batch(vec![statement, read(db, &user)?])
+        .await?
+        .into_iter();
+    let found = results
+        .next()
+        .ok_or_else(|| AppError::Internal("caller lookup returned no result".to_owned()))?;
+    Ok((found, results.next()))
+}
+
+/// The bearer credential of `Authorization`.
+fn bearer(req: &Request) -> Result<String, AppError> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .ok()
+        .flatten()
+        .ok_or_else(|| AppError::Unauthorized("missing bearer token".to_owned()))?;
+    let (scheme, credential) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| AppError::Unauthorized("malformed Authorization header".to_owned()))?;
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
+        return Err(AppError::Unauthorized(
+            "Authorization must be `Bearer <token>`".to_owned(),
+        ));
+    }
+    Ok(credential.to_owned())
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+async fn from_api_key(
+    ctx: &Ctx,
+    key: &str,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
+    if !api_key::looks_like_key(key) {
+        return Err(AppError::Unauthorized("malformed API key".to_owned()));
+    }
+    let db = store::database(&ctx.env)?;
+    let hash = api_key::hash(key);
+    let (found, extra) = lookup(
+        &db,
+        api_keys::owner_statement(&db, &hash)?,
+        read.map(|r| (r, api_keys::owner_of_hash(&hash))),
+    )
+    .await?;
+    let owner = api_keys::owner_from(&found)?
+        .ok_or_else(|| AppError::Unauthorized("unknown API key".to_owned()))?;
+    if owner.key.revoked_at.is_some() {
+        return Err(AppError::Unauthorized(
+            "API key has been revoked".to_owned(),
+        ));
+    }
+    if !owner.user.is_active() {
+        return Err(AppError::Unauthorized(
+            "user account is deactivated".to_owned(),
+        ));
+    }
+    // A refused key is still logged as the caller it is.
+    ctx.data.set_principal("api_key");
+    scopes::admit_key(ctx.data.access(), owner.key.scopes)
+        .map_err(|refusal| AppError::Forbidden(refusal.message()))?;
+    let now = now_ms();
+    let stale = owner.key.last_used_at.as_deref().is_none_or(|last| {
+        // RFC 3339 strings of the same format compare in time order.
+        last < rfc3339_from_millis(now.saturating_sub(KEY_TOUCH_INTERVAL_MS)).as_str()
+    });
+    if stale {
+        api_keys::touch(&db, &owner.key.id, &rfc3339_from_millis(now)).await?;
+    }
+    let roles = roles::derive(&ctx.data.config.auth.roles, subject(&owner.user), None);
+    let principal = Principal {
+        user: owner.user,
+        roles,
+        credential: Credential::ApiKey { id: owner.key.id },
+    };
+    Ok((principal, extra))
+}
+
+async fn from_token(
+    ctx: &Ctx,
+    token: &str,
+    read: Option<ReadFor<'_>>,
+) -> Result<(Principal, Option<D1Result>), AppError> {
+    let verified = verify_token(ctx, token).await?;
+    let source = match verified.kind {
+        TokenKind::Clerk => "clerk",
+        TokenKind::Hmac => "hmac",
+    };
+    let db = store::database(&ctx.env)?;
+    let statement = users::caller_statement(
+        &db,
+        source,
+        &verified.subject,
+        verified.session_id.as_deref(),
+    )?;
+    let read = read.map(|r| (r, users::id_of_external(source, &verified.subject)));
+    let (found, mut extra) = lookup(&db, statement, read).await?;
+    let caller = users::caller_from(&found)?;
+    if caller.session_status.as_deref() == Some("ended") {
+        return Err(AppError::Unauthorized("session has ended".to_owned()));
+    }
+    let user = match caller.user() {
+        Some(user) if !user.is_active() => {
+            return Err(AppError::Unauthorized(
+                "user account is deactivated".to_owned(),
+            ))
+        }
+        Some(user) => user.clone(),
+        None => {
+            let new = NewUser {
+                auth_source: source,
+                external_id: &verified.subject,
+                email: verified.email.as_deref(),
+                username: verified.username.as_deref(),
+                plan: &ctx.data.config.plans.default_plan().id,
+            };
+            let user = users::create(&db, new, &rfc3339_from_millis(now_ms())).await?;
+            // The read ran before the row existed: there was nothing to read.
+            extra = None;
+            if !user.is_active() {
+                return Err(AppError::Unauthorized(
+                    "user account is deactivated".to_owned(),
+                ));
+            }
+            user
+        }
+    };
+    let roles = roles::derive(
+        &ctx.data.config.auth.roles,
+        subject(&user),
+        verified.org.as_ref(),
+    );
+    let principal = Principal {
+        user,
+        roles,
+        credential: Credential::Token {
+            kind: verified.kind,
+            session_id: verified.session_id.clone(),
+            org: verified.org.clone(),
+            token: Box::new(verified),
+        },
+    };
+    Ok((principal, extra))
+}
+
+/// The user as role lists name them.
+fn subject(user: &User) -> Subject<'_> {
+    Subject {
+        id: &user.id,
+        auth_source: &user.auth_source,
+        external_id: &user.external_id,
+    }
+}
+
+/// Verifies a JWT, from the per-isolate cache when it was verified before.
+async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError> {
+    let auth = &ctx.data.config.auth;
+    let now_ms = now_ms();
+    let time = TimeCheck {
+        now: (now_ms / 1000) as i64,
+        skew: auth.clock_skew_secs,
+    };
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(hit) = VERIFIED.with_borrow(|c| c.get(&hash, time.now).cloned()) {
+        return Ok(hit);
+    }
+    let reject = |r: Rejection| AppError::Unauthorized(r.message());
+    let header = jwt::peek_header(token).map_err(reject)?;
+    let verified = match header.alg.as_str() {
+        "RS256" => {
+            let clerk = auth
+                .clerk
+                .as_ref()
+                .ok_or_else(|| match auth.clerk_problem {
+                    Some(setting) => AppError::NotConfigured {
+                        setting: setting.into(),
+                    },
+                    None => reject(Rejection::NotAccepted("Clerk (RS256)")),
+                })?;
+            let kid = header
+                .kid
+                .ok_or_else(|| reject(Rejection::UnknownKey(String::new())))?;
+            verify_clerk(ctx, clerk, &kid, token, time).await?
+        }
+        "HS256" => verify_hmac(auth, token, time)?,
+        other => return Err(reject(Rejection::UnsupportedAlgorithm(other.to_owned()))),
+    };
+    VERIFIED.with_borrow_mut(|c| c.insert(hash, verified.clone(), time.now, time.skew));
+    Ok(verified)
+}
+
+async fn verify_clerk(
+    ctx: &Ctx,
+    clerk: &ClerkConfig,
+    kid: &str,
+    token: &str,
+    time: TimeCheck,
+) -> Result<VerifiedToken, AppError> {
+    let kv = store::cache(&ctx.env)?;
+    let policy = ClerkPolicy {
+        issuer: clerk.issuer.clone(),
+        authorized_parties: clerk.authorized_parties.clone(),
+    };
+    jwks::with_key(clerk, &kv, kid, |key| {
+        jwt::verify_clerk(token, key, &policy, time)
+    })
+    .await?
+    .map_err(|r| AppError::Unauthorized(r.message()))
+}
+
+fn verify_hmac(auth: &AuthConfig, token: &str, time: TimeCheck) -> Result<VerifiedToken, AppError> {
+    if auth.jwt_secret.is_blocked() {
+        // Invalid (not merely unset): say which setting to fix.
+        auth.jwt_secret.require()?;
+    }
+    let Ok(secret) = auth.jwt_secret.require() else {
+        return Err(AppError::Unauthorized(
+            Rejection::NotAccepted("HMAC (HS256)").message(),
+        ));
+    };
+    let policy = HmacPolicy {
+        require_exp: auth.jwt_require_exp,
+    };
+    jwt::verify_hmac(token, secret.as_bytes(), policy, time)
+        .map_err(|r| AppError::Unauthorized(r.message()))
+}

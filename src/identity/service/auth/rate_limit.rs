@@ -1,0 +1,57 @@
+//! Admission by rate: every authenticated request counts against its plan's requests per
+//! minute, per user, through the Workers Rate Limiting binding for that rate
+//! (see [`crate::identity::rules::rate_limit`]).
+
+use worker::Date;
+
+use crate::error::AppError;
+use crate::http::Ctx;
+use crate::identity::rules::rate_limit::{binding_name, missing_binding_hint, retry_after_secs};
+use crate::identity::store::users::User;
+
+/// Counts this request for `user`; `429 rate_limited` when their plan's rate is used up.
+///
+/// A plan whose rate has no binding is a deployment mistake: it answers `not_configured`
+/// naming the binding, and logs what to add. A limiter that fails at run time admits the
+/// request and logs it, so an outage of the limiter never locks paying users out (quotas
+/// are enforced in D1 regardless).
+pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
+    let plan = ctx.data.config.plans.get_or_default(&user.plan);
+    let Some(per_minute) = plan.requests_per_minute else {
+        return Ok(());
+    };
+    let name = binding_name(per_minute);
+    let limiter = ctx.env.rate_limiter(&name).map_err(|err| {
+        log_error(
+            "rate limit binding missing",
+            &format!(
+                "plan `{}` allows {per_minute} requests per minute: {err}; {}",
+                plan.id,
+                missing_binding_hint(per_minute)
+            ),
+        );
+        AppError::NotConfigured {
+            setting: name.clone().into(),
+        }
+    })?;
+    match limiter.limit(user.id.clone()).await {
+        Ok(outcome) if outcome.success => Ok(()),
+        Ok(_) => Err(AppError::RateLimited {
+            retry_after_secs: retry_after_secs(Date::now().as_millis()),
+        }),
+        Err(err) => {
+            log_error(
+                "rate limiter failed; request admitted",
+                &format!("{name}: {err}"),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn log_error(msg: &str, detail: &str) {
+    worker::console_error!(
+        "{}",
+        serde_json::json!({ "level": "error", "msg": msg, "detail": detail })
+    );
+}

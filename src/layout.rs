@@ -1,0 +1,124 @@
+//! The layout's rules, checked on every `cargo test --lib` (so by `scripts/test`):
+//!
+//! - a pure-rules file (`<capability>/rules.rs`, `<capability>/rules/*`, `core/*`) never
+//!   names `worker`: its decisions are plain functions, tested on the host;
+//! - a handler (`<capability>/http.rs`, `<capability>/http/*`) never touches storage: it
+//!   parses, calls its service, and renders a view;
+//! - a service or handler uses another capability through that capability's service, never
+//!   its store.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).expect("src is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The file's code, without comments and without its `#[cfg(test)]` tail.
+fn code(path: &Path) -> String {
+    let text = fs::read_to_string(path).expect("a readable source file");
+    let text = match text.find("#[cfg(test)]") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    text.lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a file is: (capability, layer), from its path under `src/`.
+fn role(relative: &str) -> Option<(&str, &str)> {
+    let mut parts = relative.split('/');
+    let capability = parts.next()?;
+    let layer = parts.next()?.trim_end_matches(".rs");
+    Some((capability, layer))
+}
+
+/// Whether `code` names `word` as a path segment (not as part of a longer identifier).
+fn names(code: &str, word: &str) -> bool {
+    code.match_indices(word).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + word.len()..].chars().next();
+        let boundary = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        boundary(before) && boundary(after)
+    })
+}
+
+/// Every breach of the layout's rules, one line each.
+pub fn breaches(src: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in rust_files(src) {
+        let relative = path
+            .strip_prefix(src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let Some((capability, layer)) = role(&relative) else {
+            continue;
+        };
+        let code = code(&path);
+        let pure = layer == "rules" || capability == "core";
+        if pure && names(&code, "worker") {
+            found.push(format!("{relative}: a rules file names `worker`"));
+        }
+        if layer == "http" && (names(&code, "storage") || code.contains("::store")) {
+            found.push(format!("{relative}: a handler touches storage"));
+        }
+        if layer == "http" || layer == "service" {
+            for (at, _) in code.match_indices("crate::") {
+                let path: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let mut segments = path.split("::");
+                if let (Some(other), Some("store")) = (segments.next(), segments.next()) {
+                    if other != capability {
+                        found.push(format!(
+                            "{relative}: uses {other}'s store (go through its service)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_keeps_the_layouts_rules() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let breaches = breaches(&src);
+        assert!(breaches.is_empty(), "{}", breaches.join("\n"));
+    }
+
+    #[test]
+    fn a_word_is_named_only_as_a_whole_path_segment() {
+        assert!(names("use worker::Env;", "worker"));
+        assert!(!names("fn workers_count()", "worker"));
+        assert!(names("crate::storage::database", "storage"));
+        assert!(!names("storage_class", "storage"));
+    }
+
+    #[test]
+    fn files_are_read_by_capability_and_layer() {
+        assert_eq!(role("metering/rules.rs"), Some(("metering", "rules")));
+        assert_eq!(role("identity/http/user.rs"), Some(("identity", "http")));
+        assert_eq!(role("lib.rs"), None);
+    }
+}

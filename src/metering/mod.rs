@@ -1,0 +1,4 @@
+//! Exact, idempotent metering: reservations, reports, quota, history and stats.
+pub mod http;
+pub mod rules;
+pub mod store;

@@ -1,0 +1,551 @@
+//! Meter counters, reservations and usage records: exact admission in D1.
+//!
+//! Every request that touches a counter is one `batch` (one round trip, one transaction):
+//! make sure the counter row exists, move it forward if the request's period is later (never
+//! back: see [`meter::counted_period`]), release reservations that expired, then the
+//! conditional admission or the recording itself, in the counter's period. Admission is a
+//! single `UPDATE ... WHERE used + reserved + ? <= limit`, so however many requests race,
+//! the total admitted never exceeds the limit; `changes()` carries "was it admitted" to the
+//! next statement of the same batch without another round trip.
+
+use serde::{Deserialize, Serialize};
+use worker::{query, D1Database, D1PreparedStatement, D1Result};
+
+use crate::error::AppError;
+use crate::metering::rules::{self as meter, QuotaState};
+use crate::storage::UserRef;
+
+/// What every meter statement needs to know about the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub user_id: &'a str,
+    /// `tokens`, ...
+    pub meter: &'a str,
+    /// The request's period, `YYYY-MM`. The counter moves forward to it, never back: a
+    /// request from an earlier period is counted in the counter's period.
+    pub period: &'a str,
+    /// The plan's limit for the period; `None` is unlimited.
+    pub limit: Option<u64>,
+    /// Now, RFC 3339 and epoch ms.
+    pub now: &'a str,
+    pub now_ms: u64,
+}
+
+// D1 numbers are JS numbers: integers are bound as f64 (exact below 2^53).
+fn num(n: u64) -> f64 {
+    n as f64
+}
+
+fn limit(scope: &Scope<'_>) -> Option<f64> {
+    scope.limit.map(num)
+}
+
+/// The period a statement counts in, with `?1` the user, `?2` the meter and `?3` the
+/// request's period: the later of the request's and the counter's ([`meter::counted_period`];
+/// keys are `YYYY-MM`, so text order is time order). After [`housekeeping`] it is always the
+/// counter's period.
+const COUNTED_PERIOD: &str =
+    "MAX(?3, (SELECT period FROM meter_counters WHERE user_id = ?1 AND meter = ?2))";
+
+/// Creates the counter, starts it over when the request's period is later than its own
+/// ([`meter::starts_over`]; an earlier one never moves it back), releases expired
+/// reservations and expires those of periods before the counter's.
+fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatement>, AppError> {
+    Ok(vec![
+        query!(
+            db,
+            "INSERT INTO meter_counters (user_id, meter, period, used, reserved, updated_at) \
+             VALUES (?1, ?2, ?3, 0, 0, ?4) ON CONFLICT (user_id, meter) DO NOTHING",
+            s.user_id,
+            s.meter,
+            s.period,
+            s.now
+        )?,
+        query!(
+            db,
+            "UPDATE meter_counters SET period = ?3, used = 0, reserved = 0, updated_at = ?4 \
+             WHERE user_id = ?1 AND meter = ?2 AND period < ?3",
+            s.user_id,
+            s.meter,
+            s.period,
+            s.now
+        )?,
+        query!(
+            db,
+            &format!(
+                "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
+                     SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 \
+                     AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD} \
+                     AND expires_at_ms <= ?4), 0)) \
+                 WHERE user_id = ?1 AND meter = ?2"
+            ),
+            s.user_id,
+            s.meter,
+            s.period,
+            num(s.now_ms)
+        )?,
+        query!(
+            db,
+            &format!(
+                "UPDATE usage_reservations SET status = 'expired' WHERE user_id = ?1 \
+                 AND meter = ?2 AND status = 'reserved' \
+                 AND (expires_at_ms <= ?4 OR period < {COUNTED_PERIOD})"
+            ),
+            s.user_id,
+            s.meter,
+            s.period,
+            num(s.now_ms)
+        )?,
+    ])
+}
+
+/// A reservation as stored.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Reservation {
+    pub id: String,
+    pub period: String,
+    pub amount: u64,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub request_id: Option<String>,
+    pub status: String,
+    pub expires_at_ms: u64,
+    pub used_after: u64,
+    pub reserved_after: u64,
+    pub created_at: String,
+}
+
+/// How a reservation request ended.
+#[derive(Debug, Clone)]
+pub enum Reserved {
+    /// Admitted now, or earlier under the same idempotency key (`replayed`).
+    Admitted {
+        reservation: Reservation,
+        replayed: bool,
+    },
+    /// It does not fit; nothing changed.
+    Refused(QuotaState),
+}
+
+#[derive(Deserialize)]
+struct CounterRow {
+    used: u64,
+    reserved: u64,
+}
+
+/// A new reservation of `amount` for `ttl_ms`, admitted only if the whole amount fits in the
+/// counter's period (the one the reservation carries).
+pub async fn reserve(
+    db: &D1Database,
+    s: &Scope<'_>,
+    id: &str,
+    amount: u64,
+    labels: (Option<&str>, Option<&str>),
+    request_id: Option<&str>,
+    ttl_ms: u64,
+) -> Result<Reserved, AppError> {
+    let (provider, model) = labels;
+    let mut statements = housekeeping(db, s)?;
+    statements.push(query!(
+        db,
+        "UPDATE meter_counters SET reserved = reserved + ?3, updated_at = ?4 \
+         WHERE user_id = ?1 AND meter = ?2 AND (?5 IS NULL OR used + reserved + ?3 <= ?5) \
+         AND (?6 IS NULL OR NOT EXISTS ( \
+             SELECT 1 FROM usage_reservations WHERE user_id = ?1 AND request_id = ?6))",
+        s.user_id,
+        s.meter,
+        num(amount),
+        s.now,
+        limit(s),
+        request_id
+    )?);
+    statements.push(query!(
+        db,
+        "INSERT INTO usage_reservations (id, user_id, meter, period, amount, provider, model, \
+             request_id, status, expires_at_ms, used_after, reserved_after, created_at) \
+         SELECT ?1, ?2, ?3, MAX(?4, c.period), ?5, ?6, ?7, ?8, 'reserved', ?9, c.used, \
+             c.reserved, ?10 \
+         FROM meter_counters c WHERE c.user_id = ?2 AND c.meter = ?3 AND changes() = 1",
+        id,
+        s.user_id,
+        s.meter,
+        s.period,
+        num(amount),
+        provider,
+        model,
+        request_id,
+        num(s.now_ms + ttl_ms),
+        s.now
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT id, period, amount, provider, model, request_id, status, expires_at_ms, \
+                used_after, reserved_after, created_at \
+         FROM usage_reservations WHERE user_id = ?1 AND (id = ?2 OR (?3 IS NOT NULL AND request_id = ?3))",
+        s.user_id,
+        id,
+        request_id
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT used, reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2",
+        s.user_id,
+        s.meter
+    )?);
+    let results = db.batch(statements).await?;
+    let n = results.len();
+    let reservation = results[n - 2].results::<Reservation>()?.into_iter().next();
+    if let Some(reservation) = reservation {
+        let replayed = reservation.id != id;
+        return Ok(Reserved::Admitted {
+            reservation,
+            replayed,
+        });
+    }
+    let counter = results[n - 1]
+        .results::<CounterRow>()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+    Ok(Reserved::Refused(QuotaState {
+        limit: s.limit,
+        used: counter.used,
+        reserved: counter.reserved,
+    }))
+}
+
+/// A usage record as stored: everything a report's answer is built from, so a retry
+/// answers exactly what the first call answered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UsageRecord {
+    pub id: String,
+    pub period: String,
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    pub device_id: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub reservation_id: Option<String>,
+    pub reservation_status: Option<String>,
+    pub released_tokens: u64,
+    pub used_after: Option<u64>,
+    pub reserved_after: Option<u64>,
+    pub limit_at: Option<u64>,
+    pub created_at: String,
+}
+
+/// What a report records.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUsage<'a> {
+    pub id: &'a str,
+    pub request_id: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub device_id: Option<&'a str>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reservation_id: Option<&'a str>,
+}
+
+/// Records usage that happened (never refused: usage already spent is kept, even past the
+/// limit) in the counter's period, settling the reservation it names. Idempotent on
+/// `request_id`: a retry records nothing and returns the first record (`replayed`). `also`
+/// runs first in the same batch (one round trip, one transaction): writes that belong with
+/// the record, such as the device's sighting.
+pub async fn record(
+    db: &D1Database,
+    s: &Scope<'_>,
+    usage: NewUsage<'_>,
+    also: Vec<D1PreparedStatement>,
+) -> Result<(UsageRecord, bool), AppError> {
+    let total = usage.input_tokens + usage.output_tokens;
+    let mut statements = also;
+    statements.extend(housekeeping(db, s)?);
+    // The reservation's hold, read inside the transaction after expired ones were released.
+    let open_hold = format!(
+        "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
+         AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD}"
+    );
+    statements.push(query!(
+        db,
+        &format!(
+            "INSERT INTO usage_records (id, user_id, meter, period, request_id, provider, model, \
+                 device_id, input_tokens, output_tokens, total_tokens, reservation_id, \
+                 reservation_status, released_tokens, limit_at, created_at) \
+             VALUES (?4, ?1, ?2, {COUNTED_PERIOD}, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 CASE WHEN ?12 IS NULL THEN NULL \
+                      WHEN EXISTS ({hold}) THEN 'settled' \
+                      ELSE COALESCE((SELECT CASE status WHEN 'settled' THEN 'already_settled' \
+                                     ELSE status END FROM usage_reservations \
+                                     WHERE id = ?12 AND user_id = ?1), 'not_found') END, \
+                 COALESCE((SELECT MAX(0, amount - ?11) FROM ({hold})), 0), ?13, ?14) \
+             ON CONFLICT (user_id, request_id) DO NOTHING",
+            hold = open_hold.replace("?res", "?12")
+        ),
+        s.user_id,
+        s.meter,
+        s.period,
+        usage.id,
+        usage.request_id,
+        usage.provider,
+        usage.model,
+        usage.device_id,
+        num(usage.input_tokens),
+        num(usage.output_tokens),
+        num(total),
+        usage.reservation_id,
+        limit(s),
+        s.now
+    )?);
+    statements.push(query!(
+        db,
+        &format!(
+            "UPDATE meter_counters SET used = used + ?4, \
+                 reserved = MAX(0, reserved - COALESCE(({hold}), 0)), updated_at = ?5 \
+             WHERE user_id = ?1 AND meter = ?2 AND changes() = 1",
+            hold = open_hold.replace("?res", "?6")
+        ),
+        s.user_id,
+        s.meter,
+        s.period,
+        num(total),
+        s.now,
+        usage.reservation_id
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE usage_reservations SET status = 'settled', settled_at = ?3 \
+         WHERE id = ?2 AND user_id = ?1 AND status = 'reserved' \
+         AND EXISTS (SELECT 1 FROM usage_records WHERE id = ?4)",
+        s.user_id,
+        usage.reservation_id,
+        s.now,
+        usage.id
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE usage_records SET \
+             used_after = (SELECT used FROM meter_counters WHERE user_id = ?1 AND meter = ?2), \
+             reserved_after = (SELECT reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2) \
+         WHERE id = ?3",
+        s.user_id,
+        s.meter,
+        usage.id
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
+                total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
+                reserved_after, limit_at, created_at \
+         FROM usage_records WHERE user_id = ?1 AND request_id = ?2",
+        s.user_id,
+        usage.request_id
+    )?);
+    let results = db.batch(statements).await?;
+    let record = results
+        .last()
+        .map(|r| r.results::<UsageRecord>())
+        .transpose()?
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| AppError::Internal("usage record missing after insert".to_owned()))?;
+    let replayed = record.id != usage.id;
+    Ok((record, replayed))
+}
+
+/// A counter as it stands now, without writing: a finished period reads as empty and
+/// expired reservations no longer hold anything.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// The period it is counted in, `YYYY-MM`: the request's, or the counter's when that is
+    /// later (a request from an older period never sees the newer counter as empty).
+    pub period: String,
+    pub quota: QuotaState,
+    /// When the counter last changed (epoch ms), if it ever did.
+    pub changed_at: Option<u64>,
+}
+
+/// The statement that reads `meter`'s counter for `user` in `period` (no write). `user` may
+/// be a subquery, so the read can share a round trip with the caller's lookup.
+pub fn read_statement(
+    db: &D1Database,
+    user: &UserRef,
+    meter: &str,
+    period: &str,
+    now_ms: u64,
+) -> Result<D1PreparedStatement, AppError> {
+    let n = user.params.len();
+    let (m, p, t) = (n + 1, n + 2, n + 3);
+    let sql = format!(
+        "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
+             SELECT SUM(amount) FROM usage_reservations WHERE user_id = c.user_id \
+             AND meter = ?{m} AND status = 'reserved' AND period = MAX(?{p}, c.period) \
+             AND expires_at_ms <= ?{t}), 0) AS expired_hold \
+         FROM meter_counters c WHERE c.user_id = {user} AND c.meter = ?{m}",
+        user = user.sql
+    );
+    let mut params = user.params.clone();
+    params.extend([meter.into(), period.into(), num(now_ms).into()]);
+    Ok(db.prepare(sql).bind(&params)?)
+}
+
+/// The counter [`read_statement`] found, under `limit`: a counter of an earlier period (or
+/// none) reads as empty in the request's `period`, one of a later period is read as it is
+/// (counters never move back), and expired reservations no longer hold anything.
+pub fn reading_from(
+    result: &D1Result,
+    period: &str,
+    limit: Option<u64>,
+) -> Result<Reading, AppError> {
+    #[derive(Deserialize)]
+    struct Row {
+        period: String,
+        used: u64,
+        reserved: u64,
+        updated_at: String,
+        expired_hold: u64,
+    }
+    let row = result.results::<Row>()?.into_iter().next();
+    let (period, used, reserved, changed_at) = match row {
+        Some(row) if meter::counted_period(Some(&row.period), period) == row.period => (
+            row.period,
+            row.used,
+            row.reserved.saturating_sub(row.expired_hold),
+            crate::core::time::millis_from_rfc3339(&row.updated_at),
+        ),
+        _ => (period.to_owned(), 0, 0, None),
+    };
+    Ok(Reading {
+        period,
+        quota: QuotaState {
+            limit,
+            used,
+            reserved,
+        },
+        changed_at,
+    })
+}
+
+impl Reading {
+    /// A counter never touched: nothing used or reserved in `period`.
+    pub fn untouched(period: &str, limit: Option<u64>) -> Self {
+        Self {
+            period: period.to_owned(),
+            quota: QuotaState {
+                limit,
+                used: 0,
+                reserved: 0,
+            },
+            changed_at: None,
+        }
+    }
+}
+
+/// Which usage records a history or stats query covers.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub device_id: Option<String>,
+    /// Inclusive lower bound on `created_at` (RFC 3339, as stored).
+    pub from: Option<String>,
+    /// Exclusive upper bound on `created_at`.
+    pub to: Option<String>,
+}
+
+const FILTER: &str =
+    "user_id = ?1 AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR model = ?3) \
+                      AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR created_at >= ?5) \
+                      AND (?6 IS NULL OR created_at < ?6)";
+
+/// A page of the user's usage records, newest first, after `(created_at, id)`.
+pub async fn history(
+    db: &D1Database,
+    user_id: &str,
+    filter: &UsageFilter,
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> Result<Vec<UsageRecord>, AppError> {
+    let (after_at, after_id) = after.unzip();
+    let sql = format!(
+        "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
+                total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
+                reserved_after, limit_at, created_at \
+         FROM usage_records WHERE {FILTER} \
+           AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8)) \
+         ORDER BY created_at DESC, id DESC LIMIT ?9"
+    );
+    Ok(query!(
+        db,
+        &sql,
+        user_id,
+        &filter.provider,
+        &filter.model,
+        &filter.device_id,
+        &filter.from,
+        &filter.to,
+        after_at,
+        after_id,
+        limit
+    )?
+    .all()
+    .await?
+    .results::<UsageRecord>()?)
+}
+
+/// Totals of one group in the usage stats.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UsageTotals {
+    /// The provider, model, device or day (`None` for the overall total or no device).
+    pub key: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Usage totals overall and by provider, model, device and UTC day, in one round trip.
+pub async fn stats(
+    db: &D1Database,
+    user_id: &str,
+    filter: &UsageFilter,
+) -> Result<[Vec<UsageTotals>; 5], AppError> {
+    let sums = "COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens, \
+                COALESCE(SUM(output_tokens), 0) AS output_tokens, \
+                COALESCE(SUM(total_tokens), 0) AS total_tokens";
+    let group = |key: &str| {
+        format!(
+            "SELECT {key} AS key, {sums} FROM usage_records WHERE {FILTER} \
+             GROUP BY {key} ORDER BY total_tokens DESC, key"
+        )
+    };
+    let statements = [
+        format!("SELECT NULL AS key, {sums} FROM usage_records WHERE {FILTER}"),
+        group("provider"),
+        group("model"),
+        group("device_id"),
+        group("substr(created_at, 1, 10)")
+            .replace("ORDER BY total_tokens DESC, key", "ORDER BY key"),
+    ]
+    .iter()
+    .map(|sql| {
+        query!(
+            db,
+            sql,
+            user_id,
+            &filter.provider,
+            &filter.model,
+            &filter.device_id,
+            &filter.from,
+            &filter.to
+        )
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    let results = db.batch(statements).await?;
+    let mut groups: [Vec<UsageTotals>; 5] = Default::default();
+    for (slot, result) in groups.iter_mut().zip(results.iter()) {
+        *slot = result.results::<UsageTotals>()?;
+    }
+    Ok(groups)
+}

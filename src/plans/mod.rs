@@ -1,0 +1,3 @@
+//! The plan catalog: limits, prices and what each plan allows.
+pub mod http;
+pub mod rules;

@@ -1,0 +1,96 @@
+//! `POST /api/auth/webhook/clerk`: Clerk's webhooks, delivered and signed by Svix.
+//!
+//! Verify the signature over the raw body, store the event (unique by `svix-id`) before
+//! acknowledging it, then apply it. A repeated `svix-id` is acknowledged and changes nothing;
+//! a delivery whose processing failed answers 500, so Svix retries it.
+
+use serde_json::json;
+use worker::{Date, Request, Response};
+
+use crate::clock::now;
+use crate::error::AppError;
+use crate::http::{response, Ctx};
+use crate::identity::rules::clerk_event;
+use crate::identity::service::clerk_events::{self, Outcome};
+use crate::storage as store;
+use crate::webhooks::rules::svix::{self, SvixHeaders};
+use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
+
+const PROVIDER: &str = "clerk";
+
+fn header(req: &Request, names: [&str; 2]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|name| req.headers().get(name).ok().flatten())
+}
+
+/// Receives one delivery.
+pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
+    let secret = ctx.data.config.auth.clerk_webhook_secret.require()?;
+    let id = header(&req, ["svix-id", "webhook-id"]);
+    let timestamp = header(&req, ["svix-timestamp", "webhook-timestamp"]);
+    let signature = header(&req, ["svix-signature", "webhook-signature"]);
+    let headers = SvixHeaders {
+        id: id.as_deref(),
+        timestamp: timestamp.as_deref(),
+        signature: signature.as_deref(),
+    };
+    let body = ctx.data.raw_body();
+    let now_secs = (Date::now().as_millis() / 1000) as i64;
+    let event_id = svix::verify(secret, headers, body, now_secs).map_err(|e| match e {
+        // Checked when the configuration loaded; kept for completeness.
+        svix::SvixError::BadSecret => AppError::NotConfigured {
+            setting: "CLERK_WEBHOOK_SECRET".into(),
+        },
+        other => AppError::Unauthorized(other.message()),
+    })?;
+    if event_id.len() > 256 {
+        return Err(AppError::invalid(
+            "svix-id",
+            "is longer than 256 characters",
+        ));
+    }
+    let payload =
+        std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
+    let catalog = &ctx.data.config.plans;
+    let (event_type, event) =
+        clerk_event::parse(body, catalog).map_err(|detail| AppError::invalid("body", detail))?;
+
+    let db = store::database(&ctx.env)?;
+    let delivery = Delivery {
+        provider: PROVIDER,
+        event_id,
+        event_type: &event_type,
+        payload,
+    };
+    match webhook_events::record(&db, delivery, &now()).await? {
+        Stored::Settled(status) => {
+            return response::ok(&json!({
+                "received": true, "duplicate": true, "event_id": event_id, "status": status,
+            }));
+        }
+        Stored::New | Stored::Retry => {}
+    }
+    let default_plan = &ctx.data.config.plans.default_plan().id;
+    match clerk_events::apply(&db, &event, default_plan, &now()).await {
+        Ok(outcome) => {
+            let status = match outcome {
+                Outcome::Processed => "processed",
+                Outcome::Ignored => "ignored",
+            };
+            webhook_events::settle(&db, PROVIDER, event_id, status, None, &now()).await?;
+            response::ok(&json!({
+                "received": true, "duplicate": false, "event_id": event_id,
+                "type": event_type, "status": status,
+            }))
+        }
+        Err(err) => {
+            let detail = err.log_detail().unwrap_or_else(|| err.public_message());
+            // Best effort: the failure is also in the log line of this request.
+            let _ =
+                webhook_events::settle(&db, PROVIDER, event_id, "failed", Some(&detail), &now())
+                    .await;
+            Err(err)
+        }
+    }
+}

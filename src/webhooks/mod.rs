@@ -1,0 +1,4 @@
+//! Webhook deliveries: signature rules (Svix, Stripe), the stored inbox, and Clerk's receiver.
+pub mod http;
+pub mod rules;
+pub mod store;

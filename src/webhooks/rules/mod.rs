@@ -1,0 +1,3 @@
+//! Webhook signature verification, pure.
+pub mod stripe_signature;
+pub mod svix;
