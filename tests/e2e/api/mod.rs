@@ -5,6 +5,7 @@ mod auth;
 mod billing;
 mod clerk_faults;
 mod clerk_webhook;
+mod contract;
 mod conventions;
 mod cors;
 mod devices;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
+    cases.extend(contract::cases());
     cases
 }
 
@@ -63,6 +65,8 @@ pub fn serial() -> Vec<Case> {
     cases.extend(jwks::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    // They flood the worker; last but for the case that must be last.
+    cases.extend(contract::serial_cases());
     cases.extend(conventions::serial_last_cases());
     cases
 }
