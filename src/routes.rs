@@ -84,7 +84,7 @@ pub fn table() -> RouteTable {
         )
         .doc(
             Doc::new("Upgrade a plan: a Stripe Checkout, or how to upgrade where billing is off")
-                .body::<billing::CheckoutBody>()
+                .optional_body::<billing::CheckoutBody>()
                 .ok::<subscription::UpgradeView>(200)
                 .errors(&["conflict", "upstream_error"]),
         )
@@ -119,7 +119,7 @@ pub fn table() -> RouteTable {
         .post("/api/usage/sync", Scoped(Usage), usage::sync)
         .doc(
             Doc::new("The quota, and whether it changed since the client's last sync")
-                .body::<SyncRequest>()
+                .optional_body::<SyncRequest>()
                 .ok::<UsageSyncView>(200)
                 .header(DEVICE_ID, DEVICE_ID_DOC)
                 .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
@@ -188,7 +188,7 @@ pub fn table() -> RouteTable {
         )
         .doc(
             Doc::new("A Stripe Billing Portal session for the caller")
-                .body::<billing::PortalBody>()
+                .optional_body::<billing::PortalBody>()
                 .ok::<billing_views::PortalView>(200)
                 .errors(&["conflict", "upstream_error"]),
         )
@@ -199,7 +199,7 @@ pub fn table() -> RouteTable {
         )
         .doc(
             Doc::new("Cancel the caller's subscription, at the period's end or now")
-                .body::<billing::CancelBody>()
+                .optional_body::<billing::CancelBody>()
                 .ok::<billing_views::SubscriptionChangeView>(200)
                 .errors(&["not_found", "conflict", "upstream_error"]),
         )

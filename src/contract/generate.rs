@@ -180,7 +180,11 @@ fn operation(
                     "application/json",
                     ContentBuilder::new().schema(Some(schema)).build(),
                 )
-                .required(Some(Required::True))
+                .required(Some(if doc.body_optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .build(),
         ));
     }
@@ -279,7 +283,13 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
         codes.push("payload_too_large");
     }
     if endpoint.access != Access::Public {
-        codes.extend(["unauthorized", "forbidden", "rate_limited"]);
+        // upstream_error: verifying a Clerk token may need Clerk's keys, and Clerk may be down.
+        codes.extend([
+            "unauthorized",
+            "forbidden",
+            "rate_limited",
+            "upstream_error",
+        ]);
     }
     codes.push("not_configured");
     codes.extend(doc.errors.iter().copied());

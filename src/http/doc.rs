@@ -36,6 +36,9 @@ mod wasm {
         pub fn body<T: Schema>(self) -> Self {
             self
         }
+        pub fn optional_body<T: Schema>(self) -> Self {
+            self
+        }
         pub fn query<T: Schema>(self) -> Self {
             self
         }
@@ -88,6 +91,8 @@ mod host {
     pub struct Doc {
         pub summary: &'static str,
         pub body: Option<SchemaFn>,
+        /// Whether the body may be left out (an empty body reads as the defaults).
+        pub body_optional: bool,
         pub query: Option<fn() -> Vec<Parameter>>,
         pub answers: Vec<Answer>,
         pub errors: Vec<ErrorCode>,
@@ -116,6 +121,13 @@ mod host {
         /// It reads a JSON body of type `T`.
         pub fn body<T: Schema>(mut self) -> Self {
             self.body = Some(reference::<T>);
+            self
+        }
+
+        /// It reads a JSON body of type `T`, or none at all (the defaults).
+        pub fn optional_body<T: Schema>(mut self) -> Self {
+            self.body = Some(reference::<T>);
+            self.body_optional = true;
             self
         }
 
