@@ -114,7 +114,7 @@ impl RouteTable {
             method,
             access,
             head,
-            doc: Doc::default(),
+            doc: Doc::new(""),
             handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
         };
         match self.routes.iter().position(|r| r.pattern == pattern) {

@@ -4,7 +4,7 @@
 //! acknowledging it, then apply it. A repeated `svix-id` is acknowledged and changes nothing;
 //! a delivery whose processing failed answers 500, so Svix retries it.
 
-use serde_json::json;
+use serde::Serialize;
 use worker::{Date, Request, Response};
 
 use crate::clock::now;
@@ -17,6 +17,40 @@ use crate::webhooks::rules::svix::{self, SvixHeaders};
 use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
 
 const PROVIDER: &str = "clerk";
+
+/// How a delivery was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// It changed (or confirmed) state.
+    Processed,
+    /// Tollgate does not act on its type.
+    Ignored,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// The acknowledgement of one delivery.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClerkDeliveryView {
+    /// Always `true`.
+    pub received: bool,
+    /// Whether this `svix-id` was settled before (nothing changed this time).
+    pub duplicate: bool,
+    /// The `svix-id`.
+    pub event_id: String,
+    /// The event's type; absent for a duplicate.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    pub status: DeliveryStatus,
+}
 
 fn header(req: &Request, names: [&str; 2]) -> Option<String> {
     names
@@ -65,9 +99,19 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     };
     match webhook_events::record(&db, delivery, &now()).await? {
         Stored::Settled(status) => {
-            return response::ok(&json!({
-                "received": true, "duplicate": true, "event_id": event_id, "status": status,
-            }));
+            // `record` settles only `processed` and `ignored`.
+            let status = if status == "ignored" {
+                DeliveryStatus::Ignored
+            } else {
+                DeliveryStatus::Processed
+            };
+            return response::ok(&ClerkDeliveryView {
+                received: true,
+                duplicate: true,
+                event_id: event_id.to_owned(),
+                event_type: None,
+                status,
+            });
         }
         Stored::New | Stored::Retry => {}
     }
@@ -75,14 +119,17 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     match clerk_events::apply(&db, &event, default_plan, &now()).await {
         Ok(outcome) => {
             let status = match outcome {
-                Outcome::Processed => "processed",
-                Outcome::Ignored => "ignored",
+                Outcome::Processed => DeliveryStatus::Processed,
+                Outcome::Ignored => DeliveryStatus::Ignored,
             };
-            webhook_events::settle(&db, PROVIDER, event_id, status, None, &now()).await?;
-            response::ok(&json!({
-                "received": true, "duplicate": false, "event_id": event_id,
-                "type": event_type, "status": status,
-            }))
+            webhook_events::settle(&db, PROVIDER, event_id, status.as_str(), None, &now()).await?;
+            response::ok(&ClerkDeliveryView {
+                received: true,
+                duplicate: false,
+                event_id: event_id.to_owned(),
+                event_type: Some(event_type),
+                status,
+            })
         }
         Err(err) => {
             let detail = err.log_detail().unwrap_or_else(|| err.public_message());

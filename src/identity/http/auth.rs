@@ -7,6 +7,7 @@ use crate::clock::now;
 use crate::devices::store as devices;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
+use crate::identity::http::views::{RefreshedTokenView, SignedOutView, TokenType};
 use crate::identity::rules::jwt::{self, TokenKind, VerifiedToken};
 use crate::identity::service::auth::{self, Credential, Principal};
 use crate::identity::store::sessions;
@@ -58,11 +59,12 @@ pub async fn refresh(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         }
     };
     let expires_at = jwt::peek_expiry(&fresh);
-    response::ok(&json!({
-        "token": fresh,
-        "token_type": "Bearer",
-        "expires_at": expires_at.map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
-    }))
+    response::ok(&RefreshedTokenView {
+        token: fresh,
+        token_type: TokenType::Bearer,
+        expires_at: expires_at
+            .map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
+    })
 }
 
 /// `POST /api/auth/signout`: ends the calling device's session. Its tokens are refused from
@@ -105,12 +107,12 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             }
         }
     }
-    response::ok(&json!({
-        "signed_out": true,
-        "session_id": session_id,
-        "revoked_at_clerk": revoked_at_clerk,
-        "devices_signed_out": devices_ended,
-    }))
+    response::ok(&SignedOutView {
+        signed_out: true,
+        session_id: session_id.to_owned(),
+        revoked_at_clerk,
+        devices_signed_out: devices_ended as u64,
+    })
 }
 
 /// `GET /api/auth/oauth/:provider?redirect_url=...`: sends the browser to the Clerk-hosted
