@@ -3,12 +3,12 @@
 
 use serde::Serialize;
 use serde_json::json;
-use worker::{Date, Request, Response};
+use worker::{Request, Response};
 
 use crate::clock::now;
 use crate::error::AppError;
+use crate::health::service::{self, Probe};
 use crate::http::{response, Ctx};
-use crate::storage as store;
 
 /// The service name reported by the health endpoints.
 const SERVICE: &str = "tollgate";
@@ -108,13 +108,12 @@ pub struct CheckView {
 }
 
 impl CheckView {
-    fn from_result<T>(
-        started_ms: u64,
-        result: Result<T, String>,
+    fn from_probe<T>(
+        probe: Probe<T>,
         migrations: impl FnOnce(T) -> Option<MigrationsView>,
     ) -> Self {
-        let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
-        match result {
+        let latency_ms = probe.latency_ms;
+        match probe.result {
             Ok(value) => Self {
                 status: CheckStatus::Ok,
                 latency_ms,
@@ -193,24 +192,14 @@ pub struct HealthView {
 /// `200` otherwise, with status `degraded` while a setting is invalid (the worker still
 /// serves what does not need it). Raw D1/KV errors go to the log, not to the caller.
 pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let started = Date::now().as_millis();
-    let d1 = match store::database(&ctx.env) {
-        Ok(db) => crate::health::store::probe_d1(&db).await,
-        Err(err) => Err(err.to_string()),
-    };
-    let d1 = CheckView::from_result(started, d1, |m| {
+    let probes = service::probe(&ctx.env).await;
+    let d1 = CheckView::from_probe(probes.d1, |m| {
         Some(MigrationsView {
             applied: m.applied,
             latest: m.latest,
         })
     });
-
-    let started = Date::now().as_millis();
-    let kv = match store::cache(&ctx.env) {
-        Ok(kv) => crate::health::store::probe_kv(&kv).await,
-        Err(err) => Err(err.to_string()),
-    };
-    let kv = CheckView::from_result(started, kv, |()| None);
+    let kv = CheckView::from_probe(probes.kv, |()| None);
 
     let reachable = d1.is_ok() && kv.is_ok();
     let invalid: Vec<&'static str> = ctx.data.config.problems.iter().map(|p| p.setting).collect();

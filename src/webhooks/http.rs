@@ -7,16 +7,11 @@
 use serde::Serialize;
 use worker::{Date, Request, Response};
 
-use crate::clock::now;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::identity::rules::clerk_event;
-use crate::identity::service::clerk_events::{self, Outcome};
-use crate::storage as store;
+use crate::identity::service::clerk_events::{self, Outcome, Receipt, Verified};
 use crate::webhooks::rules::svix::{self, SvixHeaders};
-use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
-
-const PROVIDER: &str = "clerk";
 
 /// How a delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -28,11 +23,11 @@ pub enum DeliveryStatus {
     Ignored,
 }
 
-impl DeliveryStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Processed => "processed",
-            Self::Ignored => "ignored",
+impl From<Outcome> for DeliveryStatus {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Processed => Self::Processed,
+            Outcome::Ignored => Self::Ignored,
         }
     }
 }
@@ -90,54 +85,24 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let (event_type, event) =
         clerk_event::parse(body, catalog).map_err(|detail| AppError::invalid("body", detail))?;
 
-    let db = store::database(&ctx.env)?;
-    let delivery = Delivery {
-        provider: PROVIDER,
+    let default_plan = &ctx.data.config.plans.default_plan().id;
+    let delivery = Verified {
         event_id,
         event_type: &event_type,
         payload,
+        event: &event,
     };
-    match webhook_events::record(&db, delivery, &now()).await? {
-        Stored::Settled(status) => {
-            // `record` settles only `processed` and `ignored`.
-            let status = if status == "ignored" {
-                DeliveryStatus::Ignored
-            } else {
-                DeliveryStatus::Processed
-            };
-            return response::ok(&ClerkDeliveryView {
-                received: true,
-                duplicate: true,
-                event_id: event_id.to_owned(),
-                event_type: None,
-                status,
-            });
-        }
-        Stored::New | Stored::Retry => {}
-    }
-    let default_plan = &ctx.data.config.plans.default_plan().id;
-    match clerk_events::apply(&db, &event, default_plan, &now()).await {
-        Ok(outcome) => {
-            let status = match outcome {
-                Outcome::Processed => DeliveryStatus::Processed,
-                Outcome::Ignored => DeliveryStatus::Ignored,
-            };
-            webhook_events::settle(&db, PROVIDER, event_id, status.as_str(), None, &now()).await?;
-            response::ok(&ClerkDeliveryView {
-                received: true,
-                duplicate: false,
-                event_id: event_id.to_owned(),
-                event_type: Some(event_type),
-                status,
-            })
-        }
-        Err(err) => {
-            let detail = err.log_detail().unwrap_or_else(|| err.public_message());
-            // Best effort: the failure is also in the log line of this request.
-            let _ =
-                webhook_events::settle(&db, PROVIDER, event_id, "failed", Some(&detail), &now())
-                    .await;
-            Err(err)
-        }
-    }
+    let (duplicate, outcome) = match clerk_events::receive(&ctx.env, delivery, default_plan).await?
+    {
+        Receipt::Duplicate(outcome) => (true, outcome),
+        Receipt::Applied(outcome) => (false, outcome),
+    };
+    response::ok(&ClerkDeliveryView {
+        received: true,
+        duplicate,
+        event_id: event_id.to_owned(),
+        // A duplicate's answer never named the type.
+        event_type: (!duplicate).then_some(event_type),
+        status: outcome.into(),
+    })
 }

@@ -3,7 +3,6 @@
 use worker::{Request, Response};
 
 use crate::clock::now;
-use crate::core::page;
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::identity::http::views::{
@@ -13,9 +12,7 @@ use crate::identity::http::views::{
 use crate::identity::rules::profile::{self, ProfilePatch};
 use crate::identity::rules::scopes::{Scope, Scopes};
 use crate::identity::service::api_keys::{self as key_service, DefaultKey};
-use crate::identity::service::auth;
-use crate::identity::store::{api_keys, users};
-use crate::storage as store;
+use crate::identity::service::{auth, profile as profile_service};
 
 /// `GET /api/user/profile`.
 pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -39,8 +36,7 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
             &principal.user,
         ));
     }
-    let db = store::database(&ctx.env)?;
-    let user = users::update_profile(&db, &principal.user.id, &changes, &now()).await?;
+    let user = profile_service::update(&ctx.env, &principal.user.id, &changes, &now()).await?;
     response::ok(&ProfileView::new(&ctx.data.config.plans, &principal, &user))
 }
 
@@ -48,9 +44,8 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
 /// `usage` scope) if they have none.
 pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
     let catalog = &ctx.data.config.plans;
-    match key_service::default_key(&db, catalog, &principal.user, &now()).await? {
+    match key_service::default_key(&ctx.env, catalog, &principal.user, &now()).await? {
         DefaultKey::Existing(key) => response::ok(&DefaultApiKeyView {
             created: false,
             api_key: key.into(),
@@ -89,9 +84,8 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             "only an admin may create a key with the `admin` scope".to_owned(),
         ));
     }
-    let db = store::database(&ctx.env)?;
     let plans = &ctx.data.config.plans;
-    let issued = key_service::issue(&db, plans, &principal.user, name, scopes, &now()).await?;
+    let issued = key_service::issue(&ctx.env, plans, &principal.user, name, scopes, &now()).await?;
     response::json(
         201,
         &CreatedApiKeyAnswer {
@@ -104,11 +98,7 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut keys =
-        api_keys::page_for_user(&db, &principal.user.id, page.after_pair()?, page.limit + 1)
-            .await?;
-    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
+    let (keys, next_cursor) = key_service::page(&ctx.env, &principal.user.id, &page).await?;
     response::ok(&ApiKeyPageView {
         data: keys.into_iter().map(ApiKeyView::from).collect(),
         next_cursor,
@@ -120,10 +110,7 @@ pub async fn revoke_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_session()?;
     let id = ctx.param("id").cloned().unwrap_or_default();
-    let db = store::database(&ctx.env)?;
-    let key = api_keys::revoke(&db, &principal.user.id, &id, &now())
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))?;
+    let key = key_service::revoke(&ctx.env, &principal.user.id, &id, &now()).await?;
     response::ok(&RevokedApiKeyView {
         api_key: key.into(),
     })

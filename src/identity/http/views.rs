@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::rules::jwt::OrgClaim;
 use crate::identity::rules::scopes::Scope;
-use crate::identity::service::api_keys::IssuedKey;
+use crate::identity::service::api_keys::{ApiKey, IssuedKey};
 use crate::identity::service::auth::Principal;
-use crate::identity::store::api_keys::ApiKey;
-use crate::identity::store::users::User;
+use crate::identity::service::profile::User;
 use crate::plans::rules::PlanCatalog;
 
 /// The token type of a refreshed token: always `Bearer`.
