@@ -90,6 +90,7 @@ pub struct MigrationsView {
     /// How many are applied.
     pub applied: u32,
     /// File name of the newest applied migration; `null` when none is.
+    #[schema(required = true)]
     pub latest: Option<String>,
 }
 
@@ -101,9 +102,11 @@ pub struct CheckView {
     pub latency_ms: u64,
     /// When `status` is `error`: a sentence (the raw error is in the worker log).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<&'static str>,
     /// D1 only, when it answered: its migrations.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub migrations: Option<MigrationsView>,
 }
 
@@ -154,6 +157,7 @@ pub struct ConfigurationView {
     pub status: ConfigurationStatus,
     /// When `status` is `invalid`: the settings to fix.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub invalid_settings: Option<Vec<&'static str>>,
 }
 

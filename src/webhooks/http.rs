@@ -43,6 +43,7 @@ pub struct ClerkDeliveryView {
     pub event_id: String,
     /// The event's type; absent for a duplicate.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub event_type: Option<String>,
     pub status: DeliveryStatus,
 }

@@ -26,6 +26,7 @@ pub struct RefreshedTokenView {
     pub token: String,
     pub token_type: TokenType,
     /// When it expires (RFC 3339), or `null` when the token carries no expiry.
+    #[schema(required = true)]
     pub expires_at: Option<String>,
 }
 
@@ -104,8 +105,11 @@ pub enum CredentialKind {
 /// The plan's limits; `null` is unlimited.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PlanLimitsView {
+    #[schema(required = true)]
     pub tokens_per_month: Option<u64>,
+    #[schema(required = true)]
     pub api_keys: Option<u32>,
+    #[schema(required = true)]
     pub concurrent_sessions: Option<u32>,
 }
 
@@ -116,6 +120,7 @@ pub struct OrgView {
     pub id: String,
     /// `admin`, `member`, or a custom role as Clerk names it.
     pub role: String,
+    #[schema(required = true)]
     pub slug: Option<String>,
 }
 
@@ -127,9 +132,13 @@ pub struct ProfileView {
     pub auth_source: AuthSource,
     /// The subject at the identity source.
     pub external_id: String,
+    #[schema(required = true)]
     pub email: Option<String>,
+    #[schema(required = true)]
     pub username: Option<String>,
+    #[schema(required = true)]
     pub display_name: Option<String>,
+    #[schema(required = true)]
     pub avatar_url: Option<String>,
     pub status: UserStatus,
     /// Plan id from the catalog.
@@ -138,6 +147,7 @@ pub struct ProfileView {
     /// Most powerful first; every caller is at least `user`.
     pub roles: Vec<Role>,
     /// The token's active organisation, or `null`.
+    #[schema(required = true)]
     pub org: Option<OrgView>,
     pub credential: CredentialKind,
     pub created_at: String,
@@ -215,7 +225,9 @@ pub struct ApiKeyView {
     /// What the key may be used for, in canonical order.
     pub scopes: Vec<Scope>,
     pub created_at: String,
+    #[schema(required = true)]
     pub last_used_at: Option<String>,
+    #[schema(required = true)]
     pub revoked_at: Option<String>,
 }
 
@@ -286,6 +298,7 @@ pub struct RevokedApiKeyView {
 pub struct ApiKeyPageView {
     pub data: Vec<ApiKeyView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
