@@ -11,9 +11,10 @@ use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
-use crate::identity::http::{auth, user};
+use crate::identity::http::{auth, user, views as identity};
 use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
+use crate::identity::rules::{clerk_event, profile};
 use crate::metering::http::views::{
     DeviceSessionsView, UsageHistoryQuery, UsageHistoryView, UsageQuotaView, UsageReportView,
     UsageReservedView, UsageStatsQuery, UsageStatsView, UsageSyncView,
@@ -44,24 +45,104 @@ pub fn table() -> RouteTable {
     RouteTable::new()
         // Health: Puku, dream-api and Sokuji each had their own.
         .get("/", Public, health::root)
+        .doc(Doc::new("Liveness: the service and its version").ok::<health::RootView>(200))
         .get("/health", Public, health::service)
+        .doc(Doc::new("Liveness: the service and the time").ok::<health::ServiceView>(200))
         .get("/api/health", Public, health::detailed)
+        .doc(
+            Doc::new("D1, KV and the configuration, checked; 503 while D1 or KV is unreachable")
+                .ok::<health::HealthView>(200)
+                .ok::<health::HealthView>(503),
+        )
         .get("/api/health/ping", Public, health::ping)
+        .doc(Doc::new("Connectivity check: pong").ok::<health::PingView>(200))
         // The API contract: this table as an OpenAPI 3.1 document.
         .get("/openapi.json", Public, contract::document)
         .doc(Doc::new("This API as an OpenAPI 3.1 document").ok::<OpenApiDocument>(200))
         // Identity (Sokuji): sign-in, sessions, Clerk's webhook.
         .get("/api/auth/oauth/:provider", Public, auth::oauth)
+        .doc(
+            Doc::new("Redirect to the Clerk-hosted sign-in with this OAuth provider")
+                .query::<identity::OAuthQuery>()
+                .redirect("To Clerk's sign-in for the provider")
+                .errors(&["bad_request"]),
+        )
         .post("/api/auth/refresh", Session, auth::refresh)
+        .doc(
+            Doc::new("A fresh token for the caller's session")
+                .ok::<identity::RefreshedTokenView>(200)
+                .errors(&[
+                    "bad_request",
+                    "upstream_error",
+                    "validation_failed",
+                    "payload_too_large",
+                ]),
+        )
         .post("/api/auth/signout", Session, auth::signout)
+        .doc(
+            Doc::new("End the calling device's session")
+                .ok::<identity::SignedOutView>(200)
+                .errors(&[
+                    "bad_request",
+                    "upstream_error",
+                    "validation_failed",
+                    "payload_too_large",
+                ]),
+        )
         .post("/api/auth/webhook/clerk", Public, clerk_webhook::receive)
+        .doc(
+            Doc::new("Receive one of Clerk's webhook deliveries (signed by Svix)")
+                .header("svix-id", "The delivery's id (or `webhook-id`)")
+                .header("svix-timestamp", "Unix seconds (or `webhook-timestamp`)")
+                .header(
+                    "svix-signature",
+                    "`v1,<base64>` signatures (or `webhook-signature`)",
+                )
+                .body::<clerk_event::Envelope>()
+                .ok::<clerk_webhook::ClerkDeliveryView>(200)
+                .errors(&["unauthorized", "internal"]),
+        )
         // The caller's profile and API keys (Sokuji).
         .get("/api/user/profile", Scoped(Usage), user::get_profile)
+        .doc(
+            Doc::new("The caller's profile, plan limits, roles and organisation")
+                .ok::<identity::ProfileView>(200)
+                .errors(&["upstream_error"]),
+        )
         .patch("/api/user/profile", Session, user::patch_profile)
+        .doc(
+            Doc::new("Change the caller's username, display name or avatar (null clears)")
+                .body::<profile::ProfilePatch>()
+                .ok::<identity::ProfileView>(200)
+                .errors(&["conflict", "not_found", "upstream_error"]),
+        )
         .get_creating("/api/user/api-key", Scoped(Usage), user::get_or_create_key)
+        .doc(
+            Doc::new("The caller's API key, masked; their first one is created and shown once")
+                .ok::<identity::DefaultApiKeyView>(200)
+                .ok::<identity::CreatedDefaultApiKeyView>(201)
+                .errors(&["quota_exceeded", "conflict", "upstream_error"]),
+        )
         .get("/api/user/api-keys", Scoped(Usage), user::list_keys)
+        .doc(
+            Doc::new("The caller's API keys, masked, newest first")
+                .query::<identity::ApiKeyPageQuery>()
+                .ok::<identity::ApiKeyPageView>(200)
+                .errors(&["upstream_error"]),
+        )
         .post("/api/user/api-keys", Session, user::create_key)
+        .doc(
+            Doc::new("Create an API key with the given scopes, shown once")
+                .body::<identity::NewKeyBody>()
+                .ok::<identity::CreatedApiKeyAnswer>(201)
+                .errors(&["quota_exceeded", "upstream_error"]),
+        )
         .delete("/api/user/api-keys/:id", Session, user::revoke_key)
+        .doc(
+            Doc::new("Revoke one of the caller's API keys (idempotent)")
+                .ok::<identity::RevokedApiKeyView>(200)
+                .errors(&["not_found", "upstream_error", "payload_too_large"]),
+        )
         // Plans (Sokuji).
         .get("/api/subscription/plans", Public, subscription::plans)
         .doc(

@@ -291,7 +291,11 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
             "upstream_error",
         ]);
     }
-    codes.push("not_configured");
+    // Health paths answer whatever the configuration (they report it); every other path
+    // refuses while a setting it needs is unset or invalid.
+    if !crate::routes::HEALTH_PATHS.contains(&endpoint.pattern) {
+        codes.push("not_configured");
+    }
     codes.extend(doc.errors.iter().copied());
     let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
     for code in codes {

@@ -4,19 +4,49 @@
 //! acknowledging it, then apply it. A repeated `svix-id` is acknowledged and changes nothing;
 //! a delivery whose processing failed answers 500, so Svix retries it.
 
-use serde_json::json;
+use serde::Serialize;
 use worker::{Date, Request, Response};
 
-use crate::clock::now;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::identity::rules::clerk_event;
-use crate::identity::service::clerk_events::{self, Outcome};
-use crate::storage as store;
+use crate::identity::service::clerk_events::{self, Outcome, Receipt, Verified};
 use crate::webhooks::rules::svix::{self, SvixHeaders};
-use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
 
-const PROVIDER: &str = "clerk";
+/// How a delivery was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// It changed (or confirmed) state.
+    Processed,
+    /// Tollgate does not act on its type.
+    Ignored,
+}
+
+impl From<Outcome> for DeliveryStatus {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Processed => Self::Processed,
+            Outcome::Ignored => Self::Ignored,
+        }
+    }
+}
+
+/// The acknowledgement of one delivery.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClerkDeliveryView {
+    /// Always `true`.
+    pub received: bool,
+    /// Whether this `svix-id` was settled before (nothing changed this time).
+    pub duplicate: bool,
+    /// The `svix-id`.
+    pub event_id: String,
+    /// The event's type; absent for a duplicate.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub event_type: Option<String>,
+    pub status: DeliveryStatus,
+}
 
 fn header(req: &Request, names: [&str; 2]) -> Option<String> {
     names
@@ -56,41 +86,24 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let (event_type, event) =
         clerk_event::parse(body, catalog).map_err(|detail| AppError::invalid("body", detail))?;
 
-    let db = store::database(&ctx.env)?;
-    let delivery = Delivery {
-        provider: PROVIDER,
+    let default_plan = &ctx.data.config.plans.default_plan().id;
+    let delivery = Verified {
         event_id,
         event_type: &event_type,
         payload,
+        event: &event,
     };
-    match webhook_events::record(&db, delivery, &now()).await? {
-        Stored::Settled(status) => {
-            return response::ok(&json!({
-                "received": true, "duplicate": true, "event_id": event_id, "status": status,
-            }));
-        }
-        Stored::New | Stored::Retry => {}
-    }
-    let default_plan = &ctx.data.config.plans.default_plan().id;
-    match clerk_events::apply(&db, &event, default_plan, &now()).await {
-        Ok(outcome) => {
-            let status = match outcome {
-                Outcome::Processed => "processed",
-                Outcome::Ignored => "ignored",
-            };
-            webhook_events::settle(&db, PROVIDER, event_id, status, None, &now()).await?;
-            response::ok(&json!({
-                "received": true, "duplicate": false, "event_id": event_id,
-                "type": event_type, "status": status,
-            }))
-        }
-        Err(err) => {
-            let detail = err.log_detail().unwrap_or_else(|| err.public_message());
-            // Best effort: the failure is also in the log line of this request.
-            let _ =
-                webhook_events::settle(&db, PROVIDER, event_id, "failed", Some(&detail), &now())
-                    .await;
-            Err(err)
-        }
-    }
+    let (duplicate, outcome) = match clerk_events::receive(&ctx.env, delivery, default_plan).await?
+    {
+        Receipt::Duplicate(outcome) => (true, outcome),
+        Receipt::Applied(outcome) => (false, outcome),
+    };
+    response::ok(&ClerkDeliveryView {
+        received: true,
+        duplicate,
+        event_id: event_id.to_owned(),
+        // A duplicate's answer never named the type.
+        event_type: (!duplicate).then_some(event_type),
+        status: outcome.into(),
+    })
 }

@@ -1,17 +1,13 @@
 //! Sokuji's auth endpoints: token refresh, sign-out, and the OAuth redirect to Clerk.
 
-use serde_json::json;
-use worker::{Date, Request, Response, Url};
+use worker::{Request, Response, Url};
 
-use crate::clock::now;
-use crate::devices::store as devices;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::identity::rules::jwt::{self, TokenKind, VerifiedToken};
+use crate::identity::http::views::{RefreshedTokenView, SignedOutView, TokenType};
+use crate::identity::rules::jwt::{self, VerifiedToken};
 use crate::identity::service::auth::{self, Credential, Principal};
-use crate::identity::store::sessions;
-use crate::storage as store;
-use crate::upstream::clerk::{ClerkApi, ClerkError};
+use crate::identity::service::sessions;
 
 fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
     match &principal.credential {
@@ -22,47 +18,19 @@ fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
     }
 }
 
-fn clerk_api(ctx: &Ctx) -> Result<ClerkApi<'_>, AppError> {
-    Ok(ClerkApi {
-        base_url: &ctx.data.config.upstreams.clerk_api,
-        secret_key: ctx.data.config.auth.clerk_secret_key.require()?,
-    })
-}
-
 /// `POST /api/auth/refresh`: a fresh token for the caller's session — minted by Clerk for a
 /// Clerk session (needs `CLERK_SECRET_KEY`), signed with `JWT_SECRET` for an HMAC session.
 pub async fn refresh(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let token = token_of(&principal)?;
-    let fresh = match token.kind {
-        TokenKind::Clerk => {
-            let session = token.session_id.as_deref().ok_or_else(|| {
-                AppError::BadRequest("this Clerk token names no session (sid)".to_owned())
-            })?;
-            match clerk_api(&ctx)?.create_session_token(session).await {
-                Ok(jwt) => jwt,
-                Err(ClerkError::NotFound) => {
-                    return Err(AppError::Unauthorized(
-                        "session is no longer active".to_owned(),
-                    ))
-                }
-                Err(ClerkError::Failed(err)) => return Err(err),
-            }
-        }
-        TokenKind::Hmac => {
-            let auth = &ctx.data.config.auth;
-            let secret = auth.jwt_secret.require()?;
-            let now = (Date::now().as_millis() / 1000) as i64;
-            jwt::sign_hmac(secret.as_bytes(), token, now, auth.jwt_ttl_secs)
-                .map_err(AppError::Internal)?
-        }
-    };
+    let fresh = sessions::refresh(&ctx, token).await?;
     let expires_at = jwt::peek_expiry(&fresh);
-    response::ok(&json!({
-        "token": fresh,
-        "token_type": "Bearer",
-        "expires_at": expires_at.map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
-    }))
+    response::ok(&RefreshedTokenView {
+        token: fresh,
+        token_type: TokenType::Bearer,
+        expires_at: expires_at
+            .map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
+    })
 }
 
 /// `POST /api/auth/signout`: ends the calling device's session. Its tokens are refused from
@@ -73,44 +41,21 @@ pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let session_id = token.session_id.as_deref().ok_or_else(|| {
         AppError::BadRequest("this token names no session (sid or jti) to end".to_owned())
     })?;
-    let db = store::database(&ctx.env)?;
-    let session = sessions::SessionRef {
-        id: session_id,
-        auth_source: &principal.user.auth_source,
-        external_user_id: &principal.user.external_id,
-    };
-    sessions::end(&db, session, "signout", &now()).await?;
-    // The device's slot is freed (the plan caps devices signed in at once).
     let device = crate::http::header(&req, "X-Device-Id");
-    let devices_ended = devices::end(
-        &db,
-        &principal.user.id,
-        Some(session_id),
+    let signed_out = sessions::sign_out(
+        &ctx,
+        &principal,
+        token.kind,
+        session_id,
         device.as_deref().map(str::trim),
-        &now(),
     )
     .await?;
-    let mut revoked_at_clerk = false;
-    if token.kind == TokenKind::Clerk && ctx.data.config.auth.clerk_secret_key.is_set() {
-        // The session has ended here whatever Clerk answers; a Clerk failure is logged and
-        // reported in the answer, not turned into an error the client would retry.
-        match clerk_api(&ctx)?.revoke_session(session_id).await {
-            Ok(()) | Err(ClerkError::NotFound) => revoked_at_clerk = true,
-            Err(ClerkError::Failed(err)) => {
-                worker::console_error!(
-                    "{}",
-                    json!({ "level": "error", "msg": "Clerk session revoke failed",
-                            "request_id": ctx.data.request_id, "detail": err.log_detail() })
-                );
-            }
-        }
-    }
-    response::ok(&json!({
-        "signed_out": true,
-        "session_id": session_id,
-        "revoked_at_clerk": revoked_at_clerk,
-        "devices_signed_out": devices_ended,
-    }))
+    response::ok(&SignedOutView {
+        signed_out: true,
+        session_id: session_id.to_owned(),
+        revoked_at_clerk: signed_out.revoked_at_clerk,
+        devices_signed_out: signed_out.devices as u64,
+    })
 }
 
 /// `GET /api/auth/oauth/:provider?redirect_url=...`: sends the browser to the Clerk-hosted

@@ -1,51 +1,23 @@
 //! Sokuji's user endpoints: the caller's profile and their API keys.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use crate::clock::now;
-use crate::core::page;
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
+use crate::identity::http::views::{
+    ApiKeyPageView, ApiKeyView, CreatedApiKeyAnswer, CreatedDefaultApiKeyView, DefaultApiKeyView,
+    NewKeyBody, ProfileView, RevokedApiKeyView,
+};
 use crate::identity::rules::profile::{self, ProfilePatch};
 use crate::identity::rules::scopes::{Scope, Scopes};
 use crate::identity::service::api_keys::{self as key_service, DefaultKey};
-use crate::identity::service::auth::{self, Principal};
-use crate::identity::store::{api_keys, users};
-use crate::plans::rules::PlanCatalog;
-use crate::storage as store;
-
-/// The profile as the API shows it: the user, their plan's limits, roles and organisation.
-fn profile_body(catalog: &PlanCatalog, principal: &Principal, user: &users::User) -> Value {
-    let plan = catalog.get_or_default(&user.plan);
-    json!({
-        "id": user.id,
-        "auth_source": user.auth_source,
-        "external_id": user.external_id,
-        "email": user.email,
-        "username": user.username,
-        "display_name": user.display_name,
-        "avatar_url": user.avatar_url,
-        "status": user.status,
-        "plan": plan.id,
-        "limits": {
-            "tokens_per_month": plan.tokens_per_month,
-            "api_keys": plan.api_keys,
-            "concurrent_sessions": plan.concurrent_sessions,
-        },
-        "roles": principal.roles.names(),
-        "org": principal.org().map(|o| json!({ "id": o.id, "role": o.role.as_str(), "slug": o.slug })),
-        "credential": principal.kind(),
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-    })
-}
+use crate::identity::service::{auth, profile as profile_service};
 
 /// `GET /api/user/profile`.
 pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    response::ok(&profile_body(
+    response::ok(&ProfileView::new(
         &ctx.data.config.plans,
         &principal,
         &principal.user,
@@ -58,40 +30,34 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
     let patch: ProfilePatch = ctx.data.json()?;
     let changes = profile::validate(patch).map_err(AppError::Validation)?;
     if changes.is_empty() {
-        return response::ok(&profile_body(
+        return response::ok(&ProfileView::new(
             &ctx.data.config.plans,
             &principal,
             &principal.user,
         ));
     }
-    let db = store::database(&ctx.env)?;
-    let user = users::update_profile(&db, &principal.user.id, &changes, &now()).await?;
-    response::ok(&profile_body(&ctx.data.config.plans, &principal, &user))
+    let user = profile_service::update(&ctx.env, &principal.user.id, &changes, &now()).await?;
+    response::ok(&ProfileView::new(&ctx.data.config.plans, &principal, &user))
 }
 
 /// `GET /api/user/api-key`: the caller's key, masked; created (and shown once, with the
 /// `usage` scope) if they have none.
 pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
-    let db = store::database(&ctx.env)?;
     let catalog = &ctx.data.config.plans;
-    match key_service::default_key(&db, catalog, &principal.user, &now()).await? {
-        DefaultKey::Existing(key) => response::ok(&json!({ "created": false, "api_key": key })),
-        DefaultKey::Created(issued) => {
-            response::json(201, &json!({ "created": true, "api_key": issued }))
-        }
+    match key_service::default_key(&ctx.env, catalog, &principal.user, &now()).await? {
+        DefaultKey::Existing(key) => response::ok(&DefaultApiKeyView {
+            created: false,
+            api_key: key.into(),
+        }),
+        DefaultKey::Created(issued) => response::json(
+            201,
+            &CreatedDefaultApiKeyView {
+                created: true,
+                api_key: issued.into(),
+            },
+        ),
     }
-}
-
-/// A `POST /api/user/api-keys` body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKeyBody {
-    #[serde(default)]
-    name: Option<String>,
-    /// Scope names; absent or null means `["usage"]`.
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
 }
 
 /// `POST /api/user/api-keys` `{name?, scopes?}`: a new key, shown once. Scopes are `usage`
@@ -118,22 +84,25 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             "only an admin may create a key with the `admin` scope".to_owned(),
         ));
     }
-    let db = store::database(&ctx.env)?;
     let plans = &ctx.data.config.plans;
-    let issued = key_service::issue(&db, plans, &principal.user, name, scopes, &now()).await?;
-    response::json(201, &json!({ "api_key": issued }))
+    let issued = key_service::issue(&ctx.env, plans, &principal.user, name, scopes, &now()).await?;
+    response::json(
+        201,
+        &CreatedApiKeyAnswer {
+            api_key: issued.into(),
+        },
+    )
 }
 
 /// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
 pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     let page = http::page_request(&http::query_pairs(&req)?)?;
-    let db = store::database(&ctx.env)?;
-    let mut keys =
-        api_keys::page_for_user(&db, &principal.user.id, page.after_pair()?, page.limit + 1)
-            .await?;
-    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
-    response::ok(&json!({ "data": keys, "next_cursor": next_cursor }))
+    let (keys, next_cursor) = key_service::page(&ctx.env, &principal.user.id, &page).await?;
+    response::ok(&ApiKeyPageView {
+        data: keys.into_iter().map(ApiKeyView::from).collect(),
+        next_cursor,
+    })
 }
 
 /// `DELETE /api/user/api-keys/:id`: revokes one of the caller's keys (idempotent).
@@ -141,9 +110,8 @@ pub async fn revoke_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_session()?;
     let id = ctx.param("id").cloned().unwrap_or_default();
-    let db = store::database(&ctx.env)?;
-    let key = api_keys::revoke(&db, &principal.user.id, &id, &now())
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))?;
-    response::ok(&json!({ "api_key": key }))
+    let key = key_service::revoke(&ctx.env, &principal.user.id, &id, &now()).await?;
+    response::ok(&RevokedApiKeyView {
+        api_key: key.into(),
+    })
 }

@@ -41,10 +41,15 @@ pub enum ClerkEvent {
 }
 
 /// The envelope every Clerk webhook has.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ClerkWebhookEvent)]
 pub struct Envelope {
+    /// `user.created`, `user.updated`, `user.deleted`, `session.created`, `session.ended`,
+    /// `session.removed`, `session.revoked`; any other type is stored and ignored.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The user or session the event is about, as Clerk describes it.
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 

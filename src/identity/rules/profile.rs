@@ -11,14 +11,22 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 pub const MAX_AVATAR_URL_BYTES: usize = 2048;
 
 /// A `PATCH /api/user/profile` body. A field left out is unchanged; `null` clears it.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Values are trimmed before they are checked.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
+    /// 3 to 32 letters, digits, `_`, `.` or `-`, starting with a letter or digit; unique
+    /// (in any letter case).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 3, max_length = 32)]
     pub username: Option<Option<String>>,
+    /// 1 to 100 characters, no control characters.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
     pub display_name: Option<Option<String>>,
+    /// An `https://` URL of at most 2048 bytes, without whitespace.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     pub avatar_url: Option<Option<String>>,
 }
 

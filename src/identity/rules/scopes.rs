@@ -7,7 +7,10 @@
 use std::fmt;
 
 /// One thing an API key may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Metering and reading one's own state: reserve, report, quota, sync, history, stats,
     /// sessions, the profile and plan. The default.

@@ -1,15 +1,18 @@
-//! Issuing user API keys within the plan's limit.
+//! The caller's API keys: issuing them within the plan's limit, listing and revoking them.
 
 use serde::Serialize;
-use worker::D1Database;
+use worker::{D1Database, Env};
 
+use crate::core::page::{self, PageRequest};
 use crate::core::random;
 use crate::error::AppError;
 use crate::identity::rules::api_key;
 use crate::identity::rules::scopes::Scopes;
-use crate::identity::store::api_keys::{self, ApiKey, NewKey};
+pub use crate::identity::store::api_keys::ApiKey;
+use crate::identity::store::api_keys::{self, NewKey};
 use crate::identity::store::users::User;
 use crate::plans::rules::{Plan, PlanCatalog};
+use crate::storage;
 
 /// A key just created: the only time its plaintext is shown.
 #[derive(Debug, Clone, Serialize)]
@@ -32,11 +35,12 @@ pub enum DefaultKey {
 
 /// Returns the user's existing key, or creates their first one.
 pub async fn default_key(
-    db: &D1Database,
+    env: &Env,
     catalog: &PlanCatalog,
     user: &User,
     now: &str,
 ) -> Result<DefaultKey, AppError> {
+    let db = &storage::database(env)?;
     if let Some(key) = api_keys::active_for_user(db, &user.id)
         .await?
         .into_iter()
@@ -63,17 +67,41 @@ pub async fn default_key(
 /// Creates a key with `scopes` for `user` if their plan allows one more; `quota_exceeded`
 /// otherwise.
 pub async fn issue(
-    db: &D1Database,
+    env: &Env,
     catalog: &PlanCatalog,
     user: &User,
     name: &str,
     scopes: Scopes,
     now: &str,
 ) -> Result<IssuedKey, AppError> {
+    let db = &storage::database(env)?;
     let plan = catalog.get_or_default(&user.plan);
     insert(db, user, name, scopes, plan.api_keys, now)
         .await?
         .ok_or_else(|| no_room(plan))
+}
+
+/// A page of the user's keys (revoked ones included), newest first, and the cursor of the
+/// next page, if any.
+pub async fn page(
+    env: &Env,
+    user_id: &str,
+    page: &PageRequest,
+) -> Result<(Vec<ApiKey>, Option<String>), AppError> {
+    let db = storage::database(env)?;
+    let mut keys =
+        api_keys::page_for_user(&db, user_id, page.after_pair()?, page.limit + 1).await?;
+    let next_cursor = page::finish(&mut keys, page.limit, |k| [&k.created_at, &k.id]);
+    Ok((keys, next_cursor))
+}
+
+/// Revokes one of the user's keys (idempotent: a revoked key keeps its first revocation
+/// time); `not_found` when they have no such key.
+pub async fn revoke(env: &Env, user_id: &str, id: &str, now: &str) -> Result<ApiKey, AppError> {
+    let db = storage::database(env)?;
+    api_keys::revoke(&db, user_id, id, now)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))
 }
 
 fn no_room(plan: &Plan) -> AppError {
