@@ -20,7 +20,7 @@ use crate::core::page::{self, PageRequest};
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
-use crate::identity::store::users::{self, User};
+use crate::identity::service::users::{self, User};
 use crate::plans::rules::Plan;
 use crate::upstream::clerk::{ClerkApi, ClerkError};
 use crate::upstream::stripe::{Session, Stripe, Subscription, Updated};

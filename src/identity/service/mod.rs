@@ -4,3 +4,4 @@ pub mod auth;
 pub mod clerk_events;
 pub mod profile;
 pub mod sessions;
+pub mod users;

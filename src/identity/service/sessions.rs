@@ -5,7 +5,7 @@ use serde_json::json;
 use worker::Date;
 
 use crate::clock::now;
-use crate::devices::store as devices;
+use crate::devices::service as devices;
 use crate::error::AppError;
 use crate::http::Ctx;
 use crate::identity::rules::jwt::{self, TokenKind, VerifiedToken};

@@ -6,7 +6,7 @@ use worker::D1Database;
 use crate::config::Config;
 use crate::core::page::{self, PageRequest};
 use crate::error::AppError;
-use crate::identity::store::users;
+use crate::identity::service::users;
 use crate::provider_keys::service::credits::{self, Adjustment, KeyAnswer};
 use crate::provider_keys::store::credit_accounts as accounts;
 pub use crate::provider_keys::store::credit_accounts::{LedgerLine, UserWithAccount};
