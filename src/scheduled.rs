@@ -5,12 +5,12 @@
 use serde_json::json;
 use worker::Env;
 
-use crate::billing::service::stripe_events;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::log::Logger;
 use crate::provider_keys::service::key_sweep;
 use crate::storage as store;
+use crate::webhooks::service as inbox;
 
 /// Runs every scheduled job and logs what each did (a scheduled event has no one to answer).
 pub async fn run(cron: &str, env: &Env) {
@@ -27,7 +27,9 @@ pub async fn run(cron: &str, env: &Env) {
     log(
         cron,
         "scheduled webhook retry",
-        stripe_events::retry(&db, &config).await.map(|r| json!(r)),
+        inbox::retry_every_provider(&db, &config, &Logger::for_cron(cron))
+            .await
+            .map(|r| json!(r)),
     );
 }
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::core::body::{decode, parse_json};
 use crate::error::AppError;
 use crate::identity::rules::scopes::Access;
+use crate::log::Logger;
 
 /// The route context every handler receives: bindings and params from `worker::Router`,
 /// plus this request's [`RequestCtx`].
@@ -24,6 +25,8 @@ pub struct RequestCtx {
     pub config: Rc<Config>,
     /// The request id echoed in `X-Request-Id` and in error envelopes.
     pub request_id: String,
+    /// Writes log lines that carry this request's id.
+    pub log: Logger,
     body: Vec<u8>,
     json: Option<Value>,
     route: Cell<Option<&'static str>>,
@@ -37,6 +40,7 @@ impl RequestCtx {
     pub fn new(config: Rc<Config>, request_id: String, body: Vec<u8>, json: Option<Value>) -> Self {
         Self {
             config,
+            log: Logger::for_request(&request_id),
             request_id,
             body,
             json,

@@ -18,6 +18,7 @@ use crate::metering::rules as meter;
 use crate::plans::rules::Plan;
 use crate::storage;
 use crate::webhooks::rules::stripe_signature;
+use crate::webhooks::service as inbox;
 use views::{
     CheckoutView, CurrentSubscriptionView, HistoryPageView, PortalView, RetryView,
     SubscriptionChangeView, WebhookReceivedView, WebhookStatusView,
@@ -294,7 +295,7 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
     let event = Event::parse(body).map_err(|problem| AppError::invalid("body", problem))?;
     let db = storage::database(&ctx.env)?;
-    let receipt = stripe_events::receive(&db, config, &event, payload).await?;
+    let receipt = stripe_events::receive(&db, config, &event, payload, &ctx.data.log).await?;
     response::ok(&WebhookReceivedView::try_from(receipt)?)
 }
 
@@ -303,7 +304,7 @@ pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let db = storage::database(&ctx.env)?;
-    let report = stripe_events::retry(&db, &ctx.data.config).await?;
+    let report = inbox::retry_every_provider(&db, &ctx.data.config, &ctx.data.log).await?;
     response::ok(&RetryView::new(report, now()))
 }
 
@@ -312,6 +313,6 @@ pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let principal = auth::authenticate(&req, &ctx).await?;
     principal.require_admin()?;
     let db = storage::database(&ctx.env)?;
-    let (counts, failures) = stripe_events::status(&db).await?;
+    let (counts, failures) = inbox::status(&db).await?;
     response::ok(&WebhookStatusView::new(counts, failures)?)
 }

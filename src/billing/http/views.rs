@@ -3,11 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::billing::service::stripe_events::{Failure, Receipt, RetryReport, StatusCount};
+use crate::billing::service::stripe_events::Receipt;
 use crate::billing::service::subscriptions::{HistoryLine, StoredSubscription};
 use crate::error::AppError;
 use crate::plans::rules::Plan;
 use crate::upstream::stripe::Session;
+use crate::webhooks::service::{Failure, RetryReport, StatusCount};
 
 /// `?limit=&cursor=`: a page of a list (see [`crate::core::page`]).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

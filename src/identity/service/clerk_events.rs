@@ -3,12 +3,13 @@
 use worker::{D1Database, Env};
 
 use crate::clock::now;
+use crate::config::Config;
 use crate::error::AppError;
-use crate::identity::rules::clerk_event::ClerkEvent;
+use crate::identity::rules::clerk_event::{self, ClerkEvent};
 use crate::identity::store::sessions::{self, SessionRef};
 use crate::identity::store::users::{self, ClerkUser};
 use crate::storage;
-use crate::webhooks::store::{self as webhook_events, Delivery, Stored};
+use crate::webhooks::service::{self as inbox, Applied, Delivery, RetryReport, Settled};
 
 /// The provider name Clerk's deliveries are stored under.
 const PROVIDER: &str = "clerk";
@@ -40,9 +41,10 @@ pub struct Verified<'a> {
     pub event: &'a ClerkEvent,
 }
 
-/// Stores the delivery (unique by `svix-id`) before acting on it, then applies it and
-/// records how it settled. A repeated, settled `svix-id` changes nothing. When applying
-/// fails, the failure is recorded (best effort) and returned, so Svix retries it.
+/// Stores the delivery (unique by `svix-id`) in the webhook inbox before acting on it, then
+/// applies it and records how it settled. A repeated, settled `svix-id` changes nothing.
+/// When applying fails, the failure is recorded (the inbox retries it) and returned, so Svix
+/// redelivers it as well: Clerk's rule for failures.
 pub async fn receive(
     env: &Env,
     delivery: Verified<'_>,
@@ -55,32 +57,52 @@ pub async fn receive(
         event_type: delivery.event_type,
         payload: delivery.payload,
     };
-    match webhook_events::record(&db, stored, &now()).await? {
-        // `record` settles only `processed` and `ignored`.
-        Stored::Settled(status) if status == "ignored" => {
-            return Ok(Receipt::Duplicate(Outcome::Ignored))
-        }
-        Stored::Settled(_) => return Ok(Receipt::Duplicate(Outcome::Processed)),
-        Stored::New | Stored::Retry => {}
+    let receipt = inbox::receive(&db, stored, || async {
+        let outcome = apply(&db, delivery.event, default_plan, &now()).await?;
+        Ok(applied(outcome))
+    })
+    .await?;
+    if let Some(err) = receipt.error {
+        return Err(err);
     }
-    let event_id = delivery.event_id;
-    match apply(&db, delivery.event, default_plan, &now()).await {
-        Ok(outcome) => {
-            let status = match outcome {
-                Outcome::Processed => "processed",
-                Outcome::Ignored => "ignored",
-            };
-            webhook_events::settle(&db, PROVIDER, event_id, status, None, &now()).await?;
-            Ok(Receipt::Applied(outcome))
-        }
-        Err(err) => {
-            let detail = err.log_detail().unwrap_or_else(|| err.public_message());
-            // Best effort: the failure is also in the log line of this request.
-            let _ =
-                webhook_events::settle(&db, PROVIDER, event_id, "failed", Some(&detail), &now())
-                    .await;
-            Err(err)
-        }
+    let outcome = match receipt.status {
+        Settled::Ignored => Outcome::Ignored,
+        _ => Outcome::Processed,
+    };
+    Ok(if receipt.duplicate {
+        Receipt::Duplicate(outcome)
+    } else {
+        Receipt::Applied(outcome)
+    })
+}
+
+/// Applies again the stored Clerk deliveries that failed, or were never settled.
+pub async fn retry(db: &D1Database, config: &Config) -> Result<RetryReport, AppError> {
+    let default_plan = config.plans.default_plan().id.clone();
+    inbox::retry(
+        db,
+        PROVIDER,
+        config.billing.webhook_max_attempts,
+        |stored| {
+            let default_plan = default_plan.clone();
+            async move {
+                // Stored payloads parsed before they were stored; one that no longer does is
+                // recorded as failed.
+                let (_, event) = clerk_event::parse(stored.payload.as_bytes(), &config.plans)
+                    .map_err(|problem| {
+                        AppError::Internal(format!("stored Clerk event: {problem}"))
+                    })?;
+                Ok(applied(apply(db, &event, &default_plan, &now()).await?))
+            }
+        },
+    )
+    .await
+}
+
+fn applied(outcome: Outcome) -> Applied {
+    match outcome {
+        Outcome::Processed => Applied::Processed,
+        Outcome::Ignored => Applied::Ignored(None),
     }
 }
 

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use super::Case;
 use crate::harness::identity::{
-    clerk_user_event, now, svix_headers, svix_headers_with, unique, SVIX_KEY, SVIX_KEY_NEXT,
+    clerk_user_event, now, svix_headers, svix_headers_with, unique, ADMIN_CLERK_ID, SVIX_KEY,
+    SVIX_KEY_NEXT,
 };
 use crate::harness::World;
 
@@ -20,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         a_deleted_user_loses_their_api_keys,
         a_user_deleted_before_it_was_seen_is_never_created_active,
         a_delivery_signed_with_any_listed_secret_is_accepted,
+        a_delivery_that_fails_is_answered_500_kept_and_applied_by_the_inbox_retry,
     )
 }
 
@@ -37,6 +39,49 @@ fn events_with_id(world: &World, id: &str) -> Vec<Value> {
         "SELECT event_type, status, attempts, payload FROM webhook_events \
          WHERE provider = 'clerk' AND event_id = '{id}'"
     ))
+}
+
+/// The webhook inbox's failure rule for Clerk: a delivery whose processing fails is answered
+/// `500` (so Svix redelivers it) and kept as `failed`; the inbox's retry applies it from the
+/// stored payload once the fault is gone, and a redelivery after that changes nothing.
+fn a_delivery_that_fails_is_answered_500_kept_and_applied_by_the_inbox_retry(world: &World) {
+    let clerk_id = unique("user_inbox_");
+    let msg = unique("msg_");
+    let trigger = format!("fail_{}", clerk_id.trim_start_matches("user_"));
+    world.d1_query(&format!(
+        "CREATE TRIGGER {trigger} BEFORE INSERT ON users WHEN NEW.external_id = '{clerk_id}' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    ));
+    let event = clerk_user_event("user.created", &clerk_id, 1_700_000_000_000, json!({}));
+    let failed = world.clerk_webhook(&msg, &event);
+    world.d1_query(&format!("DROP TRIGGER {trigger}"));
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert!(user_row(world, &clerk_id).is_empty(), "nothing applied");
+    let stored = events_with_id(world, &msg);
+    assert_eq!(stored.len(), 1, "the delivery is kept");
+    // Another case's retry may already have applied it; otherwise it is failed.
+    assert!(
+        stored[0]["status"] == "failed" || stored[0]["status"] == "processed",
+        "{stored:?}"
+    );
+
+    let admin = world.clerk_token(ADMIN_CLERK_ID);
+    let retried = world.authed("POST", "/api/webhooks/retry", &admin).send();
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let rows = user_row(world, &clerk_id);
+    assert_eq!(rows.len(), 1, "the retry applied the stored event");
+    let stored = events_with_id(world, &msg);
+    assert_eq!(stored[0]["status"], "processed", "{stored:?}");
+    assert!(stored[0]["attempts"].as_i64().unwrap() >= 2, "{stored:?}");
+
+    let again = world.clerk_webhook(&msg, &event);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(
+        user_row(world, &clerk_id),
+        rows,
+        "the redelivery changed nothing"
+    );
 }
 
 fn a_valid_delivery_creates_the_user_with_the_plan_from_metadata(world: &World) {
