@@ -9,10 +9,11 @@ use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
+use crate::http::access::Public;
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
 use crate::identity::http::{auth, user, views as identity};
-use crate::identity::rules::scopes::Access::{Public, Scoped, Session};
+use crate::identity::rules::scopes::Access::{Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
 use crate::identity::rules::{clerk_event, profile};
 use crate::metering::http::views::{
@@ -24,6 +25,7 @@ use crate::metering::http::{
     IDEMPOTENCY_KEY_DOC,
 };
 use crate::metering::rules::{ReportRequest, ReserveRequest, SyncRequest};
+use crate::metering::service as metering_service;
 use crate::plans::http as subscription;
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::webhooks::http as clerk_webhook;
@@ -190,6 +192,7 @@ pub fn table() -> RouteTable {
                 .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC),
         )
         .get("/api/usage/quota", Scoped(Usage), usage::quota)
+        .batched(metering_service::quota_read)
         .doc(
             Doc::new("The caller's token quota in the current period")
                 .ok::<UsageQuotaView>(200)
@@ -198,6 +201,7 @@ pub fn table() -> RouteTable {
                 .errors(&["validation_failed", "session_limit_exceeded"]),
         )
         .post("/api/usage/sync", Scoped(Usage), usage::sync)
+        .batched(metering_service::quota_read)
         .doc(
             Doc::new("The quota, and whether it changed since the client's last sync")
                 .optional_body::<SyncRequest>()

@@ -9,6 +9,11 @@
 use crate::error::AppError;
 use crate::identity::rules::scopes::Access;
 
+/// The access rule of a route anyone may call: no credential is read, and its handler takes
+/// no principal (health, the plan catalog, the contract, OAuth, signed webhooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Public;
+
 /// What a request's `Authorization` header presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented<'a> {

@@ -1,11 +1,11 @@
 //! What one request carries through the pipeline into its handler.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use worker::RouteContext;
+use worker::{D1Result, RouteContext};
 
 use crate::config::Config;
 use crate::core::body::{decode, parse_json};
@@ -27,6 +27,10 @@ pub struct RequestCtx {
     pub request_id: String,
     /// Writes log lines that carry this request's id.
     pub log: Logger,
+    /// The request's clock: when it arrived, epoch milliseconds.
+    pub now_ms: u64,
+    /// What the route's batched read found, until its handler takes it.
+    batched: RefCell<Option<D1Result>>,
     body: Vec<u8>,
     json: Option<Value>,
     route: Cell<Option<&'static str>>,
@@ -37,10 +41,18 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// A context for a request whose body has been read (and, if JSON, parsed).
-    pub fn new(config: Rc<Config>, request_id: String, body: Vec<u8>, json: Option<Value>) -> Self {
+    pub fn new(
+        config: Rc<Config>,
+        request_id: String,
+        now_ms: u64,
+        body: Vec<u8>,
+        json: Option<Value>,
+    ) -> Self {
         Self {
             config,
             log: Logger::for_request(&request_id),
+            now_ms,
+            batched: RefCell::new(None),
             request_id,
             body,
             json,
@@ -58,6 +70,17 @@ impl RequestCtx {
             Some(value) => Ok(decode(value)?),
             None => Ok(decode(&parse_json(&self.body)?)?),
         }
+    }
+
+    /// Keeps what the route's batched read found (`None`: the caller had no row to read).
+    pub fn set_batched(&self, found: Option<D1Result>) {
+        *self.batched.borrow_mut() = found;
+    }
+
+    /// What the route's batched read found, taken once (`None`: the caller had no row before
+    /// this request, so there was nothing to read).
+    pub fn take_batched(&self) -> Option<D1Result> {
+        self.batched.borrow_mut().take()
     }
 
     /// The body exactly as received (webhook signatures are computed over these bytes).

@@ -2,8 +2,13 @@
 //! registered by method and path with who may call them ([`Access`]), dispatched through
 //! `worker::Router`.
 //!
-//! Dispatch records the route's access in the request context, where authentication reads it
-//! (an API key without the route's scope is refused before the handler does anything).
+//! Access is the pipeline's, never the handler's: a route registered with [`Public`] gets a
+//! handler of `(Request, Ctx)`; any other rule ([`Access::Session`], [`Access::Scoped`])
+//! gets `(Request, Ctx, Principal)`, and dispatch resolves that principal — refusing a
+//! request without a credential, with a bad one, with an API key lacking the route's scope,
+//! or (for admin routes) without the admin role — before the handler runs. A route may also
+//! declare a read keyed by the caller ([`RouteTable::batched`]), which runs in the same D1
+//! round trip as the caller's lookup and reaches the handler through the context.
 //! `HEAD` is answered by a route's GET handler only when that handler is safe: a GET that
 //! may create something is registered with [`RouteTable::get_creating`], and `HEAD` on it is
 //! `405` with `Allow`.
@@ -18,15 +23,64 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
-use super::access;
+use super::access::{self, Public};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::response;
 use crate::error::AppError;
-use crate::identity::rules::scopes::Access;
+use crate::identity::rules::scopes::{Access, Scope};
+use crate::identity::service::auth::{self, Principal};
+use crate::storage::UserRef;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
-type Handler = Rc<dyn Fn(Request, Ctx) -> HandlerFuture>;
+
+/// A handler, by what it is given.
+#[derive(Clone)]
+pub enum Handler {
+    /// A public route's: the request and its context.
+    Open(Rc<dyn Fn(Request, Ctx) -> HandlerFuture>),
+    /// Any other route's: also the caller, resolved by the pipeline.
+    Guarded(Rc<dyn Fn(Request, Ctx, Principal) -> HandlerFuture>),
+}
+
+/// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
+/// request's clock (epoch milliseconds).
+pub type BatchedRead =
+    fn(&worker::D1Database, &UserRef, u64) -> Result<worker::D1PreparedStatement, AppError>;
+
+/// An access rule and the handler shape it takes: [`Public`] takes `(Request, Ctx)`, every
+/// [`Access`] rule takes `(Request, Ctx, Principal)`.
+pub trait Rule<F, Shape> {
+    fn endpoint(self, handler: F) -> (Access, Handler);
+}
+
+impl<F, Fut> Rule<F, fn(Request, Ctx) -> Fut> for Public
+where
+    F: Fn(Request, Ctx) -> Fut + 'static,
+    Fut: Future<Output = Result<Response, AppError>> + 'static,
+{
+    fn endpoint(self, handler: F) -> (Access, Handler) {
+        let handler: Rc<dyn Fn(Request, Ctx) -> HandlerFuture> =
+            Rc::new(move |req, ctx| Box::pin(handler(req, ctx)));
+        (Access::Public, Handler::Open(handler))
+    }
+}
+
+impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
+where
+    F: Fn(Request, Ctx, Principal) -> Fut + 'static,
+    Fut: Future<Output = Result<Response, AppError>> + 'static,
+{
+    fn endpoint(self, handler: F) -> (Access, Handler) {
+        assert!(
+            self != Access::Public,
+            "a public route is registered with http::access::Public and takes no principal"
+        );
+        let handler: Rc<dyn Fn(Request, Ctx, Principal) -> HandlerFuture> =
+            Rc::new(move |req, ctx, principal| Box::pin(handler(req, ctx, principal)));
+        (self, Handler::Guarded(handler))
+    }
+}
 
 /// One method of one path.
 struct Endpoint {
@@ -36,6 +90,8 @@ struct Endpoint {
     head: bool,
     /// What `/openapi.json` says about it.
     doc: Doc,
+    /// A read batched with the caller's lookup.
+    read: Option<BatchedRead>,
     handler: Handler,
 }
 
@@ -63,13 +119,12 @@ pub struct Documented<'a> {
 macro_rules! method_fns {
     ($($name:ident => $method:ident),* $(,)?) => {
         $(
-            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`, for callers `access` admits.")]
-            pub fn $name<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
+            #[doc = concat!("Serves `", stringify!($method), " pattern` with `handler`, for callers `rule` admits.")]
+            pub fn $name<R, F, Shape>(self, pattern: &'static str, rule: R, handler: F) -> Self
             where
-                F: Fn(Request, Ctx) -> Fut + 'static,
-                Fut: Future<Output = Result<Response, AppError>> + 'static,
+                R: Rule<F, Shape>,
             {
-                self.add(Method::$method, pattern, access, true, handler)
+                self.add(Method::$method, pattern, rule, true, handler)
             }
         )*
     };
@@ -91,32 +146,32 @@ impl RouteTable {
 
     /// Serves `GET pattern` with a handler that may create something (a first key, an
     /// assignment): `HEAD` never runs it and is answered `405`.
-    pub fn get_creating<F, Fut>(self, pattern: &'static str, access: Access, handler: F) -> Self
+    pub fn get_creating<R, F, Shape>(self, pattern: &'static str, rule: R, handler: F) -> Self
     where
-        F: Fn(Request, Ctx) -> Fut + 'static,
-        Fut: Future<Output = Result<Response, AppError>> + 'static,
+        R: Rule<F, Shape>,
     {
-        self.add(Method::Get, pattern, access, false, handler)
+        self.add(Method::Get, pattern, rule, false, handler)
     }
 
-    fn add<F, Fut>(
+    fn add<R, F, Shape>(
         mut self,
         method: Method,
         pattern: &'static str,
-        access: Access,
+        rule: R,
         head: bool,
         handler: F,
     ) -> Self
     where
-        F: Fn(Request, Ctx) -> Fut + 'static,
-        Fut: Future<Output = Result<Response, AppError>> + 'static,
+        R: Rule<F, Shape>,
     {
+        let (access, handler) = rule.endpoint(handler);
         let endpoint = Endpoint {
             method,
             access,
             head,
             doc: Doc::new(""),
-            handler: Rc::new(move |req, ctx| Box::pin(handler(req, ctx))),
+            read: None,
+            handler,
         };
         match self.routes.iter().position(|r| r.pattern == pattern) {
             Some(r) => {
@@ -138,6 +193,21 @@ impl RouteTable {
                 self.last = Some((self.routes.len() - 1, 0));
             }
         }
+        self
+    }
+
+    /// Runs `read` in the same D1 round trip as the caller's lookup, for the endpoint
+    /// registered last; its handler takes the result with [`RequestCtx::take_batched`].
+    pub fn batched(mut self, read: BatchedRead) -> Self {
+        let endpoint = self
+            .last
+            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
+            .expect("batched() follows the endpoint it reads for");
+        assert!(
+            matches!(endpoint.handler, Handler::Guarded(_)),
+            "only a route with a caller has a read keyed by them"
+        );
+        endpoint.read = Some(read);
         self
     }
 
@@ -209,28 +279,56 @@ async fn dispatch(
     let ctx = Rc::clone(&rctx.data);
     ctx.set_route(pattern);
     let wanted = req.method();
+    // worker::Method reads every method it does not know (QUERY, PROPFIND, ...) as GET: only
+    // a request whose own method is the one read may run a handler.
+    let known = req
+        .inner()
+        .method()
+        .eq_ignore_ascii_case(method_name(&wanted));
     // HEAD is served by a safe GET handler; the runtime drops the body.
-    let found = methods.iter().find(|e| match wanted {
+    let found = methods.iter().filter(|_| known).find(|e| match wanted {
         Method::Head => e.method == Method::Get && e.head,
         _ => e.method == wanted,
     });
     let result = match found {
         Some(endpoint) => {
             ctx.set_access(endpoint.access);
-            let authorization = req.headers().get("Authorization").ok().flatten();
-            match access::gate(
-                endpoint.access,
-                &access::presented(authorization.as_deref()),
-            ) {
-                Ok(()) => (endpoint.handler)(req, rctx).await,
-                Err(refused) => Err(refused),
-            }
+            run(endpoint, req, rctx).await
         }
         None => Err(AppError::MethodNotAllowed {
             allowed: methods.iter().map(|e| method_name(&e.method)).collect(),
         }),
     };
     result.unwrap_or_else(|err| fail(&ctx, &err))
+}
+
+/// Applies the endpoint's access rule, resolving the caller, then runs its handler.
+async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, AppError> {
+    let authorization = req.headers().get("Authorization").ok().flatten();
+    access::gate(
+        endpoint.access,
+        &access::presented(authorization.as_deref()),
+    )?;
+    match &endpoint.handler {
+        Handler::Open(handler) => handler(req, rctx).await,
+        Handler::Guarded(handler) => {
+            let principal = match endpoint.read {
+                Some(read) => {
+                    let now_ms = rctx.data.now_ms;
+                    let batched = |db: &worker::D1Database, user: &UserRef| read(db, user, now_ms);
+                    let (principal, found) =
+                        auth::authenticate_and_read(&req, &rctx, &batched).await?;
+                    rctx.data.set_batched(found);
+                    principal
+                }
+                None => auth::authenticate(&req, &rctx).await?,
+            };
+            if endpoint.access == Access::Scoped(Scope::Admin) {
+                principal.require_admin()?;
+            }
+            handler(req, rctx, principal).await
+        }
+    }
 }
 
 fn fail(ctx: &RequestCtx, err: &AppError) -> Response {

@@ -71,7 +71,13 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         Err(err) => return refuse(err, Some(&config)),
     };
 
-    let ctx = Rc::new(RequestCtx::new(config, request_id.clone(), bytes, json));
+    let ctx = Rc::new(RequestCtx::new(
+        config,
+        request_id.clone(),
+        started_ms,
+        bytes,
+        json,
+    ));
     let router = isolate_routes().router(Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,

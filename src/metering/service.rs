@@ -65,7 +65,11 @@ pub struct Clock {
 impl Clock {
     /// Now.
     pub fn now() -> Self {
-        let now_ms = Date::now().as_millis();
+        Self::at(Date::now().as_millis())
+    }
+
+    /// At `now_ms` (the request's clock, epoch milliseconds).
+    pub fn at(now_ms: u64) -> Self {
         let period = Period::containing(now_ms);
         Self {
             now_ms,
@@ -251,13 +255,16 @@ pub async fn report(
     })
 }
 
-/// The statement that reads the token counter of the user `user` names at `clock`, for
-/// [`crate::identity::service::auth::authenticate_and_read`]: the quota read shares the
-/// caller's lookup's round trip.
+/// The statement that reads the token counter of the user `user` names at `now_ms`: the
+/// route table batches it with the caller's lookup (`.batched(quota_read)`), so a quota read
+/// shares that round trip.
 pub fn quota_read(
-    clock: &Clock,
-) -> impl Fn(&D1Database, &UserRef) -> Result<D1PreparedStatement, AppError> + '_ {
-    move |db, user| meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
+    db: &D1Database,
+    user: &UserRef,
+    now_ms: u64,
+) -> Result<D1PreparedStatement, AppError> {
+    let clock = Clock::at(now_ms);
+    meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
 }
 
 /// The subject's quota as it stands, in the period it counts in.

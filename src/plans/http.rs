@@ -7,7 +7,7 @@ use crate::billing::http::views::CheckoutView;
 use crate::billing::http::CheckoutBody;
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::identity::service::auth;
+use crate::identity::service::auth::Principal;
 use crate::plans::rules::{upgrade_instructions, Plan};
 
 /// Every plan, and the one new users start on.
@@ -76,8 +76,7 @@ pub async fn plans(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `GET /api/subscription/current`: the caller's plan and what it allows.
-pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
     response::ok(&CurrentPlanView {
         plan: plan.clone(),
@@ -97,8 +96,7 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// upgrade instructions: `{instructions, upgrade_url, plan, current_plan}`, where
 /// `upgrade_url` is `UPGRADE_URL` (or `null`, and the instructions say to contact the
 /// operator).
-pub async fn upgrade(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn upgrade(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: CheckoutBody = crate::billing::http::optional_body(&ctx)?;
     let catalog = &ctx.data.config.plans;
     let current = catalog.get_or_default(&principal.user.plan);

@@ -13,7 +13,7 @@ use crate::clock::now;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
-use crate::identity::service::auth::{self, Principal};
+use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
 use crate::plans::rules::Plan;
 use crate::storage;
@@ -98,8 +98,7 @@ pub struct CheckoutBody {
 
 /// `POST /api/subscriptions/checkout` `{plan, success_url?, cancel_url?}`: a Stripe Checkout
 /// URL for the plan's price (the Stripe customer is created on first use).
-pub async fn checkout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn checkout(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: CheckoutBody = ctx.data.json()?;
     let id = body
         .plan
@@ -172,8 +171,7 @@ pub(crate) fn optional_body<T: Default + serde::de::DeserializeOwned>(
 }
 
 /// `POST /api/subscriptions/portal` `{return_url?}`: a Stripe Billing Portal URL.
-pub async fn portal(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn portal(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: PortalBody = optional_body(&ctx)?;
     let config = &ctx.data.config;
     let url = return_url(
@@ -213,8 +211,7 @@ fn yes() -> bool {
 
 /// `POST /api/subscriptions/cancel` `{at_period_end?}` (default true: the plan lasts until
 /// the period ends; false cancels now and moves the user to the default plan).
-pub async fn cancel(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn cancel(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: CancelBody = optional_body(&ctx)?;
     let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
@@ -239,8 +236,7 @@ pub struct UpdateBody {
 
 /// `PUT /api/subscriptions/update` `{plan}`: moves the subscription to that plan's price
 /// (prorated); the plan changes at once.
-pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: UpdateBody = ctx.data.json()?;
     let config = &ctx.data.config;
     let plan = plan(config, &body.plan)?;
@@ -252,8 +248,7 @@ pub async fn update(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `GET /api/subscriptions/current`: the caller's plan and subscription (or `null`).
-pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let subscription = billing::current(&db, &principal.user.id).await?;
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
@@ -265,8 +260,7 @@ pub async fn current(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 
 /// `GET /api/subscriptions/history`: every change of the caller's subscriptions, newest
 /// first, paginated.
-pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn history(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let page = http::page_request(&http::query_pairs(&req)?)?;
     let db = storage::database(&ctx.env)?;
     let (lines, next_cursor) = billing::history(&db, &principal.user.id, &page).await?;
@@ -300,18 +294,14 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `POST /api/webhooks/retry` (admin): retries failed events now.
-pub async fn retry(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn retry(_req: Request, ctx: Ctx, _principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let report = inbox::retry_every_provider(&db, &ctx.data.config, &ctx.data.log).await?;
     response::ok(&RetryView::new(report, now()))
 }
 
 /// `GET /api/webhooks/status` (admin): deliveries by provider and status, the latest failures.
-pub async fn status(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn status(_req: Request, ctx: Ctx, _principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let (counts, failures) = inbox::status(&db).await?;
     response::ok(&WebhookStatusView::new(counts, failures)?)

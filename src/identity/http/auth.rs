@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::identity::http::views::{RefreshedTokenView, SignedOutView, TokenType};
 use crate::identity::rules::jwt::{self, VerifiedToken};
-use crate::identity::service::auth::{self, Credential, Principal};
+use crate::identity::service::auth::{Credential, Principal};
 use crate::identity::service::sessions;
 
 fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
@@ -20,8 +20,7 @@ fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
 
 /// `POST /api/auth/refresh`: a fresh token for the caller's session — minted by Clerk for a
 /// Clerk session (needs `CLERK_SECRET_KEY`), signed with `JWT_SECRET` for an HMAC session.
-pub async fn refresh(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn refresh(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let token = token_of(&principal)?;
     let fresh = sessions::refresh(&ctx, token).await?;
     let expires_at = jwt::peek_expiry(&fresh);
@@ -35,8 +34,7 @@ pub async fn refresh(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 
 /// `POST /api/auth/signout`: ends the calling device's session. Its tokens are refused from
 /// now on; a Clerk session is also revoked at Clerk when `CLERK_SECRET_KEY` is set.
-pub async fn signout(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn signout(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let token = token_of(&principal)?;
     let session_id = token.session_id.as_deref().ok_or_else(|| {
         AppError::BadRequest("this token names no session (sid or jti) to end".to_owned())

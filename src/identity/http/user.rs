@@ -12,11 +12,15 @@ use crate::identity::http::views::{
 use crate::identity::rules::profile::{self, ProfilePatch};
 use crate::identity::rules::scopes::{Scope, Scopes};
 use crate::identity::service::api_keys::{self as key_service, DefaultKey};
-use crate::identity::service::{auth, profile as profile_service};
+use crate::identity::service::auth::Principal;
+use crate::identity::service::profile as profile_service;
 
 /// `GET /api/user/profile`.
-pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn get_profile(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     response::ok(&ProfileView::new(
         &ctx.data.config.plans,
         &principal,
@@ -25,8 +29,11 @@ pub async fn get_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `PATCH /api/user/profile`: `username`, `display_name`, `avatar_url` (null clears).
-pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn patch_profile(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let patch: ProfilePatch = ctx.data.json()?;
     let changes = profile::validate(patch).map_err(AppError::Validation)?;
     if changes.is_empty() {
@@ -42,8 +49,11 @@ pub async fn patch_profile(req: Request, ctx: Ctx) -> Result<Response, AppError>
 
 /// `GET /api/user/api-key`: the caller's key, masked; created (and shown once, with the
 /// `usage` scope) if they have none.
-pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn get_or_create_key(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let catalog = &ctx.data.config.plans;
     match key_service::default_key(&ctx.env, catalog, &principal.user, &now()).await? {
         DefaultKey::Existing(key) => response::ok(&DefaultApiKeyView {
@@ -62,9 +72,11 @@ pub async fn get_or_create_key(req: Request, ctx: Ctx) -> Result<Response, AppEr
 
 /// `POST /api/user/api-keys` `{name?, scopes?}`: a new key, shown once. Scopes are `usage`
 /// (the default), `keys`, `billing` and `admin`; only an admin may create an `admin` key.
-pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_session()?;
+pub async fn create_key(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let body: NewKeyBody = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
         NewKeyBody::default()
     } else {
@@ -95,8 +107,7 @@ pub async fn create_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
-pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn list_keys(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let page = http::page_request(&http::query_pairs(&req)?)?;
     let (keys, next_cursor) = key_service::page(&ctx.env, &principal.user.id, &page).await?;
     response::ok(&ApiKeyPageView {
@@ -106,9 +117,11 @@ pub async fn list_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `DELETE /api/user/api-keys/:id`: revokes one of the caller's keys (idempotent).
-pub async fn revoke_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_session()?;
+pub async fn revoke_key(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let id = ctx.param("id").cloned().unwrap_or_default();
     let key = key_service::revoke(&ctx.env, &principal.user.id, &id, &now()).await?;
     response::ok(&RevokedApiKeyView {

@@ -9,7 +9,7 @@ use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::devices::rules::{self as devices, Platform};
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
-use crate::identity::service::auth::{self, Principal};
+use crate::identity::service::auth::Principal;
 use crate::metering::rules::{
     self as meter, Period, QuotaState, ReportRequest, ReservationOutcome, ReserveRequest,
     SyncRequest,
@@ -83,8 +83,7 @@ fn replayed(mut resp: Response, replayed: bool) -> Response {
 /// (`402 quota_exceeded` otherwise) until it is settled by a report or expires. The hold
 /// counts in the counter's period, which a request stamped in an earlier month never moves
 /// back. A device the request names is admitted first (`409 session_limit_exceeded`).
-pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn reserve(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: ReserveRequest = ctx.data.json()?;
     meter::validate_reserve(&body).map_err(AppError::Validation)?;
     let key = meter::idempotency_key(
@@ -127,8 +126,7 @@ pub async fn reserve(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// `"idempotent": true`. Without a key the usage is still recorded (usage is never lost),
 /// under a key the server makes up (the record's id), and the answer says
 /// `"idempotent": false`: a retry without a key may count twice.
-pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn report(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: ReportRequest = ctx.data.json()?;
     meter::validate_report(&body).map_err(AppError::Validation)?;
     let client_key = meter::idempotency_key(
@@ -182,10 +180,9 @@ pub async fn report(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 }
 
 /// `GET /api/usage/quota`. The caller's lookup and the counter's read are one D1 round trip.
-pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let clock = Clock::now();
-    let read = service::quota_read(&clock);
-    let (principal, found) = auth::authenticate_and_read(&req, &ctx, &read).await?;
+pub async fn quota(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
+    let clock = Clock::at(ctx.data.now_ms);
+    let found = ctx.data.take_batched();
     let device = named_device(&req, None)?;
     let subject = Subject::user(&principal, &ctx.data.config.plans);
     let quota = service::quota(&ctx.env, &subject, &clock, found, device.as_ref()).await?;
@@ -196,10 +193,9 @@ pub async fn quota(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 /// milliseconds; unknown fields ignored): the quota, whether it changed since the client's
 /// last sync (`has_updates`, and `hasUpdates` for the seed's clients), and the server's time
 /// to send next time.
-pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let clock = Clock::now();
-    let read = service::quota_read(&clock);
-    let (principal, found) = auth::authenticate_and_read(&req, &ctx, &read).await?;
+pub async fn sync(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
+    let clock = Clock::at(ctx.data.now_ms);
+    let found = ctx.data.take_batched();
     let body: SyncRequest = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
         SyncRequest::default()
     } else {
@@ -219,8 +215,7 @@ pub async fn sync(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 
 /// `GET /api/usage/sessions`: the caller's active devices (seen in the last 24 hours and not
 /// signed out), with the plan's limit. The calling device (`X-Device-Id`) is registered first.
-pub async fn sessions(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn sessions(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let device = named_device(&req, None)?;
     let subject = Subject::user(&principal, &ctx.data.config.plans);
     let sessions = service::sessions(&ctx.env, &subject, device).await?;
@@ -267,8 +262,7 @@ fn usage_filter(pairs: &[(String, String)]) -> Result<UsageFilter, AppError> {
 
 /// `GET /api/usage/history?limit=&cursor=&provider=&model=&device_id=&from=&to=`: the
 /// caller's usage records, newest first.
-pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn history(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let pairs = http::query_pairs(&req)?;
     let filter = usage_filter(&pairs)?;
     let page = http::page_request(&pairs)?;
@@ -299,8 +293,7 @@ pub async fn history(req: Request, ctx: Ctx) -> Result<Response, AppError> {
 
 /// `GET /api/usage/stats?from=&to=&provider=&model=&device_id=`: totals overall and by
 /// provider, model, device and UTC day; without `from`/`to`, the current period.
-pub async fn stats(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn stats(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let filter = usage_filter(&http::query_pairs(&req)?)?;
     let subject = Subject::user(&principal, &ctx.data.config.plans);
     let stats = service::stats(&ctx.env, &subject, filter).await?;

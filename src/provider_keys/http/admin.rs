@@ -6,7 +6,7 @@ use worker::{Request, Response};
 
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
-use crate::identity::service::auth;
+use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
 use crate::provider_keys::http::views::{
     AdminUserPageView, CreditAdjustmentView, RotatedUserKeyView,
@@ -17,9 +17,11 @@ use crate::provider_keys::service::credits::Adjustment;
 use crate::storage;
 
 /// `GET /api/admin/users`: every user, oldest first, paginated.
-pub async fn list_users(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn list_users(
+    req: Request,
+    ctx: Ctx,
+    _principal: Principal,
+) -> Result<Response, AppError> {
     let page = http::page_request(&http::query_pairs(&req)?)?;
     let db = storage::database(&ctx.env)?;
     let (rows, next_cursor) = admin::users_page(&db, &page).await?;
@@ -60,9 +62,11 @@ const MAX_ADJUSTMENT: i64 = 1_000_000 * MICROS_PER_USD;
 /// `POST /api/admin/users/:id/credits` `{amount, reason, request_id?}`: adds (or with a
 /// negative amount, takes) credits, recorded in the ledger with the reason and the admin.
 /// Idempotent on `request_id` / `Idempotency-Key`.
-pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn adjust_credits(
+    req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let body: CreditsBody = ctx.data.json()?;
     let amount = micros_from_usd(body.amount)
         .filter(|a| *a != 0 && a.abs() <= MAX_ADJUSTMENT)
@@ -105,9 +109,11 @@ pub async fn adjust_credits(req: Request, ctx: Ctx) -> Result<Response, AppError
 
 /// `POST /api/admin/users/:id/rotate-key`: the user's spend so far is deducted and their
 /// OpenRouter key replaced (the old one deleted). The new key is not shown to the admin.
-pub async fn rotate_user_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn rotate_user_key(
+    _req: Request,
+    ctx: Ctx,
+    _principal: Principal,
+) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let (user_id, answer) = admin::rotate_key(&db, config, &target_id(&ctx)).await?;

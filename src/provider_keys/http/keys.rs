@@ -7,7 +7,7 @@ use worker::{Request, Response};
 
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
-use crate::identity::service::auth;
+use crate::identity::service::auth::Principal;
 use crate::provider_keys::http::views::{
     OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, ProviderKeyView,
 };
@@ -18,8 +18,11 @@ use crate::storage;
 /// `POST /api/key` (Puku): the caller's OpenRouter key and credits. A new user gets a key and
 /// the initial credits; a user whose credits ran down is reset; otherwise the key's spend
 /// since the last look is deducted, and a key near its limit is rotated.
-pub async fn openrouter_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn openrouter_key(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let answer = credit_service::key_for(&db, config, &principal.user.id).await?;
@@ -45,8 +48,11 @@ fn provider_name(field: &str, value: &str) -> Result<String, AppError> {
 
 /// `GET /api/user/provider-keys?provider=` (Sokuji): the pool key for the caller's plan and
 /// this provider. The same key is handed out again until it is retired.
-pub async fn user_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
+pub async fn user_pool_key(
+    req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let pairs = http::query_pairs(&req)?;
     let provider = pairs
         .iter()
@@ -82,9 +88,11 @@ pub struct NewPoolKeyBody {
 
 /// `POST /api/admin/provider-keys` `{provider, tier, key, label?}`: loads a pre-created key
 /// into the pool, sealed. The answer shows it masked; the same key twice is a conflict.
-pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn add_pool_key(
+    _req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let body: NewPoolKeyBody = ctx.data.json()?;
     let config = &ctx.data.config;
     let provider = provider_name("provider", &body.provider)?;
@@ -137,9 +145,11 @@ pub async fn add_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> 
 }
 
 /// `GET /api/admin/provider-keys?provider=&tier=`: the pool, masked, oldest first, paginated.
-pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn list_pool_keys(
+    req: Request,
+    ctx: Ctx,
+    _principal: Principal,
+) -> Result<Response, AppError> {
     let pairs = http::query_pairs(&req)?;
     let page = http::page_request(&pairs)?;
     let find = |name: &str| {
@@ -162,9 +172,11 @@ pub async fn list_pool_keys(req: Request, ctx: Ctx) -> Result<Response, AppError
 
 /// `DELETE /api/admin/provider-keys/:id`: retires a pool key (idempotent); its users are
 /// handed another key of their tier on their next request.
-pub async fn retire_pool_key(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let principal = auth::authenticate(&req, &ctx).await?;
-    principal.require_admin()?;
+pub async fn retire_pool_key(
+    _req: Request,
+    ctx: Ctx,
+    _principal: Principal,
+) -> Result<Response, AppError> {
     let id = ctx.param("id").cloned().unwrap_or_default();
     let db = storage::database(&ctx.env)?;
     let key = pool::retire(&db, &id).await?;

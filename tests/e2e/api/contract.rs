@@ -123,7 +123,14 @@ fn lift_limits(world: &World, credential: &str) {
 fn fuzz(world: &World, label: &str, credential: &str) {
     let dir = work_dir(label);
     let base = format!("http://{}", world.address());
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/contract/schemathesis.toml"
+    );
     let args: Vec<String> = [
+        // Its one per-operation exception, and why, are in the file.
+        "--config-file",
+        config,
         "run",
         &format!("{base}{OPENAPI}"),
         // The worker itself, whatever `servers` the document names.

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::Case;
 use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
     crate::cases!(conventions:
         unknown_path_is_404_in_the_envelope,
         wrong_method_is_405_with_allow,
+        a_method_the_runtime_does_not_know_is_405_and_never_runs_a_get,
         head_is_served_by_get,
         request_id_is_echoed_when_sane_and_made_otherwise,
         oversized_body_is_413,
@@ -47,6 +49,23 @@ fn wrong_method_is_405_with_allow(world: &World) {
     let reply = world.call("DELETE", "/api/health").send();
     reply.assert_error(405, "method_not_allowed");
     assert_eq!(reply.header("allow"), Some("GET"));
+}
+
+/// Found by the contract fuzzing: `worker::Method` reads a method it does not know (`QUERY`,
+/// `PROPFIND`) as GET, so `QUERY /api/user/api-key` would have created a key. Only a
+/// request whose own method is GET runs a GET handler.
+fn a_method_the_runtime_does_not_know_is_405_and_never_runs_a_get(world: &World) {
+    let token = world.hmac_token(&unique("method-"));
+    let profile = world.authed("GET", "/api/user/profile", &token).send();
+    assert_eq!(profile.status, 200, "{}", profile.body);
+    let user_id = profile.json()["id"].as_str().unwrap().to_owned();
+    let before = world.snapshot(&Rows::of_user(&user_id, &["api_keys"]));
+    for method in ["QUERY", "PROPFIND"] {
+        let reply = world.authed(method, "/api/user/api-key", &token).send();
+        reply.assert_error(405, "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("GET"), "{method}");
+    }
+    before.assert_unchanged(world);
 }
 
 fn head_is_served_by_get(world: &World) {
