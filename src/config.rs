@@ -211,7 +211,7 @@ pub struct Config {
     pub upstreams: Upstreams,
     /// Who may call, and how their credentials are checked.
     pub auth: AuthConfig,
-    /// `PLAN_CATALOG`: the plans (a JSON list); default Sokuji's four plans.
+    /// `PLAN_CATALOG`: the plans (a JSON list); default the four default plans.
     pub plans: PlanCatalog,
     /// `RESERVATION_TTL_SECS`: how long an unsettled usage reservation holds quota before it
     /// is released; default 600 (10 minutes), 10 to 86400.
@@ -247,7 +247,7 @@ pub struct BillingConfig {
     /// `WEBHOOK_MAX_ATTEMPTS`: a failed event is retried until it has been tried this often;
     /// default 10.
     pub webhook_max_attempts: u32,
-    /// `UPGRADE_URL`: where people upgrade while Stripe is not configured (Sokuji's upgrade
+    /// `UPGRADE_URL`: where people upgrade while Stripe is not configured (the plan endpoints' upgrade
     /// instructions); default none. Invalid: the instructions answer `not_configured`.
     upgrade_url: Result<Option<String>, &'static str>,
 }
@@ -302,8 +302,8 @@ impl BillingConfig {
     }
 }
 
-/// Provider keys: OpenRouter provisioning with credits (Puku) and the pool of pre-created
-/// keys (Sokuji), both sealed at rest.
+/// Provider keys: OpenRouter provisioning with credits and the pool of pre-created keys,
+/// both sealed at rest.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// `PROVISIONING_API_KEY`: OpenRouter's provisioning (management) key.

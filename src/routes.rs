@@ -310,7 +310,7 @@ pub fn table() -> RouteTable {
         )
         .post("/webhook/stripe", Public, billing::webhook)
         .doc(
-            Doc::new("Stripe's events (signed; dream-api's path)")
+            Doc::new("Stripe's events (signed; the platform API's path)")
                 .header("stripe-signature", "Stripe's signature over the raw body")
                 .body::<billing_views::StripeEventBody>()
                 .ok::<billing_views::WebhookReceivedView>(200)

@@ -1,4 +1,4 @@
-//! Devices (Sokuji's "sessions"): which client a request comes from, and how long a device
+//! Devices ("sessions" in the original client API): which client a request comes from, and how long a device
 //! counts as signed in.
 
 use crate::core::body::FieldError;
@@ -6,7 +6,7 @@ use crate::core::body::FieldError;
 /// A device that was not seen for this long no longer counts: 24 hours.
 pub const DEVICE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The client kinds Sokuji ships.
+/// The client kinds the desktop and browser clients ship.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]

@@ -1,4 +1,4 @@
-//! Devices (Sokuji's sessions) as other capabilities use them: admitting the device a request
+//! Devices ("sessions" in the original client API) as other capabilities use them: admitting the device a request
 //! names within the plan's limit, listing the active ones, signing them out.
 
 use worker::{D1Database, D1PreparedStatement};

@@ -1,5 +1,5 @@
-//! Health endpoints: `GET /` (Puku), `GET /health` (dream-api), `GET /api/health` and
-//! `GET /api/health/ping` (Sokuji).
+//! Health endpoints: `GET /`, `GET /health`, `GET /api/health` and `GET /api/health/ping`
+//! (each seed had its own; the route table says whose).
 
 use serde::Serialize;
 use serde_json::json;
@@ -49,7 +49,7 @@ pub struct PingView {
     pub timestamp: String,
 }
 
-/// `GET /`: Puku's liveness check.
+/// `GET /`: a liveness check.
 pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&RootView {
         status: LiveStatus::Ok,
@@ -58,7 +58,7 @@ pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
-/// `GET /health`: dream-api's liveness check.
+/// `GET /health`: a liveness check with the time.
 pub async fn service(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&ServiceView {
         status: LiveStatus::Ok,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::core::body::FieldError;
 use crate::core::time::{civil_from_days, days_from_civil, millis_from_rfc3339};
 
-/// The meter of LLM tokens (Sokuji).
+/// The meter of LLM tokens.
 pub const TOKENS: &str = "tokens";
 
 /// The most tokens one report or reservation may carry. Larger numbers are input errors,

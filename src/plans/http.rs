@@ -1,4 +1,4 @@
-//! Sokuji's subscription endpoints: the plan catalog, the caller's plan, and how to upgrade.
+//! The plan endpoints: the plan catalog, the caller's plan, and how to upgrade.
 
 use serde::Serialize;
 use worker::{Request, Response};
@@ -19,7 +19,7 @@ pub struct PlanCatalogView {
     pub default_plan: String,
 }
 
-/// Whether a plan is in force (a plan on Sokuji's endpoints always is).
+/// Whether a plan is in force (a plan on the `/api/subscription/*` endpoints always is).
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
@@ -92,7 +92,7 @@ pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Re
 /// `POST /api/subscription/upgrade` `{plan?, success_url?, cancel_url?}` (the body may be
 /// empty): upgrades to `plan`, or to the next plan up in the catalog (`409` at the top).
 /// With billing configured, a Stripe Checkout URL for it, as `POST
-/// /api/subscriptions/checkout` answers; without it (no `STRIPE_SECRET_KEY`), Sokuji's
+/// /api/subscriptions/checkout` answers; without it (no `STRIPE_SECRET_KEY`), the original
 /// upgrade instructions: `{instructions, upgrade_url, plan, current_plan}`, where
 /// `upgrade_url` is `UPGRADE_URL` (or `null`, and the instructions say to contact the
 /// operator).

@@ -1,5 +1,5 @@
 //! The plan catalog: what each plan allows. It is configuration (`PLAN_CATALOG`, a JSON list),
-//! validated when read; without it the catalog is Sokuji's four plans plus dream-api's `calls`
+//! validated when read; without it the catalog is the four default plans plus the platform API's `calls`
 //! meter and rate limit.
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ pub struct Plan {
     #[serde(default)]
     #[schema(required = true)]
     pub tokens_per_month: Option<u64>,
-    /// Metered calls per calendar month (dream-api's platform API).
+    /// Metered calls per calendar month (the platform API).
     #[serde(default)]
     #[schema(required = true)]
     pub calls_per_month: Option<u64>,
@@ -52,7 +52,7 @@ pub struct PlanCatalog {
 pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 
 impl Default for PlanCatalog {
-    /// Sokuji's tiers (free, basic, premium, enterprise) with dream-api's calls (free 5,
+    /// The default tiers (free, basic, premium, enterprise) with the platform API's calls (free 5,
     /// paid 500) and 100 requests per minute.
     fn default() -> Self {
         let plan = |id: &str, name: &str, tokens, calls, keys, sessions, price| Plan {

@@ -1,4 +1,4 @@
-//! Puku's credit flow for OpenRouter keys, as pure rules.
+//! The credit flow for OpenRouter keys, as pure rules.
 //!
 //! A user holds one provider key with a small USD limit and a balance of credits (1 credit =
 //! 1 USD). Each `POST /api/key` looks at the key: the key's spend since the last look is

@@ -1,4 +1,4 @@
-//! AI Audio Studio's subscription endpoints (`/api/subscriptions/*`) on Stripe: Checkout, the
+//! The subscription endpoints (`/api/subscriptions/*`) on Stripe: Checkout, the
 //! Billing Portal, cancelling and changing a subscription, the caller's subscription and its
 //! history, and the Stripe webhook with its admin retry and status.
 
@@ -108,7 +108,7 @@ pub async fn checkout(req: Request, ctx: Ctx, principal: Principal) -> Result<Re
     response::ok(&start_checkout(&req, &ctx, &principal, &body, plan).await?)
 }
 
-/// A checkout of `plan` for the authenticated caller (shared with Sokuji's upgrade).
+/// A checkout of `plan` for the authenticated caller (shared with `POST /api/subscription/upgrade`).
 pub async fn start_checkout(
     req: &Request,
     ctx: &Ctx,

@@ -1,4 +1,4 @@
-//! Sokuji's auth endpoints: token refresh, sign-out, and the OAuth redirect to Clerk.
+//! The session endpoints: token refresh, sign-out, and the OAuth redirect to Clerk.
 
 use worker::{Request, Response, Url};
 

@@ -1,4 +1,4 @@
-//! Sokuji's user endpoints: the caller's profile and their API keys.
+//! The caller's endpoints: their profile and their API keys.
 
 use worker::{Request, Response};
 

@@ -1,4 +1,4 @@
-//! Sokuji's usage API: reserve quota before a model call, report what it really used, read
+//! The usage API: reserve quota before a model call, report what it really used, read
 //! and sync the quota. Every counter change is one exact, idempotent D1 batch.
 
 pub mod views;

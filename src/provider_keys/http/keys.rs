@@ -1,4 +1,4 @@
-//! Provider keys: Puku's `POST /api/key` (an OpenRouter key bought with credits) and Sokuji's
+//! Provider keys: `POST /api/key` (an OpenRouter key bought with credits) and the
 //! pool of pre-created keys (`/api/user/provider-keys`, `/api/admin/provider-keys`).
 //! Plaintext keys appear only in the answers that hand a key to its user, never in a list.
 
@@ -15,7 +15,7 @@ use crate::provider_keys::service::credits as credit_service;
 use crate::provider_keys::service::pool;
 use crate::storage;
 
-/// `POST /api/key` (Puku): the caller's OpenRouter key and credits. A new user gets a key and
+/// `POST /api/key`: the caller's OpenRouter key and credits. A new user gets a key and
 /// the initial credits; a user whose credits ran down is reset; otherwise the key's spend
 /// since the last look is deducted, and a key near its limit is rotated.
 pub async fn openrouter_key(
@@ -46,7 +46,7 @@ fn provider_name(field: &str, value: &str) -> Result<String, AppError> {
     }
 }
 
-/// `GET /api/user/provider-keys?provider=` (Sokuji): the pool key for the caller's plan and
+/// `GET /api/user/provider-keys?provider=`: the pool key for the caller's plan and
 /// this provider. The same key is handed out again until it is retired.
 pub async fn user_pool_key(
     req: Request,

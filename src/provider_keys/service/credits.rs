@@ -1,4 +1,4 @@
-//! Puku's flow: a user's OpenRouter key and credits (SPEC §5, seed 001).
+//! A user's OpenRouter key and the credits that pay for it (SPEC §5).
 //!
 //! `POST /api/key`, an admin's forced rotation and an admin's credit adjustment all change an
 //! account under its lock ([`credit_accounts::claim`]), so concurrent requests for one user

@@ -1,4 +1,4 @@
-//! Sokuji's pool of pre-created provider keys: handing a user the key of their plan's tier,
+//! The pool of pre-created provider keys: handing a user the key of their plan's tier,
 //! and the admin's loading, listing and retiring of keys. Keys are sealed at rest; the
 //! plaintext leaves only through [`hand_out`].
 

@@ -1,4 +1,4 @@
-//! `provider_keys` and `provider_key_assignments`: Sokuji's pool of pre-created provider keys
+//! `provider_keys` and `provider_key_assignments`: the pool of pre-created provider keys
 //! (per provider and plan tier, sealed at rest) and which key each user was handed.
 
 use serde::{Deserialize, Serialize};
