@@ -7,6 +7,7 @@
 //!   and renders a view;
 //! - a service or handler uses another capability through that capability's service, never
 //!   its store;
+//! - every log line goes through [`crate::log::Logger`]: nothing else writes to the console;
 //! - modules say the domain: the seed products' names appear only in the route table's
 //!   comments (and the README), never in a module, its docs, or the API document.
 
@@ -77,6 +78,19 @@ pub fn breaches(src: &Path) -> Vec<String> {
             for seed in SEEDS {
                 if text.contains(seed) {
                     found.push(format!("{relative}: names the seed product `{seed}`"));
+                }
+            }
+        }
+        if relative != "log.rs" && relative != "layout.rs" {
+            let code = code(&path);
+            for console in [
+                "console_log!",
+                "console_warn!",
+                "console_error!",
+                "console_debug!",
+            ] {
+                if code.contains(console) {
+                    found.push(format!("{relative}: writes with {console}, not the logger"));
                 }
             }
         }

@@ -9,6 +9,7 @@ use crate::clock::now;
 use crate::error::AppError;
 use crate::health::service::{self, Probe};
 use crate::http::{response, Ctx};
+use crate::log::Logger;
 
 /// The service name reported by the health endpoints.
 const SERVICE: &str = "tollgate";
@@ -125,9 +126,7 @@ impl CheckView {
             },
             Err(detail) => {
                 // The raw D1/KV error may name internals; callers are anonymous.
-                let line =
-                    json!({ "level": "error", "msg": "health check failed", "detail": detail });
-                worker::console_log!("{line}");
+                Logger::isolate().error("health check failed", json!({ "detail": detail }));
                 Self {
                     status: CheckStatus::Error,
                     latency_ms,

@@ -93,11 +93,11 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         payload,
         event: &event,
     };
-    let (duplicate, outcome) = match clerk_events::receive(&ctx.env, delivery, default_plan).await?
-    {
-        Receipt::Duplicate(outcome) => (true, outcome),
-        Receipt::Applied(outcome) => (false, outcome),
-    };
+    let (duplicate, outcome) =
+        match clerk_events::receive(&ctx.env, delivery, default_plan, &ctx.data.log).await? {
+            Receipt::Duplicate(outcome) => (true, outcome),
+            Receipt::Applied(outcome) => (false, outcome),
+        };
     response::ok(&ClerkDeliveryView {
         received: true,
         duplicate,

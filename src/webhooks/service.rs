@@ -210,7 +210,7 @@ pub async fn retry_every_provider(
     log: &Logger,
 ) -> Result<RetryReport, AppError> {
     let mut report = stripe_events::retry(db, config, log).await?;
-    report.add(clerk_events::retry(db, config).await?);
+    report.add(clerk_events::retry(db, config, log).await?);
     Ok(report)
 }
 

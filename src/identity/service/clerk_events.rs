@@ -8,6 +8,7 @@ use crate::error::AppError;
 use crate::identity::rules::clerk_event::{self, ClerkEvent};
 use crate::identity::store::sessions::{self, SessionRef};
 use crate::identity::store::users::{self, ClerkUser};
+use crate::log::Logger;
 use crate::storage;
 use crate::webhooks::service::{self as inbox, Applied, Delivery, RetryReport, Settled};
 
@@ -49,6 +50,7 @@ pub async fn receive(
     env: &Env,
     delivery: Verified<'_>,
     default_plan: &str,
+    log: &Logger,
 ) -> Result<Receipt, AppError> {
     let db = storage::database(env)?;
     let stored = Delivery {
@@ -58,7 +60,7 @@ pub async fn receive(
         payload: delivery.payload,
     };
     let receipt = inbox::receive(&db, stored, || async {
-        let outcome = apply(&db, delivery.event, default_plan, &now()).await?;
+        let outcome = apply(&db, delivery.event, default_plan, &now(), log).await?;
         Ok(applied(outcome))
     })
     .await?;
@@ -77,7 +79,11 @@ pub async fn receive(
 }
 
 /// Applies again the stored Clerk deliveries that failed, or were never settled.
-pub async fn retry(db: &D1Database, config: &Config) -> Result<RetryReport, AppError> {
+pub async fn retry(
+    db: &D1Database,
+    config: &Config,
+    log: &Logger,
+) -> Result<RetryReport, AppError> {
     let default_plan = config.plans.default_plan().id.clone();
     inbox::retry(
         db,
@@ -92,7 +98,9 @@ pub async fn retry(db: &D1Database, config: &Config) -> Result<RetryReport, AppE
                     .map_err(|problem| {
                         AppError::Internal(format!("stored Clerk event: {problem}"))
                     })?;
-                Ok(applied(apply(db, &event, &default_plan, &now()).await?))
+                Ok(applied(
+                    apply(db, &event, &default_plan, &now(), log).await?,
+                ))
             }
         },
     )
@@ -112,16 +120,14 @@ pub async fn apply(
     event: &ClerkEvent,
     default_plan: &str,
     now: &str,
+    log: &Logger,
 ) -> Result<Outcome, AppError> {
     match event {
         ClerkEvent::UserUpsert(user) => {
             if let Some(plan) = &user.unknown_plan {
-                worker::console_warn!(
-                    "{}",
-                    serde_json::json!({
-                        "level": "warn", "msg": "Clerk user names a plan the catalog lacks; plan unchanged",
-                        "user": user.id, "plan": plan,
-                    })
+                log.warn(
+                    "Clerk user names a plan the catalog lacks; plan unchanged",
+                    serde_json::json!({ "user": user.id, "plan": plan }),
                 );
             }
             let row = ClerkUser {

@@ -82,10 +82,9 @@ pub async fn sign_out(
         match clerk_api(ctx)?.revoke_session(session_id).await {
             Ok(()) | Err(ClerkError::NotFound) => revoked_at_clerk = true,
             Err(ClerkError::Failed(err)) => {
-                worker::console_error!(
-                    "{}",
-                    json!({ "level": "error", "msg": "Clerk session revoke failed",
-                            "request_id": ctx.data.request_id, "detail": err.log_detail() })
+                ctx.data.log.error(
+                    "Clerk session revoke failed",
+                    json!({ "detail": err.log_detail() }),
                 );
             }
         }

@@ -27,6 +27,7 @@ use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::log::Logger;
 use crate::provider_keys::rules::{self as credits, first_step, settle, Holding, KeyReading, Step};
 use crate::provider_keys::store::credit_accounts::{
     self as accounts, key_context, Account, Claim, Entry, KeyState, LedgerLine, Settle,
@@ -713,8 +714,5 @@ fn log(msg: &str, err: &AppError) {
 }
 
 fn log_detail(msg: &str, detail: &str) {
-    worker::console_error!(
-        "{}",
-        serde_json::json!({ "level": "error", "msg": msg, "detail": detail })
-    );
+    Logger::isolate().error(msg, serde_json::json!({ "detail": detail }));
 }

@@ -19,6 +19,7 @@ use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::log::Logger;
 use crate::provider_keys::store::credit_accounts::{self as accounts, Claim, PendingLookup};
 use crate::provider_keys::store::seals::{self, Sealed};
 use crate::upstream::openrouter::{ListedKey, OpenRouter, LIST_PAGE_SIZE};
@@ -67,11 +68,13 @@ pub async fn sweep(db: &D1Database, config: &Config) -> Result<SweepReport, AppE
         let retry_ms = config.providers.delete_retry_secs * 1000;
         // A failing look-up must not keep the queued deletions from running.
         if let Err(err) = resolve_lookups(db, &openrouter, retry_ms, &mut report).await {
-            let line = serde_json::json!({
-                "level": "error", "msg": "key look-ups failed; queued deletions still run",
-                "code": err.code(), "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
-            });
-            worker::console_log!("{line}");
+            Logger::isolate().error(
+                "key look-ups failed; queued deletions still run",
+                serde_json::json!({
+                    "code": err.code(),
+                    "detail": err.log_detail().unwrap_or_else(|| err.public_message()),
+                }),
+            );
             report.failed += 1;
         }
         delete_queued(db, &openrouter, retry_ms, &mut report).await?;
@@ -241,12 +244,9 @@ fn resealed(keyring: &Keyring, sealed: &str, context: &str) -> Option<String> {
     match keyring.open(sealed, context) {
         Ok(plain) => Some(keyring.seal(&plain, context, random::bytes::<12>())),
         Err(err) => {
-            worker::console_error!(
-                "{}",
-                serde_json::json!({
-                    "level": "error", "msg": "a sealed provider key does not open",
-                    "context": context, "detail": format!("{err:?}"),
-                })
+            Logger::isolate().error(
+                "a sealed provider key does not open",
+                serde_json::json!({ "context": context, "detail": format!("{err:?}") }),
             );
             None
         }

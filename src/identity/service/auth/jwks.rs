@@ -14,6 +14,7 @@ use crate::core::random;
 use crate::error::AppError;
 use crate::identity::rules::jwt::{parse_jwks, JwksKey, Rejection};
 use crate::identity::rules::key_cache::{JwksCache, KeyLookup};
+use crate::log::Logger;
 use crate::upstream::clerk;
 
 thread_local! {
@@ -107,11 +108,10 @@ async fn fetch(config: &ClerkConfig, kv: &KvStore, now_ms: u64, ttl_ms: u64) {
         Ok(found) => CACHE.with_borrow_mut(|c| c.end_fetch(Some(found))),
         Err(err) => {
             CACHE.with_borrow_mut(|c| c.end_fetch(None));
-            worker::console_error!(
-                "{}",
-                serde_json::json!({
-                    "level": "error", "msg": "JWKS fetch failed", "detail": err.log_detail(),
-                })
+            // Shared by every request of the isolate that waits on it: no one request's line.
+            Logger::isolate().error(
+                "JWKS fetch failed",
+                serde_json::json!({ "detail": err.log_detail() }),
             );
         }
     }

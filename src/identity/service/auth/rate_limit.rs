@@ -22,13 +22,15 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
     };
     let name = binding_name(per_minute);
     let limiter = ctx.env.rate_limiter(&name).map_err(|err| {
-        log_error(
+        ctx.data.log.error(
             "rate limit binding missing",
-            &format!(
-                "plan `{}` allows {per_minute} requests per minute: {err}; {}",
-                plan.id,
-                missing_binding_hint(per_minute)
-            ),
+            serde_json::json!({
+                "detail": format!(
+                    "plan `{}` allows {per_minute} requests per minute: {err}; {}",
+                    plan.id,
+                    missing_binding_hint(per_minute)
+                ),
+            }),
         );
         AppError::NotConfigured {
             setting: name.clone().into(),
@@ -40,18 +42,11 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
             retry_after_secs: retry_after_secs(Date::now().as_millis()),
         }),
         Err(err) => {
-            log_error(
+            ctx.data.log.error(
                 "rate limiter failed; request admitted",
-                &format!("{name}: {err}"),
+                serde_json::json!({ "detail": format!("{name}: {err}") }),
             );
             Ok(())
         }
     }
-}
-
-fn log_error(msg: &str, detail: &str) {
-    worker::console_error!(
-        "{}",
-        serde_json::json!({ "level": "error", "msg": msg, "detail": detail })
-    );
 }
