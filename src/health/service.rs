@@ -1,6 +1,6 @@
 //! Probing D1 and KV for `/api/health`, each timed.
 
-use worker::{Date, Env};
+use worker::Env;
 
 use crate::health::store;
 pub use crate::health::store::MigrationState;
@@ -23,22 +23,22 @@ pub struct Probes {
 
 /// Probes D1 (its migration ledger), then KV (a key that never exists).
 pub async fn probe(env: &Env) -> Probes {
-    let started = Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let d1 = match storage::database(env) {
         Ok(db) => store::probe_d1(&db).await,
         Err(err) => Err(err.to_string()),
     };
     let d1 = Probe {
-        latency_ms: Date::now().as_millis().saturating_sub(started),
+        latency_ms: crate::clock::now_ms().saturating_sub(started),
         result: d1,
     };
-    let started = Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let kv = match storage::cache(env) {
         Ok(kv) => store::probe_kv(&kv).await,
         Err(err) => Err(err.to_string()),
     };
     let kv = Probe {
-        latency_ms: Date::now().as_millis().saturating_sub(started),
+        latency_ms: crate::clock::now_ms().saturating_sub(started),
         result: kv,
     };
     Probes { d1, kv }

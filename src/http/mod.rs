@@ -22,7 +22,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{js_sys, web_sys, Date, Env, Method, Request, Response};
+use worker::{js_sys, web_sys, Env, Method, Request, Response};
 
 pub use context::{Ctx, RequestCtx};
 
@@ -34,7 +34,7 @@ use dispatch::RouteTable;
 
 /// Serves one request; never fails: every failure becomes an error envelope.
 pub async fn serve(mut req: Request, env: Env) -> Response {
-    let started_ms = Date::now().as_millis();
+    let started_ms = crate::clock::now_ms();
     let request_id = request_id::resolve(header(&req, "X-Request-Id").as_deref());
     let origin = header(&req, "Origin");
     let log = RequestLog {
@@ -233,7 +233,7 @@ impl RequestLog<'_> {
             "status": status,
             "error_code": error_code,
             "principal": ctx.map_or("anonymous", RequestCtx::principal),
-            "duration_ms": Date::now().as_millis().saturating_sub(self.started_ms),
+            "duration_ms": crate::clock::now_ms().saturating_sub(self.started_ms),
         });
         Logger::for_request(self.request_id).write(level, "request", fields);
     }

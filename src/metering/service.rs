@@ -7,7 +7,7 @@
 //! change, a quota read folded into the caller's lookup ([`quota_read`]), a device sighting
 //! in the report's own batch.
 
-use worker::{D1Database, D1PreparedStatement, D1Result, Date, Env};
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::core::page::PageRequest;
 use crate::core::random;
@@ -65,7 +65,7 @@ pub struct Clock {
 impl Clock {
     /// Now.
     pub fn now() -> Self {
-        Self::at(Date::now().as_millis())
+        Self::at(crate::clock::now_ms())
     }
 
     /// At `now_ms` (the request's clock, epoch milliseconds).
@@ -405,7 +405,7 @@ pub async fn stats(
     mut filter: UsageFilter,
 ) -> Result<Stats, AppError> {
     if filter.from.is_none() && filter.to.is_none() {
-        let period = Period::containing(Date::now().as_millis());
+        let period = Period::containing(crate::clock::now_ms());
         filter.from = Some(rfc3339_from_millis(period.start_ms()));
         filter.to = Some(rfc3339_from_millis(period.end_ms()));
     }

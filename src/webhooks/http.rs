@@ -5,7 +5,7 @@
 //! a delivery whose processing failed answers 500, so Svix retries it.
 
 use serde::Serialize;
-use worker::{Date, Request, Response};
+use worker::{Request, Response};
 
 use crate::error::AppError;
 use crate::http::{response, Ctx};
@@ -66,7 +66,7 @@ pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         signature: signature.as_deref(),
     };
     let body = ctx.data.raw_body();
-    let now_secs = (Date::now().as_millis() / 1000) as i64;
+    let now_secs = crate::clock::now_secs();
     let event_id = svix::verify(secret, headers, body, now_secs).map_err(|e| match e {
         // Checked when the configuration loaded; kept for completeness.
         svix::SvixError::BadSecret => AppError::NotConfigured {

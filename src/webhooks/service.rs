@@ -18,9 +18,10 @@
 use std::future::Future;
 
 use serde::Serialize;
-use worker::{D1Database, Date};
+use worker::D1Database;
 
 use crate::billing::service::stripe_events;
+use crate::clock::now;
 use crate::config::Config;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
@@ -37,10 +38,6 @@ const STUCK_AFTER_MS: u64 = 5 * 60 * 1000;
 
 /// How many failures [`status`] lists.
 const LATEST_FAILURES: u32 = 20;
-
-fn now() -> String {
-    rfc3339_from_millis(Date::now().as_millis())
-}
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +182,7 @@ where
     F: Fn(StoredEvent) -> Fut,
     Fut: Future<Output = Result<Applied, AppError>>,
 {
-    let stuck_before = rfc3339_from_millis(Date::now().as_millis().saturating_sub(STUCK_AFTER_MS));
+    let stuck_before = rfc3339_from_millis(crate::clock::now_ms().saturating_sub(STUCK_AFTER_MS));
     let due = store::to_retry(db, provider, max_attempts, &stuck_before, RETRIES_PER_RUN).await?;
     let mut report = RetryReport::default();
     for stored in due {

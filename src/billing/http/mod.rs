@@ -282,7 +282,7 @@ pub async fn webhook(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let secret = config.billing.webhook_secret.require()?;
     let body = ctx.data.raw_body();
     let signature = header(&req, "Stripe-Signature");
-    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+    let now_secs = crate::clock::now_secs();
     stripe_signature::verify(secret, signature.as_deref(), body, now_secs)
         .map_err(|e| AppError::Unauthorized(e.message()))?;
     let payload =

@@ -10,10 +10,11 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use worker::{D1Database, Date};
+use worker::D1Database;
 
 use crate::billing::store::{self as billing, Applied, Change, SubscriptionState};
 pub use crate::billing::store::{HistoryLine, StoredSubscription};
+use crate::clock::{now, now_secs};
 use crate::config::Config;
 use crate::core::form::Form;
 use crate::core::page::{self, PageRequest};
@@ -24,14 +25,6 @@ use crate::identity::service::users::{self, User};
 use crate::plans::rules::Plan;
 use crate::upstream::clerk::{ClerkApi, ClerkError};
 use crate::upstream::stripe::{Session, Stripe, Subscription, Updated};
-
-fn now() -> String {
-    rfc3339_from_millis(Date::now().as_millis())
-}
-
-fn now_secs() -> i64 {
-    (Date::now().as_millis() / 1000) as i64
-}
 
 /// The Stripe client; `not_configured` while `STRIPE_SECRET_KEY` is unset.
 pub fn stripe(config: &Config) -> Result<Stripe<'_>, AppError> {

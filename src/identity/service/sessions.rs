@@ -2,7 +2,6 @@
 //! slot and, for a Clerk session, revokes it at Clerk).
 
 use serde_json::json;
-use worker::Date;
 
 use crate::clock::now;
 use crate::devices::service as devices;
@@ -40,7 +39,7 @@ pub async fn refresh(ctx: &Ctx, token: &VerifiedToken) -> Result<String, AppErro
         TokenKind::Hmac => {
             let auth = &ctx.data.config.auth;
             let secret = auth.jwt_secret.require()?;
-            let now = (Date::now().as_millis() / 1000) as i64;
+            let now = crate::clock::now_secs();
             jwt::sign_hmac(secret.as_bytes(), token, now, auth.jwt_ttl_secs)
                 .map_err(AppError::Internal)
         }

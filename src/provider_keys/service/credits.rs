@@ -20,8 +20,9 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use worker::{D1Database, Date, Delay};
+use worker::{D1Database, Delay};
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::core::random;
 use crate::core::sealed::Keyring;
@@ -68,10 +69,6 @@ struct Flow<'a> {
     keyring: Keyring,
     user_id: &'a str,
     lock_id: String,
-}
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
 }
 
 /// How claiming a user's account lock ended.

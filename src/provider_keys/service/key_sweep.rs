@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use worker::{D1Database, Date};
+use worker::D1Database;
 
 use crate::config::Config;
 use crate::core::random;
@@ -91,7 +91,7 @@ async fn delete_queued(
     retry_ms: u64,
     report: &mut SweepReport,
 ) -> Result<(), AppError> {
-    let now = Date::now().as_millis();
+    let now = crate::clock::now_ms();
     // A claim outlives the calls of one run, so a concurrent run never takes the same key.
     let claim_ms = DELETIONS_PER_RUN as u64 * openrouter.timeout.as_millis() as u64 + 60_000;
     let due = accounts::claim_due_deletions(db, now, claim_ms, DELETIONS_PER_RUN).await?;
@@ -102,7 +102,7 @@ async fn delete_queued(
                 report.deleted += 1;
             }
             Err(err) => {
-                let now = Date::now().as_millis();
+                let now = crate::clock::now_ms();
                 let detail = err.log_detail().unwrap_or_else(|| err.code().to_owned());
                 accounts::deletion_failed(
                     db,
@@ -127,7 +127,7 @@ async fn resolve_lookups(
     retry_ms: u64,
     report: &mut SweepReport,
 ) -> Result<(), AppError> {
-    let now = Date::now().as_millis();
+    let now = crate::clock::now_ms();
     let pages = MAX_LIST_PAGES as u64 + LOOKUPS_PER_RUN as u64;
     let claim_ms = pages * openrouter.timeout.as_millis() as u64 + 60_000;
     let due = accounts::claim_due_lookups(db, now, claim_ms, LOOKUPS_PER_RUN).await?;
@@ -147,7 +147,7 @@ async fn resolve_lookups(
     };
     for lookup in &due {
         let lock_id = random::id::<8>("lk_");
-        let now = Date::now().as_millis();
+        let now = crate::clock::now_ms();
         let now_text = rfc3339_from_millis(now);
         let claim = accounts::claim(
             db,
@@ -212,7 +212,7 @@ async fn postpone(
     detail: &str,
     retry_ms: u64,
 ) -> Result<(), AppError> {
-    let now = Date::now().as_millis();
+    let now = crate::clock::now_ms();
     accounts::lookup_failed(
         db,
         &lookup.name,

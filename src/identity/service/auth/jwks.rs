@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jwt_compact::alg::RsaPublicKey;
 use serde::{Deserialize, Serialize};
-use worker::{Date, Delay, KvStore};
+use worker::{Delay, KvStore};
 
 use crate::config::ClerkConfig;
 use crate::core::random;
@@ -53,7 +53,7 @@ pub async fn with_key<T>(
     let mut fetched_already = false;
     let mut waited_ms = 0;
     loop {
-        let now_ms = Date::now().as_millis();
+        let now_ms = crate::clock::now_ms();
         let decision = CACHE.with_borrow(|c| {
             match c.lookup(kid, now_ms, ttl_ms, min_refetch_ms, fetched_already) {
                 KeyLookup::Use(key) => Ok(key.key.clone()),

@@ -20,8 +20,9 @@ mod rate_limit;
 use std::cell::RefCell;
 
 use sha2::{Digest, Sha256};
-use worker::{D1Database, D1PreparedStatement, D1Result, Date, Request};
+use worker::{D1Database, D1PreparedStatement, D1Result, Request};
 
+use crate::clock::now_ms;
 use crate::config::{AuthConfig, ClerkConfig};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
@@ -190,10 +191,6 @@ fn bearer(req: &Request) -> Result<String, AppError> {
         ));
     }
     Ok(credential.to_owned())
-}
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
 }
 
 async fn from_api_key(

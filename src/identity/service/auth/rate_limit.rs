@@ -2,8 +2,6 @@
 //! minute, per user, through the Workers Rate Limiting binding for that rate
 //! (see [`crate::identity::rules::rate_limit`]).
 
-use worker::Date;
-
 use crate::error::AppError;
 use crate::http::Ctx;
 use crate::identity::rules::rate_limit::{binding_name, missing_binding_hint, retry_after_secs};
@@ -39,7 +37,7 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
     match limiter.limit(user.id.clone()).await {
         Ok(outcome) if outcome.success => Ok(()),
         Ok(_) => Err(AppError::RateLimited {
-            retry_after_secs: retry_after_secs(Date::now().as_millis()),
+            retry_after_secs: retry_after_secs(crate::clock::now_ms()),
         }),
         Err(err) => {
             ctx.data.log.error(
