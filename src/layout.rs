@@ -8,6 +8,7 @@
 //! - a service or handler uses another capability through that capability's service, never
 //!   its store;
 //! - every log line goes through [`crate::log::Logger`]: nothing else writes to the console;
+//! - the time is read from [`crate::clock`] only: nothing else calls `Date::now`;
 //! - modules say the domain: the seed products' names appear only in the route table's
 //!   comments (and the README), never in a module, its docs, or the API document.
 
@@ -92,6 +93,9 @@ pub fn breaches(src: &Path) -> Vec<String> {
                 if code.contains(console) {
                     found.push(format!("{relative}: writes with {console}, not the logger"));
                 }
+            }
+            if relative != "clock.rs" && code.contains("Date::now") {
+                found.push(format!("{relative}: reads Date::now, not the clock"));
             }
         }
         let Some((capability, layer)) = role(&relative) else {
