@@ -43,10 +43,18 @@ pub fn presented(authorization: Option<&str>) -> Presented<'_> {
 /// Refuses, before any handler or lookup, a request the route's access rule cannot admit
 /// whoever it comes from.
 pub fn gate(access: Access, presented: &Presented<'_>) -> Result<(), AppError> {
-    match (access, presented) {
-        (Access::Public, _) | (_, Presented::Bearer(_)) => Ok(()),
-        (_, Presented::Nothing) => Err(AppError::Unauthorized("missing bearer token".to_owned())),
-        (_, Presented::Malformed(why)) => Err(AppError::Unauthorized((*why).to_owned())),
+    match access {
+        Access::Public => Ok(()),
+        _ => credential(presented).map(|_| ()),
+    }
+}
+
+/// The bearer credential presented, or why the header cannot carry one (`401`).
+pub fn credential<'a>(presented: &Presented<'a>) -> Result<&'a str, AppError> {
+    match presented {
+        Presented::Bearer(credential) => Ok(credential),
+        Presented::Nothing => Err(AppError::Unauthorized("missing bearer token".to_owned())),
+        Presented::Malformed(why) => Err(AppError::Unauthorized((*why).to_owned())),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::clock::now_ms;
 use crate::config::{AuthConfig, ClerkConfig};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::http::access;
 use crate::http::Ctx;
 use crate::identity::rules::api_key;
 use crate::identity::rules::jwt::{
@@ -172,25 +173,10 @@ async fn lookup(
     Ok((found, results.next()))
 }
 
-/// The bearer credential of `Authorization`.
+/// The bearer credential of `Authorization`, read as the pipeline's gate reads it.
 fn bearer(req: &Request) -> Result<String, AppError> {
-    let header = req
-        .headers()
-        .get("Authorization")
-        .ok()
-        .flatten()
-        .ok_or_else(|| AppError::Unauthorized("missing bearer token".to_owned()))?;
-    let (scheme, credential) = header
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| AppError::Unauthorized("malformed Authorization header".to_owned()))?;
-    let credential = credential.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
-        return Err(AppError::Unauthorized(
-            "Authorization must be `Bearer <token>`".to_owned(),
-        ));
-    }
-    Ok(credential.to_owned())
+    let header = req.headers().get("Authorization").ok().flatten();
+    access::credential(&access::presented(header.as_deref())).map(str::to_owned)
 }
 
 async fn from_api_key(
