@@ -26,6 +26,7 @@ use worker::{Method, Request, Response, Router};
 use super::access::{self, Public};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
+use super::paths;
 use super::response;
 use crate::error::AppError;
 use crate::identity::rules::scopes::{Access, Scope};
@@ -252,11 +253,17 @@ impl RouteTable {
             .any(|e| e.method == Method::Get && e.head)
     }
 
-    /// A `worker::Router` serving this table for one request. The table itself is built
-    /// once per isolate; the router only shares its handlers.
-    pub fn router(&self, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
+    /// A `worker::Router` serving this table for one request to `path`. The table itself
+    /// is built once per isolate; the router only shares its handlers, and holds only the
+    /// patterns `path` can match (see [`paths`]): the router is consumed by the request,
+    /// and registering the whole table again for each one cost more than the request.
+    pub fn router(&self, path: &str, ctx: Rc<RequestCtx>) -> Router<'static, Rc<RequestCtx>> {
         let mut router = Router::with_data(ctx);
-        for Route { pattern, methods } in &self.routes {
+        let candidates = self
+            .routes
+            .iter()
+            .filter(|route| paths::can_match(route.pattern, path));
+        for Route { pattern, methods } in candidates {
             let (pattern, methods) = (*pattern, Rc::clone(methods));
             router = router.on_async(pattern, move |req, rctx| {
                 let methods = Rc::clone(&methods);

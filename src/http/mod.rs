@@ -16,6 +16,7 @@ mod context;
 mod cors;
 pub mod dispatch;
 pub mod doc;
+mod paths;
 pub mod response;
 
 use std::cell::OnceCell;
@@ -78,7 +79,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         bytes,
         json,
     ));
-    let router = isolate_routes().router(Rc::clone(&ctx));
+    let router = isolate_routes().router(&req.path(), Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,
         Err(err) => {
