@@ -43,7 +43,9 @@ fn limit(scope: &Scope<'_>) -> Option<f64> {
     scope.limit.map(num)
 }
 
-/// The rows of the subject with `?1` its id and `kind` (a parameter, `?5`) its kind.
+/// The subject's rows: `?1` holds its id and the parameter `kind` (such as `"?5"`) its kind.
+/// The kind goes last in each statement's parameters, after those it had when the tables
+/// were keyed by user alone.
 fn of_subject(kind: &str) -> String {
     format!("subject_kind = {kind} AND subject_id = ?1")
 }
