@@ -16,6 +16,34 @@ pub const TOKENS: &str = "tokens";
 /// not usage: no model call consumes a hundred million tokens.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 
+/// What a metered subject is, stored as `subject_kind` beside its `subject_id`: a subject is
+/// the pair, so two kinds never share a counter whatever their ids look like. Users are the
+/// only kind metered today; a platform's end users and an org's sites join as variants of
+/// their own (with a constructor on `service::Subject`) when their issues land; the table's
+/// CHECK already allows them (`schema/0009_meter_subjects.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// A Tollgate user; the subject id is `users.id` (`usr_...`).
+    User,
+}
+
+impl SubjectKind {
+    /// Every kind, for the checks that the schema accepts each.
+    pub const ALL: [SubjectKind; 1] = [SubjectKind::User];
+
+    /// As stored in `subject_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::User => "user",
+        }
+    }
+
+    /// Whether the subject is a user, who alone has devices and auth sessions.
+    pub fn is_user(self) -> bool {
+        matches!(self, SubjectKind::User)
+    }
+}
+
 /// A calendar month in UTC: `2026-11`. Ordered in time (year, then month).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
@@ -354,6 +382,27 @@ mod tests {
     use super::*;
     use crate::core::body::decode;
     use serde_json::json;
+
+    #[test]
+    fn every_subject_kind_is_one_the_meter_tables_accept() {
+        // The CHECK of all three tables, as the migration that made them keyed by subject
+        // states it: a kind the code writes but the schema refuses would fail every request.
+        let schema = include_str!("../../schema/0009_meter_subjects.sql");
+        let check = "CHECK (subject_kind IN ('user', 'end_user', 'site'))";
+        assert_eq!(
+            schema.matches(check).count(),
+            3,
+            "the three tables share one CHECK"
+        );
+        for kind in SubjectKind::ALL {
+            assert!(
+                check.contains(&format!("'{}'", kind.as_str())),
+                "{kind:?} is not allowed by {check}"
+            );
+        }
+        assert_eq!(SubjectKind::User.as_str(), "user");
+        assert!(SubjectKind::User.is_user());
+    }
 
     #[test]
     fn periods_are_utc_calendar_months() {

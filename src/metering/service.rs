@@ -1,7 +1,8 @@
 //! Metering's flows: admit the device a request names, hold quota, record usage, read and
-//! sync the quota, list history and totals. Every flow meters a [`Subject`]: today the
-//! calling user; a later issue meters platform end users and org sites through the same
-//! flows.
+//! sync the quota, list history and totals. Every flow meters a [`Subject`] (a kind and an
+//! id: whose counters) at the request's [`Clock`]: today the calling user; later issues
+//! meter a platform's end users and an org's sites through the same flows, adding a
+//! [`SubjectKind`] and a constructor each.
 //!
 //! Each flow keeps its D1 round trips as they were in the handlers: one batch per counter
 //! change, a quota read folded into the caller's lookup ([`quota_read`]), a device sighting
@@ -16,18 +17,24 @@ use crate::devices::rules::Platform;
 use crate::devices::service::{self as devices, Device, Sighting};
 use crate::error::AppError;
 use crate::identity::service::auth::{Credential, Principal};
-use crate::metering::rules::{Period, QuotaState, ReportRequest, ReserveRequest, TOKENS};
+use crate::metering::rules::{
+    Period, QuotaState, ReportRequest, ReserveRequest, SubjectKind, TOKENS,
+};
 use crate::metering::store as meters;
 use crate::plans::rules::{Plan, PlanCatalog};
 use crate::storage::{self, UserRef};
 
 pub use crate::metering::store::{Reservation, UsageFilter, UsageRecord, UsageTotals};
 
-/// Who is metered: whose counters, under which plan's limits, and the auth session their
-/// devices are tied to.
+/// Who is metered: whose counters (a kind and an id), under which plan's limits, and the
+/// auth session their devices are tied to. Devices and auth sessions are a user's: a subject
+/// of another kind has none, and a device its request names is only the label its usage is
+/// recorded under.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
-    /// The counters' owner (a user id).
+    /// What the id names.
+    pub kind: SubjectKind,
+    /// The counters' owner within its kind (for a user, `users.id`).
     pub id: &'a str,
     /// The plan whose limits apply.
     pub plan: &'a Plan,
@@ -40,6 +47,7 @@ impl<'a> Subject<'a> {
     /// longer has).
     pub fn user(principal: &'a Principal, plans: &'a PlanCatalog) -> Self {
         Self {
+            kind: SubjectKind::User,
             id: &principal.user.id,
             plan: plans.get_or_default(&principal.user.plan),
             auth_session_id: match &principal.credential {
@@ -63,11 +71,6 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Now.
-    pub fn now() -> Self {
-        Self::at(crate::clock::now_ms())
-    }
-
     /// At `now_ms` (the request's clock, epoch milliseconds).
     pub fn at(now_ms: u64) -> Self {
         let period = Period::containing(now_ms);
@@ -86,7 +89,8 @@ impl Clock {
 
     fn scope<'a>(&'a self, subject: &Subject<'a>) -> meters::Scope<'a> {
         meters::Scope {
-            user_id: subject.id,
+            subject_kind: subject.kind.as_str(),
+            subject_id: subject.id,
             meter: TOKENS,
             period: &self.period_key,
             limit: subject.plan.tokens_per_month,
@@ -100,38 +104,38 @@ impl Clock {
         Period::from_key(key).unwrap_or(self.period)
     }
 
-    fn sighting<'a>(&'a self, subject: &Subject<'a>, device: &'a NamedDevice) -> Sighting<'a> {
-        Sighting {
+    /// The device's sighting, for a user (`None` for a subject of another kind: it has no
+    /// devices).
+    fn sighting<'a>(
+        &'a self,
+        subject: &Subject<'a>,
+        device: &'a NamedDevice,
+    ) -> Option<Sighting<'a>> {
+        subject.kind.is_user().then(|| Sighting {
             user_id: subject.id,
             device_id: &device.0,
             platform: device.1.as_str(),
             auth_session_id: subject.auth_session_id,
             now: &self.now,
             now_ms: self.now_ms,
-        }
+        })
     }
 }
 
-/// Registers the device a request names, if any; a new device beyond the plan's limit of
-/// devices signed in at once is refused (`session_limit_exceeded`).
+/// Registers the device a request names, if any (and the subject is a user); a new device
+/// beyond the plan's limit of devices signed in at once is refused (`session_limit_exceeded`).
 async fn admit_device(
     env: &Env,
     subject: &Subject<'_>,
     clock: &Clock,
     device: Option<&NamedDevice>,
 ) -> Result<(), AppError> {
-    let Some(device) = device else {
+    let Some(sighting) = device.and_then(|device| clock.sighting(subject, device)) else {
         return Ok(());
     };
     let plan = subject.plan;
     let db = storage::database(env)?;
-    if devices::admit(
-        &db,
-        clock.sighting(subject, device),
-        plan.concurrent_sessions,
-    )
-    .await?
-    {
+    if devices::admit(&db, sighting, plan.concurrent_sessions).await? {
         return Ok(());
     }
     Err(AppError::SessionLimit(format!(
@@ -155,13 +159,13 @@ pub struct Reserved {
 pub async fn reserve(
     env: &Env,
     subject: &Subject<'_>,
+    clock: &Clock,
     request: &ReserveRequest,
     key: Option<&str>,
     device: Option<&NamedDevice>,
     ttl_secs: u64,
 ) -> Result<Reserved, AppError> {
-    let clock = Clock::now();
-    admit_device(env, subject, &clock, device).await?;
+    admit_device(env, subject, clock, device).await?;
     let scope = clock.scope(subject);
     let db = storage::database(env)?;
     let outcome = meters::reserve(
@@ -213,21 +217,21 @@ pub struct Reported {
 pub async fn report(
     env: &Env,
     subject: &Subject<'_>,
+    clock: &Clock,
     request: &ReportRequest,
     client_key: Option<&str>,
     device: Option<&NamedDevice>,
 ) -> Result<Reported, AppError> {
     let id = random::id::<12>("use_");
-    // Stored keys are unique per user: a keyless report gets its own record id, which no
+    // Stored keys are unique per subject: a keyless report gets its own record id, which no
     // other report can carry (ids are random).
     let key = client_key.unwrap_or(&id);
-    let clock = Clock::now();
     let scope = clock.scope(subject);
     let db = storage::database(env)?;
-    let also = match device {
-        Some(device) => vec![devices::sighting_statement(
+    let also = match device.and_then(|device| clock.sighting(subject, device)) {
+        Some(sighting) => vec![devices::sighting_statement(
             &db,
-            clock.sighting(subject, device),
+            sighting,
             subject.plan.concurrent_sessions,
         )?],
         None => Vec::new(),
@@ -255,16 +259,23 @@ pub async fn report(
     })
 }
 
-/// The statement that reads the token counter of the user `user` names at `now_ms`: the
-/// route table batches it with the caller's lookup (`.batched(quota_read)`), so a quota read
-/// shares that round trip.
+/// The statement that reads the token counter of the user `user` names at `now_ms` (the
+/// caller, a subject of kind [`SubjectKind::User`]): the route table batches it with the
+/// caller's lookup (`.batched(quota_read)`), so a quota read shares that round trip.
 pub fn quota_read(
     db: &D1Database,
     user: &UserRef,
     now_ms: u64,
 ) -> Result<D1PreparedStatement, AppError> {
     let clock = Clock::at(now_ms);
-    meters::read_statement(db, user, TOKENS, &clock.period_key, clock.now_ms)
+    meters::read_statement(
+        db,
+        SubjectKind::User.as_str(),
+        user,
+        TOKENS,
+        &clock.period_key,
+        clock.now_ms,
+    )
 }
 
 /// The subject's quota as it stands, in the period it counts in.
@@ -344,16 +355,21 @@ pub struct Sessions {
     pub limit: Option<u32>,
 }
 
-/// Admits `device` (if any), then lists the subject's active devices.
+/// Admits `device` (if any), then lists the subject's active devices (a user's; a subject of
+/// another kind has none).
 pub async fn sessions(
     env: &Env,
     subject: &Subject<'_>,
+    clock: &Clock,
     device: Option<NamedDevice>,
 ) -> Result<Sessions, AppError> {
-    let clock = Clock::now();
-    admit_device(env, subject, &clock, device.as_ref()).await?;
-    let db = storage::database(env)?;
-    let devices = devices::active(&db, subject.id, clock.now_ms).await?;
+    admit_device(env, subject, clock, device.as_ref()).await?;
+    let devices = if subject.kind.is_user() {
+        let db = storage::database(env)?;
+        devices::active(&db, subject.id, clock.now_ms).await?
+    } else {
+        Vec::new()
+    };
     Ok(Sessions {
         devices,
         current: device.map(|(id, _)| id),
@@ -375,8 +391,15 @@ pub async fn history(
     page: &PageRequest,
 ) -> Result<History, AppError> {
     let db = storage::database(env)?;
-    let mut records =
-        meters::history(&db, subject.id, filter, page.after_pair()?, page.limit + 1).await?;
+    let mut records = meters::history(
+        &db,
+        subject.kind.as_str(),
+        subject.id,
+        filter,
+        page.after_pair()?,
+        page.limit + 1,
+    )
+    .await?;
     let next_cursor =
         crate::core::page::finish(&mut records, page.limit, |r| [&r.created_at, &r.id]);
     Ok(History {
@@ -397,21 +420,22 @@ pub struct Stats {
     pub by_day: Vec<UsageTotals>,
 }
 
-/// The subject's usage totals matching `filter`; without `from` and `to`, in the current
-/// period.
+/// The subject's usage totals matching `filter`; without `from` and `to`, in the period of
+/// `clock`.
 pub async fn stats(
     env: &Env,
     subject: &Subject<'_>,
+    clock: &Clock,
     mut filter: UsageFilter,
 ) -> Result<Stats, AppError> {
     if filter.from.is_none() && filter.to.is_none() {
-        let period = Period::containing(crate::clock::now_ms());
+        let period = clock.period;
         filter.from = Some(rfc3339_from_millis(period.start_ms()));
         filter.to = Some(rfc3339_from_millis(period.end_ms()));
     }
     let db = storage::database(env)?;
     let [total, by_provider, by_model, by_device, by_day] =
-        meters::stats(&db, subject.id, &filter).await?;
+        meters::stats(&db, subject.kind.as_str(), subject.id, &filter).await?;
     Ok(Stats {
         from: filter.from,
         to: filter.to,

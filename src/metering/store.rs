@@ -18,7 +18,10 @@ use crate::storage::UserRef;
 /// What every meter statement needs to know about the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
-    pub user_id: &'a str,
+    /// The subject metered: its kind as stored (`user`, see `rules::SubjectKind`) and its id
+    /// (for a user, `users.id`). Every statement keys its rows by both.
+    pub subject_kind: &'a str,
+    pub subject_id: &'a str,
     /// `tokens`, ...
     pub meter: &'a str,
     /// The request's period, `YYYY-MM`. The counter moves forward to it, never back: a
@@ -40,12 +43,23 @@ fn limit(scope: &Scope<'_>) -> Option<f64> {
     scope.limit.map(num)
 }
 
-/// The period a statement counts in, with `?1` the user, `?2` the meter and `?3` the
-/// request's period: the later of the request's and the counter's ([`meter::counted_period`];
-/// keys are `YYYY-MM`, so text order is time order). After [`housekeeping`] it is always the
-/// counter's period.
-const COUNTED_PERIOD: &str =
-    "MAX(?3, (SELECT period FROM meter_counters WHERE user_id = ?1 AND meter = ?2))";
+/// The subject's rows: `?1` holds its id and the parameter `kind` (such as `"?5"`) its kind.
+/// The kind goes last in each statement's parameters, after those it had when the tables
+/// were keyed by user alone.
+fn of_subject(kind: &str) -> String {
+    format!("subject_kind = {kind} AND subject_id = ?1")
+}
+
+/// The period a statement counts in, with `?1` the subject's id, `kind` its kind, `?2` the
+/// meter and `?3` the request's period: the later of the request's and the counter's
+/// ([`meter::counted_period`]; keys are `YYYY-MM`, so text order is time order). After
+/// [`housekeeping`] it is always the counter's period.
+fn counted_period(kind: &str) -> String {
+    format!(
+        "MAX(?3, (SELECT period FROM meter_counters WHERE {} AND meter = ?2))",
+        of_subject(kind)
+    )
+}
 
 /// Creates the counter, starts it over when the request's period is later than its own
 /// ([`meter::starts_over`]; an earlier one never moves it back), releases expired
@@ -54,47 +68,57 @@ fn housekeeping(db: &D1Database, s: &Scope<'_>) -> Result<Vec<D1PreparedStatemen
     Ok(vec![
         query!(
             db,
-            "INSERT INTO meter_counters (user_id, meter, period, used, reserved, updated_at) \
-             VALUES (?1, ?2, ?3, 0, 0, ?4) ON CONFLICT (user_id, meter) DO NOTHING",
-            s.user_id,
+            "INSERT INTO meter_counters (subject_kind, subject_id, meter, period, used, \
+                 reserved, updated_at) \
+             VALUES (?5, ?1, ?2, ?3, 0, 0, ?4) \
+             ON CONFLICT (subject_kind, subject_id, meter) DO NOTHING",
+            s.subject_id,
             s.meter,
             s.period,
-            s.now
+            s.now,
+            s.subject_kind
         )?,
         query!(
             db,
             "UPDATE meter_counters SET period = ?3, used = 0, reserved = 0, updated_at = ?4 \
-             WHERE user_id = ?1 AND meter = ?2 AND period < ?3",
-            s.user_id,
+             WHERE subject_kind = ?5 AND subject_id = ?1 AND meter = ?2 AND period < ?3",
+            s.subject_id,
             s.meter,
             s.period,
-            s.now
+            s.now,
+            s.subject_kind
         )?,
         query!(
             db,
             &format!(
                 "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
-                     SELECT SUM(amount) FROM usage_reservations WHERE user_id = ?1 \
-                     AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD} \
+                     SELECT SUM(amount) FROM usage_reservations WHERE {subject} \
+                     AND meter = ?2 AND status = 'reserved' AND period = {counted} \
                      AND expires_at_ms <= ?4), 0)) \
-                 WHERE user_id = ?1 AND meter = ?2"
+                 WHERE {subject} AND meter = ?2",
+                subject = of_subject("?5"),
+                counted = counted_period("?5")
             ),
-            s.user_id,
+            s.subject_id,
             s.meter,
             s.period,
-            num(s.now_ms)
+            num(s.now_ms),
+            s.subject_kind
         )?,
         query!(
             db,
             &format!(
-                "UPDATE usage_reservations SET status = 'expired' WHERE user_id = ?1 \
+                "UPDATE usage_reservations SET status = 'expired' WHERE {subject} \
                  AND meter = ?2 AND status = 'reserved' \
-                 AND (expires_at_ms <= ?4 OR period < {COUNTED_PERIOD})"
+                 AND (expires_at_ms <= ?4 OR period < {counted})",
+                subject = of_subject("?5"),
+                counted = counted_period("?5")
             ),
-            s.user_id,
+            s.subject_id,
             s.meter,
             s.period,
-            num(s.now_ms)
+            num(s.now_ms),
+            s.subject_kind
         )?,
     ])
 }
@@ -149,25 +173,30 @@ pub async fn reserve(
     statements.push(query!(
         db,
         "UPDATE meter_counters SET reserved = reserved + ?3, updated_at = ?4 \
-         WHERE user_id = ?1 AND meter = ?2 AND (?5 IS NULL OR used + reserved + ?3 <= ?5) \
+         WHERE subject_kind = ?7 AND subject_id = ?1 AND meter = ?2 \
+         AND (?5 IS NULL OR used + reserved + ?3 <= ?5) \
          AND (?6 IS NULL OR NOT EXISTS ( \
-             SELECT 1 FROM usage_reservations WHERE user_id = ?1 AND request_id = ?6))",
-        s.user_id,
+             SELECT 1 FROM usage_reservations WHERE subject_kind = ?7 AND subject_id = ?1 \
+             AND request_id = ?6))",
+        s.subject_id,
         s.meter,
         num(amount),
         s.now,
         limit(s),
-        request_id
+        request_id,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
-        "INSERT INTO usage_reservations (id, user_id, meter, period, amount, provider, model, \
-             request_id, status, expires_at_ms, used_after, reserved_after, created_at) \
-         SELECT ?1, ?2, ?3, MAX(?4, c.period), ?5, ?6, ?7, ?8, 'reserved', ?9, c.used, \
-             c.reserved, ?10 \
-         FROM meter_counters c WHERE c.user_id = ?2 AND c.meter = ?3 AND changes() = 1",
+        "INSERT INTO usage_reservations (id, subject_kind, subject_id, meter, period, amount, \
+             provider, model, request_id, status, expires_at_ms, used_after, reserved_after, \
+             created_at) \
+         SELECT ?1, c.subject_kind, ?2, ?3, MAX(?4, c.period), ?5, ?6, ?7, ?8, 'reserved', ?9, \
+             c.used, c.reserved, ?10 \
+         FROM meter_counters c WHERE c.subject_kind = ?11 AND c.subject_id = ?2 \
+             AND c.meter = ?3 AND changes() = 1",
         id,
-        s.user_id,
+        s.subject_id,
         s.meter,
         s.period,
         num(amount),
@@ -175,22 +204,27 @@ pub async fn reserve(
         model,
         request_id,
         num(s.now_ms + ttl_ms),
-        s.now
+        s.now,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
         "SELECT id, period, amount, provider, model, request_id, status, expires_at_ms, \
                 used_after, reserved_after, created_at \
-         FROM usage_reservations WHERE user_id = ?1 AND (id = ?2 OR (?3 IS NOT NULL AND request_id = ?3))",
-        s.user_id,
+         FROM usage_reservations WHERE subject_kind = ?4 AND subject_id = ?1 \
+             AND (id = ?2 OR (?3 IS NOT NULL AND request_id = ?3))",
+        s.subject_id,
         id,
-        request_id
+        request_id,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
-        "SELECT used, reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2",
-        s.user_id,
-        s.meter
+        "SELECT used, reserved FROM meter_counters \
+         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
+        s.subject_id,
+        s.meter,
+        s.subject_kind
     )?);
     let results = db.batch(statements).await?;
     let n = results.len();
@@ -264,27 +298,34 @@ pub async fn record(
     let mut statements = also;
     statements.extend(housekeeping(db, s)?);
     // The reservation's hold, read inside the transaction after expired ones were released.
-    let open_hold = format!(
-        "SELECT amount FROM usage_reservations WHERE id = ?res AND user_id = ?1 \
-         AND meter = ?2 AND status = 'reserved' AND period = {COUNTED_PERIOD}"
-    );
+    // `res` and `kind` are the parameters holding the reservation's id and the subject's kind.
+    let hold = |res: &str, kind: &str| {
+        format!(
+            "SELECT amount FROM usage_reservations WHERE id = {res} AND {subject} \
+             AND meter = ?2 AND status = 'reserved' AND period = {counted}",
+            subject = of_subject(kind),
+            counted = counted_period(kind)
+        )
+    };
     statements.push(query!(
         db,
         &format!(
-            "INSERT INTO usage_records (id, user_id, meter, period, request_id, provider, model, \
-                 device_id, input_tokens, output_tokens, total_tokens, reservation_id, \
-                 reservation_status, released_tokens, limit_at, created_at) \
-             VALUES (?4, ?1, ?2, {COUNTED_PERIOD}, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+            "INSERT INTO usage_records (id, subject_kind, subject_id, meter, period, request_id, \
+                 provider, model, device_id, input_tokens, output_tokens, total_tokens, \
+                 reservation_id, reservation_status, released_tokens, limit_at, created_at) \
+             VALUES (?4, ?15, ?1, ?2, {counted}, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
                  CASE WHEN ?12 IS NULL THEN NULL \
                       WHEN EXISTS ({hold}) THEN 'settled' \
                       ELSE COALESCE((SELECT CASE status WHEN 'settled' THEN 'already_settled' \
                                      ELSE status END FROM usage_reservations \
-                                     WHERE id = ?12 AND user_id = ?1), 'not_found') END, \
+                                     WHERE id = ?12 AND {subject}), 'not_found') END, \
                  COALESCE((SELECT MAX(0, amount - ?11) FROM ({hold})), 0), ?13, ?14) \
-             ON CONFLICT (user_id, request_id) DO NOTHING",
-            hold = open_hold.replace("?res", "?12")
+             ON CONFLICT (subject_kind, subject_id, request_id) DO NOTHING",
+            counted = counted_period("?15"),
+            subject = of_subject("?15"),
+            hold = hold("?12", "?15")
         ),
-        s.user_id,
+        s.subject_id,
         s.meter,
         s.period,
         usage.id,
@@ -297,51 +338,61 @@ pub async fn record(
         num(total),
         usage.reservation_id,
         limit(s),
-        s.now
+        s.now,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
         &format!(
             "UPDATE meter_counters SET used = used + ?4, \
                  reserved = MAX(0, reserved - COALESCE(({hold}), 0)), updated_at = ?5 \
-             WHERE user_id = ?1 AND meter = ?2 AND changes() = 1",
-            hold = open_hold.replace("?res", "?6")
+             WHERE {subject} AND meter = ?2 AND changes() = 1",
+            hold = hold("?6", "?7"),
+            subject = of_subject("?7")
         ),
-        s.user_id,
+        s.subject_id,
         s.meter,
         s.period,
         num(total),
         s.now,
-        usage.reservation_id
+        usage.reservation_id,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
         "UPDATE usage_reservations SET status = 'settled', settled_at = ?3 \
-         WHERE id = ?2 AND user_id = ?1 AND status = 'reserved' \
+         WHERE id = ?2 AND subject_kind = ?5 AND subject_id = ?1 AND status = 'reserved' \
          AND EXISTS (SELECT 1 FROM usage_records WHERE id = ?4)",
-        s.user_id,
+        s.subject_id,
         usage.reservation_id,
         s.now,
-        usage.id
+        usage.id,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
-        "UPDATE usage_records SET \
-             used_after = (SELECT used FROM meter_counters WHERE user_id = ?1 AND meter = ?2), \
-             reserved_after = (SELECT reserved FROM meter_counters WHERE user_id = ?1 AND meter = ?2) \
-         WHERE id = ?3",
-        s.user_id,
+        &format!(
+            "UPDATE usage_records SET \
+                 used_after = (SELECT used FROM meter_counters WHERE {subject} AND meter = ?2), \
+                 reserved_after = (SELECT reserved FROM meter_counters \
+                                   WHERE {subject} AND meter = ?2) \
+             WHERE id = ?3",
+            subject = of_subject("?4")
+        ),
+        s.subject_id,
         s.meter,
-        usage.id
+        usage.id,
+        s.subject_kind
     )?);
     statements.push(query!(
         db,
         "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
                 total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
                 reserved_after, limit_at, created_at \
-         FROM usage_records WHERE user_id = ?1 AND request_id = ?2",
-        s.user_id,
-        usage.request_id
+         FROM usage_records WHERE subject_kind = ?3 AND subject_id = ?1 AND request_id = ?2",
+        s.subject_id,
+        usage.request_id,
+        s.subject_kind
     )?);
     let results = db.batch(statements).await?;
     let record = results
@@ -366,27 +417,35 @@ pub struct Reading {
     pub changed_at: Option<u64>,
 }
 
-/// The statement that reads `meter`'s counter for `user` in `period` (no write). `user` may
-/// be a subquery, so the read can share a round trip with the caller's lookup.
+/// The statement that reads `meter`'s counter in `period` for the subject of kind
+/// `subject_kind` whose id `subject_id` names (no write). The id may be a subquery (a user
+/// found by their credential), so the read can share a round trip with the caller's lookup.
 pub fn read_statement(
     db: &D1Database,
-    user: &UserRef,
+    subject_kind: &str,
+    subject_id: &UserRef,
     meter: &str,
     period: &str,
     now_ms: u64,
 ) -> Result<D1PreparedStatement, AppError> {
-    let n = user.params.len();
-    let (m, p, t) = (n + 1, n + 2, n + 3);
+    let n = subject_id.params.len();
+    let (m, p, t, k) = (n + 1, n + 2, n + 3, n + 4);
     let sql = format!(
         "SELECT c.period, c.used, c.reserved, c.updated_at, COALESCE(( \
-             SELECT SUM(amount) FROM usage_reservations WHERE user_id = c.user_id \
-             AND meter = ?{m} AND status = 'reserved' AND period = MAX(?{p}, c.period) \
-             AND expires_at_ms <= ?{t}), 0) AS expired_hold \
-         FROM meter_counters c WHERE c.user_id = {user} AND c.meter = ?{m}",
-        user = user.sql
+             SELECT SUM(amount) FROM usage_reservations WHERE subject_kind = c.subject_kind \
+             AND subject_id = c.subject_id AND meter = ?{m} AND status = 'reserved' \
+             AND period = MAX(?{p}, c.period) AND expires_at_ms <= ?{t}), 0) AS expired_hold \
+         FROM meter_counters c \
+         WHERE c.subject_kind = ?{k} AND c.subject_id = {id} AND c.meter = ?{m}",
+        id = subject_id.sql
     );
-    let mut params = user.params.clone();
-    params.extend([meter.into(), period.into(), num(now_ms).into()]);
+    let mut params = subject_id.params.clone();
+    params.extend([
+        meter.into(),
+        period.into(),
+        num(now_ms).into(),
+        subject_kind.into(),
+    ]);
     Ok(db.prepare(sql).bind(&params)?)
 }
 
@@ -454,15 +513,22 @@ pub struct UsageFilter {
     pub to: Option<String>,
 }
 
-const FILTER: &str =
-    "user_id = ?1 AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR model = ?3) \
-                      AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR created_at >= ?5) \
-                      AND (?6 IS NULL OR created_at < ?6)";
+/// The subject's records matching the filter: `?1` the subject's id, `kind` the parameter
+/// holding its kind, `?2`..`?6` the filter's fields.
+fn matching(kind: &str) -> String {
+    format!(
+        "{subject} AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR model = ?3) \
+         AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR created_at >= ?5) \
+         AND (?6 IS NULL OR created_at < ?6)",
+        subject = of_subject(kind)
+    )
+}
 
-/// A page of the user's usage records, newest first, after `(created_at, id)`.
+/// A page of the subject's usage records, newest first, after `(created_at, id)`.
 pub async fn history(
     db: &D1Database,
-    user_id: &str,
+    subject_kind: &str,
+    subject_id: &str,
     filter: &UsageFilter,
     after: Option<(&str, &str)>,
     limit: u32,
@@ -472,14 +538,15 @@ pub async fn history(
         "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
                 total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
                 reserved_after, limit_at, created_at \
-         FROM usage_records WHERE {FILTER} \
+         FROM usage_records WHERE {matching} \
            AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8)) \
-         ORDER BY created_at DESC, id DESC LIMIT ?9"
+         ORDER BY created_at DESC, id DESC LIMIT ?9",
+        matching = matching("?10")
     );
     Ok(query!(
         db,
         &sql,
-        user_id,
+        subject_id,
         &filter.provider,
         &filter.model,
         &filter.device_id,
@@ -487,7 +554,8 @@ pub async fn history(
         &filter.to,
         after_at,
         after_id,
-        limit
+        limit,
+        subject_kind
     )?
     .all()
     .await?
@@ -505,23 +573,26 @@ pub struct UsageTotals {
     pub total_tokens: u64,
 }
 
-/// Usage totals overall and by provider, model, device and UTC day, in one round trip.
+/// The subject's usage totals overall and by provider, model, device and UTC day, in one
+/// round trip.
 pub async fn stats(
     db: &D1Database,
-    user_id: &str,
+    subject_kind: &str,
+    subject_id: &str,
     filter: &UsageFilter,
 ) -> Result<[Vec<UsageTotals>; 5], AppError> {
     let sums = "COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens, \
                 COALESCE(SUM(output_tokens), 0) AS output_tokens, \
                 COALESCE(SUM(total_tokens), 0) AS total_tokens";
+    let matching = matching("?7");
     let group = |key: &str| {
         format!(
-            "SELECT {key} AS key, {sums} FROM usage_records WHERE {FILTER} \
+            "SELECT {key} AS key, {sums} FROM usage_records WHERE {matching} \
              GROUP BY {key} ORDER BY total_tokens DESC, key"
         )
     };
     let statements = [
-        format!("SELECT NULL AS key, {sums} FROM usage_records WHERE {FILTER}"),
+        format!("SELECT NULL AS key, {sums} FROM usage_records WHERE {matching}"),
         group("provider"),
         group("model"),
         group("device_id"),
@@ -533,12 +604,13 @@ pub async fn stats(
         query!(
             db,
             sql,
-            user_id,
+            subject_id,
             &filter.provider,
             &filter.model,
             &filter.device_id,
             &filter.from,
-            &filter.to
+            &filter.to,
+            subject_kind
         )
     })
     .collect::<Result<Vec<_>, _>>()?;

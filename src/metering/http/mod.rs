@@ -96,6 +96,7 @@ pub async fn reserve(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     let held = service::reserve(
         &ctx.env,
         &subject,
+        &Clock::at(ctx.data.now_ms),
         &body,
         key.as_deref(),
         device.as_ref(),
@@ -139,6 +140,7 @@ pub async fn report(req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
     let reported = service::report(
         &ctx.env,
         &subject,
+        &Clock::at(ctx.data.now_ms),
         &body,
         client_key.as_deref(),
         device.as_ref(),
@@ -218,7 +220,8 @@ pub async fn sync(req: Request, ctx: Ctx, principal: Principal) -> Result<Respon
 pub async fn sessions(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let device = named_device(&req, None)?;
     let subject = Subject::user(&principal, &ctx.data.config.plans);
-    let sessions = service::sessions(&ctx.env, &subject, device).await?;
+    let clock = Clock::at(ctx.data.now_ms);
+    let sessions = service::sessions(&ctx.env, &subject, &clock, device).await?;
     let current = sessions.current.as_deref();
     let data: Vec<DeviceSessionView> = sessions
         .devices
@@ -296,7 +299,7 @@ pub async fn history(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
 pub async fn stats(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let filter = usage_filter(&http::query_pairs(&req)?)?;
     let subject = Subject::user(&principal, &ctx.data.config.plans);
-    let stats = service::stats(&ctx.env, &subject, filter).await?;
+    let stats = service::stats(&ctx.env, &subject, &Clock::at(ctx.data.now_ms), filter).await?;
     let totals = |t: &UsageTotals| UsageTotalsView {
         requests: t.requests,
         input_tokens: t.input_tokens,

@@ -16,6 +16,7 @@ mod jwks;
 mod profile;
 mod provider_keys;
 mod rate_limits;
+mod subjects;
 mod usage;
 
 use crate::harness::World;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(auth::cases());
     cases.extend(clerk_webhook::cases());
     cases.extend(usage::cases());
+    cases.extend(subjects::cases());
     cases.extend(devices::cases());
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());

@@ -49,7 +49,7 @@ fn report(world: &World, token: &str, request_id: &str) -> Reply {
 fn records_of(world: &World, sub: &str) -> Vec<String> {
     world
         .d1_query(&format!(
-            "SELECT r.request_id FROM usage_records r JOIN users u ON u.id = r.user_id \
+            "SELECT r.request_id FROM usage_records r JOIN users u ON u.id = r.subject_id \
              WHERE u.external_id = '{sub}' ORDER BY r.request_id"
         ))
         .iter()
@@ -60,7 +60,7 @@ fn records_of(world: &World, sub: &str) -> Vec<String> {
 fn used_tokens(world: &World, sub: &str) -> i64 {
     world.d1_number(&format!(
         "SELECT COALESCE(SUM(c.used), 0) AS n FROM meter_counters c \
-         JOIN users u ON u.id = c.user_id WHERE u.external_id = '{sub}'"
+         JOIN users u ON u.id = c.subject_id WHERE u.external_id = '{sub}'"
     ))
 }
 
@@ -201,7 +201,7 @@ fn a_plan_whose_rate_has_no_binding_is_not_configured(world: &World) {
         "the answer names the binding: {error}"
     );
     let reservations = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_reservations r JOIN users u ON u.id = r.user_id \
+        "SELECT COUNT(*) AS n FROM usage_reservations r JOIN users u ON u.id = r.subject_id \
          WHERE u.external_id = '{sub}'"
     ));
     assert_eq!(reservations, 0, "nothing was reserved");

@@ -69,7 +69,7 @@ fn counter(world: &World, user_id: &str) -> Value {
     world
         .d1_query(&format!(
             "SELECT period, used, reserved FROM meter_counters \
-             WHERE user_id = '{user_id}' AND meter = 'tokens'"
+             WHERE subject_id = '{user_id}' AND meter = 'tokens'"
         ))
         .into_iter()
         .next()
@@ -120,7 +120,7 @@ fn two_hundred_concurrent_reservations_admit_exactly_the_limit(world: &World) {
         "D1's counter equals the limit"
     );
     let open = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_reservations WHERE user_id = '{user_id}' AND status = 'reserved'"
+        "SELECT COUNT(*) AS n FROM usage_reservations WHERE subject_id = '{user_id}' AND status = 'reserved'"
     ));
     assert_eq!(open, 100);
 }
@@ -199,7 +199,7 @@ fn a_retried_report_answers_the_same_and_records_once(world: &World) {
         .json(&headerless);
     assert_eq!(third.json(), first.json());
     let records = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_records WHERE user_id = '{user_id}'"
+        "SELECT COUNT(*) AS n FROM usage_records WHERE subject_id = '{user_id}'"
     ));
     assert_eq!(records, 1);
     assert_eq!(counter(world, &user_id)["used"], 1500);
@@ -265,7 +265,7 @@ fn an_expired_reservation_holds_nothing(world: &World) {
         .assert_error(402, "quota_exceeded");
     // Let it expire (as the clock would after RESERVATION_TTL_SECS).
     world.d1_query(&format!(
-        "UPDATE usage_reservations SET expires_at_ms = 1 WHERE user_id = '{user_id}'"
+        "UPDATE usage_reservations SET expires_at_ms = 1 WHERE subject_id = '{user_id}'"
     ));
     let quota = world
         .authed("GET", "/api/usage/quota", &token)
@@ -278,7 +278,7 @@ fn an_expired_reservation_holds_nothing(world: &World) {
         .json(&json!({ "estimate_tokens": FREE_LIMIT }));
     assert_eq!(again.status, 201, "{}", again.body);
     let statuses = world.d1_query(&format!(
-        "SELECT status FROM usage_reservations WHERE user_id = '{user_id}' ORDER BY created_at"
+        "SELECT status FROM usage_reservations WHERE subject_id = '{user_id}' ORDER BY created_at"
     ));
     assert_eq!(
         statuses,
@@ -305,7 +305,7 @@ fn usage_of_an_earlier_month_does_not_count(world: &World) {
         .assert_error(402, "quota_exceeded");
     // Move the counter into last year's October, as if the month had passed.
     world.d1_query(&format!(
-        "UPDATE meter_counters SET period = '2025-10' WHERE user_id = '{user_id}'"
+        "UPDATE meter_counters SET period = '2025-10' WHERE subject_id = '{user_id}'"
     ));
     let quota = world
         .authed("GET", "/api/usage/quota", &token)
@@ -331,10 +331,10 @@ fn usage_of_an_earlier_month_does_not_count(world: &World) {
 /// clock cannot be moved, so the counter is.
 fn move_counter_to_a_later_month(world: &World, user_id: &str) {
     world.d1_query(&format!(
-        "UPDATE meter_counters SET period = '{LATER}' WHERE user_id = '{user_id}'"
+        "UPDATE meter_counters SET period = '{LATER}' WHERE subject_id = '{user_id}'"
     ));
     world.d1_query(&format!(
-        "UPDATE usage_reservations SET period = '{LATER}' WHERE user_id = '{user_id}'"
+        "UPDATE usage_reservations SET period = '{LATER}' WHERE subject_id = '{user_id}'"
     ));
 }
 
@@ -431,7 +431,7 @@ fn old_period_requests_are_admitted_exactly_and_counted_in_the_newer_period(worl
     assert_eq!(recorded.json()["quota"]["period"]["key"], LATER);
     assert_eq!(recorded.json()["quota"]["tokens"]["used"], 300_010);
     let periods = world.d1_query(&format!(
-        "SELECT period FROM usage_records WHERE user_id = '{user_id}' AND request_id = '{}'",
+        "SELECT period FROM usage_records WHERE subject_id = '{user_id}' AND request_id = '{}'",
         body["request_id"].as_str().unwrap()
     ));
     assert_eq!(periods, vec![json!({ "period": LATER })]);
@@ -462,7 +462,7 @@ fn a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent(world: &
     assert_eq!(answer["quota"]["tokens"]["used"], 20);
     let rows = world.d1_query(&format!(
         "SELECT id, request_id, input_tokens, output_tokens, device_id FROM usage_records \
-         WHERE user_id = '{user_id}'"
+         WHERE subject_id = '{user_id}'"
     ));
     assert_eq!(rows.len(), 1, "recorded once: {rows:?}");
     assert_eq!(rows[0]["input_tokens"], 12);
@@ -477,7 +477,7 @@ fn a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent(world: &
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.header("idempotent-replayed"), None);
     let records = world.d1_number(&format!(
-        "SELECT COUNT(DISTINCT request_id) AS n FROM usage_records WHERE user_id = '{user_id}'"
+        "SELECT COUNT(DISTINCT request_id) AS n FROM usage_records WHERE subject_id = '{user_id}'"
     ));
     assert_eq!(records, 2);
     // With a key (camelCase too) it is idempotent, and says so on the retry as well.

@@ -20,6 +20,9 @@ pub struct Rows {
     reads: Vec<(String, String)>,
 }
 
+/// The tables keyed by a metered subject (`subject_kind`, `subject_id`) instead of `user_id`.
+const METER_TABLES: &[&str] = &["meter_counters", "usage_reservations", "usage_records"];
+
 /// `value` as an SQL string literal.
 fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -31,10 +34,17 @@ impl Rows {
         Self::default()
     }
 
-    /// Every row of `tables` whose `user_id` is `user_id` (Tollgate's `usr_...` id).
+    /// Every row of `tables` belonging to the user `user_id` (Tollgate's `usr_...` id): by
+    /// `user_id`, or in the meter tables (keyed by subject since 0009) as the subject of kind
+    /// `user` with that id.
     pub fn of_user(user_id: &str, tables: &[&str]) -> Self {
         tables.iter().fold(Self::new(), |rows, table| {
-            rows.where_eq(table, "user_id", user_id)
+            if METER_TABLES.contains(table) {
+                rows.where_eq(table, "subject_kind", "user")
+                    .and_eq("subject_id", user_id)
+            } else {
+                rows.where_eq(table, "user_id", user_id)
+            }
         })
     }
 
@@ -42,6 +52,13 @@ impl Rows {
     pub fn where_eq(mut self, table: &str, column: &str, value: &str) -> Self {
         self.reads
             .push((table.to_owned(), format!("{column} = {}", quoted(value))));
+        self
+    }
+
+    /// Narrows the last read to rows whose `column` is also `value`.
+    fn and_eq(mut self, column: &str, value: &str) -> Self {
+        let (_, condition) = self.reads.last_mut().expect("and_eq follows a read");
+        condition.push_str(&format!(" AND {column} = {}", quoted(value)));
         self
     }
 
