@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::api_keys::{all_at_once, clerk_user_on_plan, PROFILE};
 use super::Case;
 use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -422,13 +423,16 @@ fn concurrent_claims_of_one_username_give_it_to_one_user(world: &World) {
         });
         statuses.push(replies.iter().map(|r| r.status).collect::<Vec<u16>>());
     }
-    let owners: Vec<i64> = world
-        .d1_query(&format!(
-            "SELECT COUNT(*) AS n FROM users WHERE username LIKE '{prefix}%' \
-             GROUP BY lower(username) ORDER BY lower(username)"
-        ))
-        .iter()
-        .map(|r| r["n"].as_i64().unwrap())
+    // Owners of each round's name, in either of the spellings claimed.
+    let owners: Vec<usize> = (0..ROUNDS)
+        .map(|round| {
+            let name = format!("{prefix}_{round}");
+            world.count(&Rows::new().where_eq("users", "username", &name).where_eq(
+                "users",
+                "username",
+                &name.to_uppercase(),
+            ))
+        })
         .collect();
     let one_winner = |s: &Vec<u16>| {
         s.iter().filter(|s| **s == 200).count() == 1 && s.iter().all(|s| *s == 200 || *s == 409)

@@ -14,6 +14,7 @@ use super::api_keys::all_at_once;
 use super::Case;
 use crate::fakes::{Call, FakeKey, Fault};
 use crate::harness::identity::{clerk_user_event, now, unique, ADMIN_CLERK_ID};
+use crate::harness::snapshot::Rows;
 use crate::harness::{
     World, KEY_ENCRYPTION_KEY, OPENROUTER_TIMEOUT_MS, PREVIOUS_KEY_ENCRYPTION_KEY,
 };
@@ -69,6 +70,11 @@ fn post_key(world: &World, token: &str) -> Value {
 /// Every key the fake made for this user, oldest first.
 fn fake_keys(world: &World, user_id: &str) -> Vec<FakeKey> {
     world.fakes.openrouter.keys_named(user_id)
+}
+
+/// The deletion queued for the OpenRouter key `hash`, if any.
+fn queued_deletion(hash: &str) -> Rows {
+    Rows::new().where_eq("provider_key_deletions", "key_hash", hash)
 }
 
 /// The user's credit account row.
@@ -223,9 +229,7 @@ fn a_key_with_half_a_dollar_left_is_rotated_and_the_old_one_deleted(world: &Worl
     assert_eq!(row["key_hash"], made[1].hash.as_str());
     assert_eq!(row["credits"], 9_500_000);
     assert_eq!(row["key_usage"], 0);
-    let pending = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
+    let pending = world.count(&queued_deletion(&old_hash));
     assert_eq!(
         pending, 0,
         "a deletion that succeeded leaves nothing queued"
@@ -449,10 +453,7 @@ fn a_failed_delete_is_retried_by_two_sweeps_at_once(world: &World) {
         .upstream()
         .count("DELETE", &format!("/api/v1/keys/{old_hash}"));
     assert_eq!(deletes - deletes_before, 1, "deleted once");
-    let left = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
-    assert_eq!(left, 0);
+    assert_eq!(world.count(&queued_deletion(&old_hash)), 0);
     // The user's current key was never touched.
     let current = or.key(rotated["key_hash"].as_str().unwrap()).unwrap();
     assert!(!current.deleted && !current.disabled);
@@ -891,6 +892,9 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     let or = &world.fakes.openrouter;
     // 0.6 spent: the next look deducts it, creates a key and retires the old one.
     or.set_usage(&old_hash, 0.6);
+    // What the lost settlement would have written: a usage line, the old key queued.
+    let before =
+        world.snapshot(&queued_deletion(&old_hash).where_eq("credit_ledger", "user_id", &user_id));
     let version = world.d1_number(&format!(
         "SELECT version FROM credit_accounts WHERE user_id = '{user_id}'"
     ));
@@ -911,11 +915,10 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     // Nothing of the lost settlement applied: no usage line, no deletion queued for the key
     // still in use, the balance unchanged, and the ledger still sums to the balance.
     assert_eq!(ledger(world, &user_id), [("grant".to_owned(), 10_000_000)]);
-    let queued_old = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
+    before.assert_unchanged(world);
     assert_eq!(
-        queued_old, 0,
+        world.count(&queued_deletion(&old_hash)),
+        0,
         "the key still in use was queued for deletion"
     );
     let row = account(world, &user_id);
@@ -1081,10 +1084,11 @@ fn a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted(world: &World) 
         listed_pages.iter().any(|q| q.contains("offset=100")),
         "the sweep read past the first page: {listed_pages:?}"
     );
-    let left = world.d1_number(&format!(
-        "SELECT (SELECT COUNT(*) FROM provider_key_lookups WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM provider_key_deletions WHERE user_id = '{user_id}')"
-    ));
+    let left = world.count(
+        &Rows::new()
+            .where_eq("provider_key_lookups", "user_id", &user_id)
+            .where_eq("provider_key_deletions", "user_id", &user_id),
+    );
     assert_eq!(left, 0, "the look-up is done and nothing is left queued");
 
     // The user's key still works, and the next rotation goes through.

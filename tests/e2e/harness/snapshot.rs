@@ -123,11 +123,6 @@ impl Rows {
         self.narrow(format!("{column} IS NULL"))
     }
 
-    /// Narrows the rows named last to those whose `column` is not NULL.
-    pub fn and_not_null(self, column: &str) -> Self {
-        self.narrow(format!("{column} IS NOT NULL"))
-    }
-
     fn narrow(mut self, condition: String) -> Self {
         let (_, last) = self
             .reads
@@ -142,7 +137,10 @@ impl World {
     /// The rows `rows` names now, whole, every read's in turn.
     pub fn rows(&self, rows: &Rows) -> Vec<Value> {
         assert!(!rows.reads.is_empty(), "no rows named");
-        self.d1_query_all(&rows.sql()).into_iter().flatten().collect()
+        self.d1_query_all(&rows.sql())
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// How many rows `rows` names now.
