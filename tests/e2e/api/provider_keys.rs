@@ -80,9 +80,7 @@ fn queued_deletion(hash: &str) -> Rows {
 /// The user's credit account row.
 fn account(world: &World, user_id: &str) -> Value {
     world
-        .d1_query(&format!(
-            "SELECT * FROM credit_accounts WHERE user_id = '{user_id}'"
-        ))
+        .rows(&Rows::new().where_eq("credit_accounts", "user_id", user_id))
         .into_iter()
         .next()
         .unwrap_or(Value::Null)
@@ -90,12 +88,10 @@ fn account(world: &World, user_id: &str) -> Value {
 
 /// The user's ledger as `(kind, amount)`, oldest first.
 fn ledger(world: &World, user_id: &str) -> Vec<(String, i64)> {
-    world
-        .d1_query(&format!(
-            "SELECT kind, amount FROM credit_ledger WHERE user_id = '{user_id}' \
-             ORDER BY created_at, rowid"
-        ))
-        .iter()
+    // Read in rowid order; a stable sort by time keeps that order within one instant.
+    let mut rows = world.rows(&Rows::new().where_eq("credit_ledger", "user_id", user_id));
+    rows.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+    rows.iter()
         .map(|r| {
             (
                 r["kind"].as_str().unwrap().to_owned(),
@@ -756,21 +752,26 @@ fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
         assert!(stored.get("key_sealed").is_none());
         ids.push(stored["id"].as_str().unwrap().to_owned());
     }
+    // The refused loads below name this test's provider (or "Open AI"), so a stored one
+    // would show here.
+    let pooled = Rows::new()
+        .where_eq("provider_keys", "provider", &provider)
+        .where_eq("provider_keys", "provider", "Open AI");
+    let before = world.snapshot(&pooled);
     load("free", &free_a).assert_error(409, "conflict");
     for bad in [
         json!({ "provider": "Open AI", "tier": "free", "key": "sk-0123456789abcdef" }),
-        json!({ "provider": "openai", "tier": "gold", "key": "sk-0123456789abcdef" }),
-        json!({ "provider": "openai", "tier": "free", "key": "short" }),
-        json!({ "provider": "openai", "tier": "free" }),
+        json!({ "provider": provider, "tier": "gold", "key": "sk-0123456789abcdef" }),
+        json!({ "provider": provider, "tier": "free", "key": "short" }),
+        json!({ "provider": provider, "tier": "free" }),
     ] {
         world
             .authed("POST", "/api/admin/provider-keys", &admin)
             .json(&bad)
             .assert_error(400, "validation_failed");
     }
-    let rows = world.d1_query(&format!(
-        "SELECT * FROM provider_keys WHERE provider = '{provider}'"
-    ));
+    before.assert_unchanged(world);
+    let rows = world.rows(&pooled);
     assert_eq!(rows.len(), 3, "bad input stored nothing");
     let text = Value::Array(rows).to_string();
     for key in [&free_a, &free_b, &basic] {
@@ -876,12 +877,13 @@ fn creates_for(world: &World, user_id: &str) -> usize {
 
 /// `SUM(amount)` of the user's ledger and their balance.
 fn ledger_sum_and_balance(world: &World, user_id: &str) -> (i64, i64) {
-    let sum = world.d1_number(&format!(
-        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = '{user_id}'"
-    ));
-    let balance = world.d1_number(&format!(
-        "SELECT credits FROM credit_accounts WHERE user_id = '{user_id}'"
-    ));
+    let sum = ledger(world, user_id)
+        .iter()
+        .map(|(_, amount)| amount)
+        .sum();
+    let balance = account(world, user_id)["credits"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no credit account for {user_id}"));
     (sum, balance)
 }
 
@@ -895,9 +897,7 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     // What the lost settlement would have written: a usage line, the old key queued.
     let before =
         world.snapshot(&queued_deletion(&old_hash).where_eq("credit_ledger", "user_id", &user_id));
-    let version = world.d1_number(&format!(
-        "SELECT version FROM credit_accounts WHERE user_id = '{user_id}'"
-    ));
+    let version = account(world, &user_id)["version"].as_i64().unwrap();
     // The moment the next request takes the lock, it loses it: as if it had stalled past the
     // lock's expiry while another request took the lock over, settled (keeping the same key)
     // and let go. (A trigger makes this exact; RETURNING still shows the claimer its lock.)
