@@ -133,11 +133,9 @@ fn assert_key_shape(key: &Value, plaintext: Option<&str>) {
     }
 }
 
-/// `WHERE user_id = '...'` row count of `api_keys`.
-fn key_rows(world: &World, user_id: &str) -> i64 {
-    world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM api_keys WHERE user_id = '{user_id}'"
-    ))
+/// How many `api_keys` rows `user_id` has.
+fn key_rows(world: &World, user_id: &str) -> usize {
+    world.count(&Rows::of_user(user_id, &["api_keys"]))
 }
 
 fn the_first_get_creates_a_key_shown_once_and_later_gets_show_it_masked(world: &World) {
@@ -229,13 +227,7 @@ fn a_key_is_accepted_as_a_bearer_credential_and_its_use_is_recorded(world: &Worl
     assert_eq!(own.json()["api_key"]["id"], issued["id"]);
     assert_eq!(own.json()["created"], false);
 
-    let rows = world.d1_query(&format!(
-        "SELECT last_used_at, created_at, \
-                (SELECT COUNT(*) FROM api_keys WHERE user_id = '{user}') AS keys \
-         FROM api_keys WHERE id = '{id}'",
-        user = issued["user_id"].as_str().unwrap(),
-        id = issued["id"].as_str().unwrap()
-    ));
+    let rows = world.rows(&Rows::new().where_eq("api_keys", "id", issued["id"].as_str().unwrap()));
     let used = rows[0]["last_used_at"]
         .as_str()
         .unwrap_or_else(|| panic!("last_used_at is set in D1: {rows:?}"));
@@ -243,7 +235,7 @@ fn a_key_is_accepted_as_a_bearer_credential_and_its_use_is_recorded(world: &Worl
         used.len() == 24 && used.ends_with('Z') && used >= rows[0]["created_at"].as_str().unwrap(),
         "RFC 3339, not before creation: {used}"
     );
-    assert_eq!(rows[0]["keys"], 1);
+    assert_eq!(key_rows(world, issued["user_id"].as_str().unwrap()), 1);
 
     // The list shows the same time.
     let listed = world.authed("GET", KEYS, &token).send().json();
@@ -397,6 +389,7 @@ fn bad_list_parameters_are_refused(world: &World) {
         ),
         (format!("cursor={}", cursor_of(json!([1, 2]))), "cursor"),
     ];
+    let before = world.snapshot(&Rows::of_user(&owner, &["api_keys"]));
     for (query, field) in &cases {
         let reply = world
             .authed("GET", &format!("{KEYS}?{query}"), &token)
@@ -410,6 +403,7 @@ fn bad_list_parameters_are_refused(world: &World) {
         .send();
     assert_eq!(widest.status, 200, "limit=200 is allowed: {}", widest.body);
     assert_eq!(widest.json()["data"].as_array().unwrap().len(), 1);
+    before.assert_unchanged(world);
     assert_eq!(key_rows(world, &owner), 1, "nothing stored or lost");
 }
 
@@ -434,6 +428,7 @@ fn each_plan_caps_active_keys_and_a_key_beyond_the_cap_is_402_with_no_row(world:
                 .to_owned();
         }
         if cap.is_some() {
+            let before = world.snapshot(&Rows::of_user(&owner, &["api_keys"]));
             let refused = world
                 .authed("POST", KEYS, &token)
                 .json(&json!({ "name": "one too many" }));
@@ -445,6 +440,7 @@ fn each_plan_caps_active_keys_and_a_key_beyond_the_cap_is_402_with_no_row(world:
                     .contains(&allowed.to_string()),
                 "{plan}: {error}"
             );
+            before.assert_unchanged(world);
             // `GET /api-key` shows an existing key rather than trying to create one.
             let existing = world.authed("GET", KEY, &token).send();
             assert_eq!(existing.status, 200, "{}", existing.body);
@@ -462,24 +458,19 @@ fn each_plan_caps_active_keys_and_a_key_beyond_the_cap_is_402_with_no_row(world:
     assert_eq!(revoke.status, 200, "{}", revoke.body);
     create(world, free_token, "after revoking");
 
-    let ids: Vec<String> = owners.iter().map(|(_, o, _, _)| format!("'{o}'")).collect();
-    let rows = world.d1_query(&format!(
-        "SELECT user_id, COUNT(*) AS total, SUM(revoked_at IS NULL) AS active \
-         FROM api_keys WHERE user_id IN ({}) GROUP BY user_id",
-        ids.join(", ")
-    ));
     for (plan, owner, _, allowed) in &owners {
-        let row = rows
-            .iter()
-            .find(|r| r["user_id"] == owner.as_str())
-            .unwrap_or_else(|| panic!("{plan}: no keys in D1: {rows:?}"));
-        let revoked = i64::from(owner == free_owner);
+        let keys = Rows::of_user(owner, &["api_keys"]);
+        let revoked = usize::from(owner == free_owner);
         assert_eq!(
-            row["total"],
-            i64::from(*allowed) + revoked,
+            world.count(&keys),
+            *allowed as usize + revoked,
             "{plan}: no row for a refused key"
         );
-        assert_eq!(row["active"], i64::from(*allowed), "{plan}");
+        assert_eq!(
+            world.count(&keys.and_null("revoked_at")),
+            *allowed as usize,
+            "{plan}"
+        );
     }
 }
 
@@ -543,10 +534,9 @@ fn key_names_must_be_1_to_64_printable_characters(world: &World) {
     assert_eq!(unnamed.status, 201, "{}", unnamed.body);
     assert_eq!(unnamed.json()["api_key"]["name"], "default");
 
-    let rows = world.d1_query(&format!(
-        "SELECT name FROM api_keys WHERE user_id = '{owner}' ORDER BY name"
-    ));
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let rows = world.rows(&Rows::of_user(&owner, &["api_keys"]));
+    let mut names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
     let mut expected = vec![long.as_str(), "padded name", "default"];
     expected.sort_unstable();
     assert_eq!(names, expected);
@@ -575,10 +565,15 @@ fn an_api_key_cannot_create_or_revoke_keys(world: &World) {
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json()["data"].as_array().unwrap().len(), 1);
 
-    let rows = world.d1_query(&format!(
-        "SELECT id, revoked_at FROM api_keys WHERE user_id = '{}'",
-        issued["user_id"].as_str().unwrap()
-    ));
+    // (Not a snapshot: authenticating with the key rightly stamps its `last_used_at`.)
+    let rows: Vec<Value> = world
+        .rows(&Rows::of_user(
+            issued["user_id"].as_str().unwrap(),
+            &["api_keys"],
+        ))
+        .iter()
+        .map(|r| json!({ "id": r["id"], "revoked_at": r["revoked_at"] }))
+        .collect();
     assert_eq!(
         rows,
         vec![json!({ "id": id, "revoked_at": null })],
@@ -595,6 +590,9 @@ fn another_users_key_or_an_unknown_id_is_404_and_stays_active(world: &World) {
     let plaintext = issued["key"].as_str().unwrap();
 
     let (_, intruder) = clerk_user_on_plan(world, "basic");
+    let owner = issued["user_id"].as_str().unwrap();
+    let owners_keys = Rows::of_user(owner, &["api_keys"]);
+    let before = world.snapshot(&owners_keys);
     let theirs = world
         .authed("DELETE", &format!("{KEYS}/{id}"), &intruder)
         .send();
@@ -607,16 +605,14 @@ fn another_users_key_or_an_unknown_id_is_404_and_stays_active(world: &World) {
     }
 
     // The owner's key is untouched: still active and still accepted.
+    before.assert_unchanged(world);
     assert_eq!(world.authed("GET", PROFILE, plaintext).send().status, 200);
     let listed = world.authed("GET", KEYS, &owner_token).send().json();
     assert_eq!(listed["data"][0]["revoked_at"], Value::Null);
-    let rows = world.d1_query(&format!(
-        "SELECT (SELECT revoked_at FROM api_keys WHERE id = '{id}') AS revoked_at, \
-                (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL \
-                   AND user_id = '{owner}') AS revoked",
-        owner = issued["user_id"].as_str().unwrap()
-    ));
-    assert_eq!(rows, vec![json!({ "revoked_at": null, "revoked": 0 })]);
+    let rows = world.rows(&owners_keys);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], id);
+    assert_eq!(rows[0]["revoked_at"], Value::Null);
 }
 
 /// Runs `request` on `n` threads released together; returns the replies in thread order.
@@ -667,7 +663,7 @@ fn concurrent_first_gets_create_one_key_and_show_it_once(world: &World) {
     let mut owners = Vec::new();
     for _ in 0..ROUNDS {
         let (_, token) = clerk_user_on_plan(world, "basic");
-        owners.push(format!("'{}'", user_id(world, &token)));
+        owners.push(user_id(world, &token));
         let replies = all_at_once(8, |_| world.authed("GET", KEY, &token).send());
         let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
         let ids: Vec<Value> = replies
@@ -677,15 +673,7 @@ fn concurrent_first_gets_create_one_key_and_show_it_once(world: &World) {
             .collect();
         outcomes.push((statuses, ids));
     }
-    let rows: Vec<i64> = world
-        .d1_query(&format!(
-            "SELECT (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id) AS n \
-             FROM users u WHERE u.id IN ({}) ORDER BY u.id",
-            owners.join(", ")
-        ))
-        .iter()
-        .map(|r| r["n"].as_i64().unwrap())
-        .collect();
+    let rows: Vec<usize> = owners.iter().map(|owner| key_rows(world, owner)).collect();
     let one_key = |(statuses, ids): &(Vec<u16>, Vec<Value>)| {
         statuses.iter().filter(|s| **s == 201).count() == 1
             && statuses.iter().all(|s| *s == 200 || *s == 201)
@@ -885,6 +873,18 @@ fn a_default_key_meters_but_is_refused_billing_provider_keys_and_admin(world: &W
         "output_tokens": 5, "request_id": unique("scope-rpt-"),
     }));
     assert_eq!(reported.status, 200, "report: {}", reported.body);
+    // What the refused calls below could write for the owner. (Not the owner's user row or
+    // keys: other cases share this admin and change those.)
+    let label = unique("default-key-");
+    let untouched = Rows::new()
+        .where_eq("billing_customers", "user_id", &owner)
+        .where_eq("subscriptions", "user_id", &owner)
+        .where_eq("credit_accounts", "user_id", &owner)
+        .where_eq("credit_ledger", "user_id", &owner)
+        .where_eq("provider_key_assignments", "user_id", &owner)
+        .where_eq("provider_keys", "label", &label)
+        .where_eq("provider_keys", "id", "pk_scopecheck");
+    let before = world.snapshot(&untouched);
     for path in [
         "/api/usage/quota",
         "/api/usage/history",
@@ -928,21 +928,19 @@ fn a_default_key_meters_but_is_refused_billing_provider_keys_and_admin(world: &W
         let reply = world.authed(method, path, key).send();
         assert_lacks(&reply, "keys", &format!("{method} {path}"));
     }
-    let label = unique("default-key-");
     let answered = admin_routes_not_refused(world, key, &owner, &label, "`admin`");
     assert!(
         answered.is_empty(),
         "every admin route must be 403 for a usage key, even an admin's: {answered:#?}"
     );
 
-    let untouched = world.d1_query(&format!(
-        "SELECT (SELECT COUNT(*) FROM billing_customers WHERE user_id = '{owner}') AS customers,                 (SELECT COUNT(*) FROM credit_accounts WHERE user_id = '{owner}') AS accounts,                 (SELECT COUNT(*) FROM credit_ledger WHERE user_id = '{owner}') AS ledger,                 (SELECT COUNT(*) FROM provider_keys WHERE label = '{label}') AS pooled"
-    ));
-    assert_eq!(
-        untouched,
-        vec![json!({ "customers": 0, "accounts": 0, "ledger": 0, "pooled": 0 })],
-        "no refused call changed anything"
-    );
+    before.assert_unchanged(world);
+    let none = Rows::new()
+        .where_eq("billing_customers", "user_id", &owner)
+        .where_eq("credit_accounts", "user_id", &owner)
+        .where_eq("credit_ledger", "user_id", &owner)
+        .where_eq("provider_keys", "label", &label);
+    assert_eq!(world.count(&none), 0, "no refused call changed anything");
     // The owner's own session token keeps their full authority.
     let reply = world.authed("GET", "/api/admin/users", &token).send();
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -951,10 +949,12 @@ fn a_default_key_meters_but_is_refused_billing_provider_keys_and_admin(world: &W
 fn an_admin_key_needs_an_admin_owner_and_acts_only_as_admin(world: &World) {
     let (_, token) = clerk_user_on_plan(world, "basic");
     let owner = user_id(world, &token);
+    let before = world.snapshot(&Rows::of_user(&owner, &["api_keys"]));
     let error = world
         .authed("POST", KEYS, &token)
         .json(&json!({ "scopes": ["usage", "admin"] }))
         .assert_error(403, "forbidden");
+    before.assert_unchanged(world);
     assert!(
         error["message"].as_str().unwrap().contains("admin"),
         "{error}"
@@ -1063,10 +1063,14 @@ fn head_on_the_key_route_creates_no_key(world: &World) {
     let uid = unique("keys-head-");
     let token = world.hmac_token(&uid);
     let keys_of_uid = || {
-        world.d1_number(&format!(
-            "SELECT COUNT(*) FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE u.auth_source = 'hmac' AND u.external_id = '{uid}'"
-        ))
+        let user = Rows::new()
+            .where_eq("users", "external_id", &uid)
+            .and_eq("auth_source", "hmac");
+        world
+            .rows(&user)
+            .iter()
+            .map(|u| key_rows(world, u["id"].as_str().unwrap()))
+            .sum::<usize>()
     };
     let head = world.authed("HEAD", KEY, &token).send();
     assert_eq!(head.status, 405, "HEAD on a creating GET is refused");

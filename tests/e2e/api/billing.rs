@@ -14,6 +14,7 @@ use super::Case;
 use crate::fakes::{stripe_signature, Fault, STRIPE_OTHER_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET};
 use crate::harness::identity::{clerk_user_event, now, unique, ADMIN_CLERK_ID};
 use crate::harness::plans::{BASIC_PRICE, PREMIUM_PRICE};
+use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World, BILLING_RETURN_URL};
 
 pub fn cases() -> Vec<Case> {
@@ -112,10 +113,8 @@ fn quota_limit(world: &World, token: &str) -> Value {
     quota.json()["tokens"]["limit"].clone()
 }
 
-fn history_count(world: &World, user_id: &str) -> i64 {
-    world.d1_number(&format!(
-        "SELECT COUNT(*) FROM subscription_history WHERE user_id = '{user_id}'"
-    ))
+fn history_count(world: &World, user_id: &str) -> usize {
+    world.count(&Rows::new().where_eq("subscription_history", "user_id", user_id))
 }
 
 fn a_paid_checkout_moves_the_user_to_the_plan_exactly_once(world: &World) {
@@ -211,10 +210,19 @@ fn a_paid_checkout_moves_the_user_to_the_plan_exactly_once(world: &World) {
 }
 
 fn unsigned_wrongly_signed_or_old_events_are_rejected_and_not_stored(world: &World) {
-    let (_, token, _) = customer(world);
+    let (_, token, user_id) = customer(world);
     let session_id = checkout(world, &token, "basic");
     let completed = world.fakes.stripe.complete_checkout(&session_id);
     let body = completed.to_string();
+    let event_id = completed["id"].as_str().unwrap();
+    let before = world.snapshot(
+        &Rows::new()
+            .where_eq("webhook_events", "event_id", event_id)
+            .where_eq("users", "id", &user_id)
+            .where_eq("billing_customers", "user_id", &user_id)
+            .where_eq("subscriptions", "user_id", &user_id)
+            .where_eq("subscription_history", "user_id", &user_id),
+    );
     let unsigned = world
         .call("POST", "/api/webhooks/stripe")
         .body("application/json", body.as_bytes());
@@ -230,16 +238,19 @@ fn unsigned_wrongly_signed_or_old_events_are_rejected_and_not_stored(world: &Wor
         .header("Stripe-Signature", &signature)
         .body("application/json", tampered.as_bytes())
         .assert_error(401, "unauthorized");
-    let event_id = completed["id"].as_str().unwrap();
-    let stored = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM webhook_events WHERE event_id = '{event_id}'"
-    ));
-    assert_eq!(stored, 0, "rejected deliveries are not stored");
-    assert_eq!(plan_of(world, &token), "free");
+    // Rejected deliveries are not stored, and nothing of the user's billing changed.
+    before.assert_unchanged(world);
+    assert_eq!(
+        world.count(&Rows::new().where_eq("webhook_events", "event_id", event_id)),
+        0,
+        "no delivery of it was stored"
+    );
     // A signed body that is not an event is refused and not stored either.
     let junk = json!({ "hello": "world" });
     let reply = deliver_signed(world, &junk, STRIPE_WEBHOOK_SECRET, now());
     reply.assert_error(400, "validation_failed");
+    before.assert_unchanged(world);
+    assert_eq!(plan_of(world, &token), "free");
 }
 
 fn a_late_update_never_brings_a_canceled_subscription_back(world: &World) {
@@ -591,6 +602,17 @@ fn a_deployment_without_stripe_secrets_answers_not_configured(_world: &World) {
     ])
     .expect("a second worker starts");
     let token = bare.hmac_token(&unique("bare_"));
+    // A world of its own: whole tables can be snapshotted.
+    let stored = Rows::new()
+        .all("webhook_events")
+        .all("billing_customers")
+        .all("subscriptions")
+        .all("subscription_history")
+        .all("credit_accounts")
+        .all("credit_ledger")
+        .all("provider_key_assignments");
+    assert_eq!(bare.count(&stored), 0, "a fresh world stores nothing");
+    let before = bare.snapshot(&stored);
     let expect = |reply: Reply, setting: &str| {
         let error = reply.assert_error(503, "not_configured");
         assert!(
@@ -643,11 +665,8 @@ fn a_deployment_without_stripe_secrets_answers_not_configured(_world: &World) {
         "Stripe was never called"
     );
     assert!(bare.fakes.openrouter.upstream().received().is_empty());
-    assert_eq!(
-        bare.d1_number("SELECT COUNT(*) FROM webhook_events"),
-        0,
-        "nothing stored"
-    );
+    // Nothing stored.
+    before.assert_unchanged(&bare);
 }
 
 /// A Stripe price the catalog does not list (a repriced or grandfathered subscription).
@@ -892,18 +911,19 @@ fn a_delivery_signed_with_any_listed_endpoint_secret_is_accepted(world: &World) 
     let again = deliver_signed(world, &completed, STRIPE_WEBHOOK_SECRET, now());
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["event"]["duplicate"], true);
+    let customer_id = unique("cus_");
     let other = world
         .fakes
         .stripe
-        .event("customer.created", json!({ "id": unique("cus_") }));
-    deliver_signed(world, &other, "whsec_not_listed", now()).assert_error(401, "unauthorized");
+        .event("customer.created", json!({ "id": customer_id }));
     let id = other["id"].as_str().unwrap();
-    assert_eq!(
-        world.d1_number(&format!(
-            "SELECT COUNT(*) FROM webhook_events WHERE event_id = '{id}'"
-        )),
-        0
-    );
+    let untouched = Rows::new()
+        .where_eq("webhook_events", "event_id", id)
+        .where_eq("billing_customers", "customer_id", &customer_id);
+    let before = world.snapshot(&untouched);
+    deliver_signed(world, &other, "whsec_not_listed", now()).assert_error(401, "unauthorized");
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&untouched), 0);
 }
 
 /// Serial: starts a worker without Stripe's secrets (and without `UPGRADE_URL`).

@@ -8,6 +8,7 @@ use crate::harness::identity::{
     clerk_user_event, now, svix_headers, svix_headers_with, unique, ADMIN_CLERK_ID, SVIX_KEY,
     SVIX_KEY_NEXT,
 };
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -27,18 +28,26 @@ pub fn cases() -> Vec<Case> {
 
 const PATH: &str = "/api/auth/webhook/clerk";
 
+/// The Clerk user `clerk_id`'s row.
+fn user_of(clerk_id: &str) -> Rows {
+    Rows::new()
+        .where_eq("users", "external_id", clerk_id)
+        .and_eq("auth_source", "clerk")
+}
+
+/// The stored Clerk delivery `id`.
+fn event_of(id: &str) -> Rows {
+    Rows::new()
+        .where_eq("webhook_events", "event_id", id)
+        .and_eq("provider", "clerk")
+}
+
 fn user_row(world: &World, clerk_id: &str) -> Vec<Value> {
-    world.d1_query(&format!(
-        "SELECT id, email, display_name, plan, status, source_updated_at, updated_at \
-         FROM users WHERE auth_source = 'clerk' AND external_id = '{clerk_id}'"
-    ))
+    world.rows(&user_of(clerk_id))
 }
 
 fn events_with_id(world: &World, id: &str) -> Vec<Value> {
-    world.d1_query(&format!(
-        "SELECT event_type, status, attempts, payload FROM webhook_events \
-         WHERE provider = 'clerk' AND event_id = '{id}'"
-    ))
+    world.rows(&event_of(id))
 }
 
 /// The webhook inbox's failure rule for Clerk: a delivery whose processing fails is answered
@@ -131,8 +140,9 @@ fn a_repeated_svix_id_changes_nothing(world: &World) {
         ),
     );
     assert_eq!(first.status, 200, "{}", first.body);
-    let user_before = user_row(world, &clerk_id);
-    let event_before = events_with_id(world, &msg);
+    assert_eq!(user_row(world, &clerk_id).len(), 1);
+    assert_eq!(events_with_id(world, &msg).len(), 1);
+    let before = world.snapshot(&user_of(&clerk_id).where_eq("webhook_events", "event_id", &msg));
     // Same svix-id, a different (newer, correctly signed) body: acknowledged, not applied.
     let again = world.clerk_webhook(
         &msg,
@@ -145,8 +155,8 @@ fn a_repeated_svix_id_changes_nothing(world: &World) {
     );
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["duplicate"], true);
-    assert_eq!(user_row(world, &clerk_id), user_before, "user unchanged");
-    assert_eq!(events_with_id(world, &msg), event_before, "event unchanged");
+    // The user and the stored event are unchanged.
+    before.assert_unchanged(world);
 }
 
 fn an_older_update_never_overwrites_a_newer_one(world: &World) {
@@ -189,9 +199,14 @@ fn bad_signatures_and_stale_timestamps_are_refused_and_not_stored(world: &World)
         }
         call.body("application/json", body.as_bytes())
     };
-    let mut ids = Vec::new();
+    // Every delivery's svix-id starts with `run`: none may be stored, and no user created.
+    let run = unique("msg_forged_");
+    let untouched = Rows::new()
+        .where_prefix("webhook_events", "event_id", &run)
+        .where_eq("users", "external_id", &clerk_id);
+    let before = world.snapshot(&untouched);
 
-    let id = unique("msg_");
+    let id = unique(&run);
     let mut wrong = svix_headers(&id, now(), body.as_bytes());
     wrong[2].1 = "v1,Zm9yZ2VkIHNpZ25hdHVyZSBmb3JnZWQgc2lnbmF0dXJlIQ==".to_owned();
     let error = send(wrong).assert_error(401, "unauthorized");
@@ -199,29 +214,25 @@ fn bad_signatures_and_stale_timestamps_are_refused_and_not_stored(world: &World)
         error["message"].as_str().unwrap().contains("signature"),
         "{error}"
     );
-    ids.push(id);
 
-    let id = unique("msg_");
+    let id = unique(&run);
     let other_body = svix_headers(&id, now(), b"{\"type\":\"user.created\"}");
     send(other_body).assert_error(401, "unauthorized");
-    ids.push(id);
 
-    let id = unique("msg_");
+    let id = unique(&run);
     let stale = svix_headers(&id, now() - 6 * 60, body.as_bytes());
     let error = send(stale).assert_error(401, "unauthorized");
     assert!(
         error["message"].as_str().unwrap().contains("tolerance"),
         "{error}"
     );
-    ids.push(id);
 
-    let id = unique("msg_");
+    let id = unique(&run);
     let future = svix_headers(&id, now() + 6 * 60, body.as_bytes());
     send(future).assert_error(401, "unauthorized");
-    ids.push(id);
 
     for missing in ["svix-id", "svix-timestamp", "svix-signature"] {
-        let id = unique("msg_");
+        let id = unique(&run);
         let headers = svix_headers(&id, now(), body.as_bytes())
             .into_iter()
             .filter(|(name, _)| *name != missing)
@@ -231,19 +242,19 @@ fn bad_signatures_and_stale_timestamps_are_refused_and_not_stored(world: &World)
             error["message"].as_str().unwrap().contains(missing),
             "{error}"
         );
-        ids.push(id);
     }
 
-    let stored = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM webhook_events WHERE event_id IN ('{}')",
-        ids.join("','")
-    ));
-    assert_eq!(stored, 0, "refused deliveries are not stored");
-    assert!(user_row(world, &clerk_id).is_empty(), "no user created");
+    before.assert_unchanged(world);
+    assert_eq!(
+        world.count(&untouched),
+        0,
+        "refused deliveries are not stored, no user created"
+    );
 }
 
 fn a_signed_but_malformed_body_is_400_and_not_stored(world: &World) {
     let id = unique("msg_");
+    let before = world.snapshot(&event_of(&id));
     let body = br#"{"type": "user.deleted", "data": {"object": "user"}}"#;
     let mut call = world.call("POST", PATH);
     for (name, value) in svix_headers(&id, now(), body) {
@@ -256,6 +267,7 @@ fn a_signed_but_malformed_body_is_400_and_not_stored(world: &World) {
         error["message"].as_str().unwrap().contains("body"),
         "{error}"
     );
+    before.assert_unchanged(world);
     assert!(events_with_id(world, &id).is_empty());
 }
 
@@ -327,11 +339,11 @@ fn a_deleted_user_loses_their_api_keys(world: &World) {
         .authed("GET", "/api/user/profile", &key)
         .send()
         .assert_error(401, "unauthorized");
-    let active = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM api_keys k JOIN users u ON u.id = k.user_id \
-         WHERE u.external_id = '{clerk_id}' AND k.revoked_at IS NULL"
-    ));
-    assert_eq!(active, 0, "every key revoked");
+    let users = user_row(world, &clerk_id);
+    assert_eq!(users.len(), 1, "{users:?}");
+    let user_id = users[0]["id"].as_str().unwrap();
+    let active = Rows::of_user(user_id, &["api_keys"]).and_null("revoked_at");
+    assert_eq!(world.count(&active), 0, "every key revoked");
 }
 
 fn a_user_deleted_before_it_was_seen_is_never_created_active(world: &World) {
@@ -349,11 +361,9 @@ fn a_user_deleted_before_it_was_seen_is_never_created_active(world: &World) {
         let reply = world.clerk_webhook(&unique("msg_"), &event);
         assert_eq!(reply.status, 200, "{kind}: {}", reply.body);
     }
-    let active = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM users WHERE auth_source = 'clerk' \
-         AND external_id = '{clerk_id}' AND status = 'active'"
-    ));
-    assert_eq!(active, 0, "no active user");
+    let active = user_of(&clerk_id).and_eq("status", "active");
+    assert_eq!(world.count(&active), 0, "no active user");
+    let before = world.snapshot(&user_of(&clerk_id));
     let error = world
         .authed("GET", "/api/user/profile", &world.clerk_token(&clerk_id))
         .send()
@@ -362,14 +372,9 @@ fn a_user_deleted_before_it_was_seen_is_never_created_active(world: &World) {
         error["message"].as_str().unwrap().contains("deactivated"),
         "{error}"
     );
-    assert_eq!(
-        world.d1_number(&format!(
-            "SELECT COUNT(*) AS n FROM users WHERE auth_source = 'clerk' \
-             AND external_id = '{clerk_id}' AND status = 'active'"
-        )),
-        0,
-        "the token did not create one either"
-    );
+    // The token did not create one either, nor change the row there is.
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&active), 0);
 }
 
 fn a_delivery_signed_with_any_listed_secret_is_accepted(world: &World) {

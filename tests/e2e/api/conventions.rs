@@ -165,6 +165,8 @@ fn post_chunked(
 fn a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(world: &World) {
     let uid = unique("chunk_stall_");
     let token = world.hmac_token(&uid);
+    let users = Rows::new().where_eq("users", "external_id", &uid);
+    let before = world.snapshot(&users);
     let request_id = unique("chunk-stall-");
     let answer = post_chunked(world, "/api/usage/report", &request_id, &token, 3, false);
     assert!(answer.starts_with("HTTP/1.1 413"), "answer: {answer:.300}");
@@ -172,8 +174,9 @@ fn a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(world: &World) {
         answer.contains("payload_too_large"),
         "answer: {answer:.600}"
     );
-    let users = format!("SELECT COUNT(*) AS n FROM users WHERE external_id = '{uid}'");
-    assert_eq!(world.d1_number(&users), 0, "no handler ran");
+    // No handler ran: not even authentication's user row appeared.
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&users), 0, "no handler ran");
 }
 
 /// A 5 MiB chunked body without `Content-Length` is `413`, nothing is stored, and the
@@ -188,6 +191,8 @@ fn a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(world: &World) {
 fn a_chunked_5_mib_body_is_413_and_the_worker_keeps_serving(world: &World) {
     let uid = unique("chunk_big_");
     let token = world.hmac_token(&uid);
+    let users = Rows::new().where_eq("users", "external_id", &uid);
+    let before = world.snapshot(&users);
     let mut tries = Vec::new();
     let refused = (0..5).any(|_| {
         let request_id = unique("chunk-big-");
@@ -217,8 +222,9 @@ fn a_chunked_5_mib_body_is_413_and_the_worker_keeps_serving(world: &World) {
         refused,
         "the worker answered 413 to one of the tries: {tries:?}"
     );
-    let users = format!("SELECT COUNT(*) AS n FROM users WHERE external_id = '{uid}'");
-    assert_eq!(world.d1_number(&users), 0, "no handler ran");
+    // No handler ran: not even authentication's user row appeared.
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&users), 0, "no handler ran");
     let ping = world.get("/api/health/ping");
     assert_eq!(ping.status, 200, "{}", ping.body);
 }

@@ -49,15 +49,16 @@ fn a_device_beyond_the_plan_limit_is_refused_until_one_signs_out(world: &World) 
         200,
         "the same device again"
     );
+    let sessions = Rows::of_user(&user_id, &["device_sessions"]);
+    assert_eq!(world.count(&sessions), 1, "the laptop is stored");
+    let before = world.snapshot(&sessions);
     let error = quota_from(world, &token, "desktop").assert_error(409, "session_limit_exceeded");
     assert!(
         error["message"].as_str().unwrap().contains("1 device"),
         "{error}"
     );
-    let rows = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM device_sessions WHERE user_id = '{user_id}'"
-    ));
-    assert_eq!(rows, 1, "the refused device was not stored");
+    // The refused device was not stored, and the laptop's row is as it was.
+    before.assert_unchanged(world);
     // Signing out on the laptop frees its slot.
     let out = world
         .authed("POST", "/api/auth/signout", &token)
@@ -150,6 +151,9 @@ fn devices_are_listed_with_platform_and_the_current_one_marked(world: &World) {
 fn a_report_from_a_refused_device_is_still_recorded(world: &World) {
     let (token, user_id) = free_user_with_session(world);
     assert_eq!(quota_from(world, &token, "first").status, 200);
+    let sessions = Rows::of_user(&user_id, &["device_sessions"]);
+    assert_eq!(world.count(&sessions), 1, "the first device is stored");
+    let before = world.snapshot(&sessions);
     let body = json!({ "provider": "openai", "model": "gpt-4o", "input_tokens": 7,
                        "output_tokens": 3, "request_id": unique("r-"), "device_id": "second" });
     let reply = world
@@ -161,10 +165,8 @@ fn a_report_from_a_refused_device_is_still_recorded(world: &World) {
         reply.body
     );
     assert_eq!(reply.json()["quota"]["tokens"]["used"], 10);
-    let devices = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM device_sessions WHERE user_id = '{user_id}'"
-    ));
-    assert_eq!(devices, 1, "but the extra device is not registered");
+    // But the extra device is not registered.
+    before.assert_unchanged(world);
 }
 
 fn bad_device_headers_are_400_and_register_nothing(world: &World) {

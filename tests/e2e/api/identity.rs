@@ -11,6 +11,7 @@ use crate::harness::identity::{
     clerk_claims, clerk_user_event, hmac_claims, hs256, now, unique, ADMIN_CLERK_ID,
     ADMIN_HMAC_UID, JWT_SECRET, STAFF_ORG_ID,
 };
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -27,10 +28,8 @@ pub fn cases() -> Vec<Case> {
 
 const PROFILE: &str = "/api/user/profile";
 
-fn users_with_external_id(world: &World, id: &str) -> i64 {
-    world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM users WHERE external_id = '{id}'"
-    ))
+fn users_with_external_id(world: &World, id: &str) -> usize {
+    world.count(&Rows::new().where_eq("users", "external_id", id))
 }
 
 fn a_valid_clerk_token_is_accepted_and_creates_the_user_once(world: &World) {
@@ -95,6 +94,12 @@ fn every_bad_credential_is_refused_without_creating_a_user(world: &World) {
     let clerk = &world.fakes.clerk;
     let secret = JWT_SECRET.as_bytes();
     let mut cases: Vec<(&str, Option<String>, &str)> = Vec::new();
+    // Every subject below starts with `run`: no user or session of theirs may appear.
+    let before = world.snapshot(
+        &Rows::new()
+            .where_prefix("users", "external_id", &run)
+            .where_prefix("auth_sessions", "external_user_id", &run),
+    );
 
     let mut expired = clerk_claims(&sub("expired"));
     expired["exp"] = json!(now() - 120);
@@ -193,10 +198,7 @@ fn every_bad_credential_is_refused_without_creating_a_user(world: &World) {
             .assert_error(401, "unauthorized");
     }
 
-    let created = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM users WHERE external_id LIKE '{run}%'"
-    ));
-    assert_eq!(created, 0, "no refused credential created a user");
+    before.assert_unchanged(world);
     assert!(
         !world.worker_log().contains(r#""status":500"#),
         "no 500 anywhere"
@@ -219,6 +221,8 @@ fn a_deleted_user_cannot_authenticate(world: &World) {
     );
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     // Both the token already verified (cached) and a fresh one are refused.
+    let user = Rows::new().where_eq("users", "external_id", &sub);
+    let before = world.snapshot(&user);
     for token in [token, world.clerk_token(&sub)] {
         let error = world
             .authed("GET", PROFILE, &token)
@@ -226,11 +230,10 @@ fn a_deleted_user_cannot_authenticate(world: &World) {
             .assert_error(401, "unauthorized");
         assert!(error["message"].as_str().unwrap().contains("deactivated"));
     }
-    assert_eq!(users_with_external_id(world, &sub), 1, "no second row");
-    let status = world.d1_query(&format!(
-        "SELECT status FROM users WHERE external_id = '{sub}'"
-    ));
-    assert_eq!(status[0]["status"], "deleted");
+    before.assert_unchanged(world);
+    let users = world.rows(&user);
+    assert_eq!(users.len(), 1, "no second row");
+    assert_eq!(users[0]["status"], "deleted");
 }
 
 fn roles_come_from_configuration_and_org_claims(world: &World) {
@@ -312,6 +315,19 @@ pub(super) fn admin_routes(target: &str, label: &str) -> Vec<(&'static str, Stri
     ]
 }
 
+/// The rows the routes of [`admin_routes`] could change for `target` and `label`.
+pub(super) fn untouched_by_admin_routes(target: &str, label: &str) -> Rows {
+    Rows::new()
+        .where_eq("users", "id", target)
+        .where_eq("credit_accounts", "user_id", target)
+        .where_eq("credit_ledger", "user_id", target)
+        .where_eq("provider_key_assignments", "user_id", target)
+        .where_eq("provider_key_deletions", "user_id", target)
+        .where_eq("api_keys", "user_id", target)
+        .where_eq("provider_keys", "label", label)
+        .where_eq("provider_keys", "id", "pk_scopecheck")
+}
+
 /// Sends every admin route with `credential`; returns what was not a `403 forbidden`, and
 /// asserts each refusal's message contains `reason`.
 pub(super) fn admin_routes_not_refused(
@@ -359,18 +375,17 @@ fn an_hmac_token_with_a_clerk_admins_id_is_refused_on_every_admin_route(world: &
     assert_eq!(profile["roles"], json!(["user"]), "{profile}");
 
     let label = unique("impostor-");
+    let before = world.snapshot(&untouched_by_admin_routes(&target, &label));
     let answered = admin_routes_not_refused(world, &impostor, &target, &label, "admin role");
     assert!(
         answered.is_empty(),
         "every admin route must be 403 for the impostor: {answered:#?}"
     );
-    let ledger = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM credit_ledger WHERE user_id = '{target}'"
-    ));
-    let pooled = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_keys WHERE label = '{label}'"
-    ));
-    assert_eq!((ledger, pooled), (0, 0), "nothing changed in D1");
+    before.assert_unchanged(world);
+    let granted = Rows::new()
+        .where_eq("credit_ledger", "user_id", &target)
+        .where_eq("provider_keys", "label", &label);
+    assert_eq!(world.count(&granted), 0, "no credit granted, no key pooled");
 
     // The Clerk admin named by that bare id still is one, and so is `hmac:<uid>`.
     let clerk_admin = world.clerk_token(ADMIN_CLERK_ID);

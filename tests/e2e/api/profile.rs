@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::api_keys::{all_at_once, clerk_user_on_plan, PROFILE};
 use super::Case;
 use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
 use crate::harness::World;
 
 pub fn cases() -> Vec<Case> {
@@ -25,9 +26,12 @@ const ROW: &str = "id, auth_source, external_id, email, username, display_name, 
                    status, plan, created_at, updated_at";
 
 fn stored(world: &World, id: &str) -> Value {
-    let rows = world.d1_query(&format!("SELECT {ROW} FROM users WHERE id = '{id}'"));
+    let rows = world.rows(&Rows::new().where_eq("users", "id", id));
     assert_eq!(rows.len(), 1, "{rows:?}");
-    rows.into_iter().next().unwrap()
+    ROW.split(',')
+        .map(str::trim)
+        .map(|column| (column.to_owned(), rows[0][column].clone()))
+        .collect()
 }
 
 fn patch(world: &World, token: &str, body: &Value) -> Value {
@@ -193,6 +197,7 @@ fn invalid_patches_name_every_bad_field_and_change_nothing(world: &World) {
     let set = patch(world, &token, &json!({ "username": unique("valid_") }));
     let id = set["id"].as_str().unwrap();
     let row_before = stored(world, id);
+    let before = world.snapshot(&Rows::new().where_eq("users", "id", id));
 
     let long_url = format!("https://cdn.example.test/{}", "a".repeat(2048));
     // (case, body, the fields reported, in order).
@@ -342,7 +347,9 @@ fn invalid_patches_name_every_bad_field_and_change_nothing(world: &World) {
         );
     }
 
-    assert_eq!(stored(world, id), row_before, "nothing changed in D1");
+    // Nothing changed in D1, in any column.
+    before.assert_unchanged(world);
+    assert_eq!(stored(world, id), row_before);
     assert_eq!(get(world, &token), set, "nor in what the API shows");
 }
 
@@ -422,13 +429,16 @@ fn concurrent_claims_of_one_username_give_it_to_one_user(world: &World) {
         });
         statuses.push(replies.iter().map(|r| r.status).collect::<Vec<u16>>());
     }
-    let owners: Vec<i64> = world
-        .d1_query(&format!(
-            "SELECT COUNT(*) AS n FROM users WHERE username LIKE '{prefix}%' \
-             GROUP BY lower(username) ORDER BY lower(username)"
-        ))
-        .iter()
-        .map(|r| r["n"].as_i64().unwrap())
+    // Owners of each round's name, in either of the spellings claimed.
+    let owners: Vec<usize> = (0..ROUNDS)
+        .map(|round| {
+            let name = format!("{prefix}_{round}");
+            world.count(&Rows::new().where_eq("users", "username", &name).where_eq(
+                "users",
+                "username",
+                &name.to_uppercase(),
+            ))
+        })
         .collect();
     let one_winner = |s: &Vec<u16>| {
         s.iter().filter(|s| **s == 200).count() == 1 && s.iter().all(|s| *s == 200 || *s == 409)

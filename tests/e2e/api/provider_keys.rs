@@ -14,6 +14,7 @@ use super::api_keys::all_at_once;
 use super::Case;
 use crate::fakes::{Call, FakeKey, Fault};
 use crate::harness::identity::{clerk_user_event, now, unique, ADMIN_CLERK_ID};
+use crate::harness::snapshot::Rows;
 use crate::harness::{
     World, KEY_ENCRYPTION_KEY, OPENROUTER_TIMEOUT_MS, PREVIOUS_KEY_ENCRYPTION_KEY,
 };
@@ -71,12 +72,15 @@ fn fake_keys(world: &World, user_id: &str) -> Vec<FakeKey> {
     world.fakes.openrouter.keys_named(user_id)
 }
 
+/// The deletion queued for the OpenRouter key `hash`, if any.
+fn queued_deletion(hash: &str) -> Rows {
+    Rows::new().where_eq("provider_key_deletions", "key_hash", hash)
+}
+
 /// The user's credit account row.
 fn account(world: &World, user_id: &str) -> Value {
     world
-        .d1_query(&format!(
-            "SELECT * FROM credit_accounts WHERE user_id = '{user_id}'"
-        ))
+        .rows(&Rows::new().where_eq("credit_accounts", "user_id", user_id))
         .into_iter()
         .next()
         .unwrap_or(Value::Null)
@@ -84,12 +88,10 @@ fn account(world: &World, user_id: &str) -> Value {
 
 /// The user's ledger as `(kind, amount)`, oldest first.
 fn ledger(world: &World, user_id: &str) -> Vec<(String, i64)> {
-    world
-        .d1_query(&format!(
-            "SELECT kind, amount FROM credit_ledger WHERE user_id = '{user_id}' \
-             ORDER BY created_at, rowid"
-        ))
-        .iter()
+    // Read in rowid order; a stable sort by time keeps that order within one instant.
+    let mut rows = world.rows(&Rows::new().where_eq("credit_ledger", "user_id", user_id));
+    rows.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+    rows.iter()
         .map(|r| {
             (
                 r["kind"].as_str().unwrap().to_owned(),
@@ -223,9 +225,7 @@ fn a_key_with_half_a_dollar_left_is_rotated_and_the_old_one_deleted(world: &Worl
     assert_eq!(row["key_hash"], made[1].hash.as_str());
     assert_eq!(row["credits"], 9_500_000);
     assert_eq!(row["key_usage"], 0);
-    let pending = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
+    let pending = world.count(&queued_deletion(&old_hash));
     assert_eq!(
         pending, 0,
         "a deletion that succeeded leaves nothing queued"
@@ -449,10 +449,7 @@ fn a_failed_delete_is_retried_by_two_sweeps_at_once(world: &World) {
         .upstream()
         .count("DELETE", &format!("/api/v1/keys/{old_hash}"));
     assert_eq!(deletes - deletes_before, 1, "deleted once");
-    let left = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
-    assert_eq!(left, 0);
+    assert_eq!(world.count(&queued_deletion(&old_hash)), 0);
     // The user's current key was never touched.
     let current = or.key(rotated["key_hash"].as_str().unwrap()).unwrap();
     assert!(!current.deleted && !current.disabled);
@@ -755,21 +752,26 @@ fn the_key_pool_hands_each_user_a_live_key_of_their_tier(world: &World) {
         assert!(stored.get("key_sealed").is_none());
         ids.push(stored["id"].as_str().unwrap().to_owned());
     }
+    // The refused loads below name this test's provider (or "Open AI"), so a stored one
+    // would show here.
+    let pooled = Rows::new()
+        .where_eq("provider_keys", "provider", &provider)
+        .where_eq("provider_keys", "provider", "Open AI");
+    let before = world.snapshot(&pooled);
     load("free", &free_a).assert_error(409, "conflict");
     for bad in [
         json!({ "provider": "Open AI", "tier": "free", "key": "sk-0123456789abcdef" }),
-        json!({ "provider": "openai", "tier": "gold", "key": "sk-0123456789abcdef" }),
-        json!({ "provider": "openai", "tier": "free", "key": "short" }),
-        json!({ "provider": "openai", "tier": "free" }),
+        json!({ "provider": provider, "tier": "gold", "key": "sk-0123456789abcdef" }),
+        json!({ "provider": provider, "tier": "free", "key": "short" }),
+        json!({ "provider": provider, "tier": "free" }),
     ] {
         world
             .authed("POST", "/api/admin/provider-keys", &admin)
             .json(&bad)
             .assert_error(400, "validation_failed");
     }
-    let rows = world.d1_query(&format!(
-        "SELECT * FROM provider_keys WHERE provider = '{provider}'"
-    ));
+    before.assert_unchanged(world);
+    let rows = world.rows(&pooled);
     assert_eq!(rows.len(), 3, "bad input stored nothing");
     let text = Value::Array(rows).to_string();
     for key in [&free_a, &free_b, &basic] {
@@ -875,12 +877,13 @@ fn creates_for(world: &World, user_id: &str) -> usize {
 
 /// `SUM(amount)` of the user's ledger and their balance.
 fn ledger_sum_and_balance(world: &World, user_id: &str) -> (i64, i64) {
-    let sum = world.d1_number(&format!(
-        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = '{user_id}'"
-    ));
-    let balance = world.d1_number(&format!(
-        "SELECT credits FROM credit_accounts WHERE user_id = '{user_id}'"
-    ));
+    let sum = ledger(world, user_id)
+        .iter()
+        .map(|(_, amount)| amount)
+        .sum();
+    let balance = account(world, user_id)["credits"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no credit account for {user_id}"));
     (sum, balance)
 }
 
@@ -891,9 +894,10 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     let or = &world.fakes.openrouter;
     // 0.6 spent: the next look deducts it, creates a key and retires the old one.
     or.set_usage(&old_hash, 0.6);
-    let version = world.d1_number(&format!(
-        "SELECT version FROM credit_accounts WHERE user_id = '{user_id}'"
-    ));
+    // What the lost settlement would have written: a usage line, the old key queued.
+    let before =
+        world.snapshot(&queued_deletion(&old_hash).where_eq("credit_ledger", "user_id", &user_id));
+    let version = account(world, &user_id)["version"].as_i64().unwrap();
     // The moment the next request takes the lock, it loses it: as if it had stalled past the
     // lock's expiry while another request took the lock over, settled (keeping the same key)
     // and let go. (A trigger makes this exact; RETURNING still shows the claimer its lock.)
@@ -911,11 +915,10 @@ fn a_settlement_whose_lock_was_lost_applies_nothing(world: &World) {
     // Nothing of the lost settlement applied: no usage line, no deletion queued for the key
     // still in use, the balance unchanged, and the ledger still sums to the balance.
     assert_eq!(ledger(world, &user_id), [("grant".to_owned(), 10_000_000)]);
-    let queued_old = world.d1_number(&format!(
-        "SELECT COUNT(*) FROM provider_key_deletions WHERE key_hash = '{old_hash}'"
-    ));
+    before.assert_unchanged(world);
     assert_eq!(
-        queued_old, 0,
+        world.count(&queued_deletion(&old_hash)),
+        0,
         "the key still in use was queued for deletion"
     );
     let row = account(world, &user_id);
@@ -1081,10 +1084,11 @@ fn a_key_made_by_a_timed_out_create_is_found_by_name_and_deleted(world: &World) 
         listed_pages.iter().any(|q| q.contains("offset=100")),
         "the sweep read past the first page: {listed_pages:?}"
     );
-    let left = world.d1_number(&format!(
-        "SELECT (SELECT COUNT(*) FROM provider_key_lookups WHERE user_id = '{user_id}') + \
-                (SELECT COUNT(*) FROM provider_key_deletions WHERE user_id = '{user_id}')"
-    ));
+    let left = world.count(
+        &Rows::new()
+            .where_eq("provider_key_lookups", "user_id", &user_id)
+            .where_eq("provider_key_deletions", "user_id", &user_id),
+    );
     assert_eq!(left, 0, "the look-up is done and nothing is left queued");
 
     // The user's key still works, and the next rotation goes through.

@@ -12,6 +12,7 @@ use super::usage::idempotent;
 use super::Case;
 use crate::harness::identity::{now, unique};
 use crate::harness::plans::{FREE_REQUESTS_PER_MINUTE, UNBOUND_REQUESTS_PER_MINUTE};
+use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World};
 
 pub fn cases() -> Vec<Case> {
@@ -46,22 +47,37 @@ fn report(world: &World, token: &str, request_id: &str) -> Reply {
         }))
 }
 
-fn records_of(world: &World, sub: &str) -> Vec<String> {
+/// The Tollgate ids of the users whose subject is `sub`.
+fn user_ids(world: &World, sub: &str) -> Vec<String> {
     world
-        .d1_query(&format!(
-            "SELECT r.request_id FROM usage_records r JOIN users u ON u.id = r.subject_id \
-             WHERE u.external_id = '{sub}' ORDER BY r.request_id"
-        ))
+        .rows(&Rows::new().where_eq("users", "external_id", sub))
         .iter()
-        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .map(|row| row["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
+/// `table`'s rows of the users whose subject is `sub`.
+fn meter_rows_of(world: &World, sub: &str, table: &str) -> Vec<serde_json::Value> {
+    user_ids(world, sub)
+        .iter()
+        .flat_map(|id| world.rows(&Rows::of_user(id, &[table])))
+        .collect()
+}
+
+fn records_of(world: &World, sub: &str) -> Vec<String> {
+    let mut ids: Vec<String> = meter_rows_of(world, sub, "usage_records")
+        .iter()
+        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn used_tokens(world: &World, sub: &str) -> i64 {
-    world.d1_number(&format!(
-        "SELECT COALESCE(SUM(c.used), 0) AS n FROM meter_counters c \
-         JOIN users u ON u.id = c.subject_id WHERE u.external_id = '{sub}'"
-    ))
+    meter_rows_of(world, sub, "meter_counters")
+        .iter()
+        .map(|row| row["used"].as_i64().unwrap())
+        .sum()
 }
 
 /// One user's burst of `limit + 1` requests, alternating usage reports and quota reads, then
@@ -192,6 +208,13 @@ fn unlimited_plans_are_never_rate_limited(world: &World) {
 fn a_plan_whose_rate_has_no_binding_is_not_configured(world: &World) {
     let (sub, token) = clerk_user_on_plan(world, "legacy");
     let binding = format!("RATE_LIMIT_{UNBOUND_REQUESTS_PER_MINUTE}");
+    let users = user_ids(world, &sub);
+    assert_eq!(users.len(), 1, "the webhook created the user");
+    let meters = Rows::of_user(
+        &users[0],
+        &["usage_reservations", "meter_counters", "usage_records"],
+    );
+    let before = world.snapshot(&meters);
     let reply = world
         .authed("POST", "/api/usage/reserve", &token)
         .json(&json!({ "estimate_tokens": 10, "request_id": unique("rsv-") }));
@@ -200,11 +223,13 @@ fn a_plan_whose_rate_has_no_binding_is_not_configured(world: &World) {
         error["message"].as_str().unwrap().contains(&binding),
         "the answer names the binding: {error}"
     );
-    let reservations = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_reservations r JOIN users u ON u.id = r.subject_id \
-         WHERE u.external_id = '{sub}'"
-    ));
-    assert_eq!(reservations, 0, "nothing was reserved");
+    // Nothing was reserved or counted.
+    before.assert_unchanged(world);
+    assert_eq!(
+        world.count(&Rows::of_user(&users[0], &["usage_reservations"])),
+        0,
+        "nothing was reserved"
+    );
     let log = world.worker_log();
     let hint = format!("name = \\\"{binding}\\\"");
     assert!(

@@ -121,31 +121,28 @@ fn another_kinds_rows_under_the_users_own_id_are_not_the_users(world: &World) {
     assert_eq!(history["data"][0]["total_tokens"], 123, "{history}");
 
     // The user's rows are the user's kind, and the other kind's are as they were.
-    let mine = world.d1_query(&format!(
-        "SELECT (SELECT COUNT(*) FROM meter_counters WHERE subject_id = '{user_id}' \
-                 AND subject_kind = 'user') AS counters, \
-                (SELECT COUNT(*) FROM usage_reservations WHERE subject_id = '{user_id}' \
-                 AND subject_kind = 'user') AS reservations, \
-                (SELECT COUNT(*) FROM usage_records WHERE subject_id = '{user_id}' \
-                 AND subject_kind = 'user') AS records"
-    ));
-    assert_eq!(
-        mine[0],
-        json!({ "counters": 1, "reservations": 1, "records": 1 })
-    );
+    for table in ["meter_counters", "usage_reservations", "usage_records"] {
+        assert_eq!(
+            world.count(&Rows::of_user(&user_id, &[table])),
+            1,
+            "one row of the user's own in {table}"
+        );
+    }
     before.assert_unchanged(world);
 }
 
-/// Rows of kinds other than `user` under `subject_id`.
-fn other_kinds_rows(world: &World, subject_id: &str) -> i64 {
-    world.d1_number(&format!(
-        "SELECT (SELECT COUNT(*) FROM meter_counters WHERE subject_id = '{subject_id}' \
-                 AND subject_kind <> 'user') + \
-                (SELECT COUNT(*) FROM usage_reservations WHERE subject_id = '{subject_id}' \
-                 AND subject_kind <> 'user') + \
-                (SELECT COUNT(*) FROM usage_records WHERE subject_id = '{subject_id}' \
-                 AND subject_kind <> 'user') AS n"
-    ))
+/// Rows of the end-user kind under `subject_id`.
+fn other_kinds_rows(world: &World, subject_id: &str) -> usize {
+    ["meter_counters", "usage_reservations", "usage_records"]
+        .iter()
+        .map(|table| {
+            world.count(
+                &Rows::new()
+                    .where_eq(table, "subject_id", subject_id)
+                    .and_eq("subject_kind", "end_user"),
+            )
+        })
+        .sum()
 }
 
 /// `wrangler d1 execute` on a scratch local database of its own (not the running worker's).

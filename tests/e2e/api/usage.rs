@@ -119,10 +119,8 @@ fn two_hundred_concurrent_reservations_admit_exactly_the_limit(world: &World) {
         row["reserved"], BASIC_LIMIT,
         "D1's counter equals the limit"
     );
-    let open = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_reservations WHERE subject_id = '{user_id}' AND status = 'reserved'"
-    ));
-    assert_eq!(open, 100);
+    let open = Rows::of_user(&user_id, &["usage_reservations"]).and_eq("status", "reserved");
+    assert_eq!(world.count(&open), 100);
 }
 
 fn concurrent_reserve_and_report_never_pass_the_limit(world: &World) {
@@ -198,9 +196,7 @@ fn a_retried_report_answers_the_same_and_records_once(world: &World) {
         .header("Idempotency-Key", key.as_str().unwrap())
         .json(&headerless);
     assert_eq!(third.json(), first.json());
-    let records = world.d1_number(&format!(
-        "SELECT COUNT(*) AS n FROM usage_records WHERE subject_id = '{user_id}'"
-    ));
+    let records = world.count(&Rows::of_user(&user_id, &["usage_records"]));
     assert_eq!(records, 1);
     assert_eq!(counter(world, &user_id)["used"], 1500);
     assert_eq!(first.json()["quota"]["tokens"]["used"], 1500);
@@ -476,10 +472,12 @@ fn a_keyless_camel_case_report_is_recorded_once_and_says_not_idempotent(world: &
         .json(&body);
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.header("idempotent-replayed"), None);
-    let records = world.d1_number(&format!(
-        "SELECT COUNT(DISTINCT request_id) AS n FROM usage_records WHERE subject_id = '{user_id}'"
-    ));
-    assert_eq!(records, 2);
+    let records: std::collections::BTreeSet<String> = world
+        .rows(&Rows::of_user(&user_id, &["usage_records"]))
+        .iter()
+        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
     // With a key (camelCase too) it is idempotent, and says so on the retry as well.
     let mut keyed = body.clone();
     keyed["requestId"] = json!(unique("camel-"));

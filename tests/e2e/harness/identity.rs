@@ -150,19 +150,6 @@ impl World {
         }
         call.body("application/json", body.as_bytes())
     }
-
-    /// One number from D1, e.g. `SELECT COUNT(*) AS n FROM users`.
-    pub fn d1_number(&self, sql: &str) -> i64 {
-        let rows = self.d1_query(sql);
-        let row = rows.first().unwrap_or_else(|| panic!("no row for {sql}"));
-        let value = row
-            .as_object()
-            .and_then(|o| o.values().next())
-            .unwrap_or_else(|| panic!("no column for {sql}: {row}"));
-        value
-            .as_i64()
-            .unwrap_or_else(|| panic!("not a number for {sql}: {value}"))
-    }
 }
 
 /// A Clerk `user.*` event for `id`, in the shape Clerk documents.

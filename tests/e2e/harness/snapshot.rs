@@ -55,13 +55,6 @@ impl Rows {
         self
     }
 
-    /// Narrows the last read to rows whose `column` is also `value`.
-    fn and_eq(mut self, column: &str, value: &str) -> Self {
-        let (_, condition) = self.reads.last_mut().expect("and_eq follows a read");
-        condition.push_str(&format!(" AND {column} = {}", quoted(value)));
-        self
-    }
-
     fn sql(&self) -> String {
         self.reads
             .iter()
@@ -107,5 +100,61 @@ impl Snapshot {
                 "{table} WHERE {condition} changed:\nbefore: {before:#?}\nafter: {after:#?}"
             );
         }
+    }
+}
+
+/// More ways to name rows, and reading or counting them, for tests that check a positive
+/// fact ("one record, not two") without building SQL by hand.
+impl Rows {
+    /// Every row of `table`: only for a world of its own, where no other test writes.
+    pub fn all(mut self, table: &str) -> Self {
+        self.reads.push((table.to_owned(), "TRUE".to_owned()));
+        self
+    }
+
+    /// Every row of `table` whose `column` starts with `prefix` (case-sensitively; `%` and
+    /// `_` are plain characters here, unlike in `LIKE`).
+    pub fn where_prefix(mut self, table: &str, column: &str, prefix: &str) -> Self {
+        let length = prefix.chars().count();
+        self.reads.push((
+            table.to_owned(),
+            format!("substr({column}, 1, {length}) = {}", quoted(prefix)),
+        ));
+        self
+    }
+
+    /// Narrows the rows named last to those whose `column` is also `value`.
+    pub fn and_eq(self, column: &str, value: &str) -> Self {
+        self.narrow(format!("{column} = {}", quoted(value)))
+    }
+
+    /// Narrows the rows named last to those whose `column` is NULL.
+    pub fn and_null(self, column: &str) -> Self {
+        self.narrow(format!("{column} IS NULL"))
+    }
+
+    fn narrow(mut self, condition: String) -> Self {
+        let (_, last) = self
+            .reads
+            .last_mut()
+            .expect("name some rows before narrowing them");
+        *last = format!("({last}) AND {condition}");
+        self
+    }
+}
+
+impl World {
+    /// The rows `rows` names now, whole, every read's in turn.
+    pub fn rows(&self, rows: &Rows) -> Vec<Value> {
+        assert!(!rows.reads.is_empty(), "no rows named");
+        self.d1_query_all(&rows.sql())
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// How many rows `rows` names now.
+    pub fn count(&self, rows: &Rows) -> usize {
+        self.rows(rows).len()
     }
 }
