@@ -255,11 +255,13 @@ impl RouteTable {
     }
 
     /// The size limit of a `method` request's body to `path` (a request path, matched against
-    /// the table's patterns); the API limit for a path or method the table does not serve.
+    /// the table's patterns as the router matches them: a literal segment before a `:param`);
+    /// the API limit for a path or method the table does not serve.
     pub fn body_limit(&self, method: &Method, path: &str) -> BodyLimit {
         self.routes
             .iter()
-            .find(|route| pattern_matches(route.pattern, path))
+            .filter(|route| pattern_matches(route.pattern, path))
+            .max_by_key(|route| literal_segments(route.pattern))
             .and_then(|route| route.methods.iter().find(|e| e.method == *method))
             .map_or(BodyLimit::Api, |e| e.limit)
     }
@@ -380,6 +382,12 @@ pub fn pattern_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// Which of a pattern's segments are literal (not `:param`), in order: of two patterns
+/// matching one path, the router takes the one whose first differing segment is literal.
+fn literal_segments(pattern: &str) -> Vec<bool> {
+    pattern.split('/').map(|s| !s.starts_with(':')).collect()
+}
+
 /// Applies the endpoint's access rule, resolving the caller or verifying the delivery, then
 /// runs its handler.
 async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, AppError> {
@@ -472,5 +480,21 @@ mod tests {
             "/api/webhooks/stripe",
             "/api/webhooks/stripes"
         ));
+    }
+
+    #[test]
+    fn a_literal_segment_is_preferred_to_a_param_when_looking_up_a_limit() {
+        async fn open(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
+            Err(AppError::NotFound("never run".to_owned()))
+        }
+        let table = RouteTable::new()
+            .post("/hooks/:id", Public, open)
+            .post("/hooks/big", Public, open)
+            .limit(BodyLimit::Webhook);
+        assert_eq!(
+            table.body_limit(&Method::Post, "/hooks/big"),
+            BodyLimit::Webhook
+        );
+        assert_eq!(table.body_limit(&Method::Post, "/hooks/7"), BodyLimit::Api);
     }
 }

@@ -16,6 +16,7 @@ mod jwks;
 mod profile;
 mod provider_keys;
 mod rate_limits;
+mod signed_access;
 mod usage;
 
 use crate::harness::World;
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(profile::cases());
     cases.extend(auth::cases());
     cases.extend(clerk_webhook::cases());
+    cases.extend(signed_access::cases());
     cases.extend(usage::cases());
     cases.extend(devices::cases());
     cases.extend(rate_limits::cases());
