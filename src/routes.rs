@@ -1,20 +1,26 @@
 //! The one table of every path the API serves, and who may call it. A new endpoint is one
 //! line here.
 //!
-//! Access: `Public` reads no credential; `Session` needs a Clerk or HMAC token (API keys are
-//! refused); `Scoped(scope)` takes any token, or an API key holding `scope` (see
-//! [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
+//! Access: `Public` reads no credential; `Signed(provider)` takes only a delivery signed by
+//! that provider, verified before the handler runs; `Session` needs a Clerk or HMAC token
+//! (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
+//! (see [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
+//!
+//! Body limits: a route's request bodies are held to `MAX_BODY_BYTES`, a signed route's to
+//! `MAX_WEBHOOK_BODY_BYTES` (deliveries may be larger); a route may state its own with
+//! `.limit(BodyLimit::...)`.
 
 use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
-use crate::http::access::Public;
+use crate::http::access::{Public, Signed};
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
 use crate::identity::http::{auth, user, views as identity};
 use crate::identity::rules::scopes::Access::{Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
+use crate::identity::rules::scopes::Signer::{Clerk, Stripe};
 use crate::identity::rules::{clerk_event, profile};
 use crate::metering::http::views::{
     DeviceSessionsView, UsageHistoryQuery, UsageHistoryView, UsageQuotaView, UsageReportView,
@@ -30,13 +36,11 @@ use crate::plans::http as subscription;
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::webhooks::http as clerk_webhook;
 
-/// Paths that receive webhook deliveries: their bodies may be up to `MAX_WEBHOOK_BODY_BYTES`
-/// and are kept byte-exact for signature checks.
-pub const WEBHOOK_PATHS: &[&str] = &[
-    "/api/auth/webhook/clerk",
-    "/api/webhooks/stripe",
-    "/webhook/stripe",
-];
+/// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
+const REPLAYED: &str = "Idempotent-Replayed";
+const REPLAYED_DOC: &str =
+    "`true` when this answers a retry with an idempotency key already used: the first \
+     answer, repeated, and nothing counted or changed again; absent otherwise.";
 
 /// Health paths: they answer even while a setting the pipeline needs is invalid, so an
 /// operator can see what is wrong.
@@ -91,15 +95,17 @@ pub fn table() -> RouteTable {
                     "payload_too_large",
                 ]),
         )
-        .post("/api/auth/webhook/clerk", Public, clerk_webhook::receive)
+        .post(
+            "/api/auth/webhook/clerk",
+            Signed(Clerk),
+            clerk_webhook::receive,
+        )
         .doc(
+            // The signature header is the route's security scheme (`svix-signature`, or
+            // `webhook-signature`); the other two are signed with the body.
             Doc::new("Receive one of Clerk's webhook deliveries (signed by Svix)")
                 .header("svix-id", "The delivery's id (or `webhook-id`)")
                 .header("svix-timestamp", "Unix seconds (or `webhook-timestamp`)")
-                .header(
-                    "svix-signature",
-                    "`v1,<base64>` signatures (or `webhook-signature`)",
-                )
                 .body::<clerk_event::Envelope>()
                 .ok::<clerk_webhook::ClerkDeliveryView>(200)
                 .errors(&["unauthorized", "internal"]),
@@ -177,6 +183,7 @@ pub fn table() -> RouteTable {
             Doc::new("Hold an estimate of tokens before a model call")
                 .body::<ReserveRequest>()
                 .ok::<UsageReservedView>(201)
+                .response_header(REPLAYED, REPLAYED_DOC)
                 .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
                 .header(DEVICE_ID, DEVICE_ID_DOC)
                 .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
@@ -187,6 +194,7 @@ pub fn table() -> RouteTable {
             Doc::new("Record the tokens a model call used, settling its reservation")
                 .body::<ReportRequest>()
                 .ok::<UsageReportView>(200)
+                .response_header(REPLAYED, REPLAYED_DOC)
                 .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
                 .header(DEVICE_ID, DEVICE_ID_DOC)
                 .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC),
@@ -300,18 +308,16 @@ pub fn table() -> RouteTable {
                 .errors(&["not_found", "conflict", "upstream_error"]),
         )
         // Stripe's webhook (AI Audio Studio's and dream-api's paths), retry and status.
-        .post("/api/webhooks/stripe", Public, billing::webhook)
+        .post("/api/webhooks/stripe", Signed(Stripe), billing::webhook)
         .doc(
             Doc::new("Stripe's events (signed)")
-                .header("stripe-signature", "Stripe's signature over the raw body")
                 .body::<billing_views::StripeEventBody>()
                 .ok::<billing_views::WebhookReceivedView>(200)
                 .errors(&["unauthorized"]),
         )
-        .post("/webhook/stripe", Public, billing::webhook)
+        .post("/webhook/stripe", Signed(Stripe), billing::webhook)
         .doc(
             Doc::new("Stripe's events (signed; the platform API's path)")
-                .header("stripe-signature", "Stripe's signature over the raw body")
                 .body::<billing_views::StripeEventBody>()
                 .ok::<billing_views::WebhookReceivedView>(200)
                 .errors(&["unauthorized"]),
@@ -388,6 +394,7 @@ pub fn table() -> RouteTable {
             Doc::new("Add or take a user's credits, with a reason")
                 .body::<admin::CreditsBody>()
                 .ok::<key_views::CreditAdjustmentView>(200)
+                .response_header(REPLAYED, REPLAYED_DOC)
                 .errors(&["not_found", "conflict"]),
         )
         .post(
@@ -409,20 +416,41 @@ mod tests {
 
     #[test]
     fn every_route_that_is_not_public_refuses_an_anonymous_request_before_its_handler() {
-        use crate::http::access::{gate, Presented};
+        use crate::error::AppError;
+        use crate::http::access::{gate, Admitted, Arrival, Presented};
+        use crate::identity::rules::scopes::Signer;
+        // Every signer's secret is configured, so a refusal is the request's fault.
+        let configured = |signer: Signer| -> Result<&'static str, AppError> {
+            Ok(match signer {
+                Signer::Clerk => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", // Svix's example
+                Signer::Stripe => "whsec_test_stripe",                     // made up
+            })
+        };
+        // No Authorization, no signature headers, a JSON body.
+        let no_headers = |_: &str| -> Option<String> { None };
+        let anonymous = Arrival {
+            authorization: Presented::Nothing,
+            header: &no_headers,
+            body: br#"{"id":"evt_1","type":"user.created","data":{}}"#,
+            now_secs: 1_700_000_000,
+        };
         let table = table();
-        let mut public = Vec::new();
+        let (mut public, mut signed) = (Vec::new(), Vec::new());
         for (method, path, access) in table.endpoints() {
-            let anonymous = gate(access, &Presented::Nothing);
+            let admitted = gate(access, &anonymous, &configured);
             if access == Access::Public {
-                assert_eq!(anonymous, Ok(()), "{method} {path}");
+                assert_eq!(admitted, Ok(Admitted::Anyone), "{method} {path}");
                 public.push(format!("{method} {path}"));
             } else {
-                let refused = anonymous.expect_err(&format!("{method} {path} admits anyone"));
+                let refused = admitted.expect_err(&format!("{method} {path} admits anyone"));
                 assert_eq!(refused.code(), "unauthorized", "{method} {path}");
+                if let Access::Signed(signer) = access {
+                    signed.push(format!("{method} {path} by {}", signer.as_str()));
+                }
             }
         }
-        // The public routes, by name: a route is public only because it says so here.
+        // The public and signed routes, by name: a route is either only because it says so
+        // here.
         assert_eq!(
             public,
             [
@@ -432,13 +460,77 @@ mod tests {
                 "GET /api/health/ping",
                 "GET /openapi.json",
                 "GET /api/auth/oauth/:provider",
-                "POST /api/auth/webhook/clerk",
                 "GET /api/subscription/plans",
                 "GET /api/subscriptions/plans",
-                "POST /api/webhooks/stripe",
-                "POST /webhook/stripe",
             ]
         );
+        assert_eq!(
+            signed,
+            [
+                "POST /api/auth/webhook/clerk by clerk",
+                "POST /api/webhooks/stripe by stripe",
+                "POST /webhook/stripe by stripe",
+            ]
+        );
+    }
+
+    #[test]
+    fn signed_routes_take_webhook_sized_bodies_and_every_other_route_api_sized_ones() {
+        use crate::core::body::BodyLimit;
+        let table = table();
+        for (method, path, limit) in table.limits() {
+            let (_, _, access) = table
+                .endpoints()
+                .find(|(m, p, _)| *m == method && *p == path)
+                .expect("the same table");
+            let expected = match access {
+                Access::Signed(_) => BodyLimit::Webhook,
+                _ => BodyLimit::Api,
+            };
+            assert_eq!(limit, expected, "{method} {path}");
+        }
+        // Looked up by a request's method and path, before the body is read.
+        let post = worker::Method::Post;
+        assert_eq!(
+            table.body_limit(&post, "/api/webhooks/stripe"),
+            BodyLimit::Webhook
+        );
+        assert_eq!(
+            table.body_limit(&post, "/webhook/stripe"),
+            BodyLimit::Webhook
+        );
+        assert_eq!(
+            table.body_limit(&post, "/api/auth/webhook/clerk"),
+            BodyLimit::Webhook
+        );
+        assert_eq!(table.body_limit(&post, "/api/usage/report"), BodyLimit::Api);
+        assert_eq!(
+            table.body_limit(&post, "/api/admin/users/u_1/credits"),
+            BodyLimit::Api
+        );
+        // A path or method the table does not serve keeps the API limit.
+        assert_eq!(
+            table.body_limit(&post, "/api/webhooks/stripe/"),
+            BodyLimit::Api
+        );
+        assert_eq!(table.body_limit(&post, "/nowhere"), BodyLimit::Api);
+        assert_eq!(
+            table.body_limit(&worker::Method::Put, "/api/webhooks/stripe"),
+            BodyLimit::Api
+        );
+    }
+
+    #[test]
+    fn a_route_may_state_its_own_body_limit() {
+        use crate::core::body::BodyLimit;
+        let table = RouteTable::new()
+            .post("/big/:id", Public, health::root)
+            .limit(BodyLimit::Webhook)
+            .post("/small", Signed(Stripe), billing::webhook)
+            .limit(BodyLimit::Api);
+        let post = worker::Method::Post;
+        assert_eq!(table.body_limit(&post, "/big/7"), BodyLimit::Webhook);
+        assert_eq!(table.body_limit(&post, "/small"), BodyLimit::Api);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Builds `/openapi.json` from the route table: every endpoint's path, method, parameters,
-//! request body, success answers, the errors it can give (in the error envelope) and the
-//! credentials it accepts. Host only.
+//! request body, success answers (with the headers they may carry), the errors it can give
+//! (in the error envelope) and the credentials it accepts: a bearer credential, or for a
+//! webhook receiver its provider's signature (an `apiKey` scheme in the signature header).
+//! Host only.
 
 use std::collections::BTreeMap;
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, ObjectBuilder, OpenApi,
     OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, Schema, ServerBuilder, Type,
@@ -17,11 +21,16 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::error::{ErrorEnvelope, CODES};
 use crate::http::dispatch::{Documented, RouteTable};
 use crate::http::doc::Answer;
-use crate::identity::rules::scopes::{Access, Scope};
+use crate::identity::rules::scopes::{Access, Scope, Signer};
 
 /// The security scheme of every credential: a Clerk or HMAC session token, or an API key,
 /// each as `Authorization: Bearer ...`.
 const BEARER: &str = "bearer";
+
+/// The security scheme of a signer's deliveries: `clerk_signature`, `stripe_signature`.
+fn signature_scheme(signer: Signer) -> String {
+    format!("{}_signature", signer.as_str())
+}
 
 /// The document for `table`, as pretty JSON with a trailing newline.
 pub fn json(table: &RouteTable) -> String {
@@ -67,6 +76,15 @@ pub fn document(table: &RouteTable) -> OpenApi {
                 .build(),
         ),
     );
+    for signer in Signer::ALL {
+        components = components.security_scheme(
+            signature_scheme(signer),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                signer.signature_header(),
+                signer.scheme(),
+            ))),
+        );
+    }
     schemas.sort_by(|a, b| a.0.cmp(&b.0));
     schemas.dedup_by(|a, b| a.0 == b.0);
     for (name, schema) in schemas {
@@ -189,24 +207,39 @@ fn operation(
         ));
     }
 
+    // The headers a success answer may carry.
+    let with_headers = |mut response: ResponseBuilder| {
+        for (name, description) in &doc.response_headers {
+            response = response.header(
+                *name,
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some(*description))
+                    .build(),
+            );
+        }
+        response
+    };
     for answer in &doc.answers {
         match answer {
             Answer::Json(status, schema) => {
                 let schema = schema(schemas);
                 op = op.response(
                     status.to_string(),
-                    ResponseBuilder::new()
-                        .description(status_text(*status))
-                        .content(
-                            "application/json",
-                            ContentBuilder::new().schema(Some(schema)).build(),
-                        ),
+                    with_headers(
+                        ResponseBuilder::new()
+                            .description(status_text(*status))
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(schema)).build(),
+                            ),
+                    ),
                 );
             }
             Answer::Empty(status, description) => {
                 op = op.response(
                     status.to_string(),
-                    ResponseBuilder::new().description(*description),
+                    with_headers(ResponseBuilder::new().description(*description)),
                 );
             }
             Answer::Redirect(description) => {
@@ -246,6 +279,17 @@ fn operation(
 
     op = match endpoint.access {
         Access::Public => op.securities(Some(Vec::<SecurityRequirement>::new())),
+        Access::Signed(signer) => op
+            .securities(Some([SecurityRequirement::new::<_, _, &str>(
+                signature_scheme(signer),
+                [],
+            )]))
+            .description(Some(format!(
+                "Takes only a delivery signed by {}, verified over the raw body before \
+                 anything is read or stored; no bearer credential is read. {}",
+                signer.as_str(),
+                signer.scheme()
+            ))),
         Access::Session => {
             op.securities(Some([SecurityRequirement::new::<_, _, &str>(BEARER, [])]))
         }
@@ -282,14 +326,17 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
     if doc.body.is_some() {
         codes.push("payload_too_large");
     }
-    if endpoint.access != Access::Public {
+    match endpoint.access {
+        Access::Public => {}
+        // A missing or bad signature.
+        Access::Signed(_) => codes.push("unauthorized"),
         // upstream_error: verifying a Clerk token may need Clerk's keys, and Clerk may be down.
-        codes.extend([
+        Access::Session | Access::Scoped(_) => codes.extend([
             "unauthorized",
             "forbidden",
             "rate_limited",
             "upstream_error",
-        ]);
+        ]),
     }
     // Health paths answer whatever the configuration (they report it); every other path
     // refuses while a setting it needs is unset or invalid.
@@ -385,6 +432,52 @@ mod tests {
                 "{} {} has no description in routes.rs",
                 endpoint.method,
                 endpoint.pattern
+            );
+        }
+    }
+
+    #[test]
+    fn signed_routes_name_their_signature_and_no_bearer() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&routes::table())).expect("valid JSON");
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["stripe_signature"]["type"], "apiKey");
+        assert_eq!(schemes["stripe_signature"]["in"], "header");
+        assert_eq!(schemes["stripe_signature"]["name"], "Stripe-Signature");
+        assert_eq!(schemes["clerk_signature"]["name"], "svix-signature");
+        let stripe = &doc["paths"]["/api/webhooks/stripe"]["post"];
+        assert_eq!(
+            stripe["security"],
+            serde_json::json!([{ "stripe_signature": [] }])
+        );
+        let clerk = &doc["paths"]["/api/auth/webhook/clerk"]["post"];
+        assert_eq!(
+            clerk["security"],
+            serde_json::json!([{ "clerk_signature": [] }])
+        );
+        // A bad signature is 401; no caller is looked up, so no 403 or 429.
+        for op in [stripe, clerk] {
+            assert!(op["responses"]["401"].is_object(), "{op}");
+            assert!(op["responses"]["403"].is_null(), "{op}");
+            assert!(op["responses"]["429"].is_null(), "{op}");
+        }
+    }
+
+    #[test]
+    fn declared_response_headers_are_on_the_success_answers() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&routes::table())).expect("valid JSON");
+        for (path, status) in [
+            ("/api/usage/reserve", "201"),
+            ("/api/usage/report", "200"),
+            ("/api/admin/users/{id}/credits", "200"),
+        ] {
+            let responses = &doc["paths"][path]["post"]["responses"];
+            let header = &responses[status]["headers"]["Idempotent-Replayed"];
+            assert_eq!(header["schema"]["type"], "string", "{path}");
+            assert!(
+                responses["400"]["headers"].is_null(),
+                "{path}: errors are not replays"
             );
         }
     }

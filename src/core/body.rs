@@ -32,12 +32,23 @@ impl FieldError {
     }
 }
 
-/// The size limit a request to `path` is held to: webhooks may be larger than API calls.
-pub fn limit_for(path: &str, webhook_paths: &[&str], default: usize, webhook: usize) -> usize {
-    if webhook_paths.contains(&path) {
-        webhook
-    } else {
-        default
+/// Which size limit a route holds its request bodies to, as the route table declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyLimit {
+    /// `MAX_BODY_BYTES`: API calls (the default).
+    #[default]
+    Api,
+    /// `MAX_WEBHOOK_BODY_BYTES`: webhook deliveries, which may be larger.
+    Webhook,
+}
+
+impl BodyLimit {
+    /// The limit in bytes, given the configured API and webhook limits.
+    pub fn bytes(self, api: usize, webhook: usize) -> usize {
+        match self {
+            BodyLimit::Api => api,
+            BodyLimit::Webhook => webhook,
+        }
     }
 }
 
@@ -191,10 +202,10 @@ mod tests {
     }
 
     #[test]
-    fn webhook_paths_get_the_larger_limit() {
-        let hooks = ["/api/webhooks/stripe"];
-        assert_eq!(limit_for("/api/webhooks/stripe", &hooks, 10, 20), 20);
-        assert_eq!(limit_for("/api/usage/report", &hooks, 10, 20), 10);
+    fn a_declared_limit_reads_as_the_configured_bytes() {
+        assert_eq!(BodyLimit::default(), BodyLimit::Api);
+        assert_eq!(BodyLimit::Api.bytes(10, 20), 10);
+        assert_eq!(BodyLimit::Webhook.bytes(10, 20), 20);
     }
 
     #[test]

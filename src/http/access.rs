@@ -1,18 +1,54 @@
 //! The first step of every route's access rule, taken by the pipeline before the handler
-//! runs: a route that is not public refuses a request that presents no credential, or one
-//! that is not `Authorization: Bearer <credential>`, with `401` — whatever its handler
-//! would have done with the body.
+//! runs, whatever its handler would have done with the body:
 //!
-//! Who the credential belongs to (and whether it may call the route: an API key's scopes, a
-//! session, the admin role) is decided next, by [`crate::identity::service::auth`].
+//! - a route with a caller ([`Access::Session`], [`Access::Scoped`]) refuses a request that
+//!   presents no credential, or one that is not `Authorization: Bearer <credential>`, with
+//!   `401`; who the credential belongs to (and whether it may call the route: an API key's
+//!   scopes, a session, the admin role) is decided next, by
+//!   [`crate::identity::service::auth`];
+//! - a [`Signed`] route (a webhook receiver) verifies the delivery's signature over the raw
+//!   body with the provider's configured secrets: `503 not_configured` while they are unset,
+//!   `401` for a missing or bad signature; its handler gets the verified [`SignedDelivery`];
+//! - a [`Public`] route reads nothing.
 
+use crate::config::Config;
 use crate::error::AppError;
 use crate::identity::rules::scopes::Access;
+use crate::webhooks::rules::signed::{self, Refusal, SignedDelivery, Signer};
 
 /// The access rule of a route anyone may call: no credential is read, and its handler takes
-/// no principal (health, the plan catalog, the contract, OAuth, signed webhooks).
+/// no principal (health, the plan catalog, the contract, OAuth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Public;
+
+/// The access rule of a route that receives webhook deliveries signed by a provider: no
+/// credential is read; the signature is verified before the handler runs, and the handler
+/// takes the verified [`SignedDelivery`] instead of a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed(pub Signer);
+
+/// What a request shows a route's access rule before its handler runs.
+pub struct Arrival<'a> {
+    /// Its `Authorization` header, read.
+    pub authorization: Presented<'a>,
+    /// Reads one of its headers by name.
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// Its body, exactly as received.
+    pub body: &'a [u8],
+    /// The current Unix time.
+    pub now_secs: i64,
+}
+
+/// What the access rule let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// Anyone (a public route).
+    Anyone,
+    /// A bearer credential, still to be resolved to its caller.
+    Bearer,
+    /// A delivery whose signature verified.
+    Delivery(SignedDelivery),
+}
 
 /// What a request's `Authorization` header presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +77,44 @@ pub fn presented(authorization: Option<&str>) -> Presented<'_> {
 }
 
 /// Refuses, before any handler or lookup, a request the route's access rule cannot admit
-/// whoever it comes from.
-pub fn gate(access: Access, presented: &Presented<'_>) -> Result<(), AppError> {
+/// whoever it comes from. `secret` gives a signer's configured secrets (see
+/// [`signing_secret`]).
+pub fn gate<'s>(
+    access: Access,
+    arrival: &Arrival<'_>,
+    secret: &dyn Fn(Signer) -> Result<&'s str, AppError>,
+) -> Result<Admitted, AppError> {
     match access {
-        Access::Public => Ok(()),
-        _ => credential(presented).map(|_| ()),
+        Access::Public => Ok(Admitted::Anyone),
+        Access::Signed(signer) => {
+            let secrets = secret(signer)?;
+            signed::verify(
+                signer,
+                secrets,
+                arrival.header,
+                arrival.body,
+                arrival.now_secs,
+            )
+            .map(Admitted::Delivery)
+            .map_err(|refusal| match refusal {
+                // Checked when the configuration loaded; kept for completeness.
+                Refusal::BadSecret => AppError::NotConfigured {
+                    setting: signer.secret_setting().into(),
+                },
+                Refusal::Unsigned(why) => AppError::Unauthorized(why),
+            })
+        }
+        Access::Session | Access::Scoped(_) => {
+            credential(&arrival.authorization).map(|_| Admitted::Bearer)
+        }
+    }
+}
+
+/// The secrets `signer`'s deliveries are signed with, or `not_configured` naming the setting.
+pub fn signing_secret(config: &Config, signer: Signer) -> Result<&str, AppError> {
+    match signer {
+        Signer::Clerk => config.auth.clerk_webhook_secret.require(),
+        Signer::Stripe => config.billing.webhook_secret.require(),
     }
 }
 
@@ -79,6 +148,29 @@ mod tests {
         ));
     }
 
+    const SECRET: &str = "whsec_test_stripe"; // a made-up test secret
+    const NOW: i64 = 1_700_000_000;
+
+    fn no_headers(_: &str) -> Option<String> {
+        None
+    }
+
+    fn arrival<'a>(
+        authorization: Presented<'a>,
+        header: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Arrival<'a> {
+        Arrival {
+            authorization,
+            header,
+            body: b"{}",
+            now_secs: NOW,
+        }
+    }
+
+    fn configured(_: Signer) -> Result<&'static str, AppError> {
+        Ok(SECRET)
+    }
+
     #[test]
     fn public_routes_take_anyone_and_others_need_a_bearer_credential() {
         for presented in [
@@ -86,12 +178,50 @@ mod tests {
             Presented::Malformed("x"),
             Presented::Bearer("t"),
         ] {
-            assert_eq!(gate(Access::Public, &presented), Ok(()));
+            let admitted = gate(
+                Access::Public,
+                &arrival(presented, &no_headers),
+                &configured,
+            );
+            assert_eq!(admitted, Ok(Admitted::Anyone));
         }
         for access in [Access::Session, Access::Scoped(Scope::Usage)] {
-            assert_eq!(gate(access, &Presented::Bearer("t")), Ok(()));
-            let refused = gate(access, &Presented::Nothing).unwrap_err();
+            let bearer = arrival(Presented::Bearer("t"), &no_headers);
+            assert_eq!(gate(access, &bearer, &configured), Ok(Admitted::Bearer));
+            let nothing = arrival(Presented::Nothing, &no_headers);
+            let refused = gate(access, &nothing, &configured).unwrap_err();
             assert_eq!(refused.status(), 401);
         }
+    }
+
+    #[test]
+    fn a_signed_route_admits_only_a_verified_delivery_and_reads_no_bearer() {
+        let stripe = Access::Signed(Signer::Stripe);
+        let signature = crate::webhooks::rules::stripe_signature::header(SECRET, NOW, b"{}");
+        let signed = move |name: &str| {
+            name.eq_ignore_ascii_case("stripe-signature")
+                .then(|| signature.clone())
+        };
+        let admitted = gate(stripe, &arrival(Presented::Nothing, &signed), &configured);
+        assert_eq!(
+            admitted,
+            Ok(Admitted::Delivery(SignedDelivery {
+                signer: Signer::Stripe,
+                id: None,
+                body: b"{}".to_vec(),
+            }))
+        );
+        // A bearer credential is no signature.
+        let bearer = arrival(Presented::Bearer("t"), &no_headers);
+        let refused = gate(stripe, &bearer, &configured).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (401, "unauthorized"));
+        // No secret configured: 503 naming the setting, whatever was sent.
+        let unset = |_: Signer| -> Result<&'static str, AppError> {
+            Err(AppError::NotConfigured {
+                setting: "STRIPE_WEBHOOK_SECRET".into(),
+            })
+        };
+        let refused = gate(stripe, &arrival(Presented::Nothing, &signed), &unset).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (503, "not_configured"));
     }
 }

@@ -3,10 +3,16 @@
 //! `worker::Router`.
 //!
 //! Access is the pipeline's, never the handler's: a route registered with [`Public`] gets a
-//! handler of `(Request, Ctx)`; any other rule ([`Access::Session`], [`Access::Scoped`])
-//! gets `(Request, Ctx, Principal)`, and dispatch resolves that principal — refusing a
-//! request without a credential, with a bad one, with an API key lacking the route's scope,
-//! or (for admin routes) without the admin role — before the handler runs. A route may also
+//! handler of `(Request, Ctx)`; one registered with [`Signed`] gets
+//! `(Request, Ctx, SignedDelivery)`, dispatch having verified the delivery's signature; any
+//! other rule ([`Access::Session`], [`Access::Scoped`]) gets `(Request, Ctx, Principal)`,
+//! and dispatch resolves that principal — refusing a request without a credential, with a
+//! bad one, with an API key lacking the route's scope, or (for admin routes) without the
+//! admin role — before the handler runs.
+//!
+//! Each endpoint also declares the size limit of its request bodies ([`BodyLimit`]: the API
+//! limit unless it says otherwise; signed routes take the webhook limit), which the pipeline
+//! looks up ([`RouteTable::body_limit`]) before it reads the body. A route may also
 //! declare a read keyed by the caller ([`RouteTable::batched`]), which runs in the same D1
 //! round trip as the caller's lookup and reaches the handler through the context.
 //! `HEAD` is answered by a route's GET handler only when that handler is safe: a GET that
@@ -23,15 +29,17 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
-use super::access::{self, Public};
+use super::access::{self, Admitted, Arrival, Public, Signed};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::paths;
 use super::response;
+use crate::core::body::BodyLimit;
 use crate::error::AppError;
 use crate::identity::rules::scopes::{Access, Scope};
 use crate::identity::service::auth::{self, Principal};
 use crate::storage::UserRef;
+use crate::webhooks::rules::signed::SignedDelivery;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>>>>;
 
@@ -42,6 +50,8 @@ pub enum Handler {
     Open(Rc<dyn Fn(Request, Ctx) -> HandlerFuture>),
     /// Any other route's: also the caller, resolved by the pipeline.
     Guarded(Rc<dyn Fn(Request, Ctx, Principal) -> HandlerFuture>),
+    /// A signed route's: also the delivery, verified by the pipeline.
+    Signed(Rc<dyn Fn(Request, Ctx, SignedDelivery) -> HandlerFuture>),
 }
 
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
@@ -49,8 +59,9 @@ pub enum Handler {
 pub type BatchedRead =
     fn(&worker::D1Database, &UserRef, u64) -> Result<worker::D1PreparedStatement, AppError>;
 
-/// An access rule and the handler shape it takes: [`Public`] takes `(Request, Ctx)`, every
-/// [`Access`] rule takes `(Request, Ctx, Principal)`.
+/// An access rule and the handler shape it takes: [`Public`] takes `(Request, Ctx)`,
+/// [`Signed`] takes `(Request, Ctx, SignedDelivery)`, every [`Access`] rule with a caller
+/// takes `(Request, Ctx, Principal)`.
 pub trait Rule<F, Shape> {
     fn endpoint(self, handler: F) -> (Access, Handler);
 }
@@ -67,6 +78,18 @@ where
     }
 }
 
+impl<F, Fut> Rule<F, fn(Request, Ctx, SignedDelivery) -> Fut> for Signed
+where
+    F: Fn(Request, Ctx, SignedDelivery) -> Fut + 'static,
+    Fut: Future<Output = Result<Response, AppError>> + 'static,
+{
+    fn endpoint(self, handler: F) -> (Access, Handler) {
+        let handler: Rc<dyn Fn(Request, Ctx, SignedDelivery) -> HandlerFuture> =
+            Rc::new(move |req, ctx, delivery| Box::pin(handler(req, ctx, delivery)));
+        (Access::Signed(self.0), Handler::Signed(handler))
+    }
+}
+
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
     F: Fn(Request, Ctx, Principal) -> Fut + 'static,
@@ -74,8 +97,9 @@ where
 {
     fn endpoint(self, handler: F) -> (Access, Handler) {
         assert!(
-            self != Access::Public,
-            "a public route is registered with http::access::Public and takes no principal"
+            matches!(self, Access::Session | Access::Scoped(_)),
+            "a public or signed route is registered with http::access::Public or \
+             http::access::Signed and takes no principal"
         );
         let handler: Rc<dyn Fn(Request, Ctx, Principal) -> HandlerFuture> =
             Rc::new(move |req, ctx, principal| Box::pin(handler(req, ctx, principal)));
@@ -89,6 +113,8 @@ struct Endpoint {
     access: Access,
     /// Whether `HEAD` may run this (GET) handler: false when it may create something.
     head: bool,
+    /// The size limit of its request bodies.
+    limit: BodyLimit,
     /// What `/openapi.json` says about it.
     doc: Doc,
     /// A read batched with the caller's lookup.
@@ -166,10 +192,16 @@ impl RouteTable {
         R: Rule<F, Shape>,
     {
         let (access, handler) = rule.endpoint(handler);
+        // Webhook deliveries may be larger than API calls.
+        let limit = match access {
+            Access::Signed(_) => BodyLimit::Webhook,
+            _ => BodyLimit::Api,
+        };
         let endpoint = Endpoint {
             method,
             access,
             head,
+            limit,
             doc: Doc::new(""),
             read: None,
             handler,
@@ -210,6 +242,39 @@ impl RouteTable {
         );
         endpoint.read = Some(read);
         self
+    }
+
+    /// Holds the request bodies of the endpoint registered last to `limit` (instead of its
+    /// access rule's default: the webhook limit for a signed route, else the API limit).
+    pub fn limit(mut self, limit: BodyLimit) -> Self {
+        let endpoint = self
+            .last
+            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
+            .expect("limit() follows the endpoint it limits");
+        endpoint.limit = limit;
+        self
+    }
+
+    /// The size limit of a `method` request's body to `path` (a request path, matched against
+    /// the table's patterns as the router matches them: a literal segment before a `:param`);
+    /// the API limit for a path or method the table does not serve.
+    pub fn body_limit(&self, method: &Method, path: &str) -> BodyLimit {
+        self.routes
+            .iter()
+            .filter(|route| paths::can_match(route.pattern, path))
+            .max_by_key(|route| paths::precedence(route.pattern))
+            .and_then(|route| route.methods.iter().find(|e| e.method == *method))
+            .map_or(BodyLimit::Api, |e| e.limit)
+    }
+
+    /// Every `(method, pattern, body limit)` in registration order.
+    pub fn limits(&self) -> impl Iterator<Item = (&'static str, &'static str, BodyLimit)> + '_ {
+        self.routes.iter().flat_map(|route| {
+            route
+                .methods
+                .iter()
+                .map(move |e| (method_name(&e.method), route.pattern, e.limit))
+        })
     }
 
     /// Describes the endpoint registered last, for `/openapi.json`.
@@ -309,15 +374,31 @@ async fn dispatch(
     result.unwrap_or_else(|err| fail(&ctx, &err))
 }
 
-/// Applies the endpoint's access rule, resolving the caller, then runs its handler.
+/// Applies the endpoint's access rule, resolving the caller or verifying the delivery, then
+/// runs its handler.
 async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, AppError> {
     let authorization = req.headers().get("Authorization").ok().flatten();
-    access::gate(
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let config = Rc::clone(&rctx.data.config);
+    let admitted = access::gate(
         endpoint.access,
-        &access::presented(authorization.as_deref()),
+        &Arrival {
+            authorization: access::presented(authorization.as_deref()),
+            header: &header,
+            body: rctx.data.raw_body(),
+            now_secs: crate::clock::now_secs(),
+        },
+        &|signer| access::signing_secret(&config, signer),
     )?;
     match &endpoint.handler {
         Handler::Open(handler) => handler(req, rctx).await,
+        Handler::Signed(handler) => match admitted {
+            Admitted::Delivery(delivery) => handler(req, rctx, delivery).await,
+            // gate admits a signed route's request only with its verified delivery.
+            Admitted::Anyone | Admitted::Bearer => Err(AppError::Unauthorized(
+                "the delivery is not signed".to_owned(),
+            )),
+        },
         Handler::Guarded(handler) => {
             let principal = match endpoint.read {
                 Some(read) => {
@@ -353,5 +434,26 @@ fn method_name(method: &Method) -> &'static str {
         Method::Head => "HEAD",
         Method::Options => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_segment_is_preferred_to_a_param_when_looking_up_a_limit() {
+        async fn open(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
+            Err(AppError::NotFound("never run".to_owned()))
+        }
+        let table = RouteTable::new()
+            .post("/hooks/:id", Public, open)
+            .post("/hooks/big", Public, open)
+            .limit(BodyLimit::Webhook);
+        assert_eq!(
+            table.body_limit(&Method::Post, "/hooks/big"),
+            BodyLimit::Webhook
+        );
+        assert_eq!(table.body_limit(&Method::Post, "/hooks/7"), BodyLimit::Api);
     }
 }

@@ -1,6 +1,6 @@
 //! What the route table says about each endpoint for `/openapi.json`: a summary, the request
-//! body and query types, the success answers and the errors beyond those every route of its
-//! kind can give.
+//! body and query types, the request headers it reads, the success answers and the headers
+//! they may carry, and the errors beyond those every route of its kind can give.
 //!
 //! The document is generated on the host from these descriptions and the types they name
 //! (see [`crate::contract`]) and embedded in the worker; in the worker a `Doc` keeps nothing,
@@ -57,6 +57,9 @@ mod wasm {
         pub fn header(self, _name: &'static str, _description: &'static str) -> Self {
             self
         }
+        pub fn response_header(self, _name: &'static str, _description: &'static str) -> Self {
+            self
+        }
     }
 }
 
@@ -96,8 +99,10 @@ mod host {
         pub query: Option<fn() -> Vec<Parameter>>,
         pub answers: Vec<Answer>,
         pub errors: Vec<ErrorCode>,
-        /// Request headers the endpoint reads (webhook signatures).
+        /// Request headers the endpoint reads (webhook signatures, idempotency keys).
         pub headers: Vec<(&'static str, &'static str)>,
+        /// Headers its success answers may carry (`Idempotent-Replayed`).
+        pub response_headers: Vec<(&'static str, &'static str)>,
     }
 
     fn reference<T: utoipa::ToSchema>(
@@ -165,6 +170,12 @@ mod host {
         /// It reads this request header.
         pub fn header(mut self, name: &'static str, description: &'static str) -> Self {
             self.headers.push((name, description));
+            self
+        }
+
+        /// Its success answers may carry this response header.
+        pub fn response_header(mut self, name: &'static str, description: &'static str) -> Self {
+            self.response_headers.push((name, description));
             self
         }
     }

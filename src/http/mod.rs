@@ -5,8 +5,10 @@
 //!    how to fix it, and disables only what needs it (see [`Config::load`]): a setting of
 //!    the pipeline itself closes every route but health with `503 not_configured`;
 //! 3. CORS preflight: answered here, before routing or authentication;
-//! 4. body: read once, in chunks, within its limit (`413 payload_too_large` as soon as it
-//!    passes it, whether or not `Content-Length` was sent); a body declared as JSON
+//! 4. body: read once, in chunks, within the limit its route declares (looked up in the
+//!    route table by method and path; the API limit for a path the table does not serve),
+//!    `413 payload_too_large` as soon as it passes it, whether or not `Content-Length` was
+//!    sent; a body declared as JSON
 //!    must parse (`400 validation_failed` naming where it broke) before any handler runs;
 //! 5. the route table ([`crate::routes`]), whose handlers return `Result<Response, AppError>`;
 //! 6. every response gets `X-Request-Id` and CORS headers, and one JSON log line is written.
@@ -67,7 +69,8 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         }
     }
 
-    let (bytes, json) = match read_body(&mut req, &config, &log.path).await {
+    let routes = isolate_routes();
+    let (bytes, json) = match read_body(&mut req, &config, &routes, &log.path).await {
         Ok(body) => body,
         Err(err) => return refuse(err, Some(&config)),
     };
@@ -79,7 +82,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         bytes,
         json,
     ));
-    let router = isolate_routes().router(&req.path(), Rc::clone(&ctx));
+    let router = routes.router(&req.path(), Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -92,24 +95,24 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
     finish(resp, &request_id, Some(&ctx.config), origin.as_deref())
 }
 
-/// Reads the body within the route's limit; parses it when it is declared as JSON.
+/// Reads the body within the limit its route declares; parses it when it is declared as
+/// JSON.
 async fn read_body(
     req: &mut Request,
     config: &Config,
+    routes: &RouteTable,
     path: &str,
 ) -> Result<(Vec<u8>, Option<serde_json::Value>), AppError> {
+    let method = req.method();
     if !matches!(
-        req.method(),
+        method,
         Method::Post | Method::Put | Method::Patch | Method::Delete
     ) {
         return Ok((Vec::new(), None));
     }
-    let limit = body::limit_for(
-        path,
-        crate::routes::WEBHOOK_PATHS,
-        config.max_body_bytes,
-        config.max_webhook_body_bytes,
-    );
+    let limit = routes
+        .body_limit(&method, path)
+        .bytes(config.max_body_bytes, config.max_webhook_body_bytes);
     let too_large = AppError::PayloadTooLarge { limit_bytes: limit };
     if body::declared_length_exceeds(header(req, "Content-Length").as_deref(), limit) {
         return Err(too_large);

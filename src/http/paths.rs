@@ -33,6 +33,13 @@ pub fn can_match(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// How strongly a pattern claims a path it can match, as the router ranks them: of two
+/// patterns matching one path, the router takes the one whose first differing segment is
+/// literal (compare the results; the greater wins).
+pub fn precedence(pattern: &str) -> Vec<bool> {
+    pattern.split('/').map(|s| !s.starts_with(':')).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +138,9 @@ mod tests {
                     "{path} is routed to {routed}, which can_match rejects"
                 );
             }
+            // The candidate that ranks first is the one the router picks.
+            let first = candidates.iter().copied().max_by_key(|p| precedence(p));
+            assert_eq!(first, routed, "{path}: precedence picks another pattern");
             // And no candidate is one the router would never route the path to alone.
             for candidate in &candidates {
                 let mut alone = matchit::Router::new();

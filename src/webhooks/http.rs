@@ -1,6 +1,7 @@
 //! `POST /api/auth/webhook/clerk`: Clerk's webhooks, delivered and signed by Svix.
 //!
-//! Verify the signature over the raw body, store the event (unique by `svix-id`) before
+//! The pipeline verifies the signature over the raw body before this handler runs (the route
+//! is `Signed(Clerk)`); the handler stores the event (unique by `svix-id`) before
 //! acknowledging it, then apply it. A repeated `svix-id` is acknowledged and changes nothing;
 //! a delivery whose processing failed answers 500, so Svix retries it.
 
@@ -11,7 +12,7 @@ use crate::error::AppError;
 use crate::http::{response, Ctx};
 use crate::identity::rules::clerk_event;
 use crate::identity::service::clerk_events::{self, Outcome, Receipt, Verified};
-use crate::webhooks::rules::svix::{self, SvixHeaders};
+use crate::webhooks::rules::signed::SignedDelivery;
 
 /// How a delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -48,38 +49,23 @@ pub struct ClerkDeliveryView {
     pub status: DeliveryStatus,
 }
 
-fn header(req: &Request, names: [&str; 2]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|name| req.headers().get(name).ok().flatten())
-}
-
-/// Receives one delivery.
-pub async fn receive(req: Request, ctx: Ctx) -> Result<Response, AppError> {
-    let secret = ctx.data.config.auth.clerk_webhook_secret.require()?;
-    let id = header(&req, ["svix-id", "webhook-id"]);
-    let timestamp = header(&req, ["svix-timestamp", "webhook-timestamp"]);
-    let signature = header(&req, ["svix-signature", "webhook-signature"]);
-    let headers = SvixHeaders {
-        id: id.as_deref(),
-        timestamp: timestamp.as_deref(),
-        signature: signature.as_deref(),
-    };
-    let body = ctx.data.raw_body();
-    let now_secs = crate::clock::now_secs();
-    let event_id = svix::verify(secret, headers, body, now_secs).map_err(|e| match e {
-        // Checked when the configuration loaded; kept for completeness.
-        svix::SvixError::BadSecret => AppError::NotConfigured {
-            setting: "CLERK_WEBHOOK_SECRET".into(),
-        },
-        other => AppError::Unauthorized(other.message()),
-    })?;
+/// Receives one delivery, its signature verified.
+pub async fn receive(
+    _req: Request,
+    ctx: Ctx,
+    delivery: SignedDelivery,
+) -> Result<Response, AppError> {
+    let event_id = delivery
+        .id
+        .as_deref()
+        .ok_or_else(|| AppError::Unauthorized("missing svix-id header".to_owned()))?;
     if event_id.len() > 256 {
         return Err(AppError::invalid(
             "svix-id",
             "is longer than 256 characters",
         ));
     }
+    let body = delivery.body.as_slice();
     let payload =
         std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "is not UTF-8"))?;
     let catalog = &ctx.data.config.plans;

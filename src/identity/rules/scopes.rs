@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub use crate::webhooks::rules::signed::Signer;
+
 /// One thing an API key may be used for.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
@@ -129,9 +131,11 @@ fn known() -> String {
 /// Who may call a route, as the route table declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No credential is read: health, the plan catalog, the OAuth redirect, and webhooks
-    /// (checked by their signature).
+    /// No credential is read: health, the plan catalog, the contract, the OAuth redirect.
     Public,
+    /// A webhook delivery signed by this provider: no credential is read; the pipeline
+    /// verifies the signature over the raw body before the handler runs.
+    Signed(Signer),
     /// A signed-in session (a Clerk or HMAC token) only; API keys are refused.
     Session,
     /// Any token, or an API key holding this scope.
@@ -162,13 +166,13 @@ impl KeyRefusal {
 }
 
 /// Whether an API key holding `held` may call a route declared with `access`. A route
-/// declared `Public` authenticates nobody, so a key reaching one is refused as for `Session`
-/// (a route that forgot its declaration fails closed).
+/// declared `Public` or `Signed` authenticates nobody, so a key reaching one is refused as
+/// for `Session` (a route that forgot its declaration fails closed).
 pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
     match access {
         Access::Scoped(scope) if held.contains(scope) => Ok(()),
         Access::Scoped(scope) => Err(KeyRefusal::MissingScope(scope)),
-        Access::Public | Access::Session => Err(KeyRefusal::NeedsSession),
+        Access::Public | Access::Signed(_) | Access::Session => Err(KeyRefusal::NeedsSession),
     }
 }
 
@@ -245,7 +249,11 @@ mod tests {
     #[test]
     fn no_key_may_call_session_or_public_routes() {
         let all = Scope::ALL.into_iter().fold(Scopes::NONE, Scopes::with);
-        for access in [Access::Session, Access::Public] {
+        for access in [
+            Access::Session,
+            Access::Public,
+            Access::Signed(Signer::Stripe),
+        ] {
             assert_eq!(admit_key(access, all), Err(KeyRefusal::NeedsSession));
         }
     }

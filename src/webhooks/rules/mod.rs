@@ -1,3 +1,4 @@
 //! Webhook signature verification, pure.
+pub mod signed;
 pub mod stripe_signature;
 pub mod svix;

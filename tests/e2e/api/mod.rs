@@ -16,6 +16,7 @@ mod jwks;
 mod profile;
 mod provider_keys;
 mod rate_limits;
+mod signed_access;
 mod subjects;
 mod usage;
 
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(profile::cases());
     cases.extend(auth::cases());
     cases.extend(clerk_webhook::cases());
+    cases.extend(signed_access::cases());
     cases.extend(usage::cases());
     cases.extend(subjects::cases());
     cases.extend(devices::cases());
