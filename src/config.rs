@@ -10,6 +10,7 @@ use crate::core::cors::CorsPolicy;
 use crate::core::sealed::Keyring;
 use crate::error::AppError;
 use crate::identity::rules::roles::RoleConfig;
+use crate::log::RequestLogging;
 use crate::plans::rules::PlanCatalog;
 use crate::provider_keys::rules::{self as credits, CreditPolicy, LimitReset};
 
@@ -220,6 +221,9 @@ pub struct Config {
     pub providers: ProviderConfig,
     /// Stripe billing and its webhooks.
     pub billing: BillingConfig,
+    /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
+    /// 4xx and 5xx answers.
+    pub request_log: RequestLogging,
     /// The first invalid setting the pipeline itself needs (every route but health is
     /// closed while there is one).
     pub core_problem: Option<&'static str>,
@@ -569,6 +573,14 @@ impl Config {
         let auth = AuthConfig::load(&mut l);
         let providers = ProviderConfig::load(&mut l);
         let billing = BillingConfig::load(&mut l);
+        let request_log = l.or(
+            RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
+                .map_err(|problem| ConfigError {
+                    setting: "REQUEST_LOG",
+                    problem,
+                }),
+            RequestLogging::All,
+        );
         Self {
             environment: optional(source, "ENVIRONMENT").unwrap_or_else(|| "local".to_owned()),
             cors,
@@ -580,6 +592,7 @@ impl Config {
             reservation_ttl_secs,
             providers,
             billing,
+            request_log,
             core_problem,
             problems: l.problems,
         }

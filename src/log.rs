@@ -23,6 +23,37 @@ impl Level {
     }
 }
 
+/// Which requests get their one access line (`REQUEST_LOG`). Lines a flow writes itself
+/// (an upstream failure, a webhook that failed) are written either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLogging {
+    /// Every request (the default).
+    All,
+    /// Only requests answered with a 4xx or 5xx: Cloudflare's own invocation logs already
+    /// record every request's path, status and time, and a busy API's successful lines
+    /// cost log volume and CPU.
+    Failures,
+}
+
+impl RequestLogging {
+    /// `all` or `failures`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "all" => Ok(Self::All),
+            "failures" => Ok(Self::Failures),
+            other => Err(format!("must be `all` or `failures`, not `{other}`")),
+        }
+    }
+
+    /// Whether a request answered with `status` gets its line.
+    pub fn logs(self, status: u16) -> bool {
+        match self {
+            Self::All => true,
+            Self::Failures => status >= 400,
+        }
+    }
+}
+
 /// Writes lines that all carry the same context.
 #[derive(Debug, Clone)]
 pub struct Logger {
@@ -119,6 +150,21 @@ mod tests {
             parsed(line),
             json!({ "level": "info", "msg": "sweep", "cron": "0 * * * *" })
         );
+    }
+
+    #[test]
+    fn request_lines_are_written_for_every_request_or_only_for_failures() {
+        assert_eq!(RequestLogging::parse("all"), Ok(RequestLogging::All));
+        assert_eq!(
+            RequestLogging::parse("failures"),
+            Ok(RequestLogging::Failures)
+        );
+        assert!(RequestLogging::parse("some").is_err());
+        assert!(RequestLogging::All.logs(200));
+        assert!(!RequestLogging::Failures.logs(200));
+        assert!(!RequestLogging::Failures.logs(304));
+        assert!(RequestLogging::Failures.logs(404));
+        assert!(RequestLogging::Failures.logs(503));
     }
 
     #[test]

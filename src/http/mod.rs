@@ -21,7 +21,7 @@ pub mod doc;
 mod paths;
 pub mod response;
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use worker::wasm_bindgen_futures::JsFuture;
@@ -32,7 +32,7 @@ pub use context::{Ctx, RequestCtx};
 use crate::config::Config;
 use crate::core::{body, request_id};
 use crate::error::AppError;
-use crate::log::{Level, Logger};
+use crate::log::{Level, Logger, RequestLogging};
 use dispatch::RouteTable;
 
 /// Serves one request; never fails: every failure becomes an error envelope.
@@ -45,6 +45,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         method: req.method(),
         path: req.path(),
         started_ms,
+        logging: Cell::new(RequestLogging::All),
     };
 
     // A request refused before it reaches a handler: answered, logged, decorated.
@@ -55,6 +56,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
     };
 
     let config = isolate_config(&env);
+    log.logging.set(config.request_log);
 
     if cors::is_preflight(&req) {
         let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
@@ -220,11 +222,16 @@ struct RequestLog<'a> {
     method: Method,
     path: String,
     started_ms: u64,
+    /// Which requests get a line (`REQUEST_LOG`), once the configuration is read.
+    logging: Cell<RequestLogging>,
 }
 
 impl RequestLog<'_> {
     fn write(&self, resp: &Response, ctx: Option<&RequestCtx>, error_code: Option<&str>) {
         let status = resp.status_code();
+        if !self.logging.get().logs(status) {
+            return;
+        }
         let level = if status >= 500 {
             Level::Error
         } else {

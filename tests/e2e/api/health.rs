@@ -14,6 +14,7 @@ pub fn cases() -> Vec<Case> {
         a_placeholder_sealing_key_breaks_only_the_routes_that_seal,
         an_invalid_plan_catalog_closes_all_but_health,
         bad_webhook_secrets_disable_only_what_they_sign,
+        request_log_failures_writes_lines_only_for_refused_requests,
     )
 }
 
@@ -189,4 +190,46 @@ fn bad_webhook_secrets_disable_only_what_they_sign(_world: &World) {
         broken.clerk_webhook(&unique("msg_"), &event),
         "CLERK_WEBHOOK_SECRET",
     );
+}
+
+/// `REQUEST_LOG=failures`: a request answered 2xx writes no access line, one answered 4xx
+/// does; the shared worker (the default, `all`) writes both.
+fn request_log_failures_writes_lines_only_for_refused_requests(world: &World) {
+    let quiet = World::start_with(&[("REQUEST_LOG", "failures")])
+        .expect("a worker logging only failures starts");
+    let line_for = |w: &World, path: &str, expected: u16| {
+        let id = unique("req_log_");
+        let reply = w.call("GET", path).header("X-Request-Id", &id).send();
+        assert_eq!(reply.status, expected, "{path}: {}", reply.body);
+        id
+    };
+    let logged = |w: &World, id: &str| {
+        w.worker_log()
+            .lines()
+            .any(|line| line.contains(&format!("\"request_id\":\"{id}\"")))
+    };
+    let ping = line_for(&quiet, "/api/health/ping", 200);
+    let missing = line_for(&quiet, "/api/no-such-thing", 404);
+    let shared_ping = line_for(world, "/api/health/ping", 200);
+    // Lines reach the log file a moment after the answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(logged(&quiet, &missing) && logged(world, &shared_ping)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 404 and the default worker's ping are logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!logged(&quiet, &ping), "a 200 writes no line under `failures`");
+    let health = quiet.get("/api/health").json();
+    assert_eq!(health["checks"]["configuration"], json!({ "status": "ok" }));
+
+    let wrong = World::start_with(&[("REQUEST_LOG", "verbose")])
+        .expect("a worker with a bad REQUEST_LOG starts");
+    let health = wrong.get("/api/health").json();
+    assert_eq!(
+        health["checks"]["configuration"]["invalid_settings"],
+        json!(["REQUEST_LOG"])
+    );
+    assert_eq!(wrong.get("/api/health/ping").status, 200);
 }
