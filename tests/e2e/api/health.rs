@@ -220,7 +220,10 @@ fn request_log_failures_writes_lines_only_for_refused_requests(world: &World) {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(!logged(&quiet, &ping), "a 200 writes no line under `failures`");
+    assert!(
+        !logged(&quiet, &ping),
+        "a 200 writes no line under `failures`"
+    );
     let health = quiet.get("/api/health").json();
     assert_eq!(health["checks"]["configuration"], json!({ "status": "ok" }));
 
