@@ -232,10 +232,7 @@ impl RouteTable {
     /// Runs `read` in the same D1 round trip as the caller's lookup, for the endpoint
     /// registered last; its handler takes the result with [`RequestCtx::take_batched`].
     pub fn batched(mut self, read: BatchedRead) -> Self {
-        let endpoint = self
-            .last
-            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
-            .expect("batched() follows the endpoint it reads for");
+        let endpoint = self.last_endpoint("batched() follows the endpoint it reads for");
         assert!(
             matches!(endpoint.handler, Handler::Guarded(_)),
             "only a route with a caller has a read keyed by them"
@@ -244,13 +241,18 @@ impl RouteTable {
         self
     }
 
+    /// The endpoint registered last, which `batched`, `limit` and `doc` amend; `misuse`
+    /// says what went wrong if there is none (or the table is already serving).
+    fn last_endpoint(&mut self, misuse: &str) -> &mut Endpoint {
+        self.last
+            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
+            .expect(misuse)
+    }
+
     /// Holds the request bodies of the endpoint registered last to `limit` (instead of its
     /// access rule's default: the webhook limit for a signed route, else the API limit).
     pub fn limit(mut self, limit: BodyLimit) -> Self {
-        let endpoint = self
-            .last
-            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
-            .expect("limit() follows the endpoint it limits");
+        let endpoint = self.last_endpoint("limit() follows the endpoint it limits");
         endpoint.limit = limit;
         self
     }
@@ -279,10 +281,7 @@ impl RouteTable {
 
     /// Describes the endpoint registered last, for `/openapi.json`.
     pub fn doc(mut self, doc: Doc) -> Self {
-        let endpoint = self
-            .last
-            .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
-            .expect("doc() follows the endpoint it describes");
+        let endpoint = self.last_endpoint("doc() follows the endpoint it describes");
         endpoint.doc = doc;
         self
     }

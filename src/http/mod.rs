@@ -84,7 +84,7 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         bytes,
         json,
     ));
-    let router = routes.router(&req.path(), Rc::clone(&ctx));
+    let router = routes.router(&log.path, Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,
         Err(err) => {
