@@ -10,6 +10,7 @@
 //! `MAX_WEBHOOK_BODY_BYTES` (deliveries may be larger); a route may state its own with
 //! `.limit(BodyLimit::...)`.
 
+use crate::audit::http as audit;
 use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
@@ -407,6 +408,12 @@ pub fn table() -> RouteTable {
                 .ok::<key_views::RotatedUserKeyView>(200)
                 .errors(&["not_found", "conflict", "upstream_error"]),
         )
+        .get("/api/admin/audit-log", Scoped(Admin), audit::list)
+        .doc(
+            Doc::new("The audit log: every state-changing action, newest first")
+                .query::<audit::AuditLogQuery>()
+                .ok::<audit::AuditLogPageView>(200),
+        )
 }
 
 #[cfg(test)]
@@ -540,7 +547,7 @@ mod tests {
             .endpoints()
             .filter(|(_, path, _)| admin_paths(path) && *path != "/api/webhooks/stripe")
             .collect();
-        assert_eq!(declared.len(), 8, "{declared:?}");
+        assert_eq!(declared.len(), 9, "{declared:?}");
         for (method, path, access) in declared {
             assert_eq!(access, Scoped(Admin), "{method} {path}");
         }

@@ -1,0 +1,77 @@
+//! The `audit_log` table: rows are inserted, read by the admin, never changed.
+
+use serde::Deserialize;
+use worker::{query, D1Database, D1PreparedStatement};
+
+use crate::audit::rules::{detail_text, Entry, Filter};
+use crate::error::AppError;
+
+/// The statement that records `entry` (to run alone, or inside the batch of the action it
+/// records, so both happen or neither).
+pub fn insert(
+    db: &D1Database,
+    entry: &Entry<'_>,
+    request_id: Option<&str>,
+    at: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    let (actor_kind, actor_id) = entry.actor.stored();
+    let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
+    Ok(query!(
+        db,
+        "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
+                                request_id, detail, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        actor_kind,
+        actor_id,
+        entry.action.as_str(),
+        target_kind,
+        target_id,
+        request_id,
+        detail_text(&entry.detail),
+        at,
+    )?)
+}
+
+/// One stored row.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Row {
+    pub id: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: String,
+    pub created_at: String,
+}
+
+/// Rows matching `filter`, newest first, after the row `before_id` (exclusive), at most
+/// `limit`.
+pub async fn page(
+    db: &D1Database,
+    filter: &Filter,
+    before_id: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Row>, AppError> {
+    Ok(query!(
+        db,
+        "SELECT id, actor_kind, actor_id, action, target_kind, target_id, request_id, detail, \
+                created_at \
+         FROM audit_log \
+         WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR action = ?2) \
+           AND (?3 IS NULL OR target_id = ?3) AND (?4 IS NULL OR created_at >= ?4) \
+           AND (?5 IS NULL OR created_at < ?5) AND (?6 IS NULL OR id < ?6) \
+         ORDER BY id DESC LIMIT ?7",
+        filter.actor,
+        filter.action,
+        filter.target,
+        filter.from,
+        filter.to,
+        before_id,
+        limit,
+    )?
+    .all()
+    .await?
+    .results::<Row>()?)
+}
