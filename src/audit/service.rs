@@ -2,7 +2,7 @@
 //! [`statement`] inside the batch of the action itself (both happen or neither), or with
 //! [`record`] after an action that has no batch of its own.
 
-use worker::{D1Database, D1PreparedStatement};
+use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::audit::rules::{Entry, Filter};
 use crate::audit::store;
@@ -10,12 +10,25 @@ pub use crate::audit::store::Row;
 use crate::core::page::{self, PageRequest};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::http::RequestCtx;
+use crate::log::Logger;
+use crate::storage;
 
 /// Where and when an action happened: the request (or event) id and the request's clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Occasion<'a> {
     pub request_id: Option<&'a str>,
     pub now_ms: u64,
+}
+
+impl<'a> Occasion<'a> {
+    /// The request being answered.
+    pub fn of(request: &'a RequestCtx) -> Self {
+        Self {
+            request_id: Some(&request.request_id),
+            now_ms: request.now_ms,
+        }
+    }
 }
 
 /// The statement that records `entry`, for the action's own batch.
@@ -31,6 +44,27 @@ pub fn statement(
 pub async fn record(db: &D1Database, at: Occasion<'_>, entry: &Entry<'_>) -> Result<(), AppError> {
     statement(db, at, entry)?.run().await?;
     Ok(())
+}
+
+/// Records `entry` for an action that has already happened (one with no batch of its own to
+/// join). The action stands whatever happens here: a failure to record is logged as an error,
+/// never turned into a failed answer for something that was done.
+pub async fn after(env: &Env, request: &RequestCtx, entry: Entry<'_>) {
+    after_with(env, Occasion::of(request), &request.log, entry).await;
+}
+
+/// [`after`], for work outside a request (webhook processing, the schedule).
+pub async fn after_with(env: &Env, at: Occasion<'_>, log: &Logger, entry: Entry<'_>) {
+    let outcome = match storage::database(env) {
+        Ok(db) => record(&db, at, &entry).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = outcome {
+        log.error(
+            "audit row not recorded",
+            serde_json::json!({"action": entry.action.as_str(), "error": err.to_string()}),
+        );
+    }
 }
 
 /// A page of the log, newest first, and the cursor of the next.

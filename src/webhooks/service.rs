@@ -20,8 +20,10 @@ use std::future::Future;
 use serde::Serialize;
 use worker::D1Database;
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service::{self as audit, Occasion};
 use crate::billing::service::stripe_events;
-use crate::clock::now;
+use crate::clock::{now, now_ms};
 use crate::config::Config;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
@@ -102,7 +104,8 @@ where
             error: None,
         }),
         Stored::New | Stored::Retry => {
-            settle(db, delivery.provider, delivery.event_id, apply().await).await
+            let event = (delivery.provider, delivery.event_id, delivery.event_type);
+            settle(db, event, apply().await).await
         }
     }
 }
@@ -110,8 +113,7 @@ where
 /// Records how applying a stored event ended.
 async fn settle(
     db: &D1Database,
-    provider: &str,
-    event_id: &str,
+    (provider, event_id, event_type): (&str, &str, &str),
     applied: Result<Applied, AppError>,
 ) -> Result<Receipt, AppError> {
     let receipt = match applied {
@@ -138,15 +140,35 @@ async fn settle(
         .error
         .as_ref()
         .map(|err| err.log_detail().unwrap_or_else(|| err.public_message()));
-    store::settle(
+    let at = now_ms();
+    let settle = store::settle(
         db,
         provider,
         event_id,
         receipt.status.as_str(),
         detail.as_deref(),
-        &now(),
-    )
-    .await?;
+        &rfc3339_from_millis(at),
+    )?;
+    if receipt.status == Settled::Processed {
+        // The event's effect and its audit row: recorded together.
+        let actor = match provider {
+            "stripe" => Actor::System("stripe"),
+            "clerk" => Actor::System("clerk"),
+            _ => Actor::System("webhook"),
+        };
+        let entry = Entry::new(actor, Action::WebhookApplied)
+            .target(Target::new("webhook_event", event_id))
+            .with("provider", provider)
+            .with("type", event_type);
+        let occasion = Occasion {
+            request_id: Some(event_id),
+            now_ms: at,
+        };
+        db.batch(vec![settle, audit::statement(db, occasion, &entry)?])
+            .await?;
+    } else {
+        settle.run().await?;
+    }
     Ok(receipt)
 }
 
@@ -187,8 +209,8 @@ where
     let mut report = RetryReport::default();
     for stored in due {
         report.retried += 1;
-        let event_id = stored.event_id.clone();
-        match settle(db, provider, &event_id, apply(stored).await)
+        let (event_id, event_type) = (stored.event_id.clone(), stored.event_type.clone());
+        match settle(db, (provider, &event_id, &event_type), apply(stored).await)
             .await?
             .status
         {

@@ -1,7 +1,7 @@
 //! The `webhook_events` table: every delivery, stored before it is acknowledged.
 
 use serde::Deserialize;
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
 use crate::storage::changes;
@@ -70,15 +70,15 @@ pub async fn record(
 }
 
 /// Records how processing ended: `processed`, `ignored` or `failed` (with the error).
-pub async fn settle(
+pub fn settle(
     db: &D1Database,
     provider: &str,
     event_id: &str,
     status: &str,
     error: Option<&str>,
     now: &str,
-) -> Result<(), AppError> {
-    query!(
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
         db,
         "UPDATE webhook_events SET status = ?3, error = ?4, attempts = attempts + 1, \
                 processed_at = ?5 WHERE provider = ?1 AND event_id = ?2",
@@ -87,16 +87,14 @@ pub async fn settle(
         status,
         error,
         now
-    )?
-    .run()
-    .await?;
-    Ok(())
+    )?)
 }
 
 /// A stored delivery to process again.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoredEvent {
     pub event_id: String,
+    pub event_type: String,
     pub payload: String,
 }
 
@@ -111,7 +109,7 @@ pub async fn to_retry(
 ) -> Result<Vec<StoredEvent>, AppError> {
     Ok(query!(
         db,
-        "SELECT event_id, payload FROM webhook_events \
+        "SELECT event_id, event_type, payload FROM webhook_events \
          WHERE provider = ?1 AND ((status = 'failed' AND attempts < ?2) \
                                   OR (status = 'received' AND received_at < ?3)) \
          ORDER BY received_at LIMIT ?4",

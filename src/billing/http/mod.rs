@@ -4,6 +4,8 @@
 
 pub mod views;
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service as audit;
 use serde::Deserialize;
 use worker::{Request, Response};
 
@@ -146,6 +148,17 @@ pub async fn start_checkout(
     };
     let session =
         billing::checkout(&db, config, &principal.user, plan, urls, key.as_deref()).await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(
+            Actor::User(&principal.user.id),
+            Action::SubscriptionCheckoutCreated,
+        )
+        .target(Target::new("checkout_session", &session.id))
+        .with("plan", plan.id.as_str()),
+    )
+    .await;
     Ok(CheckoutView::new(session, plan))
 }
 
@@ -223,6 +236,17 @@ pub async fn cancel(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
         &ctx.data.request_id,
     )
     .await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(
+            Actor::User(&principal.user.id),
+            Action::SubscriptionCancelled,
+        )
+        .target(Target::new("subscription", &subscription.id))
+        .with("at_period_end", body.at_period_end),
+    )
+    .await;
     response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
@@ -244,6 +268,14 @@ pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     let db = storage::database(&ctx.env)?;
     let subscription =
         billing::change_plan(&db, config, &principal.user, plan, &ctx.data.request_id).await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::SubscriptionUpdated)
+            .target(Target::new("subscription", &subscription.id))
+            .with("plan", plan.id.as_str()),
+    )
+    .await;
     response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
@@ -294,9 +326,18 @@ pub async fn webhook(
 }
 
 /// `POST /api/webhooks/retry` (admin): retries failed events now.
-pub async fn retry(_req: Request, ctx: Ctx, _principal: Principal) -> Result<Response, AppError> {
+pub async fn retry(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let report = inbox::retry_every_provider(&db, &ctx.data.config, &ctx.data.log).await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::WebhookRetried)
+            .with("retried", report.retried)
+            .with("processed", report.processed)
+            .with("failed", report.failed),
+    )
+    .await;
     response::ok(&RetryView::new(report, now()))
 }
 

@@ -12,9 +12,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use worker::D1Database;
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service::{self as audit, Occasion};
 use crate::billing::store::{self as billing, Applied, Change, SubscriptionState};
 pub use crate::billing::store::{HistoryLine, StoredSubscription};
-use crate::clock::{now, now_secs};
+use crate::clock::{now, now_ms, now_secs};
 use crate::config::Config;
 use crate::core::form::Form;
 use crate::core::page::{self, PageRequest};
@@ -502,8 +504,42 @@ async fn apply_subscription(
         cancel_at_period_end: subscription.cancel_at_period_end,
         current_period_end: period_end.as_deref(),
     };
+    let before = users::get(db, user_id).await?.map(|u| u.plan);
     let applied = billing::apply(db, state, change, default_plan(config), &now()).await?;
+    if matches!(applied, Applied::Now) {
+        record_plan_change(db, user_id, before.as_deref(), change).await?;
+    }
     Ok(outcome(applied))
+}
+
+/// Records in the audit log a change of the user's plan that `change` caused, if it changed
+/// it: by the user through the API (`api:<request id>`), or by Stripe's event.
+async fn record_plan_change(
+    db: &D1Database,
+    user_id: &str,
+    before: Option<&str>,
+    change: Change<'_>,
+) -> Result<(), AppError> {
+    let Some(after) = users::get(db, user_id).await?.map(|u| u.plan) else {
+        return Ok(());
+    };
+    if before == Some(after.as_str()) {
+        return Ok(());
+    }
+    let (actor, request_id) = match change.source.strip_prefix("api:") {
+        Some(request_id) => (Actor::User(user_id), request_id),
+        None => (Actor::System("stripe"), change.source),
+    };
+    let entry = Entry::new(actor, Action::PlanChanged)
+        .target(Target::user(user_id))
+        .with("from", before)
+        .with("to", after.as_str())
+        .with("cause", change.kind);
+    let occasion = Occasion {
+        request_id: Some(request_id),
+        now_ms: now_ms(),
+    };
+    audit::record(db, occasion, &entry).await
 }
 
 /// A change applied now, or by an earlier attempt at the same event (whose follow-up, such

@@ -1,5 +1,6 @@
 //! The session endpoints: token refresh, sign-out, and the OAuth redirect to Clerk.
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
 use worker::{Request, Response, Url};
 
 use crate::error::AppError;
@@ -48,6 +49,15 @@ pub async fn signout(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
         device.as_deref().map(str::trim),
     )
     .await?;
+    crate::audit::service::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::SessionEnded)
+            .target(Target::new("session", session_id))
+            .with("reason", "signout")
+            .with("devices_signed_out", signed_out.devices as u64),
+    )
+    .await;
     response::ok(&SignedOutView {
         signed_out: true,
         session_id: session_id.to_owned(),

@@ -2,6 +2,8 @@
 
 use worker::{Request, Response};
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service as audit;
 use crate::clock::now;
 use crate::error::AppError;
 use crate::http::{self, response, Ctx};
@@ -44,6 +46,15 @@ pub async fn patch_profile(
         ));
     }
     let user = profile_service::update(&ctx.env, &principal.user.id, &changes, &now()).await?;
+    let fields: Vec<&str> = changes.field_names();
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&user.id), Action::UserUpdated)
+            .target(Target::user(&user.id))
+            .with("fields", fields),
+    )
+    .await;
     response::ok(&ProfileView::new(&ctx.data.config.plans, &principal, &user))
 }
 
@@ -60,14 +71,30 @@ pub async fn get_or_create_key(
             created: false,
             api_key: key.into(),
         }),
-        DefaultKey::Created(issued) => response::json(
-            201,
-            &CreatedDefaultApiKeyView {
-                created: true,
-                api_key: issued.into(),
-            },
-        ),
+        DefaultKey::Created(issued) => {
+            key_created(&ctx, &principal, &issued.stored).await;
+            response::json(
+                201,
+                &CreatedDefaultApiKeyView {
+                    created: true,
+                    api_key: issued.into(),
+                },
+            )
+        }
     }
+}
+
+/// Records a key the caller just created.
+async fn key_created(ctx: &Ctx, principal: &Principal, key: &key_service::ApiKey) {
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::ApiKeyCreated)
+            .target(Target::new("api_key", &key.id))
+            .with("name", key.name.as_str())
+            .with("scopes", key.scopes.names()),
+    )
+    .await;
 }
 
 /// `POST /api/user/api-keys` `{name?, scopes?}`: a new key, shown once. Scopes are `usage`
@@ -98,6 +125,7 @@ pub async fn create_key(
     }
     let plans = &ctx.data.config.plans;
     let issued = key_service::issue(&ctx.env, plans, &principal.user, name, scopes, &now()).await?;
+    key_created(&ctx, &principal, &issued.stored).await;
     response::json(
         201,
         &CreatedApiKeyAnswer {
@@ -123,7 +151,18 @@ pub async fn revoke_key(
     principal: Principal,
 ) -> Result<Response, AppError> {
     let id = ctx.param("id").cloned().unwrap_or_default();
-    let key = key_service::revoke(&ctx.env, &principal.user.id, &id, &now()).await?;
+    let at = now();
+    let key = key_service::revoke(&ctx.env, &principal.user.id, &id, &at).await?;
+    // A key revoked before keeps its first revocation time: only this revocation is recorded.
+    if key.revoked_at.as_deref() == Some(at.as_str()) {
+        audit::after(
+            &ctx.env,
+            &ctx.data,
+            Entry::new(Actor::User(&principal.user.id), Action::ApiKeyRevoked)
+                .target(Target::new("api_key", &key.id)),
+        )
+        .await;
+    }
     response::ok(&RevokedApiKeyView {
         api_key: key.into(),
     })

@@ -52,6 +52,18 @@ impl ProfileChanges {
     pub fn is_empty(&self) -> bool {
         self.username.is_none() && self.display_name.is_none() && self.avatar_url.is_none()
     }
+
+    /// The names of the fields that change (for the audit log; never their values).
+    pub fn field_names(&self) -> Vec<&'static str> {
+        [
+            ("username", self.username.is_some()),
+            ("display_name", self.display_name.is_some()),
+            ("avatar_url", self.avatar_url.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, changes)| changes.then_some(name))
+        .collect()
+    }
 }
 
 /// Checks every field, reporting all problems at once.

@@ -1,6 +1,8 @@
 //! The admin API (admin role only): users with their plan, credits and key state, credit
 //! adjustments with a reason, forced key rotation.
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service as audit;
 use serde::Deserialize;
 use worker::{Request, Response};
 
@@ -97,6 +99,17 @@ pub async fn adjust_credits(
     };
     let (user_id, line, replayed) =
         admin::adjust_credits(&db, &target_id(&ctx), adjustment).await?;
+    if !replayed {
+        audit::after(
+            &ctx.env,
+            &ctx.data,
+            Entry::new(Actor::User(&principal.user.id), Action::CreditsAdjusted)
+                .target(Target::user(&user_id))
+                .with("amount_micros", amount)
+                .with("reason", reason),
+        )
+        .await;
+    }
     let mut resp = response::ok(&CreditAdjustmentView {
         user_id,
         adjustment: line.try_into()?,
@@ -112,10 +125,17 @@ pub async fn adjust_credits(
 pub async fn rotate_user_key(
     _req: Request,
     ctx: Ctx,
-    _principal: Principal,
+    principal: Principal,
 ) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let config = &ctx.data.config;
     let (user_id, answer) = admin::rotate_key(&db, config, &target_id(&ctx)).await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::ProviderKeyRotated)
+            .target(Target::user(&user_id)),
+    )
+    .await;
     response::ok(&RotatedUserKeyView::new(config, user_id, &answer))
 }

@@ -2,6 +2,9 @@
 //! pool of pre-created keys (`/api/user/provider-keys`, `/api/admin/provider-keys`).
 //! Plaintext keys appear only in the answers that hand a key to its user, never in a list.
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service as audit;
+use crate::clock::now;
 use serde::Deserialize;
 use worker::{Request, Response};
 
@@ -136,6 +139,15 @@ pub async fn add_pool_key(
         created_by: &principal.user.id,
     };
     let stored = pool::add(&db, config, new).await?;
+    audit::after(
+        &ctx.env,
+        &ctx.data,
+        Entry::new(Actor::User(&principal.user.id), Action::ProviderKeyAdded)
+            .target(Target::new("provider_key", &stored.id))
+            .with("provider", stored.provider.as_str())
+            .with("tier", stored.tier.as_str()),
+    )
+    .await;
     response::json(
         201,
         &ProviderKeyView {
@@ -175,11 +187,22 @@ pub async fn list_pool_keys(
 pub async fn retire_pool_key(
     _req: Request,
     ctx: Ctx,
-    _principal: Principal,
+    principal: Principal,
 ) -> Result<Response, AppError> {
     let id = ctx.param("id").cloned().unwrap_or_default();
     let db = storage::database(&ctx.env)?;
-    let key = pool::retire(&db, &id).await?;
+    let at = now();
+    let key = pool::retire(&db, &id, &at).await?;
+    // A key retired before keeps its first retirement time: only this one is recorded.
+    if key.retired_at.as_deref() == Some(at.as_str()) {
+        audit::after(
+            &ctx.env,
+            &ctx.data,
+            Entry::new(Actor::User(&principal.user.id), Action::ProviderKeyRetired)
+                .target(Target::new("provider_key", &key.id)),
+        )
+        .await;
+    }
     response::ok(&ProviderKeyView {
         provider_key: key.into(),
     })

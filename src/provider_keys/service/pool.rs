@@ -83,8 +83,8 @@ pub async fn page(
 }
 
 /// Retires a key (idempotent); `not_found` when there is no such key.
-pub async fn retire(db: &D1Database, id: &str) -> Result<PoolKey, AppError> {
-    pool::retire(db, id, &now())
+pub async fn retire(db: &D1Database, id: &str, now: &str) -> Result<PoolKey, AppError> {
+    pool::retire(db, id, now)
         .await?
         .ok_or_else(|| AppError::NotFound("no such provider key".to_owned()))
 }

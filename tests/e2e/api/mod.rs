@@ -1,6 +1,7 @@
 //! The test cases, grouped like the API they exercise.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod billing;
 mod clerk_faults;
@@ -55,6 +56,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
+    cases.extend(audit::cases());
     cases.extend(contract::cases());
     cases
 }
