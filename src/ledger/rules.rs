@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(refund_target(1000, 0, 500), 0);
         assert_eq!(
             refund_target(MAX_AMOUNT, 99_999_998, 99_999_999),
-            999_999_990
+            999_999_989
         );
     }
 
