@@ -182,9 +182,17 @@ fn billing_vars() -> Vec<(&'static str, String)> {
         ("STRIPE_CANCEL_URL", format!("{BILLING_RETURN_URL}/cancel")),
         ("STRIPE_PORTAL_RETURN_URL", BILLING_RETURN_URL.to_owned()),
         ("STRIPE_TIMEOUT_MS", "2000".to_owned()),
-        ("TOKEN_PACKS", TOKEN_PACKS.to_owned()),
-        ("SOCIAL_TASKS", SOCIAL_TASKS.to_owned()),
+        // One line each: the env file holds one setting per line.
+        ("TOKEN_PACKS", one_line(TOKEN_PACKS)),
+        ("SOCIAL_TASKS", one_line(SOCIAL_TASKS)),
     ]
+}
+
+/// JSON on one line.
+fn one_line(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .expect("valid JSON")
+        .to_string()
 }
 
 /// The token packs the worker sells in the tests (prices given inline to Checkout).
