@@ -1211,4 +1211,24 @@ mod tests {
             assert!(!err.problem.contains("AAAA"), "{err}");
         }
     }
+
+    #[test]
+    fn a_bad_token_catalog_disables_only_its_routes() {
+        let empty = Config::load(&HashMap::new());
+        assert_eq!(
+            empty.ledger.packs().map(<[_]>::len),
+            Ok(0),
+            "none for sale by default"
+        );
+        assert_eq!(empty.ledger.tasks().map(<[_]>::len), Ok(0));
+        let tasks = r#"[{"id":"a","title":"T","platform":"x","url":"https://x.com","reward":5}]"#;
+        let vars = HashMap::from([("TOKEN_PACKS", "[{\"id\": 1}]"), ("SOCIAL_TASKS", tasks)]);
+        let config = Config::load(&vars);
+        assert_eq!(first_problem(&vars).setting, "TOKEN_PACKS");
+        assert_eq!(config.core_problem, None, "the rest of the API is open");
+        let err = config.ledger.packs().unwrap_err();
+        assert_eq!(err.code(), "not_configured");
+        assert!(err.public_message().contains("TOKEN_PACKS"));
+        assert_eq!(config.ledger.tasks().unwrap()[0].reward, 5);
+    }
 }
