@@ -4,7 +4,9 @@
 //! - `POST /v1/customers` creates a Customer (`cus_…`).
 //! - `POST /v1/checkout/sessions` creates a hosted Checkout Session (`cs_test_…`,
 //!   `status: "open"`, `payment_status: "unpaid"`) for prices registered with
-//!   [`FakeStripe::add_price`].
+//!   [`FakeStripe::add_price`] (recurring: `subscription` mode), or in `payment` mode for
+//!   one-time prices given inline (`line_items[N][price_data][currency|unit_amount|
+//!   product_data][name]]`), with `payment_intent_data[metadata]` for its PaymentIntent.
 //! - `POST /v1/billing_portal/sessions` creates a Customer Portal session (`bps_…`).
 //! - `GET /v1/subscriptions/{id}` answers the Subscription.
 //! - `POST /v1/subscriptions/{id}` updates it: `cancel_at_period_end`, `items[N][…]` (change
@@ -27,7 +29,10 @@
 //!
 //! What happens outside the API is played by tests: [`FakeStripe::complete_checkout`] is the
 //! customer paying, [`FakeStripe::invoice`] a renewal's invoice,
-//! [`FakeStripe::set_subscription_status`] a failed charge; [`FakeStripe::event`] builds the
+//! [`FakeStripe::set_subscription_status`] a failed charge, [`FakeStripe::refund`] a refund
+//! of a one-time payment (its `charge.refunded` Event, with the cumulative `amount_refunded`),
+//! [`FakeStripe::payment_intent_succeeded`] that payment's other Event;
+//! [`FakeStripe::event`] builds the
 //! Event Stripe would send to the webhook and [`sign`] its `Stripe-Signature` header.
 //! [`FakeStripe::fail_next`] makes one particular request fail without disturbing cases that
 //! run in parallel.
@@ -383,7 +388,9 @@ impl FakeStripe {
     /// session's `subscription_data[metadata]` and whose latest invoice is paid. A session
     /// without a customer gets one, with its `customer_email`. The session becomes
     /// `status: "complete"`, `payment_status: "paid"` (`"no_payment_required"` for a trial or
-    /// in `setup` mode) with `subscription` set. Returns the `checkout.session.completed`
+    /// in `setup` mode) with `subscription` set. In `payment` mode it is `paid` with a new
+    /// `payment_intent` (`pi_…`, with a charge `ch_…`) whose metadata is the session's
+    /// `payment_intent_data[metadata]`. Returns the `checkout.session.completed`
     /// Event. Panics when no open session has this id.
     pub fn complete_checkout(&self, session_id: &str) -> Value {
         let mut state = self.state.lock().unwrap();
