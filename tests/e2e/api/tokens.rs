@@ -345,6 +345,36 @@ fn a_refund_debits_the_pack_and_records_what_was_already_spent_as_shortfall(worl
     late["id"] = json!(unique("evt_"));
     assert_eq!(deliver(world, &late)["status"], "ignored");
     assert_eq!(ledger(world, &user_id).len(), rows.len());
+
+    // A shortfall counts as accounted for: a later refund of the same payment takes only
+    // its own share, even once the balance could cover more.
+    let (_, pi) = bought(world, &token, "starter");
+    assert_eq!(use_tokens(world, &token, 900, "spend-most").status, 200);
+    assert_eq!(
+        deliver(world, &stripe.refund(&pi, 250))["status"],
+        "processed"
+    );
+    grant(world, &user_id, 1000);
+    assert_eq!(
+        deliver(world, &stripe.refund(&pi, 250))["status"],
+        "processed"
+    );
+    let rows = ledger(world, &user_id);
+    let last: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["kind"] == "refund")
+        .skip(2)
+        .collect();
+    assert_eq!(last.len(), 2, "{rows:#?}");
+    assert_eq!(
+        (last[0]["amount"].as_i64(), last[0]["shortfall"].as_i64()),
+        (Some(-100), Some(400))
+    );
+    assert_eq!(
+        (last[1]["amount"].as_i64(), last[1]["shortfall"].as_i64()),
+        (Some(-500), Some(0))
+    );
+    assert_eq!(assert_consistent(&rows), 500);
 }
 
 fn payments_that_are_not_token_packs_are_ignored(world: &World) {
