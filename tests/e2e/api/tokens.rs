@@ -301,6 +301,28 @@ fn a_pack_is_credited_exactly_once_whichever_event_arrives_first(world: &World) 
     let rows = ledger(world, &user_id);
     assert_eq!(rows.iter().filter(|r| r["kind"] == "purchase").count(), 2);
     assert_eq!(assert_consistent(&rows), 13_000);
+
+    // A delayed payment method: the session completes unpaid, and Stripe reports the payment
+    // later with `checkout.session.async_payment_succeeded`.
+    let session = purchase(world, &token, "starter");
+    let completed = stripe.complete_checkout(&session);
+    let mut object = completed["data"]["object"].clone();
+    object["payment_status"] = json!("unpaid");
+    let unpaid = stripe.event("checkout.session.completed", object.clone());
+    assert_eq!(deliver(world, &unpaid)["status"], "ignored", "not paid yet");
+    assert_eq!(balance(world, &token), 13_000);
+    object["payment_status"] = json!("paid");
+    let paid = stripe.event("checkout.session.async_payment_succeeded", object);
+    assert_eq!(deliver(world, &paid)["status"], "processed");
+    assert_eq!(balance(world, &token), 14_000);
+    let pi = completed["data"]["object"]["payment_intent"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        deliver(world, &stripe.payment_intent_succeeded(pi))["status"],
+        "ignored"
+    );
+    assert_eq!(assert_consistent(&ledger(world, &user_id)), 14_000);
 }
 
 fn a_refund_debits_the_pack_and_records_what_was_already_spent_as_shortfall(world: &World) {
