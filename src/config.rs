@@ -10,6 +10,7 @@ use crate::core::cors::CorsPolicy;
 use crate::core::sealed::Keyring;
 use crate::error::AppError;
 use crate::identity::rules::roles::RoleConfig;
+use crate::ledger::rules::{self as ledger, Pack, Task};
 use crate::log::RequestLogging;
 use crate::plans::rules::PlanCatalog;
 use crate::provider_keys::rules::{self as credits, CreditPolicy, LimitReset};
@@ -221,6 +222,8 @@ pub struct Config {
     pub providers: ProviderConfig,
     /// Stripe billing and its webhooks.
     pub billing: BillingConfig,
+    /// The token ledger's catalogs: packs for sale and social tasks.
+    pub ledger: LedgerConfig,
     /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
     /// 4xx and 5xx answers.
     pub request_log: RequestLogging,
@@ -304,6 +307,62 @@ impl BillingConfig {
             }),
         }
     }
+}
+
+/// The token ledger's catalogs. An invalid one is recorded, and only the routes that read it
+/// answer `not_configured` naming it.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// `TOKEN_PACKS`: a JSON list of `{id, name, tokens, price_cents, currency,
+    /// stripe_price_id}`; default none (nothing for sale).
+    packs: Result<Vec<Pack>, &'static str>,
+    /// `SOCIAL_TASKS`: a JSON list of `{id, title, platform, url, reward}`; default none.
+    tasks: Result<Vec<Task>, &'static str>,
+}
+
+impl LedgerConfig {
+    fn load(l: &mut Loader<'_>) -> Self {
+        Self {
+            packs: catalog(l, "TOKEN_PACKS", ledger::parse_packs),
+            tasks: catalog(l, "SOCIAL_TASKS", ledger::parse_tasks),
+        }
+    }
+
+    /// The packs for sale; `not_configured` while `TOKEN_PACKS` is invalid.
+    pub fn packs(&self) -> Result<&[Pack], AppError> {
+        self.packs
+            .as_deref()
+            .map_err(|setting| AppError::NotConfigured {
+                setting: (*setting).into(),
+            })
+    }
+
+    /// The social tasks; `not_configured` while `SOCIAL_TASKS` is invalid.
+    pub fn tasks(&self) -> Result<&[Task], AppError> {
+        self.tasks
+            .as_deref()
+            .map_err(|setting| AppError::NotConfigured {
+                setting: (*setting).into(),
+            })
+    }
+}
+
+/// A JSON catalog setting: empty when unset; invalid, its name, with the problem recorded.
+fn catalog<T>(
+    l: &mut Loader<'_>,
+    name: &'static str,
+    parse: fn(&str) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, &'static str> {
+    let Some(json) = optional(l.source, name) else {
+        return Ok(Vec::new());
+    };
+    parse(&json).map_err(|problem| {
+        l.problems.push(ConfigError {
+            setting: name,
+            problem,
+        });
+        name
+    })
 }
 
 /// Provider keys: OpenRouter provisioning with credits and the pool of pre-created keys,
@@ -573,6 +632,7 @@ impl Config {
         let auth = AuthConfig::load(&mut l);
         let providers = ProviderConfig::load(&mut l);
         let billing = BillingConfig::load(&mut l);
+        let ledger = LedgerConfig::load(&mut l);
         let request_log = l.or(
             RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
                 .map_err(|problem| ConfigError {
@@ -592,6 +652,7 @@ impl Config {
             reservation_ttl_secs,
             providers,
             billing,
+            ledger,
             request_log,
             core_problem,
             problems: l.problems,
@@ -1149,5 +1210,25 @@ mod tests {
             assert_eq!(err.setting, name, "{err}");
             assert!(!err.problem.contains("AAAA"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bad_token_catalog_disables_only_its_routes() {
+        let empty = Config::load(&HashMap::new());
+        assert_eq!(
+            empty.ledger.packs().map(<[_]>::len),
+            Ok(0),
+            "none for sale by default"
+        );
+        assert_eq!(empty.ledger.tasks().map(<[_]>::len), Ok(0));
+        let tasks = r#"[{"id":"a","title":"T","platform":"x","url":"https://x.com","reward":5}]"#;
+        let vars = HashMap::from([("TOKEN_PACKS", "[{\"id\": 1}]"), ("SOCIAL_TASKS", tasks)]);
+        let config = Config::load(&vars);
+        assert_eq!(first_problem(&vars).setting, "TOKEN_PACKS");
+        assert_eq!(config.core_problem, None, "the rest of the API is open");
+        let err = config.ledger.packs().unwrap_err();
+        assert_eq!(err.code(), "not_configured");
+        assert!(err.public_message().contains("TOKEN_PACKS"));
+        assert_eq!(config.ledger.tasks().unwrap()[0].reward, 5);
     }
 }

@@ -24,6 +24,7 @@ pub mod http;
 pub mod identity;
 #[cfg(test)]
 mod layout;
+pub mod ledger;
 pub mod log;
 pub mod metering;
 pub mod plans;

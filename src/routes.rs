@@ -23,6 +23,7 @@ use crate::identity::rules::scopes::Access::{Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
 use crate::identity::rules::scopes::Signer::{Clerk, Stripe};
 use crate::identity::rules::{clerk_event, profile};
+use crate::ledger::http as tokens;
 use crate::metering::http::views::{
     DeviceSessionsView, UsageHistoryQuery, UsageHistoryView, UsageQuotaView, UsageReportView,
     UsageReservedView, UsageStatsQuery, UsageStatsView, UsageSyncView,
@@ -330,6 +331,69 @@ pub fn table() -> RouteTable {
             Doc::new("Webhook deliveries by provider and status, and the latest failures")
                 .ok::<billing_views::WebhookStatusView>(200),
         )
+        // The token ledger (AI Audio Studio): exact and idempotent under any concurrency.
+        .get("/api/tokens/balance", Scoped(Usage), tokens::balance)
+        .doc(Doc::new("The caller's token balance").ok::<tokens::TokenBalanceView>(200))
+        .get(
+            "/api/tokens/transactions",
+            Scoped(Usage),
+            tokens::transactions,
+        )
+        .doc(
+            Doc::new("The caller's ledger entries, newest first")
+                .query::<tokens::TransactionsQuery>()
+                .ok::<tokens::TokenTransactionsView>(200),
+        )
+        .get("/api/tokens/analytics", Scoped(Usage), tokens::analytics)
+        .doc(
+            Doc::new("Tokens earned and spent per UTC day and kind in a range (default 30 days)")
+                .query::<tokens::AnalyticsQuery>()
+                .ok::<tokens::TokenAnalyticsView>(200),
+        )
+        .get("/api/tokens/packs", Public, tokens::packs)
+        .doc(
+            Doc::new("The token packs for sale")
+                .ok::<tokens::TokenPacksView>(200)
+                .errors(&["not_configured"]),
+        )
+        .post("/api/tokens/purchase", Scoped(Billing), tokens::purchase)
+        .doc(
+            Doc::new("A Stripe Checkout to buy a pack; credited once Stripe reports it paid")
+                .body::<tokens::PurchaseBody>()
+                .ok::<tokens::TokenCheckoutView>(200)
+                .errors(&["upstream_error"]),
+        )
+        .post("/api/tokens/use", Scoped(Usage), tokens::spend)
+        .doc(
+            Doc::new("Spend tokens; refused (nothing recorded) when the balance is short")
+                .body::<tokens::UseBody>()
+                .ok::<tokens::TokenChangeView>(200)
+                .response_header(REPLAYED, REPLAYED_DOC)
+                .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+                .errors(&["insufficient_credits", "conflict"]),
+        )
+        .post("/api/tokens/add", Scoped(Admin), tokens::add)
+        .doc(
+            Doc::new("Give a user tokens, or take some (never below zero), with a reason")
+                .body::<tokens::AddBody>()
+                .ok::<tokens::TokenChangeView>(200)
+                .response_header(REPLAYED, REPLAYED_DOC)
+                .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+                .errors(&["not_found", "insufficient_credits", "conflict"]),
+        )
+        .get("/api/tokens/social", Scoped(Usage), tokens::social_tasks)
+        .doc(
+            Doc::new("The social tasks and whether the caller has done each")
+                .ok::<tokens::SocialTasksView>(200)
+                .errors(&["not_configured"]),
+        )
+        .post("/api/tokens/social", Scoped(Usage), tokens::claim_social)
+        .doc(
+            Doc::new("Claim a social task's reward: once per user and task")
+                .body::<tokens::SocialClaimBody>()
+                .ok::<tokens::SocialRewardView>(200)
+                .errors(&["conflict", "not_configured"]),
+        )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
         .doc(
@@ -469,6 +533,7 @@ mod tests {
                 "GET /api/auth/oauth/:provider",
                 "GET /api/subscription/plans",
                 "GET /api/subscriptions/plans",
+                "GET /api/tokens/packs",
             ]
         );
         assert_eq!(

@@ -28,7 +28,7 @@ use views::{
 
 /// A URL the customer is sent back to: the request's, if it is on an allowed origin (never an
 /// open redirect), else the configured one; `not_configured` naming the setting when neither.
-fn return_url(
+pub(crate) fn return_url(
     config: &Config,
     requested: Option<&str>,
     field: &str,
@@ -67,7 +67,10 @@ pub(crate) fn plan<'c>(config: &'c Config, id: &str) -> Result<&'c Plan, AppErro
 /// The client's idempotency key for a call that creates something at Stripe
 /// (`Idempotency-Key` or `request_id`), if it sent one. It is never sent to Stripe as it is:
 /// the service derives Stripe's key from it, the user and the operation.
-fn client_key(req: &Request, body_key: Option<&str>) -> Result<Option<String>, AppError> {
+pub(crate) fn client_key(
+    req: &Request,
+    body_key: Option<&str>,
+) -> Result<Option<String>, AppError> {
     Ok(meter::idempotency_key(
         header(req, "Idempotency-Key").as_deref(),
         body_key,

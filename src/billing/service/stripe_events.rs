@@ -9,6 +9,7 @@ use worker::D1Database;
 use crate::billing::service::subscriptions::{self as billing, Event, Outcome};
 use crate::config::Config;
 use crate::error::AppError;
+use crate::ledger::service as ledger;
 use crate::log::Logger;
 use crate::webhooks::service::{self as inbox, Applied, Delivery};
 pub use crate::webhooks::service::{Failure, RetryReport, StatusCount};
@@ -59,10 +60,36 @@ pub async fn receive(
 }
 
 async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applied, AppError> {
+    if is_token_payment(event) {
+        let payment = ledger::PaymentEvent {
+            id: &event.id,
+            kind: &event.kind,
+            object: &event.object,
+            now_ms: crate::clock::now_ms(),
+        };
+        return Ok(match ledger::apply_payment(db, payment).await? {
+            ledger::Applied::Processed => Applied::Processed,
+            ledger::Applied::Ignored(why) => Applied::Ignored(Some(why)),
+        });
+    }
     Ok(match billing::apply_event(db, config, event).await? {
         Outcome::Processed => Applied::Processed,
         Outcome::Ignored(why) => Applied::Ignored(Some(why)),
     })
+}
+
+/// Events about one-time payments (token packs and their refunds) go to the token ledger;
+/// subscription checkouts and everything else to billing.
+fn is_token_payment(event: &Event) -> bool {
+    match event.kind.as_str() {
+        "checkout.session.completed" => {
+            event.object.get("mode").and_then(|m| m.as_str()) == Some("payment")
+        }
+        "checkout.session.async_payment_succeeded"
+        | "payment_intent.succeeded"
+        | "charge.refunded" => true,
+        _ => false,
+    }
 }
 
 fn log_failure(log: &Logger, event_id: &str, kind: &str, err: &AppError) {

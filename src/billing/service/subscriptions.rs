@@ -61,7 +61,11 @@ pub fn price_of(plan: &Plan) -> Result<&str, AppError> {
 
 /// The user's Stripe customer, created at Stripe on first use. The creation's idempotency key
 /// is derived from the user, so concurrent first calls make one customer.
-async fn customer(db: &D1Database, stripe: &Stripe<'_>, user: &User) -> Result<String, AppError> {
+pub async fn customer(
+    db: &D1Database,
+    stripe: &Stripe<'_>,
+    user: &User,
+) -> Result<String, AppError> {
     if let Some(id) = billing::customer_of(db, &user.id).await? {
         return Ok(id);
     }

@@ -19,6 +19,7 @@ mod provider_keys;
 mod rate_limits;
 mod signed_access;
 mod subjects;
+mod tokens;
 mod usage;
 
 use crate::harness::World;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
     cases.extend(audit::cases());
+    cases.extend(tokens::cases());
     cases.extend(contract::cases());
     cases
 }
@@ -71,6 +73,7 @@ pub fn serial() -> Vec<Case> {
     cases.extend(jwks::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    cases.extend(tokens::serial_cases());
     // They flood the worker; last but for the case that must be last.
     cases.extend(contract::serial_cases());
     cases.extend(conventions::serial_last_cases());

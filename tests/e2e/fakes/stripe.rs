@@ -4,7 +4,9 @@
 //! - `POST /v1/customers` creates a Customer (`cus_…`).
 //! - `POST /v1/checkout/sessions` creates a hosted Checkout Session (`cs_test_…`,
 //!   `status: "open"`, `payment_status: "unpaid"`) for prices registered with
-//!   [`FakeStripe::add_price`].
+//!   [`FakeStripe::add_price`] (recurring: `subscription` mode), or in `payment` mode for
+//!   one-time prices given inline (`line_items[N][price_data][currency|unit_amount|
+//!   product_data][name]]`), with `payment_intent_data[metadata]` for its PaymentIntent.
 //! - `POST /v1/billing_portal/sessions` creates a Customer Portal session (`bps_…`).
 //! - `GET /v1/subscriptions/{id}` answers the Subscription.
 //! - `POST /v1/subscriptions/{id}` updates it: `cancel_at_period_end`, `items[N][…]` (change
@@ -27,7 +29,10 @@
 //!
 //! What happens outside the API is played by tests: [`FakeStripe::complete_checkout`] is the
 //! customer paying, [`FakeStripe::invoice`] a renewal's invoice,
-//! [`FakeStripe::set_subscription_status`] a failed charge; [`FakeStripe::event`] builds the
+//! [`FakeStripe::set_subscription_status`] a failed charge, [`FakeStripe::refund`] a refund
+//! of a one-time payment (its `charge.refunded` Event, with the cumulative `amount_refunded`),
+//! [`FakeStripe::payment_intent_succeeded`] that payment's other Event;
+//! [`FakeStripe::event`] builds the
 //! Event Stripe would send to the webhook and [`sign`] its `Stripe-Signature` header.
 //! [`FakeStripe::fail_next`] makes one particular request fail without disturbing cases that
 //! run in parallel.
@@ -100,6 +105,7 @@ const CHECKOUT_PARAMS: &[&str] = &[
     "locale",
     "metadata",
     "mode",
+    "payment_intent_data",
     "payment_method_collection",
     "payment_method_types",
     "phone_number_collection",
@@ -109,7 +115,26 @@ const CHECKOUT_PARAMS: &[&str] = &[
 ];
 
 /// Fields of a Checkout Session's `line_items[N]`.
-const LINE_ITEM_FIELDS: &[&str] = &["adjustable_quantity", "price", "quantity", "tax_rates"];
+const LINE_ITEM_FIELDS: &[&str] = &[
+    "adjustable_quantity",
+    "price",
+    "price_data",
+    "quantity",
+    "tax_rates",
+];
+
+/// Fields of a line item's `price_data` (a one-time price given inline).
+const PRICE_DATA_FIELDS: &[&str] = &["currency", "product", "product_data", "unit_amount"];
+
+/// Fields of a Checkout Session's `payment_intent_data` (payment mode).
+const PAYMENT_INTENT_DATA_FIELDS: &[&str] = &[
+    "capture_method",
+    "description",
+    "metadata",
+    "receipt_email",
+    "setup_future_usage",
+    "statement_descriptor",
+];
 
 /// Fields of a Checkout Session's `subscription_data`.
 const SUBSCRIPTION_DATA_FIELDS: &[&str] = &["description", "metadata", "trial_period_days"];
@@ -170,6 +195,21 @@ struct Session {
     subscription_metadata: Map<String, Value>,
     /// `subscription_data[trial_period_days]`.
     trial_days: Option<i64>,
+    /// `payment_intent_data[metadata]`, for the payment intent a payment-mode session
+    /// creates.
+    payment_intent_metadata: Map<String, Value>,
+}
+
+/// A one-time payment: a payment-mode Checkout Session's PaymentIntent and its Charge.
+struct Payment {
+    id: String,
+    charge: String,
+    customer: String,
+    amount: i64,
+    currency: String,
+    amount_refunded: i64,
+    metadata: Map<String, Value>,
+    created: i64,
 }
 
 /// One item of a subscription.
@@ -224,6 +264,8 @@ struct StripeState {
     /// Every customer created, in creation order.
     customers: Vec<Value>,
     sessions: HashMap<String, Session>,
+    /// Payment intents of completed payment-mode sessions, by id.
+    payments: HashMap<String, Payment>,
     subscriptions: HashMap<String, Subscription>,
     idempotent: HashMap<String, Saved>,
     faults: Vec<TargetedFault>,
@@ -346,7 +388,9 @@ impl FakeStripe {
     /// session's `subscription_data[metadata]` and whose latest invoice is paid. A session
     /// without a customer gets one, with its `customer_email`. The session becomes
     /// `status: "complete"`, `payment_status: "paid"` (`"no_payment_required"` for a trial or
-    /// in `setup` mode) with `subscription` set. Returns the `checkout.session.completed`
+    /// in `setup` mode) with `subscription` set. In `payment` mode it is `paid` with a new
+    /// `payment_intent` (`pi_…`, with a charge `ch_…`) whose metadata is the session's
+    /// `payment_intent_data[metadata]`. Returns the `checkout.session.completed`
     /// Event. Panics when no open session has this id.
     pub fn complete_checkout(&self, session_id: &str) -> Value {
         let mut state = self.state.lock().unwrap();
@@ -415,6 +459,25 @@ impl FakeStripe {
             session.object["invoice"] = json!(sub.latest_invoice);
             subscription = Some(sub);
         }
+        let mut payment = None;
+        if session.object["mode"] == "payment" {
+            payment_status = "paid";
+            let pi = Payment {
+                id: random_id("pi_", 24),
+                charge: random_id("ch_", 24),
+                customer: customer.clone(),
+                amount: session.object["amount_total"].as_i64().unwrap_or(0),
+                currency: session.object["currency"]
+                    .as_str()
+                    .unwrap_or(CURRENCY)
+                    .to_owned(),
+                amount_refunded: 0,
+                metadata: session.payment_intent_metadata.clone(),
+                created: now,
+            };
+            session.object["payment_intent"] = json!(pi.id);
+            payment = Some(pi);
+        }
         let object = &mut session.object;
         object["status"] = json!("complete");
         object["payment_status"] = json!(payment_status);
@@ -424,7 +487,44 @@ impl FakeStripe {
         if let Some(sub) = subscription {
             state.subscriptions.insert(sub.id.clone(), sub);
         }
+        if let Some(payment) = payment {
+            state.payments.insert(payment.id.clone(), payment);
+        }
         self.event("checkout.session.completed", completed)
+    }
+
+    /// The `payment_intent.succeeded` Event of a completed payment-mode session's payment
+    /// (`pi_…`, as its `payment_intent` names it). Panics when there is no such payment.
+    pub fn payment_intent_succeeded(&self, payment_intent: &str) -> Value {
+        let state = self.state.lock().unwrap();
+        let payment = state
+            .payments
+            .get(payment_intent)
+            .unwrap_or_else(|| panic!("the fake Stripe has no payment {payment_intent}"));
+        let object = payment_intent_object(payment);
+        drop(state);
+        self.event("payment_intent.succeeded", object)
+    }
+
+    /// Refunds `amount` more of the payment's charge (as the Dashboard or `POST /v1/refunds`
+    /// would) and returns the `charge.refunded` Event: the Charge with its cumulative
+    /// `amount_refunded`, and `refunded: true` once all of it is. Panics when there is no such
+    /// payment or the refund exceeds what is left.
+    pub fn refund(&self, payment_intent: &str, amount: i64) -> Value {
+        let mut state = self.state.lock().unwrap();
+        let payment = state
+            .payments
+            .get_mut(payment_intent)
+            .unwrap_or_else(|| panic!("the fake Stripe has no payment {payment_intent}"));
+        assert!(
+            amount >= 1 && payment.amount_refunded + amount <= payment.amount,
+            "a refund of {amount} exceeds what is left of {}",
+            payment.amount - payment.amount_refunded
+        );
+        payment.amount_refunded += amount;
+        let object = charge_object(payment);
+        drop(state);
+        self.event("charge.refunded", object)
     }
 
     /// An Event of this type about `object`, created now, as Stripe sends it to a webhook
@@ -738,6 +838,7 @@ fn create_customer(state: &mut StripeState, form: &Form) -> Answer {
 fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
     check_known(form, CHECKOUT_PARAMS)?;
     check_nested(form, "subscription_data", SUBSCRIPTION_DATA_FIELDS)?;
+    check_nested(form, "payment_intent_data", PAYMENT_INTENT_DATA_FIELDS)?;
     let mode = match value(form, "mode") {
         None => return Err(missing("mode")),
         Some(mode @ ("payment" | "setup" | "subscription")) => mode,
@@ -770,14 +871,62 @@ fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
 
     let mut line_items = Vec::new();
     let mut amount = 0;
+    let mut recurring = false;
+    let mut inline_currency = None;
     for (index, fields) in indexed(form, "line_items")? {
         let at = |field: &str| format!("line_items[{index}][{field}]");
         check_fields(&fields, LINE_ITEM_FIELDS, &at)?;
-        let price = field(&fields, "price").ok_or_else(|| missing(&at("price")))?;
-        let price = state
-            .prices
-            .get(price)
-            .ok_or_else(|| no_such("price", price, &at("price")))?;
+        let inline = fields.iter().any(|(k, _)| k.starts_with("price_data]"));
+        let (price_id, unit_amount) = if inline {
+            if field(&fields, "price").is_some() {
+                return Err(invalid(
+                    "You may only specify one of these parameters: price, price_data.",
+                    Some(&at("price_data")),
+                ));
+            }
+            for (name, _) in fields.iter().filter(|(k, _)| k.starts_with("price_data]")) {
+                let sub = name["price_data][".len().min(name.len())..]
+                    .split(']')
+                    .next()
+                    .unwrap_or("");
+                if !PRICE_DATA_FIELDS.contains(&sub) {
+                    return Err(unknown(&at(name)));
+                }
+            }
+            let currency = field(&fields, "price_data][currency")
+                .ok_or_else(|| missing(&at("price_data][currency")))?;
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Err(invalid(
+                    &format!("Invalid currency: {currency}"),
+                    Some(&at("price_data][currency")),
+                ));
+            }
+            let unit = field(&fields, "price_data][unit_amount")
+                .ok_or_else(|| missing(&at("price_data][unit_amount")))?;
+            let unit = integer(unit, &at("price_data][unit_amount"))?;
+            if unit < 0 {
+                return Err(invalid(
+                    "This value must be greater than or equal to 0.",
+                    Some(&at("price_data][unit_amount")),
+                ));
+            }
+            if field(&fields, "price_data][product").is_none()
+                && field(&fields, "price_data][product_data][name").is_none()
+            {
+                return Err(missing(&at("price_data][product_data][name")));
+            }
+            inline_currency = Some(currency.to_owned());
+            (random_id("price_", 24), unit)
+        } else {
+            let price = field(&fields, "price").ok_or_else(|| missing(&at("price")))?;
+            let price = state
+                .prices
+                .get(price)
+                .ok_or_else(|| no_such("price", price, &at("price")))?;
+            // Every registered price is recurring.
+            recurring = true;
+            (price.id.clone(), price.unit_amount)
+        };
         let quantity = match field(&fields, "quantity") {
             Some(quantity) => count(quantity, &at("quantity"))?,
             None => {
@@ -796,14 +945,14 @@ fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
                 Some(&at("quantity")),
             ));
         }
-        amount += price.unit_amount * quantity as i64;
-        line_items.push((price.id.clone(), quantity));
+        amount += unit_amount * quantity as i64;
+        line_items.push((price_id, quantity));
     }
     if mode != "setup" && line_items.is_empty() {
         return Err(missing("line_items"));
     }
-    if mode == "payment" {
-        // Every price the fake knows is recurring.
+    if mode == "payment" && recurring {
+        // Every price the fake has registered is recurring; inline prices are one-time.
         return Err(invalid(
             "You specified `payment` mode but passed a recurring price. Either switch to \
              `subscription` mode or use only one-time prices.",
@@ -816,6 +965,18 @@ fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
             Some("subscription_data"),
         ));
     }
+    if mode != "payment" && form.iter().any(|(k, _)| top(k) == "payment_intent_data") {
+        return Err(invalid(
+            &format!("You can not pass `payment_intent_data` in `{mode}` mode."),
+            Some("payment_intent_data"),
+        ));
+    }
+    let mut payment_intent_metadata = Map::new();
+    apply_metadata(
+        &mut payment_intent_metadata,
+        form,
+        "payment_intent_data[metadata]",
+    );
     let trial_param = "subscription_data[trial_period_days]";
     let trial_days = match value(form, trial_param) {
         Some(days) => match integer(days, trial_param)? {
@@ -862,7 +1023,11 @@ fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
         "cancel_url": value(form, "cancel_url"),
         "client_reference_id": value(form, "client_reference_id"),
         "created": created,
-        "currency": (mode == "subscription").then_some(CURRENCY),
+        "currency": match mode {
+            "subscription" => Some(CURRENCY.to_owned()),
+            "payment" => inline_currency.or(Some(CURRENCY.to_owned())),
+            _ => None,
+        },
         "customer": customer,
         "customer_email": customer_email,
         "expires_at": expires_at,
@@ -887,6 +1052,7 @@ fn create_checkout_session(state: &mut StripeState, form: &Form) -> Answer {
             line_items,
             subscription_metadata,
             trial_days,
+            payment_intent_metadata,
         },
     );
     Ok(object)
@@ -1137,6 +1303,47 @@ fn customer_object(
 }
 
 /// A Price object.
+/// A PaymentIntent as the API shows it: succeeded, with its latest charge.
+fn payment_intent_object(p: &Payment) -> Value {
+    json!({
+        "id": p.id,
+        "object": "payment_intent",
+        "amount": p.amount,
+        "amount_capturable": 0,
+        "amount_received": p.amount,
+        "capture_method": "automatic",
+        "created": p.created,
+        "currency": p.currency,
+        "customer": p.customer,
+        "latest_charge": p.charge,
+        "livemode": false,
+        "metadata": p.metadata,
+        "payment_method_types": ["card"],
+        "status": "succeeded",
+    })
+}
+
+/// A Charge as the API shows it, with what has been refunded of it so far.
+fn charge_object(p: &Payment) -> Value {
+    json!({
+        "id": p.charge,
+        "object": "charge",
+        "amount": p.amount,
+        "amount_captured": p.amount,
+        "amount_refunded": p.amount_refunded,
+        "captured": true,
+        "created": p.created,
+        "currency": p.currency,
+        "customer": p.customer,
+        "livemode": false,
+        "metadata": {},
+        "paid": true,
+        "payment_intent": p.id,
+        "refunded": p.amount_refunded == p.amount,
+        "status": "succeeded",
+    })
+}
+
 fn price_object(price: &Price) -> Value {
     json!({
         "id": price.id,

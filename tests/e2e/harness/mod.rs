@@ -182,8 +182,30 @@ fn billing_vars() -> Vec<(&'static str, String)> {
         ("STRIPE_CANCEL_URL", format!("{BILLING_RETURN_URL}/cancel")),
         ("STRIPE_PORTAL_RETURN_URL", BILLING_RETURN_URL.to_owned()),
         ("STRIPE_TIMEOUT_MS", "2000".to_owned()),
+        // One line each: the env file holds one setting per line.
+        ("TOKEN_PACKS", one_line(TOKEN_PACKS)),
+        ("SOCIAL_TASKS", one_line(SOCIAL_TASKS)),
     ]
 }
+
+/// JSON on one line.
+fn one_line(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .expect("valid JSON")
+        .to_string()
+}
+
+/// The token packs the worker sells in the tests (prices given inline to Checkout).
+pub const TOKEN_PACKS: &str = r#"[
+  {"id": "starter", "name": "Starter", "tokens": 1000, "price_cents": 500, "currency": "usd", "stripe_price_id": null},
+  {"id": "pro", "name": "Pro", "tokens": 12000, "price_cents": 5000, "currency": "usd", "stripe_price_id": null}
+]"#;
+
+/// The social tasks in the tests.
+pub const SOCIAL_TASKS: &str = r#"[
+  {"id": "follow-x", "title": "Follow us on X", "platform": "x", "url": "https://x.com/tollgate", "reward": 50},
+  {"id": "join-discord", "title": "Join our Discord", "platform": "discord", "url": "https://discord.gg/tollgate", "reward": 25}
+]"#;
 
 /// A Chrome extension origin on the test allow-list.
 pub const ALLOWED_EXTENSION_ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
