@@ -40,6 +40,24 @@ pub fn statement(
     store::insert(db, entry, at.request_id, &rfc3339_from_millis(at.now_ms))
 }
 
+/// The statement that records `entry` right after a statement that inserts one row, in the
+/// same batch: written only if that row was inserted, with its id in the detail as
+/// `id_field`. For actions whose write may be a replay that inserts nothing.
+pub fn statement_if_inserted(
+    db: &D1Database,
+    at: Occasion<'_>,
+    entry: &Entry<'_>,
+    id_field: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    store::insert_if_inserted(
+        db,
+        entry,
+        at.request_id,
+        &rfc3339_from_millis(at.now_ms),
+        id_field,
+    )
+}
+
 /// Records `entry` on its own.
 pub async fn record(db: &D1Database, at: Occasion<'_>, entry: &Entry<'_>) -> Result<(), AppError> {
     statement(db, at, entry)?.run().await?;

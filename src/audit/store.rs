@@ -32,6 +32,37 @@ pub fn insert(
     )?)
 }
 
+/// The statement that records `entry` only if the statement before it in the same batch
+/// inserted a row (SQLite's `changes()`), with that row's id added to the detail as
+/// `id_field` (`last_insert_rowid()`). The action and its audit row are then one
+/// transaction, and an action that wrote nothing (a replay) records nothing.
+pub fn insert_if_inserted(
+    db: &D1Database,
+    entry: &Entry<'_>,
+    request_id: Option<&str>,
+    at: &str,
+    id_field: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    let (actor_kind, actor_id) = entry.actor.stored();
+    let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
+    Ok(query!(
+        db,
+        "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
+                                request_id, detail, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, json_set(?7, '$.' || ?9, last_insert_rowid()), ?8 \
+         WHERE changes() > 0",
+        actor_kind,
+        actor_id,
+        entry.action.as_str(),
+        target_kind,
+        target_id,
+        request_id,
+        detail_text(&entry.detail),
+        at,
+        id_field,
+    )?)
+}
+
 /// One stored row.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Row {

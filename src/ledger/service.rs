@@ -2,13 +2,17 @@
 //! pack through Stripe Checkout, and crediting or debiting it when Stripe's events say it was
 //! paid or refunded. Every write is one conditional statement in [`store`]; when it writes
 //! nothing, the entry with its key tells a replay (the first answer again) from a refusal.
-//! Each new entry is recorded in the audit log right after it is made.
+//! Each new entry and its audit row are written in one D1 batch: both, or neither; a replay
+//! that writes no entry writes no audit row.
 
 use serde_json::Value;
-use worker::D1Database;
+use worker::{D1Database, D1PreparedStatement};
 
 use crate::audit::rules::{Action, Actor, Entry as AuditEntry, Target};
 use crate::audit::service::{self as audit, Occasion};
+
+/// The detail field naming the ledger entry an audit row is about.
+const ENTRY_ID: &str = "entry_id";
 use crate::billing::service::subscriptions::{self as billing, Urls};
 use crate::config::Config;
 use crate::core::form::Form;
@@ -114,23 +118,22 @@ pub async fn spend(
         actor: user_id,
         at: &now,
     };
-    let recorded = append_or_replay(db, &entry, || {
-        AppError::InsufficientCredits(format!(
-            "not enough tokens: this needs {}; nothing was taken",
-            spend.amount
-        ))
-    })
-    .await?;
-    if !recorded.replayed {
-        let audit = AuditEntry::new(Actor::User(user_id), Action::TokensUsed)
-            .target(Target::user(user_id))
-            .with("amount", spend.amount)
-            .with("reason", spend.reason)
-            .with("entry_id", recorded.entry.id)
-            .with("balance_after", recorded.entry.balance_after);
-        audit::record(db, at, &audit).await?;
-    }
-    Ok(recorded)
+    let audit = AuditEntry::new(Actor::User(user_id), Action::TokensUsed)
+        .target(Target::user(user_id))
+        .with("amount", spend.amount)
+        .with("reason", spend.reason);
+    append_or_replay(
+        db,
+        &entry,
+        audit::statement_if_inserted(db, at, &audit, ENTRY_ID)?,
+        || {
+            AppError::InsufficientCredits(format!(
+                "not enough tokens: this needs {}; nothing was taken",
+                spend.amount
+            ))
+        },
+    )
+    .await
 }
 
 /// Appends `entry`; when nothing was written, the entry already stored under its key (same
@@ -138,9 +141,10 @@ pub async fn spend(
 async fn append_or_replay(
     db: &D1Database,
     entry: &NewEntry<'_>,
+    audit: D1PreparedStatement,
     short: impl FnOnce() -> AppError,
 ) -> Result<Recorded, AppError> {
-    if let Some(stored) = store::append(db, entry).await? {
+    if let Some(stored) = store::append(db, entry, audit).await? {
         return Ok(Recorded {
             entry: stored,
             replayed: false,
@@ -198,27 +202,26 @@ pub async fn grant(
         actor: admin_id,
         at: &now,
     };
-    let recorded = append_or_replay(db, &entry, || {
-        AppError::InsufficientCredits(format!(
-            "the user has fewer than {} tokens; a balance never goes below zero",
-            -grant.amount
-        ))
-    })
-    .await?;
-    if !recorded.replayed {
-        let action = match kind {
-            Kind::Grant => Action::TokensGranted,
-            _ => Action::TokensAdjusted,
-        };
-        let audit = AuditEntry::new(Actor::User(admin_id), action)
-            .target(Target::user(&user.id))
-            .with("amount", grant.amount)
-            .with("reason", grant.reason)
-            .with("entry_id", recorded.entry.id)
-            .with("balance_after", recorded.entry.balance_after);
-        audit::record(db, at, &audit).await?;
-    }
-    Ok(recorded)
+    let action = match kind {
+        Kind::Grant => Action::TokensGranted,
+        _ => Action::TokensAdjusted,
+    };
+    let audit = AuditEntry::new(Actor::User(admin_id), action)
+        .target(Target::user(&user.id))
+        .with("amount", grant.amount)
+        .with("reason", grant.reason);
+    append_or_replay(
+        db,
+        &entry,
+        audit::statement_if_inserted(db, at, &audit, ENTRY_ID)?,
+        || {
+            AppError::InsufficientCredits(format!(
+                "the user has fewer than {} tokens; a balance never goes below zero",
+                -grant.amount
+            ))
+        },
+    )
+    .await
 }
 
 /// The user's completed social tasks: task id and when.
@@ -257,19 +260,18 @@ pub async fn claim_task(
         actor: user_id,
         at: &now,
     };
-    let Some(stored) = store::append(db, &entry).await? else {
+    let audit = AuditEntry::new(Actor::User(user_id), Action::TokensSocialReward)
+        .target(Target::user(user_id))
+        .with("task_id", task.id.as_str())
+        .with("amount", task.reward)
+        .with("proof_url", proof_url);
+    let audit = audit::statement_if_inserted(db, at, &audit, ENTRY_ID)?;
+    let Some(stored) = store::append(db, &entry, audit).await? else {
         return Err(AppError::Conflict(format!(
             "the task `{}` is already completed; it rewards once",
             task.id
         )));
     };
-    let audit = AuditEntry::new(Actor::User(user_id), Action::TokensSocialReward)
-        .target(Target::user(user_id))
-        .with("task_id", task.id.as_str())
-        .with("amount", task.reward)
-        .with("proof_url", proof_url)
-        .with("entry_id", stored.id);
-    audit::record(db, at, &audit).await?;
     Ok(stored)
 }
 
@@ -413,16 +415,15 @@ pub async fn apply_payment(db: &D1Database, event: PaymentEvent<'_>) -> Result<A
         actor: STRIPE_ACTOR,
         at: &now,
     };
-    let Some(stored) = store::append(db, &entry).await? else {
-        return Ok(Applied::Ignored("the payment was credited already"));
-    };
     let audit = AuditEntry::new(Actor::System("stripe"), Action::TokensPurchased)
         .target(Target::user(&user.id))
         .with("pack", pack)
         .with("tokens", tokens)
-        .with("payment_intent", payment_intent)
-        .with("entry_id", stored.id);
-    audit::record(db, occasion(&event), &audit).await?;
+        .with("payment_intent", payment_intent);
+    let audit = audit::statement_if_inserted(db, occasion(&event), &audit, ENTRY_ID)?;
+    if store::append(db, &entry, audit).await?.is_none() {
+        return Ok(Applied::Ignored("the payment was credited already"));
+    }
     Ok(Applied::Processed)
 }
 
@@ -465,17 +466,19 @@ async fn apply_refund(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applie
         actor: STRIPE_ACTOR,
         at: &now,
     };
-    let Some(stored) = store::append_refund(db, &entry, target).await? else {
-        return Ok(Applied::Ignored("the refund was debited already"));
-    };
+    // What was debited and what fell short are the entry's (`entry_id`).
     let audit = AuditEntry::new(Actor::System("stripe"), Action::TokensRefunded)
         .target(Target::user(&purchase.user_id))
         .with("payment_intent", payment_intent)
         .with("charge", charge)
         .with("amount_refunded", refunded)
-        .with("debited", -stored.amount)
-        .with("shortfall", stored.shortfall)
-        .with("entry_id", stored.id);
-    audit::record(db, occasion(&event), &audit).await?;
+        .with("tokens_to_take", target);
+    let audit = audit::statement_if_inserted(db, occasion(&event), &audit, ENTRY_ID)?;
+    if store::append_refund(db, &entry, target, audit)
+        .await?
+        .is_none()
+    {
+        return Ok(Applied::Ignored("the refund was debited already"));
+    }
     Ok(Applied::Processed)
 }

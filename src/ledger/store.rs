@@ -4,7 +4,7 @@
 //! `UNIQUE (user_id, idempotency_key)` makes every credit and debit happen at most once.
 
 use serde::Deserialize;
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
 use crate::ledger::rules::Kind;
@@ -53,7 +53,13 @@ pub struct NewEntry<'a> {
 
 /// Appends `entry` if the balance stays at or above zero and its key is new: the entry as
 /// stored, or `None` when nothing was written (the key was used, or the balance is short).
-pub async fn append(db: &D1Database, entry: &NewEntry<'_>) -> Result<Option<Entry>, AppError> {
+/// `audit` runs right after it in the same batch (see
+/// [`crate::audit::service::statement_if_inserted`]): both are written, or neither.
+pub async fn append(
+    db: &D1Database,
+    entry: &NewEntry<'_>,
+    audit: D1PreparedStatement,
+) -> Result<Option<Entry>, AppError> {
     let sql = format!(
         "INSERT INTO token_ledger (user_id, kind, amount, balance_after, shortfall, reason, \
              reference, idempotency_key, actor, created_at) \
@@ -62,7 +68,7 @@ pub async fn append(db: &D1Database, entry: &NewEntry<'_>) -> Result<Option<Entr
          ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING {COLUMNS}"
     );
-    Ok(query!(
+    let statement = query!(
         db,
         &sql,
         entry.user_id,
@@ -73,19 +79,19 @@ pub async fn append(db: &D1Database, entry: &NewEntry<'_>) -> Result<Option<Entr
         entry.key,
         entry.actor,
         entry.at
-    )?
-    .first::<Entry>(None)
-    .await?)
+    )?;
+    written(db, statement, audit).await
 }
 
 /// Appends a refund's debit of the purchase `reference` (a payment intent): of `target`
 /// tokens in all, what earlier refunds of it have not accounted for (debited or recorded as
 /// shortfall), taking what the balance has and recording the rest as `shortfall`. `None`
-/// when the key was used or nothing is left to take.
+/// when the key was used or nothing is left to take. `audit` runs with it, as for [`append`].
 pub async fn append_refund(
     db: &D1Database,
     entry: &NewEntry<'_>,
     target: i64,
+    audit: D1PreparedStatement,
 ) -> Result<Option<Entry>, AppError> {
     // `want`: the target less what refunds of this purchase already accounted for.
     let sql = format!(
@@ -101,7 +107,7 @@ pub async fn append_refund(
          ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING {COLUMNS}"
     );
-    Ok(query!(
+    let statement = query!(
         db,
         &sql,
         entry.user_id,
@@ -112,9 +118,23 @@ pub async fn append_refund(
         entry.key,
         entry.actor,
         entry.at
-    )?
-    .first::<Entry>(None)
-    .await?)
+    )?;
+    written(db, statement, audit).await
+}
+
+/// Runs `statement` (an insert returning the entry) and then `audit`, as one batch.
+async fn written(
+    db: &D1Database,
+    statement: D1PreparedStatement,
+    audit: D1PreparedStatement,
+) -> Result<Option<Entry>, AppError> {
+    let first = db
+        .batch(vec![statement, audit])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("the ledger batch returned no result".to_owned()))?;
+    Ok(first.results::<Entry>()?.into_iter().next())
 }
 
 /// The user's entry with this key.

@@ -173,7 +173,22 @@ fn a_hundred_concurrent_uses_of_fifty_tokens_admit_exactly_fifty(world: &World) 
         50,
         "no refused use is recorded"
     );
-    assert_eq!(audit_actions(world, &user_id, "tokens.used").len(), 50);
+    // One audit row per use, written with it: each names its own entry.
+    let mut audited: Vec<i64> = audit_actions(world, &user_id, "tokens.used")
+        .iter()
+        .map(|r| {
+            let detail: Value = serde_json::from_str(r["detail"].as_str().unwrap()).unwrap();
+            detail["entry_id"].as_i64().expect("the entry's id")
+        })
+        .collect();
+    let mut used: Vec<i64> = rows
+        .iter()
+        .filter(|r| r["kind"] == "use")
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    audited.sort_unstable();
+    used.sort_unstable();
+    assert_eq!(audited, used);
 }
 
 fn a_retried_use_returns_the_first_answer_and_records_nothing(world: &World) {
