@@ -1,0 +1,1 @@
+//! The account endpoints (`/api/auth/...`).
