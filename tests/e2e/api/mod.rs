@@ -1,5 +1,6 @@
 //! The test cases, grouped like the API they exercise.
 
+mod accounts;
 mod api_keys;
 mod auth;
 mod billing;
@@ -55,6 +56,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
+    cases.extend(accounts::cases());
     cases.extend(contract::cases());
     cases
 }
@@ -69,6 +71,7 @@ pub fn serial() -> Vec<Case> {
     cases.extend(jwks::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    cases.extend(accounts::serial_cases());
     // They flood the worker; last but for the case that must be last.
     cases.extend(contract::serial_cases());
     cases.extend(conventions::serial_last_cases());
