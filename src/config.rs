@@ -653,7 +653,10 @@ impl AccountsConfig {
         let default = HashCost::DEFAULT;
         let mut config = Self {
             token_secret: l.secret(Secret::read(source, "ACCOUNT_TOKEN_SECRET")),
-            token_ttl_secs: l.or(number(source, "ACCOUNT_TOKEN_TTL_SECS", 900, 60..=86_400), 900),
+            token_ttl_secs: l.or(
+                number(source, "ACCOUNT_TOKEN_TTL_SECS", 900, 60..=86_400),
+                900,
+            ),
             refresh_ttl_secs: l.or(
                 number(
                     source,
@@ -668,7 +671,12 @@ impl AccountsConfig {
                 3600,
             ),
             verify_ttl_secs: l.or(
-                number(source, "EMAIL_VERIFY_TTL_SECS", 7 * 86_400, 300..=30 * 86_400),
+                number(
+                    source,
+                    "EMAIL_VERIFY_TTL_SECS",
+                    7 * 86_400,
+                    300..=30 * 86_400,
+                ),
                 7 * 86_400,
             ),
             hash_cost: HashCost {

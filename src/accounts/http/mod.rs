@@ -44,7 +44,8 @@ impl Fields {
         if raw.is_empty() {
             self.0.push(FieldError::new(field, "is required"));
         } else if raw.len() > password::MAX_PASSWORD_BYTES {
-            self.0.push(FieldError::new(field, "must be at most 256 bytes"));
+            self.0
+                .push(FieldError::new(field, "must be at most 256 bytes"));
         }
     }
 
@@ -299,4 +300,3 @@ pub async fn verify_email(_req: Request, ctx: Ctx) -> Result<Response, AppError>
         email_verified: true,
     })
 }
-

@@ -188,7 +188,13 @@ mod tests {
             ..CHEAP
         };
         assert!(needs_rehash(&phc, stronger));
-        assert!(needs_rehash(&phc, HashCost { iterations: 2, ..CHEAP }));
+        assert!(needs_rehash(
+            &phc,
+            HashCost {
+                iterations: 2,
+                ..CHEAP
+            }
+        ));
         assert!(needs_rehash("$2b$10$bcrypt", CHEAP));
     }
 }

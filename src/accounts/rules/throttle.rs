@@ -74,10 +74,7 @@ mod tests {
             failures: 20,
         };
         assert_eq!(verdict(None, Some(ip), T0), Some(900));
-        let nineteen = Counter {
-            failures: 19,
-            ..ip
-        };
+        let nineteen = Counter { failures: 19, ..ip };
         assert_eq!(verdict(None, Some(nineteen), T0), None);
         let email = Counter {
             window_start_ms: T0 + 60_000,

@@ -69,7 +69,15 @@ impl Mail {
 
     /// The statement that queues it, for the action's own batch.
     pub fn queue(&self, db: &D1Database, now: &str) -> Result<D1PreparedStatement, AppError> {
-        outbox::insert_statement(db, &self.id, &self.to, &self.subject, &self.text, &self.html, now)
+        outbox::insert_statement(
+            db,
+            &self.id,
+            &self.to,
+            &self.subject,
+            &self.text,
+            &self.html,
+            now,
+        )
     }
 }
 

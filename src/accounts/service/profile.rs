@@ -91,7 +91,9 @@ pub async fn update(
         mail_to_send = Some(mail);
     }
     let user = if changes.is_empty() {
-        users::get(&db, &user.id).await?.unwrap_or_else(|| user.clone())
+        users::get(&db, &user.id)
+            .await?
+            .unwrap_or_else(|| user.clone())
     } else {
         users::update_profile(&db, &user.id, changes, &now).await?
     };

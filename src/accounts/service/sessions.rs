@@ -82,14 +82,7 @@ pub fn start(
             },
             &now,
         )?,
-        refresh_tokens::insert_statement(
-            db,
-            &refresh_hash,
-            &session_id,
-            &user.id,
-            expires,
-            &now,
-        )?,
+        refresh_tokens::insert_statement(db, &refresh_hash, &session_id, &user.id, expires, &now)?,
         audit::statement(
             db,
             occasion(ctx),
@@ -133,9 +126,9 @@ pub async fn login(
     let cost = ctx.data.config.accounts.hash_cost;
     let credential = credentials::by_email(&db, email).await?;
     let user = match &credential {
-        Some(c) if password::verify(password, &c.password_hash) => users::get(&db, &c.user_id)
-            .await?
-            .filter(User::is_active),
+        Some(c) if password::verify(password, &c.password_hash) => {
+            users::get(&db, &c.user_id).await?.filter(User::is_active)
+        }
         Some(_) => None,
         None => {
             super::verify_dummy(cost, password)?;
@@ -263,14 +256,7 @@ pub fn end_others(
     now: &str,
 ) -> Result<Vec<D1PreparedStatement>, AppError> {
     Ok(vec![
-        identity_sessions::end_others_statement(
-            db,
-            SOURCE,
-            &user.external_id,
-            keep,
-            reason,
-            now,
-        )?,
+        identity_sessions::end_others_statement(db, SOURCE, &user.external_id, keep, reason, now)?,
         refresh_tokens::revoke_user_statement(db, &user.id, keep, now)?,
     ])
 }

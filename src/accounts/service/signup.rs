@@ -89,8 +89,7 @@ pub async fn register(ctx: &Ctx, new: NewAccount<'_>) -> Result<SignedUp, AppErr
         audit::statement(
             &db,
             occasion,
-            &Entry::new(Actor::Anonymous, Action::AccountRegistered)
-                .target(Target::user(&user.id)),
+            &Entry::new(Actor::Anonymous, Action::AccountRegistered).target(Target::user(&user.id)),
         )?,
     ];
     let (session_statements, session) = sessions::start(ctx, &db, &user, "register")?;

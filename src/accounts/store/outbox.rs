@@ -66,7 +66,12 @@ pub async fn mark_delivered(
 }
 
 /// Records a failed attempt (`error` names the failure, never a body).
-pub async fn mark_failed(db: &D1Database, id: &str, error: &str, now: &str) -> Result<(), AppError> {
+pub async fn mark_failed(
+    db: &D1Database,
+    id: &str,
+    error: &str,
+    now: &str,
+) -> Result<(), AppError> {
     query!(
         db,
         "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2, \

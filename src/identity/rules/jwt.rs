@@ -617,7 +617,10 @@ pub(crate) mod tests {
             now: NOW + 906,
             skew: 5,
         };
-        assert_eq!(verify_account(&token, SECRET, late), Err(Rejection::Expired));
+        assert_eq!(
+            verify_account(&token, SECRET, late),
+            Err(Rejection::Expired)
+        );
         assert_eq!(
             verify_account(&token, b"another-secret-another-secret-32", time()),
             Err(Rejection::BadSignature)

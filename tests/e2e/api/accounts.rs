@@ -95,11 +95,17 @@ fn refresh_token(session: &Value) -> String {
 }
 
 fn refresh(world: &World, token: &str) -> Reply {
-    post(world, "/api/auth/refresh", &json!({ "refresh_token": token }))
+    post(
+        world,
+        "/api/auth/refresh",
+        &json!({ "refresh_token": token }),
+    )
 }
 
 fn profile(world: &World, access_token: &str) -> Reply {
-    world.authed("GET", "/api/auth/profile", access_token).send()
+    world
+        .authed("GET", "/api/auth/profile", access_token)
+        .send()
 }
 
 /// An error body without its request id (the one part allowed to differ).
@@ -176,7 +182,9 @@ fn register_verify_email_login_and_profile(world: &World) {
     assert_eq!(body["display_name"], "Ana");
     assert_eq!(body["plan"], "free");
     // The user is an account like any other for the rest of the API.
-    let user = world.authed("GET", "/api/user/profile", &access(&session)).send();
+    let user = world
+        .authed("GET", "/api/user/profile", &access(&session))
+        .send();
     assert_eq!(user.status, 200, "{}", user.body);
     assert_eq!(user.json()["auth_source"], "password");
 
@@ -184,7 +192,10 @@ fn register_verify_email_login_and_profile(world: &World) {
         "SELECT action FROM audit_log WHERE target_id = '{}' ORDER BY id",
         body["id"].as_str().unwrap()
     ));
-    let actions: Vec<&str> = audit.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert!(actions.contains(&"account.registered"), "{actions:?}");
     assert!(actions.contains(&"account.email_verified"), "{actions:?}");
 }
@@ -215,9 +226,14 @@ fn a_wrong_password_and_an_unknown_email_answer_alike(world: &World) {
         assert_eq!(error["message"], WRONG_CREDENTIALS);
     }
     assert_eq!(wrong[0].status, unknown[0].status);
-    assert_eq!(without_request_id(&wrong[0]), without_request_id(&unknown[0]));
     assert_eq!(
-        wrong[0].body.replace(wrong[0].header("x-request-id").unwrap(), ""),
+        without_request_id(&wrong[0]),
+        without_request_id(&unknown[0])
+    );
+    assert_eq!(
+        wrong[0]
+            .body
+            .replace(wrong[0].header("x-request-id").unwrap(), ""),
         unknown[0]
             .body
             .replace(unknown[0].header("x-request-id").unwrap(), ""),
@@ -237,7 +253,12 @@ fn the_sixth_failure_for_an_email_is_refused_even_with_the_right_password(world:
     let user_id = user_id_of(world, &email);
     for attempt in 1..=5 {
         // Each from another IP: the email's own counter closes it.
-        let reply = login(world, &email, &format!("wrong password {attempt}"), &new_ip());
+        let reply = login(
+            world,
+            &email,
+            &format!("wrong password {attempt}"),
+            &new_ip(),
+        );
         reply.assert_error(401, "unauthorized");
     }
     let sessions = Rows::new().where_eq("account_refresh_tokens", "user_id", &user_id);
@@ -450,7 +471,10 @@ fn logout_refuses_the_access_token_at_once(world: &World) {
     assert_eq!(out.status, 200, "{}", out.body);
     assert_eq!(out.json()["logged_out"], true);
     let error = profile(world, &access(&session)).assert_error(401, "unauthorized");
-    assert!(error["message"].as_str().unwrap().contains("session has ended"));
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("session has ended"));
     world
         .authed("GET", "/api/usage/quota", &access(&session))
         .send()
@@ -496,7 +520,10 @@ fn a_password_user_uses_quota_and_api_keys_like_anyone(world: &World) {
         .authed("POST", "/api/user/api-keys", &token)
         .json(&json!({ "name": "cli" }));
     assert_eq!(created.status, 201, "{}", created.body);
-    let key = created.json()["key"].as_str().unwrap().to_owned();
+    let key = created.json()["api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let by_key = world.authed("GET", "/api/usage/quota", &key).send();
     assert_eq!(by_key.status, 200, "{}", by_key.body);
     let report = world
@@ -554,14 +581,26 @@ fn bad_input_is_refused_and_changes_nothing(world: &World) {
         post(world, "/api/auth/request-password-reset", &body)
             .assert_error(400, "validation_failed");
     }
-    post(world, "/api/auth/reset-password", &json!({ "token": "mt_x", "new_password": "short" }))
-        .assert_error(400, "validation_failed");
-    post(world, "/api/auth/reset-password", &json!({ "token": "mt_unknown", "new_password": NEW_PASSWORD }))
-        .assert_error(400, "bad_request");
+    post(
+        world,
+        "/api/auth/reset-password",
+        &json!({ "token": "mt_x", "new_password": "short" }),
+    )
+    .assert_error(400, "validation_failed");
+    post(
+        world,
+        "/api/auth/reset-password",
+        &json!({ "token": "mt_unknown", "new_password": NEW_PASSWORD }),
+    )
+    .assert_error(400, "bad_request");
     post(world, "/api/auth/verify-email", &json!({ "token": 7 }))
         .assert_error(400, "validation_failed");
-    post(world, "/api/auth/verify-email", &json!({ "token": "mt_unknown" }))
-        .assert_error(400, "bad_request");
+    post(
+        world,
+        "/api/auth/verify-email",
+        &json!({ "token": "mt_unknown" }),
+    )
+    .assert_error(400, "bad_request");
     before.assert_unchanged(world);
     // A malformed email with the right shape elsewhere never reached storage either.
     assert!(world.fakes.mail.delivered_to(&good).is_empty());
@@ -587,10 +626,22 @@ fn a_taken_email_is_a_conflict_in_any_letter_case(world: &World) {
 fn the_profile_changes_and_a_new_email_is_verified_again(world: &World) {
     let email = new_email("prof_");
     let session = register(world, &email);
-    let token = world.fakes.mail.token_in_link(&email, "/verify-email").unwrap();
-    assert_eq!(post(world, "/api/auth/verify-email", &json!({ "token": token })).status, 200);
-    let put = |body: Value| world.authed("PUT", "/api/auth/profile", &access(&session)).json(&body);
-    let named = put(json!({ "display_name": "  Bea ", "avatar_url": "https://img.example.test/b.png" }));
+    let token = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/verify-email")
+        .unwrap();
+    assert_eq!(
+        post(world, "/api/auth/verify-email", &json!({ "token": token })).status,
+        200
+    );
+    let put = |body: Value| {
+        world
+            .authed("PUT", "/api/auth/profile", &access(&session))
+            .json(&body)
+    };
+    let named =
+        put(json!({ "display_name": "  Bea ", "avatar_url": "https://img.example.test/b.png" }));
     assert_eq!(named.status, 200, "{}", named.body);
     assert_eq!(named.json()["display_name"], "Bea");
     assert_eq!(named.json()["email_verified"], true);
@@ -609,8 +660,15 @@ fn the_profile_changes_and_a_new_email_is_verified_again(world: &World) {
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert_eq!(changed.json()["email"], moved.as_str());
     assert_eq!(changed.json()["email_verified"], false);
-    let link = world.fakes.mail.token_in_link(&moved, "/verify-email").expect("a new link");
-    assert_eq!(post(world, "/api/auth/verify-email", &json!({ "token": link })).status, 200);
+    let link = world
+        .fakes
+        .mail
+        .token_in_link(&moved, "/verify-email")
+        .expect("a new link");
+    assert_eq!(
+        post(world, "/api/auth/verify-email", &json!({ "token": link })).status,
+        200
+    );
     let now = profile(world, &access(&session)).json();
     assert_eq!(now["email"], moved.as_str());
     assert_eq!(now["email_verified"], true);
@@ -691,8 +749,19 @@ fn a_failed_mail_is_kept_and_sent_by_the_scheduled_event(world: &World) {
     let mails = world.fakes.mail.delivered_to(&email);
     assert_eq!(mails.len(), 2, "{mails:?}");
     let sent = world.d1_query(&outbox);
-    assert!(sent.iter().all(|r| r["status"] == "sent" && r["has_body"] == 0), "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|r| r["status"] == "sent" && r["has_body"] == 0),
+        "{sent:?}"
+    );
     // The retried verification link works.
-    let token = world.fakes.mail.token_in_link(&email, "/verify-email").unwrap();
-    assert_eq!(post(world, "/api/auth/verify-email", &json!({ "token": token })).status, 200);
+    let token = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/verify-email")
+        .unwrap();
+    assert_eq!(
+        post(world, "/api/auth/verify-email", &json!({ "token": token })).status,
+        200
+    );
 }

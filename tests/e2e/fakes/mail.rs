@@ -132,7 +132,11 @@ impl FakeMail {
 
     /// Makes every send to `address` fail with 500 until [`Self::recover`].
     pub fn fail_for(&self, address: &str) {
-        self.mailbox.lock().unwrap().failing.insert(address.to_owned());
+        self.mailbox
+            .lock()
+            .unwrap()
+            .failing
+            .insert(address.to_owned());
     }
 
     /// Lets sends to `address` through again.
