@@ -32,6 +32,8 @@ pub fn cases() -> Vec<Case> {
         the_profile_changes_and_a_new_email_is_verified_again,
         account_and_hmac_tokens_never_pass_for_each_other,
         an_account_access_token_alone_cannot_refresh,
+        a_weaker_hash_is_raised_at_sign_in,
+        without_its_secret_accounts_answer_not_configured,
     )
 }
 
@@ -765,4 +767,89 @@ fn a_failed_mail_is_kept_and_sent_by_the_scheduled_event(world: &World) {
         post(world, "/api/auth/verify-email", &json!({ "token": token })).status,
         200
     );
+}
+
+fn a_weaker_hash_is_raised_at_sign_in(world: &World) {
+    use tollgate::accounts::rules::password::{hash, HashCost};
+    let email = new_email("rehash_");
+    register(world, &email);
+    let weak = hash(
+        PASSWORD,
+        &[9; 16],
+        HashCost {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    world.d1_query(&format!(
+        "UPDATE account_credentials SET password_hash = '{weak}' WHERE email = '{email}'"
+    ));
+    let stored = format!("SELECT password_hash FROM account_credentials WHERE email = '{email}'");
+    assert_eq!(world.d1_query(&stored)[0]["password_hash"], weak.as_str());
+    // A wrong password leaves it as it is; the right one rehashes at the configured cost.
+    login(world, &email, "not the password!", &new_ip()).assert_error(401, "unauthorized");
+    assert_eq!(world.d1_query(&stored)[0]["password_hash"], weak.as_str());
+    signed_in(world, &email, PASSWORD);
+    let raised = world.d1_query(&stored)[0]["password_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        raised.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{raised}"
+    );
+    signed_in(world, &email, PASSWORD);
+}
+
+fn without_its_secret_accounts_answer_not_configured(world: &World) {
+    let bare = World::start_without(&["ACCOUNT_TOKEN_SECRET"]).expect("a second worker starts");
+    // A world of its own: whole tables can be snapshotted.
+    let stored = Rows::new()
+        .all("users")
+        .all("account_credentials")
+        .all("account_refresh_tokens")
+        .all("account_mailed_tokens")
+        .all("mail_outbox")
+        .all("auth_sessions");
+    let before = bare.snapshot(&stored);
+    let email = new_email("bare_");
+    let token = format!("mt_{}", "A".repeat(43));
+    for (path, body) in [
+        (
+            "/api/auth/register",
+            json!({ "email": email, "password": PASSWORD }),
+        ),
+        (
+            "/api/auth/login",
+            json!({ "email": email, "password": PASSWORD }),
+        ),
+        (
+            "/api/auth/request-password-reset",
+            json!({ "email": email }),
+        ),
+        (
+            "/api/auth/reset-password",
+            json!({ "token": token, "new_password": NEW_PASSWORD }),
+        ),
+        ("/api/auth/verify-email", json!({ "token": token })),
+        (
+            "/api/auth/refresh",
+            json!({ "refresh_token": format!("rt_{}", "A".repeat(43)) }),
+        ),
+    ] {
+        let error = post(&bare, path, &body).assert_error(503, "not_configured");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("ACCOUNT_TOKEN_SECRET"),
+            "{path}: {error}"
+        );
+    }
+    before.assert_unchanged(&bare);
+    // An account token from a worker that has the secret is refused by one that has none.
+    let session = register(world, &new_email("elsewhere_"));
+    profile(&bare, &access(&session)).assert_error(401, "unauthorized");
 }
