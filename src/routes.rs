@@ -2,8 +2,8 @@
 //! line here.
 //!
 //! Access: `Public` reads no credential; `Signed(provider)` takes only a delivery signed by
-//! that provider, verified before the handler runs; `Session` needs a Clerk or HMAC token
-//! (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
+//! that provider, verified before the handler runs; `Session` needs a Clerk, HMAC or account
+//! token (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
 //! (see [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 //!
 //! Body limits: a route's request bodies are held to `MAX_BODY_BYTES`, a signed route's to
