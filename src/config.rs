@@ -224,6 +224,8 @@ pub struct Config {
     pub billing: BillingConfig,
     /// The token ledger's catalogs: packs for sale and social tasks.
     pub ledger: LedgerConfig,
+    /// Tollgate's own email and password accounts, and the mail they send.
+    pub accounts: AccountsConfig,
     /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
     /// 4xx and 5xx answers.
     pub request_log: RequestLogging,
@@ -633,6 +635,7 @@ impl Config {
         let providers = ProviderConfig::load(&mut l);
         let billing = BillingConfig::load(&mut l);
         let ledger = LedgerConfig::load(&mut l);
+        let accounts = AccountsConfig::load(&mut l);
         let request_log = l.or(
             RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
                 .map_err(|problem| ConfigError {
@@ -653,6 +656,7 @@ impl Config {
             providers,
             billing,
             ledger,
+            accounts,
             request_log,
             core_problem,
             problems: l.problems,
@@ -664,6 +668,116 @@ impl Config {
         self.core_problem.map(|setting| AppError::NotConfigured {
             setting: setting.into(),
         })
+    }
+}
+
+/// Tollgate's own accounts: the access token's secret and lifetimes, the password hash cost,
+/// and the mail API that carries verification and reset links.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// `ACCOUNT_TOKEN_SECRET`: signs account access tokens (HS256). Unset: every account
+    /// endpoint answers `not_configured` and no account token is accepted.
+    pub token_secret: Secret,
+    /// `ACCOUNT_TOKEN_TTL_SECS`: access token lifetime; default 900, 60 to 86400.
+    pub token_ttl_secs: i64,
+    /// `ACCOUNT_REFRESH_TTL_SECS`: refresh token lifetime; default 2592000 (30 days), 300 to
+    /// 31536000.
+    pub refresh_ttl_secs: u64,
+    /// `PASSWORD_RESET_TTL_SECS`: how long a mailed reset link works; default 3600, 300 to
+    /// 86400.
+    pub reset_ttl_secs: u64,
+    /// `EMAIL_VERIFY_TTL_SECS`: how long a mailed verification link works; default 604800
+    /// (7 days), 300 to 2592000.
+    pub verify_ttl_secs: u64,
+    /// `PASSWORD_HASH_MEMORY_KIB` (default 19456, 1024 to 262144) and
+    /// `PASSWORD_HASH_ITERATIONS` (default 2, 1 to 10); one lane.
+    pub hash_cost: crate::accounts::rules::password::HashCost,
+    /// `MAIL_API_URL`: a Resend-shaped mail API; default `https://api.resend.com`.
+    pub mail_api_url: String,
+    /// `MAIL_API_KEY`: its key. Unset: mail is written to the log instead (local runs).
+    pub mail_api_key: Secret,
+    /// `MAIL_FROM`: the sender; default `Tollgate <onboarding@resend.dev>` (Resend's test
+    /// sender).
+    pub mail_from: String,
+    /// `APP_URL`: the app that opens the mailed links (`/verify-email?token=`,
+    /// `/reset-password?token=`); default `http://localhost:5173`.
+    pub app_url: String,
+}
+
+impl AccountsConfig {
+    /// Account settings; any invalid one holds back `ACCOUNT_TOKEN_SECRET` (so the account
+    /// endpoints answer `not_configured` naming it) and the mail key.
+    fn load(l: &mut Loader<'_>) -> Self {
+        use crate::accounts::rules::password::HashCost;
+        let mark = l.mark();
+        let source = l.source;
+        let default = HashCost::DEFAULT;
+        let mut config = Self {
+            token_secret: l.secret(Secret::read(source, "ACCOUNT_TOKEN_SECRET")),
+            token_ttl_secs: l.or(
+                number(source, "ACCOUNT_TOKEN_TTL_SECS", 900, 60..=86_400),
+                900,
+            ),
+            refresh_ttl_secs: l.or(
+                number(
+                    source,
+                    "ACCOUNT_REFRESH_TTL_SECS",
+                    30 * 86_400,
+                    300..=365 * 86_400,
+                ),
+                30 * 86_400,
+            ),
+            reset_ttl_secs: l.or(
+                number(source, "PASSWORD_RESET_TTL_SECS", 3600, 300..=86_400),
+                3600,
+            ),
+            verify_ttl_secs: l.or(
+                number(
+                    source,
+                    "EMAIL_VERIFY_TTL_SECS",
+                    7 * 86_400,
+                    300..=30 * 86_400,
+                ),
+                7 * 86_400,
+            ),
+            hash_cost: HashCost {
+                memory_kib: l.or(
+                    number(
+                        source,
+                        "PASSWORD_HASH_MEMORY_KIB",
+                        default.memory_kib,
+                        1024..=262_144,
+                    ),
+                    default.memory_kib,
+                ),
+                iterations: l.or(
+                    number(
+                        source,
+                        "PASSWORD_HASH_ITERATIONS",
+                        default.iterations,
+                        1..=10,
+                    ),
+                    default.iterations,
+                ),
+                parallelism: 1,
+            },
+            mail_api_url: l.or(
+                base_url(source, "MAIL_API_URL", "https://api.resend.com"),
+                "https://api.resend.com".to_owned(),
+            ),
+            mail_api_key: l.secret(Secret::read(source, "MAIL_API_KEY")),
+            mail_from: optional(source, "MAIL_FROM")
+                .unwrap_or_else(|| "Tollgate <onboarding@resend.dev>".to_owned()),
+            app_url: l.or(
+                base_url(source, "APP_URL", "http://localhost:5173"),
+                "http://localhost:5173".to_owned(),
+            ),
+        };
+        if let Some(setting) = l.first_since(mark) {
+            config.token_secret.block(setting);
+            config.mail_api_key.block(setting);
+        }
+        config
     }
 }
 

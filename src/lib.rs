@@ -11,6 +11,7 @@
 //! (`rules`, no `worker` types, host-tested), its store (`store`, the only code touching its
 //! tables), its service (`service`, the flow) and its HTTP surface (`http`).
 
+pub mod accounts;
 pub mod audit;
 pub mod billing;
 pub mod clock;

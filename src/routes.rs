@@ -2,14 +2,15 @@
 //! line here.
 //!
 //! Access: `Public` reads no credential; `Signed(provider)` takes only a delivery signed by
-//! that provider, verified before the handler runs; `Session` needs a Clerk or HMAC token
-//! (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
+//! that provider, verified before the handler runs; `Session` needs a Clerk, HMAC or account
+//! token (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
 //! (see [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
 //!
 //! Body limits: a route's request bodies are held to `MAX_BODY_BYTES`, a signed route's to
 //! `MAX_WEBHOOK_BODY_BYTES` (deliveries may be larger); a route may state its own with
 //! `.limit(BodyLimit::...)`.
 
+use crate::accounts::http::{self as accounts, views as account_views};
 use crate::audit::http as audit;
 use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
@@ -75,16 +76,87 @@ pub fn table() -> RouteTable {
                 .redirect("To Clerk's sign-in for the provider")
                 .errors(&["bad_request"]),
         )
-        .post("/api/auth/refresh", Session, auth::refresh)
+        // One path, two sessions: an account's refresh token in the body, or (no
+        // `refresh_token`) the bearer's Clerk or HMAC session as before.
+        .post("/api/auth/refresh", Public, accounts::refresh)
         .doc(
-            Doc::new("A fresh token for the caller's session")
-                .ok::<identity::RefreshedTokenView>(200)
-                .errors(&[
-                    "bad_request",
-                    "upstream_error",
-                    "validation_failed",
-                    "payload_too_large",
-                ]),
+            Doc::new(
+                "Rotate an account session's tokens (refresh_token), or refresh the bearer's \
+                 Clerk or HMAC session",
+            )
+            .optional_body::<account_views::RefreshBody>()
+            .ok::<account_views::RefreshAnswer>(200)
+            .errors(&[
+                "bad_request",
+                "unauthorized",
+                "forbidden",
+                "rate_limited",
+                "upstream_error",
+            ]),
+        )
+        // Tollgate's own accounts (AI Audio Studio): email and password.
+        .post("/api/auth/register", Public, accounts::register)
+        .doc(
+            Doc::new("Create an account: the user and a session; mails a verification link")
+                .body::<account_views::RegisterBody>()
+                .ok::<account_views::AccountSessionView>(201)
+                .errors(&["conflict"]),
+        )
+        .post("/api/auth/login", Public, accounts::login)
+        .doc(
+            Doc::new("Sign in with email and password: the user and a new session")
+                .body::<account_views::LoginBody>()
+                .ok::<account_views::AccountSessionView>(200)
+                .errors(&["unauthorized", "rate_limited"]),
+        )
+        .post("/api/auth/logout", Session, accounts::logout)
+        .doc(
+            Doc::new("End the caller's session; its tokens are refused at once")
+                .ok::<account_views::LoggedOutView>(200)
+                .errors(&["bad_request"]),
+        )
+        .get("/api/auth/profile", Session, accounts::get_profile)
+        .doc(Doc::new("The caller's account").ok::<account_views::AccountUserView>(200))
+        .put("/api/auth/profile", Session, accounts::put_profile)
+        .doc(
+            Doc::new("Change the display name, avatar or email (a new email is re-verified)")
+                .body::<account_views::AccountProfileBody>()
+                .ok::<account_views::AccountUserView>(200)
+                .errors(&["conflict", "not_found"]),
+        )
+        .post(
+            "/api/auth/change-password",
+            Session,
+            accounts::change_password,
+        )
+        .doc(
+            Doc::new("Change the password; every other session of the caller ends")
+                .body::<account_views::ChangePasswordBody>()
+                .ok::<account_views::PasswordSetView>(200),
+        )
+        .post(
+            "/api/auth/request-password-reset",
+            Public,
+            accounts::request_password_reset,
+        )
+        .doc(
+            Doc::new("Mail a password reset link if the email has an account (same answer if not)")
+                .body::<account_views::RequestResetBody>()
+                .ok::<account_views::ResetRequestedView>(202),
+        )
+        .post("/api/auth/reset-password", Public, accounts::reset_password)
+        .doc(
+            Doc::new("Set a new password with a mailed reset token (once); every session ends")
+                .body::<account_views::ResetPasswordBody>()
+                .ok::<account_views::PasswordSetView>(200)
+                .errors(&["bad_request"]),
+        )
+        .post("/api/auth/verify-email", Public, accounts::verify_email)
+        .doc(
+            Doc::new("Mark the email verified with a mailed token (once)")
+                .body::<account_views::VerifyEmailBody>()
+                .ok::<account_views::EmailVerifiedView>(200)
+                .errors(&["bad_request"]),
         )
         .post("/api/auth/signout", Session, auth::signout)
         .doc(
@@ -531,6 +603,14 @@ mod tests {
                 "GET /api/health/ping",
                 "GET /openapi.json",
                 "GET /api/auth/oauth/:provider",
+                // The refresh token in the body is the credential (or, without one, the
+                // handler authenticates the bearer as the Session rule would).
+                "POST /api/auth/refresh",
+                "POST /api/auth/register",
+                "POST /api/auth/login",
+                "POST /api/auth/request-password-reset",
+                "POST /api/auth/reset-password",
+                "POST /api/auth/verify-email",
                 "GET /api/subscription/plans",
                 "GET /api/subscriptions/plans",
                 "GET /api/tokens/packs",
@@ -641,6 +721,10 @@ mod tests {
             ("POST", "/api/user/api-keys"),
             ("DELETE", "/api/user/api-keys/:id"),
             ("POST", "/api/auth/signout"),
+            ("POST", "/api/auth/logout"),
+            ("GET", "/api/auth/profile"),
+            ("PUT", "/api/auth/profile"),
+            ("POST", "/api/auth/change-password"),
         ] {
             assert_eq!(access(method, path), Session, "{method} {path}");
         }

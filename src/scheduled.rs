@@ -1,10 +1,11 @@
 //! What the cron triggers run (`#[event(scheduled)]`, crons in wrangler.toml): the provider
-//! key sweep and the retry of failed Stripe events. Each part runs even if the other fails,
+//! key sweep, the retry of failed Stripe events, and the retry of unsent mail. Each part runs even if the other fails,
 //! and each is safe to run twice at once.
 
 use serde_json::json;
 use worker::Env;
 
+use crate::accounts::service::mail;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::log::Logger;
@@ -30,6 +31,18 @@ pub async fn run(cron: &str, env: &Env) {
         inbox::retry_every_provider(&db, &config, &Logger::for_cron(cron))
             .await
             .map(|r| json!(r)),
+    );
+    log(
+        cron,
+        "scheduled mail retry",
+        mail::retry_due(
+            &db,
+            &config.accounts,
+            &Logger::for_cron(cron),
+            crate::clock::now_ms(),
+        )
+        .await
+        .map(|r| json!(r)),
     );
 }
 

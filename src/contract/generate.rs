@@ -305,7 +305,7 @@ fn operation(
     };
     if endpoint.access == Access::Session {
         op = op.description(Some(
-            "Needs a signed-in session (a Clerk or HMAC token); API keys are refused.",
+            "Needs a signed-in session (a Clerk, HMAC or account token); API keys are refused.",
         ));
     }
     (path, op.build())

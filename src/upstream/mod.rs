@@ -2,6 +2,7 @@
 //! configuration, so tests and local runs point them at local fakes.
 
 pub mod clerk;
+pub mod mail;
 pub mod openrouter;
 pub mod stripe;
 

@@ -50,7 +50,12 @@ use load::Target;
 /// The target for the extra worker CPU an RS256 (Clerk) request costs over an HS256 one.
 const RS256_OVER_HS256_TARGET_MS: f64 = 0.5;
 
+/// Requests measured per round in the password scenarios (at most): each runs Argon2id, so
+/// they cost tens of milliseconds of CPU where the others cost tenths of one.
+const PASSWORD_REQUESTS: usize = 100;
+
 /// How the bench is run.
+#[derive(Clone)]
 struct Settings {
     requests: usize,
     concurrency: usize,
@@ -164,6 +169,8 @@ fn main() -> ExitCode {
 struct Scenario<'w> {
     name: &'static str,
     target: Box<dyn Fn(usize) -> Target + 'w>,
+    /// At most this many measured requests per round (the password scenarios).
+    max_requests: Option<usize>,
 }
 
 fn bench(world: &World, settings: &Settings) -> Result<(), String> {
@@ -185,6 +192,12 @@ fn bench(world: &World, settings: &Settings) -> Result<(), String> {
     for round in 1..=settings.rounds {
         for (i, scenario) in scenarios.iter().enumerate() {
             let target = (scenario.target)(round);
+            let mut settings = settings.clone();
+            if let Some(max) = scenario.max_requests {
+                settings.requests = settings.requests.min(max);
+                settings.warmup = settings.warmup.min(max / 10);
+            }
+            let settings = &settings;
             eprintln!(
                 "bench: round {round}/{}: {}: {} users' first requests + {} warm-up + {} requests, {} threads",
                 settings.rounds,
@@ -288,6 +301,7 @@ fn scenarios<'w>(
     let profile = format!("{base_url}/api/user/profile");
     let hs256 = hmac_users(settings, "bench_hs256_");
     let api_keys = api_keys(world, settings, &hmac_users(settings, "bench_key_"))?;
+    login_accounts(world, settings)?;
     let clerk = &world.fakes.clerk;
     let warm: Vec<String> = clerk_users(settings)
         .iter()
@@ -320,18 +334,22 @@ fn scenarios<'w>(
         Scenario {
             name: "ping (no auth)",
             target: get(&format!("{base_url}/api/health/ping"), vec![]),
+            max_requests: None,
         },
         Scenario {
             name: "profile HS256",
             target: get(&profile, hs256),
+            max_requests: None,
         },
         Scenario {
             name: "profile RS256 (warm)",
             target: get(&profile, warm),
+            max_requests: None,
         },
         Scenario {
             name: "profile API key",
             target: get(&profile, api_keys),
+            max_requests: None,
         },
         Scenario {
             name: "profile RS256 (new token each)",
@@ -347,10 +365,12 @@ fn scenarios<'w>(
                     .collect();
                 Target::get(profile.clone(), tokens)
             }),
+            max_requests: None,
         },
         Scenario {
             name: "usage quota",
             target: get(&format!("{base_url}/api/usage/quota"), quota),
+            max_requests: None,
         },
         Scenario {
             name: "usage report",
@@ -362,6 +382,7 @@ fn scenarios<'w>(
                     "request_id": format!("bench-report-{round}-{i}"),
                 })
             }),
+            max_requests: None,
         },
         Scenario {
             name: "usage reserve",
@@ -372,8 +393,54 @@ fn scenarios<'w>(
                     "request_id": format!("bench-reserve-{round}-{i}"),
                 })
             }),
+            max_requests: None,
+        },
+        Scenario {
+            // Argon2id at the default cost (19 MiB, 2 passes) on every request: the CPU one
+            // sign-in costs, against accounts registered beforehand.
+            name: "account login",
+            target: post("/api/auth/login", vec![], 200, |_, i, users| {
+                json!({
+                    "email": format!("bench-login-{}@bench.example.test", i % users),
+                    "password": BENCH_PASSWORD,
+                })
+            }),
+            max_requests: Some(PASSWORD_REQUESTS),
+        },
+        Scenario {
+            // One Argon2id hash, the account's rows, and the verification mail (to the
+            // fake mail API) per request.
+            name: "account register",
+            target: post("/api/auth/register", vec![], 201, |round, i, _| {
+                json!({
+                    "email": format!("bench-register-{round}-{i}@bench.example.test"),
+                    "password": BENCH_PASSWORD,
+                })
+            }),
+            max_requests: Some(PASSWORD_REQUESTS),
         },
     ])
+}
+
+/// The password of the benchmark's accounts.
+const BENCH_PASSWORD: &str = "bench horse battery staple";
+
+/// Registers the accounts the login scenario signs in to.
+fn login_accounts(world: &World, settings: &Settings) -> Result<(), String> {
+    eprintln!("bench: registering {} accounts", settings.users);
+    for i in 0..settings.users {
+        let reply = world.call("POST", "/api/auth/register").json(&json!({
+            "email": format!("bench-login-{i}@bench.example.test"),
+            "password": BENCH_PASSWORD,
+        }));
+        if reply.status != 201 {
+            return Err(format!(
+                "POST /api/auth/register answered {}, not 201: {}",
+                reply.status, reply.body
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One API key for each of these users (`GET /api/user/api-key` creates it).

@@ -1,12 +1,13 @@
-//! The session endpoints: token refresh, sign-out, and the OAuth redirect to Clerk.
+//! The session endpoints: sign-out and the OAuth redirect to Clerk (refresh, shared with
+//! account sessions, is in [`crate::accounts::http`]).
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use worker::{Request, Response, Url};
 
 use crate::error::AppError;
 use crate::http::{response, Ctx};
-use crate::identity::http::views::{RefreshedTokenView, SignedOutView, TokenType};
-use crate::identity::rules::jwt::{self, VerifiedToken};
+use crate::identity::http::views::SignedOutView;
+use crate::identity::rules::jwt::{TokenKind, VerifiedToken};
 use crate::identity::service::auth::{Credential, Principal};
 use crate::identity::service::sessions;
 
@@ -19,20 +20,6 @@ fn token_of(principal: &Principal) -> Result<&VerifiedToken, AppError> {
     }
 }
 
-/// `POST /api/auth/refresh`: a fresh token for the caller's session — minted by Clerk for a
-/// Clerk session (needs `CLERK_SECRET_KEY`), signed with `JWT_SECRET` for an HMAC session.
-pub async fn refresh(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
-    let token = token_of(&principal)?;
-    let fresh = sessions::refresh(&ctx, token).await?;
-    let expires_at = jwt::peek_expiry(&fresh);
-    response::ok(&RefreshedTokenView {
-        token: fresh,
-        token_type: TokenType::Bearer,
-        expires_at: expires_at
-            .map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
-    })
-}
-
 /// `POST /api/auth/signout`: ends the calling device's session. Its tokens are refused from
 /// now on; a Clerk session is also revoked at Clerk when `CLERK_SECRET_KEY` is set.
 pub async fn signout(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
@@ -40,6 +27,16 @@ pub async fn signout(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     let session_id = token.session_id.as_deref().ok_or_else(|| {
         AppError::BadRequest("this token names no session (sid or jti) to end".to_owned())
     })?;
+    if token.kind == TokenKind::Account {
+        // An account session also has refresh tokens: they die with it.
+        crate::accounts::service::sessions::logout(&ctx, &principal.user, session_id).await?;
+        return response::ok(&SignedOutView {
+            signed_out: true,
+            session_id: session_id.to_owned(),
+            revoked_at_clerk: false,
+            devices_signed_out: 0,
+        });
+    }
     let device = crate::http::header(&req, "X-Device-Id");
     let signed_out = sessions::sign_out(
         &ctx,

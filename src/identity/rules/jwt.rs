@@ -123,6 +123,99 @@ pub enum TokenKind {
     Clerk,
     /// HS256 token signed with `JWT_SECRET`.
     Hmac,
+    /// HS256 access token of Tollgate's own accounts, issued by [`ACCOUNT_ISSUER`] and signed
+    /// with `ACCOUNT_TOKEN_SECRET`.
+    Account,
+}
+
+/// The `iss` of Tollgate's own account access tokens. The HMAC verifier refuses a token
+/// naming it, and the account verifier refuses any other, so neither kind passes for the
+/// other even if the two secrets were the same.
+pub const ACCOUNT_ISSUER: &str = "tollgate-accounts";
+
+/// The `iss` claim of a token, read without verifying anything (to pick a verifier).
+pub fn peek_issuer(token: &str) -> Option<String> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    let claims = untrusted
+        .deserialize_claims_unchecked::<serde_json::Map<String, serde_json::Value>>()
+        .ok()?;
+    claims
+        .custom
+        .get("iss")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+/// The claims of an account access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountClaims<'a> {
+    /// [`ACCOUNT_ISSUER`].
+    pub iss: &'a str,
+    /// The user's stable external id (not the email, which can change).
+    pub sub: &'a str,
+    /// The session family id.
+    pub sid: &'a str,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+/// The claims of a fresh account access token for `subject` in session `session_id`, valid
+/// from `now` for `ttl_secs`.
+pub fn account_claims<'a>(
+    subject: &'a str,
+    session_id: &'a str,
+    now: i64,
+    ttl_secs: i64,
+) -> AccountClaims<'a> {
+    AccountClaims {
+        iss: ACCOUNT_ISSUER,
+        sub: subject,
+        sid: session_id,
+        iat: now,
+        exp: now + ttl_secs,
+    }
+}
+
+/// Signs account access token claims (HS256).
+pub fn sign_account(secret: &[u8], claims: &AccountClaims<'_>) -> Result<String, String> {
+    let header = jwt_compact::Header::empty().with_token_type("JWT");
+    Hs256
+        .token(&header, &Claims::new(claims), &Hs256Key::new(secret))
+        .map_err(|e| e.to_string())
+}
+
+/// Verifies an account access token: HS256 with the accounts secret, issuer
+/// [`ACCOUNT_ISSUER`], an `exp` (always required), a subject and a session (`sid`).
+pub fn verify_account(
+    token: &str,
+    secret: &[u8],
+    time: TimeCheck,
+) -> Result<VerifiedToken, Rejection> {
+    let untrusted = UntrustedToken::new(token).map_err(|_| Rejection::Malformed)?;
+    let key = Hs256Key::new(secret);
+    let verified = Hs256
+        .validator::<RawClaims>(&key)
+        .validate(&untrusted)
+        .map_err(signature_rejection)?;
+    let claims = verified.claims();
+    let expires_at = check_times(claims, time, true)?;
+    let raw = claims.custom.clone();
+    if raw.iss.as_deref() != Some(ACCOUNT_ISSUER) {
+        return Err(Rejection::WrongIssuer);
+    }
+    let subject = non_empty(raw.sub.map(Text::into_string)).ok_or(Rejection::MissingSubject)?;
+    let session_id = non_empty(raw.sid).ok_or(Rejection::MalformedClaims)?;
+    Ok(VerifiedToken {
+        kind: TokenKind::Account,
+        subject,
+        email: None,
+        username: None,
+        session_id: Some(session_id),
+        org: None,
+        expires_at,
+    })
 }
 
 /// An organisation role, normalised from Clerk's v1 (`org:admin`) and v2 (`admin`) forms.
@@ -352,6 +445,10 @@ pub fn verify_hmac(
     let claims = verified.claims();
     let expires_at = check_times(claims, time, policy.require_exp)?;
     let raw = claims.custom.clone();
+    // An account access token is never an HMAC token, whichever secret signed it.
+    if raw.iss.as_deref() == Some(ACCOUNT_ISSUER) {
+        return Err(Rejection::WrongIssuer);
+    }
     let org = raw.org();
     let subject = non_empty(raw.uid.map(Text::into_string))
         .or_else(|| non_empty(raw.sub.map(Text::into_string)))
@@ -505,6 +602,57 @@ pub(crate) mod tests {
 
     fn hmac(token: &str) -> Result<VerifiedToken, Rejection> {
         verify_hmac(token, SECRET, HmacPolicy { require_exp: true }, time())
+    }
+
+    #[test]
+    fn account_tokens_carry_the_accounts_issuer_subject_session_and_expiry() {
+        let token = sign_account(SECRET, &account_claims("acct_1", "ses_1", NOW, 900)).unwrap();
+        let verified = verify_account(&token, SECRET, time()).unwrap();
+        assert_eq!(verified.kind, TokenKind::Account);
+        assert_eq!(verified.subject, "acct_1");
+        assert_eq!(verified.session_id.as_deref(), Some("ses_1"));
+        assert_eq!(verified.expires_at, Some(NOW + 900));
+        assert_eq!(peek_issuer(&token).as_deref(), Some(ACCOUNT_ISSUER));
+        let late = TimeCheck {
+            now: NOW + 906,
+            skew: 5,
+        };
+        assert_eq!(
+            verify_account(&token, SECRET, late),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(
+            verify_account(&token, b"another-secret-another-secret-32", time()),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn account_and_hmac_tokens_never_pass_for_each_other() {
+        // Same secret on purpose: the issuer alone keeps the kinds apart.
+        let account = sign_account(SECRET, &account_claims("acct_1", "ses_1", NOW, 900)).unwrap();
+        assert_eq!(hmac(&account), Err(Rejection::WrongIssuer));
+        let plain = hs256(&json!({"uid": "u1", "sid": "s1", "exp": NOW + 60}), SECRET);
+        assert_eq!(
+            verify_account(&plain, SECRET, time()),
+            Err(Rejection::WrongIssuer)
+        );
+        let no_session = hs256(
+            &json!({"iss": ACCOUNT_ISSUER, "sub": "acct_1", "exp": NOW + 60}),
+            SECRET,
+        );
+        assert_eq!(
+            verify_account(&no_session, SECRET, time()),
+            Err(Rejection::MalformedClaims)
+        );
+        let no_expiry = hs256(
+            &json!({"iss": ACCOUNT_ISSUER, "sub": "acct_1", "sid": "ses_1"}),
+            SECRET,
+        );
+        assert_eq!(
+            verify_account(&no_expiry, SECRET, time()),
+            Err(Rejection::MissingExpiry)
+        );
     }
 
     fn with(mut claims: Value, key: &str, value: Value) -> Value {

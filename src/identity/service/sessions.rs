@@ -36,6 +36,11 @@ pub async fn refresh(ctx: &Ctx, token: &VerifiedToken) -> Result<String, AppErro
                 Err(ClerkError::Failed(err)) => Err(err),
             }
         }
+        TokenKind::Account => Err(AppError::invalid(
+            "refresh_token",
+            "is required to refresh an account session (send the refresh token, not the \
+             access token)",
+        )),
         TokenKind::Hmac => {
             let auth = &ctx.data.config.auth;
             let secret = auth.jwt_secret.require()?;
@@ -92,4 +97,37 @@ pub async fn sign_out(
         revoked_at_clerk,
         devices: devices_ended,
     })
+}
+
+pub use crate::identity::store::sessions::SessionRef;
+
+/// The statement that records a new active session, for the sign-in's own batch.
+pub fn start_statement(
+    db: &worker::D1Database,
+    session: SessionRef<'_>,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, AppError> {
+    sessions::start_statement(db, session, now)
+}
+
+/// The statement that ends one active session with `reason`.
+pub fn end_statement(
+    db: &worker::D1Database,
+    session: SessionRef<'_>,
+    reason: &str,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, AppError> {
+    sessions::end_statement(db, session, reason, now)
+}
+
+/// The statement that ends every active session of a user but `except`.
+pub fn end_others_statement(
+    db: &worker::D1Database,
+    auth_source: &str,
+    external_user_id: &str,
+    except: Option<&str>,
+    reason: &str,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, AppError> {
+    sessions::end_others_statement(db, auth_source, external_user_id, except, reason, now)
 }

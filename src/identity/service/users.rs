@@ -12,3 +12,34 @@ use crate::identity::store::users;
 pub async fn get(db: &D1Database, id: &str) -> Result<Option<User>, AppError> {
     users::get(db, id).await
 }
+
+pub use crate::identity::store::users::SignedUpUser;
+
+/// The statement that inserts a signed-up user, for the sign-up's own batch.
+pub fn insert_statement(
+    db: &D1Database,
+    new: SignedUpUser<'_>,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, AppError> {
+    users::insert_statement(db, new, now)
+}
+
+/// The statement that changes a user's email, for the change's own batch.
+pub fn set_email_statement(
+    db: &D1Database,
+    id: &str,
+    email: &str,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, AppError> {
+    users::set_email_statement(db, id, email, now)
+}
+
+/// Applies profile changes (display name, avatar) as `PATCH /api/user/profile` does.
+pub async fn update_profile(
+    db: &D1Database,
+    id: &str,
+    changes: &crate::identity::rules::profile::ProfileChanges,
+    now: &str,
+) -> Result<User, AppError> {
+    users::update_profile(db, id, changes, now).await
+}

@@ -3,7 +3,7 @@
 //! A session is known by its source, its user and its id together: an HMAC token chooses its
 //! own `sid`, so an id alone could name another user's session.
 
-use worker::{query, D1Database};
+use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
 
@@ -59,4 +59,64 @@ pub async fn end(
     .run()
     .await?;
     Ok(())
+}
+
+/// The statement that records a new active session (an account sign-in); a session id is
+/// random, so it never meets an existing row.
+pub fn start_statement(
+    db: &D1Database,
+    session: SessionRef<'_>,
+    now: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "INSERT INTO auth_sessions (id, auth_source, external_user_id, status, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+        session.id,
+        session.auth_source,
+        session.external_user_id,
+        now
+    )?)
+}
+
+/// The statement that ends one active session with `reason` (an ended one keeps its first
+/// reason).
+pub fn end_statement(
+    db: &D1Database,
+    session: SessionRef<'_>,
+    reason: &str,
+    now: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "UPDATE auth_sessions SET status = 'ended', ended_reason = ?4, updated_at = ?5 \
+         WHERE auth_source = ?2 AND external_user_id = ?3 AND id = ?1 AND status = 'active'",
+        session.id,
+        session.auth_source,
+        session.external_user_id,
+        reason,
+        now
+    )?)
+}
+
+/// The statement that ends every active session of a user but `except` (if given).
+pub fn end_others_statement(
+    db: &D1Database,
+    auth_source: &str,
+    external_user_id: &str,
+    except: Option<&str>,
+    reason: &str,
+    now: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "UPDATE auth_sessions SET status = 'ended', ended_reason = ?4, updated_at = ?5 \
+         WHERE auth_source = ?1 AND external_user_id = ?2 AND status = 'active' \
+           AND (?3 IS NULL OR id != ?3)",
+        auth_source,
+        external_user_id,
+        except,
+        reason,
+        now
+    )?)
 }

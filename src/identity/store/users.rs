@@ -124,6 +124,54 @@ pub fn id_of_external(auth_source: &str, external_id: &str) -> UserRef {
     }
 }
 
+/// A user made by a sign-up (not by a token's first request).
+#[derive(Debug, Clone, Copy)]
+pub struct SignedUpUser<'a> {
+    pub id: &'a str,
+    pub auth_source: &'a str,
+    pub external_id: &'a str,
+    pub email: &'a str,
+    pub display_name: Option<&'a str>,
+    pub plan: &'a str,
+}
+
+/// The statement that inserts a signed-up user (its ids are new, so it meets no row).
+pub fn insert_statement(
+    db: &D1Database,
+    new: SignedUpUser<'_>,
+    now: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "INSERT INTO users (id, auth_source, external_id, email, display_name, plan, status, \
+                            created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7)",
+        new.id,
+        new.auth_source,
+        new.external_id,
+        new.email,
+        new.display_name,
+        new.plan,
+        now
+    )?)
+}
+
+/// The statement that changes a user's email.
+pub fn set_email_statement(
+    db: &D1Database,
+    id: &str,
+    email: &str,
+    now: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "UPDATE users SET email = ?2, updated_at = ?3 WHERE id = ?1",
+        id,
+        email,
+        now
+    )?)
+}
+
 /// The user with this Tollgate id (`usr_...`), whatever their status.
 pub async fn get(db: &D1Database, id: &str) -> Result<Option<User>, AppError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");

@@ -1,5 +1,6 @@
 //! The test cases, grouped like the API they exercise.
 
+mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
@@ -59,6 +60,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(billing::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
+    cases.extend(accounts::cases());
     cases.extend(contract::cases());
     cases
 }
@@ -74,6 +76,7 @@ pub fn serial() -> Vec<Case> {
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
     cases.extend(tokens::serial_cases());
+    cases.extend(accounts::serial_cases());
     // They flood the worker; last but for the case that must be last.
     cases.extend(contract::serial_cases());
     cases.extend(conventions::serial_last_cases());

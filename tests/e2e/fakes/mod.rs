@@ -8,10 +8,12 @@
 //! subscriptions (and the webhook Events it sends) are in [`stripe`].
 
 mod clerk;
+mod mail;
 mod openrouter;
 mod stripe;
 
 pub use clerk::FakeClerk;
+pub use mail::FakeMail;
 pub use openrouter::FakeOpenRouter;
 pub use stripe::FakeStripe;
 // The load benchmark includes this module too and does not sign Stripe events.
@@ -240,11 +242,16 @@ pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe";
 /// [`STRIPE_WEBHOOK_SECRET`] in the worker's `STRIPE_WEBHOOK_SECRET`: either one verifies.
 pub const STRIPE_OTHER_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe_other_endpoint";
 
+/// The mail API key the worker is configured with; the fake mail API requires it.
+pub const MAIL_API_KEY: &str = "re_tollgate_fake";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
     pub openrouter: FakeOpenRouter,
     pub stripe: FakeStripe,
+    /// A Resend-shaped mail API (on a free port).
+    pub mail: FakeMail,
 }
 
 impl Fakes {
@@ -260,6 +267,7 @@ impl Fakes {
             clerk: FakeClerk::start_on(CLERK_SECRET_KEY, clerk)?,
             openrouter: FakeOpenRouter::start_on(OPENROUTER_PROVISIONING_KEY, openrouter)?,
             stripe: FakeStripe::start_on(STRIPE_SECRET_KEY, stripe)?,
+            mail: FakeMail::start_on(MAIL_API_KEY, "127.0.0.1:0")?,
         })
     }
 
@@ -283,6 +291,8 @@ impl Fakes {
                 self.stripe.upstream().base_url().to_owned(),
             ),
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.to_owned()),
+            ("MAIL_API_URL", self.mail.upstream().base_url().to_owned()),
+            ("MAIL_API_KEY", MAIL_API_KEY.to_owned()),
             (
                 "STRIPE_WEBHOOK_SECRET",
                 format!("{STRIPE_OTHER_WEBHOOK_SECRET}, {STRIPE_WEBHOOK_SECRET}"),
@@ -291,11 +301,12 @@ impl Fakes {
     }
 
     /// Every fake.
-    pub fn all(&self) -> [&FakeUpstream; 3] {
+    pub fn all(&self) -> [&FakeUpstream; 4] {
         [
             self.clerk.upstream(),
             self.openrouter.upstream(),
             self.stripe.upstream(),
+            self.mail.upstream(),
         ]
     }
 }

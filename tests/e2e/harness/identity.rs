@@ -16,6 +16,11 @@ use sha2::Sha256;
 use super::{Reply, World};
 use crate::fakes::CLERK_ISSUER;
 
+/// The worker's `ACCOUNT_TOKEN_SECRET` in the tests.
+pub const ACCOUNT_TOKEN_SECRET: &str = "e2e-account-secret-5a1f0c7e9b3d2a4c6e8f1b0d";
+/// The worker's `APP_URL` in the tests: the mailed links start with it.
+pub const APP_URL: &str = "https://app.tollgate.test";
+
 /// The worker's `JWT_SECRET` in the tests.
 pub const JWT_SECRET: &str = "e2e-hmac-secret-0f6b1c9d2e7a4b3c8d5e6f7a";
 /// The raw key behind the worker's `CLERK_WEBHOOK_SECRET` (`whsec_` + base64 of this).
@@ -41,6 +46,8 @@ pub const SIGN_IN_URL: &str = "https://accounts.tollgate.test/sign-in";
 pub fn worker_vars() -> Vec<(&'static str, String)> {
     vec![
         ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("ACCOUNT_TOKEN_SECRET", ACCOUNT_TOKEN_SECRET.to_owned()),
+        ("APP_URL", APP_URL.to_owned()),
         (
             "CLERK_WEBHOOK_SECRET",
             format!(

@@ -3,7 +3,11 @@
 //! `Authorization: Bearer <credential>` carries one of:
 //! - a user API key (`tg_live_...`), looked up by its SHA-256 hash;
 //! - a Clerk session token (RS256, checked against the instance's JWKS);
-//! - an HMAC token (HS256, checked with `JWT_SECRET`).
+//! - an HMAC token (HS256, checked with `JWT_SECRET`);
+//! - an account access token (HS256, issuer `tollgate-accounts`, checked with
+//!   `ACCOUNT_TOKEN_SECRET`), chosen by its `iss`. Its session must exist and be active:
+//!   unlike a Clerk or HMAC token, whose unknown session is admitted, an account token's
+//!   session is always recorded at sign-in, so logging out refuses it at once.
 //!
 //! A token acts with the user's full authority. An API key acts only within its scopes: a
 //! key lacking the scope the route table declares for the route ([`scopes::Access`]) is
@@ -73,7 +77,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal kind written to the request log: `clerk`, `hmac` or `api_key`.
+    /// The principal kind written to the request log: `clerk`, `hmac`, `account` or
+    /// `api_key`.
     pub fn kind(&self) -> &'static str {
         match &self.credential {
             Credential::Token {
@@ -84,6 +89,10 @@ impl Principal {
                 kind: TokenKind::Hmac,
                 ..
             } => "hmac",
+            Credential::Token {
+                kind: TokenKind::Account,
+                ..
+            } => "account",
             Credential::ApiKey { .. } => "api_key",
         }
     }
@@ -234,10 +243,7 @@ async fn from_token(
     read: Option<ReadFor<'_>>,
 ) -> Result<(Principal, Option<D1Result>), AppError> {
     let verified = verify_token(ctx, token).await?;
-    let source = match verified.kind {
-        TokenKind::Clerk => "clerk",
-        TokenKind::Hmac => "hmac",
-    };
+    let source = source_of(verified.kind);
     let db = store::database(&ctx.env)?;
     let statement = users::caller_statement(
         &db,
@@ -250,6 +256,12 @@ async fn from_token(
     let caller = users::caller_from(&found)?;
     if caller.session_status.as_deref() == Some("ended") {
         return Err(AppError::Unauthorized("session has ended".to_owned()));
+    }
+    if verified.kind == TokenKind::Account {
+        // Account sessions are recorded when they start: one that is not active is gone.
+        if caller.session_status.as_deref() != Some("active") || caller.user().is_none() {
+            return Err(AppError::Unauthorized("session has ended".to_owned()));
+        }
     }
     let user = match caller.user() {
         Some(user) if !user.is_active() => {
@@ -295,6 +307,15 @@ async fn from_token(
     Ok((principal, extra))
 }
 
+/// The `users.auth_source` of a token kind's users.
+pub fn source_of(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Clerk => "clerk",
+        TokenKind::Hmac => "hmac",
+        TokenKind::Account => "password",
+    }
+}
+
 /// The user as role lists name them.
 fn subject(user: &User) -> Subject<'_> {
     Subject {
@@ -334,6 +355,9 @@ async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError>
                 .ok_or_else(|| reject(Rejection::UnknownKey(String::new())))?;
             verify_clerk(ctx, clerk, &kid, token, time).await?
         }
+        "HS256" if jwt::peek_issuer(token).as_deref() == Some(jwt::ACCOUNT_ISSUER) => {
+            verify_account(ctx, token, time)?
+        }
         "HS256" => verify_hmac(auth, token, time)?,
         other => return Err(reject(Rejection::UnsupportedAlgorithm(other.to_owned()))),
     };
@@ -358,6 +382,20 @@ async fn verify_clerk(
     })
     .await?
     .map_err(|r| AppError::Unauthorized(r.message()))
+}
+
+fn verify_account(ctx: &Ctx, token: &str, time: TimeCheck) -> Result<VerifiedToken, AppError> {
+    let secret = &ctx.data.config.accounts.token_secret;
+    if secret.is_blocked() {
+        secret.require()?;
+    }
+    let Ok(secret) = secret.require() else {
+        return Err(AppError::Unauthorized(
+            Rejection::NotAccepted("account").message(),
+        ));
+    };
+    jwt::verify_account(token, secret.as_bytes(), time)
+        .map_err(|r| AppError::Unauthorized(r.message()))
 }
 
 fn verify_hmac(auth: &AuthConfig, token: &str, time: TimeCheck) -> Result<VerifiedToken, AppError> {

@@ -1,0 +1,5 @@
+//! Pure decisions of the accounts capability, host-tested.
+pub mod email;
+pub mod password;
+pub mod secret_token;
+pub mod throttle;
