@@ -1,6 +1,12 @@
 //! The sign-in throttle: failures counted per email and per client IP in fixed windows that
 //! open at the first failure. Once a counter holds its limit, every attempt it covers is
 //! refused (even with the right password) until its window closes.
+//!
+//! Exact under concurrency: an attempt is counted as a failure *before* its password is
+//! checked, by one atomic upsert per counter that counts it only while the counter is under
+//! its limit (or its window has closed); the count is given back when the password was
+//! right. So however many attempts arrive at once, at most the limit of them are checked in
+//! a window, and a refused attempt counts nothing.
 
 /// How long a window lasts.
 pub const WINDOW_MS: u64 = 15 * 60 * 1000;

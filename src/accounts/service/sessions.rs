@@ -112,15 +112,26 @@ pub async fn login(
     let db = storage::database(&ctx.env)?;
     let email_key = throttle::email_key(email);
     let ip_key = client_ip.map(throttle::ip_key);
-    let mut keys = vec![email_key.as_str()];
+    let mut limits = vec![(email_key.as_str(), throttle::EMAIL_LIMIT)];
     if let Some(ip) = &ip_key {
-        keys.push(ip);
+        limits.push((ip.as_str(), throttle::IP_LIMIT));
     }
-    let counters = login_failures::counters(&db, &keys).await?;
     let now_ms = ctx.data.now_ms;
-    let by_email = counters.first().copied().flatten();
-    let by_ip = counters.get(1).copied().flatten();
-    if let Some(retry_after_secs) = throttle::verdict(by_email, by_ip, now_ms) {
+    // Counted as a failure before the password is checked (given back if it is right), so a
+    // burst of concurrent guesses gets no more checks than the limit.
+    let claimed = login_failures::claim(&db, &limits, now_ms).await?;
+    let counted: Vec<(&str, throttle::Counter)> = limits
+        .iter()
+        .zip(&claimed)
+        .filter_map(|((key, _), counter)| counter.map(|c| (*key, c)))
+        .collect();
+    if counted.len() < limits.len() {
+        login_failures::release(&db, &counted).await?;
+        let keys: Vec<&str> = limits.iter().map(|(key, _)| *key).collect();
+        let stored = login_failures::counters(&db, &keys).await?;
+        let by_email = stored.first().copied().flatten();
+        let by_ip = stored.get(1).copied().flatten();
+        let retry_after_secs = throttle::verdict(by_email, by_ip, now_ms).unwrap_or(1);
         return Err(AppError::RateLimited { retry_after_secs });
     }
     let cost = ctx.data.config.accounts.hash_cost;
@@ -136,9 +147,10 @@ pub async fn login(
         }
     };
     let (Some(user), Some(credential)) = (user, credential) else {
-        login_failures::record(&db, &keys, now_ms).await?;
+        // The failure was counted by the claim.
         return Err(AppError::Unauthorized(WRONG_CREDENTIALS.to_owned()));
     };
+    login_failures::release(&db, &counted).await?;
     if password::needs_rehash(&credential.password_hash, cost) {
         let stronger = super::hash_password(cost, password)?;
         credentials::rehash(

@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         a_wrong_password_and_an_unknown_email_answer_alike,
         the_sixth_failure_for_an_email_is_refused_even_with_the_right_password,
         twenty_failures_from_one_ip_close_it_for_every_email,
+        a_burst_of_concurrent_guesses_gets_no_more_checks_than_the_limit,
         storage_holds_no_plaintext_password_and_an_argon2id_hash,
         a_reset_for_an_unknown_email_answers_like_a_known_one_and_sends_nothing,
         the_mailed_reset_token_works_once_and_ends_every_session,
@@ -281,6 +282,48 @@ fn the_sixth_failure_for_an_email_is_refused_even_with_the_right_password(world:
         "SELECT failures FROM account_login_failures WHERE key = 'email:{email}'"
     ));
     assert_eq!(counter[0]["failures"], 5);
+}
+
+fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_the_limit(world: &World) {
+    let email = new_email("burst_");
+    register(world, &email);
+    // Twenty wrong guesses at once, each from its own IP: the email's counter admits five.
+    let replies = all_at_once(20, |n| {
+        login(world, &email, &format!("guess number {n}"), &new_ip())
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    for reply in replies.iter().filter(|r| r.status == 429) {
+        reply.assert_error(429, "rate_limited");
+        assert!(reply.header("retry-after").is_some());
+    }
+    // Refused attempts counted nothing; the right password is refused too.
+    let counter = world.d1_query(&format!(
+        "SELECT failures FROM account_login_failures WHERE key = 'email:{email}'"
+    ));
+    assert_eq!(counter[0]["failures"], 5);
+    login(world, &email, PASSWORD, &new_ip()).assert_error(429, "rate_limited");
+    // A right password gives back the count it took: four failures and a sign-in leave four.
+    let other = new_email("burst_ok_");
+    register(world, &other);
+    for n in 0..4 {
+        login(world, &other, &format!("wrong {n} guess"), &new_ip())
+            .assert_error(401, "unauthorized");
+    }
+    assert_eq!(login(world, &other, PASSWORD, &new_ip()).status, 200);
+    let counter = world.d1_query(&format!(
+        "SELECT failures FROM account_login_failures WHERE key = 'email:{other}'"
+    ));
+    assert_eq!(counter[0]["failures"], 4);
 }
 
 fn twenty_failures_from_one_ip_close_it_for_every_email(world: &World) {
