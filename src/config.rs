@@ -702,6 +702,9 @@ pub struct AccountsConfig {
     /// `APP_URL`: the app that opens the mailed links (`/verify-email?token=`,
     /// `/reset-password?token=`); default `http://localhost:5173`.
     pub app_url: String,
+    /// `REQUIRE_VERIFIED_EMAIL`: `true` refuses buying and spending tokens (`403`) to password
+    /// accounts whose email is not verified yet; default `false`.
+    pub require_verified_email: bool,
 }
 
 impl AccountsConfig {
@@ -714,6 +717,7 @@ impl AccountsConfig {
         let default = HashCost::DEFAULT;
         let mut config = Self {
             token_secret: l.secret(Secret::read(source, "ACCOUNT_TOKEN_SECRET")),
+            require_verified_email: l.or(boolean(source, "REQUIRE_VERIFIED_EMAIL", false), false),
             token_ttl_secs: l.or(
                 number(source, "ACCOUNT_TOKEN_TTL_SECS", 900, 60..=86_400),
                 900,

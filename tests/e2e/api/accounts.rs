@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::api_keys::all_at_once;
+use super::usage::idempotent;
 use super::Case;
 use crate::harness::identity::{hs256, now, unique, ACCOUNT_TOKEN_SECRET, APP_URL, JWT_SECRET};
 use crate::harness::snapshot::Rows;
@@ -75,11 +76,16 @@ fn register(world: &World, email: &str) -> Value {
     reply.json()
 }
 
+/// Signs in. A request wrangler's dev proxy dropped while it restarted the runtime (it
+/// answers 503 "restarted mid-request" under heavy parallel load, before the worker saw it)
+/// is sent again; one the worker did count would be counted twice and fail its case.
 fn login(world: &World, email: &str, password: &str, ip: &str) -> Reply {
-    world
-        .call("POST", "/api/auth/login")
-        .header("CF-Connecting-IP", ip)
-        .json(&json!({ "email": email, "password": password }))
+    idempotent(|| {
+        world
+            .call("POST", "/api/auth/login")
+            .header("CF-Connecting-IP", ip)
+            .json(&json!({ "email": email, "password": password }))
+    })
 }
 
 /// Signs in; the session answer.

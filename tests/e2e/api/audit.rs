@@ -18,6 +18,7 @@ pub fn cases() -> Vec<Case> {
         admin_actions_on_the_key_pool_are_recorded_once,
         only_admins_read_the_log,
         the_log_is_filtered_and_paginated_and_bad_filters_are_refused,
+        an_account_that_registered_bought_spent_and_was_adjusted_shows_each_action,
     )
 }
 
@@ -282,4 +283,108 @@ fn the_log_is_filtered_and_paginated_and_bad_filters_are_refused(world: &World) 
         assert_eq!(error["fields"][0]["field"], field, "{query}: {error}");
     }
     snapshot.assert_unchanged(world);
+}
+
+fn an_account_that_registered_bought_spent_and_was_adjusted_shows_each_action(world: &World) {
+    // Registered with email and password, verified, signed in.
+    let email = format!("{}@audit.example.test", unique("journey_"));
+    let password = "correct horse battery staple";
+    let registered = world
+        .call("POST", "/api/auth/register")
+        .json(&json!({ "email": email, "password": password }));
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let user_id = registered.json()["user"]["id"].as_str().unwrap().to_owned();
+    let link = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/verify-email")
+        .expect("a verification link");
+    let verified = world
+        .call("POST", "/api/auth/verify-email")
+        .json(&json!({ "token": link }));
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    let login = world
+        .call("POST", "/api/auth/login")
+        .header("CF-Connecting-IP", "198.51.100.77")
+        .json(&json!({ "email": email, "password": password }));
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+
+    // Bought a pack through Checkout (paid: Stripe's event credits it) ...
+    let purchase = world
+        .authed("POST", "/api/tokens/purchase", &token)
+        .json(&json!({ "pack": "starter" }));
+    assert_eq!(purchase.status, 200, "{}", purchase.body);
+    let session = purchase.json()["session_id"].as_str().unwrap().to_owned();
+    let completed = world.fakes.stripe.complete_checkout(&session);
+    let body = completed.to_string();
+    let delivered = world
+        .call("POST", "/api/webhooks/stripe")
+        .header(
+            "Stripe-Signature",
+            &stripe_signature(body.as_bytes(), STRIPE_WEBHOOK_SECRET, now()),
+        )
+        .body("application/json", body.as_bytes());
+    assert_eq!(delivered.status, 200, "{}", delivered.body);
+    // ... spent some ...
+    let spent = world
+        .authed("POST", "/api/tokens/use", &token)
+        .json(&json!({ "amount": 300, "reason": "a voice take", "request_id": unique("take-") }));
+    assert_eq!(spent.status, 200, "{}", spent.body);
+    // ... and an admin took some back.
+    let adjusted = world.authed("POST", "/api/tokens/add", &admin(world)).json(
+        &json!({ "user_id": user_id, "amount": -200, "reason": "goodwill reversal",
+                       "request_id": unique("adj-") }),
+    );
+    assert_eq!(adjusted.status, 200, "{}", adjusted.body);
+
+    // Everything done to this user, oldest first, by whom.
+    let mut trail: Vec<(String, String)> = rows(world, &format!("target={user_id}"))
+        .iter()
+        .map(|r| {
+            let actor = r["actor"]["kind"].as_str().unwrap().to_owned();
+            (r["action"].as_str().unwrap().to_owned(), actor)
+        })
+        .collect();
+    trail.reverse();
+    let expected: Vec<(String, String)> = [
+        ("account.registered", "anonymous"),
+        ("account.email_verified", "user"),
+        ("tokens.checkout_created", "user"),
+        ("tokens.purchased", "system"),
+        ("tokens.used", "user"),
+        ("tokens.adjusted", "user"),
+    ]
+    .iter()
+    .map(|(a, k)| ((*a).to_owned(), (*k).to_owned()))
+    .collect();
+    let relevant: Vec<(String, String)> = trail
+        .into_iter()
+        .filter(|(action, _)| expected.iter().any(|(a, _)| a == action))
+        .collect();
+    assert_eq!(relevant, expected);
+    // Registering and signing in each started a session of this user's.
+    let sessions = rows(world, &format!("actor={user_id}&action=session.started"));
+    let via: Vec<&str> = sessions
+        .iter()
+        .map(|r| r["detail"]["via"].as_str().unwrap())
+        .collect();
+    assert_eq!(via, ["login", "register"], "{sessions:?}");
+    // The adjustment names the admin; the purchase names Stripe's event.
+    let adjustment = rows(world, &format!("target={user_id}&action=tokens.adjusted"));
+    assert_ne!(adjustment[0]["actor"]["id"], user_id.as_str());
+    assert_eq!(adjustment[0]["detail"]["amount"], -200);
+    let purchased = rows(world, &format!("target={user_id}&action=tokens.purchased"));
+    assert_eq!(purchased[0]["request_id"], completed["id"]);
+    // No password or token in any row about this user.
+    let stored = world.d1_query(&format!(
+        "SELECT detail FROM audit_log WHERE target_id = '{user_id}' OR actor_id = '{user_id}'"
+    ));
+    for row in stored {
+        let detail = row["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains(password) && !detail.contains(&token),
+            "{detail}"
+        );
+    }
 }
