@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         a_paid_checkout_records_the_checkout_the_event_and_the_plan_change_once,
         admin_actions_on_the_key_pool_are_recorded_once,
         only_admins_read_the_log,
+        a_users_first_request_records_their_creation_once,
         the_log_is_filtered_and_paginated_and_bad_filters_are_refused,
         an_account_that_registered_bought_spent_and_was_adjusted_shows_each_action,
     )
@@ -387,4 +388,18 @@ fn an_account_that_registered_bought_spent_and_was_adjusted_shows_each_action(wo
             "{detail}"
         );
     }
+}
+
+fn a_users_first_request_records_their_creation_once(world: &World) {
+    let token = world.hmac_token(&unique("first_"));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let profile = world.authed("GET", "/api/user/profile", &token).send();
+        assert_eq!(profile.status, 200, "{}", profile.body);
+        ids.push(profile.json()["id"].as_str().unwrap().to_owned());
+    }
+    let created = rows(world, &format!("target={}&action=user.created", ids[0]));
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["actor"]["id"], ids[0].as_str());
+    assert_eq!(created[0]["detail"], json!({ "auth_source": "hmac" }));
 }

@@ -21,6 +21,8 @@
 mod jwks;
 mod rate_limit;
 
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service as audit;
 use std::cell::RefCell;
 
 use sha2::{Digest, Sha256};
@@ -278,9 +280,21 @@ async fn from_token(
                 username: verified.username.as_deref(),
                 plan: &ctx.data.config.plans.default_plan().id,
             };
-            let user = users::create(&db, new, &rfc3339_from_millis(now_ms())).await?;
+            let at = rfc3339_from_millis(now_ms());
+            let user = users::create(&db, new, &at).await?;
             // The read ran before the row existed: there was nothing to read.
             extra = None;
+            if user.created_at == at {
+                // Made by this request (a concurrent first request finds it made).
+                audit::after(
+                    &ctx.env,
+                    &ctx.data,
+                    Entry::new(Actor::User(&user.id), Action::UserCreated)
+                        .target(Target::user(&user.id))
+                        .with("auth_source", source),
+                )
+                .await;
+            }
             if !user.is_active() {
                 return Err(AppError::Unauthorized(
                     "user account is deactivated".to_owned(),
