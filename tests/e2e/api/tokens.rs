@@ -755,6 +755,10 @@ fn a_deployment_without_stripe_or_with_a_bad_task_catalog_answers_not_configured
         .all("token_ledger")
         .all("billing_customers")
         .all("audit_log");
+    // The caller's first request makes their user (and its `user.created` audit row) before
+    // the snapshot: what follows must change nothing.
+    let first = bare.authed("GET", "/api/tokens/balance", &token).send();
+    assert_eq!(first.status, 200, "{}", first.body);
     let before = bare.snapshot(&stored);
     let expect = |reply: Reply, setting: &str| {
         let error = reply.assert_error(503, "not_configured");
