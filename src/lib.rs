@@ -28,6 +28,7 @@ mod layout;
 pub mod ledger;
 pub mod log;
 pub mod metering;
+pub mod platforms;
 pub mod plans;
 pub mod provider_keys;
 pub mod routes;

@@ -16,7 +16,7 @@ use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
-use crate::http::access::{Public, Signed};
+use crate::http::access::{EndUser, PlatformKey, Public, Signed};
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
 use crate::identity::http::{auth, user, views as identity};
@@ -36,6 +36,8 @@ use crate::metering::http::{
 use crate::metering::rules::{ReportRequest, ReserveRequest, SyncRequest};
 use crate::metering::service as metering_service;
 use crate::plans::http as subscription;
+use crate::platforms::http::{self as platforms, views as platform_views};
+use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::webhooks::http as clerk_webhook;
 
@@ -44,6 +46,14 @@ const REPLAYED: &str = "Idempotent-Replayed";
 const REPLAYED_DOC: &str =
     "`true` when this answers a retry with an idempotency key already used: the first \
      answer, repeated, and nothing counted or changed again; absent otherwise.";
+
+const USER_ID_DOC: &str =
+    "With a platform key: the end user this call is for, as the platform names them (1 to 128 \
+     visible ASCII characters). Required with a platform key; ignored with an end-user token.";
+const USER_PLAN_DOC: &str =
+    "With a platform key: the end user's tier for this call; it must be one of the platform's \
+     tiers (otherwise 400, nothing counted). Without it the end user's stored tier applies (or \
+     the platform's first).";
 
 /// Health paths: they answer even while a setting the pipeline needs is invalid, so an
 /// operator can see what is wrong.
@@ -466,6 +476,73 @@ pub fn table() -> RouteTable {
                 .ok::<tokens::SocialRewardView>(200)
                 .errors(&["conflict", "not_configured"]),
         )
+        // Platforms (dream-api): developers' credentials, their tiers and dashboard, and their
+        // end users' metered calls.
+        .post("/generate-credentials", Session, platforms::generate_credentials)
+        .doc(
+            Doc::new(
+                "The caller's platform (made if they have none) and a new platform key, shown \
+                 once; the key before is revoked",
+            )
+            .ok::<platform_views::IssuedCredentialsView>(200)
+            .ok::<platform_views::IssuedCredentialsView>(201),
+        )
+        .get("/get-credentials", Session, platforms::get_credentials)
+        .doc(
+            Doc::new("The caller's platform and its live key, masked")
+                .ok::<platform_views::CredentialsView>(200)
+                .errors(&["not_found"]),
+        )
+        .post("/api/developer/register", Public, platforms::register)
+        .doc(
+            Doc::new("Register a platform for an email: its id and first key, shown once")
+                .body::<platform_views::RegisterBody>()
+                .ok::<platform_views::RegisteredView>(201)
+                .errors(&["conflict", "rate_limited"]),
+        )
+        .get(
+            "/api/developer/dashboard",
+            PlatformKey,
+            platforms::dashboard,
+        )
+        .doc(
+            Doc::new("The calling platform's end users, calls, revenue and tiers")
+                .ok::<platform_views::DashboardView>(200),
+        )
+        .put("/api/developer/tiers", PlatformKey, platforms::put_tiers)
+        .doc(
+            Doc::new("Replace the calling platform's tiers")
+                .body::<platform_views::TiersBody>()
+                .ok::<platform_views::TiersView>(200),
+        )
+        .get("/api/tiers", Public, platforms::tiers)
+        .doc(
+            Doc::new("A platform's tiers: by platform_id, or the calling platform key's")
+                .query::<platform_views::TiersQuery>()
+                .ok::<platform_views::TiersView>(200)
+                .errors(&["not_found", "unauthorized"]),
+        )
+        .post("/api/data", EndUser, platforms::data)
+        .doc(
+            Doc::new(
+                "Count an end user's calls against their tier's monthly limit (exactly; 402 \
+                 with the usage when they do not fit)",
+            )
+            .optional_body::<platform_views::DataBody>()
+            .ok::<platform_views::CallUsageAnswer>(200)
+            .response_header(REPLAYED, REPLAYED_DOC)
+            .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+            .header(USER_ID_HEADER, USER_ID_DOC)
+            .header(USER_PLAN_HEADER, USER_PLAN_DOC)
+            .errors(&["quota_exceeded"]),
+        )
+        .get("/api/usage", EndUser, platforms::usage)
+        .doc(
+            Doc::new("An end user's calls this period, counting nothing")
+                .ok::<platform_views::CallUsageAnswer>(200)
+                .header(USER_ID_HEADER, USER_ID_DOC)
+                .header(USER_PLAN_HEADER, USER_PLAN_DOC),
+        )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
         .doc(
@@ -614,6 +691,8 @@ mod tests {
                 "GET /api/subscription/plans",
                 "GET /api/subscriptions/plans",
                 "GET /api/tokens/packs",
+                "POST /api/developer/register",
+                "GET /api/tiers",
             ]
         );
         assert_eq!(

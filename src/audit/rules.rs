@@ -72,6 +72,19 @@ pub enum Action {
     ProviderKeyRetired,
     #[serde(rename = "provider_key.rotated")]
     ProviderKeyRotated,
+    // Platforms.
+    /// A platform was made (with its first key).
+    #[serde(rename = "platform.created")]
+    PlatformCreated,
+    /// A new platform key was issued; the one before, if any, was revoked.
+    #[serde(rename = "platform.key_issued")]
+    PlatformKeyIssued,
+    /// The platform's tier list was replaced.
+    #[serde(rename = "platform.tiers_updated")]
+    PlatformTiersUpdated,
+    /// An end user moved to another tier (a paid Checkout).
+    #[serde(rename = "platform.end_user_tier_changed")]
+    PlatformEndUserTierChanged,
     // Webhooks.
     #[serde(rename = "webhook.applied")]
     WebhookApplied,
@@ -81,7 +94,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 36] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -112,6 +125,10 @@ impl Action {
         Action::ProviderKeyAdded,
         Action::ProviderKeyRetired,
         Action::ProviderKeyRotated,
+        Action::PlatformCreated,
+        Action::PlatformKeyIssued,
+        Action::PlatformTiersUpdated,
+        Action::PlatformEndUserTierChanged,
         Action::WebhookApplied,
         Action::WebhookRetried,
     ];
@@ -128,7 +145,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 32] = [
+const NAMES: [&str; 36] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -159,6 +176,10 @@ const NAMES: [&str; 32] = [
     "provider_key.added",
     "provider_key.retired",
     "provider_key.rotated",
+    "platform.created",
+    "platform.key_issued",
+    "platform.tiers_updated",
+    "platform.end_user_tier_changed",
     "webhook.applied",
     "webhook.retried",
 ];

@@ -27,6 +27,12 @@ use crate::identity::rules::scopes::{Access, Scope, Signer};
 /// each as `Authorization: Bearer ...`.
 const BEARER: &str = "bearer";
 
+/// The security scheme of a platform key (`pk_live_...`) as `Authorization: Bearer ...`.
+const PLATFORM_KEY: &str = "platform_key";
+
+/// The security scheme of an end-user token from the platform end-user identity instance.
+const END_USER_TOKEN: &str = "end_user_token";
+
 /// The security scheme of a signer's deliveries: `clerk_signature`, `stripe_signature`.
 fn signature_scheme(signer: Signer) -> String {
     format!("{}_signature", signer.as_str())
@@ -76,6 +82,32 @@ pub fn document(table: &RouteTable) -> OpenApi {
                 .build(),
         ),
     );
+    components = components
+        .security_scheme(
+            PLATFORM_KEY,
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A platform key (`pk_live_...`). On routes that act for an end user it \
+                         comes with `X-User-Id` (and optionally `X-User-Plan`).",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            END_USER_TOKEN,
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A session token of the platform end-user identity instance whose \
+                         claims name the platform (`publicMetadata.platformId`).",
+                    ))
+                    .build(),
+            ),
+        );
     for signer in Signer::ALL {
         components = components.security_scheme(
             signature_scheme(signer),
@@ -302,6 +334,22 @@ fn operation(
                 "Takes a session token, or an API key holding the `{}` scope.",
                 scope_name(scope)
             ))),
+        Access::PlatformKey => op
+            .securities(Some([SecurityRequirement::new::<_, _, &str>(
+                PLATFORM_KEY,
+                [],
+            )]))
+            .description(Some("Takes a platform key (`pk_live_...`).")),
+        Access::EndUser => op
+            .securities(Some([
+                SecurityRequirement::new::<_, _, &str>(PLATFORM_KEY, []),
+                SecurityRequirement::new::<_, _, &str>(END_USER_TOKEN, []),
+            ]))
+            .description(Some(
+                "Acts for one end user of a platform: a platform key with `X-User-Id` (and \
+                 optionally `X-User-Plan`), or an end-user token naming the platform. \
+                 Operator tokens and API keys are refused.",
+            )),
     };
     if endpoint.access == Access::Session {
         op = op.description(Some(
@@ -334,6 +382,15 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
         Access::Session | Access::Scoped(_) => codes.extend([
             "unauthorized",
             "forbidden",
+            "rate_limited",
+            "upstream_error",
+        ]),
+        Access::PlatformKey => codes.push("unauthorized"),
+        // validation_failed: a platform key without a usable X-User-Id, or a stated tier the
+        // platform does not have; upstream_error: an end-user token may need its keys.
+        Access::EndUser => codes.extend([
+            "validation_failed",
+            "unauthorized",
             "rate_limited",
             "upstream_error",
         ]),

@@ -7,4 +7,5 @@ pub mod page;
 pub mod random;
 pub mod request_id;
 pub mod sealed;
+pub mod secret_key;
 pub mod time;

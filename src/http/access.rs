@@ -27,6 +27,17 @@ pub struct Public;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signed(pub Signer);
 
+/// The access rule of a route a platform calls with its platform key alone; the handler
+/// takes the resolved [`crate::platforms::service::Tenant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformKey;
+
+/// The access rule of a route that acts for a platform's end user (a platform key with
+/// `X-User-Id`, or an end-user token); the handler takes the resolved
+/// [`crate::platforms::service::Tenant`], with its end user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndUser;
+
 /// What a request shows a route's access rule before its handler runs.
 pub struct Arrival<'a> {
     /// Its `Authorization` header, read.
@@ -104,7 +115,7 @@ pub fn gate<'s>(
                 Refusal::Unsigned(why) => AppError::Unauthorized(why),
             })
         }
-        Access::Session | Access::Scoped(_) => {
+        Access::Session | Access::Scoped(_) | Access::PlatformKey | Access::EndUser => {
             credential(&arrival.authorization).map(|_| Admitted::Bearer)
         }
     }

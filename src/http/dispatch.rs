@@ -29,7 +29,7 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
-use super::access::{self, Admitted, Arrival, Public, Signed};
+use super::access::{self, Admitted, Arrival, EndUser, PlatformKey, Public, Signed};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::paths;
@@ -38,6 +38,7 @@ use crate::core::body::BodyLimit;
 use crate::error::AppError;
 use crate::identity::rules::scopes::{Access, Scope};
 use crate::identity::service::auth::{self, Principal};
+use crate::platforms::service::{self as platforms, Tenant};
 use crate::storage::UserRef;
 use crate::webhooks::rules::signed::SignedDelivery;
 
@@ -52,6 +53,8 @@ pub enum Handler {
     Guarded(Rc<dyn Fn(Request, Ctx, Principal) -> HandlerFuture>),
     /// A signed route's: also the delivery, verified by the pipeline.
     Signed(Rc<dyn Fn(Request, Ctx, SignedDelivery) -> HandlerFuture>),
+    /// A platform route's: also the platform (and end user), resolved by the pipeline.
+    Tenant(Rc<dyn Fn(Request, Ctx, Tenant) -> HandlerFuture>),
 }
 
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
@@ -89,6 +92,26 @@ where
         (Access::Signed(self.0), Handler::Signed(handler))
     }
 }
+
+/// Both platform rules take `(Request, Ctx, Tenant)`.
+macro_rules! tenant_rule {
+    ($rule:ident) => {
+        impl<F, Fut> Rule<F, fn(Request, Ctx, Tenant) -> Fut> for $rule
+        where
+            F: Fn(Request, Ctx, Tenant) -> Fut + 'static,
+            Fut: Future<Output = Result<Response, AppError>> + 'static,
+        {
+            fn endpoint(self, handler: F) -> (Access, Handler) {
+                let handler: Rc<dyn Fn(Request, Ctx, Tenant) -> HandlerFuture> =
+                    Rc::new(move |req, ctx, tenant| Box::pin(handler(req, ctx, tenant)));
+                (Access::$rule, Handler::Tenant(handler))
+            }
+        }
+    };
+}
+
+tenant_rule!(PlatformKey);
+tenant_rule!(EndUser);
 
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
@@ -398,6 +421,11 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
                 "the delivery is not signed".to_owned(),
             )),
         },
+        Handler::Tenant(handler) => {
+            let tenant =
+                platforms::authenticate(&req, &rctx, endpoint.access == Access::EndUser).await?;
+            handler(req, rctx, tenant).await
+        }
         Handler::Guarded(handler) => {
             let principal = match endpoint.read {
                 Some(read) => {

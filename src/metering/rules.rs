@@ -12,6 +12,9 @@ use crate::core::time::{civil_from_days, days_from_civil, millis_from_rfc3339};
 /// The meter of LLM tokens.
 pub const TOKENS: &str = "tokens";
 
+/// The meter of API calls (a platform's end users, a developer's own plan), counted whole.
+pub const CALLS: &str = "calls";
+
 /// The most tokens one report or reservation may carry. Larger numbers are input errors,
 /// not usage: no model call consumes a hundred million tokens.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
@@ -25,16 +28,21 @@ pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 pub enum SubjectKind {
     /// A Tollgate user; the subject id is `users.id` (`usr_...`).
     User,
+    /// A platform's end user; the subject id is the platform's id and the end user's id
+    /// within it (see `platforms::rules::subject_id`), so the same end-user id on two
+    /// platforms is two subjects.
+    EndUser,
 }
 
 impl SubjectKind {
     /// Every kind, for the checks that the schema accepts each.
-    pub const ALL: [SubjectKind; 1] = [SubjectKind::User];
+    pub const ALL: [SubjectKind; 2] = [SubjectKind::User, SubjectKind::EndUser];
 
     /// As stored in `subject_kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             SubjectKind::User => "user",
+            SubjectKind::EndUser => "end_user",
         }
     }
 

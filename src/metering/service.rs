@@ -446,3 +446,128 @@ pub async fn stats(
         by_day,
     })
 }
+
+/// One meter of one subject under a limit, for the flows that count whole units (API
+/// calls) rather than hold and settle tokens: [`count`] and [`counter_read`].
+#[derive(Debug, Clone, Copy)]
+pub struct Counter<'a> {
+    pub kind: SubjectKind,
+    pub id: &'a str,
+    /// [`crate::metering::rules::CALLS`], ...
+    pub meter: &'static str,
+    /// The limit per period; `None` is unlimited.
+    pub limit: Option<u64>,
+}
+
+impl Clock {
+    fn counter_scope<'a>(&'a self, counter: &Counter<'a>) -> meters::Scope<'a> {
+        meters::Scope {
+            subject_kind: counter.kind.as_str(),
+            subject_id: counter.id,
+            meter: counter.meter,
+            period: &self.period_key,
+            limit: counter.limit,
+            now: &self.now,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+/// How [`count`] ended, with the quota right after it in the period it counts in.
+pub enum Count {
+    /// Counted now, or by an earlier request under the same key (`replayed`).
+    Admitted {
+        record: UsageRecord,
+        replayed: bool,
+        period: Period,
+        quota: QuotaState,
+    },
+    /// The amount does not fit: nothing was counted.
+    Refused { period: Period, quota: QuotaState },
+}
+
+/// What one count is: how much, under which idempotency key, labelled how in the usage
+/// records.
+pub struct Counting<'a> {
+    pub amount: u64,
+    /// The client's idempotency key; without one the record's own id is its key.
+    pub key: Option<&'a str>,
+    /// The record's `provider` and `model` labels.
+    pub labels: (&'a str, &'a str),
+}
+
+/// Counts `counting.amount` on `counter`, exactly: admitted and recorded in one D1 batch only
+/// if the whole amount fits the limit (see `store::count`). `after` gives statements for the
+/// same batch, given the new record's id (they should apply only if that record exists).
+pub async fn count(
+    env: &Env,
+    counter: &Counter<'_>,
+    clock: &Clock,
+    counting: &Counting<'_>,
+    after: &dyn Fn(&D1Database, &str) -> Result<Vec<D1PreparedStatement>, AppError>,
+) -> Result<Count, AppError> {
+    let id = random::id::<12>("use_");
+    let key = counting.key.unwrap_or(&id);
+    let scope = clock.counter_scope(counter);
+    let db = storage::database(env)?;
+    let usage = meters::NewUsage {
+        id: &id,
+        request_id: key,
+        provider: counting.labels.0,
+        model: counting.labels.1,
+        device_id: None,
+        input_tokens: counting.amount,
+        output_tokens: 0,
+        reservation_id: None,
+    };
+    let after = after(&db, &id)?;
+    Ok(match meters::count(&db, &scope, usage, after).await? {
+        meters::Counted::Admitted { record, replayed } => Count::Admitted {
+            quota: QuotaState {
+                limit: record.limit_at,
+                used: record.used_after.unwrap_or_default(),
+                reserved: record.reserved_after.unwrap_or_default(),
+            },
+            period: clock.counted(&record.period),
+            record,
+            replayed,
+        },
+        meters::Counted::Refused(quota) => Count::Refused {
+            period: clock.period,
+            quota,
+        },
+    })
+}
+
+/// The statement that reads `counter` at `clock` (no write), to batch with other reads.
+pub fn counter_read(
+    db: &D1Database,
+    counter: &Counter<'_>,
+    clock: &Clock,
+) -> Result<D1PreparedStatement, AppError> {
+    let id = UserRef {
+        sql: "?1".to_owned(),
+        params: vec![counter.id.into()],
+    };
+    meters::read_statement(
+        db,
+        counter.kind.as_str(),
+        &id,
+        counter.meter,
+        &clock.period_key,
+        clock.now_ms,
+    )
+}
+
+/// The quota [`counter_read`] found, as it stands in the period it counts in.
+pub fn counter_reading(
+    result: &D1Result,
+    counter: &Counter<'_>,
+    clock: &Clock,
+) -> Result<Quota, AppError> {
+    let reading = meters::reading_from(result, &clock.period_key, counter.limit)?;
+    Ok(Quota {
+        period: clock.counted(&reading.period),
+        quota: reading.quota,
+    })
+}

@@ -405,6 +405,113 @@ pub async fn record(
     Ok((record, replayed))
 }
 
+/// How a count ended.
+#[derive(Debug, Clone)]
+pub enum Counted {
+    /// Counted now, or earlier under the same key (`replayed`).
+    Admitted { record: UsageRecord, replayed: bool },
+    /// The whole amount does not fit in the period; nothing changed.
+    Refused(QuotaState),
+}
+
+/// Counts `amount` on the counter, admitted and recorded in one batch only if the whole of
+/// it fits (`used + reserved + amount <= limit`): the admission check and the increment are
+/// one conditional `UPDATE`, so however many requests race, no more is counted than the
+/// limit allows. Idempotent on `usage.request_id`: a key already recorded for the subject
+/// counts nothing and returns its record (`replayed`). The record carries the amount as its
+/// `input_tokens` and `total_tokens` (a count has no output). `after` runs in the same batch
+/// right after the record is written; a statement there that should only apply to an
+/// admitted count checks `EXISTS (SELECT 1 FROM usage_records WHERE id = <usage.id>)`.
+pub async fn count(
+    db: &D1Database,
+    s: &Scope<'_>,
+    usage: NewUsage<'_>,
+    after: Vec<D1PreparedStatement>,
+) -> Result<Counted, AppError> {
+    let amount = usage.input_tokens;
+    let mut statements = housekeeping(db, s)?;
+    statements.push(query!(
+        db,
+        "UPDATE meter_counters SET used = used + ?3, updated_at = ?4 \
+         WHERE subject_kind = ?7 AND subject_id = ?1 AND meter = ?2 \
+         AND (?5 IS NULL OR used + reserved + ?3 <= ?5) \
+         AND NOT EXISTS (SELECT 1 FROM usage_records WHERE subject_kind = ?7 \
+             AND subject_id = ?1 AND request_id = ?6)",
+        s.subject_id,
+        s.meter,
+        num(amount),
+        s.now,
+        limit(s),
+        usage.request_id,
+        s.subject_kind
+    )?);
+    statements.push(query!(
+        db,
+        "INSERT INTO usage_records (id, subject_kind, subject_id, meter, period, request_id, \
+             provider, model, device_id, input_tokens, output_tokens, total_tokens, \
+             reservation_id, reservation_status, released_tokens, used_after, reserved_after, \
+             limit_at, created_at) \
+         SELECT ?1, c.subject_kind, c.subject_id, c.meter, c.period, ?2, ?3, ?4, ?5, ?6, 0, ?6, \
+             NULL, NULL, 0, c.used, c.reserved, ?7, ?8 \
+         FROM meter_counters c WHERE c.subject_kind = ?9 AND c.subject_id = ?10 \
+             AND c.meter = ?11 AND changes() = 1",
+        usage.id,
+        usage.request_id,
+        usage.provider,
+        usage.model,
+        usage.device_id,
+        num(amount),
+        limit(s),
+        s.now,
+        s.subject_kind,
+        s.subject_id,
+        s.meter
+    )?);
+    statements.extend(after);
+    statements.push(query!(
+        db,
+        "SELECT id, period, request_id, provider, model, device_id, input_tokens, output_tokens, \
+                total_tokens, reservation_id, reservation_status, released_tokens, used_after, \
+                reserved_after, limit_at, created_at \
+         FROM usage_records WHERE subject_kind = ?3 AND subject_id = ?1 AND request_id = ?2 \
+             AND meter = ?4",
+        s.subject_id,
+        usage.request_id,
+        s.subject_kind,
+        s.meter
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT used, reserved FROM meter_counters \
+         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
+        s.subject_id,
+        s.meter,
+        s.subject_kind
+    )?);
+    let results = db.batch(statements).await?;
+    let n = results.len();
+    let record = results[n - 2].results::<UsageRecord>()?.into_iter().next();
+    match record {
+        Some(record) => {
+            let replayed = record.id != usage.id;
+            Ok(Counted::Admitted { record, replayed })
+        }
+        // Nothing recorded under the key (for this meter): refused as it stands.
+        None => {
+            let counter = results[n - 1]
+                .results::<CounterRow>()?
+                .into_iter()
+                .next()
+                .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+            Ok(Counted::Refused(QuotaState {
+                limit: s.limit,
+                used: counter.used,
+                reserved: counter.reserved,
+            }))
+        }
+    }
+}
+
 /// A counter as it stands now, without writing: a finished period reads as empty and
 /// expired reservations no longer hold anything.
 #[derive(Debug, Clone)]

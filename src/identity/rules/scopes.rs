@@ -140,6 +140,11 @@ pub enum Access {
     Session,
     /// Any token, or an API key holding this scope.
     Scoped(Scope),
+    /// A platform key (`pk_live_...`) alone: the platform is the caller.
+    PlatformKey,
+    /// A platform's end user: a platform key with `X-User-Id`, or an end-user token from
+    /// the platform end-user identity instance. Operator tokens and API keys are refused.
+    EndUser,
 }
 
 /// Why an API key may not call a route.
@@ -172,7 +177,11 @@ pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
     match access {
         Access::Scoped(scope) if held.contains(scope) => Ok(()),
         Access::Scoped(scope) => Err(KeyRefusal::MissingScope(scope)),
-        Access::Public | Access::Signed(_) | Access::Session => Err(KeyRefusal::NeedsSession),
+        Access::Public
+        | Access::Signed(_)
+        | Access::Session
+        | Access::PlatformKey
+        | Access::EndUser => Err(KeyRefusal::NeedsSession),
     }
 }
 

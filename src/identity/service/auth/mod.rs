@@ -135,6 +135,12 @@ pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppErro
     Ok(resolve(req, ctx, None).await?.0)
 }
 
+/// Counts this request against `per_minute` requests per minute for `key`, a budget that is
+/// not a user's (a platform's end user): `429 rate_limited` when it is used up, as for users.
+pub async fn admit_rate(ctx: &Ctx, per_minute: u32, key: String, who: &str) -> Result<(), AppError> {
+    rate_limit::admit_as(ctx, per_minute, key, who).await
+}
+
 /// A read-only statement keyed by the caller's user id (given as SQL, see [`UserRef`]).
 pub type ReadFor<'a> = &'a dyn Fn(&D1Database, &UserRef) -> Result<D1PreparedStatement, AppError>;
 

@@ -18,14 +18,20 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
     let Some(per_minute) = plan.requests_per_minute else {
         return Ok(());
     };
+    admit_as(ctx, per_minute, user.id.clone(), &format!("plan `{}`", plan.id)).await
+}
+
+/// Counts this request against `per_minute` requests per minute for `key` (whose budget it
+/// is: a user id, a platform's end user); `who` names the rate's source in the log line a
+/// missing binding writes. Refusals and failures are as for [`admit`].
+pub async fn admit_as(ctx: &Ctx, per_minute: u32, key: String, who: &str) -> Result<(), AppError> {
     let name = binding_name(per_minute);
     let limiter = ctx.env.rate_limiter(&name).map_err(|err| {
         ctx.data.log.error(
             "rate limit binding missing",
             serde_json::json!({
                 "detail": format!(
-                    "plan `{}` allows {per_minute} requests per minute: {err}; {}",
-                    plan.id,
+                    "{who} allows {per_minute} requests per minute: {err}; {}",
                     missing_binding_hint(per_minute)
                 ),
             }),
@@ -34,7 +40,7 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
             setting: name.clone().into(),
         }
     })?;
-    match limiter.limit(user.id.clone()).await {
+    match limiter.limit(key).await {
         Ok(outcome) if outcome.success => Ok(()),
         Ok(_) => Err(AppError::RateLimited {
             retry_after_secs: retry_after_secs(crate::clock::now_ms()),

@@ -1,0 +1,314 @@
+//! Platforms' rules: platform keys, tier lists and their validation, end-user ids and the
+//! metered subject they name, and which tier applies to a call.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::body::FieldError;
+use crate::core::secret_key::KeyFormat;
+
+/// Platform keys: `pk_live_<32 base62>`, stored as SHA-256, masked elsewhere.
+pub const KEY: KeyFormat = KeyFormat {
+    prefix: "pk_live_",
+};
+
+/// Every platform id starts with this.
+pub const ID_PREFIX: &str = "plt_";
+
+/// The most tiers a platform may have.
+pub const MAX_TIERS: usize = 20;
+
+/// The longest end-user id accepted, in bytes.
+pub const MAX_END_USER_ID: usize = 128;
+
+/// The most calls one `POST /api/data` may count.
+pub const MAX_AMOUNT: u64 = 1_000_000;
+
+/// How many public registrations one client IP may make per window, and the window.
+pub const SIGNUPS_PER_WINDOW: u64 = 5;
+pub const SIGNUP_WINDOW_MS: u64 = 3_600_000;
+
+/// Requests per minute per end user per platform.
+pub const END_USER_REQUESTS_PER_MINUTE: u32 = 100;
+
+/// One tier of a platform's pricing: what its end users on it may call per month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Stable id (`free`, `pro`): 1–32 of `[a-z0-9_-]`.
+    pub id: String,
+    /// Name shown to people: 1–64 characters.
+    pub name: String,
+    /// Calls per calendar month (UTC); `null` is unlimited.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub calls_per_month: Option<u64>,
+    /// Monthly price in the currency's smallest unit (cents).
+    pub price_cents: u64,
+    /// ISO 4217 code, lower case (`usd`).
+    pub currency: String,
+    /// The Stripe price that sells this tier, if any (`price_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_price_id: Option<String>,
+}
+
+/// The tiers a new platform starts with: free (5 calls a month) and paid (500, $29).
+pub fn default_tiers() -> Vec<Tier> {
+    vec![
+        Tier {
+            id: "free".to_owned(),
+            name: "Free".to_owned(),
+            calls_per_month: Some(5),
+            price_cents: 0,
+            currency: "usd".to_owned(),
+            stripe_price_id: None,
+        },
+        Tier {
+            id: "paid".to_owned(),
+            name: "Paid".to_owned(),
+            calls_per_month: Some(500),
+            price_cents: 2900,
+            currency: "usd".to_owned(),
+            stripe_price_id: None,
+        },
+    ]
+}
+
+fn is_tier_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The tier list, checked: 1–[`MAX_TIERS`] tiers with unique well-formed ids, names of 1–64
+/// characters, a three-letter currency (lower-cased), prices and limits in range, and Stripe
+/// price ids that look like Stripe's. Every problem is reported, each under its field
+/// (`tiers[1].id`).
+pub fn validate_tiers(mut tiers: Vec<Tier>) -> Result<Vec<Tier>, Vec<FieldError>> {
+    let mut problems = Vec::new();
+    if tiers.is_empty() || tiers.len() > MAX_TIERS {
+        problems.push(FieldError::new(
+            "tiers",
+            format!("must hold 1 to {MAX_TIERS} tiers"),
+        ));
+    }
+    for i in 0..tiers.len() {
+        let field = |name: &str| format!("tiers[{i}].{name}");
+        let tier = &mut tiers[i];
+        tier.currency = tier.currency.to_ascii_lowercase();
+        if !is_tier_id(&tier.id) {
+            problems.push(FieldError::new(field("id"), "must be 1-32 of [a-z0-9_-]"));
+        }
+        let name_len = tier.name.trim().chars().count();
+        if name_len == 0 || tier.name.chars().count() > 64 || tier.name.chars().any(char::is_control)
+        {
+            problems.push(FieldError::new(field("name"), "must be 1-64 characters"));
+        }
+        if tier.calls_per_month.is_some_and(|n| n > 1_000_000_000_000) {
+            problems.push(FieldError::new(
+                field("calls_per_month"),
+                "must be at most 10^12 (or null for unlimited)",
+            ));
+        }
+        if tier.price_cents > 100_000_000 {
+            problems.push(FieldError::new(field("price_cents"), "must be at most 100000000"));
+        }
+        if tier.currency.len() != 3 || !tier.currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            problems.push(FieldError::new(
+                field("currency"),
+                "must be a three-letter ISO 4217 code such as usd",
+            ));
+        }
+        if let Some(price) = &tier.stripe_price_id {
+            let ok = price.len() <= 255
+                && price.strip_prefix("price_").is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            if !ok {
+                problems.push(FieldError::new(
+                    field("stripe_price_id"),
+                    "must be a Stripe price id (price_...)",
+                ));
+            }
+        }
+        let tier = &tiers[i];
+        if tiers[..i].iter().any(|t| t.id == tier.id) {
+            problems.push(FieldError::new(field("id"), format!("`{}` is repeated", tier.id)));
+        }
+    }
+    if problems.is_empty() {
+        Ok(tiers)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The stored tier list (written by [`validate_tiers`]); an unreadable one reads as the
+/// defaults, never as no tiers.
+pub fn tiers_from_stored(json: &str) -> Vec<Tier> {
+    serde_json::from_str::<Vec<Tier>>(json)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(default_tiers)
+}
+
+/// An end-user id as a platform sends it (`X-User-Id`) or as an end-user token's subject:
+/// 1–[`MAX_END_USER_ID`] bytes of visible ASCII.
+pub fn end_user_id(raw: &str) -> Result<&str, &'static str> {
+    if raw.is_empty() {
+        return Err("is required");
+    }
+    if raw.len() > MAX_END_USER_ID {
+        return Err("must be at most 128 bytes");
+    }
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be visible ASCII characters, without spaces");
+    }
+    Ok(raw)
+}
+
+/// The metered subject id of an end user: the platform's id and theirs. Platform ids never
+/// hold `:`, so the pair is unambiguous, and the same end-user id on two platforms is two
+/// subjects.
+pub fn subject_id(platform_id: &str, end_user_id: &str) -> String {
+    format!("{platform_id}:{end_user_id}")
+}
+
+/// Whether `text` has the shape of a platform id (`plt_` and 1–64 of `[A-Za-z0-9]`).
+pub fn looks_like_platform_id(text: &str) -> bool {
+    text.strip_prefix(ID_PREFIX).is_some_and(|rest| {
+        (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Which tier applies to a call: the one the platform states for it (`X-User-Plan`, or the
+/// end-user token's `plan`), which must be one of its tiers; otherwise the end user's stored
+/// tier while the platform still has it; otherwise the platform's first tier.
+pub fn applicable_tier<'a>(
+    tiers: &'a [Tier],
+    stated: Option<&str>,
+    stored: Option<&str>,
+) -> Result<&'a Tier, String> {
+    let find = |id: &str| tiers.iter().find(|t| t.id == id);
+    if let Some(stated) = stated {
+        return find(stated).ok_or_else(|| {
+            let ids: Vec<&str> = tiers.iter().map(|t| t.id.as_str()).collect();
+            format!("`{stated}` is not one of this platform's tiers: {}", ids.join(", "))
+        });
+    }
+    Ok(stored
+        .and_then(find)
+        .or_else(|| tiers.first())
+        .expect("a stored tier list is never empty"))
+}
+
+/// The start of the signup window that admits a registration at `now_ms`, given the window
+/// as stored (`None`: no registration from this IP yet), and whether it is admitted.
+pub fn signup_admitted(window: Option<(u64, u64)>, now_ms: u64) -> bool {
+    match window {
+        Some((start, count)) if now_ms < start + SIGNUP_WINDOW_MS => count < SIGNUPS_PER_WINDOW,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier(id: &str) -> Tier {
+        Tier {
+            id: id.to_owned(),
+            name: id.to_uppercase(),
+            calls_per_month: Some(10),
+            price_cents: 0,
+            currency: "USD".to_owned(),
+            stripe_price_id: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_list_is_kept_with_currencies_lower_cased() {
+        let tiers = validate_tiers(vec![tier("free"), tier("pro")]).unwrap();
+        assert_eq!(tiers[0].currency, "usd");
+        assert_eq!(tiers.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_reported_under_its_field() {
+        let mut bad = tier("Pro!");
+        bad.currency = "dollars".to_owned();
+        bad.stripe_price_id = Some("prod_1".to_owned());
+        bad.name = String::new();
+        let fields: Vec<String> = validate_tiers(vec![tier("free"), bad, tier("free")])
+            .unwrap_err()
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "tiers[1].id",
+                "tiers[1].name",
+                "tiers[1].currency",
+                "tiers[1].stripe_price_id",
+                "tiers[2].id"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_holds_one_to_twenty_tiers() {
+        assert!(validate_tiers(Vec::new()).is_err());
+        let many: Vec<Tier> = (0..21).map(|i| tier(&format!("t{i}"))).collect();
+        assert!(validate_tiers(many).is_err());
+        let twenty: Vec<Tier> = (0..20).map(|i| tier(&format!("t{i}"))).collect();
+        assert!(validate_tiers(twenty).is_ok());
+    }
+
+    #[test]
+    fn the_stated_tier_must_exist_and_otherwise_the_stored_or_first_applies() {
+        let tiers = vec![tier("free"), tier("pro")];
+        assert_eq!(applicable_tier(&tiers, Some("pro"), None).unwrap().id, "pro");
+        assert!(applicable_tier(&tiers, Some("gold"), Some("pro")).is_err());
+        assert_eq!(applicable_tier(&tiers, None, Some("pro")).unwrap().id, "pro");
+        // A stored tier the platform no longer has falls back to the first.
+        assert_eq!(applicable_tier(&tiers, None, Some("gone")).unwrap().id, "free");
+        assert_eq!(applicable_tier(&tiers, None, None).unwrap().id, "free");
+    }
+
+    #[test]
+    fn end_user_ids_are_visible_ascii_and_scoped_by_platform() {
+        assert_eq!(end_user_id("user-42@example.com"), Ok("user-42@example.com"));
+        assert!(end_user_id("").is_err());
+        assert!(end_user_id("two words").is_err());
+        assert!(end_user_id(&"x".repeat(129)).is_err());
+        assert_ne!(subject_id("plt_a", "u1"), subject_id("plt_b", "u1"));
+        assert_eq!(subject_id("plt_a", "u:1"), "plt_a:u:1");
+    }
+
+    #[test]
+    fn platform_keys_and_ids_have_their_shapes() {
+        let key = KEY.generate();
+        assert!(key.starts_with("pk_live_") && KEY.looks_like(&key));
+        assert!(looks_like_platform_id("plt_abc123"));
+        assert!(!looks_like_platform_id("plt_"));
+        assert!(!looks_like_platform_id("plt_a:b"));
+    }
+
+    #[test]
+    fn the_default_tiers_are_free_5_and_paid_500_at_29_dollars() {
+        let tiers = default_tiers();
+        assert_eq!(validate_tiers(tiers.clone()).unwrap(), tiers);
+        assert_eq!(tiers[0].calls_per_month, Some(5));
+        assert_eq!((tiers[1].calls_per_month, tiers[1].price_cents), (Some(500), 2900));
+        assert_eq!(tiers_from_stored("not json"), tiers);
+    }
+
+    #[test]
+    fn an_ip_may_register_five_times_an_hour() {
+        assert!(signup_admitted(None, 0));
+        assert!(signup_admitted(Some((1000, 4)), 2000));
+        assert!(!signup_admitted(Some((1000, 5)), 2000));
+        assert!(signup_admitted(Some((1000, 5)), 1000 + SIGNUP_WINDOW_MS));
+    }
+}

@@ -1,0 +1,526 @@
+//! Platforms' flows: who is calling (a platform by its key, and the end user it acts for),
+//! keys for developers and public registrations, tiers, counting an end user's calls
+//! exactly through the shared metering service, and a platform's numbers.
+//!
+//! Tenant isolation: every flow below reads the platform from the [`Tenant`] the pipeline
+//! resolved from the credential; no flow takes a platform id from the request, except the
+//! public tier list ([`public_tiers`]).
+
+use worker::Request;
+
+use crate::audit::rules::{Action, Actor, Entry, Target};
+use crate::audit::service::{self as audit, Occasion};
+use crate::core::random;
+use crate::core::secret_key;
+use crate::core::time::rfc3339_from_millis;
+use crate::error::AppError;
+use crate::http::{self, access, Ctx};
+use crate::identity::service::auth;
+use crate::metering::rules::{Period, SubjectKind, CALLS};
+use crate::metering::service::{self as metering, Clock, Count, Counter, Counting, Quota};
+use crate::platforms::rules::{self, Tier, KEY};
+use crate::platforms::store::{self, EndUserRow, PlatformBy, PlatformRow};
+use crate::storage;
+
+pub use crate::platforms::store::{EndUserRow as StoredEndUser, KeyRow, Numbers};
+
+/// A key's last-used time is written at most this often.
+const KEY_TOUCH_INTERVAL_MS: u64 = 60_000;
+
+/// The header naming the end user a platform key acts for.
+pub const USER_ID_HEADER: &str = "X-User-Id";
+/// The header stating that end user's tier.
+pub const USER_PLAN_HEADER: &str = "X-User-Plan";
+
+/// A platform as the flows see it.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub id: String,
+    pub owner_user_id: Option<String>,
+    pub owner_email: Option<String>,
+    pub name: Option<String>,
+    /// Never empty; the first is where end users start.
+    pub tiers: Vec<Tier>,
+    pub created_at: String,
+}
+
+impl From<PlatformRow> for Platform {
+    fn from(row: PlatformRow) -> Self {
+        Self {
+            tiers: rules::tiers_from_stored(&row.tiers),
+            id: row.id,
+            owner_user_id: row.owner_user_id,
+            owner_email: row.owner_email,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// How the platform's caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The platform key (`pk_live_...`) with this id.
+    Key { key_id: String },
+    /// An end-user token of the platform's end-user identity instance.
+    EndUserToken,
+}
+
+/// The end user a call is for, within its platform only.
+#[derive(Debug, Clone)]
+pub struct EndUser {
+    /// The platform's id for them (`X-User-Id`, or the token's subject).
+    pub id: String,
+    /// The tier the platform states for this call (`X-User-Plan`, or the token's `plan`),
+    /// not yet checked against the platform's tiers; and where it was stated (for errors).
+    pub stated_tier: Option<(String, &'static str)>,
+    /// Their stored state, if they were seen before.
+    pub stored: Option<EndUserRow>,
+}
+
+/// A platform caller, resolved by the pipeline: the platform, how it was proved, and (on
+/// end-user routes) the end user.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub platform: Platform,
+    pub via: Via,
+    pub end_user: Option<EndUser>,
+}
+
+impl Tenant {
+    /// The end user (end-user routes always have one).
+    pub fn end_user(&self) -> Result<&EndUser, AppError> {
+        self.end_user
+            .as_ref()
+            .ok_or_else(|| AppError::Internal("an end-user route without an end user".to_owned()))
+    }
+
+    /// Who the audit log says acted: the platform's owner when it has one.
+    fn actor(&self) -> Actor<'_> {
+        match &self.platform.owner_user_id {
+            Some(user) => Actor::User(user),
+            None => Actor::Anonymous,
+        }
+    }
+}
+
+/// Resolves a platform route's caller. `end_user`: the route acts for an end user (a
+/// platform key with `X-User-Id`, or an end-user token); otherwise it takes a platform key
+/// alone. Unknown, revoked or malformed credentials are `401`; a platform key without
+/// `X-User-Id` on an end-user route is `400`. An end user's requests then count against
+/// [`rules::END_USER_REQUESTS_PER_MINUTE`] (`429`).
+pub async fn authenticate(req: &Request, ctx: &Ctx, end_user: bool) -> Result<Tenant, AppError> {
+    let header = req.headers().get("Authorization").ok().flatten();
+    let credential = access::credential(&access::presented(header.as_deref()))?.to_owned();
+    let tenant = if credential.starts_with(KEY.prefix) {
+        from_key(req, ctx, &credential, end_user).await?
+    } else if end_user {
+        from_end_user_token(req, ctx, &credential).await?
+    } else {
+        return Err(AppError::Unauthorized(
+            "this route takes a platform key: Authorization: Bearer pk_live_...".to_owned(),
+        ));
+    };
+    if let Some(person) = &tenant.end_user {
+        let key = format!(
+            "end_user:{}",
+            rules::subject_id(&tenant.platform.id, &person.id)
+        );
+        auth::admit_rate(
+            ctx,
+            rules::END_USER_REQUESTS_PER_MINUTE,
+            key,
+            "a platform's end user",
+        )
+        .await?;
+    }
+    Ok(tenant)
+}
+
+/// The end user a platform key names, from `X-User-Id` and `X-User-Plan`.
+fn named_end_user(req: &Request) -> Result<(String, Option<String>), AppError> {
+    let id = http::header(req, USER_ID_HEADER).ok_or_else(|| {
+        AppError::invalid(USER_ID_HEADER, "is required with a platform key on this route")
+    })?;
+    let id = rules::end_user_id(&id)
+        .map_err(|why| AppError::invalid(USER_ID_HEADER, why))?
+        .to_owned();
+    Ok((id, http::header(req, USER_PLAN_HEADER)))
+}
+
+async fn from_key(
+    req: &Request,
+    ctx: &Ctx,
+    key: &str,
+    end_user: bool,
+) -> Result<Tenant, AppError> {
+    if !KEY.looks_like(key) {
+        return Err(AppError::Unauthorized("malformed platform key".to_owned()));
+    }
+    let hash = secret_key::hash(key);
+    let db = storage::database(&ctx.env)?;
+    // The end user is named by headers; they are checked once the key is known to be good.
+    let named = if end_user {
+        Some(named_end_user(req))
+    } else {
+        None
+    };
+    let mut statements = vec![store::by_key_statement(&db, &hash)?];
+    if let Some(Ok((id, _))) = &named {
+        statements.push(store::end_user_statement(
+            &db,
+            PlatformBy::KeyHash(&hash),
+            id,
+        )?);
+    }
+    let results = db.batch(statements).await?;
+    let owner = store::key_owner_from(&results[0])?
+        .ok_or_else(|| AppError::Unauthorized("unknown platform key".to_owned()))?;
+    if owner.key_revoked_at.is_some() {
+        return Err(AppError::Unauthorized(
+            "platform key has been revoked".to_owned(),
+        ));
+    }
+    ctx.data.set_principal("platform_key");
+    let now = ctx.data.now_ms;
+    let stale = owner.key_last_used_at.as_deref().is_none_or(|last| {
+        last < rfc3339_from_millis(now.saturating_sub(KEY_TOUCH_INTERVAL_MS)).as_str()
+    });
+    if stale {
+        store::touch_key(&db, &owner.key_id, &rfc3339_from_millis(now)).await?;
+    }
+    let end_user = match named {
+        None => None,
+        Some(named) => {
+            let (id, plan) = named?;
+            Some(EndUser {
+                id,
+                stated_tier: plan.map(|p| (p, USER_PLAN_HEADER)),
+                stored: match results.get(1) {
+                    Some(found) => store::end_user_from(found)?,
+                    None => None,
+                },
+            })
+        }
+    };
+    Ok(Tenant {
+        platform: owner.platform.into(),
+        via: Via::Key {
+            key_id: owner.key_id,
+        },
+        end_user,
+    })
+}
+
+async fn from_end_user_token(_req: &Request, ctx: &Ctx, token: &str) -> Result<Tenant, AppError> {
+    // MERGE: replaced by identity's end-user token verification (branch enduser-clerk).
+    let verified = pending_end_user(ctx, token)?;
+    ctx.data.set_principal("end_user_token");
+    let platform_id = verified.platform_id.ok_or_else(|| {
+        AppError::Unauthorized(
+            "the end-user token names no platform (publicMetadata.platformId)".to_owned(),
+        )
+    })?;
+    if !rules::looks_like_platform_id(&platform_id) {
+        return Err(AppError::Unauthorized(
+            "the end-user token names no known platform".to_owned(),
+        ));
+    }
+    let id = rules::end_user_id(&verified.subject)
+        .map_err(|_| AppError::Unauthorized("the end-user token's subject is unusable".to_owned()))?
+        .to_owned();
+    let db = storage::database(&ctx.env)?;
+    let results = db
+        .batch(vec![
+            store::by_id_statement(&db, &platform_id)?,
+            store::end_user_statement(&db, PlatformBy::Id(&platform_id), &id)?,
+        ])
+        .await?;
+    let platform = store::platform_from(&results[0])?.ok_or_else(|| {
+        AppError::Unauthorized("the end-user token names no known platform".to_owned())
+    })?;
+    Ok(Tenant {
+        platform: platform.into(),
+        via: Via::EndUserToken,
+        end_user: Some(EndUser {
+            stated_tier: verified.plan.map(|p| (p, "plan")),
+            stored: store::end_user_from(&results[1])?,
+            id,
+        }),
+    })
+}
+
+/// The tier that applies to the end user's call: the stated one (which must be one of the
+/// platform's tiers: `400` naming where it was stated), else their stored one, else the
+/// platform's first.
+pub fn tier_of<'a>(tenant: &'a Tenant) -> Result<&'a Tier, AppError> {
+    let person = tenant.end_user()?;
+    let stated = person.stated_tier.as_ref();
+    rules::applicable_tier(
+        &tenant.platform.tiers,
+        stated.map(|(tier, _)| tier.as_str()),
+        person.stored.as_ref().and_then(|s| s.tier.as_deref()),
+    )
+    .map_err(|why| AppError::invalid(stated.map_or("tier", |(_, field)| *field), why))
+}
+
+fn counter<'a>(subject: &'a str, tier: &Tier) -> Counter<'a> {
+    Counter {
+        kind: SubjectKind::EndUser,
+        id: subject,
+        meter: CALLS,
+        limit: tier.calls_per_month,
+    }
+}
+
+/// How counting an end user's calls ended.
+pub struct Counted {
+    pub tier: Tier,
+    pub count: Count,
+}
+
+/// Counts `amount` calls for the tenant's end user against their tier's monthly limit,
+/// exactly (one conditional D1 batch; nothing counted when it does not fit), idempotent on
+/// `key`. The end user is recorded as seen in the same batch.
+pub async fn count_calls(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    amount: u64,
+    key: Option<&str>,
+) -> Result<Counted, AppError> {
+    let tier = tier_of(tenant)?.clone();
+    let person = tenant.end_user()?;
+    let subject = rules::subject_id(&tenant.platform.id, &person.id);
+    let clock = Clock::at(ctx.data.now_ms);
+    let now = rfc3339_from_millis(ctx.data.now_ms);
+    let platform_id = &tenant.platform.id;
+    let count = metering::count(
+        &ctx.env,
+        &counter(&subject, &tier),
+        &clock,
+        &Counting {
+            amount,
+            key,
+            labels: ("platform", "calls"),
+        },
+        &|db, record_id| {
+            Ok(vec![store::seen_statement(
+                db,
+                platform_id,
+                &person.id,
+                record_id,
+                &now,
+            )?])
+        },
+    )
+    .await?;
+    Ok(Counted { tier, count })
+}
+
+/// The end user's calls this period, counting nothing.
+pub async fn usage(ctx: &Ctx, tenant: &Tenant) -> Result<(Tier, Quota), AppError> {
+    let tier = tier_of(tenant)?.clone();
+    let person = tenant.end_user()?;
+    let subject = rules::subject_id(&tenant.platform.id, &person.id);
+    let clock = Clock::at(ctx.data.now_ms);
+    let counter = counter(&subject, &tier);
+    let db = storage::database(&ctx.env)?;
+    let found = metering::counter_read(&db, &counter, &clock)?.all().await?;
+    let quota = metering::counter_reading(&found, &counter, &clock)?;
+    Ok((tier, quota))
+}
+
+/// Replaces the tenant's tier list (validated by the caller) and records it.
+pub async fn set_tiers(ctx: &Ctx, tenant: &Tenant, tiers: &[Tier]) -> Result<(), AppError> {
+    let db = storage::database(&ctx.env)?;
+    let json = serde_json::to_string(tiers)
+        .map_err(|err| AppError::Internal(format!("tiers do not serialise: {err}")))?;
+    let ids: Vec<&str> = tiers.iter().map(|t| t.id.as_str()).collect();
+    let entry = Entry::new(tenant.actor(), Action::PlatformTiersUpdated)
+        .target(Target::new("platform", &tenant.platform.id))
+        .with("tiers", ids.join(","))
+        .with("credential", "platform_key");
+    let audit = audit::statement(&db, Occasion::of(&ctx.data), &entry)?;
+    store::set_tiers(
+        &db,
+        &tenant.platform.id,
+        &json,
+        &rfc3339_from_millis(ctx.data.now_ms),
+        audit,
+    )
+    .await
+}
+
+/// The tiers of the platform `id` names (the public list): `404` when there is none.
+pub async fn public_tiers(ctx: &Ctx, id: &str) -> Result<Platform, AppError> {
+    let not_found = || AppError::NotFound("no platform has this id".to_owned());
+    if !rules::looks_like_platform_id(id) {
+        return Err(not_found());
+    }
+    let db = storage::database(&ctx.env)?;
+    let found = store::by_id_statement(&db, id)?.all().await?;
+    Ok(store::platform_from(&found)?.ok_or_else(not_found)?.into())
+}
+
+/// A key just made: the only time it is seen whole.
+pub struct NewKey {
+    pub id: String,
+    pub key: String,
+    pub masked: String,
+}
+
+fn new_key() -> NewKey {
+    let key = KEY.generate();
+    NewKey {
+        id: random::id::<12>("pkey_"),
+        masked: KEY.mask(&key),
+        key,
+    }
+}
+
+/// What issuing a developer's credentials did.
+pub struct Credentials {
+    pub platform: Platform,
+    pub key: NewKey,
+    pub created: bool,
+    pub revoked_previous: bool,
+}
+
+fn default_tiers_json() -> Result<String, AppError> {
+    serde_json::to_string(&rules::default_tiers())
+        .map_err(|err| AppError::Internal(format!("tiers do not serialise: {err}")))
+}
+
+/// Makes the developer's platform if they have none, and issues it a new key (shown once);
+/// the key before, if any, is revoked in the same batch.
+pub async fn issue_credentials(ctx: &Ctx, user_id: &str) -> Result<Credentials, AppError> {
+    let db = storage::database(&ctx.env)?;
+    let key = new_key();
+    let hash = secret_key::hash(&key.key);
+    let new_id = random::id::<12>(rules::ID_PREFIX);
+    let at = Occasion::of(&ctx.data);
+    let entry = Entry::new(Actor::User(user_id), Action::PlatformKeyIssued)
+        .target(Target::new("platform_key", &key.id))
+        .with("masked", key.masked.as_str());
+    let audit = vec![audit::statement_if_inserted(&db, at, &entry, "entry_id")?];
+    let issued = store::issue_for_owner(
+        &db,
+        user_id,
+        &new_id,
+        &default_tiers_json()?,
+        store::NewKey {
+            id: &key.id,
+            hash: &hash,
+            masked: &key.masked,
+        },
+        &rfc3339_from_millis(ctx.data.now_ms),
+        audit,
+    )
+    .await?;
+    if issued.created {
+        audit::after(
+            &ctx.env,
+            &ctx.data,
+            Entry::new(Actor::User(user_id), Action::PlatformCreated)
+                .target(Target::new("platform", &issued.platform.id)),
+        )
+        .await;
+    }
+    Ok(Credentials {
+        platform: issued.platform.into(),
+        key,
+        created: issued.created,
+        revoked_previous: issued.revoked > 0,
+    })
+}
+
+/// The developer's platform and its live key (masked): `404` when they have no platform.
+pub async fn credentials(
+    ctx: &Ctx,
+    user_id: &str,
+) -> Result<(Platform, Option<store::KeyRow>), AppError> {
+    let db = storage::database(&ctx.env)?;
+    let platform = store::of_owner(&db, user_id).await?.ok_or_else(|| {
+        AppError::NotFound(
+            "you have no platform yet; POST /generate-credentials makes one".to_owned(),
+        )
+    })?;
+    let key = store::live_key(&db, &platform.id).await?;
+    Ok((platform.into(), key))
+}
+
+/// A public registration: a platform owned by `email`, with its first key (shown once).
+/// `409` when the email has a platform; `429` past [`rules::SIGNUPS_PER_WINDOW`] per IP
+/// per hour.
+pub async fn register(
+    ctx: &Ctx,
+    ip: &str,
+    email: &str,
+    name: Option<&str>,
+) -> Result<(Platform, NewKey), AppError> {
+    let db = storage::database(&ctx.env)?;
+    let key = new_key();
+    let hash = secret_key::hash(&key.key);
+    let new_id = random::id::<12>(rules::ID_PREFIX);
+    let at = Occasion::of(&ctx.data);
+    let entry = Entry::new(Actor::Anonymous, Action::PlatformCreated)
+        .target(Target::new("platform", &new_id))
+        .with("registration", "public");
+    let audit = vec![audit::statement_if_inserted(&db, at, &entry, "entry_id")?];
+    let now_ms = ctx.data.now_ms;
+    let outcome = store::register(
+        &db,
+        ip,
+        (rules::SIGNUPS_PER_WINDOW, rules::SIGNUP_WINDOW_MS),
+        &new_id,
+        email,
+        name,
+        &default_tiers_json()?,
+        store::NewKey {
+            id: &key.id,
+            hash: &hash,
+            masked: &key.masked,
+        },
+        (&rfc3339_from_millis(now_ms), now_ms),
+        audit,
+    )
+    .await?;
+    match outcome {
+        store::Registered::Created(platform) => Ok((platform.into(), key)),
+        store::Registered::EmailTaken => Err(AppError::Conflict(
+            "this email already has a platform".to_owned(),
+        )),
+        store::Registered::Throttled { window_start_ms } => Err(AppError::RateLimited {
+            retry_after_secs: (window_start_ms + rules::SIGNUP_WINDOW_MS)
+                .saturating_sub(now_ms)
+                .div_ceil(1000)
+                .max(1),
+        }),
+    }
+}
+
+/// The tenant's numbers in the current period.
+pub async fn numbers(ctx: &Ctx, tenant: &Tenant) -> Result<(Period, store::Numbers), AppError> {
+    let period = Period::containing(ctx.data.now_ms);
+    let db = storage::database(&ctx.env)?;
+    let numbers = store::numbers(
+        &db,
+        &tenant.platform.id,
+        &period.key(),
+        &rfc3339_from_millis(period.start_ms()),
+    )
+    .await?;
+    Ok((period, numbers))
+}
+
+// MERGE: removed when identity's end-user verification lands (the same session).
+struct PendingToken {
+    subject: String,
+    platform_id: Option<String>,
+    plan: Option<String>,
+}
+fn pending_end_user(_ctx: &Ctx, _token: &str) -> Result<PendingToken, AppError> {
+    Err(AppError::Unauthorized(
+        "this route takes a platform key with X-User-Id".to_owned(),
+    ))
+}
