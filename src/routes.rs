@@ -478,7 +478,11 @@ pub fn table() -> RouteTable {
         )
         // Platforms (dream-api): developers' credentials, their tiers and dashboard, and their
         // end users' metered calls.
-        .post("/generate-credentials", Session, platforms::generate_credentials)
+        .post(
+            "/generate-credentials",
+            Session,
+            platforms::generate_credentials,
+        )
         .doc(
             Doc::new(
                 "The caller's platform (made if they have none) and a new platform key, shown \

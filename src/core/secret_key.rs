@@ -55,7 +55,11 @@ impl KeyFormat {
         if secret.len() < 12 || !secret.is_ascii() {
             return format!("{prefix}****");
         }
-        format!("{prefix}{}****{}", &secret[..4], &secret[secret.len() - 4..])
+        format!(
+            "{prefix}{}****{}",
+            &secret[..4],
+            &secret[secret.len() - 4..]
+        )
     }
 }
 
@@ -77,7 +81,10 @@ mod tests {
         assert!(KEY.looks_like(&a), "{a}");
         assert_ne!(a, b);
         let other = KeyFormat { prefix: "pk_live_" };
-        assert!(!other.looks_like(&a), "a key of one kind never looks like another");
+        assert!(
+            !other.looks_like(&a),
+            "a key of one kind never looks like another"
+        );
     }
 
     #[test]

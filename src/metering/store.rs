@@ -502,7 +502,9 @@ pub async fn count(
                 .results::<CounterRow>()?
                 .into_iter()
                 .next()
-                .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+                .ok_or_else(|| {
+                    AppError::Internal("meter counter missing after insert".to_owned())
+                })?;
             Ok(Counted::Refused(QuotaState {
                 limit: s.limit,
                 used: counter.used,

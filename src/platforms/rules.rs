@@ -7,9 +7,7 @@ use crate::core::body::FieldError;
 use crate::core::secret_key::KeyFormat;
 
 /// Platform keys: `pk_live_<32 base62>`, stored as SHA-256, masked elsewhere.
-pub const KEY: KeyFormat = KeyFormat {
-    prefix: "pk_live_",
-};
+pub const KEY: KeyFormat = KeyFormat { prefix: "pk_live_" };
 
 /// Every platform id starts with this.
 pub const ID_PREFIX: &str = "plt_";
@@ -100,7 +98,9 @@ pub fn validate_tiers(mut tiers: Vec<Tier>) -> Result<Vec<Tier>, Vec<FieldError>
             problems.push(FieldError::new(field("id"), "must be 1-32 of [a-z0-9_-]"));
         }
         let name_len = tier.name.trim().chars().count();
-        if name_len == 0 || tier.name.chars().count() > 64 || tier.name.chars().any(char::is_control)
+        if name_len == 0
+            || tier.name.chars().count() > 64
+            || tier.name.chars().any(char::is_control)
         {
             problems.push(FieldError::new(field("name"), "must be 1-64 characters"));
         }
@@ -111,7 +111,10 @@ pub fn validate_tiers(mut tiers: Vec<Tier>) -> Result<Vec<Tier>, Vec<FieldError>
             ));
         }
         if tier.price_cents > 100_000_000 {
-            problems.push(FieldError::new(field("price_cents"), "must be at most 100000000"));
+            problems.push(FieldError::new(
+                field("price_cents"),
+                "must be at most 100000000",
+            ));
         }
         if tier.currency.len() != 3 || !tier.currency.bytes().all(|b| b.is_ascii_lowercase()) {
             problems.push(FieldError::new(
@@ -133,7 +136,10 @@ pub fn validate_tiers(mut tiers: Vec<Tier>) -> Result<Vec<Tier>, Vec<FieldError>
         }
         let tier = &tiers[i];
         if tiers[..i].iter().any(|t| t.id == tier.id) {
-            problems.push(FieldError::new(field("id"), format!("`{}` is repeated", tier.id)));
+            problems.push(FieldError::new(
+                field("id"),
+                format!("`{}` is repeated", tier.id),
+            ));
         }
     }
     if problems.is_empty() {
@@ -193,7 +199,10 @@ pub fn applicable_tier<'a>(
     if let Some(stated) = stated {
         return find(stated).ok_or_else(|| {
             let ids: Vec<&str> = tiers.iter().map(|t| t.id.as_str()).collect();
-            format!("`{stated}` is not one of this platform's tiers: {}", ids.join(", "))
+            format!(
+                "`{stated}` is not one of this platform's tiers: {}",
+                ids.join(", ")
+            )
         });
     }
     Ok(stored
@@ -268,17 +277,29 @@ mod tests {
     #[test]
     fn the_stated_tier_must_exist_and_otherwise_the_stored_or_first_applies() {
         let tiers = vec![tier("free"), tier("pro")];
-        assert_eq!(applicable_tier(&tiers, Some("pro"), None).unwrap().id, "pro");
+        assert_eq!(
+            applicable_tier(&tiers, Some("pro"), None).unwrap().id,
+            "pro"
+        );
         assert!(applicable_tier(&tiers, Some("gold"), Some("pro")).is_err());
-        assert_eq!(applicable_tier(&tiers, None, Some("pro")).unwrap().id, "pro");
+        assert_eq!(
+            applicable_tier(&tiers, None, Some("pro")).unwrap().id,
+            "pro"
+        );
         // A stored tier the platform no longer has falls back to the first.
-        assert_eq!(applicable_tier(&tiers, None, Some("gone")).unwrap().id, "free");
+        assert_eq!(
+            applicable_tier(&tiers, None, Some("gone")).unwrap().id,
+            "free"
+        );
         assert_eq!(applicable_tier(&tiers, None, None).unwrap().id, "free");
     }
 
     #[test]
     fn end_user_ids_are_visible_ascii_and_scoped_by_platform() {
-        assert_eq!(end_user_id("user-42@example.com"), Ok("user-42@example.com"));
+        assert_eq!(
+            end_user_id("user-42@example.com"),
+            Ok("user-42@example.com")
+        );
         assert!(end_user_id("").is_err());
         assert!(end_user_id("two words").is_err());
         assert!(end_user_id(&"x".repeat(129)).is_err());
@@ -300,7 +321,10 @@ mod tests {
         let tiers = default_tiers();
         assert_eq!(validate_tiers(tiers.clone()).unwrap(), tiers);
         assert_eq!(tiers[0].calls_per_month, Some(5));
-        assert_eq!((tiers[1].calls_per_month, tiers[1].price_cents), (Some(500), 2900));
+        assert_eq!(
+            (tiers[1].calls_per_month, tiers[1].price_cents),
+            (Some(500), 2900)
+        );
         assert_eq!(tiers_from_stored("not json"), tiers);
     }
 

@@ -140,7 +140,10 @@ pub async fn authenticate(req: &Request, ctx: &Ctx, end_user: bool) -> Result<Te
 /// The end user a platform key names, from `X-User-Id` and `X-User-Plan`.
 fn named_end_user(req: &Request) -> Result<(String, Option<String>), AppError> {
     let id = http::header(req, USER_ID_HEADER).ok_or_else(|| {
-        AppError::invalid(USER_ID_HEADER, "is required with a platform key on this route")
+        AppError::invalid(
+            USER_ID_HEADER,
+            "is required with a platform key on this route",
+        )
     })?;
     let id = rules::end_user_id(&id)
         .map_err(|why| AppError::invalid(USER_ID_HEADER, why))?
@@ -148,12 +151,7 @@ fn named_end_user(req: &Request) -> Result<(String, Option<String>), AppError> {
     Ok((id, http::header(req, USER_PLAN_HEADER)))
 }
 
-async fn from_key(
-    req: &Request,
-    ctx: &Ctx,
-    key: &str,
-    end_user: bool,
-) -> Result<Tenant, AppError> {
+async fn from_key(req: &Request, ctx: &Ctx, key: &str, end_user: bool) -> Result<Tenant, AppError> {
     if !KEY.looks_like(key) {
         return Err(AppError::Unauthorized("malformed platform key".to_owned()));
     }

@@ -250,7 +250,9 @@ pub enum Registered {
     Created(PlatformRow),
     EmailTaken,
     /// The IP's window is full; it started at this time (epoch ms).
-    Throttled { window_start_ms: u64 },
+    Throttled {
+        window_start_ms: u64,
+    },
 }
 
 /// A public registration, exact under concurrency in one batch: the IP's window admits it

@@ -37,6 +37,9 @@ mod tests {
     fn user_keys_are_tg_live_keys() {
         let key = generate();
         assert!(key.starts_with("tg_live_") && looks_like_key(&key), "{key}");
-        assert_eq!(mask("tg_live_AbCdefghijklmnopqrstuvwxyz12WxYz"), "tg_live_AbCd****WxYz");
+        assert_eq!(
+            mask("tg_live_AbCdefghijklmnopqrstuvwxyz12WxYz"),
+            "tg_live_AbCd****WxYz"
+        );
     }
 }

@@ -22,12 +22,16 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// `402 quota_exceeded` in the error envelope, with the usage beside it (as the answer of an
 /// admitted call shows it), so a client sees how far over it is without another call.
-fn quota_refusal(ctx: &Ctx, usage: &CallUsageAnswer, message: String) -> Result<Response, AppError> {
+fn quota_refusal(
+    ctx: &Ctx,
+    usage: &CallUsageAnswer,
+    message: String,
+) -> Result<Response, AppError> {
     let err = AppError::QuotaExceeded(message);
     ctx.data.set_error_code(err.code());
     let mut body = err.envelope(&ctx.data.request_id);
-    let extra = serde_json::to_value(usage)
-        .map_err(|e| AppError::Internal(format!("usage view: {e}")))?;
+    let extra =
+        serde_json::to_value(usage).map_err(|e| AppError::Internal(format!("usage view: {e}")))?;
     if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }
@@ -166,7 +170,10 @@ pub async fn register(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             return Err(AppError::invalid("name", "must be 1 to 100 characters"))
         }
         Some(name) if name.chars().any(char::is_control) => {
-            return Err(AppError::invalid("name", "must not hold control characters"))
+            return Err(AppError::invalid(
+                "name",
+                "must not hold control characters",
+            ))
         }
         other => other,
     };

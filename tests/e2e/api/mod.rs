@@ -15,6 +15,7 @@ mod fakes;
 mod health;
 mod identity;
 mod jwks;
+mod platforms;
 mod profile;
 mod provider_keys;
 mod rate_limits;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(rate_limits::cases());
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
+    cases.extend(platforms::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());

@@ -49,6 +49,10 @@ thread_local! {
     static VERIFIED: RefCell<VerifiedTokenCache> = RefCell::new(VerifiedTokenCache::default());
 }
 
+/// What every platform key starts with (platform keys are the platforms capability's; a user
+/// route names them only to refuse them clearly).
+const PLATFORM_KEY_PREFIX: &str = "pk_live_";
+
 /// A key's last-used time is written at most this often.
 const KEY_TOUCH_INTERVAL_MS: u64 = 60_000;
 
@@ -137,7 +141,12 @@ pub async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, AppErro
 
 /// Counts this request against `per_minute` requests per minute for `key`, a budget that is
 /// not a user's (a platform's end user): `429 rate_limited` when it is used up, as for users.
-pub async fn admit_rate(ctx: &Ctx, per_minute: u32, key: String, who: &str) -> Result<(), AppError> {
+pub async fn admit_rate(
+    ctx: &Ctx,
+    per_minute: u32,
+    key: String,
+    who: &str,
+) -> Result<(), AppError> {
     rate_limit::admit_as(ctx, per_minute, key, who).await
 }
 
@@ -161,6 +170,13 @@ async fn resolve(
     read: Option<ReadFor<'_>>,
 ) -> Result<(Principal, Option<D1Result>), AppError> {
     let credential = bearer(req)?;
+    if credential.starts_with(PLATFORM_KEY_PREFIX) {
+        return Err(AppError::Unauthorized(
+            "a platform key is accepted only on platform routes (/api/data, /api/usage, \
+             /api/tiers, /api/developer/*)"
+                .to_owned(),
+        ));
+    }
     let (principal, extra) = if credential.starts_with(api_key::PREFIX) {
         from_api_key(ctx, &credential, read).await?
     } else {

@@ -18,7 +18,13 @@ pub async fn admit(ctx: &Ctx, user: &User) -> Result<(), AppError> {
     let Some(per_minute) = plan.requests_per_minute else {
         return Ok(());
     };
-    admit_as(ctx, per_minute, user.id.clone(), &format!("plan `{}`", plan.id)).await
+    admit_as(
+        ctx,
+        per_minute,
+        user.id.clone(),
+        &format!("plan `{}`", plan.id),
+    )
+    .await
 }
 
 /// Counts this request against `per_minute` requests per minute for `key` (whose budget it

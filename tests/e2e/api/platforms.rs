@@ -1,0 +1,556 @@
+//! Platforms through the real worker and local D1: developers' credentials and public
+//! registration, per-platform tiers, end users counted exactly against their tier under
+//! concurrency (and never across platforms), idempotent counting, the dashboard, and bad
+//! input and bad credentials that change nothing.
+
+use serde_json::{json, Value};
+
+use super::api_keys::{all_at_once, clerk_user_on_plan};
+use super::Case;
+use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
+use crate::harness::{Reply, World};
+
+pub fn cases() -> Vec<Case> {
+    crate::cases!(platforms:
+        two_hundred_concurrent_calls_admit_exactly_the_tiers_limit,
+        the_same_end_user_on_two_platforms_is_two_people_and_keys_never_cross,
+        a_retried_call_with_the_same_request_id_counts_once,
+        generating_credentials_revokes_the_key_before,
+        registration_refuses_a_taken_email_and_more_than_five_an_hour_per_ip,
+        bad_input_and_bad_credentials_are_refused_and_change_nothing,
+        the_dashboard_counts_end_users_and_calls,
+        tiers_are_public_by_platform_id_and_replaced_whole,
+    )
+}
+
+/// A platform registered for a fresh email from a fresh IP: (platform id, key).
+pub(super) fn register(world: &World) -> (String, String) {
+    let reply = world
+        .call("POST", "/api/developer/register")
+        .header("CF-Connecting-IP", &unique("10.0."))
+        .json(&json!({ "email": format!("{}@example.com", unique("dev-")), "name": "Acme" }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let body = reply.json();
+    (
+        body["platform_id"].as_str().unwrap().to_owned(),
+        body["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Replaces the platform's tiers; the answer must be 200.
+pub(super) fn set_tiers(world: &World, key: &str, tiers: Value) {
+    let reply = world
+        .authed("PUT", "/api/developer/tiers", key)
+        .json(&json!({ "tiers": tiers }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn free_and_pro() -> Value {
+    json!([
+        { "id": "free", "name": "Free", "calls_per_month": 10, "price_cents": 0, "currency": "usd" },
+        { "id": "pro", "name": "Pro", "calls_per_month": 100, "price_cents": 1900,
+          "currency": "usd", "stripe_price_id": "price_e2e_pro" },
+    ])
+}
+
+/// `POST /api/data` for `end_user` with the platform key.
+pub(super) fn data(world: &World, key: &str, end_user: &str, body: &Value) -> Reply {
+    world
+        .authed("POST", "/api/data", key)
+        .header("X-User-Id", end_user)
+        .json(body)
+}
+
+/// The end user's `calls` counter and record count as stored.
+fn stored(world: &World, platform: &str, end_user: &str) -> (i64, i64) {
+    let subject = format!("{platform}:{end_user}").replace('\'', "''");
+    let rows = world.d1_query(&format!(
+        "SELECT (SELECT COALESCE(SUM(used), 0) FROM meter_counters WHERE subject_kind = 'end_user' \
+           AND subject_id = '{subject}' AND meter = 'calls') AS used, \
+         (SELECT COUNT(*) FROM usage_records WHERE subject_kind = 'end_user' \
+           AND subject_id = '{subject}' AND meter = 'calls') AS records"
+    ));
+    (
+        rows[0]["used"].as_i64().unwrap(),
+        rows[0]["records"].as_i64().unwrap(),
+    )
+}
+
+/// Every row an end user's call could write.
+fn end_user_rows(platform: &str, end_user: &str) -> Rows {
+    let subject = format!("{platform}:{end_user}");
+    Rows::new()
+        .where_eq("meter_counters", "subject_kind", "end_user")
+        .and_eq("subject_id", &subject)
+        .where_eq("usage_records", "subject_kind", "end_user")
+        .and_eq("subject_id", &subject)
+        .where_eq("platform_end_users", "platform_id", platform)
+}
+
+fn two_hundred_concurrent_calls_admit_exactly_the_tiers_limit(world: &World) {
+    let (platform, key) = register(world);
+    set_tiers(world, &key, free_and_pro());
+    let end_user = unique("racer-");
+    let replies = all_at_once(200, |i| {
+        data(
+            world,
+            &key,
+            &end_user,
+            &json!({ "request_id": format!("race-{i}") }),
+        )
+    });
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        admitted, 10,
+        "exactly the free tier's 10 calls are admitted"
+    );
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        let code = reply.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            (reply.status == 402 && code == "quota_exceeded")
+                || (reply.status == 429 && code == "rate_limited"),
+            "{} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    let refused = replies.iter().find(|r| r.status == 402).expect("a 402");
+    let body = refused.json();
+    assert_eq!(body["allowed"], false);
+    assert_eq!(body["tier"], "free");
+    assert_eq!(body["usage"]["used"], 10);
+    assert_eq!(body["usage"]["limit"], 10);
+    assert_eq!(body["usage"]["remaining"], 0);
+    // D1 agrees: ten calls counted, ten records, nothing else.
+    assert_eq!(stored(world, &platform, &end_user), (10, 10));
+    let seen = world.d1_query(&format!(
+        "SELECT COUNT(*) AS n FROM platform_end_users WHERE platform_id = '{platform}' \
+         AND end_user_id = '{end_user}'"
+    ));
+    assert_eq!(seen[0]["n"], 1);
+
+    // Another end user stated to be on pro gets pro's 100.
+    let pro_user = unique("pro-");
+    let reply = world
+        .authed("POST", "/api/data", &key)
+        .header("X-User-Id", &pro_user)
+        .header("X-User-Plan", "pro")
+        .json(&json!({ "amount": 100 }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["tier"], "pro");
+    assert_eq!(body["usage"]["limit"], 100);
+    assert_eq!(body["usage"]["remaining"], 0);
+    assert_eq!(stored(world, &platform, &pro_user), (100, 1));
+
+    // A tier the platform does not have is 400 and counts nothing.
+    let other = unique("plan-");
+    let before = world.snapshot(&end_user_rows(&platform, &other));
+    let reply = world
+        .authed("POST", "/api/data", &key)
+        .header("X-User-Id", &other)
+        .header("X-User-Plan", "gold")
+        .send();
+    let error = reply.assert_error(400, "validation_failed");
+    assert_eq!(error["fields"][0]["field"], "X-User-Plan");
+    before.assert_unchanged(world);
+}
+
+fn the_same_end_user_on_two_platforms_is_two_people_and_keys_never_cross(world: &World) {
+    let (platform_a, key_a) = register(world);
+    let (platform_b, key_b) = register(world);
+    set_tiers(world, &key_a, free_and_pro());
+    let person = unique("shared-");
+    for _ in 0..3 {
+        let reply = data(world, &key_a, &person, &json!({}));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // B's first call for the same id starts at zero, on B's own (default) tiers.
+    let reply = data(world, &key_b, &person, &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["usage"]["used"], 1);
+    assert_eq!(
+        body["usage"]["limit"], 5,
+        "B's tiers are the defaults (free: 5)"
+    );
+    assert_eq!(stored(world, &platform_a, &person), (3, 3));
+    assert_eq!(stored(world, &platform_b, &person), (1, 1));
+
+    // Nothing B's key reaches shows or changes anything of A's.
+    let a_rows = end_user_rows(&platform_a, &person)
+        .where_eq("platforms", "id", &platform_a)
+        .where_eq("platform_keys", "platform_id", &platform_a);
+    let before = world.snapshot(&a_rows);
+    let usage = world
+        .authed("GET", "/api/usage", &key_b)
+        .header("X-User-Id", &person)
+        .send();
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    assert_eq!(usage.json()["usage"]["used"], 1);
+    let dashboard = world
+        .authed("GET", "/api/developer/dashboard", &key_b)
+        .send()
+        .json();
+    assert_eq!(dashboard["platform_id"], platform_b.as_str());
+    assert_eq!(dashboard["calls"]["all_time"], 1);
+    assert_eq!(dashboard["end_users"]["total"], 1);
+    let tiers = world.authed("GET", "/api/tiers", &key_b).send().json();
+    assert_eq!(tiers["platform_id"], platform_b.as_str());
+    // A platform id in a body or query is never how a platform is chosen.
+    let reply = data(
+        world,
+        &key_b,
+        &person,
+        &json!({ "platform_id": platform_a }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["usage"]["used"], 2);
+    set_tiers(
+        world,
+        &key_b,
+        json!([{ "id": "solo", "name": "Solo", "calls_per_month": 1, "price_cents": 0,
+                 "currency": "usd" }]),
+    );
+    let reply = world
+        .authed(
+            "GET",
+            &format!("/api/usage?platform_id={platform_a}"),
+            &key_b,
+        )
+        .header("X-User-Id", &person)
+        .send();
+    assert_eq!(reply.json()["tier"], "solo");
+    before.assert_unchanged(world);
+    let a_tiers = world
+        .get(&format!("/api/tiers?platform_id={platform_a}"))
+        .json();
+    assert_eq!(a_tiers["tiers"][1]["id"], "pro", "A's tiers are A's");
+}
+
+fn a_retried_call_with_the_same_request_id_counts_once(world: &World) {
+    let (platform, key) = register(world);
+    let person = unique("retry-");
+    let first = data(
+        world,
+        &key,
+        &person,
+        &json!({ "request_id": "call-1", "amount": 2 }),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("Idempotent-Replayed"), None);
+    let again = data(
+        world,
+        &key,
+        &person,
+        &json!({ "request_id": "call-1", "amount": 2 }),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(again.json()["usage"], first.json()["usage"]);
+    // The header carries the same key.
+    let by_header = world
+        .authed("POST", "/api/data", &key)
+        .header("X-User-Id", &person)
+        .header("Idempotency-Key", "call-1")
+        .send();
+    assert_eq!(by_header.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(stored(world, &platform, &person), (2, 1));
+    // Ten concurrent retries of a new key still count once.
+    let replies = all_at_once(10, |_| {
+        data(world, &key, &person, &json!({ "request_id": "call-2" }))
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies[0].body
+    );
+    assert_eq!(stored(world, &platform, &person), (3, 2));
+}
+
+fn generating_credentials_revokes_the_key_before(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    // No platform yet.
+    world
+        .authed("GET", "/get-credentials", &token)
+        .send()
+        .assert_error(404, "not_found");
+    let first = world.authed("POST", "/generate-credentials", &token).send();
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.header("Cache-Control"), Some("no-store"));
+    let first = first.json();
+    assert_eq!(first["platform_created"], true);
+    assert_eq!(first["revoked_previous_key"], false);
+    let platform = first["platform_id"].as_str().unwrap().to_owned();
+    let old_key = first["api_key"].as_str().unwrap().to_owned();
+    assert!(
+        old_key.starts_with("pk_live_") && old_key.len() == 40,
+        "{old_key}"
+    );
+    let reply = world
+        .authed("GET", "/api/developer/dashboard", &old_key)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let second = world.authed("POST", "/generate-credentials", &token).send();
+    assert_eq!(second.status, 200, "{}", second.body);
+    let second = second.json();
+    assert_eq!(
+        second["platform_id"],
+        platform.as_str(),
+        "the same platform"
+    );
+    assert_eq!(second["revoked_previous_key"], true);
+    let new_key = second["api_key"].as_str().unwrap().to_owned();
+    let refused = world
+        .authed("GET", "/api/developer/dashboard", &old_key)
+        .send();
+    refused.assert_error(401, "unauthorized");
+    assert!(refused.body.contains("revoked"), "{}", refused.body);
+    let reply = world
+        .authed("GET", "/api/developer/dashboard", &new_key)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Shown masked afterwards; only hashes are stored.
+    let shown = world
+        .authed("GET", "/get-credentials", &token)
+        .send()
+        .json();
+    assert_eq!(shown["platform_id"], platform.as_str());
+    let masked = shown["api_key"].as_str().unwrap();
+    assert_eq!(
+        masked,
+        format!("pk_live_{}****{}", &new_key[8..12], &new_key[36..])
+    );
+    assert!(shown["last_used_at"].is_string(), "{shown}");
+    let keys = world.d1_query(&format!(
+        "SELECT key_hash, masked, revoked_at FROM platform_keys WHERE platform_id = '{platform}' \
+         ORDER BY created_at"
+    ));
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0]["revoked_at"].is_string() && keys[1]["revoked_at"].is_null());
+    let dump = serde_json::to_string(&keys).unwrap();
+    assert!(!dump.contains(&new_key[8..]) && !dump.contains(&old_key[8..]));
+    // A platform key is not a user's credential, and a user's token is not a platform's.
+    let reply = world.authed("GET", "/api/user/profile", &new_key).send();
+    reply.assert_error(401, "unauthorized");
+    assert!(reply.body.contains("platform routes"), "{}", reply.body);
+    world
+        .authed("GET", "/api/developer/dashboard", &token)
+        .send()
+        .assert_error(401, "unauthorized");
+    // The audit log has both issues and the platform's creation.
+    let actions = world.d1_query(&format!(
+        "SELECT action FROM audit_log WHERE target_id = '{platform}' OR (action = \
+         'platform.key_issued' AND target_id IN (SELECT id FROM platform_keys WHERE \
+         platform_id = '{platform}')) ORDER BY id"
+    ));
+    let actions: Vec<&str> = actions
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "platform.key_issued",
+            "platform.created",
+            "platform.key_issued"
+        ]
+    );
+}
+
+fn registration_refuses_a_taken_email_and_more_than_five_an_hour_per_ip(world: &World) {
+    let email = format!("{}@example.com", unique("taken-"));
+    let ip = unique("10.9.");
+    let register_as = |email: &str, ip: &str| {
+        world
+            .call("POST", "/api/developer/register")
+            .header("CF-Connecting-IP", ip)
+            .json(&json!({ "email": email }))
+    };
+    let first = register_as(&email, &ip);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let body = first.json();
+    assert_eq!(body["tiers"][0]["id"], "free");
+    assert_eq!(body["tiers"][0]["calls_per_month"], 5);
+    assert_eq!(body["tiers"][1]["calls_per_month"], 500);
+    assert_eq!(body["tiers"][1]["price_cents"], 2900);
+    let rows = Rows::new()
+        .where_eq("platforms", "owner_email", &email)
+        .where_eq("platform_signup_windows", "ip", &ip);
+    let before = world.snapshot(&rows);
+    register_as(&email.to_uppercase(), &ip).assert_error(409, "conflict");
+    before.assert_unchanged(world);
+
+    // Four more from the IP are admitted; the sixth is 429 and stores nothing.
+    for _ in 0..4 {
+        let reply = register_as(&format!("{}@example.com", unique("more-")), &ip);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let sixth = format!("{}@example.com", unique("sixth-"));
+    let rows = Rows::new()
+        .where_eq("platforms", "owner_email", &sixth)
+        .where_eq("platform_signup_windows", "ip", &ip);
+    let before = world.snapshot(&rows);
+    let reply = register_as(&sixth, &ip);
+    reply.assert_error(429, "rate_limited");
+    let retry: u64 = reply.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    before.assert_unchanged(world);
+    // Another IP is not held back.
+    let reply = register_as(&sixth, &unique("10.8."));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    // Ten concurrent registrations from a new IP: exactly five platforms.
+    let burst_ip = unique("10.7.");
+    let replies = all_at_once(10, |i| {
+        register_as(&format!("burst-{i}-{burst_ip}@example.com"), &burst_ip)
+    });
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 5);
+    assert_eq!(replies.iter().filter(|r| r.status == 429).count(), 5);
+    let made = world.d1_query(&format!(
+        "SELECT COUNT(*) AS n FROM platforms WHERE owner_email LIKE 'burst-%-{burst_ip}@example.com'"
+    ));
+    assert_eq!(made[0]["n"], 5);
+}
+
+fn bad_input_and_bad_credentials_are_refused_and_change_nothing(world: &World) {
+    let (platform, key) = register(world);
+    let person = unique("bad-");
+    let rows = end_user_rows(&platform, &person)
+        .where_eq("platforms", "id", &platform)
+        .where_eq("platform_keys", "platform_id", &platform);
+    // Count once so the rows exist, then snapshot.
+    assert_eq!(data(world, &key, &person, &json!({})).status, 200);
+    let before = world.snapshot(&rows);
+    for (body, field) in [
+        (json!({ "amount": 0 }), "amount"),
+        (json!({ "amount": -1 }), "amount"),
+        (json!({ "amount": 1.5 }), "amount"),
+        (json!({ "amount": "two" }), "amount"),
+        (json!({ "amount": 1_000_001 }), "amount"),
+        (json!({ "request_id": "has spaces" }), "request_id"),
+    ] {
+        let reply = data(world, &key, &person, &body);
+        let error = reply.assert_error(400, "validation_failed");
+        assert_eq!(error["fields"][0]["field"], field, "{body}");
+    }
+    let no_user = world.authed("POST", "/api/data", &key).send();
+    assert_eq!(
+        no_user.assert_error(400, "validation_failed")["fields"][0]["field"],
+        "X-User-Id"
+    );
+    data(world, &key, "two words", &json!({})).assert_error(400, "validation_failed");
+    for tiers in [
+        json!([]),
+        json!([{ "id": "a", "name": "A", "calls_per_month": 1, "price_cents": 0, "currency": "usd" },
+               { "id": "a", "name": "B", "calls_per_month": 1, "price_cents": 0, "currency": "usd" }]),
+        json!([{ "id": "a", "name": "A", "calls_per_month": -1, "price_cents": 0, "currency": "usd" }]),
+        json!([{ "id": "a", "name": "A", "price_cents": 0, "currency": "usd", "extra": 1 }]),
+        json!((0..21)
+            .map(
+                |i| json!({ "id": format!("t{i}"), "name": "T", "calls_per_month": 1,
+                                     "price_cents": 0, "currency": "usd" })
+            )
+            .collect::<Vec<_>>()),
+    ] {
+        world
+            .authed("PUT", "/api/developer/tiers", &key)
+            .json(&json!({ "tiers": tiers }))
+            .assert_error(400, "validation_failed");
+    }
+    // Credentials that are not this platform's key.
+    let unknown = format!("pk_live_{}", "A".repeat(32));
+    for credential in [unknown.as_str(), "pk_live_short", "not-a-token"] {
+        data(world, credential, &person, &json!({})).assert_error(401, "unauthorized");
+    }
+    world
+        .call("POST", "/api/data")
+        .header("X-User-Id", &person)
+        .send()
+        .assert_error(401, "unauthorized");
+    // An operator's user token never acts as an end user or a platform.
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    data(world, &token, &person, &json!({})).assert_error(401, "unauthorized");
+    world
+        .authed("PUT", "/api/developer/tiers", &token)
+        .json(&json!({ "tiers": free_and_pro() }))
+        .assert_error(401, "unauthorized");
+    before.assert_unchanged(world);
+}
+
+fn the_dashboard_counts_end_users_and_calls(world: &World) {
+    let (_, key) = register(world);
+    set_tiers(world, &key, free_and_pro());
+    for (person, calls) in [("ana", 3), ("ben", 1), ("cy", 10)] {
+        let reply = data(world, &key, person, &json!({ "amount": calls }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // Refused calls count nothing.
+    data(world, &key, "ben", &json!({ "amount": 10 })).assert_error(402, "quota_exceeded");
+    let dashboard = world.authed("GET", "/api/developer/dashboard", &key).send();
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    let d = dashboard.json();
+    assert_eq!(d["end_users"]["total"], 3);
+    assert_eq!(d["end_users"]["active_this_period"], 3);
+    assert_eq!(d["calls"]["this_period"], 14);
+    assert_eq!(d["calls"]["all_time"], 14);
+    assert_eq!(d["revenue"]["all_time_cents"], 0);
+    assert_eq!(d["tiers"][1]["id"], "pro");
+    // The usage read counts nothing.
+    let usage = world
+        .authed("GET", "/api/usage", &key)
+        .header("X-User-Id", "cy")
+        .send()
+        .json();
+    assert_eq!(usage["allowed"], false);
+    assert_eq!(usage["usage"]["used"], 10);
+    assert!(
+        usage["period"]["start"]
+            .as_str()
+            .unwrap()
+            .ends_with("-01T00:00:00.000Z"),
+        "{usage}"
+    );
+    let again = world
+        .authed("GET", "/api/developer/dashboard", &key)
+        .send()
+        .json();
+    assert_eq!(again["calls"]["all_time"], 14);
+}
+
+fn tiers_are_public_by_platform_id_and_replaced_whole(world: &World) {
+    let (platform, key) = register(world);
+    let public = world.get(&format!("/api/tiers?platform_id={platform}"));
+    assert_eq!(public.status, 200, "{}", public.body);
+    assert_eq!(public.json()["tiers"][0]["calls_per_month"], 5);
+    set_tiers(world, &key, free_and_pro());
+    let public = world
+        .get(&format!("/api/tiers?platform_id={platform}"))
+        .json();
+    assert_eq!(public["tiers"], free_and_pro());
+    world
+        .get("/api/tiers?platform_id=plt_doesnotexist")
+        .assert_error(404, "not_found");
+    world
+        .get("/api/tiers?platform_id=nonsense")
+        .assert_error(404, "not_found");
+    world
+        .get("/api/tiers")
+        .assert_error(400, "validation_failed");
+    // Replacing is audited.
+    let rows = world.d1_query(&format!(
+        "SELECT detail FROM audit_log WHERE action = 'platform.tiers_updated' \
+         AND target_id = '{platform}'"
+    ));
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0]["detail"].as_str().unwrap().contains("free,pro"),
+        "{rows:?}"
+    );
+}
