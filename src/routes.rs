@@ -547,6 +547,24 @@ pub fn table() -> RouteTable {
                 .header(USER_ID_HEADER, USER_ID_DOC)
                 .header(USER_PLAN_HEADER, USER_PLAN_DOC),
         )
+        .post("/api/create-checkout", EndUser, platforms::create_checkout)
+        .doc(
+            Doc::new(
+                "A Stripe Checkout for an end user to subscribe to one of the platform's tiers",
+            )
+            .body::<platform_views::EndUserCheckoutBody>()
+            .ok::<platform_views::EndUserCheckoutView>(200)
+            .header(USER_ID_HEADER, USER_ID_DOC)
+            .errors(&["upstream_error"]),
+        )
+        .post("/api/customer-portal", EndUser, platforms::customer_portal)
+        .doc(
+            Doc::new("A Stripe Billing Portal session for an end user")
+                .optional_body::<platform_views::EndUserPortalBody>()
+                .ok::<platform_views::EndUserPortalView>(200)
+                .header(USER_ID_HEADER, USER_ID_DOC)
+                .errors(&["conflict", "upstream_error"]),
+        )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)
         .doc(

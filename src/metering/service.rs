@@ -477,7 +477,7 @@ impl Clock {
 pub enum Count {
     /// Counted now, or by an earlier request under the same key (`replayed`).
     Admitted {
-        record: UsageRecord,
+        record: Box<UsageRecord>,
         replayed: bool,
         period: Period,
         quota: QuotaState,
@@ -496,6 +496,10 @@ pub struct Counting<'a> {
     pub labels: (&'a str, &'a str),
 }
 
+/// Statements for a count's own batch, given the D1 binding and the new record's id.
+pub type AlsoWrite<'a> =
+    dyn Fn(&D1Database, &str) -> Result<Vec<D1PreparedStatement>, AppError> + 'a;
+
 /// Counts `counting.amount` on `counter`, exactly: admitted and recorded in one D1 batch only
 /// if the whole amount fits the limit (see `store::count`). `after` gives statements for the
 /// same batch, given the new record's id (they should apply only if that record exists).
@@ -504,7 +508,7 @@ pub async fn count(
     counter: &Counter<'_>,
     clock: &Clock,
     counting: &Counting<'_>,
-    after: &dyn Fn(&D1Database, &str) -> Result<Vec<D1PreparedStatement>, AppError>,
+    after: &AlsoWrite<'_>,
 ) -> Result<Count, AppError> {
     let id = random::id::<12>("use_");
     let key = counting.key.unwrap_or(&id);

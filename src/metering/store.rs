@@ -409,7 +409,10 @@ pub async fn record(
 #[derive(Debug, Clone)]
 pub enum Counted {
     /// Counted now, or earlier under the same key (`replayed`).
-    Admitted { record: UsageRecord, replayed: bool },
+    Admitted {
+        record: Box<UsageRecord>,
+        replayed: bool,
+    },
     /// The whole amount does not fit in the period; nothing changed.
     Refused(QuotaState),
 }
@@ -494,7 +497,10 @@ pub async fn count(
     match record {
         Some(record) => {
             let replayed = record.id != usage.id;
-            Ok(Counted::Admitted { record, replayed })
+            Ok(Counted::Admitted {
+                record: Box::new(record),
+                replayed,
+            })
         }
         // Nothing recorded under the key (for this meter): refused as it stands.
         None => {

@@ -10,6 +10,8 @@ use worker::Request;
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
+use crate::billing::service::subscriptions::{self as billing, Event, Outcome};
+use crate::core::form::Form;
 use crate::core::random;
 use crate::core::secret_key;
 use crate::core::time::rfc3339_from_millis;
@@ -21,7 +23,10 @@ use crate::metering::service::{self as metering, Clock, Count, Counter, Counting
 use crate::platforms::rules::{self, Tier, KEY};
 use crate::platforms::store::{self, EndUserRow, PlatformBy, PlatformRow};
 use crate::storage;
+use crate::upstream::stripe::Session;
 
+/// Where Checkout sends the end user afterwards.
+pub use crate::billing::service::subscriptions::Urls;
 pub use crate::platforms::store::{EndUserRow as StoredEndUser, KeyRow, Numbers};
 
 /// A key's last-used time is written at most this often.
@@ -251,7 +256,7 @@ async fn from_end_user_token(_req: &Request, ctx: &Ctx, token: &str) -> Result<T
 /// The tier that applies to the end user's call: the stated one (which must be one of the
 /// platform's tiers: `400` naming where it was stated), else their stored one, else the
 /// platform's first.
-pub fn tier_of<'a>(tenant: &'a Tenant) -> Result<&'a Tier, AppError> {
+pub fn tier_of(tenant: &Tenant) -> Result<&Tier, AppError> {
     let person = tenant.end_user()?;
     let stated = person.stated_tier.as_ref();
     rules::applicable_tier(
@@ -521,4 +526,209 @@ fn pending_end_user(_ctx: &Ctx, _token: &str) -> Result<PendingToken, AppError> 
     Err(AppError::Unauthorized(
         "this route takes a platform key with X-User-Id".to_owned(),
     ))
+}
+
+/// The end user's Stripe customer, made at Stripe on first use (its idempotency key names the
+/// platform and end user, so concurrent first checkouts make one customer).
+async fn customer_of(ctx: &Ctx, tenant: &Tenant, person: &EndUser) -> Result<String, AppError> {
+    if let Some(id) = person
+        .stored
+        .as_ref()
+        .and_then(|s| s.stripe_customer_id.clone())
+    {
+        return Ok(id);
+    }
+    let stripe = billing::stripe(&ctx.data.config)?;
+    let form = Form::new()
+        .field("metadata[platform_id]", &tenant.platform.id)
+        .field("metadata[end_user_id]", &person.id);
+    let subject = rules::subject_id(&tenant.platform.id, &person.id);
+    let id = stripe
+        .create_customer(&form, &format!("tollgate-end-user-customer-{subject}"))
+        .await?;
+    let db = storage::database(&ctx.env)?;
+    store::save_customer(
+        &db,
+        &tenant.platform.id,
+        &person.id,
+        &id,
+        &rfc3339_from_millis(ctx.data.now_ms),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A Stripe Checkout Session for the end user to subscribe to `tier_id` (a tier of the
+/// platform with a Stripe price), with the platform, end user and tier in its metadata and
+/// its subscription's, so the webhook can apply it.
+pub async fn checkout(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    tier_id: &str,
+    urls: Urls<'_>,
+    client_key: Option<&str>,
+) -> Result<(Session, Tier), AppError> {
+    let person = tenant.end_user()?;
+    let tier = tenant
+        .platform
+        .tiers
+        .iter()
+        .find(|t| t.id == tier_id)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = tenant
+                .platform
+                .tiers
+                .iter()
+                .map(|t| t.id.as_str())
+                .collect();
+            AppError::invalid("tier", format!("unknown tier; one of: {}", ids.join(", ")))
+        })?;
+    let price = tier.stripe_price_id.as_deref().ok_or_else(|| {
+        AppError::invalid(
+            "tier",
+            format!(
+                "the {} tier has no Stripe price and cannot be bought",
+                tier.id
+            ),
+        )
+    })?;
+    let stripe = billing::stripe(&ctx.data.config)?;
+    let customer = customer_of(ctx, tenant, person).await?;
+    let platform = &tenant.platform.id;
+    let form = Form::new()
+        .field("mode", "subscription")
+        .field("customer", &customer)
+        .field("line_items[0][price]", price)
+        .field("line_items[0][quantity]", 1)
+        .field("success_url", urls.success)
+        .field("cancel_url", urls.cancel)
+        .field("metadata[platform_id]", platform)
+        .field("metadata[end_user_id]", &person.id)
+        .field("metadata[tier]", &tier.id)
+        .field("subscription_data[metadata][platform_id]", platform)
+        .field("subscription_data[metadata][end_user_id]", &person.id)
+        .field("subscription_data[metadata][tier]", &tier.id);
+    let subject = rules::subject_id(platform, &person.id);
+    let key = billing::stripe_idempotency_key(&subject, "end-user-checkout", client_key);
+    let session = stripe.create_checkout_session(&form, &key).await?;
+    Ok((session, tier.clone()))
+}
+
+/// A Billing Portal session for the end user's Stripe customer: `409` before their first
+/// checkout (there is no customer yet).
+pub async fn portal(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    return_url: &str,
+    client_key: Option<&str>,
+) -> Result<Session, AppError> {
+    let person = tenant.end_user()?;
+    let customer = person
+        .stored
+        .as_ref()
+        .and_then(|s| s.stripe_customer_id.clone())
+        .ok_or_else(|| {
+            AppError::Conflict("this end user has no billing account yet; check out first".into())
+        })?;
+    let stripe = billing::stripe(&ctx.data.config)?;
+    let form = Form::new()
+        .field("customer", &customer)
+        .field("return_url", return_url);
+    let subject = rules::subject_id(&tenant.platform.id, &person.id);
+    let key = billing::stripe_idempotency_key(&subject, "end-user-portal", client_key);
+    stripe.create_portal_session(&form, &key).await
+}
+
+/// The platform and end user a Stripe object's metadata names (a Checkout Session or a
+/// Subscription this flow made), if it names them.
+fn named_in(object: &serde_json::Value) -> Option<(&str, &str)> {
+    let text = |p: &str| object.pointer(p).and_then(serde_json::Value::as_str);
+    Some((
+        text("/metadata/platform_id")?,
+        text("/metadata/end_user_id")?,
+    ))
+}
+
+/// Whether a Stripe event is about a platform's end user (its object's metadata names one):
+/// such events are applied here, not by the operator's own billing.
+pub fn is_platform_event(event: &Event) -> bool {
+    named_in(&event.object).is_some()
+}
+
+/// Applies a Stripe event about a platform's end user: a paid Checkout moves them to its tier
+/// (once per session, never over a later change) and counts the payment in the platform's
+/// revenue; a subscription that ended moves them back to the platform's first tier.
+pub async fn apply_stripe_event(
+    db: &worker::D1Database,
+    event: &Event,
+) -> Result<Outcome, AppError> {
+    let Some((platform_id, end_user_id)) = named_in(&event.object) else {
+        return Ok(Outcome::Ignored("not a platform end user's event"));
+    };
+    let object = &event.object;
+    let text = |p: &str| object.pointer(p).and_then(serde_json::Value::as_str);
+    let at_ms = event.created.max(0) as u64 * 1000;
+    let now_ms = crate::clock::now_ms();
+    match event.kind.as_str() {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            if !matches!(
+                text("/payment_status"),
+                Some("paid" | "no_payment_required")
+            ) {
+                return Ok(Outcome::Ignored("the checkout is not paid"));
+            }
+            let (Some(session), Some(tier)) = (text("/id"), text("/metadata/tier")) else {
+                return Ok(Outcome::Ignored("the checkout names no tier"));
+            };
+            let now = rfc3339_from_millis(now_ms);
+            let entry = Entry::new(Actor::System("stripe"), Action::PlatformEndUserTierChanged)
+                .target(Target::new("platform", platform_id))
+                .with("end_user_id", end_user_id)
+                .with("tier", tier)
+                .with("checkout_session", session);
+            let at = Occasion {
+                request_id: Some(&event.id),
+                now_ms,
+            };
+            let audit = vec![audit::statement_if_inserted(db, at, &entry, "entry_id")?];
+            let payment = store::Payment {
+                id: session,
+                platform_id,
+                end_user_id,
+                tier,
+                amount_cents: object
+                    .get("amount_total")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+                currency: text("/currency").unwrap_or("usd"),
+                at_ms,
+                now: &now,
+            };
+            let applied = store::apply_payment(db, &payment, audit).await?;
+            Ok(if applied.counted {
+                Outcome::Processed
+            } else {
+                Outcome::Ignored("the checkout was applied already, or its platform is gone")
+            })
+        }
+        "customer.subscription.deleted" | "customer.subscription.updated" => {
+            let ended = event.kind == "customer.subscription.deleted"
+                || matches!(
+                    text("/status"),
+                    Some("canceled" | "unpaid" | "incomplete_expired")
+                );
+            if !ended {
+                return Ok(Outcome::Ignored("the subscription is still live"));
+            }
+            let now = rfc3339_from_millis(now_ms);
+            Ok(
+                if store::end_tier(db, platform_id, end_user_id, at_ms, &now).await? {
+                    Outcome::Processed
+                } else {
+                    Outcome::Ignored("a later change was applied already")
+                },
+            )
+        }
+        _ => Ok(Outcome::Ignored("event type not handled for platforms")),
+    }
 }

@@ -444,3 +444,131 @@ pub async fn numbers(
         .next()
         .ok_or_else(|| AppError::Internal("platform numbers missing".to_owned()))
 }
+
+/// Stores the end user's Stripe customer (made at their first checkout); the end user is
+/// recorded if they were not yet.
+pub async fn save_customer(
+    db: &D1Database,
+    platform_id: &str,
+    end_user_id: &str,
+    customer: &str,
+    now: &str,
+) -> Result<(), AppError> {
+    query!(
+        db,
+        "INSERT INTO platform_end_users (platform_id, end_user_id, stripe_customer_id, \
+             first_seen_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (platform_id, end_user_id) DO UPDATE SET \
+             stripe_customer_id = excluded.stripe_customer_id",
+        platform_id,
+        end_user_id,
+        customer,
+        now
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// A paid Checkout of a tier by an end user, as Stripe reported it.
+pub struct Payment<'a> {
+    /// The Checkout Session (`cs_...`): a payment is counted once per session.
+    pub id: &'a str,
+    pub platform_id: &'a str,
+    pub end_user_id: &'a str,
+    pub tier: &'a str,
+    pub amount_cents: u64,
+    pub currency: &'a str,
+    /// When Stripe says it happened (the event's time): a tier change older than the end
+    /// user's last one is not applied.
+    pub at_ms: u64,
+    pub now: &'a str,
+}
+
+/// What applying a payment did.
+pub struct PaymentApplied {
+    /// The payment was counted now (not before).
+    pub counted: bool,
+    /// The end user's tier was changed by it.
+    pub tier_changed: bool,
+}
+
+/// Counts the payment once (by session id, only for a platform that exists) and, the first
+/// time only, moves the end user to its tier unless a later change was applied already; in
+/// one batch. `audit` runs right after the tier change (use `statement_if_inserted`).
+pub async fn apply_payment(
+    db: &D1Database,
+    p: &Payment<'_>,
+    audit: Vec<D1PreparedStatement>,
+) -> Result<PaymentApplied, AppError> {
+    let mut statements = vec![
+        query!(
+            db,
+            "INSERT INTO platform_payments (id, platform_id, end_user_id, tier, amount_cents, \
+                 currency, paid_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM platforms WHERE id = ?2) \
+             ON CONFLICT (id) DO NOTHING",
+            p.id,
+            p.platform_id,
+            p.end_user_id,
+            p.tier,
+            num(p.amount_cents),
+            p.currency,
+            p.now
+        )?,
+        query!(
+            db,
+            "INSERT INTO platform_end_users (platform_id, end_user_id, tier, tier_changed_at_ms, \
+                 first_seen_at, last_seen_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE changes() = 1 \
+             ON CONFLICT (platform_id, end_user_id) DO UPDATE SET tier = excluded.tier, \
+                 tier_changed_at_ms = excluded.tier_changed_at_ms \
+             WHERE platform_end_users.tier_changed_at_ms IS NULL \
+                 OR platform_end_users.tier_changed_at_ms <= excluded.tier_changed_at_ms",
+            p.platform_id,
+            p.end_user_id,
+            p.tier,
+            num(p.at_ms),
+            p.now
+        )?,
+    ];
+    let tier_change = statements.len() - 1;
+    statements.extend(audit);
+    let results = db.batch(statements).await?;
+    let tier_changed = crate::storage::changes(&results[tier_change])? > 0;
+    let counted = crate::storage::changes(&results[0])? > 0;
+    Ok(PaymentApplied {
+        counted,
+        tier_changed,
+    })
+}
+
+/// Moves the end user back to the platform's first tier (their subscription ended), unless a
+/// later change was applied already: the change is recorded with its time even when they are
+/// on the first tier already, so a paid Checkout older than it, delivered after it, does not
+/// move them up. Whether it changed anything.
+pub async fn end_tier(
+    db: &D1Database,
+    platform_id: &str,
+    end_user_id: &str,
+    at_ms: u64,
+    now: &str,
+) -> Result<bool, AppError> {
+    let result = query!(
+        db,
+        "INSERT INTO platform_end_users (platform_id, end_user_id, tier, tier_changed_at_ms, \
+             first_seen_at, last_seen_at) \
+         SELECT ?1, ?2, NULL, ?3, ?4, ?4 WHERE EXISTS (SELECT 1 FROM platforms WHERE id = ?1) \
+         ON CONFLICT (platform_id, end_user_id) DO UPDATE SET tier = NULL, \
+             tier_changed_at_ms = excluded.tier_changed_at_ms \
+         WHERE platform_end_users.tier_changed_at_ms IS NULL \
+             OR platform_end_users.tier_changed_at_ms < excluded.tier_changed_at_ms",
+        platform_id,
+        end_user_id,
+        num(at_ms),
+        now
+    )?
+    .run()
+    .await?;
+    Ok(crate::storage::changes(&result)? > 0)
+}

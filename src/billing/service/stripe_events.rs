@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::ledger::service as ledger;
 use crate::log::Logger;
+use crate::platforms::service as platforms;
 use crate::webhooks::service::{self as inbox, Applied, Delivery};
 pub use crate::webhooks::service::{Failure, RetryReport, StatusCount};
 
@@ -60,6 +61,12 @@ pub async fn receive(
 }
 
 async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applied, AppError> {
+    if platforms::is_platform_event(event) {
+        return Ok(match platforms::apply_stripe_event(db, event).await? {
+            Outcome::Processed => Applied::Processed,
+            Outcome::Ignored(why) => Applied::Ignored(Some(why)),
+        });
+    }
     if is_token_payment(event) {
         let payment = ledger::PaymentEvent {
             id: &event.id,
@@ -78,8 +85,9 @@ async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applie
     })
 }
 
-/// Events about one-time payments (token packs and their refunds) go to the token ledger;
-/// subscription checkouts and everything else to billing.
+/// Events whose object names a platform's end user go to platforms; events about one-time
+/// payments (token packs and their refunds) to the token ledger; subscription checkouts and
+/// everything else to billing.
 fn is_token_payment(event: &Event) -> bool {
     match event.kind.as_str() {
         "checkout.session.completed" => {

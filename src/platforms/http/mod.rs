@@ -5,6 +5,7 @@ pub mod views;
 
 use worker::{Request, Response};
 
+use crate::billing::http::{client_key, return_url};
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
@@ -13,7 +14,8 @@ use crate::metering::service::Count;
 use crate::platforms::rules::{self, MAX_AMOUNT};
 use crate::platforms::service::{self as platforms, Tenant};
 use views::{
-    CallCountsView, CallUsageAnswer, CredentialsView, DashboardView, DataBody, EndUserCountsView,
+    CallCountsView, CallUsageAnswer, CredentialsView, DashboardView, DataBody, EndUserCheckoutBody,
+    EndUserCheckoutView, EndUserCountsView, EndUserPortalBody, EndUserPortalView,
     IssuedCredentialsView, RegisterBody, RegisteredView, RevenueView, TiersBody, TiersView,
 };
 
@@ -229,5 +231,62 @@ pub async fn get_credentials(
         key_id: key.as_ref().map(|k| k.id.clone()),
         key_created_at: key.as_ref().map(|k| k.created_at.clone()),
         last_used_at: key.and_then(|k| k.last_used_at),
+    })
+}
+
+/// `POST /api/create-checkout` `{tier}`: a Stripe Checkout for the end user to subscribe to
+/// one of the platform's tiers; the webhook moves them to it once paid.
+pub async fn create_checkout(req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
+    let body: EndUserCheckoutBody = ctx.data.json()?;
+    let config = &ctx.data.config;
+    let success = return_url(
+        config,
+        body.success_url.as_deref(),
+        "success_url",
+        config.billing.success_url.as_ref(),
+        "STRIPE_SUCCESS_URL",
+    )?;
+    let cancel = return_url(
+        config,
+        body.cancel_url.as_deref(),
+        "cancel_url",
+        config.billing.cancel_url.as_ref(),
+        "STRIPE_CANCEL_URL",
+    )?;
+    let key = client_key(&req, body.request_id.as_deref())?;
+    let urls = platforms::Urls {
+        success: &success,
+        cancel: &cancel,
+    };
+    let (session, tier) =
+        platforms::checkout(&ctx, &tenant, &body.tier, urls, key.as_deref()).await?;
+    response::ok(&EndUserCheckoutView {
+        url: session.url,
+        session_id: session.id,
+        tier: tier.id,
+    })
+}
+
+/// `POST /api/customer-portal` `{return_url?}`: a Stripe Billing Portal URL for the end
+/// user's customer.
+pub async fn customer_portal(req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
+    let body: EndUserPortalBody = if ctx.data.raw_body().iter().all(u8::is_ascii_whitespace) {
+        EndUserPortalBody::default()
+    } else {
+        ctx.data.json()?
+    };
+    let config = &ctx.data.config;
+    let url = return_url(
+        config,
+        body.return_url.as_deref(),
+        "return_url",
+        config.billing.portal_return_url.as_ref(),
+        "STRIPE_PORTAL_RETURN_URL",
+    )?;
+    let key = client_key(&req, None)?;
+    let session = platforms::portal(&ctx, &tenant, &url, key.as_deref()).await?;
+    response::ok(&EndUserPortalView {
+        url: session.url,
+        session_id: session.id,
     })
 }

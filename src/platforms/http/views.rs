@@ -195,3 +195,52 @@ pub struct DashboardView {
     pub revenue: RevenueView,
     pub tiers: Vec<Tier>,
 }
+
+/// A `POST /api/create-checkout` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserCheckoutBody {
+    /// The tier to subscribe to: one of the platform's tiers with a Stripe price.
+    pub tier: String,
+    /// Where Stripe sends the end user after paying: an http(s) URL on an allowed origin
+    /// (`STRIPE_SUCCESS_URL` when left out).
+    #[serde(default)]
+    pub success_url: Option<String>,
+    /// Where Stripe sends the end user who gives up (`STRIPE_CANCEL_URL` when left out).
+    #[serde(default)]
+    pub cancel_url: Option<String>,
+    /// The client's idempotency key (or send `Idempotency-Key`): 1 to 128 of
+    /// `[A-Za-z0-9._:-]`.
+    #[serde(default)]
+    #[schema(pattern = r"^\s*[A-Za-z0-9._:-]{1,128}\s*$")]
+    pub request_id: Option<String>,
+}
+
+/// A Checkout Session for an end user's tier.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndUserCheckoutView {
+    /// Where to send the end user to pay.
+    #[schema(required = true)]
+    pub url: Option<String>,
+    pub session_id: String,
+    /// The tier being bought.
+    pub tier: String,
+}
+
+/// A `POST /api/customer-portal` body (it may be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserPortalBody {
+    /// Where the portal sends the end user back: an http(s) URL on an allowed origin
+    /// (`STRIPE_PORTAL_RETURN_URL` when left out).
+    #[serde(default)]
+    pub return_url: Option<String>,
+}
+
+/// A Billing Portal session for an end user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndUserPortalView {
+    #[schema(required = true)]
+    pub url: Option<String>,
+    pub session_id: String,
+}

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::Case;
-use crate::harness::identity::unique;
+use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
+use crate::harness::identity::{now, unique};
 use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World};
 
@@ -21,6 +22,8 @@ pub fn cases() -> Vec<Case> {
         bad_input_and_bad_credentials_are_refused_and_change_nothing,
         the_dashboard_counts_end_users_and_calls,
         tiers_are_public_by_platform_id_and_replaced_whole,
+        an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
+        a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
     )
 }
 
@@ -553,4 +556,177 @@ fn tiers_are_public_by_platform_id_and_replaced_whole(world: &World) {
         rows[0]["detail"].as_str().unwrap().contains("free,pro"),
         "{rows:?}"
     );
+}
+
+/// The price the tests' pro tier sells for, registered with the fake Stripe.
+const PRO_PRICE: &str = "price_e2e_pro";
+const PRO_CENTS: i64 = 1900;
+
+/// Delivers a Stripe event, signed now; the answer must be 200. Returns its `event`.
+fn deliver(world: &World, event: &Value) -> Value {
+    let body = event.to_string();
+    let signature = stripe_signature(body.as_bytes(), STRIPE_WEBHOOK_SECRET, now());
+    let reply = world
+        .call("POST", "/webhook/stripe")
+        .header("Stripe-Signature", &signature)
+        .body("application/json", body.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["event"].clone()
+}
+
+/// A platform with free and pro tiers (pro sold at Stripe), and an end user who checked out
+/// pro and paid: (platform, key, end user, the completed session).
+fn paid_pro(world: &World) -> (String, String, String, Value) {
+    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
+    let (platform, key) = register(world);
+    set_tiers(world, &key, free_and_pro());
+    let person = unique("buyer-");
+    let reply = world
+        .authed("POST", "/api/create-checkout", &key)
+        .header("X-User-Id", &person)
+        .json(&json!({ "tier": "pro" }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["tier"], "pro");
+    assert!(
+        body["url"].as_str().unwrap().starts_with("https://"),
+        "{body}"
+    );
+    let completed = world
+        .fakes
+        .stripe
+        .complete_checkout(body["session_id"].as_str().unwrap());
+    let session = completed["data"]["object"].clone();
+    assert_eq!(session["metadata"]["platform_id"], platform.as_str());
+    (platform, key, person, session)
+}
+
+fn tier_of(world: &World, platform: &str, person: &str) -> Value {
+    let rows = world.d1_query(&format!(
+        "SELECT tier FROM platform_end_users WHERE platform_id = '{platform}' \
+         AND end_user_id = '{person}'"
+    ));
+    rows.first()
+        .map(|r| r["tier"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue(world: &World) {
+    let (platform, key, person, session) = paid_pro(world);
+    // Before the webhook: still on the first tier.
+    assert_eq!(tier_of(world, &platform, &person), Value::Null);
+    let event = world
+        .fakes
+        .stripe
+        .event("checkout.session.completed", session.clone());
+    let receipt = deliver(world, &event);
+    assert_eq!(receipt["status"], "processed", "{receipt}");
+    assert_eq!(tier_of(world, &platform, &person), "pro");
+    // The tier applies to their calls without X-User-Plan.
+    let reply = data(world, &key, &person, &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["tier"], "pro");
+    assert_eq!(reply.json()["usage"]["limit"], 100);
+
+    // The same event again, and another event for the same session: nothing changes.
+    let rows = Rows::new()
+        .where_eq("platform_end_users", "platform_id", &platform)
+        .where_eq("platform_payments", "platform_id", &platform);
+    let before = world.snapshot(&rows);
+    let again = deliver(world, &event);
+    assert_eq!(again["duplicate"], true, "{again}");
+    let other = world
+        .fakes
+        .stripe
+        .event("checkout.session.completed", session);
+    assert_eq!(deliver(world, &other)["status"], "ignored");
+    before.assert_unchanged(world);
+
+    // The dashboard counts the payment once.
+    let d = world
+        .authed("GET", "/api/developer/dashboard", &key)
+        .send()
+        .json();
+    assert_eq!(d["revenue"]["all_time_cents"], PRO_CENTS);
+    assert_eq!(d["revenue"]["this_period_cents"], PRO_CENTS);
+    assert_eq!(d["revenue"]["payments"], 1);
+    assert_eq!(d["end_users"]["total"], 1);
+    // Another platform's dashboard does not see it.
+    let (_, other_key) = register(world);
+    let d = world
+        .authed("GET", "/api/developer/dashboard", &other_key)
+        .send()
+        .json();
+    assert_eq!(d["revenue"]["all_time_cents"], 0);
+
+    // The tier change is in the audit log, by Stripe.
+    let rows = world.d1_query(&format!(
+        "SELECT actor_kind, actor_id FROM audit_log WHERE action = \
+         'platform.end_user_tier_changed' AND target_id = '{platform}'"
+    ));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor_id"], "stripe");
+
+    // Their customer now has a Billing Portal.
+    let reply = world
+        .authed("POST", "/api/customer-portal", &key)
+        .header("X-User-Id", &person)
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
+    // An end user who never checked out has none (409), and a tier without a price cannot
+    // be bought (400); neither changes anything.
+    let stranger = unique("stranger-");
+    let before = world.snapshot(&end_user_rows(&platform, &stranger));
+    world
+        .authed("POST", "/api/customer-portal", &key)
+        .header("X-User-Id", &stranger)
+        .send()
+        .assert_error(409, "conflict");
+    for tier in ["free", "gold"] {
+        world
+            .authed("POST", "/api/create-checkout", &key)
+            .header("X-User-Id", &stranger)
+            .json(&json!({ "tier": tier }))
+            .assert_error(400, "validation_failed");
+    }
+    before.assert_unchanged(world);
+}
+
+fn a_subscription_that_ended_wins_over_an_older_checkout_delivered_late(world: &World) {
+    let (platform, key, person, session) = paid_pro(world);
+    let subscription_id = session["subscription"].as_str().unwrap().to_owned();
+    let subscription = world.fakes.stripe.subscription(&subscription_id).unwrap();
+    assert_eq!(subscription["metadata"]["end_user_id"], person.as_str());
+    let paid_at = now();
+    // Stripe delivers the cancellation (later) before the checkout (earlier).
+    let mut canceled = subscription.clone();
+    canceled["status"] = json!("canceled");
+    let ended =
+        world
+            .fakes
+            .stripe
+            .event_at("customer.subscription.deleted", canceled, paid_at + 10);
+    assert_eq!(deliver(world, &ended)["status"], "processed");
+    let late = world
+        .fakes
+        .stripe
+        .event_at("checkout.session.completed", session, paid_at);
+    deliver(world, &late);
+    assert_eq!(
+        tier_of(world, &platform, &person),
+        Value::Null,
+        "still free"
+    );
+    let reply = data(world, &key, &person, &json!({}));
+    assert_eq!(reply.json()["tier"], "free");
+    // The payment itself is still counted once.
+    let d = world
+        .authed("GET", "/api/developer/dashboard", &key)
+        .send()
+        .json();
+    assert_eq!(d["revenue"]["all_time_cents"], PRO_CENTS);
 }
