@@ -29,6 +29,7 @@ pub fn serial_cases() -> Vec<Case> {
     crate::cases!(contract:
         schemathesis_finds_no_server_error_or_schema_violation_with_a_token,
         schemathesis_finds_no_server_error_or_schema_violation_with_an_api_key,
+        schemathesis_finds_no_server_error_or_schema_violation_with_a_platform_key,
     )
 }
 
@@ -103,6 +104,18 @@ fn schemathesis_finds_no_server_error_or_schema_violation_with_an_api_key(world:
         "api-key",
         key["key"].as_str().expect("plaintext key"),
     );
+}
+
+fn schemathesis_finds_no_server_error_or_schema_violation_with_a_platform_key(world: &World) {
+    // A registered platform's key: the platform routes, and the end-user routes with the
+    // `X-User-Id` the fuzzer generates; every user route answers it 401.
+    let reply = world
+        .call("POST", "/api/developer/register")
+        .header("CF-Connecting-IP", &unique("10.200."))
+        .json(&json!({ "email": format!("{}@example.com", unique("contract-")) }));
+    assert_eq!(reply.status, 201, "register: {}", reply.body);
+    let key = reply.json()["api_key"].as_str().expect("the key").to_owned();
+    fuzz(world, "platform-key", &key);
 }
 
 /// Moves the credential's user to the unlimited plan (as an operator would, in D1).
