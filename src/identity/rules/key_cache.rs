@@ -353,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn end_user_tokens_are_cached_until_their_expiry_plus_skew() {
+        let mut cache: VerifiedTokenCache<EndUserToken> = VerifiedTokenCache::default();
+        let end_user = EndUserToken {
+            subject: "user_end".into(),
+            platform_id: Some("plt_1".into()),
+            plan: None,
+            email: None,
+            session_id: None,
+            expires_at: Some(1_000),
+        };
+        cache.insert([7; 32], end_user.clone(), 900, 5);
+        assert_eq!(cache.get(&[7; 32], 1_005), Some(&end_user));
+        assert_eq!(cache.get(&[7; 32], 1_006), None);
+    }
+
+    #[test]
     fn the_token_cache_is_bounded() {
         let mut cache = VerifiedTokenCache::default();
         for i in 0..(TOKEN_CACHE_CAPACITY + 10) {
