@@ -9,6 +9,7 @@ use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
 use crate::core::sealed::Keyring;
 use crate::error::AppError;
+use crate::identity::rules::publishable_key;
 use crate::identity::rules::roles::RoleConfig;
 use crate::ledger::rules::{self as ledger, Pack, Task};
 use crate::log::RequestLogging;
@@ -496,9 +497,11 @@ impl ProviderConfig {
 /// Clerk session tokens are accepted when the instance is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClerkConfig {
-    /// `CLERK_JWKS_URL`, or `https://<CLERK_DOMAIN>/.well-known/jwks.json`.
+    /// `CLERK_JWKS_URL`, or `https://<domain>/.well-known/jwks.json` where the domain is
+    /// `CLERK_DOMAIN` or the host `CLERK_PUBLISHABLE_KEY` encodes (the end-user instance's
+    /// settings are the same names prefixed `END_USER_`).
     pub jwks_url: String,
-    /// `CLERK_ISSUER`, or `https://<CLERK_DOMAIN>`; required with `CLERK_JWKS_URL`.
+    /// `CLERK_ISSUER`, or `https://<domain>`; required with `CLERK_JWKS_URL`.
     pub issuer: String,
     /// `CLERK_AUTHORIZED_PARTIES`: comma-separated allowed `azp` origins; default any.
     pub authorized_parties: Vec<String>,
@@ -516,6 +519,13 @@ pub struct AuthConfig {
     pub clerk: Option<ClerkConfig>,
     /// The invalid setting that keeps Clerk tokens from being accepted, if any.
     pub clerk_problem: Option<&'static str>,
+    /// The platforms' end-user Clerk instance, when `END_USER_CLERK_JWKS_URL` (with
+    /// `END_USER_CLERK_ISSUER`), `END_USER_CLERK_DOMAIN` or `END_USER_CLERK_PUBLISHABLE_KEY`
+    /// is set (and valid). Its tokens are accepted only on end-user routes, and never where
+    /// an operator token is.
+    pub end_user_clerk: Option<ClerkConfig>,
+    /// The invalid setting that keeps end-user tokens from being accepted, if any.
+    pub end_user_clerk_problem: Option<&'static str>,
     /// `JWT_SECRET` (alias `JWT_SECRET_CLOUD`): the HS256 secret; HMAC tokens are refused
     /// while it is unset.
     pub jwt_secret: Secret,
@@ -558,6 +568,10 @@ impl ConfigError {
             }
             "PLAN_CATALOG" => {
                 "fix the JSON list of plans (README, Plans) or unset it for the default"
+            }
+            "CLERK_PUBLISHABLE_KEY" | "END_USER_CLERK_PUBLISHABLE_KEY" => {
+                "copy the instance's publishable key (pk_test_... or pk_live_...) from the Clerk \
+                 dashboard, or set the _DOMAIN setting instead"
             }
             s if s.ends_with("_SECRET") || s.ends_with("_KEY") => {
                 "set the real value with `wrangler secret put` (locally in .dev.vars), or unset it"
@@ -791,8 +805,22 @@ impl AuthConfig {
     fn load(l: &mut Loader<'_>) -> Self {
         let source = l.source;
         let clerk_mark = l.mark();
-        let clerk = l.or(ClerkConfig::load(source), None);
+        let clerk = l.or(ClerkConfig::load(source, &OPERATOR_CLERK), None);
         let mut clerk_problem = l.first_since(clerk_mark);
+        let end_user_mark = l.mark();
+        let end_user_clerk = l.or(ClerkConfig::load(source, &END_USER_CLERK), None);
+        if let (Some(operator), Some(end_user)) = (&clerk, &end_user_clerk) {
+            // The issuer is what tells the two kinds of token apart.
+            if operator.issuer == end_user.issuer {
+                l.problems.push(ConfigError {
+                    setting: ClerkConfig::issuer_setting(source, &END_USER_CLERK),
+                    problem: "names the operator's Clerk instance (the same issuer): end users \
+                              need an instance of their own"
+                        .to_owned(),
+                });
+            }
+        }
+        let mut end_user_clerk_problem = l.first_since(end_user_mark);
         let token_mark = l.mark();
         let jwt_require_exp = l.or(boolean(source, "JWT_REQUIRE_EXP", true), true);
         let jwt_ttl_secs = l.or(number(source, "JWT_TTL_SECS", 3600, 60..=30 * 86_400), 3600);
@@ -807,6 +835,7 @@ impl AuthConfig {
             // The clock skew applies to Clerk tokens as well.
             if setting == "JWT_CLOCK_SKEW_SECS" {
                 clerk_problem = clerk_problem.or(Some(setting));
+                end_user_clerk_problem = end_user_clerk_problem.or(Some(setting));
             }
         }
         let mut clerk_secret_key = l.secret(Secret::read(source, "CLERK_SECRET_KEY"));
@@ -822,6 +851,12 @@ impl AuthConfig {
         Self {
             clerk: if clerk_problem.is_some() { None } else { clerk },
             clerk_problem,
+            end_user_clerk: if end_user_clerk_problem.is_some() {
+                None
+            } else {
+                end_user_clerk
+            },
+            end_user_clerk_problem,
             jwt_secret,
             jwt_require_exp,
             jwt_ttl_secs,
@@ -862,35 +897,94 @@ impl AuthConfig {
     }
 }
 
+/// The names of one Clerk instance's settings: the operator's (`CLERK_*`) or the platform
+/// end users' (`END_USER_CLERK_*`).
+struct ClerkSettings {
+    domain: &'static str,
+    publishable_key: &'static str,
+    jwks_url: &'static str,
+    issuer: &'static str,
+    authorized_parties: &'static str,
+    jwks_cache_ttl_secs: &'static str,
+    jwks_min_refetch_secs: &'static str,
+}
+
+/// The operator's instance: Tollgate's own users sign in with it.
+const OPERATOR_CLERK: ClerkSettings = ClerkSettings {
+    domain: "CLERK_DOMAIN",
+    publishable_key: "CLERK_PUBLISHABLE_KEY",
+    jwks_url: "CLERK_JWKS_URL",
+    issuer: "CLERK_ISSUER",
+    authorized_parties: "CLERK_AUTHORIZED_PARTIES",
+    jwks_cache_ttl_secs: "CLERK_JWKS_CACHE_TTL_SECS",
+    jwks_min_refetch_secs: "CLERK_JWKS_MIN_REFETCH_SECS",
+};
+
+/// The platforms' end users' instance: its tokens are accepted only on end-user routes.
+const END_USER_CLERK: ClerkSettings = ClerkSettings {
+    domain: "END_USER_CLERK_DOMAIN",
+    publishable_key: "END_USER_CLERK_PUBLISHABLE_KEY",
+    jwks_url: "END_USER_CLERK_JWKS_URL",
+    issuer: "END_USER_CLERK_ISSUER",
+    authorized_parties: "END_USER_CLERK_AUTHORIZED_PARTIES",
+    jwks_cache_ttl_secs: "END_USER_CLERK_JWKS_CACHE_TTL_SECS",
+    jwks_min_refetch_secs: "END_USER_CLERK_JWKS_MIN_REFETCH_SECS",
+};
+
 impl ClerkConfig {
-    fn load(source: &dyn VarSource) -> Result<Option<Self>, ConfigError> {
-        let domain = optional(source, "CLERK_DOMAIN").map(|d| {
-            let d = d.trim_start_matches("https://").trim_end_matches('/');
-            d.to_owned()
-        });
-        let jwks_url = match (optional(source, "CLERK_JWKS_URL"), &domain) {
-            (Some(_), _) => base_url(source, "CLERK_JWKS_URL", "")?,
+    /// One instance, from its domain (`*_DOMAIN`, else the host a `*_PUBLISHABLE_KEY`
+    /// names), or from `*_JWKS_URL` with `*_ISSUER` (each of which wins over the domain's).
+    fn load(source: &dyn VarSource, names: &ClerkSettings) -> Result<Option<Self>, ConfigError> {
+        let from_key = optional(source, names.publishable_key)
+            .map(|key| {
+                publishable_key::domain(&key).map_err(|problem| ConfigError {
+                    setting: names.publishable_key,
+                    problem,
+                })
+            })
+            .transpose()?;
+        let domain = optional(source, names.domain)
+            .map(|d| {
+                let d = d.trim_start_matches("https://").trim_end_matches('/');
+                d.to_owned()
+            })
+            .or(from_key);
+        let jwks_url = match (optional(source, names.jwks_url), &domain) {
+            (Some(_), _) => base_url(source, names.jwks_url, "")?,
             (None, Some(domain)) => format!("https://{domain}/.well-known/jwks.json"),
             (None, None) => return Ok(None),
         };
-        let issuer = match (optional(source, "CLERK_ISSUER"), &domain) {
+        let issuer = match (optional(source, names.issuer), &domain) {
             (Some(issuer), _) => issuer.trim_end_matches('/').to_owned(),
             (None, Some(domain)) => format!("https://{domain}"),
             (None, None) => {
                 return Err(ConfigError {
-                    setting: "CLERK_ISSUER",
-                    problem: "is required when CLERK_JWKS_URL is set (or set CLERK_DOMAIN)"
-                        .to_owned(),
+                    setting: names.issuer,
+                    problem: format!(
+                        "is required when {} is set (or set {} or {})",
+                        names.jwks_url, names.domain, names.publishable_key
+                    ),
                 })
             }
         };
         Ok(Some(Self {
             jwks_url,
             issuer,
-            authorized_parties: list(source, "CLERK_AUTHORIZED_PARTIES"),
-            jwks_cache_ttl_secs: number(source, "CLERK_JWKS_CACHE_TTL_SECS", 3600, 60..=86_400)?,
-            jwks_min_refetch_secs: number(source, "CLERK_JWKS_MIN_REFETCH_SECS", 30, 0..=3600)?,
+            authorized_parties: list(source, names.authorized_parties),
+            jwks_cache_ttl_secs: number(source, names.jwks_cache_ttl_secs, 3600, 60..=86_400)?,
+            jwks_min_refetch_secs: number(source, names.jwks_min_refetch_secs, 30, 0..=3600)?,
         }))
+    }
+
+    /// The setting that named this instance's issuer, for a problem with it.
+    fn issuer_setting(source: &dyn VarSource, names: &ClerkSettings) -> &'static str {
+        if optional(source, names.issuer).is_some() {
+            names.issuer
+        } else if optional(source, names.domain).is_some() {
+            names.domain
+        } else {
+            names.publishable_key
+        }
     }
 }
 
@@ -1240,6 +1334,209 @@ mod tests {
         );
         let no_issuer = HashMap::from([("CLERK_JWKS_URL", "https://clerk.test/jwks")]);
         assert_eq!(first_problem(&no_issuer).setting, "CLERK_ISSUER");
+    }
+
+    /// A publishable key for `host` (base64 of `host$`, as Clerk makes them).
+    fn publishable(prefix: &str, host: &str) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{host}$"));
+        format!("{prefix}{encoded}")
+    }
+
+    #[test]
+    fn a_publishable_key_names_the_instance_domain() {
+        let key = publishable("pk_live_", "clerk.example.com");
+        let clerk = Config::load(&HashMap::from([("CLERK_PUBLISHABLE_KEY", key.as_str())]))
+            .auth
+            .clerk
+            .unwrap();
+        assert_eq!(
+            clerk.jwks_url,
+            "https://clerk.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(clerk.issuer, "https://clerk.example.com");
+        // The explicit domain, JWKS URL and issuer win over what the key encodes.
+        let both = HashMap::from([
+            ("CLERK_PUBLISHABLE_KEY", key.as_str()),
+            ("CLERK_DOMAIN", "clerk.other.test"),
+        ]);
+        assert_eq!(
+            Config::load(&both).auth.clerk.unwrap().issuer,
+            "https://clerk.other.test"
+        );
+        let explicit = HashMap::from([
+            ("CLERK_PUBLISHABLE_KEY", key.as_str()),
+            ("CLERK_JWKS_URL", "http://127.0.0.1:9/jwks"),
+            ("CLERK_ISSUER", "https://issuer.test"),
+        ]);
+        let clerk = Config::load(&explicit).auth.clerk.unwrap();
+        assert_eq!(
+            (clerk.jwks_url.as_str(), clerk.issuer.as_str()),
+            ("http://127.0.0.1:9/jwks", "https://issuer.test")
+        );
+    }
+
+    #[test]
+    fn an_invalid_publishable_key_disables_that_instance_by_name() {
+        for name in ["CLERK_PUBLISHABLE_KEY", "END_USER_CLERK_PUBLISHABLE_KEY"] {
+            for bad in ["sk_test_abc", "pk_test_%%%", "pk_test_bm90IGEgaG9zdA=="] {
+                let vars = HashMap::from([(name, bad)]);
+                let config = Config::load(&vars);
+                let problem = &config.problems[0];
+                assert_eq!(problem.setting, name, "{bad}");
+                assert!(
+                    problem.fix().contains("publishable key"),
+                    "{}",
+                    problem.fix()
+                );
+                assert!(config.auth.clerk.is_none() && config.auth.end_user_clerk.is_none());
+            }
+        }
+        let config = Config::load(&HashMap::from([("CLERK_PUBLISHABLE_KEY", "pk_test_%%%")]));
+        assert_eq!(config.auth.clerk_problem, Some("CLERK_PUBLISHABLE_KEY"));
+        assert_eq!(config.auth.end_user_clerk_problem, None);
+    }
+
+    #[test]
+    fn the_end_user_instance_has_settings_of_its_own() {
+        let none = Config::load(&HashMap::from([("CLERK_DOMAIN", "clerk.example.com")])).auth;
+        assert!(none.end_user_clerk.is_none() && none.end_user_clerk_problem.is_none());
+
+        let by_domain = HashMap::from([
+            ("CLERK_DOMAIN", "clerk.example.com"),
+            ("END_USER_CLERK_DOMAIN", "https://clerk.users.example.com/"),
+            (
+                "END_USER_CLERK_AUTHORIZED_PARTIES",
+                "https://app.example.com",
+            ),
+            ("END_USER_CLERK_JWKS_CACHE_TTL_SECS", "600"),
+            ("END_USER_CLERK_JWKS_MIN_REFETCH_SECS", "5"),
+        ]);
+        let auth = Config::load(&by_domain).auth;
+        let end_user = auth.end_user_clerk.unwrap();
+        assert_eq!(
+            end_user,
+            ClerkConfig {
+                jwks_url: "https://clerk.users.example.com/.well-known/jwks.json".to_owned(),
+                issuer: "https://clerk.users.example.com".to_owned(),
+                authorized_parties: vec!["https://app.example.com".to_owned()],
+                jwks_cache_ttl_secs: 600,
+                jwks_min_refetch_secs: 5,
+            }
+        );
+        // The operator's instance keeps its own defaults.
+        let operator = auth.clerk.unwrap();
+        assert_eq!(operator.issuer, "https://clerk.example.com");
+        assert!(operator.authorized_parties.is_empty());
+        assert_eq!(
+            (operator.jwks_cache_ttl_secs, operator.jwks_min_refetch_secs),
+            (3600, 30)
+        );
+
+        let key = publishable("pk_test_", "users.clerk.accounts.dev");
+        let by_key = HashMap::from([("END_USER_CLERK_PUBLISHABLE_KEY", key.as_str())]);
+        let auth = Config::load(&by_key).auth;
+        assert!(auth.clerk.is_none());
+        assert_eq!(
+            auth.end_user_clerk.unwrap().issuer,
+            "https://users.clerk.accounts.dev"
+        );
+
+        let by_url = HashMap::from([
+            ("END_USER_CLERK_JWKS_URL", "http://127.0.0.1:9/jwks"),
+            ("END_USER_CLERK_ISSUER", "https://users.test/"),
+        ]);
+        let end_user = Config::load(&by_url).auth.end_user_clerk.unwrap();
+        assert_eq!(end_user.issuer, "https://users.test");
+        assert_eq!(end_user.jwks_url, "http://127.0.0.1:9/jwks");
+    }
+
+    #[test]
+    fn an_invalid_end_user_setting_disables_only_end_user_tokens() {
+        for (name, value, named) in [
+            (
+                "END_USER_CLERK_JWKS_URL",
+                "https://users.test/jwks",
+                "END_USER_CLERK_ISSUER",
+            ),
+            (
+                "END_USER_CLERK_JWKS_URL",
+                "users.test/jwks",
+                "END_USER_CLERK_JWKS_URL",
+            ),
+            (
+                "END_USER_CLERK_JWKS_CACHE_TTL_SECS",
+                "5",
+                "END_USER_CLERK_JWKS_CACHE_TTL_SECS",
+            ),
+            (
+                "END_USER_CLERK_JWKS_MIN_REFETCH_SECS",
+                "soon",
+                "END_USER_CLERK_JWKS_MIN_REFETCH_SECS",
+            ),
+        ] {
+            let mut vars = HashMap::from([("CLERK_DOMAIN", "clerk.example.com"), (name, value)]);
+            if name != "END_USER_CLERK_JWKS_URL" {
+                vars.insert("END_USER_CLERK_DOMAIN", "clerk.users.example.com");
+            }
+            let auth = Config::load(&vars).auth;
+            assert!(auth.end_user_clerk.is_none(), "{name}={value}");
+            assert_eq!(auth.end_user_clerk_problem, Some(named), "{name}={value}");
+            assert!(auth.clerk.is_some() && auth.clerk_problem.is_none());
+        }
+        // The operator's settings never configure (or break) the end users' instance.
+        let auth = Config::load(&HashMap::from([
+            ("CLERK_DOMAIN", "clerk.example.com"),
+            ("END_USER_CLERK_DOMAIN", "clerk.users.example.com"),
+            ("CLERK_JWKS_CACHE_TTL_SECS", "5"),
+        ]))
+        .auth;
+        assert_eq!(auth.clerk_problem, Some("CLERK_JWKS_CACHE_TTL_SECS"));
+        assert!(auth.end_user_clerk.is_some());
+        // The clock skew applies to both.
+        let auth = Config::load(&HashMap::from([
+            ("END_USER_CLERK_DOMAIN", "clerk.users.example.com"),
+            ("JWT_CLOCK_SKEW_SECS", "-1"),
+        ]))
+        .auth;
+        assert_eq!(auth.end_user_clerk_problem, Some("JWT_CLOCK_SKEW_SECS"));
+        assert!(auth.end_user_clerk.is_none());
+    }
+
+    #[test]
+    fn two_instances_with_one_issuer_is_a_problem_of_the_end_user_one() {
+        let key = publishable("pk_live_", "clerk.example.com");
+        for (vars, named) in [
+            (
+                vec![
+                    ("CLERK_DOMAIN", "clerk.example.com"),
+                    ("END_USER_CLERK_DOMAIN", "clerk.example.com"),
+                ],
+                "END_USER_CLERK_DOMAIN",
+            ),
+            (
+                vec![
+                    ("CLERK_DOMAIN", "clerk.example.com"),
+                    ("END_USER_CLERK_PUBLISHABLE_KEY", key.as_str()),
+                ],
+                "END_USER_CLERK_PUBLISHABLE_KEY",
+            ),
+            (
+                vec![
+                    ("CLERK_PUBLISHABLE_KEY", key.as_str()),
+                    ("END_USER_CLERK_JWKS_URL", "http://127.0.0.1:9/jwks"),
+                    ("END_USER_CLERK_ISSUER", "https://clerk.example.com/"),
+                ],
+                "END_USER_CLERK_ISSUER",
+            ),
+        ] {
+            let config = Config::load(&vars.into_iter().collect::<HashMap<_, _>>());
+            assert_eq!(config.auth.end_user_clerk_problem, Some(named));
+            assert!(config.auth.end_user_clerk.is_none());
+            assert!(config.auth.clerk.is_some(), "the operator's instance stays");
+            assert_eq!(config.problems[0].setting, named);
+            assert!(config.problems[0].problem.contains("operator"));
+        }
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn run(options: &Options) -> Result<(), String> {
     );
 
     // Print what the fakes receive, as it comes in.
-    let mut seen = [0usize; 4];
+    let mut seen = [0usize; 5];
     loop {
         std::thread::sleep(Duration::from_millis(200));
         for (fake, seen) in fakes.all().iter().zip(seen.iter_mut()) {

@@ -38,6 +38,12 @@ pub enum Rejection {
     UnauthorizedParty,
     /// No subject (`sub`, or `uid` for HMAC tokens).
     MissingSubject,
+    /// A token of the platforms' end-user Clerk instance where an operator's token is
+    /// expected: end users are never Tollgate users.
+    EndUserTokenHere,
+    /// Anything but a token of the end-user instance on an end-user route (an operator's
+    /// Clerk, HMAC or account token never acts as an end user).
+    NotEndUserToken,
 }
 
 impl Rejection {
@@ -59,6 +65,12 @@ impl Rejection {
             Self::WrongIssuer => "token issuer is not accepted".to_owned(),
             Self::UnauthorizedParty => "token authorized party (azp) is not allowed".to_owned(),
             Self::MissingSubject => "token has no subject".to_owned(),
+            Self::EndUserTokenHere => {
+                "an end-user token is accepted only on end-user routes".to_owned()
+            }
+            Self::NotEndUserToken => "this route takes an end-user token from the platform's \
+                                      end-user Clerk instance"
+                .to_owned(),
         }
     }
 }
@@ -367,8 +379,8 @@ fn signature_rejection(err: ValidationError) -> Rejection {
     }
 }
 
-fn check_times(
-    claims: &Claims<RawClaims>,
+fn check_times<T>(
+    claims: &Claims<T>,
     time: TimeCheck,
     require_exp: bool,
 ) -> Result<Option<i64>, Rejection> {
@@ -386,6 +398,140 @@ fn check_times(
     Ok(exp)
 }
 
+/// The issuer and authorized party a Clerk instance's policy requires.
+fn check_clerk_policy(raw: &RawClaims, policy: &ClerkPolicy) -> Result<(), Rejection> {
+    if raw.iss.as_deref() != Some(policy.issuer.as_str()) {
+        return Err(Rejection::WrongIssuer);
+    }
+    if !policy.authorized_parties.is_empty() {
+        // Clerk omits `azp` for requests without an Origin (e.g. server to server); when a
+        // list is configured, a token must name one of the parties.
+        let allowed = raw
+            .azp
+            .as_ref()
+            .is_some_and(|azp| policy.authorized_parties.iter().any(|p| p == azp));
+        if !allowed {
+            return Err(Rejection::UnauthorizedParty);
+        }
+    }
+    Ok(())
+}
+
+/// A session token of the platforms' end-user Clerk instance, verified. End users are not
+/// Tollgate users: nothing here names a users row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndUserToken {
+    /// The end user at the end-user instance (`sub`, Clerk's `user_...`).
+    pub subject: String,
+    /// The platform the end user belongs to: [`end_user_claim`] of `platformId` /
+    /// `platform_id`.
+    pub platform_id: Option<String>,
+    /// The end user's plan on that platform: [`end_user_claim`] of `plan`.
+    pub plan: Option<String>,
+    /// `email`, if present.
+    pub email: Option<String>,
+    /// `sid`, if present.
+    pub session_id: Option<String>,
+    /// `exp`, Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+/// The spellings of a public-metadata claim, in the order they are read: `publicMetadata`
+/// and `public_metadata` (as a Clerk session token template may copy the user's public
+/// metadata), then a claim of its own at the top level.
+pub struct MetadataClaim {
+    /// The key inside the metadata object (`platformId`, `plan`).
+    pub nested: &'static str,
+    /// The top-level claim (`platform_id`, `plan`).
+    pub top: &'static str,
+}
+
+/// The platform an end user belongs to.
+pub const PLATFORM_ID_CLAIM: MetadataClaim = MetadataClaim {
+    nested: "platformId",
+    top: "platform_id",
+};
+
+/// The end user's plan on their platform.
+pub const PLAN_CLAIM: MetadataClaim = MetadataClaim {
+    nested: "plan",
+    top: "plan",
+};
+
+/// A metadata claim of an end-user token: the first of `publicMetadata.<nested>`,
+/// `public_metadata.<nested>` and `<top>` that is present (and not `null`) decides. It counts
+/// only as a non-empty string; any other value there (a number, an object, `""`) yields
+/// `None`, never a later spelling, so one token cannot say two things.
+pub fn end_user_claim(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    claim: &MetadataClaim,
+) -> Option<String> {
+    let nested = |object: &str| {
+        claims
+            .get(object)
+            .and_then(|metadata| metadata.get(claim.nested))
+    };
+    let first = [
+        nested("publicMetadata"),
+        nested("public_metadata"),
+        claims.get(claim.top),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|value| !value.is_null())?;
+    first
+        .as_str()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The `kid` of a token that may be verified as an end-user token: RS256 and naming the
+/// end-user instance's `issuer` (read unverified, to choose the JWKS; the signature check
+/// then proves it). Anything else, an API key or a string that is no JWT included, is
+/// [`Rejection::NotEndUserToken`], before any JWKS is fetched.
+pub fn end_user_kid(token: &str, issuer: &str) -> Result<String, Rejection> {
+    // Not a JWT at all (an API key, say) is not an end-user token either.
+    let header = peek_header(token).map_err(|_| Rejection::NotEndUserToken)?;
+    if header.alg != "RS256" || peek_issuer(token).as_deref() != Some(issuer) {
+        return Err(Rejection::NotEndUserToken);
+    }
+    header
+        .kid
+        .ok_or_else(|| Rejection::UnknownKey(String::new()))
+}
+
+/// Verifies a session token of the end-user Clerk instance against one of its JWKS keys and
+/// its policy (issuer, authorized parties, `exp` required, `exp`/`nbf` with the skew).
+pub fn verify_end_user(
+    token: &str,
+    key: &RsaPublicKey,
+    policy: &ClerkPolicy,
+    time: TimeCheck,
+) -> Result<EndUserToken, Rejection> {
+    type Object = serde_json::Map<String, serde_json::Value>;
+    let untrusted = UntrustedToken::new(token).map_err(|_| Rejection::Malformed)?;
+    let verified = Rsa::rs256()
+        .validator::<Object>(key)
+        .validate(&untrusted)
+        .map_err(signature_rejection)?;
+    let claims = verified.claims();
+    let expires_at = check_times(claims, time, true)?;
+    let object = &claims.custom;
+    let raw: RawClaims = serde_json::from_value(serde_json::Value::Object(object.clone()))
+        .map_err(|_| Rejection::MalformedClaims)?;
+    check_clerk_policy(&raw, policy)?;
+    let subject = non_empty(raw.sub.map(Text::into_string)).ok_or(Rejection::MissingSubject)?;
+    Ok(EndUserToken {
+        subject,
+        platform_id: end_user_claim(object, &PLATFORM_ID_CLAIM),
+        plan: end_user_claim(object, &PLAN_CLAIM),
+        email: non_empty(raw.email),
+        session_id: non_empty(raw.sid),
+        expires_at,
+    })
+}
+
 /// Verifies a Clerk session token against one JWKS key and the policy.
 pub fn verify_clerk(
     token: &str,
@@ -401,20 +547,7 @@ pub fn verify_clerk(
     let claims = verified.claims();
     let expires_at = check_times(claims, time, true)?;
     let raw = &claims.custom;
-    if raw.iss.as_deref() != Some(policy.issuer.as_str()) {
-        return Err(Rejection::WrongIssuer);
-    }
-    if !policy.authorized_parties.is_empty() {
-        // Clerk omits `azp` for requests without an Origin (e.g. server to server); when a
-        // list is configured, a token must name one of the parties.
-        let allowed = raw
-            .azp
-            .as_ref()
-            .is_some_and(|azp| policy.authorized_parties.iter().any(|p| p == azp));
-        if !allowed {
-            return Err(Rejection::UnauthorizedParty);
-        }
-    }
+    check_clerk_policy(raw, policy)?;
     let raw = raw.clone();
     let org = raw.org();
     let subject = non_empty(raw.sub.map(Text::into_string)).ok_or(Rejection::MissingSubject)?;
@@ -731,6 +864,209 @@ pub(crate) mod tests {
             clerk(&rs256(&without(c, "sub"))),
             Err(Rejection::MissingSubject)
         );
+    }
+
+    const END_USER_ISSUER: &str = "https://clerk.users.example.test";
+
+    fn end_user_policy() -> ClerkPolicy {
+        ClerkPolicy {
+            issuer: END_USER_ISSUER.to_owned(),
+            authorized_parties: vec!["https://platform.example.test".to_owned()],
+        }
+    }
+
+    fn end_user_token_claims() -> Value {
+        json!({
+            "sub": "user_end1", "iss": END_USER_ISSUER, "azp": "https://platform.example.test",
+            "sid": "sess_e1", "email": "e1@example.test", "iat": NOW - 10, "nbf": NOW - 10,
+            "exp": NOW + 60, "publicMetadata": { "platformId": "plt_1", "plan": "pro" },
+        })
+    }
+
+    fn end_user(token: &str) -> Result<EndUserToken, Rejection> {
+        verify_end_user(token, &rsa_pair().1, &end_user_policy(), time())
+    }
+
+    fn object(value: Value) -> serde_json::Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_end_user_token_carries_its_platform_and_plan() {
+        let verified = end_user(&rs256(&end_user_token_claims())).unwrap();
+        assert_eq!(
+            verified,
+            EndUserToken {
+                subject: "user_end1".to_owned(),
+                platform_id: Some("plt_1".to_owned()),
+                plan: Some("pro".to_owned()),
+                email: Some("e1@example.test".to_owned()),
+                session_id: Some("sess_e1".to_owned()),
+                expires_at: Some(NOW + 60),
+            }
+        );
+        let bare = without(without(end_user_token_claims(), "publicMetadata"), "email");
+        let verified = end_user(&rs256(&without(bare, "sid"))).unwrap();
+        assert_eq!(
+            (
+                verified.platform_id,
+                verified.plan,
+                verified.email,
+                verified.session_id
+            ),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn end_user_claims_are_read_in_all_three_spellings() {
+        for claims in [
+            json!({ "publicMetadata": { "platformId": "plt_a", "plan": "free" } }),
+            json!({ "public_metadata": { "platformId": "plt_a", "plan": "free" } }),
+            json!({ "platform_id": "plt_a", "plan": "free" }),
+            // The first spelling present decides.
+            json!({ "publicMetadata": { "platformId": "plt_a", "plan": "free" },
+                    "public_metadata": { "platformId": "plt_b", "plan": "pro" },
+                    "platform_id": "plt_c", "plan": "team" }),
+            json!({ "public_metadata": { "platformId": "plt_a" }, "platform_id": "plt_c",
+                    "publicMetadata": { "plan": "free" }, "plan": "team" }),
+            // `null`, or metadata without the key, is absent: the next spelling is read.
+            json!({ "publicMetadata": { "platformId": null, "plan": null },
+                    "public_metadata": {}, "platform_id": "plt_a", "plan": "free" }),
+            json!({ "publicMetadata": "not an object", "platform_id": " plt_a ",
+                    "plan": "free" }),
+        ] {
+            let claims = object(claims);
+            assert_eq!(
+                end_user_claim(&claims, &PLATFORM_ID_CLAIM).as_deref(),
+                Some("plt_a"),
+                "{claims:?}"
+            );
+            assert_eq!(
+                end_user_claim(&claims, &PLAN_CLAIM).as_deref(),
+                Some("free"),
+                "{claims:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_non_string_end_user_claim_is_none() {
+        for claims in [
+            json!({}),
+            json!({ "sub": "user_1", "publicMetadata": {}, "public_metadata": {} }),
+            // Present but not a non-empty string: the claim is unusable, and a later spelling
+            // is not consulted.
+            json!({ "publicMetadata": { "platformId": 42, "plan": true },
+                    "platform_id": "plt_c", "plan": "team" }),
+            json!({ "public_metadata": { "platformId": { "id": "plt_a" }, "plan": ["pro"] } }),
+            json!({ "platform_id": "", "plan": "   " }),
+            json!({ "platform_id": 7, "plan": 3 }),
+        ] {
+            let claims = object(claims);
+            assert_eq!(
+                end_user_claim(&claims, &PLATFORM_ID_CLAIM),
+                None,
+                "{claims:?}"
+            );
+            assert_eq!(end_user_claim(&claims, &PLAN_CLAIM), None, "{claims:?}");
+        }
+        // A token with an unusable claim still verifies; the route decides what it needs.
+        let token = rs256(&with(
+            end_user_token_claims(),
+            "publicMetadata",
+            json!({"platformId": 1}),
+        ));
+        assert_eq!(end_user(&token).unwrap().platform_id, None);
+    }
+
+    #[test]
+    fn end_user_tokens_are_held_to_their_instance_policy() {
+        let c = end_user_token_claims();
+        for (claims, rejection) in [
+            (
+                with(c.clone(), "iss", json!(ISSUER)),
+                Rejection::WrongIssuer,
+            ),
+            (without(c.clone(), "iss"), Rejection::WrongIssuer),
+            (
+                with(c.clone(), "azp", json!("https://evil.test")),
+                Rejection::UnauthorizedParty,
+            ),
+            (without(c.clone(), "azp"), Rejection::UnauthorizedParty),
+            (without(c.clone(), "sub"), Rejection::MissingSubject),
+            (without(c.clone(), "exp"), Rejection::MissingExpiry),
+            (with(c.clone(), "exp", json!(NOW - 6)), Rejection::Expired),
+            (
+                with(c.clone(), "nbf", json!(NOW + 6)),
+                Rejection::NotYetValid,
+            ),
+            (
+                with(c.clone(), "sub", json!({"id": 1})),
+                Rejection::MalformedClaims,
+            ),
+        ] {
+            assert_eq!(end_user(&rs256(&claims)), Err(rejection), "{claims}");
+        }
+        // Within the skew.
+        assert!(end_user(&rs256(&with(c.clone(), "exp", json!(NOW - 5)))).is_ok());
+        assert!(end_user(&rs256(&with(c.clone(), "nbf", json!(NOW + 5)))).is_ok());
+        // Signed by another key, or tampered with.
+        let token = rs256(&c);
+        let forged = tampered(&token, &with(c.clone(), "platform_id", json!("plt_other")));
+        assert_eq!(end_user(&forged), Err(Rejection::BadSignature));
+        let hmac = hs256(&c, SECRET);
+        assert_eq!(
+            end_user(&hmac),
+            Err(Rejection::UnsupportedAlgorithm("HS256".to_owned()))
+        );
+    }
+
+    #[test]
+    fn only_rs256_tokens_naming_the_end_user_issuer_reach_its_jwks() {
+        let c = end_user_token_claims();
+        assert_eq!(
+            end_user_kid(&rs256(&c), END_USER_ISSUER),
+            Ok("kid-1".to_owned())
+        );
+        // An operator's Clerk token, an HMAC or account token, or an HS256 token that
+        // claims the end-user issuer: refused before any key is looked up.
+        for token in [
+            rs256(&clerk_claims()),
+            rs256(&without(c.clone(), "iss")),
+            hs256(&c, SECRET),
+            hs256(&hmac_like(), SECRET),
+            sign_account(SECRET, &account_claims("acct_1", "ses_1", NOW, 900)).unwrap(),
+        ] {
+            assert_eq!(
+                end_user_kid(&token, END_USER_ISSUER),
+                Err(Rejection::NotEndUserToken)
+            );
+        }
+        for other in ["not.a.jwt", "tg_live_0123456789abcdef", ""] {
+            assert_eq!(
+                end_user_kid(other, END_USER_ISSUER),
+                Err(Rejection::NotEndUserToken)
+            );
+        }
+        let no_kid = Rsa::rs256()
+            .token(&Header::empty(), &Claims::new(c), &rsa_pair().0)
+            .unwrap();
+        assert_eq!(
+            end_user_kid(&no_kid, END_USER_ISSUER),
+            Err(Rejection::UnknownKey(String::new()))
+        );
+        assert!(Rejection::NotEndUserToken
+            .message()
+            .contains("end-user token from the platform's end-user Clerk instance"));
+        assert_eq!(
+            Rejection::EndUserTokenHere.message(),
+            "an end-user token is accepted only on end-user routes"
+        );
+    }
+
+    fn hmac_like() -> Value {
+        json!({"uid": "u1", "exp": NOW + 60})
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::identity::rules::jwt::{JwksKey, VerifiedToken};
+use crate::identity::rules::jwt::{EndUserToken, JwksKey, VerifiedToken};
 
 /// What to do about a `kid`, given what the isolate knows.
 #[derive(Debug)]
@@ -105,24 +105,53 @@ pub const TOKEN_CACHE_CAPACITY: usize = 2048;
 /// A verified token is trusted from the cache for at most this long, even without `exp`.
 pub const TOKEN_CACHE_MAX_AGE_SECS: i64 = 300;
 
+/// A verified token that may be cached: it knows its own `exp`.
+pub trait Expiring {
+    /// `exp`, Unix seconds, if the token has one.
+    fn expires_at(&self) -> Option<i64>;
+}
+
+impl Expiring for VerifiedToken {
+    fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+}
+
+impl Expiring for EndUserToken {
+    fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+}
+
 #[derive(Debug)]
-struct CachedToken {
-    token: VerifiedToken,
+struct CachedToken<T> {
+    token: T,
     valid_until: i64,
 }
 
 /// Tokens already verified, keyed by the SHA-256 of the token, each valid until its `exp`
 /// (plus skew) or [`TOKEN_CACHE_MAX_AGE_SECS`], whichever is sooner. Only the signature and
 /// claim checks are cached: user and session status are checked on every request.
-#[derive(Debug, Default)]
-pub struct VerifiedTokenCache {
-    entries: HashMap<[u8; 32], CachedToken>,
+/// One cache per kind of token ([`VerifiedToken`] by default, [`EndUserToken`]), so a token
+/// verified as one kind is never found as the other.
+#[derive(Debug)]
+pub struct VerifiedTokenCache<T = VerifiedToken> {
+    entries: HashMap<[u8; 32], CachedToken<T>>,
     order: VecDeque<[u8; 32]>,
 }
 
-impl VerifiedTokenCache {
+impl<T> Default for VerifiedTokenCache<T> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T: Expiring> VerifiedTokenCache<T> {
     /// The verified token for this hash, if cached and still valid at `now` (Unix seconds).
-    pub fn get(&self, hash: &[u8; 32], now: i64) -> Option<&VerifiedToken> {
+    pub fn get(&self, hash: &[u8; 32], now: i64) -> Option<&T> {
         self.entries
             .get(hash)
             .filter(|e| now <= e.valid_until)
@@ -130,9 +159,9 @@ impl VerifiedTokenCache {
     }
 
     /// Remembers a verified token until `exp + skew` (at most the max age from `now`).
-    pub fn insert(&mut self, hash: [u8; 32], token: VerifiedToken, now: i64, skew: i64) {
+    pub fn insert(&mut self, hash: [u8; 32], token: T, now: i64, skew: i64) {
         let cap = now + TOKEN_CACHE_MAX_AGE_SECS;
-        let valid_until = token.expires_at.map_or(cap, |exp| (exp + skew).min(cap));
+        let valid_until = token.expires_at().map_or(cap, |exp| (exp + skew).min(cap));
         if valid_until < now {
             return;
         }
@@ -321,6 +350,22 @@ mod tests {
         cache.insert([1; 32], token(None), 0, 5);
         assert!(cache.get(&[1; 32], TOKEN_CACHE_MAX_AGE_SECS).is_some());
         assert!(cache.get(&[1; 32], TOKEN_CACHE_MAX_AGE_SECS + 1).is_none());
+    }
+
+    #[test]
+    fn end_user_tokens_are_cached_until_their_expiry_plus_skew() {
+        let mut cache: VerifiedTokenCache<EndUserToken> = VerifiedTokenCache::default();
+        let end_user = EndUserToken {
+            subject: "user_end".into(),
+            platform_id: Some("plt_1".into()),
+            plan: None,
+            email: None,
+            session_id: None,
+            expires_at: Some(1_000),
+        };
+        cache.insert([7; 32], end_user.clone(), 900, 5);
+        assert_eq!(cache.get(&[7; 32], 1_005), Some(&end_user));
+        assert_eq!(cache.get(&[7; 32], 1_006), None);
     }
 
     #[test]

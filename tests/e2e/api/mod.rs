@@ -11,6 +11,7 @@ mod contract;
 mod conventions;
 mod cors;
 mod devices;
+mod end_user_tokens;
 mod fakes;
 mod health;
 mod identity;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(cors::cases());
     cases.extend(fakes::cases());
     cases.extend(identity::cases());
+    cases.extend(end_user_tokens::cases());
     cases.extend(api_keys::cases());
     cases.extend(profile::cases());
     cases.extend(auth::cases());
@@ -75,6 +77,7 @@ pub fn serial() -> Vec<Case> {
     let mut cases = conventions::serial_first_cases();
     cases.extend(clerk_faults::serial_cases());
     cases.extend(jwks::serial_cases());
+    cases.extend(end_user_tokens::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
     cases.extend(tokens::serial_cases());

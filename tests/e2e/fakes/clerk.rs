@@ -120,6 +120,16 @@ impl FakeClerk {
 
     /// Like [`Self::start`], listening on `address`.
     pub fn start_on(secret_key: &str, address: &str) -> Result<Self, String> {
+        Self::start_named("clerk", secret_key, address)
+    }
+
+    /// Like [`Self::start_on`], named `name` in what it records (a second instance: the
+    /// platforms' end users' Clerk, with a signing key of its own).
+    pub fn start_named(
+        name: &'static str,
+        secret_key: &str,
+        address: &str,
+    ) -> Result<Self, String> {
         let state = Arc::new(Mutex::new(ClerkState {
             key: SigningKey::generate(),
             sessions: HashMap::new(),
@@ -129,7 +139,7 @@ impl FakeClerk {
         let upstream = {
             let state = Arc::clone(&state);
             let authorization = format!("Bearer {secret_key}");
-            FakeUpstream::start_on("clerk", address, move |request| {
+            FakeUpstream::start_on(name, address, move |request| {
                 respond(request, &state, &authorization)
             })?
         };

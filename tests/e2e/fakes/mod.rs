@@ -227,6 +227,13 @@ pub const CLERK_SECRET_KEY: &str = "sk_test_tollgate_fake";
 /// to expect it.
 pub const CLERK_ISSUER: &str = "https://clerk.tollgate.test";
 
+/// The issuer (`iss`) of the fake end-user Clerk instance's session tokens (the platforms'
+/// end users), as the worker is configured to expect it (`END_USER_CLERK_ISSUER`).
+pub const END_USER_CLERK_ISSUER: &str = "https://clerk.end-users.tollgate.test";
+
+/// The end-user Clerk instance's secret key (its Backend API is never called by the worker).
+pub const END_USER_CLERK_SECRET_KEY: &str = "sk_test_tollgate_fake_end_users";
+
 /// The OpenRouter provisioning key the worker is configured with; the fake OpenRouter requires
 /// it.
 pub const OPENROUTER_PROVISIONING_KEY: &str = "sk-or-prov-tollgate-fake";
@@ -248,6 +255,9 @@ pub const MAIL_API_KEY: &str = "re_tollgate_fake";
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
+    /// A second Clerk instance, the platforms' end users', with a signing key of its own (on a
+    /// free port).
+    pub end_user_clerk: FakeClerk,
     pub openrouter: FakeOpenRouter,
     pub stripe: FakeStripe,
     /// A Resend-shaped mail API (on a free port).
@@ -265,6 +275,11 @@ impl Fakes {
     pub fn start_on([clerk, openrouter, stripe]: [&str; 3]) -> Result<Self, String> {
         Ok(Self {
             clerk: FakeClerk::start_on(CLERK_SECRET_KEY, clerk)?,
+            end_user_clerk: FakeClerk::start_named(
+                "clerk-end-users",
+                END_USER_CLERK_SECRET_KEY,
+                "127.0.0.1:0",
+            )?,
             openrouter: FakeOpenRouter::start_on(OPENROUTER_PROVISIONING_KEY, openrouter)?,
             stripe: FakeStripe::start_on(STRIPE_SECRET_KEY, stripe)?,
             mail: FakeMail::start_on(MAIL_API_KEY, "127.0.0.1:0")?,
@@ -278,6 +293,8 @@ impl Fakes {
             ("CLERK_JWKS_URL", self.clerk.jwks_url()),
             ("CLERK_ISSUER", CLERK_ISSUER.to_owned()),
             ("CLERK_SECRET_KEY", CLERK_SECRET_KEY.to_owned()),
+            ("END_USER_CLERK_JWKS_URL", self.end_user_clerk.jwks_url()),
+            ("END_USER_CLERK_ISSUER", END_USER_CLERK_ISSUER.to_owned()),
             (
                 "OPENROUTER_API_URL",
                 format!("{}/api", self.openrouter.upstream().base_url()),
@@ -301,9 +318,10 @@ impl Fakes {
     }
 
     /// Every fake.
-    pub fn all(&self) -> [&FakeUpstream; 4] {
+    pub fn all(&self) -> [&FakeUpstream; 5] {
         [
             self.clerk.upstream(),
+            self.end_user_clerk.upstream(),
             self.openrouter.upstream(),
             self.stripe.upstream(),
             self.mail.upstream(),

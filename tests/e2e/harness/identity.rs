@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{Reply, World};
-use crate::fakes::CLERK_ISSUER;
+use crate::fakes::{CLERK_ISSUER, END_USER_CLERK_ISSUER};
 
 /// The worker's `ACCOUNT_TOKEN_SECRET` in the tests.
 pub const ACCOUNT_TOKEN_SECRET: &str = "e2e-account-secret-5a1f0c7e9b3d2a4c6e8f1b0d";
@@ -29,6 +29,9 @@ pub const SVIX_KEY: &[u8] = b"e2e-svix-signing-key-32-bytes!!!";
 pub const SVIX_KEY_NEXT: &[u8] = b"e2e-svix-next-signing-key-32by!!";
 /// The only `azp` the worker accepts in the tests.
 pub const AUTHORIZED_PARTY: &str = "http://localhost:5173";
+/// The only `azp` the worker accepts on end-user tokens in the tests
+/// (`END_USER_CLERK_AUTHORIZED_PARTIES`): a platform's web app.
+pub const END_USER_AUTHORIZED_PARTY: &str = "https://platform.tollgate.test";
 /// A Clerk user id listed bare in `ADMIN_USER_IDS` (as the seeds' settings list admins).
 pub const ADMIN_CLERK_ID: &str = "user_e2e_admin";
 /// A Clerk admin listed source-qualified (`clerk:...`), for the API key scope cases only.
@@ -63,6 +66,14 @@ pub fn worker_vars() -> Vec<(&'static str, String)> {
         ),
         ("CLERK_SIGN_IN_URL", SIGN_IN_URL.to_owned()),
         (
+            "END_USER_CLERK_AUTHORIZED_PARTIES",
+            END_USER_AUTHORIZED_PARTY.to_owned(),
+        ),
+        (
+            "END_USER_CLERK_JWKS_MIN_REFETCH_SECS",
+            JWKS_MIN_REFETCH_SECS.to_string(),
+        ),
+        (
             "ADMIN_USER_IDS",
             format!("{ADMIN_CLERK_ID},clerk:{KEY_ADMIN_CLERK_ID},hmac:{ADMIN_HMAC_UID}"),
         ),
@@ -89,6 +100,23 @@ pub fn clerk_claims(sub: &str) -> Value {
     json!({
         "sub": sub, "iss": CLERK_ISSUER, "azp": AUTHORIZED_PARTY, "sid": unique("sess_"),
         "iat": now - 5, "nbf": now - 5, "exp": now + 120, "v": 2,
+    })
+}
+
+/// Claims of a valid session token of the end-user Clerk instance for the end user `sub` of
+/// the platform `platform_id`, on `plan` if given (in `publicMetadata`, as a Clerk session
+/// token template copies the user's public metadata), with a session of its own.
+pub fn end_user_claims(sub: &str, platform_id: &str, plan: Option<&str>) -> Value {
+    let now = now();
+    let mut metadata = json!({ "platformId": platform_id });
+    if let Some(plan) = plan {
+        metadata["plan"] = json!(plan);
+    }
+    json!({
+        "sub": sub, "iss": END_USER_CLERK_ISSUER, "azp": END_USER_AUTHORIZED_PARTY,
+        "sid": unique("sess_"), "email": format!("{sub}@end-users.example.test"),
+        "iat": now - 5, "nbf": now - 5, "exp": now + 120, "v": 2,
+        "publicMetadata": metadata,
     })
 }
 
@@ -135,6 +163,14 @@ impl World {
     /// A Clerk session token for `sub`, signed by the fake Clerk's current key.
     pub fn clerk_token(&self, sub: &str) -> String {
         self.fakes.clerk.sign(&clerk_claims(sub))
+    }
+
+    /// A session token of the end-user Clerk instance for `sub` of `platform_id` (see
+    /// [`end_user_claims`]), signed by the fake end-user Clerk's current key.
+    pub fn end_user_token(&self, sub: &str, platform_id: &str, plan: Option<&str>) -> String {
+        self.fakes
+            .end_user_clerk
+            .sign(&end_user_claims(sub, platform_id, plan))
     }
 
     /// An HMAC token for `uid`, signed with the worker's `JWT_SECRET`.

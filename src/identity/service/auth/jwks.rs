@@ -1,8 +1,13 @@
 //! Clerk's signing keys: kept parsed in the isolate, shared through KV with a TTL, and
 //! fetched from Clerk only when both are stale or a token names an unknown `kid` (at most
 //! once per `CLERK_JWKS_MIN_REFETCH_SECS`).
+//!
+//! Each Clerk instance (the operator's, the platforms' end users') has its own keys, KV entry
+//! and re-fetch throttle, all keyed by its JWKS URL: a flood of tokens with made-up `kid`s
+//! for one instance never spends the other's fetches, nor finds the other's keys.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jwt_compact::alg::RsaPublicKey;
@@ -20,7 +25,21 @@ use crate::upstream::clerk;
 thread_local! {
     // One per isolate, for as long as it lives. Requests of one isolate interleave at
     // awaits, so the cache tracks a fetch in flight and others wait for it.
-    static CACHE: RefCell<JwksCache> = RefCell::new(JwksCache::default());
+    // Keyed by the instance's JWKS URL.
+    static CACHES: RefCell<HashMap<String, JwksCache>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` on the instance's cache (made empty the first time).
+fn with_cache<R>(config: &ClerkConfig, f: impl FnOnce(&mut JwksCache) -> R) -> R {
+    CACHES.with_borrow_mut(|caches| {
+        if !caches.contains_key(&config.jwks_url) {
+            caches.insert(config.jwks_url.clone(), JwksCache::default());
+        }
+        let cache = caches
+            .get_mut(&config.jwks_url)
+            .expect("inserted just above");
+        f(cache)
+    })
 }
 
 /// The JWKS as stored in KV.
@@ -54,7 +73,7 @@ pub async fn with_key<T>(
     let mut waited_ms = 0;
     loop {
         let now_ms = crate::clock::now_ms();
-        let decision = CACHE.with_borrow(|c| {
+        let decision = with_cache(config, |c| {
             match c.lookup(kid, now_ms, ttl_ms, min_refetch_ms, fetched_already) {
                 KeyLookup::Use(key) => Ok(key.key.clone()),
                 KeyLookup::Fetch => Err(Next::Fetch),
@@ -98,20 +117,20 @@ enum Next {
 /// Gets the JWKS: from KV when another isolate stored a newer copy than ours, else from
 /// Clerk (then shared through KV). A failure leaves the cached keys in use and is logged.
 async fn fetch(config: &ClerkConfig, kv: &KvStore, now_ms: u64, ttl_ms: u64) {
-    CACHE.with_borrow_mut(|c| c.begin_fetch(now_ms));
-    let ours = CACHE.with_borrow(|c| c.fetched_at_ms());
+    with_cache(config, |c| c.begin_fetch(now_ms));
+    let ours = with_cache(config, |c| c.fetched_at_ms());
     let result = match newer_in_kv(config, kv, ours, now_ms, ttl_ms).await {
         Some(found) => Ok(found),
         None => fetch_from_clerk(config, kv, now_ms).await,
     };
     match result {
-        Ok(found) => CACHE.with_borrow_mut(|c| c.end_fetch(Some(found))),
+        Ok(found) => with_cache(config, |c| c.end_fetch(Some(found))),
         Err(err) => {
-            CACHE.with_borrow_mut(|c| c.end_fetch(None));
+            with_cache(config, |c| c.end_fetch(None));
             // Shared by every request of the isolate that waits on it: no one request's line.
             Logger::isolate().error(
                 "JWKS fetch failed",
-                serde_json::json!({ "detail": err.log_detail() }),
+                serde_json::json!({ "detail": err.log_detail(), "issuer": config.issuer }),
             );
         }
     }

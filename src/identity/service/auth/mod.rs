@@ -13,6 +13,10 @@
 //! key lacking the scope the route table declares for the route ([`scopes::Access`]) is
 //! refused with `403 forbidden` as soon as the key is resolved, before the handler runs.
 //!
+//! Platforms' end users sign in with a second Clerk instance (`END_USER_CLERK_*`). Their
+//! tokens, told apart by `iss`, are refused here before any JWKS is fetched: they are
+//! verified only by [`verify_end_user`], on end-user routes, and never make a users row.
+//!
 //! Signature and claim checks of a token are cached per isolate until the token expires;
 //! the user's status and the session's status are read from D1 on every request, so a
 //! deleted user or an ended session is refused at once. An authenticated request then
@@ -45,8 +49,12 @@ use crate::identity::store::api_keys;
 use crate::identity::store::users::{self, NewUser, User};
 use crate::storage::{self as store, UserRef};
 
+pub use crate::identity::rules::jwt::EndUserToken;
+
 thread_local! {
     static VERIFIED: RefCell<VerifiedTokenCache> = RefCell::new(VerifiedTokenCache::default());
+    static END_USER_VERIFIED: RefCell<VerifiedTokenCache<EndUserToken>> =
+        RefCell::new(VerifiedTokenCache::default());
 }
 
 /// What every platform key starts with (platform keys are the platforms capability's; a user
@@ -376,6 +384,10 @@ async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError>
     let reject = |r: Rejection| AppError::Unauthorized(r.message());
     let header = jwt::peek_header(token).map_err(reject)?;
     let verified = match header.alg.as_str() {
+        // Told apart by the unverified `iss` alone: no JWKS is fetched for it.
+        "RS256" if is_end_user_token(auth, token) => {
+            return Err(reject(Rejection::EndUserTokenHere))
+        }
         "RS256" => {
             let clerk = auth
                 .clerk
@@ -398,6 +410,71 @@ async fn verify_token(ctx: &Ctx, token: &str) -> Result<VerifiedToken, AppError>
         other => return Err(reject(Rejection::UnsupportedAlgorithm(other.to_owned()))),
     };
     VERIFIED.with_borrow_mut(|c| c.insert(hash, verified.clone(), time.now, time.skew));
+    Ok(verified)
+}
+
+/// Whether `token` names the end-user instance's issuer (read unverified).
+fn is_end_user_token(auth: &AuthConfig, token: &str) -> bool {
+    auth.end_user_clerk
+        .as_ref()
+        .is_some_and(|end_user| jwt::peek_issuer(token).as_deref() == Some(&end_user.issuer))
+}
+
+/// The end-user token of the request's `Authorization: Bearer`, verified as
+/// [`verify_end_user`] does.
+pub async fn authenticate_end_user(req: &Request, ctx: &Ctx) -> Result<EndUserToken, AppError> {
+    let credential = bearer(req)?;
+    verify_end_user(ctx, &credential).await
+}
+
+/// An end-user token from the platform end-user Clerk instance, verified: RS256 against that
+/// instance's JWKS (its own cache and re-fetch throttle), its issuer, its authorized parties
+/// (`END_USER_CLERK_AUTHORIZED_PARTIES`), `exp` (required) and `nbf` with the clock skew.
+/// Cached per isolate until it expires, apart from the operator's tokens.
+///
+/// Anything else (an operator's Clerk token, an HMAC or account token, an API key) is
+/// `401` "this route takes an end-user token from the platform's end-user Clerk instance":
+/// an operator never acts as an end user. With the instance unset, `401` (such tokens are not
+/// accepted by this server); with it set but invalid, `503 not_configured` naming the
+/// setting. No users row is read or made: end users are not Tollgate users.
+pub async fn verify_end_user(ctx: &Ctx, token: &str) -> Result<EndUserToken, AppError> {
+    let auth = &ctx.data.config.auth;
+    let reject = |r: Rejection| AppError::Unauthorized(r.message());
+    let end_user =
+        auth.end_user_clerk
+            .as_ref()
+            .ok_or_else(|| match auth.end_user_clerk_problem {
+                Some(setting) => AppError::NotConfigured {
+                    setting: setting.into(),
+                },
+                None => reject(Rejection::NotAccepted("end-user (platform Clerk)")),
+            })?;
+    let time = TimeCheck {
+        now: (now_ms() / 1000) as i64,
+        skew: auth.clock_skew_secs,
+    };
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let cached = END_USER_VERIFIED.with_borrow(|c| c.get(&hash, time.now).cloned());
+    let verified = match cached {
+        Some(hit) => hit,
+        None => {
+            let kid = jwt::end_user_kid(token, &end_user.issuer).map_err(reject)?;
+            let kv = store::cache(&ctx.env)?;
+            let policy = ClerkPolicy {
+                issuer: end_user.issuer.clone(),
+                authorized_parties: end_user.authorized_parties.clone(),
+            };
+            let verified = jwks::with_key(end_user, &kv, &kid, |key| {
+                jwt::verify_end_user(token, key, &policy, time)
+            })
+            .await?
+            .map_err(reject)?;
+            END_USER_VERIFIED
+                .with_borrow_mut(|c| c.insert(hash, verified.clone(), time.now, time.skew));
+            verified
+        }
+    };
+    ctx.data.set_principal("end_user");
     Ok(verified)
 }
 
