@@ -216,9 +216,7 @@ async fn from_key(req: &Request, ctx: &Ctx, key: &str, end_user: bool) -> Result
 }
 
 async fn from_end_user_token(_req: &Request, ctx: &Ctx, token: &str) -> Result<Tenant, AppError> {
-    // MERGE: replaced by identity's end-user token verification (branch enduser-clerk).
-    let verified = pending_end_user(ctx, token)?;
-    ctx.data.set_principal("end_user_token");
+    let verified = auth::verify_end_user(ctx, token).await?;
     let platform_id = verified.platform_id.ok_or_else(|| {
         AppError::Unauthorized(
             "the end-user token names no platform (publicMetadata.platformId)".to_owned(),
@@ -514,18 +512,6 @@ pub async fn numbers(ctx: &Ctx, tenant: &Tenant) -> Result<(Period, store::Numbe
     )
     .await?;
     Ok((period, numbers))
-}
-
-// MERGE: removed when identity's end-user verification lands (the same session).
-struct PendingToken {
-    subject: String,
-    platform_id: Option<String>,
-    plan: Option<String>,
-}
-fn pending_end_user(_ctx: &Ctx, _token: &str) -> Result<PendingToken, AppError> {
-    Err(AppError::Unauthorized(
-        "this route takes a platform key with X-User-Id".to_owned(),
-    ))
 }
 
 /// The end user's Stripe customer, made at Stripe on first use (its idempotency key names the

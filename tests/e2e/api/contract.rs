@@ -114,7 +114,10 @@ fn schemathesis_finds_no_server_error_or_schema_violation_with_a_platform_key(wo
         .header("CF-Connecting-IP", &unique("10.200."))
         .json(&json!({ "email": format!("{}@example.com", unique("contract-")) }));
     assert_eq!(reply.status, 201, "register: {}", reply.body);
-    let key = reply.json()["api_key"].as_str().expect("the key").to_owned();
+    let key = reply.json()["api_key"]
+        .as_str()
+        .expect("the key")
+        .to_owned();
     fuzz(world, "platform-key", &key);
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::api_keys::{all_at_once, clerk_user_on_plan};
 use super::Case;
 use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
-use crate::harness::identity::{now, unique};
+use crate::harness::identity::{end_user_claims, now, unique};
 use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World};
 
@@ -24,6 +24,7 @@ pub fn cases() -> Vec<Case> {
         tiers_are_public_by_platform_id_and_replaced_whole,
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
+        an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
     )
 }
 
@@ -729,4 +730,75 @@ fn a_subscription_that_ended_wins_over_an_older_checkout_delivered_late(world: &
         .send()
         .json();
     assert_eq!(d["revenue"]["all_time_cents"], PRO_CENTS);
+}
+
+fn an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else(world: &World) {
+    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
+    let (platform_a, key_a) = register(world);
+    let (platform_b, _) = register(world);
+    set_tiers(world, &key_a, free_and_pro());
+    let sub = unique("user_end_");
+    let token = world.end_user_token(&sub, &platform_a, None);
+    // Counted on A, under the token's subject; an X-User-Id sent along is ignored.
+    let reply = world
+        .authed("POST", "/api/data", &token)
+        .header("X-User-Id", "someone-else")
+        .json(&json!({ "amount": 2 }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["tier"], "free");
+    assert_eq!(reply.json()["usage"]["limit"], 10);
+    assert_eq!(stored(world, &platform_a, &sub), (2, 1));
+    assert_eq!(stored(world, &platform_a, "someone-else"), (0, 0));
+    assert_eq!(stored(world, &platform_b, &sub), (0, 0));
+    let usage = world.authed("GET", "/api/usage", &token).send();
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    assert_eq!(usage.json()["usage"]["used"], 2);
+    // The token's plan claim states the tier, as X-User-Plan does.
+    let pro = world.end_user_token(&sub, &platform_a, Some("pro"));
+    let reply = world.authed("POST", "/api/data", &pro).send();
+    assert_eq!(reply.json()["usage"]["limit"], 100, "{}", reply.body);
+    // An end user may buy a tier with their token.
+    let reply = world
+        .authed("POST", "/api/create-checkout", &token)
+        .json(&json!({ "tier": "pro" }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Refusals change nothing.
+    let before = world.snapshot(
+        &end_user_rows(&platform_a, &sub)
+            .where_eq("users", "external_id", &sub)
+            .where_eq("platform_end_users", "end_user_id", &sub),
+    );
+    let gold = world.end_user_token(&sub, &platform_a, Some("gold"));
+    let refused = world.authed("POST", "/api/data", &gold).send();
+    assert_eq!(
+        refused.assert_error(400, "validation_failed")["fields"][0]["field"],
+        "plan"
+    );
+    for platform in ["plt_unknown0000000000", "not-a-platform"] {
+        let stranger = world.end_user_token(&sub, platform, None);
+        world
+            .authed("POST", "/api/data", &stranger)
+            .send()
+            .assert_error(401, "unauthorized");
+    }
+    let mut claims = end_user_claims(&sub, &platform_a, None);
+    claims.as_object_mut().unwrap().remove("publicMetadata");
+    let nameless = world.fakes.end_user_clerk.sign(&claims);
+    let reply = world.authed("POST", "/api/data", &nameless).send();
+    reply.assert_error(401, "unauthorized");
+    assert!(reply.body.contains("names no platform"), "{}", reply.body);
+    // An end-user token is not a developer's: every developer and user route refuses it.
+    for (method, path) in [
+        ("POST", "/generate-credentials"),
+        ("GET", "/get-credentials"),
+        ("GET", "/api/user/profile"),
+        ("GET", "/api/developer/dashboard"),
+    ] {
+        world
+            .authed(method, path, &token)
+            .send()
+            .assert_error(401, "unauthorized");
+    }
+    before.assert_unchanged(world);
 }
