@@ -21,6 +21,8 @@ pub struct Target {
     pub body: Option<Body>,
     /// The status every answer must have.
     pub expect: u16,
+    /// One more header: its name and values (request `i` sends `values[i % len]`).
+    pub header: Option<(&'static str, Vec<String>)>,
 }
 
 impl Target {
@@ -32,6 +34,7 @@ impl Target {
             authorization,
             body: None,
             expect: 200,
+            header: None,
         }
     }
 
@@ -43,7 +46,20 @@ impl Target {
             authorization,
             body: Some(body),
             expect,
+            header: None,
         }
+    }
+
+    /// The same target, sending `name` with request `i`'s value `values[i % len]`.
+    pub fn with_header(mut self, name: &'static str, values: Vec<String>) -> Self {
+        self.header = Some((name, values));
+        self
+    }
+
+    /// How many distinct callers the requests cycle through.
+    pub fn callers(&self) -> usize {
+        let headers = self.header.as_ref().map_or(0, |(_, values)| values.len());
+        self.authorization.len().max(headers)
     }
 }
 
@@ -140,6 +156,9 @@ fn one(agent: &ureq::Agent, target: &Target, i: usize) -> Result<(), String> {
     if !target.authorization.is_empty() {
         let authorization = &target.authorization[i % target.authorization.len()];
         request = request.set("Authorization", authorization);
+    }
+    if let Some((name, values)) = &target.header {
+        request = request.set(name, &values[i % values.len()]);
     }
     let answer = match &target.body {
         Some(body) => request

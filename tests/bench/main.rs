@@ -313,6 +313,8 @@ fn scenarios<'w>(
     let report_users = hmac_users(settings, "bench_report_");
     let reserve_users = hmac_users(settings, "bench_reserve_");
     let users = settings.users;
+    let platform_key = platform(world)?;
+    let data_url = format!("{base_url}/api/data");
 
     let get = |url: &str, authorization: Vec<String>| -> Box<dyn Fn(usize) -> Target + 'w> {
         let url = url.to_owned();
@@ -396,6 +398,24 @@ fn scenarios<'w>(
             max_requests: None,
         },
         Scenario {
+            // A platform's end user counted exactly: the key's lookup (with the end user's
+            // stored tier), the per-end-user rate limit, one conditional count batch. Each
+            // round meters end users of its own, so none reaches its 100 requests a minute.
+            name: "platform data",
+            target: Box::new(move |round| {
+                let url = data_url.clone();
+                let body: load::Body = Box::new(move |i| {
+                    json!({ "request_id": format!("bench-data-{round}-{i}") }).to_string()
+                });
+                let end_users = (0..users)
+                    .map(|u| format!("bench-end-user-{round}-{u}"))
+                    .collect();
+                Target::post(url, vec![platform_key.clone()], body, 200)
+                    .with_header("X-User-Id", end_users)
+            }),
+            max_requests: None,
+        },
+        Scenario {
             // Argon2id at the default cost (19 MiB, 2 passes) on every request: the CPU one
             // sign-in costs, against accounts registered beforehand.
             name: "account login",
@@ -420,6 +440,35 @@ fn scenarios<'w>(
             max_requests: Some(PASSWORD_REQUESTS),
         },
     ])
+}
+
+/// A registered platform whose one tier is unlimited: its key as a bearer.
+fn platform(world: &World) -> Result<String, String> {
+    let reply = world
+        .call("POST", "/api/developer/register")
+        .json(&json!({ "email": format!("{}@bench.example.test", unique("bench-platform-")) }));
+    if reply.status != 201 {
+        return Err(format!(
+            "POST /api/developer/register answered {}, not 201: {}",
+            reply.status, reply.body
+        ));
+    }
+    let key = reply.json()["api_key"]
+        .as_str()
+        .ok_or_else(|| format!("no api_key in {}", reply.body))?
+        .to_owned();
+    let tiers = json!({ "tiers": [{ "id": "unlimited", "name": "Unlimited",
+        "calls_per_month": null, "price_cents": 0, "currency": "usd" }] });
+    let reply = world
+        .authed("PUT", "/api/developer/tiers", &key)
+        .json(&tiers);
+    if reply.status != 200 {
+        return Err(format!(
+            "PUT /api/developer/tiers answered {}, not 200: {}",
+            reply.status, reply.body
+        ));
+    }
+    Ok(format!("Bearer {key}"))
 }
 
 /// The password of the benchmark's accounts.
@@ -468,7 +517,7 @@ fn api_keys(world: &World, settings: &Settings, users: &[String]) -> Result<Vec<
 /// How many requests open a scenario, one per user: every user's first request creates its
 /// row and verifies its token, which is not what is measured.
 fn primes(target: &Target, settings: &Settings) -> usize {
-    target.authorization.len().clamp(1, settings.users)
+    target.callers().clamp(1, settings.users)
 }
 
 /// Opens the scenario (each user's first request), warms up, then measures it.

@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
+        concurrent_key_rotations_leave_one_platform_and_one_live_key,
     )
 }
 
@@ -801,4 +802,53 @@ fn an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else(world: &Wo
             .assert_error(401, "unauthorized");
     }
     before.assert_unchanged(world);
+}
+
+fn concurrent_key_rotations_leave_one_platform_and_one_live_key(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    // Make the developer's user row first, so the racers only race for the platform.
+    assert_eq!(
+        world
+            .authed("GET", "/api/user/profile", &token)
+            .send()
+            .status,
+        200
+    );
+    let replies = all_at_once(8, |_| {
+        world.authed("POST", "/generate-credentials", &token).send()
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 200 || r.status == 201),
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 201).count(),
+        1,
+        "one platform made"
+    );
+    let platforms: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| r.json()["platform_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(platforms.len(), 1, "{platforms:?}");
+    let platform = platforms.into_iter().next().unwrap();
+    let live = world.d1_query(&format!(
+        "SELECT COUNT(*) AS n FROM platform_keys WHERE platform_id = '{platform}' \
+         AND revoked_at IS NULL"
+    ));
+    assert_eq!(live[0]["n"], 1);
+    // Exactly one of the keys handed out works.
+    let working = replies
+        .iter()
+        .map(|r| r.json()["api_key"].as_str().unwrap().to_owned())
+        .filter(|key| {
+            world
+                .authed("GET", "/api/developer/dashboard", key)
+                .send()
+                .status
+                == 200
+        })
+        .count();
+    assert_eq!(working, 1);
 }
