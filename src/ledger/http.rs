@@ -9,8 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use worker::{Request, Response};
 
 use crate::audit::service::Occasion;
-use crate::billing::http::{client_key, return_url};
-use crate::billing::service::subscriptions::Urls;
+use crate::billing::http::{client_key, CheckoutUrls};
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
@@ -339,33 +338,20 @@ pub async fn purchase(req: Request, ctx: Ctx, principal: Principal) -> Result<Re
             format!("unknown pack; one of: {}", known.join(", ")),
         )
     })?;
-    let success = return_url(
+    let urls = CheckoutUrls::resolve(
         config,
         body.success_url.as_deref(),
-        "success_url",
-        config.billing.success_url.as_ref(),
-        "STRIPE_SUCCESS_URL",
-    )?;
-    let cancel = return_url(
-        config,
         body.cancel_url.as_deref(),
-        "cancel_url",
-        config.billing.cancel_url.as_ref(),
-        "STRIPE_CANCEL_URL",
     )?;
     let key = client_key(&req, body.request_id.as_deref())?;
     let db = storage::database(&ctx.env)?;
-    let urls = Urls {
-        success: &success,
-        cancel: &cancel,
-    };
     let session = ledger::checkout_pack(
         &db,
         config,
         occasion(&ctx),
         &principal.user,
         pack,
-        urls,
+        urls.urls(),
         key.as_deref(),
     )
     .await?;

@@ -10,7 +10,7 @@ use worker::Request;
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
-use crate::billing::service::subscriptions::{self as billing, Event, Outcome};
+use crate::billing::service::subscriptions::{self as billing, Event, Outcome, Urls};
 use crate::core::form::Form;
 use crate::core::random;
 use crate::core::secret_key;
@@ -25,8 +25,6 @@ use crate::platforms::store::{self, EndUserRow, PlatformBy, PlatformRow};
 use crate::storage;
 use crate::upstream::stripe::Session;
 
-/// Where Checkout sends the end user afterwards.
-pub use crate::billing::service::subscriptions::Urls;
 pub use crate::platforms::store::{EndUserRow as StoredEndUser, KeyRow, Numbers};
 
 /// A key's last-used time is written at most this often.

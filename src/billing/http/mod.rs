@@ -28,7 +28,7 @@ use views::{
 
 /// A URL the customer is sent back to: the request's, if it is on an allowed origin (never an
 /// open redirect), else the configured one; `not_configured` naming the setting when neither.
-pub(crate) fn return_url(
+fn return_url(
     config: &Config,
     requested: Option<&str>,
     field: &str,
@@ -51,6 +51,60 @@ pub(crate) fn return_url(
     configured.cloned().ok_or(AppError::NotConfigured {
         setting: setting.into(),
     })
+}
+
+/// Where Checkout sends the customer afterwards: each URL the request gives (on an allowed
+/// origin), else the configured one (`STRIPE_SUCCESS_URL`, `STRIPE_CANCEL_URL`).
+pub(crate) struct CheckoutUrls {
+    success: String,
+    cancel: String,
+}
+
+impl CheckoutUrls {
+    pub(crate) fn resolve(
+        config: &Config,
+        success: Option<&str>,
+        cancel: Option<&str>,
+    ) -> Result<Self, AppError> {
+        Ok(Self {
+            success: return_url(
+                config,
+                success,
+                "success_url",
+                config.billing.success_url.as_ref(),
+                "STRIPE_SUCCESS_URL",
+            )?,
+            cancel: return_url(
+                config,
+                cancel,
+                "cancel_url",
+                config.billing.cancel_url.as_ref(),
+                "STRIPE_CANCEL_URL",
+            )?,
+        })
+    }
+
+    pub(crate) fn urls(&self) -> Urls<'_> {
+        Urls {
+            success: &self.success,
+            cancel: &self.cancel,
+        }
+    }
+}
+
+/// Where the Billing Portal sends the customer back: the request's URL (on an allowed
+/// origin), else `STRIPE_PORTAL_RETURN_URL`.
+pub(crate) fn portal_return_url(
+    config: &Config,
+    requested: Option<&str>,
+) -> Result<String, AppError> {
+    return_url(
+        config,
+        requested,
+        "return_url",
+        config.billing.portal_return_url.as_ref(),
+        "STRIPE_PORTAL_RETURN_URL",
+    )
 }
 
 /// The plan a body names; `validation_failed` listing the plans otherwise.
@@ -129,28 +183,22 @@ pub async fn start_checkout(
         )));
     }
     billing::price_of(plan)?;
-    let success = return_url(
+    let urls = CheckoutUrls::resolve(
         config,
         body.success_url.as_deref(),
-        "success_url",
-        config.billing.success_url.as_ref(),
-        "STRIPE_SUCCESS_URL",
-    )?;
-    let cancel = return_url(
-        config,
         body.cancel_url.as_deref(),
-        "cancel_url",
-        config.billing.cancel_url.as_ref(),
-        "STRIPE_CANCEL_URL",
     )?;
     let key = client_key(req, body.request_id.as_deref())?;
     let db = storage::database(&ctx.env)?;
-    let urls = Urls {
-        success: &success,
-        cancel: &cancel,
-    };
-    let session =
-        billing::checkout(&db, config, &principal.user, plan, urls, key.as_deref()).await?;
+    let session = billing::checkout(
+        &db,
+        config,
+        &principal.user,
+        plan,
+        urls.urls(),
+        key.as_deref(),
+    )
+    .await?;
     audit::after(
         &ctx.env,
         &ctx.data,
@@ -190,13 +238,7 @@ pub(crate) fn optional_body<T: Default + serde::de::DeserializeOwned>(
 pub async fn portal(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: PortalBody = optional_body(&ctx)?;
     let config = &ctx.data.config;
-    let url = return_url(
-        config,
-        body.return_url.as_deref(),
-        "return_url",
-        config.billing.portal_return_url.as_ref(),
-        "STRIPE_PORTAL_RETURN_URL",
-    )?;
+    let url = portal_return_url(config, body.return_url.as_deref())?;
     let key = client_key(&req, None)?;
     let db = storage::database(&ctx.env)?;
     let session = billing::portal(&db, config, &principal.user, &url, key.as_deref()).await?;

@@ -5,7 +5,7 @@ pub mod views;
 
 use worker::{Request, Response};
 
-use crate::billing::http::{client_key, return_url};
+use crate::billing::http::{client_key, portal_return_url, CheckoutUrls};
 use crate::error::AppError;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
@@ -239,27 +239,14 @@ pub async fn get_credentials(
 pub async fn create_checkout(req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
     let body: EndUserCheckoutBody = ctx.data.json()?;
     let config = &ctx.data.config;
-    let success = return_url(
+    let urls = CheckoutUrls::resolve(
         config,
         body.success_url.as_deref(),
-        "success_url",
-        config.billing.success_url.as_ref(),
-        "STRIPE_SUCCESS_URL",
-    )?;
-    let cancel = return_url(
-        config,
         body.cancel_url.as_deref(),
-        "cancel_url",
-        config.billing.cancel_url.as_ref(),
-        "STRIPE_CANCEL_URL",
     )?;
     let key = client_key(&req, body.request_id.as_deref())?;
-    let urls = platforms::Urls {
-        success: &success,
-        cancel: &cancel,
-    };
     let (session, tier) =
-        platforms::checkout(&ctx, &tenant, &body.tier, urls, key.as_deref()).await?;
+        platforms::checkout(&ctx, &tenant, &body.tier, urls.urls(), key.as_deref()).await?;
     response::ok(&EndUserCheckoutView {
         url: session.url,
         session_id: session.id,
@@ -276,13 +263,7 @@ pub async fn customer_portal(req: Request, ctx: Ctx, tenant: Tenant) -> Result<R
         ctx.data.json()?
     };
     let config = &ctx.data.config;
-    let url = return_url(
-        config,
-        body.return_url.as_deref(),
-        "return_url",
-        config.billing.portal_return_url.as_ref(),
-        "STRIPE_PORTAL_RETURN_URL",
-    )?;
+    let url = portal_return_url(config, body.return_url.as_deref())?;
     let key = client_key(&req, None)?;
     let session = platforms::portal(&ctx, &tenant, &url, key.as_deref()).await?;
     response::ok(&EndUserPortalView {
