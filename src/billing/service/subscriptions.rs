@@ -504,10 +504,13 @@ async fn named_user(
 /// The `auth_source` of users who sign in with Clerk.
 const CLERK_SOURCE: &str = "clerk";
 
-/// Whether `id` is a Clerk user id (`user_` and letters and digits), not a Tollgate one.
+/// Whether `id` is a Clerk user id (`user_`, then letters, digits and `_`), not a Tollgate
+/// one.
 fn is_clerk_user_id(id: &str) -> bool {
     id.strip_prefix("user_").is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 128 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        !rest.is_empty()
+            && rest.len() <= 128
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })
 }
 
@@ -604,8 +607,8 @@ fn outcome(applied: Applied) -> Outcome {
 /// Writes the user's plan and subscription to their Clerk user's public metadata, when
 /// Clerk's Backend API is configured and the user came from Clerk: `{plan, subscribed,
 /// subscriptionId}` (`subscribed`: their current subscription is live, `active`, `trialing`
-/// or `past_due`; `subscriptionId`: its id, else `null`). Failing here fails the event, so it
-/// is retried.
+/// or `past_due`; `subscriptionId`: its id, else `null`, which Clerk's merge turns into no
+/// key). Failing here fails the event, so it is retried.
 async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(), AppError> {
     let Ok(secret_key) = config.auth.clerk_secret_key.require() else {
         return Ok(());
@@ -661,6 +664,7 @@ mod tests {
     fn only_clerk_user_ids_are_taken_for_clerk_users() {
         use super::is_clerk_user_id;
         assert!(is_clerk_user_id("user_2abcDEF123"));
+        assert!(is_clerk_user_id("user_dev_1"));
         for id in ["usr_abc", "user_", "user_a-b", "user_a b", "xuser_abc", "", "user_é"] {
             assert!(!is_clerk_user_id(id), "{id}");
         }

@@ -9,6 +9,7 @@ mod clerk_faults;
 mod clerk_webhook;
 mod contract;
 mod conventions;
+mod developer_plan;
 mod cors;
 mod devices;
 mod fakes;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
     cases.extend(platforms::cases());
+    cases.extend(developer_plan::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
@@ -77,6 +79,7 @@ pub fn serial() -> Vec<Case> {
     cases.extend(jwks::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    cases.extend(developer_plan::serial_cases());
     cases.extend(tokens::serial_cases());
     cases.extend(accounts::serial_cases());
     // They flood the worker; last but for the case that must be last.
