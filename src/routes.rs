@@ -499,7 +499,11 @@ pub fn table() -> RouteTable {
         )
         // The developer's own plan (dream-api): their calls counted on their plan, and its
         // upgrade through Checkout.
-        .post("/verify-auth", Scoped(Usage), platforms::developer::verify_auth)
+        .post(
+            "/verify-auth",
+            Scoped(Usage),
+            platforms::developer::verify_auth,
+        )
         .doc(
             Doc::new(
                 "Count one of the caller's calls against their plan's monthly calls (exactly; \
@@ -824,10 +828,12 @@ mod tests {
             ("POST", "/api/subscriptions/cancel"),
             ("PUT", "/api/subscriptions/update"),
             ("POST", "/api/subscription/upgrade"),
+            ("POST", "/create-checkout"),
         ] {
             assert_eq!(access(method, path), Scoped(Billing), "{method} {path}");
         }
         assert_eq!(access("POST", "/api/key"), Scoped(Keys));
+        assert_eq!(access("POST", "/verify-auth"), Scoped(Usage));
         for (method, path) in [
             ("POST", "/api/user/api-keys"),
             ("DELETE", "/api/user/api-keys/:id"),

@@ -665,7 +665,15 @@ mod tests {
         use super::is_clerk_user_id;
         assert!(is_clerk_user_id("user_2abcDEF123"));
         assert!(is_clerk_user_id("user_dev_1"));
-        for id in ["usr_abc", "user_", "user_a-b", "user_a b", "xuser_abc", "", "user_é"] {
+        for id in [
+            "usr_abc",
+            "user_",
+            "user_a-b",
+            "user_a b",
+            "xuser_abc",
+            "",
+            "user_é",
+        ] {
             assert!(!is_clerk_user_id(id), "{id}");
         }
     }

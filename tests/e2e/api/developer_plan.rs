@@ -23,6 +23,7 @@ pub fn cases() -> Vec<Case> {
         a_checkout_for_a_clerk_user_never_seen_makes_their_user_on_the_plan_bought,
         create_checkout_without_a_plan_buys_the_platform_upgrade_plan,
         bad_input_and_other_credentials_are_refused_and_change_nothing,
+        a_usage_api_key_counts_on_its_owners_plan,
     )
 }
 
@@ -214,11 +215,10 @@ fn verify_auth_admits_the_free_plans_five_calls_then_a_clerk_checkout_upgrades_t
     // Stripe ends the subscription: back to free, and Clerk says so.
     let mut canceled = world.fakes.stripe.subscription(&subscription).unwrap();
     canceled["status"] = json!("canceled");
-    let deleted = world.fakes.stripe.event_at(
-        "customer.subscription.deleted",
-        canceled,
-        now() + 1,
-    );
+    let deleted = world
+        .fakes
+        .stripe
+        .event_at("customer.subscription.deleted", canceled, now() + 1);
     assert_eq!(deliver(world, &deleted)["status"], "processed");
     // Clerk merges metadata, and a `null` removes the key: no subscription id is left.
     assert_eq!(
@@ -243,7 +243,11 @@ fn twenty_concurrent_calls_by_a_new_free_developer_admit_exactly_five(world: &Wo
         .map(|r| r.json()["usage"]["used"].as_i64().unwrap())
         .collect();
     used.sort_unstable();
-    assert_eq!(used, [1, 2, 3, 4, 5], "each admitted call saw its own count");
+    assert_eq!(
+        used,
+        [1, 2, 3, 4, 5],
+        "each admitted call saw its own count"
+    );
     let id = user_id(world, &token);
     assert_eq!(stored_calls(world, &id), (5, 5), "D1 agrees");
 }
@@ -333,13 +337,20 @@ fn bad_input_and_other_credentials_are_refused_and_change_nothing(world: &World)
     let id = user_id(world, &token);
     assert_eq!(verify(world, &token).status, 200);
     let before = world.snapshot(&developer_rows(&id));
-    let sessions = world.fakes.stripe.form("POST", "/v1/checkout/sessions").len();
+    let sessions = world
+        .fakes
+        .stripe
+        .form("POST", "/v1/checkout/sessions")
+        .len();
 
     let error = world
         .authed("POST", "/create-checkout", &token)
         .json(&json!({ "plan": "platinum" }))
         .assert_error(400, "validation_failed");
-    assert!(error["message"].as_str().unwrap().contains("plan"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("plan"),
+        "{error}"
+    );
     world
         .authed("POST", "/create-checkout", &token)
         .json(&json!({ "request_id": "not a key!" }))
@@ -423,4 +434,23 @@ fn an_unknown_platform_upgrade_plan_or_no_stripe_answers_not_configured(_world: 
         health.to_string().contains("PLATFORM_UPGRADE_PLAN"),
         "the problem is reported: {health}"
     );
+}
+
+fn a_usage_api_key_counts_on_its_owners_plan(world: &World) {
+    let (_, token) = developer(world);
+    let id = user_id(world, &token);
+    let reply = world
+        .authed("POST", "/api/user/api-keys", &token)
+        .json(&json!({ "name": "server" }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let key = reply.json()["api_key"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(verify(world, &token).status, 200);
+    let reply = verify(world, &key);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json()["usage"],
+        json!({ "used": 2, "limit": 5, "remaining": 3 }),
+        "the key and the token count on one plan"
+    );
+    assert_eq!(stored_calls(world, &id), (2, 2));
 }
