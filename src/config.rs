@@ -260,6 +260,10 @@ pub struct BillingConfig {
     /// `UPGRADE_URL`: where people upgrade while Stripe is not configured (the plan endpoints' upgrade
     /// instructions); default none. Invalid: the instructions answer `not_configured`.
     upgrade_url: Result<Option<String>, &'static str>,
+    /// `PLATFORM_UPGRADE_PLAN`: the plan `POST /create-checkout` sells a developer when the
+    /// body names none; default `basic`. Not a plan of the catalog: a recorded problem, and
+    /// that route answers `not_configured` naming it.
+    platform_upgrade_plan: Result<String, &'static str>,
 }
 
 impl BillingConfig {
@@ -285,6 +289,7 @@ impl BillingConfig {
             ),
             webhook_max_attempts: l.or(number(source, "WEBHOOK_MAX_ATTEMPTS", 10, 1..=100), 10),
             upgrade_url: Ok(None),
+            platform_upgrade_plan: Ok(DEFAULT_PLATFORM_UPGRADE_PLAN.to_owned()),
         };
         let stripe_api = l.is_invalid("STRIPE_API_URL").then_some("STRIPE_API_URL");
         if let Some(setting) = l.first_since(mark).or(stripe_api) {
@@ -300,7 +305,43 @@ impl BillingConfig {
     }
 }
 
+/// The plan `POST /create-checkout` sells when neither the body nor `PLATFORM_UPGRADE_PLAN`
+/// names one.
+const DEFAULT_PLATFORM_UPGRADE_PLAN: &str = "basic";
+
 impl BillingConfig {
+    /// Reads `PLATFORM_UPGRADE_PLAN` against the catalog (loaded before billing).
+    fn load_platform_upgrade_plan(&mut self, l: &mut Loader<'_>, plans: &PlanCatalog) {
+        let set = optional(l.source, "PLATFORM_UPGRADE_PLAN");
+        let id = set
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PLATFORM_UPGRADE_PLAN.to_owned());
+        self.platform_upgrade_plan = if plans.get(&id).is_some() {
+            Ok(id)
+        } else {
+            // A catalog without the default plan is not a mistake by itself: only a set
+            // value naming no plan is recorded; either way the route names the setting.
+            if set.is_some() {
+                let known: Vec<&str> = plans.plans().iter().map(|p| p.id.as_str()).collect();
+                l.problems.push(ConfigError {
+                    setting: "PLATFORM_UPGRADE_PLAN",
+                    problem: format!("`{id}` is not a plan of the catalog ({})", known.join(", ")),
+                });
+            }
+            Err("PLATFORM_UPGRADE_PLAN")
+        };
+    }
+
+    /// The plan a developer's `POST /create-checkout` buys by default; `not_configured`
+    /// naming `PLATFORM_UPGRADE_PLAN` while it names no plan of the catalog.
+    pub fn platform_upgrade_plan(&self) -> Result<&str, AppError> {
+        self.platform_upgrade_plan
+            .as_deref()
+            .map_err(|setting| AppError::NotConfigured {
+                setting: (*setting).into(),
+            })
+    }
+
     /// `UPGRADE_URL`, if set; `not_configured` naming it while it is invalid.
     pub fn upgrade_url(&self) -> Result<Option<&str>, AppError> {
         match &self.upgrade_url {
@@ -647,7 +688,8 @@ impl Config {
         };
         let auth = AuthConfig::load(&mut l);
         let providers = ProviderConfig::load(&mut l);
-        let billing = BillingConfig::load(&mut l);
+        let mut billing = BillingConfig::load(&mut l);
+        billing.load_platform_upgrade_plan(&mut l, &plans);
         let ledger = LedgerConfig::load(&mut l);
         let accounts = AccountsConfig::load(&mut l);
         let request_log = l.or(
@@ -1195,6 +1237,24 @@ mod tests {
         );
         assert!(config.auth.clerk.is_none());
         assert_eq!(config.auth.clerk_problem, Some("JWT_CLOCK_SKEW_SECS"));
+    }
+
+    #[test]
+    fn the_platform_upgrade_plan_must_be_a_plan_of_the_catalog() {
+        let config = Config::load(&HashMap::<&str, &str>::new());
+        assert_eq!(config.billing.platform_upgrade_plan(), Ok("basic"));
+        let config = Config::load(&HashMap::from([("PLATFORM_UPGRADE_PLAN", "free")]));
+        assert_eq!(config.billing.platform_upgrade_plan(), Ok("free"));
+        let config = Config::load(&HashMap::from([("PLATFORM_UPGRADE_PLAN", "platinum")]));
+        assert_eq!(
+            config.billing.platform_upgrade_plan(),
+            Err(not_configured("PLATFORM_UPGRADE_PLAN"))
+        );
+        assert!(config
+            .problems
+            .iter()
+            .any(|p| p.setting == "PLATFORM_UPGRADE_PLAN" && p.problem.contains("platinum")));
+        assert_eq!(config.core_problem, None, "only the checkout needs it");
     }
 
     #[test]

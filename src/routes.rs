@@ -497,6 +497,38 @@ pub fn table() -> RouteTable {
                 .ok::<platform_views::CredentialsView>(200)
                 .errors(&["not_found"]),
         )
+        // The developer's own plan (dream-api): their calls counted on their plan, and its
+        // upgrade through Checkout.
+        .post(
+            "/verify-auth",
+            Scoped(Usage),
+            platforms::developer::verify_auth,
+        )
+        .doc(
+            Doc::new(
+                "Count one of the caller's calls against their plan's monthly calls (exactly; \
+                 402 with the usage when it does not fit)",
+            )
+            .optional_body::<platforms::developer::VerifyAuthBody>()
+            .ok::<platform_views::CallUsageAnswer>(200)
+            .response_header(REPLAYED, REPLAYED_DOC)
+            .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+            .errors(&["quota_exceeded"]),
+        )
+        .post(
+            "/create-checkout",
+            Scoped(Billing),
+            platforms::developer::create_checkout,
+        )
+        .doc(
+            Doc::new(
+                "A Stripe Checkout for the caller's upgrade (by default to \
+                 PLATFORM_UPGRADE_PLAN)",
+            )
+            .optional_body::<billing::CheckoutBody>()
+            .ok::<billing_views::CheckoutView>(200)
+            .errors(&["conflict", "upstream_error"]),
+        )
         .post("/api/developer/register", Public, platforms::register)
         .doc(
             Doc::new("Register a platform for an email: its id and first key, shown once")
@@ -814,10 +846,12 @@ mod tests {
             ("POST", "/api/subscriptions/cancel"),
             ("PUT", "/api/subscriptions/update"),
             ("POST", "/api/subscription/upgrade"),
+            ("POST", "/create-checkout"),
         ] {
             assert_eq!(access(method, path), Scoped(Billing), "{method} {path}");
         }
         assert_eq!(access("POST", "/api/key"), Scoped(Keys));
+        assert_eq!(access("POST", "/verify-auth"), Scoped(Usage));
         for (method, path) in [
             ("POST", "/api/user/api-keys"),
             ("DELETE", "/api/user/api-keys/:id"),

@@ -628,14 +628,16 @@ pub struct UsageFilter {
     pub to: Option<String>,
 }
 
-/// The subject's records matching the filter: `?1` the subject's id, `kind` the parameter
+/// The subject's token records (calls counted whole are not usage of tokens) matching the
+/// filter: `?1` the subject's id, `kind` the parameter
 /// holding its kind, `?2`..`?6` the filter's fields.
 fn matching(kind: &str) -> String {
     format!(
-        "{subject} AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR model = ?3) \
-         AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR created_at >= ?5) \
-         AND (?6 IS NULL OR created_at < ?6)",
-        subject = of_subject(kind)
+        "{subject} AND meter = '{tokens}' AND (?2 IS NULL OR provider = ?2) \
+         AND (?3 IS NULL OR model = ?3) AND (?4 IS NULL OR device_id = ?4) \
+         AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)",
+        subject = of_subject(kind),
+        tokens = meter::TOKENS
     )
 }
 

@@ -716,3 +716,40 @@ pub async fn apply_stripe_event(
         _ => Ok(Outcome::Ignored("event type not handled for platforms")),
     }
 }
+
+/// How counting a developer's own call ended, on their plan.
+pub struct DeveloperCounted {
+    pub plan: crate::plans::rules::Plan,
+    pub count: Count,
+}
+
+/// Counts one call of the developer (a Tollgate user) against their plan's
+/// `calls_per_month` (`null`: unlimited), exactly: the same conditional batch as an end
+/// user's calls, under subject `user` and meter `calls`; idempotent on `key`.
+pub async fn count_developer_call(
+    ctx: &Ctx,
+    user: &crate::identity::service::users::User,
+    key: Option<&str>,
+) -> Result<DeveloperCounted, AppError> {
+    let plan = ctx.data.config.plans.get_or_default(&user.plan).clone();
+    let clock = Clock::at(ctx.data.now_ms);
+    let counter = Counter {
+        kind: SubjectKind::User,
+        id: &user.id,
+        meter: CALLS,
+        limit: plan.calls_per_month,
+    };
+    let count = metering::count(
+        &ctx.env,
+        &counter,
+        &clock,
+        &Counting {
+            amount: 1,
+            key,
+            labels: ("developer", "verify-auth"),
+        },
+        &|_, _| Ok(Vec::new()),
+    )
+    .await?;
+    Ok(DeveloperCounted { plan, count })
+}

@@ -372,8 +372,10 @@ pub async fn apply_event(
             let Some(subscription_id) = text("/subscription") else {
                 return Ok(Outcome::Ignored("the checkout has no subscription"));
             };
-            let user_id = text("/client_reference_id").or(text("/metadata/user_id"));
-            let Some(user) = known_user(db, user_id).await? else {
+            let user_id = text("/client_reference_id")
+                .or(text("/metadata/userId"))
+                .or(text("/metadata/user_id"));
+            let Some(user) = named_user(db, config, user_id, change).await? else {
                 return Ok(Outcome::Ignored("the checkout is not for a known user"));
             };
             if let Some(customer) = text("/customer") {
@@ -390,7 +392,11 @@ pub async fn apply_event(
             let Some(subscription) = Subscription::from_object(object) else {
                 return Ok(Outcome::Ignored("not a subscription object"));
             };
-            let user = match known_user(db, subscription.user_id.as_deref()).await? {
+            let named = object
+                .pointer("/metadata/userId")
+                .and_then(Value::as_str)
+                .or(subscription.user_id.as_deref());
+            let user = match named_user(db, config, named, change).await? {
                 Some(user) => Some(user),
                 None => match billing::user_of_customer(db, &subscription.customer).await? {
                     Some(id) => users::get(db, &id).await?,
@@ -457,12 +463,55 @@ fn stored_state(s: &StoredSubscription) -> SubscriptionState<'_> {
     }
 }
 
-/// The user with this id, if it names one.
-async fn known_user(db: &D1Database, id: Option<&str>) -> Result<Option<User>, AppError> {
-    match id {
-        Some(id) => users::get(db, id).await,
-        None => Ok(None),
+/// The user an event names: by their Tollgate id (`usr_...`, as Tollgate's own checkout
+/// names them), or by their Clerk user id (`user_...`, as a checkout made by a Clerk-signed-in
+/// app names its customer), whose Tollgate user (`auth_source` `clerk`) is made on the
+/// default plan if they never called yet (recorded as `user.created` by Stripe).
+async fn named_user(
+    db: &D1Database,
+    config: &Config,
+    id: Option<&str>,
+    change: Change<'_>,
+) -> Result<Option<User>, AppError> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    if !is_clerk_user_id(id) {
+        return users::get(db, id).await;
     }
+    let new = users::NewUser {
+        auth_source: CLERK_SOURCE,
+        external_id: id,
+        email: None,
+        username: None,
+        plan: default_plan(config),
+    };
+    let (user, created) = users::find_or_create(db, new, &now()).await?;
+    if created {
+        let entry = Entry::new(Actor::System("stripe"), Action::UserCreated)
+            .target(Target::user(&user.id))
+            .with("auth_source", CLERK_SOURCE)
+            .with("cause", change.kind);
+        let occasion = Occasion {
+            request_id: Some(change.source),
+            now_ms: now_ms(),
+        };
+        audit::record(db, occasion, &entry).await?;
+    }
+    Ok(Some(user))
+}
+
+/// The `auth_source` of users who sign in with Clerk.
+const CLERK_SOURCE: &str = "clerk";
+
+/// Whether `id` is a Clerk user id (`user_`, then letters, digits and `_`), not a Tollgate
+/// one.
+fn is_clerk_user_id(id: &str) -> bool {
+    id.strip_prefix("user_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 128
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
 }
 
 /// Applies a subscription's state for `user_id`.
@@ -555,8 +604,11 @@ fn outcome(applied: Applied) -> Outcome {
     }
 }
 
-/// Writes the user's plan to their Clerk user's public metadata, when Clerk's Backend API is
-/// configured and the user came from Clerk. Failing here fails the event, so it is retried.
+/// Writes the user's plan and subscription to their Clerk user's public metadata, when
+/// Clerk's Backend API is configured and the user came from Clerk: `{plan, subscribed,
+/// subscriptionId}` (`subscribed`: their current subscription is live, `active`, `trialing`
+/// or `past_due`; `subscriptionId`: its id, else `null`, which Clerk's merge turns into no
+/// key). Failing here fails the event, so it is retried.
 async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(), AppError> {
     let Ok(secret_key) = config.auth.clerk_secret_key.require() else {
         return Ok(());
@@ -564,15 +616,25 @@ async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(
     let Some(user) = users::get(db, user_id).await? else {
         return Ok(());
     };
-    if user.auth_source != "clerk" {
+    if user.auth_source != CLERK_SOURCE {
         return Ok(());
     }
+    let live = billing::current_for_user(db, &user.id)
+        .await?
+        .filter(|s| is_live(&s.status));
     let clerk = ClerkApi {
         base_url: &config.upstreams.clerk_api,
         secret_key,
     };
     match clerk
-        .update_public_metadata(&user.external_id, &json!({ "plan": user.plan }))
+        .update_public_metadata(
+            &user.external_id,
+            &json!({
+                "plan": user.plan,
+                "subscribed": live.is_some(),
+                "subscriptionId": live.map(|s| s.id),
+            }),
+        )
         .await
     {
         // The Clerk user is gone: nothing to keep in sync.
@@ -596,6 +658,24 @@ mod tests {
         let fresh = stripe_idempotency_key("usr_a", "checkout", None);
         assert!(fresh.starts_with("tollgate:usr_a:checkout:"), "{fresh}");
         assert_ne!(fresh, stripe_idempotency_key("usr_a", "checkout", None));
+    }
+
+    #[test]
+    fn only_clerk_user_ids_are_taken_for_clerk_users() {
+        use super::is_clerk_user_id;
+        assert!(is_clerk_user_id("user_2abcDEF123"));
+        assert!(is_clerk_user_id("user_dev_1"));
+        for id in [
+            "usr_abc",
+            "user_",
+            "user_a-b",
+            "user_a b",
+            "xuser_abc",
+            "",
+            "user_é",
+        ] {
+            assert!(!is_clerk_user_id(id), "{id}");
+        }
     }
 
     #[test]

@@ -43,3 +43,18 @@ pub async fn update_profile(
 ) -> Result<User, AppError> {
     users::update_profile(db, id, changes, now).await
 }
+
+pub use crate::identity::store::users::NewUser;
+
+/// The user with this external identity, made (on `new.plan`) if there is none yet, as a
+/// token's first request makes it; `true` when this call made it. For flows that learn of a
+/// person before they ever call, such as a Stripe checkout naming a Clerk user.
+pub async fn find_or_create(
+    db: &D1Database,
+    new: NewUser<'_>,
+    now: &str,
+) -> Result<(User, bool), AppError> {
+    let user = users::create(db, new, now).await?;
+    let created = user.created_at == now;
+    Ok((user, created))
+}

@@ -1,6 +1,7 @@
 //! The platform endpoints: developer credentials and registration, tiers, the dashboard,
 //! and counting and reading an end user's calls.
 
+pub mod developer;
 pub mod views;
 
 use worker::{Request, Response};

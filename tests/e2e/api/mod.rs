@@ -10,6 +10,7 @@ mod clerk_webhook;
 mod contract;
 mod conventions;
 mod cors;
+mod developer_plan;
 mod devices;
 mod end_user_tokens;
 mod fakes;
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
     cases.extend(platforms::cases());
+    cases.extend(developer_plan::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
@@ -80,6 +82,7 @@ pub fn serial() -> Vec<Case> {
     cases.extend(end_user_tokens::serial_cases());
     cases.extend(provider_keys::serial_cases());
     cases.extend(billing::serial_cases());
+    cases.extend(developer_plan::serial_cases());
     cases.extend(tokens::serial_cases());
     cases.extend(accounts::serial_cases());
     // They flood the worker; last but for the case that must be last.
