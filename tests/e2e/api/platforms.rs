@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use super::api_keys::{all_at_once, clerk_user_on_plan};
+use super::rate_limits::wait_for_room_in_the_minute;
 use super::Case;
 use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
 use crate::harness::identity::{end_user_claims, now, unique};
@@ -26,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
         concurrent_key_rotations_leave_one_platform_and_one_live_key,
+        an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted,
     )
 }
 
@@ -230,6 +232,17 @@ fn the_same_end_user_on_two_platforms_is_two_people_and_keys_never_cross(world: 
         .header("X-User-Id", &person)
         .send();
     assert_eq!(reply.json()["tier"], "solo");
+    // A's tiers are not B's to sell, and A's end users' billing is not B's to open.
+    world
+        .authed("POST", "/api/create-checkout", &key_b)
+        .header("X-User-Id", &person)
+        .json(&json!({ "tier": "pro" }))
+        .assert_error(400, "validation_failed");
+    world
+        .authed("POST", "/api/customer-portal", &key_b)
+        .header("X-User-Id", &person)
+        .send()
+        .assert_error(409, "conflict");
     before.assert_unchanged(world);
     let a_tiers = world
         .get(&format!("/api/tiers?platform_id={platform_a}"))
@@ -851,4 +864,42 @@ fn concurrent_key_rotations_leave_one_platform_and_one_live_key(world: &World) {
         })
         .count();
     assert_eq!(working, 1);
+}
+
+fn an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted(world: &World) {
+    let (platform, key) = register(world);
+    set_tiers(
+        world,
+        &key,
+        json!([{ "id": "unlimited", "name": "Unlimited", "calls_per_month": null,
+                 "price_cents": 0, "currency": "usd" }]),
+    );
+    let (other_platform, other_key) = register(world);
+    let person = unique("busy-");
+    // The limiter counts in windows aligned to the minute: the burst fits in one.
+    wait_for_room_in_the_minute(30);
+    let replies = all_at_once(100, |i| {
+        data(
+            world,
+            &key,
+            &person,
+            &json!({ "request_id": format!("busy-{i}") }),
+        )
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies.iter().find(|r| r.status != 200).map(|r| &r.body)
+    );
+    let before = world.snapshot(&end_user_rows(&platform, &person));
+    let refused = data(world, &key, &person, &json!({ "request_id": "busy-101" }));
+    refused.assert_error(429, "rate_limited");
+    let retry: u64 = refused.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    before.assert_unchanged(world);
+    assert_eq!(stored(world, &platform, &person), (100, 100));
+    // Each end user of each platform has a budget of their own.
+    assert_eq!(data(world, &key, &unique("calm-"), &json!({})).status, 200);
+    assert_eq!(data(world, &other_key, &person, &json!({})).status, 200);
+    assert_eq!(stored(world, &other_platform, &person), (1, 1));
 }

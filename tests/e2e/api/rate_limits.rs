@@ -31,7 +31,7 @@ fn unix_now() -> u64 {
 /// Waits until at least `needed` seconds are left in the current minute. The local limiter
 /// counts in fixed windows aligned to the minute, so a burst that fits in one window has an
 /// exact answer.
-fn wait_for_room_in_the_minute(needed: u64) {
+pub(super) fn wait_for_room_in_the_minute(needed: u64) {
     let left = 60 - unix_now() % 60;
     if left < needed {
         std::thread::sleep(Duration::from_millis(left * 1000 + 300));
