@@ -43,13 +43,13 @@ CREATE TABLE platform_end_users (
   PRIMARY KEY (platform_id, end_user_id)
 );
 
--- Payments of a platform's end users (Checkout sessions paid), counted once each: the
--- platform's revenue.
+-- Payments of a platform's end users (paid Checkout Sessions, and the invoices of their
+-- subscriptions' renewals), counted once each: the platform's revenue.
 CREATE TABLE platform_payments (
-  id            TEXT PRIMARY KEY,                   -- the Checkout Session's id (cs_...)
+  id            TEXT PRIMARY KEY,                   -- the Checkout Session's (cs_...) or the invoice's (in_...) id
   platform_id   TEXT NOT NULL REFERENCES platforms (id),
   end_user_id   TEXT NOT NULL,
-  tier          TEXT NOT NULL,
+  tier          TEXT NOT NULL,                      -- the tier paid for ('' if an invoice names none)
   amount_cents  INTEGER NOT NULL,
   currency      TEXT NOT NULL,
   paid_at       TEXT NOT NULL

@@ -623,14 +623,22 @@ pub async fn portal(
     stripe.create_portal_session(&form, &key).await
 }
 
-/// The platform and end user a Stripe object's metadata names (a Checkout Session or a
-/// Subscription this flow made), if it names them.
-fn named_in(object: &serde_json::Value) -> Option<(&str, &str)> {
-    let text = |p: &str| object.pointer(p).and_then(serde_json::Value::as_str);
-    Some((
-        text("/metadata/platform_id")?,
-        text("/metadata/end_user_id")?,
-    ))
+/// Where a Stripe object carries the metadata this flow wrote: its own (a Checkout Session,
+/// a Subscription), or its subscription's (an Invoice: `parent.subscription_details`, or
+/// `subscription_details` in API versions before 2025).
+const METADATA_AT: [&str; 3] = [
+    "/metadata",
+    "/parent/subscription_details/metadata",
+    "/subscription_details/metadata",
+];
+
+/// The metadata naming a platform and end user, with them, if the object carries one.
+fn named_in(object: &serde_json::Value) -> Option<(&serde_json::Value, &str, &str)> {
+    METADATA_AT.iter().find_map(|at| {
+        let metadata = object.pointer(at)?;
+        let text = |k: &str| metadata.get(k).and_then(serde_json::Value::as_str);
+        Some((metadata, text("platform_id")?, text("end_user_id")?))
+    })
 }
 
 /// Whether a Stripe event is about a platform's end user (its object's metadata names one):
@@ -646,7 +654,7 @@ pub async fn apply_stripe_event(
     db: &worker::D1Database,
     event: &Event,
 ) -> Result<Outcome, AppError> {
-    let Some((platform_id, end_user_id)) = named_in(&event.object) else {
+    let Some((metadata, platform_id, end_user_id)) = named_in(&event.object) else {
         return Ok(Outcome::Ignored("not a platform end user's event"));
     };
     let object = &event.object;
@@ -661,7 +669,8 @@ pub async fn apply_stripe_event(
             ) {
                 return Ok(Outcome::Ignored("the checkout is not paid"));
             }
-            let (Some(session), Some(tier)) = (text("/id"), text("/metadata/tier")) else {
+            let tier = metadata.get("tier").and_then(serde_json::Value::as_str);
+            let (Some(session), Some(tier)) = (text("/id"), tier) else {
                 return Ok(Outcome::Ignored("the checkout names no tier"));
             };
             let now = rfc3339_from_millis(now_ms);
@@ -693,6 +702,40 @@ pub async fn apply_stripe_event(
                 Outcome::Processed
             } else {
                 Outcome::Ignored("the checkout was applied already, or its platform is gone")
+            })
+        }
+        // A renewal: its payment counts in the platform's revenue, once per invoice. The
+        // first invoice of a subscription is its Checkout's payment, counted above.
+        "invoice.paid" | "invoice.payment_succeeded" => {
+            if text("/billing_reason") == Some("subscription_create") {
+                return Ok(Outcome::Ignored(
+                    "the first invoice is counted with its checkout",
+                ));
+            }
+            let amount = object
+                .get("amount_paid")
+                .and_then(serde_json::Value::as_u64);
+            let (Some(invoice), Some(amount)) = (text("/id"), amount.filter(|a| *a > 0)) else {
+                return Ok(Outcome::Ignored("the invoice paid nothing"));
+            };
+            let now = rfc3339_from_millis(now_ms);
+            let payment = store::Payment {
+                id: invoice,
+                platform_id,
+                end_user_id,
+                tier: metadata
+                    .get("tier")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(""),
+                amount_cents: amount,
+                currency: text("/currency").unwrap_or("usd"),
+                at_ms,
+                now: &now,
+            };
+            Ok(if store::count_payment(db, &payment).await? {
+                Outcome::Processed
+            } else {
+                Outcome::Ignored("the invoice was counted already, or its platform is gone")
             })
         }
         "customer.subscription.deleted" | "customer.subscription.updated" => {

@@ -502,20 +502,7 @@ pub async fn apply_payment(
     audit: Vec<D1PreparedStatement>,
 ) -> Result<PaymentApplied, AppError> {
     let mut statements = vec![
-        query!(
-            db,
-            "INSERT INTO platform_payments (id, platform_id, end_user_id, tier, amount_cents, \
-                 currency, paid_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM platforms WHERE id = ?2) \
-             ON CONFLICT (id) DO NOTHING",
-            p.id,
-            p.platform_id,
-            p.end_user_id,
-            p.tier,
-            num(p.amount_cents),
-            p.currency,
-            p.now
-        )?,
+        payment_statement(db, p)?,
         query!(
             db,
             "INSERT INTO platform_end_users (platform_id, end_user_id, tier, tier_changed_at_ms, \
@@ -541,6 +528,30 @@ pub async fn apply_payment(
         counted,
         tier_changed,
     })
+}
+
+/// Counts a payment that changes no tier (a renewal's invoice), once by its id, for a
+/// platform that exists; whether it was counted now.
+pub async fn count_payment(db: &D1Database, p: &Payment<'_>) -> Result<bool, AppError> {
+    let result = payment_statement(db, p)?.run().await?;
+    Ok(crate::storage::changes(&result)? > 0)
+}
+
+fn payment_statement(db: &D1Database, p: &Payment<'_>) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "INSERT INTO platform_payments (id, platform_id, end_user_id, tier, amount_cents, \
+             currency, paid_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM platforms WHERE id = ?2) \
+         ON CONFLICT (id) DO NOTHING",
+        p.id,
+        p.platform_id,
+        p.end_user_id,
+        p.tier,
+        num(p.amount_cents),
+        p.currency,
+        p.now
+    )?)
 }
 
 /// Moves the end user back to the platform's first tier (their subscription ended), unless a

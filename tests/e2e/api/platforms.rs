@@ -628,6 +628,7 @@ fn tier_of(world: &World, platform: &str, person: &str) -> Value {
 
 fn an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue(world: &World) {
     let (platform, key, person, session) = paid_pro(world);
+    let subscription = session["subscription"].as_str().unwrap().to_owned();
     // Before the webhook: still on the first tier.
     assert_eq!(tier_of(world, &platform, &person), Value::Null);
     let event = world
@@ -666,6 +667,18 @@ fn an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue(worl
     assert_eq!(d["revenue"]["this_period_cents"], PRO_CENTS);
     assert_eq!(d["revenue"]["payments"], 1);
     assert_eq!(d["end_users"]["total"], 1);
+    // A renewal's paid invoice counts too, once, and changes no tier.
+    let invoice = world.fakes.stripe.invoice(&subscription, true);
+    let renewal = world.fakes.stripe.event("invoice.paid", invoice);
+    assert_eq!(deliver(world, &renewal)["status"], "processed");
+    assert_eq!(deliver(world, &renewal)["duplicate"], true);
+    let d = world
+        .authed("GET", "/api/developer/dashboard", &key)
+        .send()
+        .json();
+    assert_eq!(d["revenue"]["all_time_cents"], 2 * PRO_CENTS);
+    assert_eq!(d["revenue"]["payments"], 2);
+    assert_eq!(tier_of(world, &platform, &person), "pro");
     // Another platform's dashboard does not see it.
     let (_, other_key) = register(world);
     let d = world
