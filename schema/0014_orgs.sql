@@ -27,7 +27,6 @@ CREATE TABLE sites (
   status        TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),
   site_key      TEXT NOT NULL UNIQUE,               -- sk_{slug}_{env}_{random}; replaced when rotated
   env           TEXT NOT NULL CHECK (env IN ('live', 'test', 'dev')),
-  allowed_origins TEXT NOT NULL DEFAULT '[]',       -- JSON list of origins, 'https://host[:port]'
   allow_server_calls INTEGER NOT NULL DEFAULT 0 CHECK (allow_server_calls IN (0, 1)), -- requests without Origin
   created_at    TEXT NOT NULL,
   updated_at    TEXT NOT NULL,
@@ -35,3 +34,15 @@ CREATE TABLE sites (
 );
 
 CREATE INDEX sites_by_org ON sites (org_id, created_at);
+
+-- The origins a site's key may be used from ('https://host[:port]', as a browser sends
+-- Origin). A row per origin, indexed by origin, because a CORS preflight carries no site key:
+-- it is answered for an origin some active site allows, and the request that follows is then
+-- held to its own site's list.
+CREATE TABLE site_origins (
+  site_id       TEXT NOT NULL REFERENCES sites (id),
+  origin        TEXT NOT NULL,
+  PRIMARY KEY (site_id, origin)
+);
+
+CREATE INDEX site_origins_by_origin ON site_origins (origin);
