@@ -28,6 +28,7 @@ mod layout;
 pub mod ledger;
 pub mod log;
 pub mod metering;
+pub mod orgs;
 pub mod plans;
 pub mod platforms;
 pub mod provider_keys;

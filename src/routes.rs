@@ -16,7 +16,7 @@ use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
-use crate::http::access::{EndUser, PlatformKey, Public, Signed};
+use crate::http::access::{EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, Staff};
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
 use crate::identity::http::{auth, user, views as identity};
@@ -35,6 +35,9 @@ use crate::metering::http::{
 };
 use crate::metering::rules::{ReportRequest, ReserveRequest, SyncRequest};
 use crate::metering::service as metering_service;
+use crate::orgs::http::{self as portal, views as portal_views};
+use crate::orgs::rules::OrgConfig;
+use crate::orgs::service::NewOrg;
 use crate::plans::http as subscription;
 use crate::platforms::http::{self as platforms, views as platform_views};
 use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
@@ -596,6 +599,52 @@ pub fn table() -> RouteTable {
                 .ok::<platform_views::EndUserPortalView>(200)
                 .header(USER_ID_HEADER, USER_ID_DOC)
                 .errors(&["conflict", "upstream_error"]),
+        )
+        // The portal (Koby): an org's members see and change their org; staff act on any
+        // org with `?orgId=`.
+        .get("/portal/overview", OrgMember, portal::overview)
+        .doc(
+            Doc::new("The org, its plan, this month's usage and the last 30 days' activity")
+                .query::<portal_views::PortalQuery>()
+                .ok::<portal_views::OverviewView>(200),
+        )
+        .get("/portal/insights", OrgMember, portal::insights)
+        .doc(
+            Doc::new("The org's daily activity series (all its sites, or one)")
+                .query::<portal_views::InsightsQuery>()
+                .ok::<portal_views::InsightsView>(200),
+        )
+        .get("/portal/team", OrgMember, portal::team)
+        .doc(
+            Doc::new("The org's members and their roles, from Clerk")
+                .query::<portal_views::PortalQuery>()
+                .ok::<portal_views::TeamView>(200),
+        )
+        .get("/portal/config", OrgMember, portal::get_config)
+        .doc(
+            Doc::new("The org's configuration")
+                .query::<portal_views::PortalQuery>()
+                .ok::<portal_views::ConfigView>(200),
+        )
+        .patch("/portal/config", OrgAdmin, portal::patch_config)
+        .doc(
+            Doc::new("Change the org's configuration: given fields replace, null clears")
+                .query::<portal_views::PortalQuery>()
+                .body::<OrgConfig>()
+                .ok::<portal_views::ConfigView>(200)
+                .errors(&["conflict"]),
+        )
+        .get("/portal/clients", Staff, portal::clients)
+        .doc(
+            Doc::new("Every org, with its plan, status, sites and last 30 days' messages")
+                .ok::<portal_views::ClientsView>(200),
+        )
+        .post("/portal/clients", Staff, portal::create_client)
+        .doc(
+            Doc::new("Make an org (a client), mapped to its Clerk organisation")
+                .body::<NewOrg>()
+                .ok::<portal_views::OrgView>(201)
+                .errors(&["conflict"]),
         )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)

@@ -85,6 +85,13 @@ pub enum Action {
     /// An end user moved to another tier (a paid Checkout).
     #[serde(rename = "platform.end_user_tier_changed")]
     PlatformEndUserTierChanged,
+    // Organisations (the portal).
+    /// Staff made an org.
+    #[serde(rename = "org.created")]
+    OrgCreated,
+    /// An org's configuration changed (the fields changed are in the detail).
+    #[serde(rename = "org.config_updated")]
+    OrgConfigUpdated,
     // Webhooks.
     #[serde(rename = "webhook.applied")]
     WebhookApplied,
@@ -94,7 +101,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 38] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -129,6 +136,8 @@ impl Action {
         Action::PlatformKeyIssued,
         Action::PlatformTiersUpdated,
         Action::PlatformEndUserTierChanged,
+        Action::OrgCreated,
+        Action::OrgConfigUpdated,
         Action::WebhookApplied,
         Action::WebhookRetried,
     ];
@@ -145,7 +154,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 36] = [
+const NAMES: [&str; 38] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -180,6 +189,8 @@ const NAMES: [&str; 36] = [
     "platform.key_issued",
     "platform.tiers_updated",
     "platform.end_user_tier_changed",
+    "org.created",
+    "org.config_updated",
     "webhook.applied",
     "webhook.retried",
 ];

@@ -58,6 +58,16 @@ pub fn statement_if_inserted(
     )
 }
 
+/// The statement that records `entry` right after a statement that changes a row (an
+/// update), in the same batch: written only if that statement changed one.
+pub fn statement_if_changed(
+    db: &D1Database,
+    at: Occasion<'_>,
+    entry: &Entry<'_>,
+) -> Result<D1PreparedStatement, AppError> {
+    store::insert_if_changed(db, entry, at.request_id, &rfc3339_from_millis(at.now_ms))
+}
+
 /// Records `entry` on its own.
 pub async fn record(db: &D1Database, at: Occasion<'_>, entry: &Entry<'_>) -> Result<(), AppError> {
     statement(db, at, entry)?.run().await?;

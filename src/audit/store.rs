@@ -63,6 +63,32 @@ pub fn insert_if_inserted(
     )?)
 }
 
+/// [`insert`], only if the statement just before it in the same batch changed a row (an
+/// update that found nothing to change writes no entry).
+pub fn insert_if_changed(
+    db: &D1Database,
+    entry: &Entry<'_>,
+    request_id: Option<&str>,
+    at: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    let (actor_kind, actor_id) = entry.actor.stored();
+    let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
+    Ok(query!(
+        db,
+        "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
+                                request_id, detail, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE changes() > 0",
+        actor_kind,
+        actor_id,
+        entry.action.as_str(),
+        target_kind,
+        target_id,
+        request_id,
+        detail_text(&entry.detail),
+        at,
+    )?)
+}
+
 /// One stored row.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Row {

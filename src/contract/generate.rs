@@ -21,7 +21,7 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::error::{ErrorEnvelope, CODES};
 use crate::http::dispatch::{Documented, RouteTable};
 use crate::http::doc::Answer;
-use crate::identity::rules::scopes::{Access, Scope, Signer};
+use crate::identity::rules::scopes::{Access, Need, Scope, Signer};
 
 /// The security scheme of every credential: a Clerk or HMAC session token, or an API key,
 /// each as `Authorization: Bearer ...`.
@@ -350,6 +350,22 @@ fn operation(
                  optionally `X-User-Plan`), or an end-user token naming the platform. \
                  Operator tokens and API keys are refused.",
             )),
+        Access::Portal(need) => op
+            .securities(Some([SecurityRequirement::new::<_, _, &str>(BEARER, [])]))
+            .description(Some(match need {
+                Need::Member => {
+                    "Portal: a signed-in session (Clerk, with an active organisation) of a \
+                     member of the org, or staff (`?orgId=` names any org). Naming another \
+                     org than your own is 403. API keys are refused."
+                }
+                Need::Admin => {
+                    "Portal: an admin of the org (Clerk organisation role `admin`), or staff \
+                     (`?orgId=` names any org). API keys are refused."
+                }
+                Need::Staff => {
+                    "Portal: staff only (`STAFF_USER_IDS`, or members of `STAFF_ORG_ID`)."
+                }
+            })),
     };
     if endpoint.access == Access::Session {
         op = op.description(Some(
@@ -386,6 +402,15 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
             "upstream_error",
         ]),
         Access::PlatformKey => codes.push("unauthorized"),
+        // validation_failed: staff who name no org; not_found: the org staff named.
+        Access::Portal(_) => codes.extend([
+            "validation_failed",
+            "unauthorized",
+            "forbidden",
+            "not_found",
+            "rate_limited",
+            "upstream_error",
+        ]),
         // validation_failed: a platform key without a usable X-User-Id, or a stated tier the
         // platform does not have; upstream_error: an end-user token may need its keys.
         Access::EndUser => codes.extend([

@@ -38,6 +38,19 @@ pub struct PlatformKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndUser;
 
+/// The access rule of a portal route any member of the org acted on may call (or staff);
+/// the handler takes the resolved [`crate::orgs::service::PortalCaller`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgMember;
+
+/// The access rule of a portal route only an admin of the org acted on (or staff) may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgAdmin;
+
+/// The access rule of a portal route for staff only (it acts on no one org).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staff;
+
 /// What a request shows a route's access rule before its handler runs.
 pub struct Arrival<'a> {
     /// Its `Authorization` header, read.
@@ -115,9 +128,11 @@ pub fn gate<'s>(
                 Refusal::Unsigned(why) => AppError::Unauthorized(why),
             })
         }
-        Access::Session | Access::Scoped(_) | Access::PlatformKey | Access::EndUser => {
-            credential(&arrival.authorization).map(|_| Admitted::Bearer)
-        }
+        Access::Session
+        | Access::Scoped(_)
+        | Access::PlatformKey
+        | Access::EndUser
+        | Access::Portal(_) => credential(&arrival.authorization).map(|_| Admitted::Bearer),
     }
 }
 

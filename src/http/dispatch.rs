@@ -29,15 +29,18 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
-use super::access::{self, Admitted, Arrival, EndUser, PlatformKey, Public, Signed};
+use super::access::{
+    self, Admitted, Arrival, EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, Staff,
+};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::paths;
 use super::response;
 use crate::core::body::BodyLimit;
 use crate::error::AppError;
-use crate::identity::rules::scopes::{Access, Scope};
+use crate::identity::rules::scopes::{Access, Need, Scope};
 use crate::identity::service::auth::{self, Principal};
+use crate::orgs::service::{self as orgs, PortalCaller};
 use crate::platforms::service::{self as platforms, Tenant};
 use crate::storage::UserRef;
 use crate::webhooks::rules::signed::SignedDelivery;
@@ -55,6 +58,8 @@ pub enum Handler {
     Signed(Rc<dyn Fn(Request, Ctx, SignedDelivery) -> HandlerFuture>),
     /// A platform route's: also the platform (and end user), resolved by the pipeline.
     Tenant(Rc<dyn Fn(Request, Ctx, Tenant) -> HandlerFuture>),
+    /// A portal route's: also the caller and the org they act on, resolved by the pipeline.
+    Portal(Rc<dyn Fn(Request, Ctx, PortalCaller) -> HandlerFuture>),
 }
 
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
@@ -112,6 +117,27 @@ macro_rules! tenant_rule {
 
 tenant_rule!(PlatformKey);
 tenant_rule!(EndUser);
+
+/// The portal rules take `(Request, Ctx, PortalCaller)`.
+macro_rules! portal_rule {
+    ($rule:ident, $need:expr) => {
+        impl<F, Fut> Rule<F, fn(Request, Ctx, PortalCaller) -> Fut> for $rule
+        where
+            F: Fn(Request, Ctx, PortalCaller) -> Fut + 'static,
+            Fut: Future<Output = Result<Response, AppError>> + 'static,
+        {
+            fn endpoint(self, handler: F) -> (Access, Handler) {
+                let handler: Rc<dyn Fn(Request, Ctx, PortalCaller) -> HandlerFuture> =
+                    Rc::new(move |req, ctx, caller| Box::pin(handler(req, ctx, caller)));
+                (Access::Portal($need), Handler::Portal(handler))
+            }
+        }
+    };
+}
+
+portal_rule!(OrgMember, Need::Member);
+portal_rule!(OrgAdmin, Need::Admin);
+portal_rule!(Staff, Need::Staff);
 
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
@@ -425,6 +451,16 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
             let tenant =
                 platforms::authenticate(&req, &rctx, endpoint.access == Access::EndUser).await?;
             handler(req, rctx, tenant).await
+        }
+        Handler::Portal(handler) => {
+            let Access::Portal(need) = endpoint.access else {
+                return Err(AppError::Internal(
+                    "a portal handler on another rule".to_owned(),
+                ));
+            };
+            let principal = auth::authenticate(&req, &rctx).await?;
+            let caller = orgs::admit(&req, &rctx, principal, need).await?;
+            handler(req, rctx, caller).await
         }
         Handler::Guarded(handler) => {
             let principal = match endpoint.read {

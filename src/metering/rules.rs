@@ -15,6 +15,9 @@ pub const TOKENS: &str = "tokens";
 /// The meter of API calls (a platform's end users, a developer's own plan), counted whole.
 pub const CALLS: &str = "calls";
 
+/// The meter of speech characters (an org's voice sites).
+pub const VOICE_CHARS: &str = "voice_chars";
+
 /// The most tokens one report or reservation may carry. Larger numbers are input errors,
 /// not usage: no model call consumes a hundred million tokens.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
@@ -32,17 +35,21 @@ pub enum SubjectKind {
     /// within it (see `platforms::rules::subject_id`), so the same end-user id on two
     /// platforms is two subjects.
     EndUser,
+    /// An organisation (the portal's clients); the subject id is `orgs.id` (`org_...`). Its
+    /// sites' chat tokens and voice characters count here, against the org's plan.
+    Org,
 }
 
 impl SubjectKind {
     /// Every kind, for the checks that the schema accepts each.
-    pub const ALL: [SubjectKind; 2] = [SubjectKind::User, SubjectKind::EndUser];
+    pub const ALL: [SubjectKind; 3] = [SubjectKind::User, SubjectKind::EndUser, SubjectKind::Org];
 
     /// As stored in `subject_kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             SubjectKind::User => "user",
             SubjectKind::EndUser => "end_user",
+            SubjectKind::Org => "org",
         }
     }
 
@@ -395,8 +402,8 @@ mod tests {
     fn every_subject_kind_is_one_the_meter_tables_accept() {
         // The CHECK of all three tables, as the migration that made them keyed by subject
         // states it: a kind the code writes but the schema refuses would fail every request.
-        let schema = include_str!("../../schema/0009_meter_subjects.sql");
-        let check = "CHECK (subject_kind IN ('user', 'end_user', 'site'))";
+        let schema = include_str!("../../schema/0016_org_meters.sql");
+        let check = "CHECK (subject_kind IN ('user', 'end_user', 'site', 'org'))";
         assert_eq!(
             schema.matches(check).count(),
             3,

@@ -20,6 +20,10 @@ pub struct Plan {
     #[serde(default)]
     #[schema(required = true)]
     pub calls_per_month: Option<u64>,
+    /// Characters of speech per calendar month (an org's voice sites).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub voice_chars_per_month: Option<u64>,
     /// User API keys a user may hold at once.
     #[serde(default)]
     #[schema(required = true)]
@@ -60,6 +64,8 @@ impl Default for PlanCatalog {
             name: name.to_owned(),
             tokens_per_month: tokens,
             calls_per_month: calls,
+            // A character of speech is worth about a hundred tokens to the operator's bill.
+            voice_chars_per_month: tokens.map(|t: u64| t / 100),
             api_keys: keys,
             concurrent_sessions: sessions,
             requests_per_minute: Some(100),
@@ -134,6 +140,7 @@ impl PlanCatalog {
             let limits = [
                 plan.tokens_per_month,
                 plan.calls_per_month,
+                plan.voice_chars_per_month,
                 plan.price_cents,
             ];
             if limits.iter().flatten().any(|n| *n > MAX_LIMIT) {

@@ -1,5 +1,5 @@
 //! Clerk: the instance's JWKS, and the Backend API calls Tollgate makes (end a session,
-//! mint a fresh session token).
+//! mint a fresh session token, list an organisation's members).
 
 use serde::Deserialize;
 use worker::{Headers, Method, Request, RequestInit};
@@ -135,4 +135,66 @@ impl ClerkApi<'_> {
                 })
             })
     }
+
+    /// The members of an organisation, at most 100 (`GET
+    /// /v1/organizations/{id}/memberships?limit=100`).
+    pub async fn organization_memberships(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<Membership>, ClerkError> {
+        #[derive(Deserialize)]
+        struct Page {
+            data: Vec<Membership>,
+        }
+        if !organization_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ClerkError::NotFound);
+        }
+        let body = self
+            .call(
+                Method::Get,
+                &format!("/organizations/{organization_id}/memberships?limit=100"),
+                None,
+            )
+            .await?;
+        serde_json::from_str::<Page>(&body)
+            .map(|page| page.data)
+            .map_err(|e| {
+                ClerkError::Failed(AppError::Upstream {
+                    service: SERVICE,
+                    detail: format!("memberships answer: {e}"),
+                })
+            })
+    }
+}
+
+/// One member of an organisation, as Clerk's Backend API lists them.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Membership {
+    /// `orgmem_...`.
+    pub id: String,
+    /// `org:admin`, `org:member`, or a custom role key.
+    pub role: String,
+    #[serde(default)]
+    pub public_user_data: Option<PublicUserData>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+
+/// The public part of a member's user.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+pub struct PublicUserData {
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub identifier: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<String>,
 }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+pub use crate::orgs::rules::Need;
 pub use crate::webhooks::rules::signed::Signer;
 
 /// One thing an API key may be used for.
@@ -145,6 +146,9 @@ pub enum Access {
     /// A platform's end user: a platform key with `X-User-Id`, or an end-user token from
     /// the platform end-user identity instance. Operator tokens and API keys are refused.
     EndUser,
+    /// The portal: a signed-in session (API keys are refused) acting on one org, as a
+    /// member, an admin or staff, as [`Need`] says (see `orgs::service::admit`).
+    Portal(Need),
 }
 
 /// Why an API key may not call a route.
@@ -181,7 +185,8 @@ pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
         | Access::Signed(_)
         | Access::Session
         | Access::PlatformKey
-        | Access::EndUser => Err(KeyRefusal::NeedsSession),
+        | Access::EndUser
+        | Access::Portal(_) => Err(KeyRefusal::NeedsSession),
     }
 }
 
