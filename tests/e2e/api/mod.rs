@@ -18,6 +18,7 @@ mod health;
 mod identity;
 mod jwks;
 mod platforms;
+mod portal;
 mod profile;
 mod provider_keys;
 mod rate_limits;
@@ -63,6 +64,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(provider_keys::cases());
     cases.extend(billing::cases());
     cases.extend(platforms::cases());
+    cases.extend(portal::cases());
     cases.extend(developer_plan::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());

@@ -103,6 +103,8 @@ struct ClerkState {
     /// Revoked session ids, in the order they were revoked.
     revoked: Vec<String>,
     users: HashMap<String, User>,
+    /// Organisation memberships (Backend API objects), by organisation id.
+    memberships: HashMap<String, Vec<Value>>,
 }
 
 /// The fake Clerk: a [`FakeUpstream`] serving the JWKS and the session Backend API.
@@ -135,6 +137,7 @@ impl FakeClerk {
             sessions: HashMap::new(),
             revoked: Vec::new(),
             users: HashMap::new(),
+            memberships: HashMap::new(),
         }));
         let upstream = {
             let state = Arc::clone(&state);
@@ -144,6 +147,33 @@ impl FakeClerk {
             })?
         };
         Ok(Self { upstream, state })
+    }
+
+    /// Makes `user_id` a member of the organisation `org_id` with `role` (`org:admin`,
+    /// `org:member`), as `GET /v1/organizations/{id}/memberships` then lists them.
+    pub fn add_member(&self, org_id: &str, user_id: &str, role: &str, first_name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let members = state.memberships.entry(org_id.to_owned()).or_default();
+        members.push(json!({
+            "object": "organization_membership",
+            "id": format!("orgmem_{}_{}", members.len() + 1, org_id.trim_start_matches("org_")),
+            "role": role,
+            "role_name": role.trim_start_matches("org:"),
+            "permissions": [],
+            "public_metadata": {},
+            "private_metadata": {},
+            "organization": { "object": "organization", "id": org_id },
+            "public_user_data": {
+                "user_id": user_id,
+                "first_name": first_name,
+                "last_name": null,
+                "image_url": format!("https://img.clerk.test/{user_id}"),
+                "has_image": false,
+                "identifier": format!("{user_id}@example.test"),
+            },
+            "created_at": now_ms() as i64,
+            "updated_at": now_ms() as i64,
+        }));
     }
 
     /// The underlying server, for `received()`, `inject()` and `base_url()`.
@@ -249,6 +279,24 @@ fn respond(request: &Recorded, state: &Mutex<ClerkState>, authorization: &str) -
     if request.method == "GET" && request.path == JWKS_PATH {
         let jwk = state.lock().unwrap().key.jwk();
         return FakeResponse::json(200, &json!({ "keys": [jwk] }));
+    }
+    let memberships_of = request
+        .path
+        .strip_prefix("/v1/organizations/")
+        .and_then(|rest| rest.strip_suffix("/memberships"))
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    if let Some(org_id) = memberships_of.filter(|_| request.method == "GET") {
+        if request.header("authorization") != Some(authorization) {
+            return unauthorized();
+        }
+        let state = state.lock().unwrap();
+        return match state.memberships.get(org_id) {
+            Some(members) => FakeResponse::json(
+                200,
+                &json!({ "data": members, "total_count": members.len() }),
+            ),
+            None => not_found(&format!("No organization was found with id {org_id}")),
+        };
     }
     let metadata_user = request
         .path
