@@ -85,6 +85,16 @@ pub enum Action {
     /// An end user moved to another tier (a paid Checkout).
     #[serde(rename = "platform.end_user_tier_changed")]
     PlatformEndUserTierChanged,
+    // Sites (an org's chat widgets and voice endpoints).
+    /// A site was made, with its key and origins.
+    #[serde(rename = "site.created")]
+    SiteCreated,
+    /// A site's name, status, origins or server calls changed.
+    #[serde(rename = "site.updated")]
+    SiteUpdated,
+    /// A site's key was replaced; the old value is refused from then on.
+    #[serde(rename = "site.key_rotated")]
+    SiteKeyRotated,
     // Webhooks.
     #[serde(rename = "webhook.applied")]
     WebhookApplied,
@@ -94,7 +104,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 39] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -129,6 +139,9 @@ impl Action {
         Action::PlatformKeyIssued,
         Action::PlatformTiersUpdated,
         Action::PlatformEndUserTierChanged,
+        Action::SiteCreated,
+        Action::SiteUpdated,
+        Action::SiteKeyRotated,
         Action::WebhookApplied,
         Action::WebhookRetried,
     ];
@@ -145,7 +158,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 36] = [
+const NAMES: [&str; 39] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -180,6 +193,9 @@ const NAMES: [&str; 36] = [
     "platform.key_issued",
     "platform.tiers_updated",
     "platform.end_user_tier_changed",
+    "site.created",
+    "site.updated",
+    "site.key_rotated",
     "webhook.applied",
     "webhook.retried",
 ];

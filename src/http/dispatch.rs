@@ -29,7 +29,7 @@ use std::rc::Rc;
 
 use worker::{Method, Request, Response, Router};
 
-use super::access::{self, Admitted, Arrival, EndUser, PlatformKey, Public, Signed};
+use super::access::{self, Admitted, Arrival, EndUser, PlatformKey, Public, Signed, SiteKey};
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
 use super::paths;
@@ -39,6 +39,7 @@ use crate::error::AppError;
 use crate::identity::rules::scopes::{Access, Scope};
 use crate::identity::service::auth::{self, Principal};
 use crate::platforms::service::{self as platforms, Tenant};
+use crate::sites::service::{self as sites, SiteCaller};
 use crate::storage::UserRef;
 use crate::webhooks::rules::signed::SignedDelivery;
 
@@ -55,6 +56,9 @@ pub enum Handler {
     Signed(Rc<dyn Fn(Request, Ctx, SignedDelivery) -> HandlerFuture>),
     /// A platform route's: also the platform (and end user), resolved by the pipeline.
     Tenant(Rc<dyn Fn(Request, Ctx, Tenant) -> HandlerFuture>),
+    /// A site-key route's: also the site and its org, resolved (and the origin checked) by
+    /// the pipeline.
+    Site(Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture>),
 }
 
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
@@ -112,6 +116,18 @@ macro_rules! tenant_rule {
 
 tenant_rule!(PlatformKey);
 tenant_rule!(EndUser);
+
+impl<F, Fut> Rule<F, fn(Request, Ctx, SiteCaller) -> Fut> for SiteKey
+where
+    F: Fn(Request, Ctx, SiteCaller) -> Fut + 'static,
+    Fut: Future<Output = Result<Response, AppError>> + 'static,
+{
+    fn endpoint(self, handler: F) -> (Access, Handler) {
+        let handler: Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture> =
+            Rc::new(move |req, ctx, caller| Box::pin(handler(req, ctx, caller)));
+        (Access::SiteKey, Handler::Site(handler))
+    }
+}
 
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
@@ -331,6 +347,16 @@ impl RouteTable {
         })
     }
 
+    /// Whether a route `path` can match takes a site key (its preflights are also answered
+    /// for the origins of active sites).
+    pub fn takes_site_key(&self, path: &str) -> bool {
+        self.routes
+            .iter()
+            .filter(|route| paths::can_match(route.pattern, path))
+            .flat_map(|route| route.methods.iter())
+            .any(|e| e.access == Access::SiteKey)
+    }
+
     /// Whether `HEAD pattern` is served (by a GET handler that creates nothing).
     pub fn serves_head(&self, pattern: &str) -> bool {
         self.routes
@@ -425,6 +451,23 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
             let tenant =
                 platforms::authenticate(&req, &rctx, endpoint.access == Access::EndUser).await?;
             handler(req, rctx, tenant).await
+        }
+        Handler::Site(handler) => {
+            let caller = sites::admit(&req, &rctx).await?;
+            let origin = caller.origin.clone();
+            let mut resp = handler(req, rctx, caller).await?;
+            // The site allows this origin: its browser may read the answer.
+            if let Some(origin) = origin {
+                let headers = resp.headers_mut();
+                response::set(headers, "Access-Control-Allow-Origin", &origin);
+                response::set(
+                    headers,
+                    "Access-Control-Expose-Headers",
+                    crate::core::cors::EXPOSED_HEADERS,
+                );
+                response::set(headers, "Vary", "Origin");
+            }
+            Ok(resp)
         }
         Handler::Guarded(handler) => {
             let principal = match endpoint.read {

@@ -145,6 +145,9 @@ pub enum Access {
     /// A platform's end user: a platform key with `X-User-Id`, or an end-user token from
     /// the platform end-user identity instance. Operator tokens and API keys are refused.
     EndUser,
+    /// A site key (`X-Site-Key: sk_...`) of an active site, from one of its origins (or
+    /// without `Origin` where the site takes server calls): a widget of an org's site.
+    SiteKey,
 }
 
 /// Why an API key may not call a route.
@@ -181,7 +184,8 @@ pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
         | Access::Signed(_)
         | Access::Session
         | Access::PlatformKey
-        | Access::EndUser => Err(KeyRefusal::NeedsSession),
+        | Access::EndUser
+        | Access::SiteKey => Err(KeyRefusal::NeedsSession),
     }
 }
 
