@@ -34,6 +34,7 @@ pub mod platforms;
 pub mod provider_keys;
 pub mod routes;
 pub mod scheduled;
+pub mod sites;
 pub mod storage;
 pub mod upstream;
 pub mod webhooks;

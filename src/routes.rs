@@ -5,6 +5,8 @@
 //! that provider, verified before the handler runs; `Session` needs a Clerk, HMAC or account
 //! token (API keys are refused); `Scoped(scope)` takes any token, or an API key holding `scope`
 //! (see [`crate::identity::rules::scopes`]). Admin routes also check the caller's admin role.
+//! `PlatformKey` and `EndUser` take a platform's credentials; `SiteKey` takes a site key
+//! (`X-Site-Key`) from one of its site's origins.
 //!
 //! Body limits: a route's request bodies are held to `MAX_BODY_BYTES`, a signed route's to
 //! `MAX_WEBHOOK_BODY_BYTES` (deliveries may be larger); a route may state its own with
@@ -16,7 +18,9 @@ use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
-use crate::http::access::{EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, Staff};
+use crate::http::access::{
+    EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey, Staff,
+};
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
 use crate::identity::http::{auth, user, views as identity};
@@ -42,6 +46,7 @@ use crate::plans::http as subscription;
 use crate::platforms::http::{self as platforms, views as platform_views};
 use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
+use crate::sites::http::{self as sites, views as site_views};
 use crate::webhooks::http as clerk_webhook;
 
 /// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
@@ -645,6 +650,15 @@ pub fn table() -> RouteTable {
                 .body::<NewOrg>()
                 .ok::<portal_views::OrgView>(201)
                 .errors(&["conflict"]),
+        )
+        // Sites: Koby's chat widgets and voice endpoints, called with their site key.
+        .get("/api/site", SiteKey, sites::face)
+        .doc(
+            Doc::new(
+                "The calling site's public face for its widget: id, name, type and its org's \
+                 name and slug",
+            )
+            .ok::<site_views::SiteFaceView>(200),
         )
         // Provider keys: OpenRouter keys bought with credits (Puku), the key pool (Sokuji).
         .post("/api/key", Scoped(Keys), provider_keys::openrouter_key)

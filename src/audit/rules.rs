@@ -92,6 +92,16 @@ pub enum Action {
     /// An org's configuration changed (the fields changed are in the detail).
     #[serde(rename = "org.config_updated")]
     OrgConfigUpdated,
+    // Sites (an org's chat widgets and voice endpoints).
+    /// A site was made, with its key and origins.
+    #[serde(rename = "site.created")]
+    SiteCreated,
+    /// A site's name, status, origins or server calls changed.
+    #[serde(rename = "site.updated")]
+    SiteUpdated,
+    /// A site's key was replaced; the old value is refused from then on.
+    #[serde(rename = "site.key_rotated")]
+    SiteKeyRotated,
     // Webhooks.
     #[serde(rename = "webhook.applied")]
     WebhookApplied,
@@ -101,7 +111,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 38] = [
+    pub const ALL: [Action; 41] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -138,6 +148,9 @@ impl Action {
         Action::PlatformEndUserTierChanged,
         Action::OrgCreated,
         Action::OrgConfigUpdated,
+        Action::SiteCreated,
+        Action::SiteUpdated,
+        Action::SiteKeyRotated,
         Action::WebhookApplied,
         Action::WebhookRetried,
     ];
@@ -154,7 +167,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 38] = [
+const NAMES: [&str; 41] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -191,6 +204,9 @@ const NAMES: [&str; 38] = [
     "platform.end_user_tier_changed",
     "org.created",
     "org.config_updated",
+    "site.created",
+    "site.updated",
+    "site.key_rotated",
     "webhook.applied",
     "webhook.retried",
 ];

@@ -33,6 +33,9 @@ const PLATFORM_KEY: &str = "platform_key";
 /// The security scheme of an end-user token from the platform end-user identity instance.
 const END_USER_TOKEN: &str = "end_user_token";
 
+/// The security scheme of a site key (`sk_...`) in `X-Site-Key`.
+const SITE_KEY: &str = "site_key";
+
 /// The security scheme of a signer's deliveries: `clerk_signature`, `stripe_signature`.
 fn signature_scheme(signer: Signer) -> String {
     format!("{}_signature", signer.as_str())
@@ -108,6 +111,15 @@ pub fn document(table: &RouteTable) -> OpenApi {
                     .build(),
             ),
         );
+    components = components.security_scheme(
+        SITE_KEY,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            crate::sites::rules::KEY_HEADER,
+            "A site key (`sk_{slug}_{env}_{random}`): public, bound to the origins its site \
+             allows. A browser request must come from one of them; a request without `Origin` \
+             is accepted only where the site takes server calls.",
+        ))),
+    );
     for signer in Signer::ALL {
         components = components.security_scheme(
             signature_scheme(signer),
@@ -366,6 +378,13 @@ fn operation(
                     "Portal: staff only (`STAFF_USER_IDS`, or members of `STAFF_ORG_ID`)."
                 }
             })),
+        Access::SiteKey => op
+            .securities(Some([SecurityRequirement::new::<_, _, &str>(SITE_KEY, [])]))
+            .description(Some(
+                "Takes a site key in `X-Site-Key` (401 without one): 403 for a malformed or \
+                 unknown key, a paused site, an org that is not active, an `Origin` not on the \
+                 site's list, or no `Origin` where the site takes no server calls.",
+            )),
     };
     if endpoint.access == Access::Session {
         op = op.description(Some(
@@ -411,6 +430,7 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
             "rate_limited",
             "upstream_error",
         ]),
+        Access::SiteKey => codes.extend(["unauthorized", "forbidden"]),
         // validation_failed: a platform key without a usable X-User-Id, or a stated tier the
         // platform does not have; upstream_error: an end-user token may need its keys.
         Access::EndUser => codes.extend([

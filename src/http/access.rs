@@ -50,6 +50,11 @@ pub struct OrgAdmin;
 /// The access rule of a portal route for staff only (it acts on no one org).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Staff;
+/// The access rule of a route a site's widget calls with its site key (`X-Site-Key`); the
+/// handler takes the resolved [`crate::sites::service::SiteCaller`]. The key is public, so
+/// the request is held to the site's origins (see [`crate::sites::rules::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteKey;
 
 /// What a request shows a route's access rule before its handler runs.
 pub struct Arrival<'a> {
@@ -133,6 +138,15 @@ pub fn gate<'s>(
         | Access::PlatformKey
         | Access::EndUser
         | Access::Portal(_) => credential(&arrival.authorization).map(|_| Admitted::Bearer),
+        // Whose key it is (and whether its origin may use it) is decided next, by
+        // crate::sites::service::admit; no Authorization header is read.
+        Access::SiteKey => match (arrival.header)(crate::sites::rules::KEY_HEADER) {
+            Some(key) if !key.trim().is_empty() => Ok(Admitted::Anyone),
+            _ => Err(AppError::Unauthorized(format!(
+                "missing site key: send it in {}",
+                crate::sites::rules::KEY_HEADER
+            ))),
+        },
     }
 }
 
@@ -217,6 +231,30 @@ mod tests {
             let nothing = arrival(Presented::Nothing, &no_headers);
             let refused = gate(access, &nothing, &configured).unwrap_err();
             assert_eq!(refused.status(), 401);
+        }
+    }
+
+    #[test]
+    fn a_site_key_route_needs_the_site_key_header_and_reads_no_bearer() {
+        let keyed = |name: &str| {
+            name.eq_ignore_ascii_case("x-site-key")
+                .then(|| "sk_ab_live_x".to_owned())
+        };
+        let admitted = gate(
+            Access::SiteKey,
+            &arrival(Presented::Nothing, &keyed),
+            &configured,
+        );
+        assert_eq!(admitted, Ok(Admitted::Anyone));
+        let blank = |_: &str| Some("  ".to_owned());
+        for header in [&no_headers as &dyn Fn(&str) -> Option<String>, &blank] {
+            let refused = gate(
+                Access::SiteKey,
+                &arrival(Presented::Bearer("t"), header),
+                &configured,
+            )
+            .unwrap_err();
+            assert_eq!((refused.status(), refused.code()), (401, "unauthorized"));
         }
     }
 

@@ -19,9 +19,15 @@ pub fn is_preflight(req: &Request) -> bool {
 }
 
 /// The answer to a preflight: `204` with the allowed methods and headers when the origin is
-/// on the list, `403 forbidden` (and no `Access-Control-Allow-Origin`) when it is not.
-pub fn preflight(policy: &CorsPolicy, origin: Option<&str>, request_id: &str) -> Response {
-    let Some(origin) = origin.filter(|o| policy.allows(o)) else {
+/// on the list (or `site_allows` it: a site-key route's preflight from an active site's
+/// origin), `403 forbidden` (and no `Access-Control-Allow-Origin`) when it is not.
+pub fn preflight(
+    policy: &CorsPolicy,
+    origin: Option<&str>,
+    site_allows: bool,
+    request_id: &str,
+) -> Response {
+    let Some(origin) = origin.filter(|o| site_allows || policy.allows(o)) else {
         let err = AppError::Forbidden("this origin is not allowed to call the API".to_owned());
         return response::error(&err, request_id);
     };

@@ -30,7 +30,8 @@ use std::rc::Rc;
 use worker::{Method, Request, Response, Router};
 
 use super::access::{
-    self, Admitted, Arrival, EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, Staff,
+    self, Admitted, Arrival, EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey,
+    Staff,
 };
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
@@ -42,6 +43,7 @@ use crate::identity::rules::scopes::{Access, Need, Scope};
 use crate::identity::service::auth::{self, Principal};
 use crate::orgs::service::{self as orgs, PortalCaller};
 use crate::platforms::service::{self as platforms, Tenant};
+use crate::sites::service::{self as sites, SiteCaller};
 use crate::storage::UserRef;
 use crate::webhooks::rules::signed::SignedDelivery;
 
@@ -60,6 +62,9 @@ pub enum Handler {
     Tenant(Rc<dyn Fn(Request, Ctx, Tenant) -> HandlerFuture>),
     /// A portal route's: also the caller and the org they act on, resolved by the pipeline.
     Portal(Rc<dyn Fn(Request, Ctx, PortalCaller) -> HandlerFuture>),
+    /// A site-key route's: also the site and its org, resolved (and the origin checked) by
+    /// the pipeline.
+    Site(Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture>),
 }
 
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
@@ -138,6 +143,18 @@ macro_rules! portal_rule {
 portal_rule!(OrgMember, Need::Member);
 portal_rule!(OrgAdmin, Need::Admin);
 portal_rule!(Staff, Need::Staff);
+
+impl<F, Fut> Rule<F, fn(Request, Ctx, SiteCaller) -> Fut> for SiteKey
+where
+    F: Fn(Request, Ctx, SiteCaller) -> Fut + 'static,
+    Fut: Future<Output = Result<Response, AppError>> + 'static,
+{
+    fn endpoint(self, handler: F) -> (Access, Handler) {
+        let handler: Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture> =
+            Rc::new(move |req, ctx, caller| Box::pin(handler(req, ctx, caller)));
+        (Access::SiteKey, Handler::Site(handler))
+    }
+}
 
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
@@ -357,6 +374,16 @@ impl RouteTable {
         })
     }
 
+    /// Whether a route `path` can match takes a site key (its preflights are also answered
+    /// for the origins of active sites).
+    pub fn takes_site_key(&self, path: &str) -> bool {
+        self.routes
+            .iter()
+            .filter(|route| paths::can_match(route.pattern, path))
+            .flat_map(|route| route.methods.iter())
+            .any(|e| e.access == Access::SiteKey)
+    }
+
     /// Whether `HEAD pattern` is served (by a GET handler that creates nothing).
     pub fn serves_head(&self, pattern: &str) -> bool {
         self.routes
@@ -461,6 +488,23 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
             let principal = auth::authenticate(&req, &rctx).await?;
             let caller = orgs::admit(&req, &rctx, principal, need).await?;
             handler(req, rctx, caller).await
+        }
+        Handler::Site(handler) => {
+            let caller = sites::admit(&req, &rctx).await?;
+            let origin = caller.origin.clone();
+            let mut resp = handler(req, rctx, caller).await?;
+            // The site allows this origin: its browser may read the answer.
+            if let Some(origin) = origin {
+                let headers = resp.headers_mut();
+                response::set(headers, "Access-Control-Allow-Origin", &origin);
+                response::set(
+                    headers,
+                    "Access-Control-Expose-Headers",
+                    crate::core::cors::EXPOSED_HEADERS,
+                );
+                response::set(headers, "Vary", "Origin");
+            }
+            Ok(resp)
         }
         Handler::Guarded(handler) => {
             let principal = match endpoint.read {

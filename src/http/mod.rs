@@ -4,7 +4,8 @@
 //! 2. configuration: read and validated; an invalid setting is logged once per isolate with
 //!    how to fix it, and disables only what needs it (see [`Config::load`]): a setting of
 //!    the pipeline itself closes every route but health with `503 not_configured`;
-//! 3. CORS preflight: answered here, before routing or authentication;
+//! 3. CORS preflight: answered here, before routing or authentication (for the global
+//!    allow-list, and on a site-key route also for any active site's origins);
 //! 4. body: read once, in chunks, within the limit its route declares (looked up in the
 //!    route table by method and path; the API limit for a path the table does not serve),
 //!    `413 payload_too_large` as soon as it passes it, whether or not `Content-Length` was
@@ -59,7 +60,15 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
     log.logging.set(config.request_log);
 
     if cors::is_preflight(&req) {
-        let resp = cors::preflight(&config.cors, origin.as_deref(), &request_id);
+        // A site-key route's preflight is also answered for the origins of active sites
+        // (looked up only when the global list does not already allow the origin).
+        let site_allows = match origin.as_deref() {
+            Some(o) if !config.cors.allows(o) && isolate_routes().takes_site_key(&log.path) => {
+                crate::sites::service::origin_on_a_site(&env, o).await
+            }
+            _ => false,
+        };
+        let resp = cors::preflight(&config.cors, origin.as_deref(), site_allows, &request_id);
         let refused = (resp.status_code() == 403).then_some("forbidden");
         log.write(&resp, None, refused);
         return finish(resp, &request_id, Some(&config), origin.as_deref());

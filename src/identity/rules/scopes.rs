@@ -149,6 +149,9 @@ pub enum Access {
     /// The portal: a signed-in session (API keys are refused) acting on one org, as a
     /// member, an admin or staff, as [`Need`] says (see `orgs::service::admit`).
     Portal(Need),
+    /// A site key (`X-Site-Key: sk_...`) of an active site, from one of its origins (or
+    /// without `Origin` where the site takes server calls): a widget of an org's site.
+    SiteKey,
 }
 
 /// Why an API key may not call a route.
@@ -186,7 +189,8 @@ pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
         | Access::Session
         | Access::PlatformKey
         | Access::EndUser
-        | Access::Portal(_) => Err(KeyRefusal::NeedsSession),
+        | Access::Portal(_)
+        | Access::SiteKey => Err(KeyRefusal::NeedsSession),
     }
 }
 

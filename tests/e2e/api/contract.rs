@@ -83,7 +83,7 @@ fn schemathesis_finds_no_server_error_or_schema_violation_with_a_token(world: &W
     // routes answer it 403 (the key run below covers them with an admin's key).
     let token = world.hmac_token(&unique("contract-token-"));
     lift_limits(world, &token);
-    fuzz(world, "token", &token);
+    fuzz(world, "token", &token, &[]);
 }
 
 fn schemathesis_finds_no_server_error_or_schema_violation_with_an_api_key(world: &World) {
@@ -103,6 +103,7 @@ fn schemathesis_finds_no_server_error_or_schema_violation_with_an_api_key(world:
         world,
         "api-key",
         key["key"].as_str().expect("plaintext key"),
+        &[],
     );
 }
 
@@ -118,7 +119,25 @@ fn schemathesis_finds_no_server_error_or_schema_violation_with_a_platform_key(wo
         .as_str()
         .expect("the key")
         .to_owned();
-    fuzz(world, "platform-key", &key);
+    // And a site key, sent along as `X-Site-Key` (every other route ignores it), of a site
+    // that takes server calls (the fuzzer sends no Origin): the site-key routes answer it.
+    let slug = unique("contract");
+    let site_key = tollgate::sites::rules::generate_key(&slug, tollgate::sites::rules::Env::Live);
+    world.d1_query_all(&format!(
+        "INSERT INTO orgs (id, name, slug, plan, status, created_at, updated_at) \
+             VALUES ('org_{slug}', 'Contract', '{slug}', 'basic', 'active', \
+                     '2026-11-28T00:00:00Z', '2026-11-28T00:00:00Z'); \
+         INSERT INTO sites (id, org_id, name, type, status, site_key, env, allow_server_calls, \
+                            created_at, updated_at) \
+             VALUES ('site_{slug}', 'org_{slug}', 'Contract', 'chatbot', 'active', '{site_key}', \
+                     'live', 1, '2026-11-28T00:00:00Z', '2026-11-28T00:00:00Z')"
+    ));
+    fuzz(
+        world,
+        "platform-key",
+        &key,
+        &[format!("X-Site-Key: {site_key}")],
+    );
 }
 
 /// Moves the credential's user to the unlimited plan (as an operator would, in D1).
@@ -135,8 +154,9 @@ fn lift_limits(world: &World, credential: &str) {
 }
 
 /// Runs schemathesis over every operation of the worker's document with `credential` as
-/// the bearer; panics with its report unless it found nothing.
-fn fuzz(world: &World, label: &str, credential: &str) {
+/// the bearer (and `headers`, `Name: value`, on every request); panics with its report
+/// unless it found nothing.
+fn fuzz(world: &World, label: &str, credential: &str, headers: &[String]) {
     let dir = work_dir(label);
     let base = format!("http://{}", world.address());
     let config = concat!(
@@ -182,6 +202,11 @@ fn fuzz(world: &World, label: &str, credential: &str) {
     .iter()
     .map(|s| (*s).to_owned())
     .chain([format!("Authorization: Bearer {credential}")])
+    .chain(
+        headers
+            .iter()
+            .flat_map(|h| ["--header".to_owned(), h.clone()]),
+    )
     .collect();
     let shown = args
         .iter()

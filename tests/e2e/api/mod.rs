@@ -23,6 +23,7 @@ mod profile;
 mod provider_keys;
 mod rate_limits;
 mod signed_access;
+mod sites;
 mod subjects;
 mod tokens;
 mod usage;
@@ -65,6 +66,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(billing::cases());
     cases.extend(platforms::cases());
     cases.extend(portal::cases());
+    cases.extend(sites::cases());
     cases.extend(developer_plan::cases());
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
