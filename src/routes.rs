@@ -613,6 +613,36 @@ pub fn table() -> RouteTable {
                 .query::<portal_views::PortalQuery>()
                 .ok::<portal_views::OverviewView>(200),
         )
+        .get("/portal/engines", OrgMember, portal::engines::list)
+        .doc(
+            Doc::new("The org's sites (engines) with their site keys and origins")
+                .query::<portal_views::PortalQuery>()
+                .ok::<site_views::SitesView>(200),
+        )
+        .post("/portal/engines", OrgAdmin, portal::engines::create)
+        .doc(
+            Doc::new("A new site of the org, with a new site key")
+                .query::<portal_views::PortalQuery>()
+                .body::<site_views::NewSiteBody>()
+                .ok::<site_views::SiteView>(201),
+        )
+        .patch("/portal/engines/:id", OrgAdmin, portal::engines::update)
+        .doc(
+            Doc::new("Change a site of the org: name, status, origins, server calls")
+                .query::<portal_views::PortalQuery>()
+                .body::<site_views::SitePatchBody>()
+                .ok::<site_views::SiteView>(200),
+        )
+        .post(
+            "/portal/engines/:id/rotate-key",
+            OrgAdmin,
+            portal::engines::rotate_key,
+        )
+        .doc(
+            Doc::new("A new site key for a site of the org; the old one is refused at once")
+                .query::<portal_views::PortalQuery>()
+                .ok::<site_views::SiteView>(200),
+        )
         .get("/portal/insights", OrgMember, portal::insights)
         .doc(
             Doc::new("The org's daily activity series (all its sites, or one)")

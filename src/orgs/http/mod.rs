@@ -2,6 +2,7 @@
 //! and the staff's client list. The pipeline has resolved the org each acts on (see
 //! [`crate::orgs::service::admit`]).
 
+pub mod engines;
 pub mod views;
 
 use worker::{Request, Response};

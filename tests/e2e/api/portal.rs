@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         staff_make_orgs_with_checked_fields_and_list_them_all,
         the_overview_and_insights_read_the_orgs_meters_and_daily_metrics,
         the_team_is_read_from_clerk_and_reused_for_a_minute,
+        engines_are_made_changed_and_rekeyed_by_admins_and_listed_for_members,
     )
 }
 
@@ -85,6 +86,9 @@ fn send(world: &World, method: &str, path: &str, credential: Option<&str>) -> Re
     };
     match method {
         "PATCH" => call.json(&json!({ "greeting": unique("Hello ") })),
+        "POST" if path.starts_with("/portal/engines") => {
+            call.json(&json!({ "name": "Widget", "type": "chatbot" }))
+        }
         "POST" => {
             let slug = unique("m").to_ascii_lowercase();
             call.json(&json!({ "name": "Matrix", "slug": &slug[..slug.len().min(32)] }))
@@ -93,13 +97,14 @@ fn send(world: &World, method: &str, path: &str, credential: Option<&str>) -> Re
     }
 }
 
-const MEMBER_ROUTES: [(&str, &str); 4] = [
+const MEMBER_ROUTES: [(&str, &str); 5] = [
     ("GET", "/portal/overview"),
+    ("GET", "/portal/engines"),
     ("GET", "/portal/insights"),
     ("GET", "/portal/team"),
     ("GET", "/portal/config"),
 ];
-const ADMIN_ROUTES: [(&str, &str); 1] = [("PATCH", "/portal/config")];
+const ADMIN_ROUTES: [(&str, &str); 2] = [("PATCH", "/portal/config"), ("POST", "/portal/engines")];
 const STAFF_ROUTES: [(&str, &str); 2] = [("GET", "/portal/clients"), ("POST", "/portal/clients")];
 
 fn assert_status(reply: &Reply, status: u16, what: &str) {
@@ -169,7 +174,7 @@ fn every_portal_route_answers_each_kind_of_caller_as_its_rule_says(world: &World
         let expected = if is_member_route { ok } else { 403 };
         assert_status(&reply, expected, &what("member"));
         nothing_of_b(&reply, &what("member"));
-        if expected == 200 && path != "/portal/team" {
+        if expected == 200 && !matches!(path, "/portal/team" | "/portal/engines") {
             let shown = reply.json();
             let org_id = shown["org"]["id"].as_str().or(shown["org_id"].as_str());
             assert_eq!(org_id, Some(a.id.as_str()), "{}", what("member"));
@@ -212,7 +217,16 @@ fn every_portal_route_answers_each_kind_of_caller_as_its_rule_says(world: &World
                 for named in [&b.id, &b.clerk_id] {
                     let reply = send(world, method, &with_org(path, named), Some(staff_token));
                     assert_status(&reply, ok, &what("staff naming B"));
-                    if path != "/portal/team" {
+                    if path == "/portal/engines" && method == "GET" {
+                        assert!(
+                            !reply.body.contains(&format!("sk_{}_", a.slug)),
+                            "{}",
+                            reply.body
+                        );
+                    } else if method == "POST" {
+                        let key = reply.json()["site_key"].as_str().unwrap().to_owned();
+                        assert!(key.starts_with(&format!("sk_{}_live_", b.slug)), "{key}");
+                    } else if path != "/portal/team" {
                         let shown = reply.json();
                         let org_id = shown["org"]["id"].as_str().or(shown["org_id"].as_str());
                         assert_eq!(org_id, Some(b.id.as_str()), "{}", what("staff"));
@@ -617,4 +631,139 @@ fn the_team_is_read_from_clerk_and_reused_for_a_minute(world: &World) {
         .send();
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["members"], json!([]));
+}
+
+fn site_face(world: &World, key: &str, origin: &str) -> Reply {
+    world
+        .call("GET", "/api/site")
+        .header("X-Site-Key", key)
+        .header("Origin", origin)
+        .send()
+}
+
+fn engines_are_made_changed_and_rekeyed_by_admins_and_listed_for_members(world: &World) {
+    let a = make_org(world, "basic");
+    let b = make_org(world, "basic");
+    let admin = member_token(world, &a.clerk_id, "admin", false);
+    let member = member_token(world, &a.clerk_id, "member", false);
+    let b_admin = member_token(world, &b.clerk_id, "admin", false);
+    let origin = "https://chat.example.com";
+
+    // Made by the admin: a key of the org's slug, shown to members with its origins.
+    let reply = world.authed("POST", "/portal/engines", &admin).json(&json!({
+        "name": "Front desk", "type": "chatbot", "origins": [origin, "https://www.example.com/"],
+    }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let site = reply.json();
+    let id = site["id"].as_str().unwrap().to_owned();
+    let key = site["site_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(&format!("sk_{}_live_", a.slug)), "{key}");
+    assert_eq!(site["origins"], json!([origin, "https://www.example.com"]));
+    let listed = world.authed("GET", "/portal/engines", &member).send();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["sites"][0]["site_key"], key.as_str());
+    assert_eq!(site_face(world, &key, origin).status, 200);
+    site_face(world, &key, "https://evil.example").assert_error(403, "forbidden");
+
+    // Refusals change nothing: a member, bad bodies, another org's admin on this site.
+    let rows = Rows::new()
+        .where_eq("sites", "org_id", &a.id)
+        .where_eq("site_origins", "site_id", &id)
+        .where_eq("audit_log", "target_id", &id);
+    let snapshot = world.snapshot(&rows);
+    world
+        .authed("POST", "/portal/engines", &member)
+        .json(&json!({ "name": "Nope", "type": "chatbot" }))
+        .assert_error(403, "forbidden");
+    world
+        .authed("POST", &format!("/portal/engines/{id}/rotate-key"), &member)
+        .send()
+        .assert_error(403, "forbidden");
+    for body in [
+        json!({ "name": "X", "type": "robot" }),
+        json!({ "name": "X", "type": "chatbot", "origins": ["ftp://x.example"] }),
+        json!({ "name": "X", "type": "chatbot", "colour": "red" }),
+    ] {
+        world
+            .authed("POST", "/portal/engines", &admin)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+    }
+    world
+        .authed("PATCH", &format!("/portal/engines/{id}"), &admin)
+        .json(&json!({ "status": "sleeping" }))
+        .assert_error(400, "validation_failed");
+    world
+        .authed("PATCH", &format!("/portal/engines/{id}"), &b_admin)
+        .json(&json!({ "status": "paused" }))
+        .assert_error(404, "not_found");
+    world
+        .authed(
+            "POST",
+            &format!("/portal/engines/{id}/rotate-key"),
+            &b_admin,
+        )
+        .send()
+        .assert_error(404, "not_found");
+    world
+        .authed(
+            "PATCH",
+            &with_org(&format!("/portal/engines/{id}"), &a.id),
+            &b_admin,
+        )
+        .json(&json!({ "status": "paused" }))
+        .assert_error(403, "forbidden");
+    snapshot.assert_unchanged(world);
+    assert_eq!(site_face(world, &key, origin).status, 200);
+
+    // Paused by the admin: the key is refused; active again, it works.
+    let reply = world
+        .authed("PATCH", &format!("/portal/engines/{id}"), &admin)
+        .json(&json!({ "status": "paused" }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["status"], "paused");
+    site_face(world, &key, origin).assert_error(403, "forbidden");
+    let reply = world
+        .authed("PATCH", &format!("/portal/engines/{id}"), &admin)
+        .json(&json!({ "status": "active", "origins": ["https://new.example.com"] }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    site_face(world, &key, origin).assert_error(403, "forbidden");
+    assert_eq!(
+        site_face(world, &key, "https://new.example.com").status,
+        200
+    );
+
+    // Re-keyed by staff for the org: the old value is refused at once, the new one works.
+    let reply = world
+        .authed(
+            "POST",
+            &with_org(&format!("/portal/engines/{id}/rotate-key"), &a.id),
+            &staff_token(world),
+        )
+        .send();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let new_key = reply.json()["site_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert!(reply.json()["key_rotated_at"].is_string());
+    site_face(world, &key, "https://new.example.com").assert_error(403, "forbidden");
+    assert_eq!(
+        site_face(world, &new_key, "https://new.example.com").status,
+        200
+    );
+    let audit = world.d1_query(&format!(
+        "SELECT action FROM audit_log WHERE target_kind = 'site' AND target_id = '{id}' ORDER BY id"
+    ));
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "site.created",
+            "site.updated",
+            "site.updated",
+            "site.key_rotated"
+        ]
+    );
 }
