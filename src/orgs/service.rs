@@ -25,6 +25,7 @@ use crate::orgs::store::{self, NewOrgRow, OrgRow};
 
 pub use crate::orgs::store::{ClientRow, DayRow};
 use crate::plans::rules::Plan;
+use crate::sites::service as sites;
 use crate::storage;
 use crate::upstream::clerk::{ClerkApi, ClerkError, Membership};
 
@@ -223,15 +224,11 @@ pub async fn days(
     to: &str,
     site_id: Option<&str>,
 ) -> Result<Vec<DayRow>, AppError> {
-    let db = storage::database(&ctx.env)?;
     if let Some(site_id) = site_id {
         // Another org's site reads as a missing one.
-        if !store::has_site(&db, &org.id, site_id).await? {
-            return Err(AppError::NotFound(format!(
-                "no site {site_id} in this organisation"
-            )));
-        }
+        sites::get(ctx, &org.id, site_id).await?;
     }
+    let db = storage::database(&ctx.env)?;
     store::days(&db, &org.id, from, to, site_id).await
 }
 

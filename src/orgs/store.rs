@@ -201,23 +201,6 @@ pub async fn days(
     Ok(rows)
 }
 
-/// Whether `site_id` is one of the org's sites.
-pub async fn has_site(db: &D1Database, org_id: &str, site_id: &str) -> Result<bool, AppError> {
-    #[derive(Deserialize)]
-    struct Found {
-        found: i64,
-    }
-    let found = query!(
-        db,
-        "SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1 AND org_id = ?2) AS found",
-        site_id,
-        org_id
-    )?
-    .first::<Found>(None)
-    .await?;
-    Ok(found.is_some_and(|f| f.found != 0))
-}
-
 /// Runs statements as one batch; the results in order.
 pub async fn batch(
     db: &D1Database,

@@ -6,8 +6,6 @@
 //! portal decides who may act on which org); none reads an org id from a request. A site of
 //! another org is `404 not_found`, exactly as a missing one.
 
-use std::collections::HashMap;
-
 use worker::{Env, Request};
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
@@ -239,12 +237,6 @@ pub async fn rotate_key(
         .await?
         .ok_or_else(not_found)?
         .try_into()
-}
-
-/// How many sites each org has, by org id (orgs without sites are absent).
-pub async fn count_by_org(ctx: &Ctx) -> Result<HashMap<String, u64>, AppError> {
-    let db = storage::database(&ctx.env)?;
-    Ok(store::count_by_org(&db).await?.into_iter().collect())
 }
 
 /// Resolves a site-key route's caller from `X-Site-Key` and `Origin`, in one D1 round

@@ -251,23 +251,3 @@ pub async fn rotate_key(
         .await?;
     one_from(results.last().expect("the batch's last statement"))
 }
-
-/// How many sites each org has (orgs without sites are absent).
-pub async fn count_by_org(db: &D1Database) -> Result<Vec<(String, u64)>, AppError> {
-    #[derive(Deserialize)]
-    struct Count {
-        org_id: String,
-        sites: f64,
-    }
-    let rows = query!(
-        db,
-        "SELECT org_id, COUNT(*) AS sites FROM sites GROUP BY org_id"
-    )
-    .all()
-    .await?
-    .results::<Count>()?;
-    Ok(rows
-        .into_iter()
-        .map(|c| (c.org_id, c.sites as u64))
-        .collect())
-}
