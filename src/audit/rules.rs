@@ -90,11 +90,18 @@ pub enum Action {
     WebhookApplied,
     #[serde(rename = "webhook.retried")]
     WebhookRetried,
+    // Workflows (outgoing webhooks).
+    #[serde(rename = "workflow.created")]
+    WorkflowCreated,
+    #[serde(rename = "workflow.updated")]
+    WorkflowUpdated,
+    #[serde(rename = "workflow.deleted")]
+    WorkflowDeleted,
 }
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 39] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -131,6 +138,9 @@ impl Action {
         Action::PlatformEndUserTierChanged,
         Action::WebhookApplied,
         Action::WebhookRetried,
+        Action::WorkflowCreated,
+        Action::WorkflowUpdated,
+        Action::WorkflowDeleted,
     ];
 
     /// The stored and shown name (`tokens.used`).
@@ -145,7 +155,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 36] = [
+const NAMES: [&str; 39] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -182,6 +192,9 @@ const NAMES: [&str; 36] = [
     "platform.end_user_tier_changed",
     "webhook.applied",
     "webhook.retried",
+    "workflow.created",
+    "workflow.updated",
+    "workflow.deleted",
 ];
 
 /// Who acted.
