@@ -77,14 +77,10 @@ pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Resp
         Err(err) => return refuse(err, Some(&config)),
     };
 
-    let ctx = Rc::new(RequestCtx::new(
-        config,
-        request_id.clone(),
-        started_ms,
-        bytes,
-        json,
-    )
-    .with_background(context));
+    let ctx = Rc::new(
+        RequestCtx::new(config, request_id.clone(), started_ms, bytes, json)
+            .with_background(context),
+    );
     let router = routes.router(&log.path, Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,

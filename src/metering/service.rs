@@ -16,13 +16,13 @@ use crate::core::time::rfc3339_from_millis;
 use crate::devices::rules::Platform;
 use crate::devices::service::{self as devices, Device, Sighting};
 use crate::error::AppError;
+use crate::http::RequestCtx;
 use crate::identity::service::auth::{Credential, Principal};
 use crate::metering::rules::{
     Period, QuotaState, ReportRequest, ReserveRequest, SubjectKind, TOKENS,
 };
 use crate::metering::store as meters;
 use crate::plans::rules::{Plan, PlanCatalog};
-use crate::http::RequestCtx;
 use crate::storage::{self, UserRef};
 use crate::workflows::rules::Owner;
 use crate::workflows::service as workflows;

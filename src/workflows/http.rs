@@ -127,8 +127,9 @@ pub struct DeliveryPageQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewUserWebhookBody {
     /// An https URL (plain http only in local development), at most 2048 bytes.
-    #[schema(max_length = 2048)]
-    pub url: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, max_length = 2048)]
+    pub url: Option<String>,
 }
 
 fn owner_of(principal: &Principal) -> Owner {
@@ -141,7 +142,7 @@ fn owner_of(principal: &Principal) -> Owner {
 pub async fn create(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: NewUserWebhookBody = ctx.data.json()?;
     let new = NewWorkflow {
-        trigger: Trigger::UsageThreshold.as_str().to_owned(),
+        trigger: Some(Trigger::UsageThreshold.as_str().to_owned()),
         url: body.url,
         enabled: Some(true),
     };
@@ -177,7 +178,11 @@ pub async fn delete(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
 
 /// `GET /api/user/webhooks/:id/deliveries`: the webhook's deliveries, newest first, each with
 /// its status and attempts.
-pub async fn deliveries(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
+pub async fn deliveries(
+    req: Request,
+    ctx: Ctx,
+    principal: Principal,
+) -> Result<Response, AppError> {
     let page = http::page_request(&http::query_pairs(&req)?)?;
     let id = ctx.param("id").cloned().unwrap_or_default();
     let (list, next_cursor) = service::deliveries(&ctx, &owner_of(&principal), &id, &page).await?;

@@ -59,9 +59,7 @@ impl Owner {
 }
 
 /// What fires a workflow.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub enum Trigger {
     /// The owner reached 80 % or 100 % of a monthly limit (once per threshold per period).
     #[serde(rename = "usage.threshold")]
@@ -134,20 +132,30 @@ pub fn allows_http(environment: &str) -> bool {
 pub fn url(value: &str, allow_http: bool) -> Result<String, String> {
     let value = value.trim();
     if value.is_empty() || value.len() > MAX_URL_BYTES {
-        return Err(format!("must be an https URL of at most {MAX_URL_BYTES} bytes"));
+        return Err(format!(
+            "must be an https URL of at most {MAX_URL_BYTES} bytes"
+        ));
     }
     let rest = if let Some(rest) = value.strip_prefix("https://") {
         rest
     } else if let Some(rest) = value.strip_prefix("http://") {
         if !allow_http {
-            return Err("must be an https URL (plain http is allowed in local development only)".to_owned());
+            return Err(
+                "must be an https URL (plain http is allowed in local development only)".to_owned(),
+            );
         }
         rest
     } else {
         return Err("must be an https URL".to_owned());
     };
-    if value.chars().any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii()) {
-        return Err("must not contain spaces, control or non-ASCII characters (percent-encode them)".to_owned());
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err(
+            "must not contain spaces, control or non-ASCII characters (percent-encode them)"
+                .to_owned(),
+        );
     }
     if value.contains('#') {
         return Err("must not have a fragment".to_owned());
@@ -164,15 +172,13 @@ pub fn url(value: &str, allow_http: bool) -> Result<String, String> {
     };
     let host_ok = !host.is_empty()
         && (host.starts_with('[') && host.ends_with(']')
-            || host
-                .split('.')
-                .all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                }));
+            || host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
     if !host_ok {
         return Err("must name a valid host".to_owned());
     }
@@ -313,7 +319,11 @@ mod tests {
         ] {
             assert!(url(bad, true).is_err(), "{bad:?}");
         }
-        assert!(url(&format!("https://a.com/{}", "x".repeat(MAX_URL_BYTES)), false).is_err());
+        assert!(url(
+            &format!("https://a.com/{}", "x".repeat(MAX_URL_BYTES)),
+            false
+        )
+        .is_err());
         assert!(allows_http("local") && !allows_http("e2e") && !allows_http("prod"));
     }
 

@@ -38,11 +38,13 @@ use crate::workflows::store::{self, Attempt, Outgoing, WorkflowRow};
 pub struct NewWorkflow {
     /// What fires it: `usage.threshold` (80 % and 100 % of a monthly limit) or
     /// `chat.session.started`.
-    #[schema(value_type = Trigger)]
-    pub trigger: String,
+    #[serde(default)]
+    #[schema(value_type = Trigger, required = true)]
+    pub trigger: Option<String>,
     /// Where deliveries are POSTed: an https URL (plain http only in local development).
-    #[schema(max_length = 2048)]
-    pub url: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, max_length = 2048)]
+    pub url: Option<String>,
     /// Whether it fires (default true).
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -113,6 +115,11 @@ fn url_field(config: &Config, value: &str, problems: &mut Vec<FieldError>) -> Op
         .ok()
 }
 
+fn required<T>(field: &str, problems: &mut Vec<FieldError>) -> Option<T> {
+    problems.push(FieldError::new(field, "is required"));
+    None
+}
+
 fn context_of(id: &str) -> String {
     format!("workflow:{id}")
 }
@@ -147,8 +154,14 @@ pub async fn create(
 ) -> Result<(Workflow, String), AppError> {
     let config = &ctx.data.config;
     let mut problems = Vec::new();
-    let trigger = trigger_field(&new.trigger, &mut problems);
-    let url = url_field(config, &new.url, &mut problems);
+    let trigger = match new.trigger.as_deref() {
+        Some(trigger) => trigger_field(trigger, &mut problems),
+        None => required("trigger", &mut problems),
+    };
+    let url = match new.url.as_deref() {
+        Some(url) => url_field(config, url, &mut problems),
+        None => required("url", &mut problems),
+    };
     let (Some(trigger), Some(url)) = (trigger, url) else {
         return Err(AppError::Validation(problems));
     };
@@ -214,7 +227,10 @@ pub async fn update(
         .trigger
         .as_deref()
         .map(|t| trigger_field(t, &mut problems));
-    let url = patch.url.as_deref().map(|u| url_field(config, u, &mut problems));
+    let url = patch
+        .url
+        .as_deref()
+        .map(|u| url_field(config, u, &mut problems));
     if !problems.is_empty() {
         return Err(AppError::Validation(problems));
     }
@@ -533,7 +549,10 @@ async fn attempt(
     Ok(status)
 }
 
-fn signing_key(keyring: Result<&Keyring, &AppError>, delivery: &Outgoing) -> Result<Vec<u8>, String> {
+fn signing_key(
+    keyring: Result<&Keyring, &AppError>,
+    delivery: &Outgoing,
+) -> Result<Vec<u8>, String> {
     let keyring = keyring.map_err(|_| "KEY_ENCRYPTION_KEY is not configured".to_owned())?;
     let secret = keyring
         .open(&delivery.secret_sealed, &context_of(&delivery.workflow_id))
@@ -560,12 +579,8 @@ async fn send(delivery: &Outgoing, key: &[u8], now_ms: u64) -> Result<u16, Strin
         Request::new_with_init(&delivery.url, &init)
     })()
     .map_err(|e| format!("bad request: {e}"))?;
-    match crate::upstream::send_within(
-        "workflow",
-        request,
-        Duration::from_millis(SEND_TIMEOUT_MS),
-    )
-    .await
+    match crate::upstream::send_within("workflow", request, Duration::from_millis(SEND_TIMEOUT_MS))
+        .await
     {
         Ok(response) => Ok(response.status_code()),
         Err(err) => Err(err

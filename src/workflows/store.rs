@@ -91,7 +91,11 @@ pub async fn list(db: &D1Database, owner: &Owner) -> Result<Vec<WorkflowRow>, Ap
 }
 
 /// The owner's workflow `id`, if it is theirs.
-pub async fn get(db: &D1Database, owner: &Owner, id: &str) -> Result<Option<WorkflowRow>, AppError> {
+pub async fn get(
+    db: &D1Database,
+    owner: &Owner,
+    id: &str,
+) -> Result<Option<WorkflowRow>, AppError> {
     Ok(query!(
         db,
         &format!(

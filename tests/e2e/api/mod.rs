@@ -25,6 +25,7 @@ mod signed_access;
 mod subjects;
 mod tokens;
 mod usage;
+mod workflows;
 
 use crate::harness::World;
 
@@ -67,6 +68,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
+    cases.extend(workflows::cases());
     cases.extend(contract::cases());
     cases
 }
