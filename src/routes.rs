@@ -254,6 +254,13 @@ pub fn table() -> RouteTable {
             Doc::new("The caller's webhooks, oldest first (never a secret)")
                 .ok::<workflows::WorkflowListView>(200),
         )
+        .patch("/api/user/webhooks/:id", Session, workflows::update)
+        .doc(
+            Doc::new("Change one of the caller's webhooks: its URL, or whether it is enabled")
+                .body::<workflows::UserWebhookPatchBody>()
+                .ok::<workflows::WorkflowView>(200)
+                .errors(&["not_found"]),
+        )
         .delete("/api/user/webhooks/:id", Session, workflows::delete)
         .doc(
             Doc::new("Delete one of the caller's webhooks; its pending deliveries fail")
@@ -892,6 +899,7 @@ mod tests {
             ("POST", "/api/user/api-keys"),
             ("DELETE", "/api/user/api-keys/:id"),
             ("POST", "/api/user/webhooks"),
+            ("PATCH", "/api/user/webhooks/:id"),
             ("DELETE", "/api/user/webhooks/:id"),
             ("POST", "/api/auth/signout"),
             ("POST", "/api/auth/logout"),

@@ -10,7 +10,9 @@ use crate::error::AppError;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::workflows::rules::{DeliveryStatus, Owner, OwnerKind, Trigger};
-use crate::workflows::service::{self, AttemptResult, Delivery, NewWorkflow, Workflow};
+use crate::workflows::service::{
+    self, AttemptResult, Delivery, NewWorkflow, Workflow, WorkflowPatch,
+};
 
 /// A workflow (never its secret).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -132,6 +134,20 @@ pub struct NewUserWebhookBody {
     pub url: Option<String>,
 }
 
+/// `PATCH /api/user/webhooks/:id` body: only the fields sent change (unknown fields refused;
+/// a user's webhook is always `usage.threshold`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserWebhookPatchBody {
+    /// A new https URL (plain http only in local development), at most 2048 bytes.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    /// `false` stops its alerts (its pending deliveries fail); `true` resumes them.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
 fn owner_of(principal: &Principal) -> Owner {
     Owner::user(&principal.user.id)
 }
@@ -165,6 +181,21 @@ pub async fn list(_req: Request, ctx: Ctx, principal: Principal) -> Result<Respo
     response::ok(&WorkflowListView {
         data: workflows.into_iter().map(WorkflowView::from).collect(),
     })
+}
+
+/// `PATCH /api/user/webhooks/:id {url?, enabled?}`: changes one of the caller's webhooks
+/// (another user's is `404`, as a missing one).
+pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
+    let body: UserWebhookPatchBody = ctx.data.json()?;
+    let id = ctx.param("id").cloned().unwrap_or_default();
+    let patch = WorkflowPatch {
+        trigger: None,
+        url: body.url,
+        enabled: body.enabled,
+    };
+    let actor = Actor::User(&principal.user.id);
+    let workflow = service::update(&ctx, &owner_of(&principal), &id, patch, actor).await?;
+    response::ok(&WorkflowView::from(workflow))
 }
 
 /// `DELETE /api/user/webhooks/:id`: deletes one of the caller's webhooks (another user's is

@@ -32,6 +32,7 @@ pub fn cases() -> Vec<Case> {
         a_webhook_is_created_with_its_secret_once_and_listed_without_it,
         refusals_change_nothing,
         another_users_webhook_is_not_found_and_untouched,
+        a_webhook_is_changed_by_its_owner_only,
         concurrent_creations_never_pass_the_cap,
         thresholds_are_delivered_once_signed_and_retried_until_taken,
     )
@@ -232,6 +233,69 @@ fn another_users_webhook_is_not_found_and_untouched(world: &World) {
     // Alice's is still hers.
     let listed = world.authed("GET", WEBHOOKS, &alice).send().json();
     assert_eq!(listed["data"][0]["id"], id);
+}
+
+fn a_webhook_is_changed_by_its_owner_only(world: &World) {
+    let (_, alice) = clerk_user_on_plan(world, "basic");
+    let (_, bob) = clerk_user_on_plan(world, "basic");
+    let (alice_id, bob_id) = (user_id(world, &alice), user_id(world, &bob));
+    let hook = create(world, &alice, "https://hooks.example.test/before");
+    let path = format!("{WEBHOOKS}/{}", hook["id"].as_str().unwrap());
+
+    let before = world.snapshot(&owned_rows(&[&alice_id, &bob_id]));
+    for (body, field) in [
+        (json!({ "url": "http://hooks.example.test/plain" }), "url"),
+        (json!({ "url": "not a url" }), "url"),
+        (json!({ "enabled": "no" }), "enabled"),
+        (json!({ "trigger": "chat.session.started" }), "trigger"),
+        (json!({ "secret": "whsec_AAAA" }), "secret"),
+    ] {
+        let reply = world.authed("PATCH", &path, &alice).json(&body);
+        assert_eq!(
+            fields(&reply),
+            vec![field.to_owned()],
+            "{body}: {}",
+            reply.body
+        );
+    }
+    world
+        .authed("PATCH", &path, &bob)
+        .json(&json!({ "enabled": false }))
+        .assert_error(404, "not_found");
+    world
+        .authed(
+            "PATCH",
+            &format!("{WEBHOOKS}/wf_000000000000000000000000"),
+            &alice,
+        )
+        .json(&json!({ "enabled": false }))
+        .assert_error(404, "not_found");
+    before.assert_unchanged(world);
+
+    let changed = world
+        .authed("PATCH", &path, &alice)
+        .json(&json!({ "url": "https://hooks.example.test/after", "enabled": false }));
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let changed = changed.json();
+    assert_eq!(changed["url"], "https://hooks.example.test/after");
+    assert_eq!(changed["enabled"], false);
+    assert_eq!(changed["trigger"], "usage.threshold");
+    assert!(changed.get("secret").is_none());
+    let listed = world.authed("GET", WEBHOOKS, &alice).send().json();
+    assert_eq!(listed["data"][0]["url"], "https://hooks.example.test/after");
+    assert_eq!(listed["data"][0]["enabled"], false);
+    let audit = world.d1_query(&format!(
+        "SELECT action, actor_id FROM audit_log WHERE target_kind = 'workflow' \
+         AND target_id = '{}' ORDER BY id",
+        hook["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        audit,
+        vec![
+            json!({"action": "workflow.created", "actor_id": alice_id}),
+            json!({"action": "workflow.updated", "actor_id": alice_id}),
+        ]
+    );
 }
 
 /// Runs `request` `n` times at once (released together by a barrier).
