@@ -190,6 +190,13 @@ pub fn url(value: &str, allow_http: bool) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// The host (and port) of a checked URL: what the audit log keeps of it, since a webhook URL
+/// may itself carry a secret in its path or query.
+pub fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or("")
+}
+
 /// A workflow's signing secret from 24+ random bytes: `whsec_` + base64.
 pub fn secret(random: &[u8]) -> String {
     format!("whsec_{}", B64.encode(random))
@@ -325,6 +332,11 @@ mod tests {
         )
         .is_err());
         assert!(allows_http("local") && !allows_http("e2e") && !allows_http("prod"));
+        assert_eq!(
+            host("https://hooks.example.com:8443/t/abc?k=1"),
+            "hooks.example.com:8443"
+        );
+        assert_eq!(host("http://127.0.0.1:9000"), "127.0.0.1:9000");
     }
 
     #[test]

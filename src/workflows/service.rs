@@ -186,7 +186,7 @@ pub async fn create(
         .with("owner_kind", owner.kind.as_str())
         .with("owner_id", owner.id.as_str())
         .with("trigger", trigger.as_str())
-        .with("url", url.as_str());
+        .with("url_host", rules::host(&url));
     let results = db
         .batch(vec![
             store::insert_statement(&db, &row, MAX_WORKFLOWS_PER_OWNER)?,
@@ -246,7 +246,7 @@ pub async fn update(
         entry = entry.with("trigger", trigger.as_str());
     }
     if let Some(Some(url)) = url {
-        entry = entry.with("url", url.as_str());
+        entry = entry.with("url_host", rules::host(&url));
         row.url = url;
     }
     if let Some(enabled) = patch.enabled {

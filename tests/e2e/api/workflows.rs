@@ -99,7 +99,14 @@ fn a_webhook_is_created_with_its_secret_once_and_listed_without_it(world: &World
     ));
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["action"], "workflow.created");
-    assert!(!audit[0]["detail"].as_str().unwrap().contains("whsec_"));
+    let detail: Value = serde_json::from_str(audit[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["url_host"], "hooks.example.test");
+    assert_eq!(detail["trigger"], "usage.threshold");
+    let detail = audit[0]["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("whsec_") && !detail.contains("x=1"),
+        "{detail}"
+    );
 
     // Deleted once; then it is not found, and the list is empty.
     let deleted = world
