@@ -38,14 +38,15 @@ pub mod sites;
 pub mod storage;
 pub mod upstream;
 pub mod webhooks;
+pub mod workflows;
 
 use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 use worker_macros::event;
 
 /// The worker's fetch entry point: every request goes through the shared pipeline.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(http::serve(req, env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(http::serve(req, env, ctx).await)
 }
 
 /// The worker's scheduled entry point (cron triggers in wrangler.toml): the provider key

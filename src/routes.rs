@@ -48,6 +48,7 @@ use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::sites::http::{self as sites, views as site_views};
 use crate::webhooks::http as clerk_webhook;
+use crate::workflows::http as workflows;
 
 /// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
 const REPLAYED: &str = "Idempotent-Replayed";
@@ -242,6 +243,48 @@ pub fn table() -> RouteTable {
             Doc::new("Revoke one of the caller's API keys (idempotent)")
                 .ok::<identity::RevokedApiKeyView>(200)
                 .errors(&["not_found", "upstream_error", "payload_too_large"]),
+        )
+        // A user's own usage alerts (Koby's threshold workflows, for any user's quota):
+        // creating and deleting a signed outgoing webhook manages the account, so it takes a
+        // session (as API keys do); reading them is usage, so a usage key may.
+        .post("/api/user/webhooks", Session, workflows::create)
+        .doc(
+            Doc::new(
+                "Register a webhook for the caller's 80 % and 100 % of monthly tokens; its \
+                 signing secret is shown once",
+            )
+            .body::<workflows::NewUserWebhookBody>()
+            .ok::<workflows::CreatedWorkflowView>(201)
+            .errors(&["conflict", "not_configured"]),
+        )
+        .get("/api/user/webhooks", Scoped(Usage), workflows::list)
+        .doc(
+            Doc::new("The caller's webhooks, oldest first (never a secret)")
+                .ok::<workflows::WorkflowListView>(200),
+        )
+        .patch("/api/user/webhooks/:id", Session, workflows::update)
+        .doc(
+            Doc::new("Change one of the caller's webhooks: its URL, or whether it is enabled")
+                .body::<workflows::UserWebhookPatchBody>()
+                .ok::<workflows::WorkflowView>(200)
+                .errors(&["not_found"]),
+        )
+        .delete("/api/user/webhooks/:id", Session, workflows::delete)
+        .doc(
+            Doc::new("Delete one of the caller's webhooks; its pending deliveries fail")
+                .ok::<workflows::DeletedWorkflowView>(200)
+                .errors(&["not_found", "payload_too_large"]),
+        )
+        .get(
+            "/api/user/webhooks/:id/deliveries",
+            Scoped(Usage),
+            workflows::deliveries,
+        )
+        .doc(
+            Doc::new("A webhook's deliveries, newest first, with their status and attempts")
+                .query::<workflows::DeliveryPageQuery>()
+                .ok::<workflows::DeliveryPageView>(200)
+                .errors(&["not_found"]),
         )
         // Plans (Sokuji).
         .get("/api/subscription/plans", Public, subscription::plans)
@@ -948,6 +991,9 @@ mod tests {
         for (method, path) in [
             ("POST", "/api/user/api-keys"),
             ("DELETE", "/api/user/api-keys/:id"),
+            ("POST", "/api/user/webhooks"),
+            ("PATCH", "/api/user/webhooks/:id"),
+            ("DELETE", "/api/user/webhooks/:id"),
             ("POST", "/api/auth/signout"),
             ("POST", "/api/auth/logout"),
             ("GET", "/api/auth/profile"),

@@ -1,6 +1,7 @@
 //! What the cron triggers run (`#[event(scheduled)]`, crons in wrangler.toml): the provider
-//! key sweep, the retry of failed Stripe events, and the retry of unsent mail. Each part runs even if the other fails,
-//! and each is safe to run twice at once.
+//! key sweep, the retry of failed Stripe events, the retry of workflow deliveries, and the
+//! retry of unsent mail. Each part runs even if the others fail, and each is safe to run twice
+//! at once.
 
 use serde_json::json;
 use worker::Env;
@@ -12,6 +13,7 @@ use crate::log::Logger;
 use crate::provider_keys::service::key_sweep;
 use crate::storage as store;
 use crate::webhooks::service as inbox;
+use crate::workflows::service as workflows;
 
 /// Runs every scheduled job and logs what each did (a scheduled event has no one to answer).
 pub async fn run(cron: &str, env: &Env) {
@@ -31,6 +33,18 @@ pub async fn run(cron: &str, env: &Env) {
         inbox::retry_every_provider(&db, &config, &Logger::for_cron(cron))
             .await
             .map(|r| json!(r)),
+    );
+    log(
+        cron,
+        "scheduled workflow delivery retry",
+        workflows::retry_due(
+            &db,
+            &config,
+            &Logger::for_cron(cron),
+            crate::clock::now_ms(),
+        )
+        .await
+        .map(|r| json!(r)),
     );
     log(
         cron,

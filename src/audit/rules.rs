@@ -107,11 +107,18 @@ pub enum Action {
     WebhookApplied,
     #[serde(rename = "webhook.retried")]
     WebhookRetried,
+    // Workflows (outgoing webhooks).
+    #[serde(rename = "workflow.created")]
+    WorkflowCreated,
+    #[serde(rename = "workflow.updated")]
+    WorkflowUpdated,
+    #[serde(rename = "workflow.deleted")]
+    WorkflowDeleted,
 }
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 41] = [
+    pub const ALL: [Action; 44] = [
         Action::AccountRegistered,
         Action::AccountEmailVerified,
         Action::AccountProfileUpdated,
@@ -153,6 +160,9 @@ impl Action {
         Action::SiteKeyRotated,
         Action::WebhookApplied,
         Action::WebhookRetried,
+        Action::WorkflowCreated,
+        Action::WorkflowUpdated,
+        Action::WorkflowDeleted,
     ];
 
     /// The stored and shown name (`tokens.used`).
@@ -167,7 +177,7 @@ impl Action {
 }
 
 /// The names of [`Action::ALL`], in the same order (checked against serde by a test).
-const NAMES: [&str; 41] = [
+const NAMES: [&str; 44] = [
     "account.registered",
     "account.email_verified",
     "account.profile_updated",
@@ -209,6 +219,9 @@ const NAMES: [&str; 41] = [
     "site.key_rotated",
     "webhook.applied",
     "webhook.retried",
+    "workflow.created",
+    "workflow.updated",
+    "workflow.deleted",
 ];
 
 /// Who acted.

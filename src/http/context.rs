@@ -37,6 +37,8 @@ pub struct RequestCtx {
     access: Cell<Option<Access>>,
     principal: Cell<&'static str>,
     error_code: Cell<Option<&'static str>>,
+    /// The worker's execution context, for work that outlives the answer (`wait_until`).
+    background: Option<worker::Context>,
 }
 
 impl RequestCtx {
@@ -60,6 +62,27 @@ impl RequestCtx {
             access: Cell::new(None),
             principal: Cell::new("anonymous"),
             error_code: Cell::new(None),
+            background: None,
+        }
+    }
+
+    /// The same context, able to run work after the answer through the worker's
+    /// `wait_until`.
+    pub fn with_background(mut self, context: worker::Context) -> Self {
+        self.background = Some(context);
+        self
+    }
+
+    /// Runs `work` after the answer is sent (the worker's `wait_until`), keeping the
+    /// invocation alive until it ends. Without a worker context (never in a deployed worker)
+    /// the work is dropped and logged.
+    pub fn wait_until(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        match &self.background {
+            Some(context) => context.wait_until(work),
+            None => self.log.warn(
+                "background work dropped: no worker context",
+                serde_json::json!({}),
+            ),
         }
     }
 

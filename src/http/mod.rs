@@ -37,7 +37,7 @@ use crate::log::{Level, Logger, RequestLogging};
 use dispatch::RouteTable;
 
 /// Serves one request; never fails: every failure becomes an error envelope.
-pub async fn serve(mut req: Request, env: Env) -> Response {
+pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Response {
     let started_ms = crate::clock::now_ms();
     let request_id = request_id::resolve(header(&req, "X-Request-Id").as_deref());
     let origin = header(&req, "Origin");
@@ -86,13 +86,10 @@ pub async fn serve(mut req: Request, env: Env) -> Response {
         Err(err) => return refuse(err, Some(&config)),
     };
 
-    let ctx = Rc::new(RequestCtx::new(
-        config,
-        request_id.clone(),
-        started_ms,
-        bytes,
-        json,
-    ));
+    let ctx = Rc::new(
+        RequestCtx::new(config, request_id.clone(), started_ms, bytes, json)
+            .with_background(context),
+    );
     let router = routes.router(&log.path, Rc::clone(&ctx));
     let resp = match router.run(req, env).await {
         Ok(resp) => resp,

@@ -16,6 +16,7 @@ use crate::core::time::rfc3339_from_millis;
 use crate::devices::rules::Platform;
 use crate::devices::service::{self as devices, Device, Sighting};
 use crate::error::AppError;
+use crate::http::RequestCtx;
 use crate::identity::service::auth::{Credential, Principal};
 use crate::metering::rules::{
     Period, QuotaState, ReportRequest, ReserveRequest, SubjectKind, TOKENS,
@@ -23,6 +24,8 @@ use crate::metering::rules::{
 use crate::metering::store as meters;
 use crate::plans::rules::{Plan, PlanCatalog};
 use crate::storage::{self, UserRef};
+use crate::workflows::rules::Owner;
+use crate::workflows::service as workflows;
 
 pub use crate::metering::store::{Reservation, UsageFilter, UsageRecord, UsageTotals};
 
@@ -213,7 +216,8 @@ pub struct Reported {
 /// Records what a model call used, settling the reservation it names; never refused, even
 /// past the limit. Idempotent on `client_key`; without one the record's own id is its key.
 /// `device` is recorded in the same batch, and a device beyond the plan's limit is simply not
-/// registered (the usage already happened).
+/// registered (the usage already happened). A user's `used` crossing 80 % or 100 % of the
+/// plan's limit fires their usage alerts ([`alert`]), in the background of `on`.
 pub async fn report(
     env: &Env,
     subject: &Subject<'_>,
@@ -221,6 +225,7 @@ pub async fn report(
     request: &ReportRequest,
     client_key: Option<&str>,
     device: Option<&NamedDevice>,
+    on: &RequestCtx,
 ) -> Result<Reported, AppError> {
     let id = random::id::<12>("use_");
     // Stored keys are unique per subject: a keyless report gets its own record id, which no
@@ -247,6 +252,9 @@ pub async fn report(
         reservation_id: request.reservation_id.as_deref(),
     };
     let (record, replayed) = meters::record(&db, &scope, usage, also).await?;
+    if !replayed {
+        alert(env, on, subject, &record).await;
+    }
     Ok(Reported {
         quota: QuotaState {
             limit: record.limit_at,
@@ -257,6 +265,27 @@ pub async fn report(
         record,
         replayed,
     })
+}
+
+/// Tells workflows what a new record did to a user's `used` tokens (the counter right after
+/// it, less its own tokens, is the counter before it: both come from the record's own batch,
+/// so concurrent reports see disjoint steps and exactly one crosses each threshold). Only
+/// `used` counts: a reservation is a hold that may be released, so holding never alerts.
+/// A replayed report crossed nothing new; a subject that is not a user has no alerts.
+async fn alert(env: &Env, on: &RequestCtx, subject: &Subject<'_>, record: &UsageRecord) {
+    let Some(after) = record.used_after.filter(|_| subject.kind.is_user()) else {
+        return;
+    };
+    let owner = Owner::user(subject.id);
+    let usage = workflows::Usage {
+        owner: &owner,
+        meter: TOKENS,
+        before: after.saturating_sub(record.total_tokens),
+        after,
+        limit: record.limit_at,
+        period: &record.period,
+    };
+    workflows::on_usage(env, on, &usage).await;
 }
 
 /// The statement that reads the token counter of the user `user` names at `now_ms` (the

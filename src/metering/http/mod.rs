@@ -144,6 +144,7 @@ pub async fn report(req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
         &body,
         client_key.as_deref(),
         device.as_ref(),
+        &ctx.data,
     )
     .await?;
     let (record, quota) = (reported.record, reported.quota);

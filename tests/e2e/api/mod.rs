@@ -27,6 +27,7 @@ mod sites;
 mod subjects;
 mod tokens;
 mod usage;
+mod workflows;
 
 use crate::harness::World;
 
@@ -71,6 +72,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
+    cases.extend(workflows::cases());
     cases.extend(contract::cases());
     cases
 }

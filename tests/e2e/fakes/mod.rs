@@ -10,11 +10,14 @@
 mod clerk;
 mod mail;
 mod openrouter;
+mod receiver;
 mod stripe;
 
 pub use clerk::FakeClerk;
 pub use mail::FakeMail;
 pub use openrouter::FakeOpenRouter;
+#[allow(unused_imports)]
+pub use receiver::FakeReceiver;
 pub use stripe::FakeStripe;
 // The load benchmark includes this module too and does not sign Stripe events.
 #[allow(unused_imports)]

@@ -1,0 +1,418 @@
+//! Workflows' pure decisions: owners and triggers, the webhook URL rule, the `whsec_` secret
+//! and the Standard Webhooks signature, which usage thresholds a change crossed, the
+//! retry schedule and the event bodies.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::json;
+use sha2::Sha256;
+
+/// Whose a workflow is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerKind {
+    Org,
+    User,
+}
+
+impl OwnerKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::Org => "org",
+            OwnerKind::User => "user",
+        }
+    }
+
+    /// The field naming the owner in an event's `data`.
+    pub fn id_field(self) -> &'static str {
+        match self {
+            OwnerKind::Org => "org_id",
+            OwnerKind::User => "user_id",
+        }
+    }
+}
+
+/// An org (`org_...`) or a user (`usr_...`), already resolved from the caller's credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    pub id: String,
+}
+
+impl Owner {
+    pub fn org(id: &str) -> Self {
+        Self {
+            kind: OwnerKind::Org,
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn user(id: &str) -> Self {
+        Self {
+            kind: OwnerKind::User,
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// What fires a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum Trigger {
+    /// The owner reached 80 % or 100 % of a monthly limit (once per threshold per period).
+    #[serde(rename = "usage.threshold")]
+    UsageThreshold,
+    /// A chat session started on one of the owner's sites.
+    #[serde(rename = "chat.session.started")]
+    ChatSessionStarted,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::UsageThreshold => "usage.threshold",
+            Trigger::ChatSessionStarted => "chat.session.started",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Trigger::UsageThreshold, Trigger::ChatSessionStarted]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+/// A delivery's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Stored; not yet answered with a 2xx, attempts remain.
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// Every attempt failed (or its workflow was disabled or deleted first).
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// The most workflows one owner may have.
+pub const MAX_WORKFLOWS_PER_OWNER: u32 = 10;
+/// The longest URL accepted.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Attempts per delivery, the first included.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// The wait after each failed attempt before the next (7 waits for 8 attempts): about 23
+/// hours in all.
+pub const BACKOFF_SECS: [u64; 7] = [60, 300, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600];
+/// How long a delivery being sent is held from the schedule (an attempt in flight).
+pub const LEASE_MS: u64 = 60_000;
+/// How long the receiver may take to answer.
+pub const SEND_TIMEOUT_MS: u64 = 10_000;
+/// The thresholds alerted, in percent of a limit.
+pub const THRESHOLDS: [u8; 2] = [80, 100];
+
+/// Whether plain `http://` webhook URLs are allowed in this environment (local only).
+pub fn allows_http(environment: &str) -> bool {
+    environment == "local"
+}
+
+/// The webhook URL, checked: `https://host[:port][/path][?query]` (or `http://` where
+/// allowed), without credentials, whitespace or a fragment, at most [`MAX_URL_BYTES`].
+pub fn url(value: &str, allow_http: bool) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > MAX_URL_BYTES {
+        return Err(format!(
+            "must be an https URL of at most {MAX_URL_BYTES} bytes"
+        ));
+    }
+    let rest = if let Some(rest) = value.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = value.strip_prefix("http://") {
+        if !allow_http {
+            return Err(
+                "must be an https URL (plain http is allowed in local development only)".to_owned(),
+            );
+        }
+        rest
+    } else {
+        return Err("must be an https URL".to_owned());
+    };
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err(
+            "must not contain spaces, control or non-ASCII characters (percent-encode them)"
+                .to_owned(),
+        );
+    }
+    if value.contains('#') {
+        return Err("must not have a fragment".to_owned());
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must not carry credentials".to_owned());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            (host, Some(port))
+        }
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && (host.starts_with('[') && host.ends_with(']')
+            || host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if !host_ok {
+        return Err("must name a valid host".to_owned());
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().ok().filter(|p| *p > 0).is_none() {
+            return Err("must have a port from 1 to 65535".to_owned());
+        }
+    }
+    Ok(value.to_owned())
+}
+
+/// The host (and port) of a checked URL: what the audit log keeps of it, since a webhook URL
+/// may itself carry a secret in its path or query.
+pub fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or("")
+}
+
+/// A workflow's signing secret from 24+ random bytes: `whsec_` + base64.
+pub fn secret(random: &[u8]) -> String {
+    format!("whsec_{}", B64.encode(random))
+}
+
+/// The key bytes of a `whsec_` secret (the base64-decoded part after the prefix).
+pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    B64.decode(secret.strip_prefix("whsec_")?)
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+/// The Standard Webhooks `webhook-signature` of a message: `v1,` + base64 of
+/// HMAC-SHA256(key, "{id}.{timestamp}.{body}").
+pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// The thresholds (percent) a counter passed on its way from `before` to `after` under
+/// `limit`: each `t` with `before < t% of limit <= after`. An unlimited or zero limit has
+/// none.
+pub fn crossed(before: u64, after: u64, limit: Option<u64>) -> Vec<u8> {
+    let Some(limit) = limit.filter(|l| *l > 0) else {
+        return Vec::new();
+    };
+    let (before, after, limit) = (u128::from(before), u128::from(after), u128::from(limit));
+    THRESHOLDS
+        .into_iter()
+        .filter(|t| {
+            let mark = u128::from(*t) * limit;
+            before * 100 < mark && mark <= after * 100
+        })
+        .collect()
+}
+
+/// When the next attempt is due after `attempts` failed ones (epoch ms), or `None` when that
+/// was the last.
+pub fn next_attempt_ms(attempts: u32, now_ms: u64) -> Option<u64> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let wait = BACKOFF_SECS
+        .get(attempts.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or(BACKOFF_SECS[BACKOFF_SECS.len() - 1]);
+    Some(now_ms + wait * 1000)
+}
+
+/// Whether a receiver's status means delivered.
+pub fn delivered(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// A usage crossing: who, which meter and period, which threshold, the counter and limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossing<'a> {
+    pub owner: &'a Owner,
+    pub meter: &'a str,
+    pub period: &'a str,
+    pub threshold: u8,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl Crossing<'_> {
+    /// What the crossing is named by in its deliveries (one per workflow).
+    pub fn event_key(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.owner.kind.as_str(),
+            self.owner.id,
+            self.meter,
+            self.period,
+            self.threshold
+        )
+    }
+
+    /// The delivery body: `{"type": "usage.threshold", "timestamp", "data": {...}}`.
+    pub fn payload(&self, timestamp: &str) -> String {
+        let mut data = json!({
+            "threshold": self.threshold,
+            "meter": self.meter,
+            "used": self.used,
+            "limit": self.limit,
+            "period": self.period,
+        });
+        data[self.owner.kind.id_field()] = json!(self.owner.id);
+        json!({
+            "type": Trigger::UsageThreshold.as_str(),
+            "timestamp": timestamp,
+            "data": data,
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_https_unless_local() {
+        assert_eq!(
+            url(" https://hooks.example.com/x?a=1 ", false).unwrap(),
+            "https://hooks.example.com/x?a=1"
+        );
+        assert!(url("https://hooks.example.com:8443", false).is_ok());
+        assert!(url("http://127.0.0.1:9000/hook", true).is_ok());
+        assert!(url("http://127.0.0.1:9000/hook", false)
+            .unwrap_err()
+            .contains("local"));
+        for bad in [
+            "",
+            "ftp://example.com",
+            "https://",
+            "https://user:pw@example.com/",
+            "https://exa mple.com/",
+            "https://example.com/#frag",
+            "https://example.com:0/",
+            "https://example.com:99999/",
+            "https://-bad-.com/",
+            "https://ex..com/",
+            "example.com",
+        ] {
+            assert!(url(bad, true).is_err(), "{bad:?}");
+        }
+        assert!(url(
+            &format!("https://a.com/{}", "x".repeat(MAX_URL_BYTES)),
+            false
+        )
+        .is_err());
+        assert!(allows_http("local") && !allows_http("e2e") && !allows_http("prod"));
+        assert_eq!(
+            host("https://hooks.example.com:8443/t/abc?k=1"),
+            "hooks.example.com:8443"
+        );
+        assert_eq!(host("http://127.0.0.1:9000"), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn a_secret_is_whsec_base64_and_its_key_decodes_back() {
+        let s = secret(&[7u8; 24]);
+        assert!(s.starts_with("whsec_"));
+        assert_eq!(secret_key(&s).unwrap(), vec![7u8; 24]);
+        assert!(secret_key("whsec_").is_none());
+        assert!(secret_key("nope").is_none());
+    }
+
+    #[test]
+    fn the_signature_is_the_standard_webhooks_one() {
+        // The Standard Webhooks specification's example.
+        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = signature(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn thresholds_are_crossed_once_on_the_way_up() {
+        assert_eq!(crossed(0, 79, Some(100)), Vec::<u8>::new());
+        assert_eq!(crossed(79, 80, Some(100)), vec![80]);
+        assert_eq!(crossed(80, 99, Some(100)), Vec::<u8>::new());
+        assert_eq!(crossed(99, 100, Some(100)), vec![100]);
+        assert_eq!(crossed(10, 150, Some(100)), vec![80, 100]);
+        assert_eq!(crossed(100, 200, Some(100)), Vec::<u8>::new());
+        assert_eq!(crossed(0, 1000, None), Vec::<u8>::new());
+        assert_eq!(crossed(0, 1000, Some(0)), Vec::<u8>::new());
+        // 80 % of 1 001 is 800.8: 800 is below it, 801 reaches it.
+        assert_eq!(crossed(0, 800, Some(1001)), Vec::<u8>::new());
+        assert_eq!(crossed(800, 801, Some(1001)), vec![80]);
+        assert_eq!(crossed(0, u64::MAX, Some(u64::MAX)), vec![80, 100]);
+    }
+
+    #[test]
+    fn retries_back_off_and_stop_after_eight_attempts() {
+        assert_eq!(next_attempt_ms(1, 0), Some(60_000));
+        assert_eq!(next_attempt_ms(2, 0), Some(300_000));
+        assert_eq!(next_attempt_ms(7, 0), Some(12 * 3600 * 1000));
+        assert_eq!(next_attempt_ms(8, 0), None);
+        let total: u64 = BACKOFF_SECS.iter().sum();
+        assert!((20 * 3600..=26 * 3600).contains(&total), "{total}");
+        assert!(delivered(200) && delivered(204) && !delivered(302) && !delivered(500));
+    }
+
+    #[test]
+    fn a_payload_names_the_owner_and_the_crossing() {
+        let owner = Owner::user("usr_1");
+        let crossing = Crossing {
+            owner: &owner,
+            meter: "tokens",
+            period: "2026-11",
+            threshold: 80,
+            used: 850,
+            limit: 1000,
+        };
+        assert_eq!(crossing.event_key(), "user:usr_1:tokens:2026-11:80");
+        let body: serde_json::Value =
+            serde_json::from_str(&crossing.payload("2026-11-28T05:00:00Z")).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "usage.threshold", "timestamp": "2026-11-28T05:00:00Z",
+                   "data": {"threshold": 80, "meter": "tokens", "used": 850, "limit": 1000,
+                            "period": "2026-11", "user_id": "usr_1"}})
+        );
+        let org = Owner::org("org_1");
+        let crossing = Crossing {
+            owner: &org,
+            ..crossing
+        };
+        assert!(crossing.payload("t").contains(r#""org_id":"org_1""#));
+    }
+}
