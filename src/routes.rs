@@ -49,6 +49,7 @@ use crate::provider_keys::http::{admin, keys as provider_keys, views as key_view
 use crate::sites::http::{self as sites, views as site_views};
 use crate::webhooks::http as clerk_webhook;
 use crate::workflows::http as workflows;
+use crate::workflows::service::{NewWorkflow, WorkflowPatch};
 
 /// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
 const REPLAYED: &str = "Idempotent-Replayed";
@@ -685,6 +686,44 @@ pub fn table() -> RouteTable {
             Doc::new("A new site key for a site of the org; the old one is refused at once")
                 .query::<portal_views::PortalQuery>()
                 .ok::<site_views::SiteView>(200),
+        )
+        .get("/portal/workflows", OrgMember, portal::workflows::list)
+        .doc(
+            Doc::new("The org's workflows: triggers and their signed outgoing webhooks")
+                .query::<portal_views::PortalQuery>()
+                .ok::<workflows::WorkflowListView>(200),
+        )
+        .post("/portal/workflows", OrgAdmin, portal::workflows::create)
+        .doc(
+            Doc::new("A new workflow of the org; its signing secret is shown once")
+                .query::<portal_views::PortalQuery>()
+                .body::<NewWorkflow>()
+                .ok::<workflows::CreatedWorkflowView>(201)
+                .errors(&["conflict"]),
+        )
+        .patch("/portal/workflows/:id", OrgAdmin, portal::workflows::update)
+        .doc(
+            Doc::new("Change a workflow of the org: its trigger, URL, or whether it is enabled")
+                .query::<portal_views::PortalQuery>()
+                .body::<WorkflowPatch>()
+                .ok::<workflows::WorkflowView>(200),
+        )
+        .delete("/portal/workflows/:id", OrgAdmin, portal::workflows::delete)
+        .doc(
+            Doc::new("Delete a workflow of the org; its pending deliveries fail")
+                .query::<portal_views::PortalQuery>()
+                .ok::<workflows::DeletedWorkflowView>(200)
+                .errors(&["payload_too_large"]),
+        )
+        .get(
+            "/portal/workflows/:id/deliveries",
+            OrgMember,
+            portal::workflows::deliveries,
+        )
+        .doc(
+            Doc::new("A workflow's deliveries, newest first, with their status and attempts")
+                .query::<portal_views::PortalPageQuery>()
+                .ok::<workflows::DeliveryPageView>(200),
         )
         .get("/portal/insights", OrgMember, portal::insights)
         .doc(

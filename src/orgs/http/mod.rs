@@ -4,6 +4,7 @@
 
 pub mod engines;
 pub mod views;
+pub mod workflows;
 
 use worker::{Request, Response};
 

@@ -21,6 +21,20 @@ pub struct PortalQuery {
     pub orgId: Option<String>,
 }
 
+/// A paged portal read's query.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(non_snake_case)]
+pub struct PortalPageQuery {
+    /// Staff only: the org to act on (see every portal route).
+    pub orgId: Option<String>,
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// `GET /portal/insights`'s query.
 #[derive(Debug, Clone, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         the_overview_and_insights_read_the_orgs_meters_and_daily_metrics,
         the_team_is_read_from_clerk_and_reused_for_a_minute,
         engines_are_made_changed_and_rekeyed_by_admins_and_listed_for_members,
+        an_orgs_workflows_are_managed_by_its_admins_and_never_reached_from_another_org,
     )
 }
 
@@ -86,6 +87,9 @@ fn send(world: &World, method: &str, path: &str, credential: Option<&str>) -> Re
     };
     match method {
         "PATCH" => call.json(&json!({ "greeting": unique("Hello ") })),
+        "POST" if path.starts_with("/portal/workflows") => call.json(
+            &json!({ "trigger": "usage.threshold", "url": "https://hooks.example.com/tollgate" }),
+        ),
         "POST" if path.starts_with("/portal/engines") => {
             call.json(&json!({ "name": "Widget", "type": "chatbot" }))
         }
@@ -97,14 +101,19 @@ fn send(world: &World, method: &str, path: &str, credential: Option<&str>) -> Re
     }
 }
 
-const MEMBER_ROUTES: [(&str, &str); 5] = [
+const MEMBER_ROUTES: [(&str, &str); 6] = [
     ("GET", "/portal/overview"),
     ("GET", "/portal/engines"),
+    ("GET", "/portal/workflows"),
     ("GET", "/portal/insights"),
     ("GET", "/portal/team"),
     ("GET", "/portal/config"),
 ];
-const ADMIN_ROUTES: [(&str, &str); 2] = [("PATCH", "/portal/config"), ("POST", "/portal/engines")];
+const ADMIN_ROUTES: [(&str, &str); 3] = [
+    ("PATCH", "/portal/config"),
+    ("POST", "/portal/engines"),
+    ("POST", "/portal/workflows"),
+];
 const STAFF_ROUTES: [(&str, &str); 2] = [("GET", "/portal/clients"), ("POST", "/portal/clients")];
 
 fn assert_status(reply: &Reply, status: u16, what: &str) {
@@ -174,7 +183,12 @@ fn every_portal_route_answers_each_kind_of_caller_as_its_rule_says(world: &World
         let expected = if is_member_route { ok } else { 403 };
         assert_status(&reply, expected, &what("member"));
         nothing_of_b(&reply, &what("member"));
-        if expected == 200 && !matches!(path, "/portal/team" | "/portal/engines") {
+        if expected == 200
+            && !matches!(
+                path,
+                "/portal/team" | "/portal/engines" | "/portal/workflows"
+            )
+        {
             let shown = reply.json();
             let org_id = shown["org"]["id"].as_str().or(shown["org_id"].as_str());
             assert_eq!(org_id, Some(a.id.as_str()), "{}", what("member"));
@@ -223,6 +237,14 @@ fn every_portal_route_answers_each_kind_of_caller_as_its_rule_says(world: &World
                             "{}",
                             reply.body
                         );
+                    } else if path == "/portal/workflows" {
+                        let owners = if method == "POST" {
+                            vec![reply.json()["owner_id"].clone()]
+                        } else {
+                            let list = reply.json()["data"].as_array().unwrap().clone();
+                            list.iter().map(|w| w["owner_id"].clone()).collect()
+                        };
+                        assert!(owners.iter().all(|o| *o == b.id.as_str()), "{}", reply.body);
                     } else if method == "POST" {
                         let key = reply.json()["site_key"].as_str().unwrap().to_owned();
                         assert!(key.starts_with(&format!("sk_{}_live_", b.slug)), "{key}");
@@ -764,6 +786,137 @@ fn engines_are_made_changed_and_rekeyed_by_admins_and_listed_for_members(world: 
             "site.updated",
             "site.updated",
             "site.key_rotated"
+        ]
+    );
+}
+
+fn an_orgs_workflows_are_managed_by_its_admins_and_never_reached_from_another_org(world: &World) {
+    let a = make_org(world, "basic");
+    let b = make_org(world, "basic");
+    let admin = member_token(world, &a.clerk_id, "admin", false);
+    let member = member_token(world, &a.clerk_id, "member", true);
+    let b_admin = member_token(world, &b.clerk_id, "admin", false);
+    let url = "https://hooks.example.com/koby";
+
+    // Made by the admin: the secret is shown once, never again.
+    let reply = world
+        .authed("POST", "/portal/workflows", &admin)
+        .json(&json!({ "trigger": "usage.threshold", "url": url }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let made = reply.json();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(made["owner_kind"], "org");
+    assert_eq!(made["owner_id"], a.id.as_str());
+    let listed = world.authed("GET", "/portal/workflows", &member).send();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(!listed.body.contains(&secret));
+    assert_eq!(listed.json()["data"][0]["id"], id.as_str());
+    assert_eq!(listed.json()["data"][0]["trigger"], "usage.threshold");
+    let stored = world.d1_query(&format!("SELECT * FROM workflows WHERE id = '{id}'"));
+    assert!(!serde_json::to_string(&stored).unwrap().contains(&secret));
+
+    // Refusals change nothing: a member, bad bodies, another org's admin.
+    let rows = Rows::new()
+        .where_eq("workflows", "owner_id", &a.id)
+        .where_eq("workflows", "owner_id", &b.id)
+        .where_eq("audit_log", "target_id", &id);
+    let snapshot = world.snapshot(&rows);
+    world
+        .authed("POST", "/portal/workflows", &member)
+        .json(&json!({ "trigger": "usage.threshold", "url": url }))
+        .assert_error(403, "forbidden");
+    world
+        .authed("DELETE", &format!("/portal/workflows/{id}"), &member)
+        .send()
+        .assert_error(403, "forbidden");
+    for body in [
+        json!({ "trigger": "usage.sometimes", "url": url }),
+        json!({ "trigger": "usage.threshold", "url": "http://hooks.example.com/plain" }),
+        json!({ "trigger": "usage.threshold", "url": url, "events": ["all"] }),
+        json!({ "url": url }),
+    ] {
+        world
+            .authed("POST", "/portal/workflows", &admin)
+            .json(&body)
+            .assert_error(400, "validation_failed");
+    }
+    world
+        .authed("PATCH", &format!("/portal/workflows/{id}"), &b_admin)
+        .json(&json!({ "enabled": false }))
+        .assert_error(404, "not_found");
+    world
+        .authed("DELETE", &format!("/portal/workflows/{id}"), &b_admin)
+        .send()
+        .assert_error(404, "not_found");
+    world
+        .authed(
+            "GET",
+            &format!("/portal/workflows/{id}/deliveries"),
+            &b_admin,
+        )
+        .send()
+        .assert_error(404, "not_found");
+    let reply = world
+        .authed("GET", &with_org("/portal/workflows", &a.id), &b_admin)
+        .send();
+    reply.assert_error(403, "forbidden");
+    assert!(!reply.body.contains(&id));
+    snapshot.assert_unchanged(world);
+
+    // The org's members read its deliveries (none yet); the admin pauses and deletes it.
+    let deliveries = world
+        .authed(
+            "GET",
+            &format!("/portal/workflows/{id}/deliveries"),
+            &member,
+        )
+        .send();
+    assert_eq!(deliveries.status, 200, "{}", deliveries.body);
+    assert_eq!(deliveries.json()["data"], json!([]));
+    let paused = world
+        .authed("PATCH", &format!("/portal/workflows/{id}"), &admin)
+        .json(&json!({ "enabled": false, "trigger": "chat.session.started" }));
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["enabled"], false);
+    assert_eq!(paused.json()["trigger"], "chat.session.started");
+    // Staff act on it for the org.
+    let staff = staff_token(world);
+    let reply = world
+        .authed(
+            "PATCH",
+            &with_org(&format!("/portal/workflows/{id}"), &a.clerk_id),
+            &staff,
+        )
+        .json(&json!({ "enabled": true }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let deleted = world
+        .authed("DELETE", &format!("/portal/workflows/{id}"), &admin)
+        .send();
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(
+        world
+            .authed("GET", "/portal/workflows", &member)
+            .send()
+            .json()["data"],
+        json!([])
+    );
+    let audit = world.d1_query(&format!(
+        "SELECT action FROM audit_log WHERE target_id = '{id}' ORDER BY id"
+    ));
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "workflow.created",
+            "workflow.updated",
+            "workflow.updated",
+            "workflow.deleted"
         ]
     );
 }
