@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::http::RequestCtx;
 use crate::identity::service::auth::{Credential, Principal};
 use crate::metering::rules::{
-    Period, QuotaState, ReportRequest, ReserveRequest, SubjectKind, TOKENS,
+    Period, QuotaState, ReportRequest, ReserveRequest, SubjectKind, TOKENS, VOICE_CHARS,
 };
 use crate::metering::store as meters;
 use crate::plans::rules::{Plan, PlanCatalog};
@@ -43,6 +43,8 @@ pub struct Subject<'a> {
     pub plan: &'a Plan,
     /// The auth session the subject's devices are tied to (signing it out frees them).
     pub auth_session_id: Option<&'a str>,
+    /// Which of its counters: [`TOKENS`] unless [`Subject::on`] chose another.
+    pub meter: &'static str,
 }
 
 impl<'a> Subject<'a> {
@@ -57,6 +59,31 @@ impl<'a> Subject<'a> {
                 Credential::Token { session_id, .. } => session_id.as_deref(),
                 Credential::ApiKey { .. } => None,
             },
+            meter: TOKENS,
+        }
+    }
+
+    /// An org's counters (its sites' chat and voice), under `plan`.
+    pub fn org(org_id: &'a str, plan: &'a Plan) -> Self {
+        Self {
+            kind: SubjectKind::Org,
+            id: org_id,
+            plan,
+            auth_session_id: None,
+            meter: TOKENS,
+        }
+    }
+
+    /// The same subject on another of its meters ([`VOICE_CHARS`], ...).
+    pub fn on(self, meter: &'static str) -> Self {
+        Self { meter, ..self }
+    }
+
+    /// The plan's limit per period for the chosen meter (`None`: unlimited).
+    pub fn limit(&self) -> Option<u64> {
+        match self.meter {
+            VOICE_CHARS => self.plan.voice_chars_per_month,
+            _ => self.plan.tokens_per_month,
         }
     }
 }
@@ -94,9 +121,9 @@ impl Clock {
         meters::Scope {
             subject_kind: subject.kind.as_str(),
             subject_id: subject.id,
-            meter: TOKENS,
+            meter: subject.meter,
             period: &self.period_key,
-            limit: subject.plan.tokens_per_month,
+            limit: subject.limit(),
             now: &self.now,
             now_ms: self.now_ms,
         }
@@ -146,6 +173,86 @@ async fn admit_device(
         plan.name,
         plan.concurrent_sessions.unwrap_or_default()
     )))
+}
+
+/// What a model call asks to hold: the prompt's estimated tokens, the reply it would like
+/// (`max_reply`) and the least reply worth calling for (`min_reply`), with the labels the hold
+/// and its usage record carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub prompt_estimate: u64,
+    pub max_reply: u64,
+    pub min_reply: u64,
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+/// A model call admitted: its hold, and the reply it may ask the model for (never more than
+/// the hold less the prompt's estimate).
+pub struct Admitted {
+    pub reservation: Reservation,
+    pub reply_allowance: u64,
+    pub period: Period,
+    pub quota: QuotaState,
+}
+
+/// Holds the prompt's estimate plus the largest reply up to `ask.max_reply` the subject's
+/// quota can still afford, decided in one D1 batch (so concurrent calls never hold more than
+/// the limit between them); `quota_exceeded` when not even `ask.min_reply` fits, with nothing
+/// held. The hold lasts `ttl_secs` unless [`report`] settles it or [`release`] gives it back.
+pub async fn admit_call(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    ask: &Ask<'_>,
+    ttl_secs: u64,
+) -> Result<Admitted, AppError> {
+    let scope = clock.scope(subject);
+    let db = storage::database(env)?;
+    let min_reply = ask.min_reply.min(ask.max_reply);
+    let outcome = meters::reserve_within(
+        &db,
+        &scope,
+        &random::id::<12>("rsv_"),
+        (ask.prompt_estimate, ask.max_reply, min_reply),
+        (Some(ask.provider), Some(ask.model)),
+        ttl_secs * 1000,
+    )
+    .await?;
+    match outcome {
+        meters::Reserved::Admitted { reservation, .. } => Ok(Admitted {
+            reply_allowance: reservation.amount.saturating_sub(ask.prompt_estimate),
+            quota: QuotaState {
+                limit: scope.limit,
+                used: reservation.used_after,
+                reserved: reservation.reserved_after,
+            },
+            period: clock.counted(&reservation.period),
+            reservation,
+        }),
+        meters::Reserved::Refused(quota) => Err(AppError::QuotaExceeded(format!(
+            "a call needs about {} tokens for the prompt and at least {} for a reply: {} of {} \
+             remain this period",
+            ask.prompt_estimate,
+            min_reply,
+            quota.remaining().unwrap_or_default(),
+            quota.limit.unwrap_or_default()
+        ))),
+    }
+}
+
+/// Gives a hold back unused (the call it was for produced nothing): nothing is charged and
+/// its amount is free again at once. `false` when it was already settled, expired, or not
+/// the subject's.
+pub async fn release(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    reservation_id: &str,
+) -> Result<bool, AppError> {
+    let scope = clock.scope(subject);
+    let db = storage::database(env)?;
+    meters::release(&db, &scope, reservation_id).await
 }
 
 /// A hold admitted (now, or earlier under the same key: `replayed`), with the quota right
@@ -273,13 +380,17 @@ pub async fn report(
 /// `used` counts: a reservation is a hold that may be released, so holding never alerts.
 /// A replayed report crossed nothing new; a subject that is not a user has no alerts.
 async fn alert(env: &Env, on: &RequestCtx, subject: &Subject<'_>, record: &UsageRecord) {
-    let Some(after) = record.used_after.filter(|_| subject.kind.is_user()) else {
+    let owner = match subject.kind {
+        SubjectKind::User => Owner::user(subject.id),
+        SubjectKind::Org => Owner::org(subject.id),
+        _ => return,
+    };
+    let Some(after) = record.used_after else {
         return;
     };
-    let owner = Owner::user(subject.id);
     let usage = workflows::Usage {
         owner: &owner,
-        meter: TOKENS,
+        meter: subject.meter,
         before: after.saturating_sub(record.total_tokens),
         after,
         limit: record.limit_at,

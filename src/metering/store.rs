@@ -248,6 +248,132 @@ pub async fn reserve(
     }))
 }
 
+/// A hold for a model call: `base` (the prompt's estimate) plus as much of `want` (the
+/// reply asked for) as the counter can still afford, admitted only if at least `base +
+/// min_extra` fits. The amount is decided inside the batch from the counter as it stands,
+/// and the counter grows by exactly the amount the reservation row carries, so however many
+/// calls race, the holds never exceed the limit. `Refused` changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub async fn reserve_within(
+    db: &D1Database,
+    s: &Scope<'_>,
+    id: &str,
+    (base, want, min_extra): (u64, u64, u64),
+    labels: (Option<&str>, Option<&str>),
+    ttl_ms: u64,
+) -> Result<Reserved, AppError> {
+    let (provider, model) = labels;
+    let mut statements = housekeeping(db, s)?;
+    // ?5 limit (NULL: unlimited), ?6 base, ?7 want, ?8 min_extra.
+    statements.push(query!(
+        db,
+        "INSERT INTO usage_reservations (id, subject_kind, subject_id, meter, period, amount, \
+             provider, model, request_id, status, expires_at_ms, used_after, reserved_after, \
+             created_at) \
+         SELECT ?1, c.subject_kind, ?2, ?3, MAX(?4, c.period), a.amount, ?9, ?10, NULL, \
+             'reserved', ?11, c.used, c.reserved + a.amount, ?12 \
+         FROM meter_counters c, (SELECT ?6 + CASE WHEN ?5 IS NULL THEN ?7 \
+                 ELSE MIN(?7, ?5 - used - reserved - ?6) END AS amount \
+             FROM meter_counters WHERE subject_kind = ?13 AND subject_id = ?2 AND meter = ?3) a \
+         WHERE c.subject_kind = ?13 AND c.subject_id = ?2 AND c.meter = ?3 \
+             AND (?5 IS NULL OR c.used + c.reserved + ?6 + ?8 <= ?5)",
+        id,
+        s.subject_id,
+        s.meter,
+        s.period,
+        limit(s),
+        num(base),
+        num(want),
+        num(min_extra),
+        provider,
+        model,
+        num(s.now_ms + ttl_ms),
+        s.now,
+        s.subject_kind
+    )?);
+    statements.push(query!(
+        db,
+        "UPDATE meter_counters SET reserved = reserved + \
+             (SELECT amount FROM usage_reservations WHERE id = ?4), updated_at = ?5 \
+         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2 AND changes() = 1",
+        s.subject_id,
+        s.meter,
+        s.subject_kind,
+        id,
+        s.now
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT id, period, amount, provider, model, request_id, status, expires_at_ms, \
+                used_after, reserved_after, created_at \
+         FROM usage_reservations WHERE id = ?1",
+        id
+    )?);
+    statements.push(query!(
+        db,
+        "SELECT used, reserved FROM meter_counters \
+         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
+        s.subject_id,
+        s.meter,
+        s.subject_kind
+    )?);
+    let results = db.batch(statements).await?;
+    let n = results.len();
+    if let Some(reservation) = results[n - 2].results::<Reservation>()?.into_iter().next() {
+        return Ok(Reserved::Admitted {
+            reservation,
+            replayed: false,
+        });
+    }
+    let counter = results[n - 1]
+        .results::<CounterRow>()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+    Ok(Reserved::Refused(QuotaState {
+        limit: s.limit,
+        used: counter.used,
+        reserved: counter.reserved,
+    }))
+}
+
+/// Gives back a hold unused: the reservation is settled with nothing recorded and its
+/// amount leaves the counter's `reserved`, in one batch. A hold already settled or expired
+/// (or of another subject) changes nothing; `true` when this call released it.
+pub async fn release(db: &D1Database, s: &Scope<'_>, id: &str) -> Result<bool, AppError> {
+    let results = db
+        .batch(vec![
+            query!(
+                db,
+                "UPDATE meter_counters SET reserved = MAX(0, reserved - COALESCE(( \
+                     SELECT amount FROM usage_reservations WHERE id = ?4 \
+                     AND subject_kind = ?3 AND subject_id = ?1 AND status = 'reserved' \
+                     AND period = meter_counters.period), 0)), updated_at = ?5 \
+                 WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
+                s.subject_id,
+                s.meter,
+                s.subject_kind,
+                id,
+                s.now
+            )?,
+            query!(
+                db,
+                "UPDATE usage_reservations SET status = 'settled', settled_at = ?4 \
+                 WHERE id = ?3 AND subject_kind = ?2 AND subject_id = ?1 AND status = 'reserved'",
+                s.subject_id,
+                s.subject_kind,
+                id,
+                s.now
+            )?,
+        ])
+        .await?;
+    Ok(results[1]
+        .meta()?
+        .and_then(|meta| meta.changes)
+        .unwrap_or_default()
+        > 0)
+}
+
 /// A usage record as stored: everything a report's answer is built from, so a retry
 /// answers exactly what the first call answered.
 #[derive(Debug, Clone, Deserialize, Serialize)]
