@@ -414,8 +414,66 @@ async fn record_crossings(
         );
         outgoing.extend(created);
     }
+    send_in_background(env, request, outgoing);
+    Ok(())
+}
+
+/// A chat session an org's site started: who gets told (the org's `chat.session.started`
+/// workflows) and what.
+pub struct SessionStarted<'a> {
+    pub org_id: &'a str,
+    pub site_id: &'a str,
+    pub session_id: &'a str,
+    pub visitor_id: Option<&'a str>,
+    pub started_at: &'a str,
+}
+
+/// Fires the org's `chat.session.started` workflows for a new session: a delivery each,
+/// stored before it is sent (in the background of `request`), retried like every delivery.
+/// Failures are logged: a session is never refused because a hook could not be queued.
+pub async fn on_session_started(env: &Env, request: &RequestCtx, started: &SessionStarted<'_>) {
+    let owner = Owner::org(started.org_id);
+    let payload = json!({
+        "type": Trigger::ChatSessionStarted.as_str(),
+        "timestamp": started.started_at,
+        "data": {
+            "org_id": started.org_id,
+            "site_id": started.site_id,
+            "session_id": started.session_id,
+            "visitor_id": started.visitor_id,
+        },
+    })
+    .to_string();
+    let event_key = format!("chat.session.started:{}", started.session_id);
+    let now = rfc3339_from_millis(request.now_ms);
+    let outcome = match storage::database(env) {
+        Ok(db) => {
+            store::record_event(
+                &db,
+                &owner,
+                Trigger::ChatSessionStarted,
+                &event_key,
+                &payload,
+                (&now, request.now_ms, LEASE_MS),
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(outgoing) => send_in_background(env, request, outgoing),
+        Err(err) => request.log.error(
+            "chat.session.started deliveries not recorded",
+            json!({ "error": err.log_detail().unwrap_or_else(|| err.public_message()) }),
+        ),
+    }
+}
+
+/// Sends each delivery's first attempt after the answer (`wait_until`); those that fail are
+/// left to the scheduled retries.
+fn send_in_background(env: &Env, request: &RequestCtx, outgoing: Vec<store::Outgoing>) {
     if outgoing.is_empty() {
-        return Ok(());
+        return;
     }
     let (env, config, log) = (env.clone(), Rc::clone(&request.config), request.log.clone());
     request.wait_until(async move {
@@ -430,7 +488,6 @@ async fn record_crossings(
             );
         }
     });
-    Ok(())
 }
 
 /// What a scheduled retry run did.

@@ -7,7 +7,7 @@ use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
 use crate::storage;
-use crate::workflows::rules::{Crossing, Owner};
+use crate::workflows::rules::{Crossing, Owner, Trigger};
 
 // D1 numbers are JS numbers: integers are bound as f64 (exact below 2^53).
 fn num(n: u64) -> f64 {
@@ -238,6 +238,56 @@ pub async fn record_crossing(
         Some(result) => result.results::<Outgoing>()?,
         None => Vec::new(),
     })
+}
+
+/// Makes one pending delivery of `event_key` for each enabled workflow of `owner` on
+/// `trigger` (a workflow never gets the same event twice: `UNIQUE (workflow_id, event_key)`),
+/// and returns those not yet attempted, for their first send.
+pub async fn record_event(
+    db: &D1Database,
+    owner: &Owner,
+    trigger: Trigger,
+    event_key: &str,
+    payload: &str,
+    (now, now_ms, lease_ms): (&str, u64, u64),
+) -> Result<Vec<Outgoing>, AppError> {
+    let kind = owner.kind.as_str();
+    let results = db
+        .batch(vec![
+            query!(
+                db,
+                "INSERT OR IGNORE INTO workflow_deliveries \
+                     (id, workflow_id, event_key, event_type, payload, status, attempts, \
+                      next_attempt_at_ms, created_at, updated_at) \
+                 SELECT 'msg_' || lower(hex(randomblob(12))), w.id, ?3, ?4, ?5, \
+                        'pending', 0, ?6, ?7, ?7 \
+                 FROM workflows w \
+                 WHERE w.owner_kind = ?1 AND w.owner_id = ?2 AND w.trigger = ?4 \
+                   AND w.enabled = 1",
+                kind,
+                &owner.id,
+                event_key,
+                trigger.as_str(),
+                payload,
+                num(now_ms + lease_ms),
+                now
+            )?,
+            query!(
+                db,
+                "SELECT d.id, d.workflow_id, d.payload, d.attempts, w.url, w.secret_sealed \
+                 FROM workflow_deliveries d JOIN workflows w ON w.id = d.workflow_id \
+                 WHERE w.owner_kind = ?1 AND w.owner_id = ?2 AND d.event_key = ?3 \
+                   AND d.attempts = 0",
+                kind,
+                &owner.id,
+                event_key
+            )?,
+        ])
+        .await?;
+    match results.last() {
+        Some(result) => Ok(result.results::<Outgoing>()?),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Pending deliveries due at `now_ms` (at most `limit`), oldest due first, with their
