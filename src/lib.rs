@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod chat;
 pub mod billing;
 pub mod clock;
 pub mod config;

@@ -178,6 +178,16 @@ pub fn plan<'a>(ctx: &'a Ctx, org: &Org) -> &'a Plan {
     ctx.data.config.plans.get_or_default(&org.plan)
 }
 
+/// The org `org_id` names (its Tollgate id), if any: what its sites' flows read its name
+/// and configuration from.
+pub async fn get(ctx: &Ctx, org_id: &str) -> Result<Option<Org>, AppError> {
+    let db = storage::database(&ctx.env)?;
+    Ok(store::by_any_id(&db, org_id)
+        .await?
+        .filter(|row| row.id == org_id)
+        .map(Org::from))
+}
+
 /// This month's tokens and voice characters of the org, against its plan.
 pub async fn usage(ctx: &Ctx, org: &Org) -> Result<(Quota, Quota), AppError> {
     let plan = plan(ctx, org);

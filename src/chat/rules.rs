@@ -1,0 +1,209 @@
+//! What a chat message may be, and what the model is sent: the org's instructions, the
+//! session's recent messages, then the new one.
+
+use serde::Deserialize;
+
+use crate::core::body::FieldError;
+use crate::orgs::rules::OrgConfig;
+
+/// The longest message a visitor may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// How many of a session's latest messages go with a new one (ten exchanges).
+pub const HISTORY_MESSAGES: u32 = 20;
+/// The reply allowance when the org's configuration sets none, in tokens.
+pub const DEFAULT_MAX_REPLY_TOKENS: u64 = 512;
+/// Messages one visitor of one site may send per minute (the `RATE_LIMIT_20` binding).
+pub const MESSAGES_PER_MINUTE: u32 = 20;
+/// Session ids: `cs_` and 24 letters or digits.
+const SESSION_PREFIX: &str = "cs_";
+const SESSION_RANDOM: usize = 24;
+
+/// A `POST /chat` body, as the seed's widget sends it (`sessionId` and `visitorId` are also
+/// read). Unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatRequest)]
+pub struct ChatBody {
+    /// What the visitor wrote (1 to 4000 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 4000)]
+    pub message: String,
+    /// The session this message continues (from an earlier answer); absent on the first.
+    #[serde(default, alias = "sessionId")]
+    #[schema(pattern = r"^cs_[A-Za-z0-9]{24}$")]
+    pub session_id: Option<String>,
+    /// The widget's label for the visitor (rate limits and logs are per visitor).
+    #[serde(default, alias = "visitorId")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:@-]+$")]
+    pub visitor_id: Option<String>,
+    /// Answer as a server-sent event stream.
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A message checked: what the flow works from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub message: String,
+    pub session_id: Option<String>,
+    pub visitor_id: Option<String>,
+    pub stream: bool,
+}
+
+/// Checks a body, reporting every problem under its field.
+pub fn check(body: ChatBody) -> Result<ChatMessage, Vec<FieldError>> {
+    let mut problems = Vec::new();
+    let chars = body.message.chars().count();
+    if body.message.trim().is_empty() || chars > MAX_MESSAGE_CHARS {
+        problems.push(FieldError::new(
+            "message",
+            format!("must be 1 to {MAX_MESSAGE_CHARS} characters, not only spaces"),
+        ));
+    }
+    if let Some(id) = &body.session_id {
+        if !is_session_id(id) {
+            problems.push(FieldError::new(
+                "session_id",
+                "must be a session id this endpoint answered with (cs_ and 24 letters or digits)",
+            ));
+        }
+    }
+    if let Some(visitor) = &body.visitor_id {
+        let ok = (1..=128).contains(&visitor.len())
+            && visitor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+        if !ok {
+            problems.push(FieldError::new(
+                "visitor_id",
+                "must be 1 to 128 characters of letters, digits, `.`, `_`, `:`, `@` or `-`",
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ChatMessage {
+        message: body.message,
+        session_id: body.session_id,
+        visitor_id: body.visitor_id,
+        stream: body.stream.unwrap_or(false),
+    })
+}
+
+/// Whether `id` has a session id's shape.
+pub fn is_session_id(id: &str) -> bool {
+    id.strip_prefix(SESSION_PREFIX).is_some_and(|rest| {
+        rest.len() == SESSION_RANDOM && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// The prefix of a session id; the rest is 12 random bytes in hex (`core::random::id`).
+pub const SESSION_ID_PREFIX: &str = SESSION_PREFIX;
+
+/// One message of a conversation, as the model is sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// Who the model speaks for when the org wrote no instructions.
+pub fn default_system_prompt(org_name: &str, config: &OrgConfig) -> String {
+    let name = config.display_name.as_deref().unwrap_or(org_name);
+    format!(
+        "You are the assistant on {name}'s website. Answer visitors' questions helpfully and \
+         briefly; say so when you do not know."
+    )
+}
+
+/// What the model is sent: the org's instructions, the session's recent messages (oldest
+/// first) and the new message.
+pub fn conversation(
+    system: String,
+    history: impl IntoIterator<Item = (String, String)>,
+    message: &str,
+) -> Vec<Turn> {
+    let mut turns = vec![Turn {
+        role: "system",
+        content: system,
+    }];
+    for (role, content) in history {
+        let role = if role == "assistant" { "assistant" } else { "user" };
+        turns.push(Turn { role, content });
+    }
+    turns.push(Turn {
+        role: "user",
+        content: message.to_owned(),
+    });
+    turns
+}
+
+/// The rate limiter's key for a visitor of a site: the visitor's label, else the client's
+/// address, else the site alone.
+pub fn rate_key(site_id: &str, visitor: Option<&str>, address: Option<&str>) -> String {
+    match (visitor, address) {
+        (Some(visitor), _) => format!("chat:{site_id}:v:{visitor}"),
+        (None, Some(address)) => format!("chat:{site_id}:ip:{address}"),
+        (None, None) => format!("chat:{site_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(message: &str) -> ChatBody {
+        ChatBody {
+            message: message.to_owned(),
+            session_id: None,
+            visitor_id: None,
+            stream: None,
+        }
+    }
+
+    #[test]
+    fn messages_are_checked_whole() {
+        assert!(check(body("hi")).is_ok());
+        assert!(check(body(&"é".repeat(MAX_MESSAGE_CHARS))).is_ok());
+        for bad in ["", "   \n", &"x".repeat(MAX_MESSAGE_CHARS + 1)] {
+            let problems = check(body(bad)).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad:?}");
+        }
+        let mut every = body("");
+        every.session_id = Some("uuid-here".into());
+        every.visitor_id = Some("has space".into());
+        assert_eq!(check(every).unwrap_err().len(), 3);
+    }
+
+    #[test]
+    fn session_ids_have_one_shape() {
+        let id = format!("{SESSION_ID_PREFIX}{}", "a1".repeat(12));
+        assert!(is_session_id(&id));
+        assert!(!is_session_id("cs_short"));
+        assert!(!is_session_id(&format!("xx_{}", "a".repeat(24))));
+        assert!(!is_session_id(&format!("cs_{}!", "a".repeat(23))));
+    }
+
+    #[test]
+    fn the_conversation_is_instructions_history_then_message() {
+        let turns = conversation(
+            "be brief".into(),
+            vec![
+                ("user".to_owned(), "q1".to_owned()),
+                ("assistant".to_owned(), "a1".to_owned()),
+            ],
+            "q2",
+        );
+        let shape: Vec<_> = turns.iter().map(|t| (t.role, t.content.as_str())).collect();
+        assert_eq!(
+            shape,
+            [("system", "be brief"), ("user", "q1"), ("assistant", "a1"), ("user", "q2")]
+        );
+    }
+
+    #[test]
+    fn rate_keys_prefer_the_visitor() {
+        assert_eq!(rate_key("site_1", Some("v"), Some("1.2.3.4")), "chat:site_1:v:v");
+        assert_eq!(rate_key("site_1", None, Some("1.2.3.4")), "chat:site_1:ip:1.2.3.4");
+        assert_eq!(rate_key("site_1", None, None), "chat:site_1");
+    }
+}
