@@ -6,21 +6,39 @@ use worker::{query, D1Database, D1PreparedStatement};
 use crate::audit::rules::{detail_text, Entry, Filter};
 use crate::error::AppError;
 
-/// The statement that records `entry` (to run alone, or inside the batch of the action it
-/// records, so both happen or neither).
-pub fn insert(
+/// When an entry is written, relative to the statement before it in the same batch.
+#[derive(Clone, Copy)]
+enum When<'a> {
+    /// Always.
+    Always,
+    /// Only if that statement changed a row.
+    Changed,
+    /// Only if it inserted a row, whose id goes in the detail under this field.
+    Inserted(&'a str),
+}
+
+/// The one statement every entry is written by (see [`When`]).
+fn entry_statement(
     db: &D1Database,
     entry: &Entry<'_>,
-    request_id: Option<&str>,
-    at: &str,
+    (request_id, at): (Option<&str>, &str),
+    when: When<'_>,
 ) -> Result<D1PreparedStatement, AppError> {
     let (actor_kind, actor_id) = entry.actor.stored();
     let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
+    let (always, id_field) = match when {
+        When::Always => (true, None),
+        When::Changed => (false, None),
+        When::Inserted(field) => (false, Some(field)),
+    };
     Ok(query!(
         db,
         "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
                                 request_id, detail, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, \
+                CASE WHEN ?9 IS NULL THEN ?7 \
+                     ELSE json_set(?7, '$.' || ?9, last_insert_rowid()) END, ?8 \
+         WHERE ?10 OR changes() > 0",
         actor_kind,
         actor_id,
         entry.action.as_str(),
@@ -29,7 +47,20 @@ pub fn insert(
         request_id,
         detail_text(&entry.detail),
         at,
+        id_field,
+        i32::from(always),
     )?)
+}
+
+/// The statement that records `entry` (to run alone, or inside the batch of the action it
+/// records, so both happen or neither).
+pub fn insert(
+    db: &D1Database,
+    entry: &Entry<'_>,
+    request_id: Option<&str>,
+    at: &str,
+) -> Result<D1PreparedStatement, AppError> {
+    entry_statement(db, entry, (request_id, at), When::Always)
 }
 
 /// The statement that records `entry` only if the statement before it in the same batch
@@ -43,24 +74,7 @@ pub fn insert_if_inserted(
     at: &str,
     id_field: &str,
 ) -> Result<D1PreparedStatement, AppError> {
-    let (actor_kind, actor_id) = entry.actor.stored();
-    let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
-    Ok(query!(
-        db,
-        "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
-                                request_id, detail, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, json_set(?7, '$.' || ?9, last_insert_rowid()), ?8 \
-         WHERE changes() > 0",
-        actor_kind,
-        actor_id,
-        entry.action.as_str(),
-        target_kind,
-        target_id,
-        request_id,
-        detail_text(&entry.detail),
-        at,
-        id_field,
-    )?)
+    entry_statement(db, entry, (request_id, at), When::Inserted(id_field))
 }
 
 /// [`insert`], only if the statement just before it in the same batch changed a row (an
@@ -71,22 +85,7 @@ pub fn insert_if_changed(
     request_id: Option<&str>,
     at: &str,
 ) -> Result<D1PreparedStatement, AppError> {
-    let (actor_kind, actor_id) = entry.actor.stored();
-    let (target_kind, target_id) = entry.target.map(|t| (t.kind, t.id)).unzip();
-    Ok(query!(
-        db,
-        "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, \
-                                request_id, detail, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE changes() > 0",
-        actor_kind,
-        actor_id,
-        entry.action.as_str(),
-        target_kind,
-        target_id,
-        request_id,
-        detail_text(&entry.detail),
-        at,
-    )?)
+    entry_statement(db, entry, (request_id, at), When::Changed)
 }
 
 /// One stored row.
