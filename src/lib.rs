@@ -13,8 +13,8 @@
 
 pub mod accounts;
 pub mod audit;
-pub mod chat;
 pub mod billing;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod contract;

@@ -68,9 +68,9 @@ pub fn check(body: ChatBody) -> Result<ChatMessage, Vec<FieldError>> {
     }
     if let Some(visitor) = &body.visitor_id {
         let ok = (1..=128).contains(&visitor.len())
-            && visitor
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+            && visitor.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')
+            });
         if !ok {
             problems.push(FieldError::new(
                 "visitor_id",
@@ -127,7 +127,11 @@ pub fn conversation(
         content: system,
     }];
     for (role, content) in history {
-        let role = if role == "assistant" { "assistant" } else { "user" };
+        let role = if role == "assistant" {
+            "assistant"
+        } else {
+            "user"
+        };
         turns.push(Turn { role, content });
     }
     turns.push(Turn {
@@ -196,14 +200,25 @@ mod tests {
         let shape: Vec<_> = turns.iter().map(|t| (t.role, t.content.as_str())).collect();
         assert_eq!(
             shape,
-            [("system", "be brief"), ("user", "q1"), ("assistant", "a1"), ("user", "q2")]
+            [
+                ("system", "be brief"),
+                ("user", "q1"),
+                ("assistant", "a1"),
+                ("user", "q2")
+            ]
         );
     }
 
     #[test]
     fn rate_keys_prefer_the_visitor() {
-        assert_eq!(rate_key("site_1", Some("v"), Some("1.2.3.4")), "chat:site_1:v:v");
-        assert_eq!(rate_key("site_1", None, Some("1.2.3.4")), "chat:site_1:ip:1.2.3.4");
+        assert_eq!(
+            rate_key("site_1", Some("v"), Some("1.2.3.4")),
+            "chat:site_1:v:v"
+        );
+        assert_eq!(
+            rate_key("site_1", None, Some("1.2.3.4")),
+            "chat:site_1:ip:1.2.3.4"
+        );
         assert_eq!(rate_key("site_1", None, None), "chat:site_1");
     }
 }

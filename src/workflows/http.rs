@@ -148,6 +148,56 @@ pub struct UserWebhookPatchBody {
     pub enabled: Option<bool>,
 }
 
+/// Makes `new` for `owner` and answers `201` with the workflow and its signing secret,
+/// shown once (`Cache-Control: no-store`): the user's and the portal's create answer alike.
+pub async fn create_for(
+    ctx: &Ctx,
+    owner: &Owner,
+    new: NewWorkflow,
+    actor: Actor<'_>,
+) -> Result<Response, AppError> {
+    let (workflow, secret) = service::create(ctx, owner, new, actor).await?;
+    let mut resp = response::json(
+        201,
+        &CreatedWorkflowView {
+            workflow: workflow.into(),
+            secret,
+        },
+    )?;
+    response::set(resp.headers_mut(), "Cache-Control", "no-store");
+    Ok(resp)
+}
+
+/// Lists `owner`'s workflows, oldest first (never a secret).
+pub async fn list_for(ctx: &Ctx, owner: &Owner) -> Result<Response, AppError> {
+    let workflows = service::list(ctx, owner).await?;
+    response::ok(&WorkflowListView {
+        data: workflows.into_iter().map(WorkflowView::from).collect(),
+    })
+}
+
+/// Deletes `owner`'s workflow named by the route's `:id` (another owner's is `404`).
+pub async fn delete_for(ctx: &Ctx, owner: &Owner, actor: Actor<'_>) -> Result<Response, AppError> {
+    let id = route_id(ctx);
+    service::delete(ctx, owner, &id, actor).await?;
+    response::ok(&DeletedWorkflowView { id, deleted: true })
+}
+
+/// A page of the deliveries of `owner`'s workflow named by the route's `:id`, newest first.
+pub async fn deliveries_for(req: &Request, ctx: &Ctx, owner: &Owner) -> Result<Response, AppError> {
+    let page = http::page_request(&http::query_pairs(req)?)?;
+    let (list, next_cursor) = service::deliveries(ctx, owner, &route_id(ctx), &page).await?;
+    response::ok(&DeliveryPageView {
+        data: list.into_iter().map(DeliveryView::from).collect(),
+        next_cursor,
+    })
+}
+
+/// The route's `:id`.
+pub fn route_id(ctx: &Ctx) -> String {
+    ctx.param("id").cloned().unwrap_or_default()
+}
+
 fn owner_of(principal: &Principal) -> Owner {
     Owner::user(&principal.user.id)
 }
@@ -163,48 +213,33 @@ pub async fn create(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
         enabled: Some(true),
     };
     let actor = Actor::User(&principal.user.id);
-    let (workflow, secret) = service::create(&ctx, &owner_of(&principal), new, actor).await?;
-    let mut resp = response::json(
-        201,
-        &CreatedWorkflowView {
-            workflow: workflow.into(),
-            secret,
-        },
-    )?;
-    response::set(resp.headers_mut(), "Cache-Control", "no-store");
-    Ok(resp)
+    create_for(&ctx, &owner_of(&principal), new, actor).await
 }
 
 /// `GET /api/user/webhooks`: the caller's webhooks, oldest first (never a secret).
 pub async fn list(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
-    let workflows = service::list(&ctx, &owner_of(&principal)).await?;
-    response::ok(&WorkflowListView {
-        data: workflows.into_iter().map(WorkflowView::from).collect(),
-    })
+    list_for(&ctx, &owner_of(&principal)).await
 }
 
 /// `PATCH /api/user/webhooks/:id {url?, enabled?}`: changes one of the caller's webhooks
 /// (another user's is `404`, as a missing one).
 pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let body: UserWebhookPatchBody = ctx.data.json()?;
-    let id = ctx.param("id").cloned().unwrap_or_default();
     let patch = WorkflowPatch {
         trigger: None,
         url: body.url,
         enabled: body.enabled,
     };
     let actor = Actor::User(&principal.user.id);
-    let workflow = service::update(&ctx, &owner_of(&principal), &id, patch, actor).await?;
+    let workflow =
+        service::update(&ctx, &owner_of(&principal), &route_id(&ctx), patch, actor).await?;
     response::ok(&WorkflowView::from(workflow))
 }
 
 /// `DELETE /api/user/webhooks/:id`: deletes one of the caller's webhooks (another user's is
 /// `404`, as a missing one).
 pub async fn delete(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    let actor = Actor::User(&principal.user.id);
-    service::delete(&ctx, &owner_of(&principal), &id, actor).await?;
-    response::ok(&DeletedWorkflowView { id, deleted: true })
+    delete_for(&ctx, &owner_of(&principal), Actor::User(&principal.user.id)).await
 }
 
 /// `GET /api/user/webhooks/:id/deliveries`: the webhook's deliveries, newest first, each with
@@ -214,11 +249,5 @@ pub async fn deliveries(
     ctx: Ctx,
     principal: Principal,
 ) -> Result<Response, AppError> {
-    let page = http::page_request(&http::query_pairs(&req)?)?;
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    let (list, next_cursor) = service::deliveries(&ctx, &owner_of(&principal), &id, &page).await?;
-    response::ok(&DeliveryPageView {
-        data: list.into_iter().map(DeliveryView::from).collect(),
-        next_cursor,
-    })
+    deliveries_for(&req, &ctx, &owner_of(&principal)).await
 }
