@@ -157,6 +157,33 @@ struct CounterRow {
     reserved: u64,
 }
 
+/// The statement that reads the counter as a batch leaves it: the last of a refused
+/// admission's batch, read by [`refused`].
+fn counter_read(db: &D1Database, s: &Scope<'_>) -> Result<D1PreparedStatement, AppError> {
+    Ok(query!(
+        db,
+        "SELECT used, reserved FROM meter_counters \
+         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
+        s.subject_id,
+        s.meter,
+        s.subject_kind
+    )?)
+}
+
+/// The quota a refused admission left unchanged, from [`counter_read`]'s result.
+fn refused(result: &D1Result, s: &Scope<'_>) -> Result<QuotaState, AppError> {
+    let counter = result
+        .results::<CounterRow>()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
+    Ok(QuotaState {
+        limit: s.limit,
+        used: counter.used,
+        reserved: counter.reserved,
+    })
+}
+
 /// A new reservation of `amount` for `ttl_ms`, admitted only if the whole amount fits in the
 /// counter's period (the one the reservation carries).
 pub async fn reserve(
@@ -218,14 +245,7 @@ pub async fn reserve(
         request_id,
         s.subject_kind
     )?);
-    statements.push(query!(
-        db,
-        "SELECT used, reserved FROM meter_counters \
-         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
-        s.subject_id,
-        s.meter,
-        s.subject_kind
-    )?);
+    statements.push(counter_read(db, s)?);
     let results = db.batch(statements).await?;
     let n = results.len();
     let reservation = results[n - 2].results::<Reservation>()?.into_iter().next();
@@ -236,16 +256,7 @@ pub async fn reserve(
             replayed,
         });
     }
-    let counter = results[n - 1]
-        .results::<CounterRow>()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
-    Ok(Reserved::Refused(QuotaState {
-        limit: s.limit,
-        used: counter.used,
-        reserved: counter.reserved,
-    }))
+    Ok(Reserved::Refused(refused(&results[n - 1], s)?))
 }
 
 /// A hold for a model call: `base` (the prompt's estimate) plus as much of `want` (the
@@ -309,14 +320,7 @@ pub async fn reserve_within(
          FROM usage_reservations WHERE id = ?1",
         id
     )?);
-    statements.push(query!(
-        db,
-        "SELECT used, reserved FROM meter_counters \
-         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
-        s.subject_id,
-        s.meter,
-        s.subject_kind
-    )?);
+    statements.push(counter_read(db, s)?);
     let results = db.batch(statements).await?;
     let n = results.len();
     if let Some(reservation) = results[n - 2].results::<Reservation>()?.into_iter().next() {
@@ -325,16 +329,7 @@ pub async fn reserve_within(
             replayed: false,
         });
     }
-    let counter = results[n - 1]
-        .results::<CounterRow>()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::Internal("meter counter missing after insert".to_owned()))?;
-    Ok(Reserved::Refused(QuotaState {
-        limit: s.limit,
-        used: counter.used,
-        reserved: counter.reserved,
-    }))
+    Ok(Reserved::Refused(refused(&results[n - 1], s)?))
 }
 
 /// Gives back a hold unused: the reservation is settled with nothing recorded and its
@@ -609,14 +604,7 @@ pub async fn count(
         s.subject_kind,
         s.meter
     )?);
-    statements.push(query!(
-        db,
-        "SELECT used, reserved FROM meter_counters \
-         WHERE subject_kind = ?3 AND subject_id = ?1 AND meter = ?2",
-        s.subject_id,
-        s.meter,
-        s.subject_kind
-    )?);
+    statements.push(counter_read(db, s)?);
     let results = db.batch(statements).await?;
     let n = results.len();
     let record = results[n - 2].results::<UsageRecord>()?.into_iter().next();
@@ -629,20 +617,7 @@ pub async fn count(
             })
         }
         // Nothing recorded under the key (for this meter): refused as it stands.
-        None => {
-            let counter = results[n - 1]
-                .results::<CounterRow>()?
-                .into_iter()
-                .next()
-                .ok_or_else(|| {
-                    AppError::Internal("meter counter missing after insert".to_owned())
-                })?;
-            Ok(Counted::Refused(QuotaState {
-                limit: s.limit,
-                used: counter.used,
-                reserved: counter.reserved,
-            }))
-        }
+        None => Ok(Counted::Refused(refused(&results[n - 1], s)?)),
     }
 }
 
