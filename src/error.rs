@@ -166,6 +166,29 @@ impl AppError {
         serde_json::to_value(envelope).unwrap_or(Value::Null)
     }
 
+    /// The envelope as OpenAI's clients read errors (`/v1/*`): the same `code`, `message`,
+    /// `request_id` and `fields`, plus OpenAI's `type` and `param` (the first invalid field).
+    pub fn openai_envelope(&self, request_id: &str) -> Value {
+        let mut envelope = self.envelope(request_id);
+        let kind = match self.status() {
+            400 | 404 | 405 | 409 | 413 | 415 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            402 => "insufficient_quota",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            _ => "api_error",
+        };
+        let param = match self {
+            Self::Validation(fields) => fields.first().map(|f| Value::from(f.field.clone())),
+            _ => None,
+        };
+        if let Some(error) = envelope.get_mut("error").and_then(Value::as_object_mut) {
+            error.insert("type".to_owned(), Value::from(kind));
+            error.insert("param".to_owned(), param.unwrap_or(Value::Null));
+        }
+        envelope
+    }
+
     /// A single-field validation error.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])

@@ -33,6 +33,7 @@ pub mod orgs;
 pub mod plans;
 pub mod platforms;
 pub mod provider_keys;
+pub mod proxy;
 pub mod routes;
 pub mod scheduled;
 pub mod sites;

@@ -46,6 +46,7 @@ use crate::plans::http as subscription;
 use crate::platforms::http::{self as platforms, views as platform_views};
 use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
+use crate::proxy::http as proxy;
 use crate::sites::http::{self as sites, views as site_views};
 use crate::webhooks::http as clerk_webhook;
 use crate::workflows::http as workflows;
@@ -762,6 +763,26 @@ pub fn table() -> RouteTable {
                 .body::<NewOrg>()
                 .ok::<portal_views::OrgView>(201)
                 .errors(&["conflict"]),
+        )
+        // The metered model proxy, in OpenAI's shapes (its client libraries call it).
+        .post("/v1/chat/completions", Scoped(Usage), proxy::completions)
+        .doc(
+            Doc::new(
+                "A chat completion (OpenAI's shape), paid from the caller's monthly tokens: \
+                 the model is asked for no more reply than the quota affords",
+            )
+            .body::<proxy::ChatCompletionRequest>()
+            .ok::<proxy::ChatCompletionView>(200)
+            .or_media(
+                "text/event-stream",
+                "With `stream: true`: `chat.completion.chunk` events, then `data: [DONE]`",
+            )
+            .errors(&["quota_exceeded", "upstream_error", "not_configured"]),
+        )
+        .get("/v1/models", Scoped(Usage), proxy::models)
+        .doc(
+            Doc::new("The models callers may name (OpenAI's list shape)")
+                .ok::<proxy::ModelListView>(200),
         )
         // Sites: Koby's chat widgets and voice endpoints, called with their site key.
         .get("/api/site", SiteKey, sites::face)

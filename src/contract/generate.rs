@@ -268,17 +268,37 @@ fn operation(
         match answer {
             Answer::Json(status, schema) => {
                 let schema = schema(schemas);
-                op = op.response(
-                    status.to_string(),
-                    with_headers(
-                        ResponseBuilder::new()
-                            .description(status_text(*status))
-                            .content(
-                                "application/json",
-                                ContentBuilder::new().schema(Some(schema)).build(),
-                            ),
-                    ),
-                );
+                let mut response = ResponseBuilder::new()
+                    .description(status_text(*status))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    );
+                // The same status may also answer another media type (a stream).
+                for other in &doc.answers {
+                    if let Answer::Media(s, media, _) = other {
+                        if s == status {
+                            response = response.content(*media, media_content(media));
+                        }
+                    }
+                }
+                op = op.response(status.to_string(), with_headers(response));
+            }
+            Answer::Media(status, media, description) => {
+                let json_too = doc
+                    .answers
+                    .iter()
+                    .any(|a| matches!(a, Answer::Json(s, _) if s == status));
+                if !json_too {
+                    op = op.response(
+                        status.to_string(),
+                        with_headers(
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(*media, media_content(media)),
+                        ),
+                    );
+                }
             }
             Answer::Empty(status, description) => {
                 op = op.response(
@@ -598,4 +618,16 @@ mod tests {
             "get_api_user_api_keys__id"
         );
     }
+}
+
+/// A non-JSON body's schema: text for events, bytes for anything else.
+fn media_content(media: &str) -> utoipa::openapi::Content {
+    let schema = if media.starts_with("text/") {
+        ObjectBuilder::new().schema_type(Type::String)
+    } else {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(
+            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary),
+        ))
+    };
+    ContentBuilder::new().schema(Some(schema)).build()
 }

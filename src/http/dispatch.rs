@@ -410,9 +410,10 @@ impl RouteTable {
                 async move { Ok(dispatch(pattern, &methods, req, rctx).await) }
             });
         }
-        router.or_else_any_method_async("/*path", |_req, rctx| async move {
+        router.or_else_any_method_async("/*path", |req, rctx| async move {
             let err = AppError::NotFound("no such endpoint".to_owned());
-            Ok(fail(&rctx.data, &err))
+            rctx.data.set_error_code(err.code());
+            Ok(response::error_at(&err, &rctx.data.request_id, &req.path()))
         })
     }
 }
@@ -528,7 +529,7 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
 
 fn fail(ctx: &RequestCtx, err: &AppError) -> Response {
     ctx.set_error_code(err.code());
-    response::error(err, &ctx.request_id)
+    response::error_at(err, &ctx.request_id, ctx.route().unwrap_or_default())
 }
 
 fn method_name(method: &Method) -> &'static str {

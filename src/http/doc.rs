@@ -51,6 +51,12 @@ mod wasm {
         pub fn redirect(self, _description: &'static str) -> Self {
             self
         }
+        pub fn or_media(self, _media: &'static str, _description: &'static str) -> Self {
+            self
+        }
+        pub fn media(self, _status: u16, _media: &'static str, _description: &'static str) -> Self {
+            self
+        }
         pub fn errors(self, _codes: &[ErrorCode]) -> Self {
             self
         }
@@ -87,6 +93,8 @@ mod host {
         Empty(u16, &'static str),
         /// A redirect (`302` with `Location`).
         Redirect(&'static str),
+        /// A body of another media type (a stream of events, audio), as text or bytes.
+        Media(u16, &'static str, &'static str),
     }
 
     /// One endpoint, described.
@@ -158,6 +166,28 @@ mod host {
         /// It answers with a redirect.
         pub fn redirect(mut self, description: &'static str) -> Self {
             self.answers.push(Answer::Redirect(description));
+            self
+        }
+
+        /// Its last success answer may instead be of `media` (`text/event-stream` when the
+        /// request asks for a stream), as `description` says.
+        pub fn or_media(mut self, media: &'static str, description: &'static str) -> Self {
+            let status = match self.answers.last() {
+                Some(Answer::Json(status, _)) => *status,
+                _ => 200,
+            };
+            self.answers.push(Answer::Media(status, media, description));
+            self
+        }
+
+        /// It answers `status` with a body of `media` (audio, say), as `description` says.
+        pub fn media(
+            mut self,
+            status: u16,
+            media: &'static str,
+            description: &'static str,
+        ) -> Self {
+            self.answers.push(Answer::Media(status, media, description));
             self
         }
 

@@ -51,7 +51,7 @@ pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Resp
 
     // A request refused before it reaches a handler: answered, logged, decorated.
     let refuse = |err: AppError, config: Option<&Config>| {
-        let resp = response::error(&err, &request_id);
+        let resp = response::error_at(&err, &request_id, &log.path);
         log.write(&resp, None, Some(err.code()));
         finish(resp, &request_id, config, origin.as_deref())
     };
@@ -96,7 +96,7 @@ pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Resp
         Err(err) => {
             let err = AppError::from(err);
             ctx.set_error_code(err.code());
-            response::error(&err, &request_id)
+            response::error_at(&err, &request_id, &log.path)
         }
     };
     log.write(&resp, Some(&ctx), ctx.error_code());

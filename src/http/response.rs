@@ -32,6 +32,16 @@ pub fn secret<T: Serialize>(body: &T) -> Result<Response, AppError> {
 /// The error envelope for `err`, with `Allow` / `Retry-After` where the error calls for them.
 /// Details that must not reach the caller are logged here, with the request id.
 pub fn error(err: &AppError, request_id: &str) -> Response {
+    error_at(err, request_id, "")
+}
+
+/// Whether errors on `path` take OpenAI's shape (its client libraries read them).
+pub fn openai_path(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
+/// [`error`], in OpenAI's shape on its paths ([`openai_path`]).
+pub fn error_at(err: &AppError, request_id: &str, path: &str) -> Response {
     if let Some(detail) = err.log_detail() {
         Logger::for_request(request_id).error(
             "request failed",
@@ -49,7 +59,13 @@ pub fn error(err: &AppError, request_id: &str) -> Response {
     with_body(
         err.status(),
         headers,
-        err.envelope(request_id).to_string().into_bytes(),
+        if openai_path(path) {
+            err.openai_envelope(request_id)
+        } else {
+            err.envelope(request_id)
+        }
+        .to_string()
+        .into_bytes(),
     )
 }
 

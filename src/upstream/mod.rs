@@ -1,6 +1,7 @@
 //! Thin clients of the services Tollgate calls, over the Fetch API. Base URLs come from
 //! configuration, so tests and local runs point them at local fakes.
 
+pub mod chat;
 pub mod clerk;
 pub mod mail;
 pub mod openrouter;

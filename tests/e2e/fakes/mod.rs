@@ -9,12 +9,15 @@
 
 mod clerk;
 mod mail;
+mod model;
 mod openrouter;
 mod receiver;
 mod stripe;
 
 pub use clerk::FakeClerk;
 pub use mail::FakeMail;
+#[allow(unused_imports)]
+pub use model::{FakeModel, ModelFault};
 pub use openrouter::FakeOpenRouter;
 #[allow(unused_imports)]
 pub use receiver::FakeReceiver;
@@ -255,6 +258,10 @@ pub const STRIPE_OTHER_WEBHOOK_SECRET: &str = "whsec_tollgate_e2e_stripe_other_e
 /// The mail API key the worker is configured with; the fake mail API requires it.
 pub const MAIL_API_KEY: &str = "re_tollgate_fake";
 
+/// The model the worker uses by default (`CHAT_MODEL`), and another it offers.
+pub const CHAT_MODEL: &str = "fakeai/small";
+pub const CHAT_OTHER_MODEL: &str = "fakeai/large";
+
 /// The fakes the worker is configured to call.
 pub struct Fakes {
     pub clerk: FakeClerk,
@@ -265,6 +272,8 @@ pub struct Fakes {
     pub stripe: FakeStripe,
     /// A Resend-shaped mail API (on a free port).
     pub mail: FakeMail,
+    /// An OpenAI-compatible model API (on a free port).
+    pub model: FakeModel,
 }
 
 impl Fakes {
@@ -286,6 +295,7 @@ impl Fakes {
             openrouter: FakeOpenRouter::start_on(OPENROUTER_PROVISIONING_KEY, openrouter)?,
             stripe: FakeStripe::start_on(STRIPE_SECRET_KEY, stripe)?,
             mail: FakeMail::start_on(MAIL_API_KEY, "127.0.0.1:0")?,
+            model: FakeModel::start(),
         })
     }
 
@@ -313,6 +323,11 @@ impl Fakes {
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.to_owned()),
             ("MAIL_API_URL", self.mail.upstream().base_url().to_owned()),
             ("MAIL_API_KEY", MAIL_API_KEY.to_owned()),
+            ("CHAT_API_URL", self.model.base_url().to_owned()),
+            ("CHAT_API_KEY", model::CHAT_API_KEY.to_owned()),
+            ("CHAT_MODEL", CHAT_MODEL.to_owned()),
+            ("CHAT_MODELS", format!("{CHAT_MODEL},{CHAT_OTHER_MODEL}")),
+            ("CHAT_PROVIDER", "fakeai".to_owned()),
             (
                 "STRIPE_WEBHOOK_SECRET",
                 format!("{STRIPE_OTHER_WEBHOOK_SECRET}, {STRIPE_WEBHOOK_SECRET}"),
