@@ -21,6 +21,7 @@ mod platforms;
 mod portal;
 mod profile;
 mod provider_keys;
+mod proxy;
 mod rate_limits;
 mod signed_access;
 mod sites;
@@ -73,6 +74,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
     cases.extend(workflows::cases());
+    cases.extend(proxy::cases());
     cases.extend(contract::cases());
     cases
 }
