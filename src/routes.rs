@@ -14,6 +14,8 @@
 
 use crate::accounts::http::{self as accounts, views as account_views};
 use crate::audit::http as audit;
+use crate::chat::http as chat;
+use crate::chat::rules as chat_rules;
 use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
 use crate::contract::{self, OpenApiDocument};
@@ -763,6 +765,28 @@ pub fn table() -> RouteTable {
                 .body::<NewOrg>()
                 .ok::<portal_views::OrgView>(201)
                 .errors(&["conflict"]),
+        )
+        // Site chat: a site's visitors talk to the org's model, paid from the org's tokens.
+        .post("/chat", SiteKey, chat::chat)
+        .doc(
+            Doc::new(
+                "A visitor's message to the site's assistant, answered with the session that \
+                 continues it; logged, and paid from the org's monthly tokens",
+            )
+            .body::<chat_rules::ChatBody>()
+            .ok::<chat::ChatAnswerView>(200)
+            .or_media(
+                "text/event-stream",
+                "With `stream: true`: `delta` events, then one `done` with the session, \
+                 latency and usage",
+            )
+            .errors(&[
+                "quota_exceeded",
+                "rate_limited",
+                "not_found",
+                "upstream_error",
+                "not_configured",
+            ]),
         )
         // The metered model proxy, in OpenAI's shapes (its client libraries call it).
         .post("/v1/chat/completions", Scoped(Usage), proxy::completions)

@@ -1,2 +1,157 @@
 //! `POST /chat`: parse, prepare through the chat service, call the model through the
-//! metered proxy, answer as the seed's widget reads it (or as a stream).
+//! metered proxy on the org's tokens, answer as the seed's widget reads it (or as a stream),
+//! and log the exchange.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use worker::{Request, Response};
+
+use crate::chat::rules::{self, ChatBody};
+use crate::chat::service::{self, Answered, Prepared};
+use crate::error::AppError;
+use crate::http::{response, Ctx};
+use crate::metering::rules::SubjectKind;
+use crate::proxy::http::event_stream;
+use crate::proxy::service::{self as proxy, Call, Event, Message, Payer};
+use crate::sites::service::SiteCaller;
+
+/// The tokens an answer cost the org (the provider's counts).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChatUsageView {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// An answer, as the seed's widget reads it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChatAnswerView {
+    /// The model's reply.
+    pub response: String,
+    /// The conversation: send it with the next message.
+    pub session_id: String,
+    /// From the message's arrival to the complete answer.
+    pub latency_ms: u64,
+    pub usage: ChatUsageView,
+}
+
+fn usage_view(usage: crate::upstream::chat::Usage) -> ChatUsageView {
+    ChatUsageView {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.prompt_tokens + usage.completion_tokens,
+    }
+}
+
+/// `POST /chat {message, session_id?, visitor_id?, stream?}` with the site key.
+pub async fn chat(req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Response, AppError> {
+    let body: ChatBody = ctx.data.json()?;
+    let message = rules::check(body).map_err(AppError::Validation)?;
+    // Unconfigured chat is said before anything is counted.
+    ctx.data.config.chat.api_key.require()?;
+    let address = service::address(&req);
+    let prepared = service::prepare(&ctx, &caller, address.as_deref(), &message).await?;
+    let config = &ctx.data.config;
+    let payer = Payer {
+        kind: SubjectKind::Org,
+        id: caller.org_id.clone(),
+        plan: config.plans.get_or_default(&caller.org_plan).clone(),
+    };
+    let call = Call {
+        model: prepared
+            .model
+            .clone()
+            .unwrap_or_else(|| config.chat.model.clone()),
+        messages: prepared
+            .turns
+            .iter()
+            .map(|turn| Message {
+                role: turn.role.to_owned(),
+                content: turn.content.clone(),
+            })
+            .collect(),
+        max_tokens: Some(prepared.max_reply_tokens),
+        temperature: prepared.temperature,
+    };
+    if !message.stream {
+        let answer = proxy::complete(&ctx, &payer, &call).await?;
+        let answered = Answered {
+            reply: &answer.content,
+            input_tokens: answer.usage.prompt_tokens,
+            output_tokens: answer.usage.completion_tokens,
+            latency_ms: answer.latency_ms,
+        };
+        service::log(&ctx.env, &ctx.data, &caller, &prepared, &answered).await;
+        return response::ok(&ChatAnswerView {
+            response: answer.content,
+            session_id: prepared.session_id,
+            latency_ms: answer.latency_ms,
+            usage: usage_view(answer.usage),
+        });
+    }
+    let events = proxy::stream(&ctx, payer, call).await?;
+    let reply = Rc::new(RefCell::new(String::new()));
+    let (env, request) = (ctx.env.clone(), Rc::clone(&ctx.data));
+    let frames = events.map(move |event| match event {
+        Event::Delta(text) => {
+            reply.borrow_mut().push_str(&text);
+            frame("delta", &json!({ "text": text }))
+        }
+        Event::Done {
+            usage, latency_ms, ..
+        } => {
+            let done = frame(
+                "done",
+                &json!({
+                    "session_id": prepared.session_id,
+                    "latency_ms": latency_ms,
+                    "usage": usage_view(usage),
+                }),
+            );
+            let text = reply.borrow().clone();
+            log_later(&env, &request, &caller, &prepared, text, usage, latency_ms);
+            done
+        }
+        Event::Failed { message } => frame(
+            "error",
+            &json!({ "code": "upstream_error", "message": message }),
+        ),
+    });
+    event_stream(frames)
+}
+
+/// Logs a streamed exchange after the answer (the request's `wait_until`).
+fn log_later(
+    env: &worker::Env,
+    request: &Rc<crate::http::RequestCtx>,
+    caller: &SiteCaller,
+    prepared: &Prepared,
+    reply: String,
+    usage: crate::upstream::chat::Usage,
+    latency_ms: u64,
+) {
+    let (env, background, caller, prepared) = (
+        env.clone(),
+        Rc::clone(request),
+        caller.clone(),
+        prepared.clone(),
+    );
+    request.wait_until(async move {
+        let answered = Answered {
+            reply: &reply,
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+            latency_ms,
+        };
+        service::log(&env, &background, &caller, &prepared, &answered).await;
+    });
+}
+
+/// One server-sent event named `name`.
+fn frame(name: &str, data: &serde_json::Value) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}

@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod billing;
+mod chat;
 mod clerk_faults;
 mod clerk_webhook;
 mod contract;
@@ -75,6 +76,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(accounts::cases());
     cases.extend(workflows::cases());
     cases.extend(proxy::cases());
+    cases.extend(chat::cases());
     cases.extend(contract::cases());
     cases
 }
