@@ -1,7 +1,7 @@
 //! What the cron triggers run (`#[event(scheduled)]`, crons in wrangler.toml): the provider
-//! key sweep, the retry of failed Stripe events, the retry of workflow deliveries, and the
-//! retry of unsent mail, and the daily metrics' roll-up. Each part runs even if the others fail, and each is safe to run twice
-//! at once.
+//! key sweep, the retry of failed Stripe events, the retry of workflow deliveries, the retry
+//! of unsent mail, and the daily metrics' roll-up. Each part runs even if the others fail,
+//! and each is safe to run twice at once.
 
 use serde_json::json;
 use worker::Env;

@@ -17,6 +17,7 @@ mod fakes;
 mod health;
 mod identity;
 mod jwks;
+mod metrics;
 mod platforms;
 mod portal;
 mod profile;
@@ -73,6 +74,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
     cases.extend(workflows::cases());
+    cases.extend(metrics::cases());
     cases.extend(contract::cases());
     cases
 }
