@@ -148,7 +148,9 @@ fn insights(world: &World, token: &str, from: &str, to: &str) -> Value {
 }
 
 /// A day of the series as `(day, sessions, messages, avg, p95, tokens, voice_chars)`.
-fn series(body: &Value) -> Vec<(String, u64, u64, Option<u64>, Option<u64>, u64, u64)> {
+type Day = (String, u64, u64, Option<u64>, Option<u64>, u64, u64);
+
+fn series(body: &Value) -> Vec<Day> {
     body["days"]
         .as_array()
         .unwrap()
