@@ -1,6 +1,7 @@
-//! Orgs in D1 (their daily metrics are `crate::metrics`'; the client list sums them). Every read of one org is keyed by what the portal
-//! resolved from the caller (their token's Clerk organisation, or a staff member's
-//! `?orgId=`); the staff-only client list is the one read across orgs.
+//! Orgs in D1 (their daily metrics are `crate::metrics`'; the client list sums them). Every
+//! read of one org is keyed by what the portal resolved from the caller (their token's Clerk
+//! organisation, or a staff member's `?orgId=`); the staff-only client list is the one read
+//! across orgs.
 
 use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement};
