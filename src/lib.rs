@@ -29,6 +29,7 @@ mod layout;
 pub mod ledger;
 pub mod log;
 pub mod metering;
+pub mod metrics;
 pub mod orgs;
 pub mod plans;
 pub mod platforms;

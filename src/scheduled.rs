@@ -1,7 +1,7 @@
 //! What the cron triggers run (`#[event(scheduled)]`, crons in wrangler.toml): the provider
-//! key sweep, the retry of failed Stripe events, the retry of workflow deliveries, and the
-//! retry of unsent mail. Each part runs even if the others fail, and each is safe to run twice
-//! at once.
+//! key sweep, the retry of failed Stripe events, the retry of workflow deliveries, the retry
+//! of unsent mail, and the daily metrics' roll-up. Each part runs even if the others fail,
+//! and each is safe to run twice at once.
 
 use serde_json::json;
 use worker::Env;
@@ -10,6 +10,7 @@ use crate::accounts::service::mail;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::log::Logger;
+use crate::metrics::service as metrics;
 use crate::provider_keys::service::key_sweep;
 use crate::storage as store;
 use crate::webhooks::service as inbox;
@@ -57,6 +58,13 @@ pub async fn run(cron: &str, env: &Env) {
         )
         .await
         .map(|r| json!(r)),
+    );
+    log(
+        cron,
+        "scheduled daily metrics roll-up",
+        metrics::roll_up(&db, crate::clock::now_ms())
+            .await
+            .map(|r| json!(r)),
     );
 }
 

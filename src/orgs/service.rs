@@ -20,10 +20,12 @@ use crate::identity::rules::jwt::OrgRole;
 use crate::identity::service::auth::Principal;
 use crate::metering::rules::{SubjectKind, TOKENS, VOICE_CHARS};
 use crate::metering::service::{self as metering, Clock, Counter, Quota};
+use crate::metrics::service as metrics;
 use crate::orgs::rules::{self, Asker, Lookup, Need, OrgConfig, OrgStatus, Refusal};
 use crate::orgs::store::{self, NewOrgRow, OrgRow};
 
-pub use crate::orgs::store::{ClientRow, DayRow};
+pub use crate::metrics::service::DayRow;
+pub use crate::orgs::store::ClientRow;
 use crate::plans::rules::Plan;
 use crate::sites::service as sites;
 use crate::storage;
@@ -226,7 +228,8 @@ pub fn day(now_ms: u64, days_ago: u64) -> String {
     rfc3339_from_millis(at)[..10].to_owned()
 }
 
-/// The org's days from `from` to `to` (inclusive), all sites or one of the org's.
+/// The org's days from `from` to `to` (inclusive), all sites or one of the org's: past days
+/// as the schedule rolled them up, today (UTC) live from the chat and voice logs.
 pub async fn days(
     ctx: &Ctx,
     org: &Org,
@@ -239,7 +242,7 @@ pub async fn days(
         sites::get(ctx, &org.id, site_id).await?;
     }
     let db = storage::database(&ctx.env)?;
-    store::days(&db, &org.id, from, to, site_id).await
+    metrics::days(&db, &org.id, from, to, site_id, ctx.data.now_ms).await
 }
 
 /// Changes the org's configuration by a `PATCH` body: every field validated, unknown fields

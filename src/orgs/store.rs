@@ -1,6 +1,7 @@
-//! Orgs and their daily metrics in D1. Every read of one org is keyed by what the portal
-//! resolved from the caller (their token's Clerk organisation, or a staff member's
-//! `?orgId=`); the staff-only client list is the one read across orgs.
+//! Orgs in D1 (their daily metrics are `crate::metrics`'; the client list sums them). Every
+//! read of one org is keyed by what the portal resolved from the caller (their token's Clerk
+//! organisation, or a staff member's `?orgId=`); the staff-only client list is the one read
+//! across orgs.
 
 use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement};
@@ -153,51 +154,6 @@ pub async fn clients(db: &D1Database, since_day: &str) -> Result<Vec<ClientRow>,
     .all()
     .await?
     .results::<ClientRow>()?;
-    Ok(rows)
-}
-
-/// One day of an org's activity (all its sites, or one).
-#[derive(Debug, Clone, Deserialize)]
-pub struct DayRow {
-    pub day: String,
-    pub sessions: i64,
-    pub messages: i64,
-    /// The messages-weighted mean of the sites' mean latencies.
-    pub latency_avg_ms: Option<f64>,
-    /// The largest of the sites' 95th percentiles (an upper bound of the day's).
-    pub latency_p95_ms: Option<i64>,
-    pub tokens: i64,
-    pub voice_chars: i64,
-}
-
-/// An org's days from `from` to `to` (inclusive, `YYYY-MM-DD`), one site or all.
-pub async fn days(
-    db: &D1Database,
-    org_id: &str,
-    from: &str,
-    to: &str,
-    site_id: Option<&str>,
-) -> Result<Vec<DayRow>, AppError> {
-    let rows = query!(
-        db,
-        "SELECT day, SUM(sessions) AS sessions, SUM(messages) AS messages, \
-           CASE WHEN SUM(CASE WHEN latency_avg_ms IS NULL THEN 0 ELSE messages END) = 0 THEN NULL \
-             ELSE SUM(COALESCE(latency_avg_ms, 0) * messages) * 1.0 \
-                  / SUM(CASE WHEN latency_avg_ms IS NULL THEN 0 ELSE messages END) END \
-             AS latency_avg_ms, \
-           MAX(latency_p95_ms) AS latency_p95_ms, SUM(tokens) AS tokens, \
-           SUM(voice_chars) AS voice_chars \
-         FROM org_daily_metrics \
-         WHERE org_id = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR site_id = ?4) \
-         GROUP BY day ORDER BY day",
-        org_id,
-        from,
-        to,
-        site_id
-    )?
-    .all()
-    .await?
-    .results::<DayRow>()?;
     Ok(rows)
 }
 

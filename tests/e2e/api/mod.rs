@@ -18,6 +18,7 @@ mod fakes;
 mod health;
 mod identity;
 mod jwks;
+mod metrics;
 mod platforms;
 mod portal;
 mod profile;
@@ -77,6 +78,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(workflows::cases());
     cases.extend(proxy::cases());
     cases.extend(chat::cases());
+    cases.extend(metrics::cases());
     cases.extend(contract::cases());
     cases
 }
