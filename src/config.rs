@@ -232,6 +232,9 @@ pub struct Config {
     /// `CHAT_LEGACY_SITE`: the site id (`site_...`) a `/chat` or `/voice` request without
     /// `X-Site-Key` is served as (legacy mode); unset (default), such a request is `401`.
     pub legacy_site: Option<String>,
+    /// `HOST_ROUTES`: `host=/path,...`; a `POST /` (or `OPTIONS /`) to a mapped host is served
+    /// as its path. Default none; invalid: recorded as a problem, no host is mapped.
+    pub host_routes: crate::core::host_routes::HostRoutes,
     /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
     /// 4xx and 5xx answers.
     pub request_log: RequestLogging,
@@ -773,6 +776,14 @@ impl Config {
         let accounts = AccountsConfig::load(&mut l);
         let chat = ChatConfig::load(&mut l);
         let legacy_site = l.or(legacy_site(source), None);
+        let host_routes = l.or(
+            crate::core::host_routes::parse(&optional(source, "HOST_ROUTES").unwrap_or_default())
+                .map_err(|problem| ConfigError {
+                    setting: "HOST_ROUTES",
+                    problem,
+                }),
+            Vec::new(),
+        );
         let request_log = l.or(
             RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
                 .map_err(|problem| ConfigError {
@@ -796,6 +807,7 @@ impl Config {
             accounts,
             chat,
             legacy_site,
+            host_routes,
             request_log,
             core_problem,
             problems: l.problems,
