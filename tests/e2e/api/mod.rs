@@ -27,6 +27,7 @@ mod sites;
 mod subjects;
 mod tokens;
 mod usage;
+mod voice;
 mod workflows;
 
 use crate::harness::World;
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(health::cases());
     cases.extend(conventions::cases());
     cases.extend(cors::cases());
+    cases.extend(voice::cases());
     cases.extend(fakes::cases());
     cases.extend(identity::cases());
     cases.extend(end_user_tokens::cases());
