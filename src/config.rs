@@ -229,6 +229,12 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// The model API the metered proxy calls (`/v1/chat/completions`, site chat).
     pub chat: ChatConfig,
+    /// `CHAT_LEGACY_SITE`: the site id (`site_...`) a `/chat` or `/voice` request without
+    /// `X-Site-Key` is served as (legacy mode); unset (default), such a request is `401`.
+    pub legacy_site: Option<String>,
+    /// `HOST_ROUTES`: `host=/path,...`; a `POST /` (or `OPTIONS /`) to a mapped host is served
+    /// as its path. Default none; invalid: recorded as a problem, no host is mapped.
+    pub host_routes: crate::core::host_routes::HostRoutes,
     /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
     /// 4xx and 5xx answers.
     pub request_log: RequestLogging,
@@ -769,6 +775,15 @@ impl Config {
         let ledger = LedgerConfig::load(&mut l);
         let accounts = AccountsConfig::load(&mut l);
         let chat = ChatConfig::load(&mut l);
+        let legacy_site = l.or(legacy_site(source), None);
+        let host_routes = l.or(
+            crate::core::host_routes::parse(&optional(source, "HOST_ROUTES").unwrap_or_default())
+                .map_err(|problem| ConfigError {
+                    setting: "HOST_ROUTES",
+                    problem,
+                }),
+            Vec::new(),
+        );
         let request_log = l.or(
             RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
                 .map_err(|problem| ConfigError {
@@ -791,6 +806,8 @@ impl Config {
             ledger,
             accounts,
             chat,
+            legacy_site,
+            host_routes,
             request_log,
             core_problem,
             problems: l.problems,
@@ -1158,6 +1175,26 @@ where
     }
 }
 
+/// `CHAT_LEGACY_SITE`: unset, or a site id (`site_` and letters, digits, `_` or `-`).
+fn legacy_site(source: &dyn VarSource) -> Result<Option<String>, ConfigError> {
+    let Some(id) = optional(source, "CHAT_LEGACY_SITE") else {
+        return Ok(None);
+    };
+    let rest = id.strip_prefix("site_").unwrap_or_default();
+    if rest.is_empty()
+        || rest.len() > 64
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError {
+            setting: "CHAT_LEGACY_SITE",
+            problem: "must be a site id (`site_...`), not a site key or a name".to_owned(),
+        });
+    }
+    Ok(Some(id))
+}
+
 fn optional(source: &dyn VarSource, name: &str) -> Option<String> {
     source
         .get(name)
@@ -1236,6 +1273,32 @@ mod tests {
     }
 
     const GOOD_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    #[test]
+    fn the_legacy_site_is_unset_by_default_and_must_be_a_site_id() {
+        assert_eq!(
+            Config::load(&HashMap::<&str, &str>::new()).legacy_site,
+            None
+        );
+        let set = Config::load(&HashMap::from([("CHAT_LEGACY_SITE", "site_abc123")]));
+        assert_eq!(set.legacy_site.as_deref(), Some("site_abc123"));
+        for bad in [
+            "sk_ab_live_abcdefghijklmnopqrstuvwxyz",
+            "site_",
+            "site_a b",
+            "koby",
+        ] {
+            let config = Config::load(&HashMap::from([("CHAT_LEGACY_SITE", bad)]));
+            assert_eq!(config.legacy_site, None, "{bad}");
+            assert!(
+                config
+                    .problems
+                    .iter()
+                    .any(|p| p.setting == "CHAT_LEGACY_SITE"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_placeholder_sealing_key_disables_only_what_seals() {

@@ -405,6 +405,18 @@ fn operation(
                  unknown key, a paused site, an org that is not active, an `Origin` not on the \
                  site's list, or no `Origin` where the site takes no server calls.",
             )),
+        Access::SiteKeyOrLegacy => op
+            .securities(Some([
+                SecurityRequirement::new::<_, _, &str>(SITE_KEY, []),
+                SecurityRequirement::default(),
+            ]))
+            .description(Some(
+                "Takes a site key in `X-Site-Key`, as a site-key route does. Without one, \
+                 legacy mode serves the request as the site `CHAT_LEGACY_SITE` names (from \
+                 one of its origins, or with no `Origin`); 401 while it is unset. 403 for a \
+                 malformed or unknown key, a paused site, an org that is not active or an \
+                 `Origin` the site does not allow.",
+            )),
     };
     if endpoint.access == Access::Session {
         op = op.description(Some(
@@ -450,7 +462,7 @@ fn errors(endpoint: &Documented<'_>, has_path_params: bool) -> BTreeMap<u16, Vec
             "rate_limited",
             "upstream_error",
         ]),
-        Access::SiteKey => codes.extend(["unauthorized", "forbidden"]),
+        Access::SiteKey | Access::SiteKeyOrLegacy => codes.extend(["unauthorized", "forbidden"]),
         // validation_failed: a platform key without a usable X-User-Id, or a stated tier the
         // platform does not have; upstream_error: an end-user token may need its keys.
         Access::EndUser => codes.extend([

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod cors;
 pub mod form;
+pub mod host_routes;
 pub mod page;
 pub mod random;
 pub mod request_id;

@@ -56,6 +56,15 @@ pub struct Staff;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SiteKey;
 
+/// The access rule of a route a site's widget calls with its site key, or without one in
+/// legacy mode (the seed's clients send none): a request without `X-Site-Key` is served as
+/// the site `CHAT_LEGACY_SITE` names (`401` while it is unset). The site's status and its
+/// org's still apply; a legacy request is admitted from the legacy site's origins or with no
+/// `Origin` (see [`crate::sites::service::admit`]). The handler takes the
+/// [`crate::sites::service::SiteCaller`], whose `legacy` says how it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteKeyOrLegacy;
+
 /// What a request shows a route's access rule before its handler runs.
 pub struct Arrival<'a> {
     /// Its `Authorization` header, read.
@@ -147,6 +156,9 @@ pub fn gate<'s>(
                 crate::sites::rules::KEY_HEADER
             ))),
         },
+        // With or without a key: whether legacy mode serves a keyless request is decided by
+        // crate::sites::service::admit, which reads the configuration.
+        Access::SiteKeyOrLegacy => Ok(Admitted::Anyone),
     }
 }
 
@@ -256,6 +268,30 @@ mod tests {
             .unwrap_err();
             assert_eq!((refused.status(), refused.code()), (401, "unauthorized"));
         }
+    }
+
+    #[test]
+    fn a_legacy_site_route_takes_a_request_with_or_without_a_key_to_the_site_lookup() {
+        let keyed = |name: &str| {
+            name.eq_ignore_ascii_case("x-site-key")
+                .then(|| "sk_ab_live_x".to_owned())
+        };
+        for header in [&no_headers as &dyn Fn(&str) -> Option<String>, &keyed] {
+            let admitted = gate(
+                Access::SiteKeyOrLegacy,
+                &arrival(Presented::Nothing, header),
+                &configured,
+            );
+            assert_eq!(admitted, Ok(Admitted::Anyone));
+        }
+        // The strict rule still refuses a keyless request before any lookup.
+        let refused = gate(
+            Access::SiteKey,
+            &arrival(Presented::Nothing, &no_headers),
+            &configured,
+        )
+        .unwrap_err();
+        assert_eq!(refused.status(), 401);
     }
 
     #[test]

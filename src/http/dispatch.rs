@@ -31,7 +31,7 @@ use worker::{Method, Request, Response, Router};
 
 use super::access::{
     self, Admitted, Arrival, EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey,
-    Staff,
+    SiteKeyOrLegacy, Staff,
 };
 use super::context::{Ctx, RequestCtx};
 use super::doc::Doc;
@@ -144,17 +144,25 @@ portal_rule!(OrgMember, Need::Member);
 portal_rule!(OrgAdmin, Need::Admin);
 portal_rule!(Staff, Need::Staff);
 
-impl<F, Fut> Rule<F, fn(Request, Ctx, SiteCaller) -> Fut> for SiteKey
-where
-    F: Fn(Request, Ctx, SiteCaller) -> Fut + 'static,
-    Fut: Future<Output = Result<Response, AppError>> + 'static,
-{
-    fn endpoint(self, handler: F) -> (Access, Handler) {
-        let handler: Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture> =
-            Rc::new(move |req, ctx, caller| Box::pin(handler(req, ctx, caller)));
-        (Access::SiteKey, Handler::Site(handler))
-    }
+/// Both site rules take `(Request, Ctx, SiteCaller)`.
+macro_rules! site_rule {
+    ($rule:ident) => {
+        impl<F, Fut> Rule<F, fn(Request, Ctx, SiteCaller) -> Fut> for $rule
+        where
+            F: Fn(Request, Ctx, SiteCaller) -> Fut + 'static,
+            Fut: Future<Output = Result<Response, AppError>> + 'static,
+        {
+            fn endpoint(self, handler: F) -> (Access, Handler) {
+                let handler: Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture> =
+                    Rc::new(move |req, ctx, caller| Box::pin(handler(req, ctx, caller)));
+                (Access::$rule, Handler::Site(handler))
+            }
+        }
+    };
 }
+
+site_rule!(SiteKey);
+site_rule!(SiteKeyOrLegacy);
 
 impl<F, Fut> Rule<F, fn(Request, Ctx, Principal) -> Fut> for Access
 where
@@ -381,7 +389,7 @@ impl RouteTable {
             .iter()
             .filter(|route| paths::can_match(route.pattern, path))
             .flat_map(|route| route.methods.iter())
-            .any(|e| e.access == Access::SiteKey)
+            .any(|e| matches!(e.access, Access::SiteKey | Access::SiteKeyOrLegacy))
     }
 
     /// Whether `HEAD pattern` is served (by a GET handler that creates nothing).
@@ -491,7 +499,8 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
             handler(req, rctx, caller).await
         }
         Handler::Site(handler) => {
-            let caller = sites::admit(&req, &rctx).await?;
+            let legacy = endpoint.access == Access::SiteKeyOrLegacy;
+            let caller = sites::admit(&req, &rctx, legacy).await?;
             let origin = caller.origin.clone();
             let mut resp = handler(req, rctx, caller).await?;
             // The site allows this origin: its browser may read the answer.

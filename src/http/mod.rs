@@ -39,6 +39,11 @@ use dispatch::RouteTable;
 /// Serves one request; never fails: every failure becomes an error envelope.
 pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Response {
     let started_ms = crate::clock::now_ms();
+    // HOST_ROUTES: a dedicated host's POST / (and its preflight) is served as its path, before
+    // anything reads the path.
+    if let Some(routed) = host_routed(&req, &isolate_config(&env)) {
+        req = routed;
+    }
     let request_id = request_id::resolve(header(&req, "X-Request-Id").as_deref());
     let origin = header(&req, "Origin");
     let log = RequestLog {
@@ -101,6 +106,25 @@ pub async fn serve(mut req: Request, env: Env, context: worker::Context) -> Resp
     };
     log.write(&resp, Some(&ctx), ctx.error_code());
     finish(resp, &request_id, Some(&ctx.config), origin.as_deref())
+}
+
+/// The request as `HOST_ROUTES` routes it (the same method, headers and body at the mapped
+/// path), when its `Host` is mapped and it is a `POST /` or `OPTIONS /`.
+fn host_routed(req: &Request, config: &Config) -> Option<Request> {
+    use worker::wasm_bindgen::JsCast;
+    if config.host_routes.is_empty() {
+        return None;
+    }
+    let host = header(req, "Host")?;
+    let method = req.inner().method();
+    let path = crate::core::host_routes::route(&config.host_routes, &method, &req.path(), &host)?;
+    let mut url = req.url().ok()?;
+    url.set_path(path);
+    // `new Request(url, request)`: the request itself is a valid init (method, headers, body).
+    let init: &web_sys::RequestInit = req.inner().unchecked_ref();
+    web_sys::Request::new_with_str_and_init(url.as_str(), init)
+        .ok()
+        .map(Request::from)
 }
 
 /// Reads the body within the limit its route declares; parses it when it is declared as

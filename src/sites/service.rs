@@ -77,6 +77,8 @@ pub struct SiteCaller {
     pub org_status: String,
     /// The request's `Origin` exactly as sent, when it had one (it is on the site's list).
     pub origin: Option<String>,
+    /// Whether it came in legacy mode: no `X-Site-Key`, served as `CHAT_LEGACY_SITE`.
+    pub legacy: bool,
 }
 
 /// Whether the deployment is local (plain http origins allowed anywhere).
@@ -240,32 +242,52 @@ pub async fn rotate_key(
 }
 
 /// Resolves a site-key route's caller from `X-Site-Key` and `Origin`, in one D1 round
-/// trip. No key: `401`. A malformed key, one that names no site (a rotated key's old
-/// value too), a paused site, an org that is not active, an `Origin` not on the site's
-/// list, or no `Origin` where the site takes no server calls: `403`, nothing changed.
-pub async fn admit(req: &Request, ctx: &Ctx) -> Result<SiteCaller, AppError> {
-    let key = http::header(req, KEY_HEADER)
-        .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| {
-            AppError::Unauthorized(format!("missing site key: send it in {KEY_HEADER}"))
-        })?;
-    let parsed = rules::parse_key(&key).map_err(|why| AppError::Forbidden(why.to_owned()))?;
+/// trip. No key: `401`, unless `legacy` (the route takes [`crate::http::access::SiteKeyOrLegacy`])
+/// and `CHAT_LEGACY_SITE` names a site: then the request is that site's, admitted from one of
+/// its origins or with no `Origin` at all (the seed's clients call from servers and apps
+/// without one), whatever its `allow_server_calls`. A malformed key, one that names no site
+/// (a rotated key's old value too), a paused site, an org that is not active, an `Origin`
+/// not on the site's list, or no `Origin` where the site takes no server calls: `403`,
+/// nothing changed. A `CHAT_LEGACY_SITE` naming no site is `403` too.
+pub async fn admit(req: &Request, ctx: &Ctx, legacy: bool) -> Result<SiteCaller, AppError> {
+    let key = http::header(req, KEY_HEADER).filter(|k| !k.trim().is_empty());
+    let legacy_site = ctx.data.config.legacy_site.as_deref().filter(|_| legacy);
     let db = storage::database(&ctx.env)?;
-    let found = store::by_key(&db, &key)
-        .await?
-        .filter(|found| found.org_slug == parsed.slug)
-        .ok_or_else(|| AppError::Forbidden("unknown site key".to_owned()))?;
+    let (found, in_legacy) = match (key, legacy_site) {
+        (Some(key), _) => {
+            let parsed =
+                rules::parse_key(&key).map_err(|why| AppError::Forbidden(why.to_owned()))?;
+            let found = store::by_key(&db, &key)
+                .await?
+                .filter(|found| found.org_slug == parsed.slug)
+                .ok_or_else(|| AppError::Forbidden("unknown site key".to_owned()))?;
+            (found, false)
+        }
+        (None, Some(site_id)) => {
+            let found = store::by_id(&db, site_id)
+                .await?
+                .ok_or_else(|| AppError::Forbidden("the legacy site does not exist".to_owned()))?;
+            (found, true)
+        }
+        (None, None) => {
+            return Err(AppError::Unauthorized(format!(
+                "missing site key: send it in {KEY_HEADER}"
+            )))
+        }
+    };
     let site = Site::try_from(found.site)?;
     let origin = http::header(req, "Origin");
     rules::admit(
         &site.status,
         &found.org_status,
         &site.origins,
-        site.allow_server_calls,
+        // Legacy mode: a call without Origin is how the seed's clients call.
+        site.allow_server_calls || in_legacy,
         origin.as_deref(),
     )
     .map_err(|refusal| AppError::Forbidden(refusal.message().to_owned()))?;
-    ctx.data.set_principal("site_key");
+    ctx.data
+        .set_principal(if in_legacy { "legacy_site" } else { "site_key" });
     Ok(SiteCaller {
         org_id: site.org_id.clone(),
         site,
@@ -274,6 +296,7 @@ pub async fn admit(req: &Request, ctx: &Ctx) -> Result<SiteCaller, AppError> {
         org_plan: found.org_plan,
         org_status: found.org_status,
         origin,
+        legacy: in_legacy,
     })
 }
 

@@ -58,6 +58,22 @@ pub async fn by_key(db: &D1Database, key: &str) -> Result<Option<KeyedSite>, App
     Ok(found)
 }
 
+/// The site `id` names, with its org and origins (legacy mode): one statement.
+pub async fn by_id(db: &D1Database, id: &str) -> Result<Option<KeyedSite>, AppError> {
+    let found = query!(
+        db,
+        &format!(
+            "SELECT {SITE_COLUMNS}, o.slug AS org_slug, o.name AS org_name, o.plan AS org_plan, \
+                    o.status AS org_status \
+             FROM sites s JOIN orgs o ON o.id = s.org_id WHERE s.id = ?1"
+        ),
+        id
+    )?
+    .first::<KeyedSite>(None)
+    .await?;
+    Ok(found)
+}
+
 /// Whether some active site of an active org allows `origin` (normalised), by the
 /// `site_origins_by_origin` index.
 pub async fn origin_on_an_active_site(db: &D1Database, origin: &str) -> Result<bool, AppError> {

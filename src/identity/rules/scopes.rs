@@ -152,6 +152,9 @@ pub enum Access {
     /// A site key (`X-Site-Key: sk_...`) of an active site, from one of its origins (or
     /// without `Origin` where the site takes server calls): a widget of an org's site.
     SiteKey,
+    /// As [`Access::SiteKey`]; a request without `X-Site-Key` is served as the site
+    /// `CHAT_LEGACY_SITE` names (legacy mode: its origins, or no `Origin`), `401` while unset.
+    SiteKeyOrLegacy,
 }
 
 /// Why an API key may not call a route.
@@ -190,7 +193,8 @@ pub fn admit_key(access: Access, held: Scopes) -> Result<(), KeyRefusal> {
         | Access::PlatformKey
         | Access::EndUser
         | Access::Portal(_)
-        | Access::SiteKey => Err(KeyRefusal::NeedsSession),
+        | Access::SiteKey
+        | Access::SiteKeyOrLegacy => Err(KeyRefusal::NeedsSession),
     }
 }
 

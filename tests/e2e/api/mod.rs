@@ -30,6 +30,7 @@ mod sites;
 mod subjects;
 mod tokens;
 mod usage;
+mod voice;
 mod workflows;
 
 use crate::harness::World;
@@ -54,6 +55,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(health::cases());
     cases.extend(conventions::cases());
     cases.extend(cors::cases());
+    cases.extend(voice::cases());
     cases.extend(fakes::cases());
     cases.extend(identity::cases());
     cases.extend(end_user_tokens::cases());
