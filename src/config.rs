@@ -229,6 +229,8 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// The model API the metered proxy calls (`/v1/chat/completions`, site chat).
     pub chat: ChatConfig,
+    /// The text-to-speech API `/voice` calls.
+    pub voice: VoiceConfig,
     /// `CHAT_LEGACY_SITE`: the site id (`site_...`) a `/chat` or `/voice` request without
     /// `X-Site-Key` is served as (legacy mode); unset (default), such a request is `401`.
     pub legacy_site: Option<String>,
@@ -314,6 +316,63 @@ impl ChatConfig {
             model,
             models,
             provider,
+            timeout_ms,
+        }
+    }
+}
+
+/// ElevenLabs text to speech, for `/voice`.
+#[derive(Debug, Clone)]
+pub struct VoiceConfig {
+    /// `ELEVENLABS_API_URL`: default `https://api.elevenlabs.io`.
+    pub api_url: String,
+    /// `ELEVENLABS_API_KEY` (sent as `xi-api-key`); unset, `/voice` answers `not_configured`.
+    pub api_key: Secret,
+    /// `ELEVENLABS_VOICE_ID`: the voice when a request names none; default `21m00Tcm4TlvDq8ikWAM`.
+    pub voice_id: String,
+    /// `ELEVENLABS_MODEL_ID`: the model when a request names none; default
+    /// `eleven_multilingual_v2`.
+    pub model_id: String,
+    /// `ELEVENLABS_TIMEOUT_MS`: how long the API may take to start answering; default 30000.
+    pub timeout_ms: u64,
+}
+
+impl VoiceConfig {
+    /// Voice settings; an invalid one holds back `ELEVENLABS_API_KEY`.
+    fn load(l: &mut Loader<'_>) -> Self {
+        let source = l.source;
+        let mark = l.mark();
+        let api_url = l.or(
+            base_url(source, "ELEVENLABS_API_URL", "https://api.elevenlabs.io"),
+            String::new(),
+        );
+        let mut id = |name: &'static str, default: &str| {
+            let value = optional(source, name).unwrap_or_else(|| default.to_owned());
+            if crate::voice::rules::is_id(&value) {
+                value
+            } else {
+                l.problems.push(ConfigError {
+                    setting: name,
+                    problem: format!("`{value}` is not 1 to 64 letters, digits, `_` or `-`"),
+                });
+                default.to_owned()
+            }
+        };
+        let voice_id = id("ELEVENLABS_VOICE_ID", "21m00Tcm4TlvDq8ikWAM");
+        let model_id = id("ELEVENLABS_MODEL_ID", "eleven_multilingual_v2");
+        let timeout_ms = l.or(
+            number(source, "ELEVENLABS_TIMEOUT_MS", 30_000, 100..=300_000),
+            30_000,
+        );
+        let mut api_key = l.secret(Secret::read(source, "ELEVENLABS_API_KEY"));
+        if let Some(setting) = l.first_since(mark) {
+            api_key.block(setting);
+        }
+        Self {
+            api_url,
+            api_key,
+            voice_id,
+            model_id,
             timeout_ms,
         }
     }
@@ -775,6 +834,7 @@ impl Config {
         let ledger = LedgerConfig::load(&mut l);
         let accounts = AccountsConfig::load(&mut l);
         let chat = ChatConfig::load(&mut l);
+        let voice = VoiceConfig::load(&mut l);
         let legacy_site = l.or(legacy_site(source), None);
         let host_routes = l.or(
             crate::core::host_routes::parse(&optional(source, "HOST_ROUTES").unwrap_or_default())
@@ -806,6 +866,7 @@ impl Config {
             ledger,
             accounts,
             chat,
+            voice,
             legacy_site,
             host_routes,
             request_log,

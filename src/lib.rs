@@ -40,6 +40,7 @@ pub mod scheduled;
 pub mod sites;
 pub mod storage;
 pub mod upstream;
+pub mod voice;
 pub mod webhooks;
 pub mod workflows;
 

@@ -14,14 +14,14 @@
 
 use crate::accounts::http::{self as accounts, views as account_views};
 use crate::audit::http as audit;
-use crate::chat::http as chat;
-use crate::chat::rules as chat_rules;
 use crate::billing::http as billing;
 use crate::billing::http::views as billing_views;
+use crate::chat::http as chat;
+use crate::chat::rules as chat_rules;
 use crate::contract::{self, OpenApiDocument};
 use crate::health::http as health;
 use crate::http::access::{
-    EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey, Staff,
+    EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey, SiteKeyOrLegacy, Staff,
 };
 use crate::http::dispatch::RouteTable;
 use crate::http::doc::Doc;
@@ -50,6 +50,8 @@ use crate::platforms::service::{USER_ID_HEADER, USER_PLAN_HEADER};
 use crate::provider_keys::http::{admin, keys as provider_keys, views as key_views};
 use crate::proxy::http as proxy;
 use crate::sites::http::{self as sites, views as site_views};
+use crate::voice::http as voice;
+use crate::voice::rules as voice_rules;
 use crate::webhooks::http as clerk_webhook;
 use crate::workflows::http as workflows;
 use crate::workflows::service::{NewWorkflow, WorkflowPatch};
@@ -767,7 +769,7 @@ pub fn table() -> RouteTable {
                 .errors(&["conflict"]),
         )
         // Site chat: a site's visitors talk to the org's model, paid from the org's tokens.
-        .post("/chat", SiteKey, chat::chat)
+        .post("/chat", SiteKeyOrLegacy, chat::chat)
         .doc(
             Doc::new(
                 "A visitor's message to the site's assistant, answered with the session that \
@@ -787,6 +789,16 @@ pub fn table() -> RouteTable {
                 "upstream_error",
                 "not_configured",
             ]),
+        )
+        .post("/voice", SiteKeyOrLegacy, voice::speak)
+        .doc(
+            Doc::new(
+                "Speech for a site's text (ElevenLabs), its characters paid exactly from the \
+                 org's monthly voice characters",
+            )
+            .body::<voice_rules::VoiceBody>()
+            .media(200, "audio/mpeg", "The speech, streamed through")
+            .errors(&["quota_exceeded", "upstream_error", "not_configured"]),
         )
         // The metered model proxy, in OpenAI's shapes (its client libraries call it).
         .post("/v1/chat/completions", Scoped(Usage), proxy::completions)

@@ -515,6 +515,18 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
+/// A non-JSON body's schema: text for events, bytes for anything else.
+fn media_content(media: &str) -> utoipa::openapi::Content {
+    let schema = if media.starts_with("text/") {
+        ObjectBuilder::new().schema_type(Type::String)
+    } else {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(
+            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary),
+        ))
+    };
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -630,16 +642,4 @@ mod tests {
             "get_api_user_api_keys__id"
         );
     }
-}
-
-/// A non-JSON body's schema: text for events, bytes for anything else.
-fn media_content(media: &str) -> utoipa::openapi::Content {
-    let schema = if media.starts_with("text/") {
-        ObjectBuilder::new().schema_type(Type::String)
-    } else {
-        ObjectBuilder::new().schema_type(Type::String).format(Some(
-            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary),
-        ))
-    };
-    ContentBuilder::new().schema(Some(schema)).build()
 }

@@ -78,28 +78,44 @@ fn messages(world: &World, session_id: &str) -> Vec<Value> {
 
 fn a_conversation_continues_its_session_is_logged_and_paid_by_the_org(world: &World) {
     let site = site(world);
-    let config = world
-        .authed("PATCH", "/portal/config", &site.admin)
-        .json(&json!({ "system_prompt": "You answer for the test clinic.", "max_reply_tokens": 40 }));
+    let config = world.authed("PATCH", "/portal/config", &site.admin).json(
+        &json!({ "system_prompt": "You answer for the test clinic.", "max_reply_tokens": 40 }),
+    );
     assert_eq!(config.status, 200, "{}", config.body);
-    let hook = world.authed("POST", "/portal/workflows", &site.admin).json(&json!({
-        "trigger": "chat.session.started", "url": "https://hooks.example.invalid/chat",
-    }));
+    let hook = world
+        .authed("POST", "/portal/workflows", &site.admin)
+        .json(&json!({
+            "trigger": "chat.session.started", "url": "https://hooks.example.invalid/chat",
+        }));
     assert_eq!(hook.status, 201, "{}", hook.body);
     let marker = unique("conv-");
     let first = format!("{marker} what are your hours? [reply:3]");
-    let reply = chat(world, &site, &json!({ "message": first, "visitor_id": "visitor-1" }));
+    let reply = chat(
+        world,
+        &site,
+        &json!({ "message": first, "visitor_id": "visitor-1" }),
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.header("access-control-allow-origin"), Some(site.origin.as_str()));
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some(site.origin.as_str())
+    );
     let answer = reply.json();
     assert_eq!(answer["response"], "tok tok tok ");
     let session = answer["session_id"].as_str().unwrap().to_owned();
-    assert!(session.starts_with("cs_") && session.len() == 27, "{session}");
+    assert!(
+        session.starts_with("cs_") && session.len() == 27,
+        "{session}"
+    );
     assert!(answer["latency_ms"].as_u64().is_some(), "{answer}");
     let first_usage = answer["usage"]["total_tokens"].as_u64().unwrap();
 
     let second = format!("{marker} and on sundays? [reply:2]");
-    let reply = chat(world, &site, &json!({ "message": second, "sessionId": session }));
+    let reply = chat(
+        world,
+        &site,
+        &json!({ "message": second, "sessionId": session }),
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     let answer = reply.json();
     assert_eq!(answer["session_id"], session.as_str(), "the same session");
@@ -125,11 +141,16 @@ fn a_conversation_continues_its_session_is_logged_and_paid_by_the_org(world: &Wo
     assert_eq!(logged[0]["content"], first.as_str());
     assert_eq!(logged[1]["output_tokens"], 3);
     assert!(logged[1]["latency_ms"].as_u64().is_some());
-    assert!(logged.iter().all(|m| m["org_id"] == site.org.id.as_str() && m["site_id"] == site.id.as_str()));
+    assert!(logged
+        .iter()
+        .all(|m| m["org_id"] == site.org.id.as_str() && m["site_id"] == site.id.as_str()));
     let sessions = world.d1_query(&format!(
         "SELECT visitor_id, org_id FROM chat_sessions WHERE id = '{session}'"
     ));
-    assert_eq!(sessions, [json!({"visitor_id": "visitor-1", "org_id": site.org.id})]);
+    assert_eq!(
+        sessions,
+        [json!({"visitor_id": "visitor-1", "org_id": site.org.id})]
+    );
     // The org's tokens paid for both answers.
     assert_eq!(org_tokens(world, &site.org.id), first_usage + second_usage);
     // One chat.session.started delivery for the one new session.
@@ -150,7 +171,10 @@ fn a_streamed_answer_ends_with_the_session_latency_and_usage(world: &World) {
     let message = format!("{} hi [reply:4]", unique("stream-"));
     let reply = chat(world, &site, &json!({ "message": message, "stream": true }));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(reply.header("content-type").unwrap().starts_with("text/event-stream"));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
     let events: Vec<(&str, Value)> = reply
         .body
         .split("\n\n")
@@ -207,8 +231,14 @@ fn refusals_change_nothing_and_never_call_the_model(world: &World) {
     for (body, field) in [
         (json!({ "message": "   " }), "message"),
         (json!({ "message": "x".repeat(4001) }), "message"),
-        (json!({ "message": "hi", "session_id": "uuid-here" }), "session_id"),
-        (json!({ "message": "hi", "visitor_id": "has space" }), "visitor_id"),
+        (
+            json!({ "message": "hi", "session_id": "uuid-here" }),
+            "session_id",
+        ),
+        (
+            json!({ "message": "hi", "visitor_id": "has space" }),
+            "visitor_id",
+        ),
     ] {
         let reply = chat(world, &site, &body);
         let error = reply.assert_error(400, "validation_failed");
@@ -234,11 +264,18 @@ fn refusals_change_nothing_and_never_call_the_model(world: &World) {
     ));
     // A paused site.
     let paused = world
-        .authed("PATCH", &format!("/portal/engines/{}", site.id), &site.admin)
+        .authed(
+            "PATCH",
+            &format!("/portal/engines/{}", site.id),
+            &site.admin,
+        )
         .json(&json!({ "status": "paused" }));
     assert_eq!(paused.status, 200, "{}", paused.body);
     chat(world, &site, &message).assert_error(403, "forbidden");
-    assert!(world.fakes.model.requests_with(&marker).is_empty(), "the model was called");
+    assert!(
+        world.fakes.model.requests_with(&marker).is_empty(),
+        "the model was called"
+    );
     before.assert_unchanged(world);
 }
 
@@ -257,7 +294,10 @@ fn a_visitor_is_held_to_twenty_messages_a_minute(world: &World) {
     assert!(!refused.is_empty(), "no message was refused");
     assert!(refused.iter().all(|r| r.header("retry-after").is_some()));
     let answered = replies.iter().filter(|r| r.status == 200).count();
-    assert!(answered <= 40 && answered + refused.len() == 41, "answered {answered}");
+    assert!(
+        answered <= 40 && answered + refused.len() == 41,
+        "answered {answered}"
+    );
     // Another visitor of the same site is not held by the first one's count.
     let other = chat(
         world,

@@ -528,11 +528,11 @@ fn the_overview_and_insights_read_the_orgs_meters_and_daily_metrics(world: &Worl
                 ('site_1{b}', '{b}', 'Chat', 'chatbot', 'sk_{bslug}_live_1{b}', 'live', 'now', 'now'); \
          INSERT INTO org_daily_metrics (org_id, site_id, day, sessions, messages, latency_avg_ms, \
                                         latency_p95_ms, tokens, voice_chars, computed_at) \
-         VALUES ('{a}', 'site_1{a}', strftime('%Y-%m-%d', 'now', '-1 days'), 2, 10, 100, 300, 500, 0, 'now'), \
-                ('{a}', 'site_2{a}', strftime('%Y-%m-%d', 'now', '-1 days'), 1, 30, 200, 250, 0, 40, 'now'), \
-                ('{a}', 'site_1{a}', strftime('%Y-%m-%d', 'now', '-3 days'), 4, 20, 400, 900, 700, 0, 'now'), \
+         VALUES ('{a}', 'site_1{a}', strftime('%Y-%m-%d', 'now', '-8 days'), 2, 10, 100, 300, 500, 0, 'now'), \
+                ('{a}', 'site_2{a}', strftime('%Y-%m-%d', 'now', '-8 days'), 1, 30, 200, 250, 0, 40, 'now'), \
+                ('{a}', 'site_1{a}', strftime('%Y-%m-%d', 'now', '-10 days'), 4, 20, 400, 900, 700, 0, 'now'), \
                 ('{a}', 'site_1{a}', strftime('%Y-%m-%d', 'now', '-45 days'), 50, 500, 100, 100, 1, 0, 'now'), \
-                ('{b}', 'site_1{b}', strftime('%Y-%m-%d', 'now', '-1 days'), 70, 700, 10, 10, 7, 0, 'now');",
+                ('{b}', 'site_1{b}', strftime('%Y-%m-%d', 'now', '-8 days'), 70, 700, 10, 10, 7, 0, 'now');",
         a = a.id,
         b = b.id,
         slug = a.slug,
@@ -557,16 +557,19 @@ fn the_overview_and_insights_read_the_orgs_meters_and_daily_metrics(world: &Worl
     assert_eq!(totals["avg_latency_ms"], 250);
     assert_eq!(totals["p95_latency_ms"], 900);
 
-    // The series: every day, zeros where nothing happened, one site or all.
-    let today = world.d1_query(
-        "SELECT strftime('%Y-%m-%d', 'now') AS d, strftime('%Y-%m-%d', 'now', '-4 days') AS f",
+    // The series: every day, zeros where nothing happened, one site or all. (The rows are
+    // older than the scheduled roll-up's window, which other cases fire meanwhile: it
+    // recomputes the last 7 days from the chat and voice logs, which these rows have none of.)
+    let range = world.d1_query(
+        "SELECT strftime('%Y-%m-%d', 'now', '-7 days') AS d, \
+                strftime('%Y-%m-%d', 'now', '-11 days') AS f",
     )[0]
     .clone();
-    let (today, from) = (today["d"].as_str().unwrap(), today["f"].as_str().unwrap());
+    let (to, from) = (range["d"].as_str().unwrap(), range["f"].as_str().unwrap());
     let reply = world
         .authed(
             "GET",
-            &format!("/portal/insights?from={from}&to={today}"),
+            &format!("/portal/insights?from={from}&to={to}"),
             &member,
         )
         .send();
@@ -575,7 +578,7 @@ fn the_overview_and_insights_read_the_orgs_meters_and_daily_metrics(world: &Worl
     let days = body["days"].as_array().unwrap();
     assert_eq!(days.len(), 5);
     assert_eq!(days[0]["day"], from);
-    assert_eq!(days[4]["day"], today);
+    assert_eq!(days[4]["day"], to);
     let messages: Vec<u64> = days
         .iter()
         .map(|d| d["messages"].as_u64().unwrap())
@@ -588,7 +591,7 @@ fn the_overview_and_insights_read_the_orgs_meters_and_daily_metrics(world: &Worl
         .authed(
             "GET",
             &format!(
-                "/portal/insights?from={from}&to={today}&site_id=site_2{}",
+                "/portal/insights?from={from}&to={to}&site_id=site_2{}",
                 a.id
             ),
             &member,
@@ -607,7 +610,7 @@ fn the_overview_and_insights_read_the_orgs_meters_and_daily_metrics(world: &Worl
     reply.assert_error(404, "not_found");
     assert!(!reply.body.contains("700"));
     for query in [
-        format!("from={today}&to={from}"),
+        format!("from={to}&to={from}"),
         "from=2026-02-30".to_owned(),
         "to=yesterday".to_owned(),
         "from=2024-01-01&to=2026-01-01".to_owned(),

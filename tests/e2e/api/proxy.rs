@@ -40,7 +40,10 @@ const MIN_REPLY: u64 = 16;
 /// A fresh basic-plan user: (Clerk token, user id, an API key with scope `usage`).
 fn user(world: &World) -> (String, String, String) {
     let (_, token) = clerk_user_on_plan(world, "basic");
-    let profile = world.authed("GET", "/api/user/profile", &token).send().json();
+    let profile = world
+        .authed("GET", "/api/user/profile", &token)
+        .send()
+        .json();
     let id = profile["id"].as_str().unwrap().to_owned();
     let key = world
         .authed("POST", "/api/user/api-keys", &token)
@@ -64,8 +67,14 @@ fn counter(world: &World, user_id: &str) -> (u64, u64) {
         "SELECT used, reserved FROM meter_counters WHERE subject_kind = 'user' \
          AND subject_id = '{user_id}' AND meter = 'tokens'"
     ));
-    let row = row.first().cloned().unwrap_or(json!({"used": 0, "reserved": 0}));
-    (row["used"].as_u64().unwrap(), row["reserved"].as_u64().unwrap())
+    let row = row
+        .first()
+        .cloned()
+        .unwrap_or(json!({"used": 0, "reserved": 0}));
+    (
+        row["used"].as_u64().unwrap(),
+        row["reserved"].as_u64().unwrap(),
+    )
 }
 
 fn records(world: &World, user_id: &str) -> Vec<Value> {
@@ -122,7 +131,11 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
     );
     let sent = world.fakes.model.requests_with(&marker);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0]["max_tokens"], 50, "the quota affords all 50: {}", sent[0]);
+    assert_eq!(
+        sent[0]["max_tokens"], 50,
+        "the quota affords all 50: {}",
+        sent[0]
+    );
     assert_eq!(counter(world, &user_id), (prompt + 5, 0));
 
     // Streamed, with the usage chunk asked for.
@@ -134,9 +147,17 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
         "stream": true, "stream_options": {"include_usage": true},
     }));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(reply.header("content-type").unwrap().starts_with("text/event-stream"));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
     let data = events(&reply.body);
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{}", reply.body);
+    assert_eq!(
+        data.last().map(String::as_str),
+        Some("[DONE]"),
+        "{}",
+        reply.body
+    );
     let chunks: Vec<Value> = data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str(d).unwrap())
@@ -146,7 +167,9 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(text, "tok ".repeat(3));
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     let prompt2 = ("be brief".len() as u64 + content2.chars().count() as u64).div_ceil(4);
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["prompt_tokens"], prompt2, "{}", reply.body);
@@ -164,7 +187,10 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
     assert_eq!(rows[0]["model"], CHAT_OTHER_MODEL);
     assert_eq!(rows[1]["model"], CHAT_MODEL);
     assert_eq!(rows[1]["input_tokens"], prompt2);
-    assert!(rows.iter().all(|r| r["reservation_status"] == "settled"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["reservation_status"] == "settled"),
+        "{rows:?}"
+    );
 }
 
 fn the_official_openai_python_client_gets_a_completion_and_a_stream(world: &World) {
@@ -213,9 +239,8 @@ print("models", " ".join(m.id for m in client.models.list()))
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let prompt = |reply: u64| {
-        (format!("{marker} [reply:{reply}]").chars().count() as u64).div_ceil(4)
-    };
+    let prompt =
+        |reply: u64| (format!("{marker} [reply:{reply}]").chars().count() as u64).div_ceil(4);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], format!("plain 4 {} 4", prompt(4)));
     assert_eq!(lines[1], format!("stream 6 {} 6", prompt(6)));
@@ -227,11 +252,23 @@ print("models", " ".join(m.id for m in client.models.list()))
     let rows = records(world, &user_id);
     let counts: Vec<(u64, u64)> = rows
         .iter()
-        .map(|r| (r["input_tokens"].as_u64().unwrap(), r["output_tokens"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["input_tokens"].as_u64().unwrap(),
+                r["output_tokens"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(counts, [(prompt(4), 4), (prompt(6), 6)], "{rows:?}");
-    let history = world.authed("GET", "/api/usage/history", &key).send().json();
-    assert_eq!(history["data"].as_array().map(Vec::len), Some(2), "{history}");
+    let history = world
+        .authed("GET", "/api/usage/history", &key)
+        .send()
+        .json();
+    assert_eq!(
+        history["data"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
 }
 
 fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
@@ -256,10 +293,16 @@ fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
         }))
     });
     let (used, reserved) = settled(world, &user_id);
-    assert!(used <= BASIC_LIMIT, "used {used} passed the limit {BASIC_LIMIT}");
+    assert!(
+        used <= BASIC_LIMIT,
+        "used {used} passed the limit {BASIC_LIMIT}"
+    );
     assert_eq!(reserved, 0);
     let answered = replies.iter().filter(|r| r.status == 200).count();
-    assert!(answered >= 5, "at least 1000/208 calls fit: {answered} answered");
+    assert!(
+        answered >= 5,
+        "at least 1000/208 calls fit: {answered} answered"
+    );
     for reply in &replies {
         match reply.status {
             200 => assert_eq!(
@@ -308,7 +351,10 @@ fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
     held.sort_unstable();
     assert_eq!(asked.len(), answered);
     assert_eq!(asked, held, "max_tokens asked vs holds");
-    assert!(asked.iter().all(|&n| (MIN_REPLY..=200).contains(&n)), "{asked:?}");
+    assert!(
+        asked.iter().all(|&n| (MIN_REPLY..=200).contains(&n)),
+        "{asked:?}"
+    );
 }
 
 fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(world: &World) {
@@ -323,7 +369,11 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
         assert_eq!(error["type"], "api_error");
     }
     assert_eq!(world.fakes.model.requests_with(&marker).len(), 2);
-    assert_eq!(settled(world, &user_id), (0, 0), "nothing charged, nothing held");
+    assert_eq!(
+        settled(world, &user_id),
+        (0, 0),
+        "nothing charged, nothing held"
+    );
     assert!(records(world, &user_id).is_empty());
 
     // Cut after 10 of 40 tokens: the prompt's estimate and the 10 tokens (40 characters).
@@ -347,7 +397,10 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
     }));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let before = estimate(&[&format!("{marker} [reply:40] [cut:10]")]) + 10;
-    assert_eq!(settled(world, &user_id), (before + estimate(&[&content]) + 30, 0));
+    assert_eq!(
+        settled(world, &user_id),
+        (before + estimate(&[&content]) + 30, 0)
+    );
 }
 
 fn a_client_that_leaves_mid_stream_is_charged_what_was_produced(world: &World) {
@@ -369,10 +422,16 @@ fn a_client_that_leaves_mid_stream_is_charged_what_was_produced(world: &World) {
     // Read until a few tokens have arrived, then leave.
     let mut seen = Vec::new();
     let mut buffer = [0u8; 4096];
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     while String::from_utf8_lossy(&seen).matches("tok ").count() < 5 {
         let n = socket.read(&mut buffer).unwrap();
-        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buffer[..n]);
     }
     drop(socket);
@@ -404,18 +463,62 @@ fn refusals_are_in_openais_shape_and_change_nothing(world: &World) {
         BASIC_LIMIT - (estimate(&[&content]) + MIN_REPLY - 1)
     ));
     let before = world.snapshot(&rows);
-    let send = |credential: &str, body: Value| {
-        world.authed("POST", COMPLETIONS, credential).json(&body)
-    };
+    let send =
+        |credential: &str, body: Value| world.authed("POST", COMPLETIONS, credential).json(&body);
     let msg = json!([{"role": "user", "content": content}]);
     let cases = [
-        (send(&key, json!({"messages": msg})), 402, "quota_exceeded", "insufficient_quota", Value::Null),
-        (send(&token, json!({"messages": msg, "stream": true})), 402, "quota_exceeded", "insufficient_quota", Value::Null),
-        (send(&key, json!({"messages": msg, "model": "no/such"})), 400, "validation_failed", "invalid_request_error", json!("model")),
-        (send(&key, json!({"messages": []})), 400, "validation_failed", "invalid_request_error", json!("messages")),
-        (send(&key, json!({"messages": msg, "max_tokens": 0})), 400, "validation_failed", "invalid_request_error", json!("max_tokens")),
-        (send(&key, json!({"messages": [{"role": "tool", "content": "x"}]})), 400, "validation_failed", "invalid_request_error", json!("messages[0].role")),
-        (send("tg_not_a_key", json!({"messages": msg})), 401, "unauthorized", "authentication_error", Value::Null),
+        (
+            send(&key, json!({"messages": msg})),
+            402,
+            "quota_exceeded",
+            "insufficient_quota",
+            Value::Null,
+        ),
+        (
+            send(&token, json!({"messages": msg, "stream": true})),
+            402,
+            "quota_exceeded",
+            "insufficient_quota",
+            Value::Null,
+        ),
+        (
+            send(&key, json!({"messages": msg, "model": "no/such"})),
+            400,
+            "validation_failed",
+            "invalid_request_error",
+            json!("model"),
+        ),
+        (
+            send(&key, json!({"messages": []})),
+            400,
+            "validation_failed",
+            "invalid_request_error",
+            json!("messages"),
+        ),
+        (
+            send(&key, json!({"messages": msg, "max_tokens": 0})),
+            400,
+            "validation_failed",
+            "invalid_request_error",
+            json!("max_tokens"),
+        ),
+        (
+            send(
+                &key,
+                json!({"messages": [{"role": "tool", "content": "x"}]}),
+            ),
+            400,
+            "validation_failed",
+            "invalid_request_error",
+            json!("messages[0].role"),
+        ),
+        (
+            send("tg_not_a_key", json!({"messages": msg})),
+            401,
+            "unauthorized",
+            "authentication_error",
+            Value::Null,
+        ),
     ];
     for (reply, status, code, kind, param) in cases {
         let error = reply.assert_error(status, code);
@@ -423,8 +526,14 @@ fn refusals_are_in_openais_shape_and_change_nothing(world: &World) {
         assert_eq!(error["param"], param, "{}", reply.body);
     }
     let missing = world.call("GET", "/v1/nothing").send();
-    assert_eq!(missing.assert_error(404, "not_found")["type"], "invalid_request_error");
-    assert!(world.fakes.model.requests_with(&marker).is_empty(), "the model was not called");
+    assert_eq!(
+        missing.assert_error(404, "not_found")["type"],
+        "invalid_request_error"
+    );
+    assert!(
+        world.fakes.model.requests_with(&marker).is_empty(),
+        "the model was not called"
+    );
     before.assert_unchanged(world);
     let models = world.authed("GET", "/v1/models", &key).send();
     assert_eq!(models.status, 200, "{}", models.body);

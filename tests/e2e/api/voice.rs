@@ -1,24 +1,275 @@
-//! Koby's voice endpoint's groundwork: HOST_ROUTES under `wrangler dev`.
+//! Site voice through the real worker and the fake ElevenLabs: the audio comes back as
+//! `audio/mpeg`, the text's characters are charged exactly to the org's monthly voice
+//! characters (never past them under concurrency), a failed provider gives them back, and bad
+//! input changes nothing. Also the seed's ways in: legacy mode (no key: the site
+//! `CHAT_LEGACY_SITE` names, off by default) and `POST /` of a host `HOST_ROUTES` maps.
 
+use serde_json::{json, Value};
+
+use super::api_keys::all_at_once;
+use super::portal::{make_org, member_token, TestOrg};
 use super::Case;
-use crate::harness::World;
+use crate::fakes::audio_for;
+use crate::harness::identity::unique;
+use crate::harness::snapshot::Rows;
+use crate::harness::{Reply, World};
 
 pub fn cases() -> Vec<Case> {
-    crate::cases!(voice: host_routes_serve_post_root_of_a_mapped_host_as_its_path)
+    crate::cases!(voice:
+        speech_comes_back_as_audio_and_its_characters_are_charged_exactly,
+        concurrent_speech_never_passes_the_orgs_characters,
+        a_failed_provider_gives_the_characters_back_and_bad_input_changes_nothing,
+        legacy_mode_and_host_routes_serve_the_seeds_clients,
+    )
 }
 
-/// `POST /` with a mapped `Host` is served as the mapped path (here `/api/usage/report`: its
-/// 401 without a bearer), and unmapped it is the root's own answer (405, GET only).
-fn host_routes_serve_post_root_of_a_mapped_host_as_its_path(_world: &World) {
-    let mapped = World::start_with(&[("HOST_ROUTES", "report.voice.test=/api/usage/report")])
-        .expect("a worker with HOST_ROUTES starts");
-    let routed = mapped
+/// The basic plan's voice characters a month in the test catalog.
+const BASIC_VOICE_CHARS: u64 = 100_000;
+
+struct Site {
+    org: TestOrg,
+    admin: String,
+    id: String,
+    key: String,
+    origin: String,
+}
+
+fn site(world: &World, kind: &str) -> Site {
+    let org = make_org(world, "basic");
+    let admin = member_token(world, &org.clerk_id, "admin", false);
+    let origin = format!("https://{}.example", org.slug);
+    let reply = world
+        .authed("POST", "/portal/engines", &admin)
+        .json(&json!({ "name": "Voice", "type": kind, "origins": [origin] }));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let made = reply.json();
+    Site {
+        id: made["id"].as_str().unwrap().to_owned(),
+        key: made["site_key"].as_str().unwrap().to_owned(),
+        org,
+        admin,
+        origin,
+    }
+}
+
+fn speak(world: &World, site: &Site, body: &Value) -> Reply {
+    world
+        .call("POST", "/voice")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", &site.origin)
+        .json(body)
+}
+
+fn voice_counter(world: &World, org_id: &str) -> (u64, u64) {
+    let row = world.d1_query(&format!(
+        "SELECT used, reserved FROM meter_counters WHERE subject_kind = 'org' \
+         AND subject_id = '{org_id}' AND meter = 'voice_chars'"
+    ));
+    let row = row
+        .first()
+        .cloned()
+        .unwrap_or(json!({"used": 0, "reserved": 0}));
+    (
+        row["used"].as_u64().unwrap(),
+        row["reserved"].as_u64().unwrap(),
+    )
+}
+
+fn speech_comes_back_as_audio_and_its_characters_are_charged_exactly(world: &World) {
+    let site = site(world, "voice");
+    let text = format!("{} héllo, wörld", unique("speak-"));
+    let chars = text.chars().count() as u64;
+    let reply = speak(world, &site, &json!({ "text": text }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("audio/mpeg"));
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some(site.origin.as_str())
+    );
+    assert_eq!(reply.body.as_bytes(), audio_for(&text).as_slice());
+    assert_eq!(voice_counter(world, &site.org.id), (chars, 0));
+    let sent = world.fakes.elevenlabs.spoken_with(&text);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "fakevoice", "the operator's default voice");
+    assert_eq!(sent[0].1["model_id"], "eleven_multilingual_v2");
+    // Another voice and model by request.
+    let other = format!("{} again", unique("speak-"));
+    let reply = speak(
+        world,
+        &site,
+        &json!({ "text": other, "voiceId": "voice_2", "model_id": "eleven_flash_v2_5" }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sent = world.fakes.elevenlabs.spoken_with(&other);
+    assert_eq!(sent[0].0, "voice_2");
+    assert_eq!(sent[0].1["model_id"], "eleven_flash_v2_5");
+    let total = chars + other.chars().count() as u64;
+    assert_eq!(voice_counter(world, &site.org.id), (total, 0));
+    let logged = world.d1_query(&format!(
+        "SELECT chars, status, site_id FROM voice_requests WHERE org_id = '{}' ORDER BY created_at, rowid",
+        site.org.id
+    ));
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!(logged[0]["chars"], chars);
+    assert_eq!(logged[0]["status"], "ok");
+    assert_eq!(logged[0]["site_id"], site.id.as_str());
+    // The portal shows today's characters live.
+    let overview = world.authed("GET", "/portal/overview", &site.admin).send();
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    assert_eq!(overview.json()["usage"]["voice_chars"]["used"], total);
+}
+
+fn concurrent_speech_never_passes_the_orgs_characters(world: &World) {
+    let site = site(world, "voice");
+    let warm = speak(world, &site, &json!({ "text": "warm" }));
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    // 100 characters left: twenty requests of 10, at once, fit ten.
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET used = {} WHERE subject_kind = 'org' \
+         AND subject_id = '{}' AND meter = 'voice_chars'",
+        BASIC_VOICE_CHARS - 100,
+        site.org.id
+    ));
+    let marker = unique("v");
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("{:<10}", format!("{marker}{i}"))[..10].to_owned())
+        .collect();
+    let replies = all_at_once(20, |i| speak(world, &site, &json!({ "text": texts[i] })));
+    let spoken = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        reply.assert_error(402, "quota_exceeded");
+    }
+    assert_eq!(spoken, 10, "exactly the ten that fit");
+    assert_eq!(voice_counter(world, &site.org.id), (BASIC_VOICE_CHARS, 0));
+    assert_eq!(
+        world.fakes.elevenlabs.spoken_with(&marker).len(),
+        10,
+        "refused ones never reach the provider"
+    );
+}
+
+fn a_failed_provider_gives_the_characters_back_and_bad_input_changes_nothing(world: &World) {
+    let site = site(world, "voice");
+    let reply = speak(world, &site, &json!({ "text": "this one [fail]s" }));
+    reply.assert_error(502, "upstream_error");
+    assert_eq!(voice_counter(world, &site.org.id), (0, 0), "given back");
+    let held = world.d1_query(&format!(
+        "SELECT status FROM usage_reservations WHERE subject_id = '{}'",
+        site.org.id
+    ));
+    assert_eq!(
+        held,
+        [json!({"status": "settled"})],
+        "released, nothing recorded"
+    );
+    let failed = world.d1_query(&format!(
+        "SELECT status FROM voice_requests WHERE org_id = '{}'",
+        site.org.id
+    ));
+    assert_eq!(failed, [json!({"status": "failed"})]);
+
+    let rows = Rows::new()
+        .where_eq("meter_counters", "subject_id", &site.org.id)
+        .where_eq("usage_reservations", "subject_id", &site.org.id)
+        .where_eq("usage_records", "subject_id", &site.org.id)
+        .where_eq("voice_requests", "org_id", &site.org.id);
+    let before = world.snapshot(&rows);
+    let marker = unique("bad-");
+    for (body, field) in [
+        (json!({ "text": "" }), "text"),
+        (json!({ "text": " \n " }), "text"),
+        (json!({ "text": "é".repeat(5001) }), "text"),
+        (
+            json!({ "text": format!("{marker} hi"), "voice_id": "../../v1/user" }),
+            "voice_id",
+        ),
+        (
+            json!({ "text": format!("{marker} hi"), "model_id": "a b" }),
+            "model_id",
+        ),
+    ] {
+        let reply = speak(world, &site, &body);
+        let error = reply.assert_error(400, "validation_failed");
+        assert_eq!(error["fields"][0]["field"], field, "{}", reply.body);
+    }
+    let foreign = world
+        .call("POST", "/voice")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", "https://elsewhere.example")
+        .json(&json!({ "text": format!("{marker} hi") }));
+    foreign.assert_error(403, "forbidden");
+    let keyless = world
+        .call("POST", "/voice")
+        .json(&json!({ "text": format!("{marker} hi") }));
+    keyless.assert_error(401, "unauthorized");
+    assert!(world.fakes.elevenlabs.spoken_with(&marker).is_empty());
+    before.assert_unchanged(world);
+}
+
+/// A worker of its own with legacy mode on and a host map: `POST /` of the chat host is
+/// `/chat` for the legacy site, of the voice host `/voice`.
+fn legacy_mode_and_host_routes_serve_the_seeds_clients(_world: &World) {
+    let legacy_id = format!("site_{}", unique("legacy").to_ascii_lowercase());
+    let world = World::start_with(&[
+        ("CHAT_LEGACY_SITE", legacy_id.as_str()),
+        ("HOST_ROUTES", "chat.e2e.test=/chat,voice.e2e.test=/voice"),
+    ])
+    .expect("a worker in legacy mode starts");
+    let org = make_org(&world, "basic");
+    let slug = &org.slug;
+    let origin = format!("https://{slug}.example");
+    world.d1_query_all(&format!(
+        "INSERT INTO sites (id, org_id, name, type, status, site_key, env, allow_server_calls, \
+             created_at, updated_at) \
+         VALUES ('{legacy_id}', '{}', 'Legacy', 'chatbot', 'active', 'sk_{slug}_live_{}', 'live', 0, \
+             '2026-11-28T00:00:00Z', '2026-11-28T00:00:00Z'); \
+         INSERT INTO site_origins (site_id, origin) VALUES ('{legacy_id}', '{origin}')",
+        org.id,
+        "L".repeat(32)
+    ));
+    let marker = unique("legacy-");
+    // No key: the legacy site answers, from its origin or a server.
+    let reply = world
+        .call("POST", "/chat")
+        .header("Origin", &origin)
+        .json(&json!({ "message": format!("{marker} hi [reply:2]") }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply.json()["session_id"].as_str().unwrap().to_owned();
+    let logged = world.d1_query(&format!(
+        "SELECT site_id, org_id FROM chat_sessions WHERE id = '{session}'"
+    ));
+    assert_eq!(logged, [json!({"site_id": legacy_id, "org_id": org.id})]);
+    // The seed's clients: POST / of the chat host, of the voice host.
+    let routed = world
         .call("POST", "/")
-        .header("Host", "report.voice.test")
-        .json(&serde_json::json!({}));
-    // /api/usage/report's own refusal (it needs a bearer credential).
-    assert_eq!(routed.status, 401, "{}", routed.body);
+        .header("Host", "chat.e2e.test")
+        .json(&json!({ "message": format!("{marker} again [reply:1]"), "session_id": session }));
+    assert_eq!(routed.status, 200, "{}", routed.body);
+    assert_eq!(routed.json()["session_id"], session.as_str());
+    let text = format!("{marker} spoken");
+    let spoken = world
+        .call("POST", "/")
+        .header("Host", "voice.e2e.test")
+        .json(&json!({ "text": text }));
+    assert_eq!(spoken.status, 200, "{}", spoken.body);
+    assert_eq!(spoken.header("content-type"), Some("audio/mpeg"));
+    assert_eq!(spoken.body.as_bytes(), audio_for(&text).as_slice());
+    // Legacy mode still holds the legacy site to its origins, its status and its org's.
+    let foreign = world
+        .call("POST", "/chat")
+        .header("Origin", "https://elsewhere.example")
+        .json(&json!({ "message": format!("{marker} nope") }));
+    foreign.assert_error(403, "forbidden");
+    world.d1_query(&format!(
+        "UPDATE sites SET status = 'paused' WHERE id = '{legacy_id}'"
+    ));
+    let paused = world
+        .call("POST", "/chat")
+        .json(&json!({ "message": format!("{marker} paused") }));
+    paused.assert_error(403, "forbidden");
     // Unmapped, POST / is the root's (GET only).
-    let plain = mapped.call("POST", "/").json(&serde_json::json!({}));
+    let plain = world.call("POST", "/").json(&json!({}));
     assert_eq!(plain.status, 405, "{}", plain.body);
+    // The model heard only the admitted messages.
+    assert_eq!(world.fakes.model.requests_with(&marker).len(), 2);
 }

@@ -8,6 +8,7 @@
 //! subscriptions (and the webhook Events it sends) are in [`stripe`].
 
 mod clerk;
+mod elevenlabs;
 mod mail;
 mod model;
 mod openrouter;
@@ -15,6 +16,8 @@ mod receiver;
 mod stripe;
 
 pub use clerk::FakeClerk;
+#[allow(unused_imports)]
+pub use elevenlabs::{audio_for, FakeElevenLabs};
 pub use mail::FakeMail;
 #[allow(unused_imports)]
 pub use model::{FakeModel, ModelFault};
@@ -274,6 +277,8 @@ pub struct Fakes {
     pub mail: FakeMail,
     /// An OpenAI-compatible model API (on a free port).
     pub model: FakeModel,
+    /// ElevenLabs' text to speech (on a free port).
+    pub elevenlabs: FakeElevenLabs,
 }
 
 impl Fakes {
@@ -296,6 +301,7 @@ impl Fakes {
             stripe: FakeStripe::start_on(STRIPE_SECRET_KEY, stripe)?,
             mail: FakeMail::start_on(MAIL_API_KEY, "127.0.0.1:0")?,
             model: FakeModel::start(),
+            elevenlabs: FakeElevenLabs::start(),
         })
     }
 
@@ -328,6 +334,15 @@ impl Fakes {
             ("CHAT_MODEL", CHAT_MODEL.to_owned()),
             ("CHAT_MODELS", format!("{CHAT_MODEL},{CHAT_OTHER_MODEL}")),
             ("CHAT_PROVIDER", "fakeai".to_owned()),
+            (
+                "ELEVENLABS_API_URL",
+                self.elevenlabs.upstream().base_url().to_owned(),
+            ),
+            (
+                "ELEVENLABS_API_KEY",
+                elevenlabs::ELEVENLABS_API_KEY.to_owned(),
+            ),
+            ("ELEVENLABS_VOICE_ID", "fakevoice".to_owned()),
             (
                 "STRIPE_WEBHOOK_SECRET",
                 format!("{STRIPE_OTHER_WEBHOOK_SECRET}, {STRIPE_WEBHOOK_SECRET}"),

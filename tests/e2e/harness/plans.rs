@@ -1,9 +1,9 @@
 //! The plan catalog the worker runs with in the tests (`PLAN_CATALOG`).
 //!
-//! It is the default catalog's limits with rates chosen for testing: `free` keeps the
-//! shipped 100 requests per minute (the `RATE_LIMIT_100` binding in wrangler.dev.toml), the
-//! paid plans are unlimited so concurrency cases can send hundreds of requests for one user,
-//! and `legacy` asks for a rate no binding enforces.
+//! It is the default catalog's limits (voice characters a hundredth of the tokens) with rates
+//! chosen for testing: `free` keeps the shipped 100 requests per minute (the `RATE_LIMIT_100`
+//! binding in wrangler.dev.toml), the paid plans are unlimited so concurrency cases can send
+//! hundreds of requests for one user, and `legacy` asks for a rate no binding enforces.
 
 use serde_json::{json, Value};
 
@@ -35,6 +35,7 @@ pub fn catalog() -> Value {
         json!({
             "id": id,
             "name": name,
+            "voice_chars_per_month": tokens.as_u64().map_or(Value::Null, |t| json!(t / 100)),
             "tokens_per_month": tokens,
             "calls_per_month": calls,
             "api_keys": keys,

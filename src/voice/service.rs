@@ -1,0 +1,95 @@
+//! The voice flow: admit the text's characters exactly on the org's `voice_chars` counter,
+//! call the provider, settle (characters charged) or release (nothing charged), log the
+//! request, and hand back the audio to stream through.
+
+use std::time::Duration;
+
+use worker::Response;
+
+use crate::core::time::rfc3339_from_millis;
+use crate::error::AppError;
+use crate::http::Ctx;
+use crate::metering::rules::{ReportRequest, ReserveRequest, VOICE_CHARS};
+use crate::metering::service::{self as metering, Clock, Subject};
+use crate::sites::service::SiteCaller;
+use crate::storage;
+use crate::upstream::elevenlabs::ElevenLabs;
+use crate::voice::rules::Speech;
+use crate::voice::store::{self, Logged};
+
+const PROVIDER: &str = "elevenlabs";
+
+/// Speaks `speech` for the caller's site: `quota_exceeded` (nothing held, the provider not
+/// called) when its characters do not fit the org's month; `upstream_error` (the hold given
+/// back) when the provider fails; else the provider's audio answer, its characters charged.
+pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Response, AppError> {
+    let config = &ctx.data.config;
+    let voice = &config.voice;
+    let api = ElevenLabs {
+        base_url: &voice.api_url,
+        api_key: voice.api_key.require()?,
+        timeout: Duration::from_millis(voice.timeout_ms),
+    };
+    let voice_id = speech.voice_id.as_deref().unwrap_or(&voice.voice_id);
+    let model_id = speech.model_id.as_deref().unwrap_or(&voice.model_id);
+    let plan = config.plans.get_or_default(&caller.org_plan);
+    let subject = Subject::org(&caller.org_id, plan).on(VOICE_CHARS);
+    let clock = Clock::at(ctx.data.now_ms);
+    let hold = ReserveRequest {
+        estimate_tokens: speech.chars,
+        provider: Some(PROVIDER.to_owned()),
+        model: Some(model_id.to_owned()),
+        request_id: None,
+    };
+    let held = metering::reserve(
+        &ctx.env,
+        &subject,
+        &clock,
+        &hold,
+        None,
+        None,
+        config.reservation_ttl_secs,
+    )
+    .await
+    .map_err(|err| match err {
+        AppError::QuotaExceeded(message) => AppError::QuotaExceeded(format!(
+            "the org's voice characters: {}",
+            message.replace("tokens", "characters")
+        )),
+        other => other,
+    })?;
+    let reservation_id = held.reservation.id;
+    let spoken = api.speak(voice_id, model_id, &speech.text).await;
+    let latency_ms = crate::clock::now_ms().saturating_sub(ctx.data.now_ms);
+    let at = rfc3339_from_millis(ctx.data.now_ms);
+    let logged = |ok| Logged {
+        org_id: &caller.org_id,
+        site_id: &caller.site.id,
+        chars: speech.chars,
+        ok,
+        latency_ms,
+        at: &at,
+    };
+    let db = storage::database(&ctx.env)?;
+    match spoken {
+        Err(err) => {
+            metering::release(&ctx.env, &subject, &clock, &reservation_id).await?;
+            store::log(&db, &logged(false)).await?;
+            Err(err)
+        }
+        Ok(audio) => {
+            let report = ReportRequest {
+                provider: PROVIDER.to_owned(),
+                model: model_id.to_owned(),
+                input_tokens: speech.chars,
+                output_tokens: 0,
+                device_id: None,
+                reservation_id: Some(reservation_id),
+                request_id: None,
+            };
+            metering::report(&ctx.env, &subject, &clock, &report, None, None, &ctx.data).await?;
+            store::log(&db, &logged(true)).await?;
+            Ok(audio)
+        }
+    }
+}
