@@ -941,10 +941,14 @@ mod tests {
             now_secs: 1_700_000_000,
         };
         let table = table();
-        let (mut public, mut signed) = (Vec::new(), Vec::new());
+        let (mut public, mut signed, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
         for (method, path, access) in table.endpoints() {
             let admitted = gate(access, &anonymous, &configured);
-            if access == Access::Public {
+            if access == Access::SiteKeyOrLegacy {
+                // The site admission decides: legacy mode off (the default), no key is 401.
+                assert_eq!(admitted, Ok(Admitted::Anyone), "{method} {path}");
+                legacy.push(format!("{method} {path}"));
+            } else if access == Access::Public {
                 assert_eq!(admitted, Ok(Admitted::Anyone), "{method} {path}");
                 public.push(format!("{method} {path}"));
             } else {
@@ -989,6 +993,8 @@ mod tests {
                 "POST /webhook/stripe by stripe",
             ]
         );
+        // The seed's chat and voice clients may come without a key (legacy mode).
+        assert_eq!(legacy, ["POST /chat", "POST /voice"]);
     }
 
     #[test]
