@@ -7,7 +7,8 @@
 //! - `GET /api/health/ping` without credentials (the ceiling: no auth, no storage);
 //! - `GET /api/user/profile` with an HS256 token, with a Clerk RS256 token, with an API key;
 //! - the metering hot paths: `GET /api/usage/quota`, `POST /api/usage/report` (a new
-//!   `request_id` each time, with a device) and `POST /api/usage/reserve`.
+//!   `request_id` each time, with a device) and `POST /api/usage/reserve`;
+//! - the metered model proxy, `POST /v1/chat/completions`, against the fake model.
 //!
 //! Each authenticated scenario has `BENCH_USERS` users of its own on the default plan, so
 //! every request passes through the plan's rate limiter as in production without any user
@@ -300,6 +301,7 @@ fn scenarios<'w>(
 ) -> Result<Vec<Scenario<'w>>, String> {
     let profile = format!("{base_url}/api/user/profile");
     let hs256 = hmac_users(settings, "bench_hs256_");
+    let proxy_keys = api_keys(world, settings, &hmac_users(settings, "bench_proxy_"))?;
     let api_keys = api_keys(world, settings, &hmac_users(settings, "bench_key_"))?;
     login_accounts(world, settings)?;
     let clerk = &world.fakes.clerk;
@@ -393,6 +395,19 @@ fn scenarios<'w>(
                     "estimate_tokens": 100, "provider": "openrouter",
                     "model": "openai/gpt-4o-mini",
                     "request_id": format!("bench-reserve-{round}-{i}"),
+                })
+            }),
+            max_requests: None,
+        },
+        Scenario {
+            // The metered model proxy against the fake model: admission (one batch), the
+            // model call, settlement from its usage (one batch), in OpenAI's shapes.
+            name: "model proxy",
+            target: post("/v1/chat/completions", proxy_keys, 200, |round, i, _| {
+                json!({
+                    "messages": [{"role": "user",
+                                  "content": format!("bench {round}-{i} [reply:20]")}],
+                    "max_tokens": 50,
                 })
             }),
             max_requests: None,

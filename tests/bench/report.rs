@@ -11,11 +11,13 @@ const CEILING: &str = "ping (no auth)";
 
 /// The metering hot paths' targets (8 connections, 2 cores): at least this share of the
 /// ping route's requests per second, at most this much workerd CPU per request.
-const USAGE_TARGETS: [(&str, &str, f64, f64); 4] = [
+const USAGE_TARGETS: [(&str, &str, f64, f64); 5] = [
     ("usage quota", "GET /api/usage/quota", 0.25, 3.0),
     ("usage report", "POST /api/usage/report", 0.15, 5.0),
     ("usage reserve", "POST /api/usage/reserve", 0.15, 5.0),
     ("platform data", "POST /api/data", 0.15, 5.0),
+    // Two metering batches and a model call (the fake model answers at once).
+    ("model proxy", "POST /v1/chat/completions", 0.10, 8.0),
 ];
 
 /// One metering path against its targets.
