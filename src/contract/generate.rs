@@ -515,9 +515,16 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-/// A non-JSON body's schema: text for events, bytes for anything else.
+/// A non-JSON body's schema: an event stream's events, text, or bytes.
 fn media_content(media: &str) -> utoipa::openapi::Content {
-    let schema = if media.starts_with("text/") {
+    let schema = if media == "text/event-stream" {
+        // Each event, as event-stream readers (and the fuzzer) see it: its name and data.
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("event", ObjectBuilder::new().schema_type(Type::String))
+            .property("data", ObjectBuilder::new().schema_type(Type::String))
+            .required("data")
+    } else if media.starts_with("text/") {
         ObjectBuilder::new().schema_type(Type::String)
     } else {
         ObjectBuilder::new().schema_type(Type::String).format(Some(

@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         a_streamed_answer_ends_with_the_session_latency_and_usage,
         refusals_change_nothing_and_never_call_the_model,
         a_visitor_is_held_to_twenty_messages_a_minute,
+        chats_on_two_days_are_rolled_up_once_and_the_portal_shows_them,
     )
 }
 
@@ -305,4 +306,88 @@ fn a_visitor_is_held_to_twenty_messages_a_minute(world: &World) {
         &json!({ "message": format!("{marker} other [reply:1]"), "visitor_id": "calm" }),
     );
     assert_eq!(other.status, 200, "{}", other.body);
+}
+
+/// Moves a session and its messages `days` back (as if it had happened then).
+fn move_back(world: &World, session: &str, days: u32) {
+    world.d1_query_all(&format!(
+        "UPDATE chat_sessions SET started_at = strftime('%Y-%m-%dT%H:%M:%fZ', started_at, '-{days} days'), \
+             last_message_at = strftime('%Y-%m-%dT%H:%M:%fZ', last_message_at, '-{days} days') \
+         WHERE id = '{session}'; \
+         UPDATE chat_messages SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '-{days} days') \
+         WHERE session_id = '{session}'"
+    ));
+}
+
+fn chats_on_two_days_are_rolled_up_once_and_the_portal_shows_them(world: &World) {
+    let site = site(world);
+    let marker = unique("days-");
+    let say = |message: String, session: Option<&str>| {
+        let reply = chat(
+            world,
+            &site,
+            &json!({ "message": message, "session_id": session }),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        (
+            body["session_id"].as_str().unwrap().to_owned(),
+            body["usage"]["total_tokens"].as_u64().unwrap(),
+        )
+    };
+    let (older, t1) = say(format!("{marker} one [reply:3]"), None);
+    let (_, t2) = say(format!("{marker} two [reply:2]"), Some(&older));
+    let (newer, t3) = say(format!("{marker} three [reply:1]"), None);
+    move_back(world, &older, 2);
+    move_back(world, &newer, 1);
+    let days: Vec<String> = (0..3)
+        .map(|ago| {
+            world.d1_query(&format!(
+                "SELECT strftime('%Y-%m-%d', 'now', '-{ago} days') AS d"
+            ))[0]["d"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let rows = || {
+        world.d1_query(&format!(
+            "SELECT day, sessions, messages, tokens, latency_avg_ms IS NOT NULL AS timed \
+             FROM org_daily_metrics WHERE org_id = '{}' ORDER BY day",
+            site.org.id
+        ))
+    };
+    let fire = || {
+        let fired = world.get("/cdn-cgi/handler/scheduled?cron=*%2F10+*+*+*+*");
+        assert_eq!(fired.status, 200, "{}", fired.body);
+    };
+    fire();
+    let first = rows();
+    assert_eq!(
+        first,
+        [
+            json!({"day": days[2], "sessions": 1, "messages": 4, "tokens": t1 + t2, "timed": 1}),
+            json!({"day": days[1], "sessions": 1, "messages": 2, "tokens": t3, "timed": 1}),
+        ]
+    );
+    fire();
+    assert_eq!(rows(), first, "a second run recomputes, never adds");
+    // The portal shows both days from the table, and today (nothing) live.
+    let insights = world
+        .authed(
+            "GET",
+            &format!("/portal/insights?from={}&to={}", days[2], days[0]),
+            &site.admin,
+        )
+        .send();
+    assert_eq!(insights.status, 200, "{}", insights.body);
+    let body = insights.json();
+    let messages: Vec<u64> = body["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["messages"].as_u64().unwrap())
+        .collect();
+    assert_eq!(messages, [4, 2, 0]);
+    assert_eq!(body["totals"]["messages"], 6);
 }

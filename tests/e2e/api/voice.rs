@@ -130,10 +130,11 @@ fn concurrent_speech_never_passes_the_orgs_characters(world: &World) {
         BASIC_VOICE_CHARS - 100,
         site.org.id
     ));
-    let marker = unique("v");
-    let texts: Vec<String> = (0..20)
-        .map(|i| format!("{:<10}", format!("{marker}{i}"))[..10].to_owned())
-        .collect();
+    // Ten characters each: a tag of this case's own (six), the request's number, two more.
+    let unique = unique("v");
+    let marker = &unique[unique.len() - 6..];
+    let texts: Vec<String> = (0..20).map(|i| format!("{marker}{i:02}..")).collect();
+    assert!(texts.iter().all(|t| t.chars().count() == 10));
     let replies = all_at_once(20, |i| speak(world, &site, &json!({ "text": texts[i] })));
     let spoken = replies.iter().filter(|r| r.status == 200).count();
     for reply in replies.iter().filter(|r| r.status != 200) {
@@ -142,7 +143,7 @@ fn concurrent_speech_never_passes_the_orgs_characters(world: &World) {
     assert_eq!(spoken, 10, "exactly the ten that fit");
     assert_eq!(voice_counter(world, &site.org.id), (BASIC_VOICE_CHARS, 0));
     assert_eq!(
-        world.fakes.elevenlabs.spoken_with(&marker).len(),
+        world.fakes.elevenlabs.spoken_with(marker).len(),
         10,
         "refused ones never reach the provider"
     );
