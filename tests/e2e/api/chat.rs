@@ -165,6 +165,23 @@ fn a_conversation_continues_its_session_is_logged_and_paid_by_the_org(world: &Wo
     let payload: Value = serde_json::from_str(deliveries[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["data"]["session_id"], session.as_str());
     assert_eq!(payload["data"]["visitor_id"], "visitor-1");
+    // Its host does not resolve: disable the workflow (failing the pending delivery), so the
+    // scheduled retries other cases fire on this shared worker never try it again (workerd
+    // reports a failed DNS lookup as an uncaught error, which fails the scheduled event).
+    let hook_id = hook.json()["id"].as_str().unwrap().to_owned();
+    let off = world
+        .authed(
+            "PATCH",
+            &format!("/portal/workflows/{hook_id}"),
+            &site.admin,
+        )
+        .json(&json!({ "enabled": false }));
+    assert_eq!(off.status, 200, "{}", off.body);
+    let pending = world.d1_query(&format!(
+        "SELECT COUNT(*) AS n FROM workflow_deliveries WHERE workflow_id = '{hook_id}' \
+         AND status = 'pending'"
+    ));
+    assert_eq!(pending[0]["n"], 0, "nothing left for the scheduled retries");
 }
 
 fn a_streamed_answer_ends_with_the_session_latency_and_usage(world: &World) {
