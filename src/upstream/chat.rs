@@ -154,18 +154,11 @@ impl ChatApi<'_> {
 
 /// An error answer; the API's message (`{"error": {"message"}}`) goes to the log only.
 fn failure(status: u16, text: &str) -> AppError {
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let message: String = message.chars().take(200).collect();
     AppError::Upstream {
         service: SERVICE,
-        detail: format!("chat completions answered {status}: {message}"),
+        detail: format!(
+            "chat completions answered {status}: {}",
+            super::error_message(text)
+        ),
     }
 }

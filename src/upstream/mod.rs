@@ -58,3 +58,17 @@ pub async fn text(service: &'static str, mut resp: Response) -> Result<String, A
         detail: format!("unreadable body: {e}"),
     })
 }
+
+/// The message an OpenAI-style error body carries (`{"error": {"message"}}`, or a flat
+/// `{"message"}`), at most 200 characters; empty when there is none. For logged details only.
+pub fn error_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .and_then(serde_json::Value::as_str)
+                .map(|m| m.chars().take(200).collect())
+        })
+        .unwrap_or_default()
+}

@@ -259,18 +259,8 @@ fn malformed(what: &str, problem: &str) -> AppError {
 /// An error answer; OpenRouter's message (`{"error": {"code", "message"}}`, or a flat
 /// `{"message"}`) goes to the log only.
 fn failure(what: &str, status: u16, text: &str) -> AppError {
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let message: String = message.chars().take(200).collect();
     AppError::Upstream {
         service: SERVICE,
-        detail: format!("{what} answered {status}: {message}"),
+        detail: format!("{what} answered {status}: {}", super::error_message(text)),
     }
 }
