@@ -24,22 +24,24 @@ pub fn cases() -> Vec<Case> {
     )
 }
 
-/// An org with one chatbot site, made through the portal.
-struct Site {
-    org: TestOrg,
-    admin: String,
-    id: String,
-    key: String,
-    origin: String,
+/// An org on the basic plan with one site, made through the portal (chat and voice cases).
+pub(super) struct Site {
+    pub org: TestOrg,
+    pub admin: String,
+    pub id: String,
+    pub key: String,
+    /// Its one origin, `https://<slug>.example`.
+    pub origin: String,
 }
 
-fn site(world: &World) -> Site {
+/// A site of `kind` (`chatbot`, `voice`) of a new org, with its admin's token.
+pub(super) fn site_of(world: &World, kind: &str) -> Site {
     let org = make_org(world, "basic");
     let admin = member_token(world, &org.clerk_id, "admin", false);
     let origin = format!("https://{}.example", org.slug);
     let reply = world
         .authed("POST", "/portal/engines", &admin)
-        .json(&json!({ "name": "Widget", "type": "chatbot", "origins": [origin] }));
+        .json(&json!({ "name": "Widget", "type": kind, "origins": [origin] }));
     assert_eq!(reply.status, 201, "{}", reply.body);
     let made = reply.json();
     Site {
@@ -49,6 +51,10 @@ fn site(world: &World) -> Site {
         admin,
         origin,
     }
+}
+
+fn site(world: &World) -> Site {
+    site_of(world, "chatbot")
 }
 
 fn chat(world: &World, site: &Site, body: &Value) -> Reply {

@@ -7,7 +7,8 @@
 use serde_json::{json, Value};
 
 use super::api_keys::all_at_once;
-use super::portal::{make_org, member_token, TestOrg};
+use super::chat::{site_of, Site};
+use super::portal::make_org;
 use super::Case;
 use crate::fakes::audio_for;
 use crate::harness::identity::unique;
@@ -26,30 +27,8 @@ pub fn cases() -> Vec<Case> {
 /// The basic plan's voice characters a month in the test catalog.
 const BASIC_VOICE_CHARS: u64 = 100_000;
 
-struct Site {
-    org: TestOrg,
-    admin: String,
-    id: String,
-    key: String,
-    origin: String,
-}
-
 fn site(world: &World, kind: &str) -> Site {
-    let org = make_org(world, "basic");
-    let admin = member_token(world, &org.clerk_id, "admin", false);
-    let origin = format!("https://{}.example", org.slug);
-    let reply = world
-        .authed("POST", "/portal/engines", &admin)
-        .json(&json!({ "name": "Voice", "type": kind, "origins": [origin] }));
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let made = reply.json();
-    Site {
-        id: made["id"].as_str().unwrap().to_owned(),
-        key: made["site_key"].as_str().unwrap().to_owned(),
-        org,
-        admin,
-        origin,
-    }
+    site_of(world, kind)
 }
 
 fn speak(world: &World, site: &Site, body: &Value) -> Reply {
