@@ -832,7 +832,8 @@ impl Config {
         let mut billing = BillingConfig::load(&mut l);
         billing.load_platform_upgrade_plan(&mut l, &plans);
         let ledger = LedgerConfig::load(&mut l);
-        let accounts = AccountsConfig::load(&mut l);
+        let environment = optional(source, "ENVIRONMENT").unwrap_or_else(|| "local".to_owned());
+        let accounts = AccountsConfig::load(&mut l, &environment);
         let chat = ChatConfig::load(&mut l);
         let voice = VoiceConfig::load(&mut l);
         let legacy_site = l.or(legacy_site(source), None);
@@ -853,7 +854,7 @@ impl Config {
             RequestLogging::All,
         );
         Self {
-            environment: optional(source, "ENVIRONMENT").unwrap_or_else(|| "local".to_owned()),
+            environment,
             cors,
             max_body_bytes,
             max_webhook_body_bytes,
@@ -914,22 +915,45 @@ pub struct AccountsConfig {
     /// `APP_URL`: the app that opens the mailed links (`/verify-email?token=`,
     /// `/reset-password?token=`); default `http://localhost:5173`.
     pub app_url: String,
-    /// `REQUIRE_VERIFIED_EMAIL`: `true` refuses buying and spending tokens (`403`) to password
-    /// accounts whose email is not verified yet; default `false`.
+    /// `REQUIRE_VERIFIED_EMAIL`: `true` refuses everything that costs the operator money
+    /// (`403 email_not_verified`: provider keys, model calls, token use and purchase, social
+    /// rewards, API-key creation) to password accounts whose email is not verified yet;
+    /// default `true`. `false` is for operators who verify elsewhere.
     pub require_verified_email: bool,
+    /// Whether mail may be written to the log instead of sent while `MAIL_API_KEY` is unset:
+    /// only where `ENVIRONMENT` is `local`. Elsewhere the routes that mail answer
+    /// `not_configured` until it is set.
+    pub log_mail: bool,
+    /// `SIGNUP_PER_IP_PER_HOUR`: account sign-ups one client IP may make an hour; default 5,
+    /// 1 to 100000.
+    pub signups_per_ip_per_hour: u32,
+    /// `RESET_PER_IP_PER_HOUR`: password reset requests one client IP may make an hour;
+    /// default 10, 1 to 100000.
+    pub resets_per_ip_per_hour: u32,
+    /// `RESET_PER_EMAIL_PER_HOUR`: password reset requests for one email an hour; default 3,
+    /// 1 to 100.
+    pub resets_per_email_per_hour: u32,
 }
 
 impl AccountsConfig {
     /// Account settings; any invalid one holds back `ACCOUNT_TOKEN_SECRET` (so the account
     /// endpoints answer `not_configured` naming it) and the mail key.
-    fn load(l: &mut Loader<'_>) -> Self {
+    fn load(l: &mut Loader<'_>, environment: &str) -> Self {
         use crate::accounts::rules::password::HashCost;
         let mark = l.mark();
         let source = l.source;
         let default = HashCost::DEFAULT;
+        let local = environment == "local";
         let mut config = Self {
             token_secret: l.secret(Secret::read(source, "ACCOUNT_TOKEN_SECRET")),
-            require_verified_email: l.or(boolean(source, "REQUIRE_VERIFIED_EMAIL", false), false),
+            require_verified_email: l.or(boolean(source, "REQUIRE_VERIFIED_EMAIL", true), true),
+            log_mail: local,
+            signups_per_ip_per_hour: l
+                .or(number(source, "SIGNUP_PER_IP_PER_HOUR", 5, 1..=100_000), 5),
+            resets_per_ip_per_hour: l
+                .or(number(source, "RESET_PER_IP_PER_HOUR", 10, 1..=100_000), 10),
+            resets_per_email_per_hour: l
+                .or(number(source, "RESET_PER_EMAIL_PER_HOUR", 3, 1..=100), 3),
             token_ttl_secs: l.or(
                 number(source, "ACCOUNT_TOKEN_TTL_SECS", 900, 60..=86_400),
                 900,
@@ -992,6 +1016,18 @@ impl AccountsConfig {
         if let Some(setting) = l.first_since(mark) {
             config.token_secret.block(setting);
             config.mail_api_key.block(setting);
+        }
+        // The mailed links must lead to the operator's app, not to a developer's machine:
+        // only the mail waits for it (sign-in and sessions work without it).
+        if !local && optional(source, "APP_URL").is_none() {
+            l.problems.push(ConfigError {
+                setting: "APP_URL",
+                problem: format!(
+                    "must be set where ENVIRONMENT is not local (it is {environment}): the \
+                     mailed links open it"
+                ),
+            });
+            config.mail_api_key.block("APP_URL");
         }
         config
     }

@@ -21,6 +21,9 @@ pub enum AppError {
     Unauthorized(String),
     /// The caller is known but may not do this.
     Forbidden(String),
+    /// A password account whose email is not verified asked for something that costs the
+    /// operator money.
+    EmailNotVerified,
     /// No such resource (or path).
     NotFound(String),
     /// The path exists but not for this method; `allowed` feeds the `Allow` header.
@@ -56,6 +59,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("quota_exceeded", 402),
     ("insufficient_credits", 402),
     ("forbidden", 403),
+    ("email_not_verified", 403),
     ("not_found", 404),
     ("method_not_allowed", 405),
     ("conflict", 409),
@@ -75,6 +79,7 @@ impl AppError {
             Self::Validation(_) => "validation_failed",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::EmailNotVerified => "email_not_verified",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -95,7 +100,7 @@ impl AppError {
             Self::BadRequest(_) | Self::Validation(_) => 400,
             Self::Unauthorized(_) => 401,
             Self::QuotaExceeded(_) | Self::InsufficientCredits(_) => 402,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::EmailNotVerified => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) | Self::SessionLimit(_) => 409,
@@ -138,6 +143,9 @@ impl AppError {
                 )
             }
             Self::Internal(_) => "internal error".to_owned(),
+            Self::EmailNotVerified => "verify your email address first: open the link we \
+                                       mailed you (POST /api/auth/verify-email)"
+                .to_owned(),
         }
     }
 
@@ -246,6 +254,7 @@ mod tests {
             AppError::invalid("f", "m"),
             AppError::Unauthorized("u".into()),
             AppError::Forbidden("f".into()),
+            AppError::EmailNotVerified,
             AppError::NotFound("n".into()),
             AppError::MethodNotAllowed {
                 allowed: vec!["GET"],
@@ -285,6 +294,7 @@ mod tests {
             (400, "validation_failed"),
             (401, "unauthorized"),
             (403, "forbidden"),
+            (403, "email_not_verified"),
             (404, "not_found"),
             (405, "method_not_allowed"),
             (409, "conflict"),

@@ -122,10 +122,13 @@ pub fn table() -> RouteTable {
         // Tollgate's own accounts (AI Audio Studio): email and password.
         .post("/api/auth/register", Public, accounts::register)
         .doc(
-            Doc::new("Create an account: the user and a session; mails a verification link")
-                .body::<account_views::RegisterBody>()
-                .ok::<account_views::AccountSessionView>(201)
-                .errors(&["conflict"]),
+            Doc::new(
+                "Create an account: the user and a session; mails a verification link (at most \
+                 SIGNUP_PER_IP_PER_HOUR sign-ups per client IP an hour)",
+            )
+            .body::<account_views::RegisterBody>()
+            .ok::<account_views::AccountSessionView>(201)
+            .errors(&["conflict", "rate_limited", "not_configured"]),
         )
         .post("/api/auth/login", Public, accounts::login)
         .doc(
@@ -144,10 +147,13 @@ pub fn table() -> RouteTable {
         .doc(Doc::new("The caller's account").ok::<account_views::AccountUserView>(200))
         .put("/api/auth/profile", Session, accounts::put_profile)
         .doc(
-            Doc::new("Change the display name, avatar or email (a new email is re-verified)")
-                .body::<account_views::AccountProfileBody>()
-                .ok::<account_views::AccountUserView>(200)
-                .errors(&["conflict", "not_found"]),
+            Doc::new(
+                "Change the display name or avatar, or ask for a new email (with the current \
+                 password; it takes over once its mailed link is used)",
+            )
+            .body::<account_views::AccountProfileBody>()
+            .ok::<account_views::AccountUserView>(200)
+            .errors(&["conflict", "not_found", "not_configured"]),
         )
         .post(
             "/api/auth/change-password",
@@ -165,9 +171,14 @@ pub fn table() -> RouteTable {
             accounts::request_password_reset,
         )
         .doc(
-            Doc::new("Mail a password reset link if the email has an account (same answer if not)")
-                .body::<account_views::RequestResetBody>()
-                .ok::<account_views::ResetRequestedView>(202),
+            Doc::new(
+                "Mail a password reset link if the email has an account (same answer if not; \
+                 at most RESET_PER_IP_PER_HOUR per client IP and RESET_PER_EMAIL_PER_HOUR per \
+                 email an hour)",
+            )
+            .body::<account_views::RequestResetBody>()
+            .ok::<account_views::ResetRequestedView>(202)
+            .errors(&["rate_limited", "not_configured"]),
         )
         .post("/api/auth/reset-password", Public, accounts::reset_password)
         .doc(
@@ -178,10 +189,13 @@ pub fn table() -> RouteTable {
         )
         .post("/api/auth/verify-email", Public, accounts::verify_email)
         .doc(
-            Doc::new("Mark the email verified with a mailed token (once)")
-                .body::<account_views::VerifyEmailBody>()
-                .ok::<account_views::EmailVerifiedView>(200)
-                .errors(&["bad_request"]),
+            Doc::new(
+                "Mark the email verified with a mailed token (once), or make the new email \
+                 asked for the account's",
+            )
+            .body::<account_views::VerifyEmailBody>()
+            .ok::<account_views::EmailVerifiedView>(200)
+            .errors(&["bad_request", "conflict"]),
         )
         .post("/api/auth/signout", Session, auth::signout)
         .doc(
@@ -230,6 +244,7 @@ pub fn table() -> RouteTable {
                 .ok::<identity::CreatedDefaultApiKeyView>(201)
                 .errors(&["quota_exceeded", "conflict", "upstream_error"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         .get("/api/user/api-keys", Scoped(Usage), user::list_keys)
         .doc(
             Doc::new("The caller's API keys, masked, newest first")
@@ -244,6 +259,7 @@ pub fn table() -> RouteTable {
                 .ok::<identity::CreatedApiKeyAnswer>(201)
                 .errors(&["quota_exceeded", "upstream_error"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         .delete("/api/user/api-keys/:id", Session, user::revoke_key)
         .doc(
             Doc::new("Revoke one of the caller's API keys (idempotent)")
@@ -502,6 +518,7 @@ pub fn table() -> RouteTable {
                 .ok::<tokens::TokenCheckoutView>(200)
                 .errors(&["upstream_error"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         .post("/api/tokens/use", Scoped(Usage), tokens::spend)
         .doc(
             Doc::new("Spend tokens; refused (nothing recorded) when the balance is short")
@@ -511,6 +528,7 @@ pub fn table() -> RouteTable {
                 .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
                 .errors(&["insufficient_credits", "conflict"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         .post("/api/tokens/add", Scoped(Admin), tokens::add)
         .doc(
             Doc::new("Give a user tokens, or take some (never below zero), with a reason")
@@ -533,6 +551,7 @@ pub fn table() -> RouteTable {
                 .ok::<tokens::SocialRewardView>(200)
                 .errors(&["conflict", "not_configured"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         // Platforms (dream-api): developers' credentials, their tiers and dashboard, and their
         // end users' metered calls.
         .post(
@@ -815,11 +834,13 @@ pub fn table() -> RouteTable {
             )
             .errors(&["quota_exceeded", "upstream_error", "not_configured"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         .get("/v1/models", Scoped(Usage), proxy::models)
         .doc(
             Doc::new("The models callers may name (OpenAI's list shape)")
                 .ok::<proxy::ModelListView>(200),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         // Sites: Koby's chat widgets and voice endpoints, called with their site key.
         .get("/api/site", SiteKey, sites::face)
         .doc(
@@ -836,6 +857,7 @@ pub fn table() -> RouteTable {
                 .ok::<key_views::OpenRouterKeySecretView>(200)
                 .errors(&["conflict", "upstream_error"]),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         // Hands out (and so may assign) a pool key.
         .get_creating(
             "/api/user/provider-keys",
@@ -847,6 +869,7 @@ pub fn table() -> RouteTable {
                 .query::<key_views::ProviderQuery>()
                 .ok::<key_views::PoolKeySecretView>(200),
         )
+        .guard(accounts::verified_email, accounts::NOT_VERIFIED)
         // Admin (admin role only).
         .get(
             "/api/admin/provider-keys",

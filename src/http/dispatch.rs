@@ -67,6 +67,12 @@ pub enum Handler {
     Site(Rc<dyn Fn(Request, Ctx, SiteCaller) -> HandlerFuture>),
 }
 
+/// A check of the resolved caller that a route asks for beyond its access rule (a verified
+/// email before anything that costs the operator money): run after the caller is resolved,
+/// before the handler.
+pub type Guard =
+    for<'a> fn(&'a Ctx, &'a Principal) -> Pin<Box<dyn Future<Output = Result<(), AppError>> + 'a>>;
+
 /// A read keyed by the caller, run in the same D1 round trip as their lookup; given the
 /// request's clock (epoch milliseconds).
 pub type BatchedRead =
@@ -193,6 +199,8 @@ struct Endpoint {
     doc: Doc,
     /// A read batched with the caller's lookup.
     read: Option<BatchedRead>,
+    /// A check of the caller before the handler.
+    guard: Option<Guard>,
     handler: Handler,
 }
 
@@ -278,6 +286,7 @@ impl RouteTable {
             limit,
             doc: Doc::new(""),
             read: None,
+            guard: None,
             handler,
         };
         match self.routes.iter().position(|r| r.pattern == pattern) {
@@ -321,6 +330,20 @@ impl RouteTable {
         self.last
             .and_then(|(r, m)| Rc::get_mut(&mut self.routes.get_mut(r)?.methods)?.get_mut(m))
             .expect(misuse)
+    }
+
+    /// Runs `guard` on the caller of the endpoint registered last, after the access rule and
+    /// before the handler; `refusal` is the error code it answers, for `/openapi.json`.
+    pub fn guard(mut self, guard: Guard, refusal: &'static str) -> Self {
+        let endpoint = self.last_endpoint("guard() follows the endpoint it guards");
+        assert!(
+            matches!(endpoint.handler, Handler::Guarded(_)),
+            "only a route with a caller has a caller to check"
+        );
+        endpoint.guard = Some(guard);
+        let doc = std::mem::replace(&mut endpoint.doc, Doc::new(""));
+        endpoint.doc = doc.errors(&[refusal]);
+        self
     }
 
     /// Holds the request bodies of the endpoint registered last to `limit` (instead of its
@@ -530,6 +553,9 @@ async fn run(endpoint: &Endpoint, req: Request, rctx: Ctx) -> Result<Response, A
             };
             if endpoint.access == Access::Scoped(Scope::Admin) {
                 principal.require_admin()?;
+            }
+            if let Some(guard) = endpoint.guard {
+                guard(&rctx, &principal).await?;
             }
             handler(req, rctx, principal).await
         }

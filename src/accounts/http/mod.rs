@@ -2,9 +2,12 @@
 
 pub mod views;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use worker::{Request, Response};
 
-use crate::accounts::rules::{email, password};
+use crate::accounts::rules::{email, password, windows};
 use crate::accounts::service::signup::{self, NewAccount};
 use crate::accounts::service::{passwords, profile, sessions};
 use crate::core::body::FieldError;
@@ -58,8 +61,14 @@ impl Fields {
     }
 }
 
-/// `POST /api/auth/register`: `201` with the user and a session; a taken email is `409`.
-pub async fn register(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
+/// The caller's client IP (`CF-Connecting-IP`), or `unknown`.
+fn client_ip(req: &Request) -> String {
+    windows::client_ip(http::header(req, "CF-Connecting-IP").as_deref()).to_owned()
+}
+
+/// `POST /api/auth/register`: `201` with the user and a session; a taken email is `409`;
+/// past `SIGNUP_PER_IP_PER_HOUR` sign-ups from the client IP, `429`.
+pub async fn register(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body: RegisterBody = ctx.data.json()?;
     let mut fields = Fields::default();
     let email = fields.email("email", &body.email);
@@ -88,6 +97,7 @@ pub async fn register(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
             password: &body.password,
             display_name: display_name.as_deref(),
         },
+        &client_ip(&req),
     )
     .await?;
     let user = AccountUserView::new(&signed_up.user, &email, signed_up.email_verified);
@@ -210,7 +220,8 @@ pub async fn get_profile(
     response::ok(&AccountUserView::of(&profile))
 }
 
-/// `PUT /api/auth/profile`: display name, avatar, email (a new email is unverified).
+/// `PUT /api/auth/profile`: display name, avatar, and a new email (with the current
+/// password; it takes over once its mailed link is used).
 pub async fn put_profile(
     _req: Request,
     ctx: Ctx,
@@ -219,6 +230,9 @@ pub async fn put_profile(
     let body: AccountProfileBody = ctx.data.json()?;
     let mut fields = Fields::default();
     let email = body.email.as_deref().map(|raw| fields.email("email", raw));
+    if let (Some(_), Some(given)) = (&email, body.current_password.as_deref()) {
+        fields.given_password("current_password", given);
+    }
     let patch = ProfilePatch {
         username: None,
         display_name: body.display_name,
@@ -232,7 +246,11 @@ pub async fn put_profile(
         }
     };
     fields.done()?;
-    let updated = profile::update(&ctx, &principal.user, &changes, email.as_deref()).await?;
+    let change = email.as_deref().map(|email| profile::EmailChange {
+        email,
+        current_password: body.current_password.as_deref(),
+    });
+    let updated = profile::update(&ctx, &principal.user, &changes, change).await?;
     response::ok(&AccountUserView::of(&updated))
 }
 
@@ -262,13 +280,14 @@ pub async fn change_password(
     })
 }
 
-/// `POST /api/auth/request-password-reset`: always `202` with the same body.
-pub async fn request_password_reset(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
+/// `POST /api/auth/request-password-reset`: `202` with the same body whether or not the
+/// email has an account; `429` past the client IP's or the email's hourly requests.
+pub async fn request_password_reset(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body: RequestResetBody = ctx.data.json()?;
     let mut fields = Fields::default();
     let email = fields.email("email", &body.email);
     fields.done()?;
-    passwords::request_reset(&ctx, &email).await?;
+    passwords::request_reset(&ctx, &email, &client_ip(&req)).await?;
     response::json(
         202,
         &ResetRequestedView {
@@ -300,3 +319,19 @@ pub async fn verify_email(_req: Request, ctx: Ctx) -> Result<Response, AppError>
         email_verified: true,
     })
 }
+
+/// The route guard of everything that costs the operator money (see
+/// [`crate::http::dispatch::RouteTable::guard`]): `403 email_not_verified` for a password
+/// account whose email is not verified, while `REQUIRE_VERIFIED_EMAIL` is on.
+pub fn verified_email<'a>(
+    ctx: &'a Ctx,
+    principal: &'a Principal,
+) -> Pin<Box<dyn Future<Output = Result<(), AppError>> + 'a>> {
+    Box::pin(crate::accounts::service::require_verified(
+        ctx,
+        &principal.user,
+    ))
+}
+
+/// The error code [`verified_email`] refuses with.
+pub const NOT_VERIFIED: &str = "email_not_verified";

@@ -87,10 +87,17 @@ pub struct AccountProfileBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 2048)]
     pub avatar_url: Option<Option<String>>,
-    /// A new email (normalised); mails a verification link to it.
+    /// A new email (normalised): needs `current_password`. It is mailed a verification
+    /// link and becomes the account's email (for sign-in and resets) once that link is used;
+    /// until then it is `pending_email`. The old address is told, and every reset or
+    /// verification link mailed before stops working.
     #[serde(default)]
     #[schema(max_length = 254)]
     pub email: Option<String>,
+    /// The account's password: required with a new `email`.
+    #[serde(default, alias = "currentPassword")]
+    #[schema(max_length = 256)]
+    pub current_password: Option<String>,
 }
 
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -109,6 +116,10 @@ pub struct AccountUserView {
     pub email: String,
     /// Whether the mailed verification link was used for this email.
     pub email_verified: bool,
+    /// A new email asked for, waiting for its mailed link to be used; until then `email`
+    /// stays the one for sign-in and resets.
+    #[schema(required = true)]
+    pub pending_email: Option<String>,
     #[schema(required = true)]
     pub display_name: Option<String>,
     #[schema(required = true)]
@@ -124,6 +135,7 @@ impl AccountUserView {
             id: user.id.clone(),
             email: email.to_owned(),
             email_verified,
+            pending_email: None,
             display_name: user.display_name.clone(),
             avatar_url: user.avatar_url.clone(),
             plan: user.plan.clone(),
@@ -132,7 +144,10 @@ impl AccountUserView {
     }
 
     pub fn of(profile: &AccountProfile) -> Self {
-        Self::new(&profile.user, &profile.email, profile.email_verified)
+        Self {
+            pending_email: profile.pending_email.clone(),
+            ..Self::new(&profile.user, &profile.email, profile.email_verified)
+        }
     }
 }
 

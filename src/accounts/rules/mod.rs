@@ -3,3 +3,4 @@ pub mod email;
 pub mod password;
 pub mod secret_token;
 pub mod throttle;
+pub mod windows;

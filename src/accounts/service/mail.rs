@@ -1,6 +1,8 @@
-//! Mail: written to the outbox in the batch of the action whose link it carries, sent at
-//! once, and retried by the scheduled event while it fails. Without `MAIL_API_KEY` a mail is
-//! written to the log instead (local development) and the flow goes on.
+//! Mail: written to the outbox in the batch of the action whose link it carries, sent after
+//! the answer (the worker's `wait_until`, so neither a slow mail API nor its failure shows
+//! in the answer or its timing), and retried by the scheduled event while it fails. Without
+//! `MAIL_API_KEY` a mail is written to the log instead, where `ENVIRONMENT` is `local` only;
+//! anywhere else the routes that mail answer `not_configured` before they change anything.
 
 use serde::Serialize;
 use serde_json::json;
@@ -11,6 +13,7 @@ use crate::config::AccountsConfig;
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::http::Ctx;
 use crate::log::Logger;
 use crate::upstream::mail::{self, Message};
 
@@ -37,6 +40,21 @@ impl Mail {
             to,
             "Confirm your email address",
             "Confirm your email address by opening this link:",
+            &link,
+        )
+    }
+
+    /// The notice to the address an account had (`to`) that its email is changing to `new`.
+    pub fn email_change_notice(config: &AccountsConfig, to: &str, new: &str) -> Self {
+        let link = format!("{}/reset-password", config.app_url);
+        Self::with_link(
+            to,
+            "Your account's email is changing",
+            &format!(
+                "Someone signed in to your account asked to change its email to {new}. It \
+                 changes once that address is confirmed. If it was not you, reset your \
+                 password now (the reset link comes to this address):"
+            ),
             &link,
         )
     }
@@ -88,10 +106,43 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Whether mail can go out: through the mail API, or (where `ENVIRONMENT` is `local`) to the
+/// log. `not_configured` otherwise, naming the setting to fix; a route that mails checks this
+/// before it changes anything.
+pub fn ready(config: &AccountsConfig) -> Result<(), AppError> {
+    if config.log_mail && config.mail_api_key.is_unset() {
+        return Ok(());
+    }
+    config.mail_api_key.require().map(|_| ())
+}
+
+/// Sends queued mail after the answer (`wait_until`), then records the outcome.
+pub fn send_later(ctx: &Ctx, mails: Vec<Mail>) {
+    if mails.is_empty() {
+        return;
+    }
+    let env = ctx.env.clone();
+    let config = std::rc::Rc::clone(&ctx.data.config);
+    let log = ctx.data.log.clone();
+    ctx.data.wait_until(async move {
+        match crate::storage::database(&env) {
+            Ok(db) => {
+                for mail in &mails {
+                    deliver(&db, &config.accounts, &log, mail).await;
+                }
+            }
+            Err(err) => log.error(
+                "mail not sent; the scheduled event retries it",
+                json!({ "code": err.code(), "detail": err.log_detail() }),
+            ),
+        }
+    });
+}
+
 /// Sends a queued mail and records the outcome. A failure is logged and left for the
 /// scheduled retry; it is never the request's error (it must not tell whether an address
 /// has an account).
-pub async fn deliver(db: &D1Database, config: &AccountsConfig, log: &Logger, mail: &Mail) {
+async fn deliver(db: &D1Database, config: &AccountsConfig, log: &Logger, mail: &Mail) {
     let outcome = attempt(db, config, log, mail, now_ms_text()).await;
     if let Err(err) = outcome {
         log.error(
@@ -112,7 +163,7 @@ async fn attempt(
     mail: &Mail,
     now: String,
 ) -> Result<(), AppError> {
-    if config.mail_api_key.is_unset() {
+    if config.log_mail && config.mail_api_key.is_unset() {
         // Local development: the mail, link included, goes to the log.
         log.info(
             "mail (MAIL_API_KEY unset, not sent)",

@@ -16,14 +16,34 @@ use crate::accounts::store::credentials;
 use crate::core::random;
 use crate::error::AppError;
 use crate::http::Ctx;
+use crate::identity::service::users::User;
 
-/// Whether the user may act as verified: true once a password account has used its
-/// verification link, and always for users who are not password accounts (their identity
-/// provider vouches for the email). For `REQUIRE_VERIFIED_EMAIL`.
-pub async fn email_verified(db: &D1Database, user_id: &str) -> Result<bool, AppError> {
-    Ok(credentials::by_user(db, user_id)
+/// Refuses (`403 email_not_verified`) a password account whose email is not verified, while
+/// `REQUIRE_VERIFIED_EMAIL` is on (the default): for everything that costs the operator
+/// money. Users of other sources pass without a lookup (their identity provider vouches for
+/// the email).
+pub async fn require_verified(ctx: &Ctx, user: &User) -> Result<(), AppError> {
+    if !ctx.data.config.accounts.require_verified_email || user.auth_source != sessions::SOURCE {
+        return Ok(());
+    }
+    let db = crate::storage::database(&ctx.env)?;
+    let verified = credentials::by_user(&db, &user.id)
         .await?
-        .is_none_or(|c| c.email_verified_at.is_some()))
+        .is_none_or(|c| c.email_verified_at.is_some());
+    if verified {
+        Ok(())
+    } else {
+        Err(AppError::EmailNotVerified)
+    }
+}
+
+/// `429` with the wait while `key`'s window holds `limit` uses.
+async fn throttled(db: &D1Database, key: &str, limit: u32, now_ms: u64) -> Result<(), AppError> {
+    let window = crate::accounts::store::windows::window(db, key).await?;
+    match window.and_then(|w| crate::accounts::rules::windows::retry_after(w, limit, now_ms)) {
+        Some(retry_after_secs) => Err(AppError::RateLimited { retry_after_secs }),
+        None => Ok(()),
+    }
 }
 
 /// The account settings, or `not_configured` while `ACCOUNT_TOKEN_SECRET` is unset or a

@@ -1,10 +1,12 @@
 //! Sign-up and email verification.
 
 use crate::accounts::rules::secret_token::{self, MAILED_PREFIX};
+use crate::accounts::rules::windows::Bounded;
 use crate::accounts::service::mail::{self, Mail};
 use crate::accounts::service::sessions::{self, Issued};
 use crate::accounts::store::credentials;
 use crate::accounts::store::mailed_tokens::{self, Purpose};
+use crate::accounts::store::windows as window_store;
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
 use crate::core::random;
@@ -31,16 +33,27 @@ pub struct NewAccount<'a> {
 
 const TAKEN: &str = "an account with this email already exists";
 
-/// Registers an account: the user, its credential, a first session, and the verification
-/// mail, all in one batch (a taken email, even by a concurrent sign-up, changes nothing and
-/// is `409`). The mail is then sent.
-pub async fn register(ctx: &Ctx, new: NewAccount<'_>) -> Result<SignedUp, AppError> {
+/// Registers an account for a client IP: one use of the IP's sign-up window, the user, its
+/// credential, a first session and the verification mail, all in one batch. A full window
+/// (`429`, even against a concurrent burst) or a taken email (`409`, even by a concurrent
+/// sign-up) changes nothing. The mail is sent after the answer.
+pub async fn register(
+    ctx: &Ctx,
+    new: NewAccount<'_>,
+    client_ip: &str,
+) -> Result<SignedUp, AppError> {
     super::token_secret(ctx)?;
+    let accounts = &ctx.data.config.accounts;
+    mail::ready(accounts)?;
     let db = storage::database(&ctx.env)?;
+    let window_key = Bounded::SignupPerIp.key(client_ip);
+    let limit = accounts.signups_per_ip_per_hour;
+    // A full window is refused before any password hashing; the claim in the batch below is
+    // what makes the limit exact.
+    super::throttled(&db, &window_key, limit, ctx.data.now_ms).await?;
     if credentials::by_email(&db, new.email).await?.is_some() {
         return Err(AppError::Conflict(TAKEN.to_owned()));
     }
-    let accounts = &ctx.data.config.accounts;
     let hash = super::hash_password(accounts.hash_cost, new.password)?;
     let now = rfc3339_from_millis(ctx.data.now_ms);
     let user = User {
@@ -63,6 +76,7 @@ pub async fn register(ctx: &Ctx, new: NewAccount<'_>) -> Result<SignedUp, AppErr
         now_ms: ctx.data.now_ms,
     };
     let mut statements = vec![
+        window_store::claim_statement(&db, &window_key, limit, ctx.data.now_ms)?,
         users::insert_statement(
             &db,
             SignedUpUser {
@@ -94,10 +108,16 @@ pub async fn register(ctx: &Ctx, new: NewAccount<'_>) -> Result<SignedUp, AppErr
     ];
     let (session_statements, session) = sessions::start(ctx, &db, &user, "register")?;
     statements.extend(session_statements);
-    db.batch(statements)
-        .await
-        .map_err(|e| super::conflict_on_unique(e, TAKEN))?;
-    mail::deliver(&db, accounts, &ctx.data.log, &mail).await;
+    if let Err(err) = db.batch(statements).await {
+        if window_store::is_full(&err) {
+            super::throttled(&db, &window_key, limit, ctx.data.now_ms).await?;
+            return Err(AppError::RateLimited {
+                retry_after_secs: 1,
+            });
+        }
+        return Err(super::conflict_on_unique(err, TAKEN));
+    }
+    mail::send_later(ctx, vec![mail]);
     Ok(SignedUp {
         user,
         email_verified: false,
@@ -105,8 +125,10 @@ pub async fn register(ctx: &Ctx, new: NewAccount<'_>) -> Result<SignedUp, AppErr
     })
 }
 
-/// Uses a mailed verification token once: the email it was sent to is marked verified
-/// (if it is still the account's email). A used, expired or unknown token is `400`.
+/// Uses a mailed verification token once: the email it was sent to is marked verified if it
+/// is still the account's email, or becomes the account's email if it is the new one asked
+/// for. A used, expired or unknown token is `400`; an address another account took
+/// meanwhile is `409`.
 pub async fn verify_email(ctx: &Ctx, token: &str) -> Result<(), AppError> {
     super::token_secret(ctx)?;
     let refused = || AppError::BadRequest("verification token is invalid, used or expired".into());
@@ -124,7 +146,10 @@ pub async fn verify_email(ctx: &Ctx, token: &str) -> Result<(), AppError> {
     )
     .await?
     .ok_or_else(refused)?;
-    if !credentials::mark_verified(&db, &claimed.user_id, &claimed.email, &now).await? {
+    let confirmed = credentials::confirm(&db, &claimed.user_id, &claimed.email, &now)
+        .await
+        .map_err(|e| super::conflict_on_unique(e, TAKEN))?;
+    if !confirmed {
         // The account's email changed since (or it was verified already).
         return Err(refused());
     }

@@ -13,9 +13,11 @@ pub struct Credential {
     pub email: String,
     pub password_hash: String,
     pub email_verified_at: Option<String>,
+    /// A new email asked for and not confirmed yet.
+    pub pending_email: Option<String>,
 }
 
-const COLUMNS: &str = "user_id, email, password_hash, email_verified_at";
+const COLUMNS: &str = "user_id, email, password_hash, email_verified_at, pending_email";
 
 /// The credential of this (normalised) email.
 pub async fn by_email(db: &D1Database, email: &str) -> Result<Option<Credential>, AppError> {
@@ -87,9 +89,9 @@ pub async fn rehash(
     Ok(())
 }
 
-/// The statement that changes the email and marks it unverified; a taken email fails the
-/// whole batch (UNIQUE).
-pub fn set_email_statement(
+/// The statement that records a new email asked for: it replaces the account's email only
+/// when [`confirm`] is given it from its mailed link.
+pub fn set_pending_email_statement(
     db: &D1Database,
     user_id: &str,
     email: &str,
@@ -97,30 +99,49 @@ pub fn set_email_statement(
 ) -> Result<D1PreparedStatement, AppError> {
     Ok(query!(
         db,
-        "UPDATE account_credentials SET email = ?2, email_verified_at = NULL, updated_at = ?3 \
-         WHERE user_id = ?1",
+        "UPDATE account_credentials SET pending_email = ?2, updated_at = ?3 WHERE user_id = ?1",
         user_id,
         email,
         now
     )?)
 }
 
-/// Marks the email verified, if it is still the address the link was sent to.
-pub async fn mark_verified(
+/// Confirms `email` from its mailed link: the account's own email, still unverified, is
+/// marked verified; or the pending email becomes the account's email, verified (the user's
+/// too, in the same batch). `false` when neither applies (the link is for an address the
+/// account no longer has or asks for). A pending email another account took meanwhile fails
+/// the batch (UNIQUE).
+pub async fn confirm(
     db: &D1Database,
     user_id: &str,
     email: &str,
     now: &str,
-) -> Result<bool, AppError> {
-    let result = query!(
-        db,
-        "UPDATE account_credentials SET email_verified_at = ?3, updated_at = ?3 \
-         WHERE user_id = ?1 AND email = ?2 AND email_verified_at IS NULL",
-        user_id,
-        email,
-        now
-    )?
-    .run()
-    .await?;
-    Ok(crate::storage::changes(&result)? > 0)
+) -> Result<bool, worker::Error> {
+    let results = db
+        .batch(vec![
+            query!(
+                db,
+                "UPDATE account_credentials \
+                 SET email = ?2, pending_email = NULL, email_verified_at = ?3, updated_at = ?3 \
+                 WHERE user_id = ?1 \
+                   AND ((email = ?2 AND email_verified_at IS NULL) OR pending_email = ?2)",
+                user_id,
+                email,
+                now
+            )?,
+            query!(
+                db,
+                "UPDATE users SET email = ?2, updated_at = ?3 \
+                 WHERE id = ?1 AND email IS NOT ?2 AND EXISTS \
+                   (SELECT 1 FROM account_credentials WHERE user_id = ?1 AND email = ?2)",
+                user_id,
+                email,
+                now
+            )?,
+        ])
+        .await?;
+    let changed = results
+        .first()
+        .map_or(0, |r| crate::storage::changes(r).unwrap_or(0));
+    Ok(changed > 0)
 }

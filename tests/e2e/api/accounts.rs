@@ -32,6 +32,7 @@ pub fn cases() -> Vec<Case> {
         bad_input_is_refused_and_changes_nothing,
         a_taken_email_is_a_conflict_in_any_letter_case,
         the_profile_changes_and_a_new_email_is_verified_again,
+        a_stolen_token_cannot_change_the_email_and_a_change_voids_every_mailed_link,
         account_and_hmac_tokens_never_pass_for_each_other,
         an_account_access_token_alone_cannot_refresh,
         a_weaker_hash_is_raised_at_sign_in,
@@ -65,9 +66,18 @@ fn post(world: &World, path: &str, body: &Value) -> Reply {
     world.call("POST", path).json(body)
 }
 
+/// `POST path` from a client IP of its own (sign-ups and reset requests are throttled per
+/// client IP).
+fn post_from_new_ip(world: &World, path: &str, body: &Value) -> Reply {
+    world
+        .call("POST", path)
+        .header("CF-Connecting-IP", &new_ip())
+        .json(body)
+}
+
 /// Registers `email`; the 201 answer.
 fn register(world: &World, email: &str) -> Value {
-    let reply = post(
+    let reply = post_from_new_ip(
         world,
         "/api/auth/register",
         &json!({ "email": email, "password": PASSWORD }),
@@ -144,7 +154,7 @@ fn user_id_of(world: &World, email: &str) -> String {
 fn register_verify_email_login_and_profile(world: &World) {
     let email = new_email("flow_");
     let shown = format!("  {}  ", email.to_uppercase());
-    let reply = post(
+    let reply = post_from_new_ip(
         world,
         "/api/auth/register",
         &json!({ "email": shown, "password": PASSWORD, "display_name": "Ana" }),
@@ -164,7 +174,7 @@ fn register_verify_email_login_and_profile(world: &World) {
     assert_eq!(before.json()["email_verified"], false);
 
     // The verification link went through the mail API, from the configured app.
-    let mails = world.fakes.mail.delivered_to(&email);
+    let mails = world.fakes.mail.wait_for(&email, 1);
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert!(mails[0]
         .text
@@ -390,7 +400,7 @@ fn a_reset_for_an_unknown_email_answers_like_a_known_one_and_sends_nothing(world
     let unknown = new_email("resetunknown_");
     let untouched = world.snapshot(&rows_of_email(&unknown));
     let ask = |email: &str| {
-        post(
+        post_from_new_ip(
             world,
             "/api/auth/request-password-reset",
             &json!({ "email": email }),
@@ -421,7 +431,7 @@ fn the_mailed_reset_token_works_once_and_ends_every_session(world: &World) {
     let email = new_email("reset_");
     let first = register(world, &email);
     let second = signed_in(world, &email, PASSWORD);
-    let reply = post(
+    let reply = post_from_new_ip(
         world,
         "/api/auth/request-password-reset",
         &json!({ "email": email }),
@@ -565,6 +575,16 @@ fn a_password_user_uses_quota_and_api_keys_like_anyone(world: &World) {
     let email = new_email("user_");
     let session = register(world, &email);
     let token = access(&session);
+    // An API key costs nothing itself, but it opens what does: it waits for the email.
+    let link = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/verify-email")
+        .expect("a verification link");
+    assert_eq!(
+        post(world, "/api/auth/verify-email", &json!({ "token": link })).status,
+        200
+    );
     let quota = world.authed("GET", "/api/usage/quota", &token).send();
     assert_eq!(quota.status, 200, "{}", quota.body);
     assert_eq!(quota.json()["plan"], "free");
@@ -663,7 +683,7 @@ fn a_taken_email_is_a_conflict_in_any_letter_case(world: &World) {
     register(world, &email);
     let rows = rows_of_email(&email);
     let before = world.snapshot(&rows);
-    let again = post(
+    let again = post_from_new_ip(
         world,
         "/api/auth/register",
         &json!({ "email": format!(" {} ", email.to_uppercase()), "password": NEW_PASSWORD }),
@@ -697,21 +717,28 @@ fn the_profile_changes_and_a_new_email_is_verified_again(world: &World) {
     assert_eq!(named.status, 200, "{}", named.body);
     assert_eq!(named.json()["display_name"], "Bea");
     assert_eq!(named.json()["email_verified"], true);
+    assert_eq!(named.json()["pending_email"], Value::Null);
     // Another account's email is taken.
     let other = new_email("prof_other_");
     register(world, &other);
     let rows = rows_of_email(&email);
     let before = world.snapshot(&rows);
-    put(json!({ "email": other.to_uppercase() })).assert_error(409, "conflict");
-    put(json!({ "email": "not-an-email" })).assert_error(400, "validation_failed");
+    put(json!({ "email": other.to_uppercase(), "current_password": PASSWORD }))
+        .assert_error(409, "conflict");
+    put(json!({ "email": "not-an-email", "current_password": PASSWORD }))
+        .assert_error(400, "validation_failed");
     put(json!({ "avatar_url": "javascript:alert(1)" })).assert_error(400, "validation_failed");
     before.assert_unchanged(world);
-    // A new email: unverified until its own link is used.
+    // A new email: it takes over only once its own link is used.
     let moved = new_email("prof_new_");
-    let changed = put(json!({ "email": moved }));
+    let changed = put(json!({ "email": moved, "current_password": PASSWORD }));
     assert_eq!(changed.status, 200, "{}", changed.body);
-    assert_eq!(changed.json()["email"], moved.as_str());
-    assert_eq!(changed.json()["email_verified"], false);
+    assert_eq!(changed.json()["email"], email.as_str());
+    assert_eq!(changed.json()["email_verified"], true);
+    assert_eq!(changed.json()["pending_email"], moved.as_str());
+    // Until then the old address signs in and the new one does not.
+    login(world, &moved, PASSWORD, &new_ip()).assert_error(401, "unauthorized");
+    signed_in(world, &email, PASSWORD);
     let link = world
         .fakes
         .mail
@@ -724,8 +751,99 @@ fn the_profile_changes_and_a_new_email_is_verified_again(world: &World) {
     let now = profile(world, &access(&session)).json();
     assert_eq!(now["email"], moved.as_str());
     assert_eq!(now["email_verified"], true);
+    assert_eq!(now["pending_email"], Value::Null);
     // The old address no longer signs in; the new one does.
     login(world, &email, PASSWORD, &new_ip()).assert_error(401, "unauthorized");
+    signed_in(world, &moved, PASSWORD);
+}
+
+fn a_stolen_token_cannot_change_the_email_and_a_change_voids_every_mailed_link(world: &World) {
+    let email = new_email("takeover_");
+    let session = register(world, &email);
+    let token = access(&session);
+    let put = |body: Value| world.authed("PUT", "/api/auth/profile", &token).json(&body);
+    let attacker = new_email("attacker_");
+    // Without the current password, or with a wrong one, nothing changes.
+    let rows = rows_of_email(&email).where_eq("account_mailed_tokens", "email", &attacker);
+    let before = world.snapshot(&rows);
+    let error = put(json!({ "email": attacker })).assert_error(400, "validation_failed");
+    assert_eq!(error["fields"][0]["field"], "current_password", "{error}");
+    let error = put(json!({ "email": attacker, "current_password": "not the password!" }))
+        .assert_error(400, "validation_failed");
+    assert_eq!(error["fields"][0]["field"], "current_password", "{error}");
+    before.assert_unchanged(world);
+    assert!(world.fakes.mail.delivered_to(&attacker).is_empty());
+
+    // A reset link mailed before the change ...
+    let asked = post_from_new_ip(
+        world,
+        "/api/auth/request-password-reset",
+        &json!({ "email": email }),
+    );
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    let reset = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/reset-password")
+        .expect("a reset link");
+    let verify = world
+        .fakes
+        .mail
+        .token_in_link(&email, "/verify-email")
+        .expect("the first verification link");
+    // ... with the password, the change goes through (pending) and the old address is told.
+    let moved = new_email("takeover_new_");
+    let changed = put(json!({ "email": moved, "current_password": PASSWORD }));
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.json()["pending_email"], moved.as_str());
+    let notices = world.fakes.mail.wait_for(&email, 3);
+    let notice = notices
+        .iter()
+        .find(|m| m.text.contains(&moved))
+        .unwrap_or_else(|| panic!("a notice to the old address: {notices:?}"));
+    assert!(notice.text.contains("/reset-password"), "{}", notice.text);
+    // ... and every link mailed before it is refused: the reset, and the first verification.
+    let credentials =
+        Rows::new().where_eq("account_credentials", "user_id", &user_id_of(world, &email));
+    let kept = world.snapshot(&credentials);
+    post(
+        world,
+        "/api/auth/reset-password",
+        &json!({ "token": reset, "new_password": NEW_PASSWORD }),
+    )
+    .assert_error(400, "bad_request");
+    post(world, "/api/auth/verify-email", &json!({ "token": verify }))
+        .assert_error(400, "bad_request");
+    kept.assert_unchanged(world);
+    signed_in(world, &email, PASSWORD);
+    // A reset asked for the pending address does nothing: it is not the account's yet.
+    let asked = post_from_new_ip(
+        world,
+        "/api/auth/request-password-reset",
+        &json!({ "email": moved }),
+    );
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    let confirm = world
+        .fakes
+        .mail
+        .token_in_link(&moved, "/verify-email")
+        .expect("the new address's link");
+    assert_eq!(
+        world.d1_query(&format!(
+            "SELECT COUNT(*) AS n FROM account_mailed_tokens \
+             WHERE email = '{moved}' AND purpose = 'reset_password'"
+        ))[0]["n"],
+        0
+    );
+    assert_eq!(
+        post(
+            world,
+            "/api/auth/verify-email",
+            &json!({ "token": confirm })
+        )
+        .status,
+        200
+    );
     signed_in(world, &moved, PASSWORD);
 }
 
@@ -778,17 +896,25 @@ fn a_failed_mail_is_kept_and_sent_by_the_scheduled_event(world: &World) {
     let email = new_email("retry_");
     world.fakes.mail.fail_for(&email);
     register(world, &email);
-    assert!(world.fakes.mail.delivered_to(&email).is_empty());
     let outbox = format!(
         "SELECT status, attempts, text_body IS NOT NULL AS has_body FROM mail_outbox \
          WHERE to_address = '{email}'"
     );
-    let failed = world.d1_query(&outbox);
+    // Sent after the answer: wait for the attempt to be recorded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        let rows = world.d1_query(&outbox);
+        if rows.first().is_some_and(|r| r["status"] != "pending") || Instant::now() >= deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(world.fakes.mail.delivered_to(&email).is_empty());
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["status"], "failed");
     assert_eq!(failed[0]["has_body"], 1);
     // A reset request for it still answers as for any address.
-    let reply = post(
+    let reply = post_from_new_ip(
         world,
         "/api/auth/request-password-reset",
         &json!({ "email": email }),
@@ -798,9 +924,16 @@ fn a_failed_mail_is_kept_and_sent_by_the_scheduled_event(world: &World) {
     world.fakes.mail.recover(&email);
     let fired = world.get("/cdn-cgi/handler/scheduled?cron=*%2F10+*+*+*+*");
     assert_eq!(fired.status, 200, "{}", fired.body);
-    let mails = world.fakes.mail.delivered_to(&email);
+    let mails = world.fakes.mail.wait_for(&email, 2);
     assert_eq!(mails.len(), 2, "{mails:?}");
-    let sent = world.d1_query(&outbox);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let sent = loop {
+        let rows = world.d1_query(&outbox);
+        if rows.iter().all(|r| r["status"] == "sent") || Instant::now() >= deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         sent.iter()
             .all(|r| r["status"] == "sent" && r["has_body"] == 0),

@@ -292,6 +292,10 @@ fn an_account_that_registered_bought_spent_and_was_adjusted_shows_each_action(wo
     let password = "correct horse battery staple";
     let registered = world
         .call("POST", "/api/auth/register")
+        .header(
+            "CF-Connecting-IP",
+            &format!("2001:db8:a0d1::{}", &unique("")[..4]),
+        )
         .json(&json!({ "email": email, "password": password }));
     assert_eq!(registered.status, 201, "{}", registered.body);
     let user_id = registered.json()["user"]["id"].as_str().unwrap().to_owned();

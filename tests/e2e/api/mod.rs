@@ -26,6 +26,7 @@ mod provider_keys;
 mod proxy;
 mod rate_limits;
 mod signed_access;
+mod signup_guards;
 mod sites;
 mod subjects;
 mod tokens;
@@ -77,6 +78,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(audit::cases());
     cases.extend(tokens::cases());
     cases.extend(accounts::cases());
+    cases.extend(signup_guards::cases());
     cases.extend(workflows::cases());
     cases.extend(proxy::cases());
     cases.extend(chat::cases());

@@ -42,6 +42,9 @@ pub struct FakeMail {
     mailbox: Arc<Mutex<Mailbox>>,
 }
 
+/// How long a test waits for mail the worker sends after its answer.
+pub const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn error(status: u16, name: &str, message: &str) -> FakeResponse {
     FakeResponse::json(
         status,
@@ -117,17 +120,38 @@ impl FakeMail {
             .collect()
     }
 
-    /// The token of the newest link `APP_URL + path + "?token="` delivered to `address`.
+    /// The messages delivered to `address` once there are at least `count` (the worker sends
+    /// mail after its answer), waiting up to [`MAIL_WAIT`]; what there is by then otherwise.
+    pub fn wait_for(&self, address: &str, count: usize) -> Vec<Delivered> {
+        let deadline = std::time::Instant::now() + MAIL_WAIT;
+        loop {
+            let delivered = self.delivered_to(address);
+            if delivered.len() >= count || std::time::Instant::now() >= deadline {
+                return delivered;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The token of the newest link `APP_URL + path + "?token="` delivered to `address`,
+    /// waiting up to [`MAIL_WAIT`] for one to arrive.
     pub fn token_in_link(&self, address: &str, path: &str) -> Option<String> {
         let needle = format!("{path}?token=");
-        self.delivered_to(address).iter().rev().find_map(|m| {
-            let at = m.text.find(&needle)? + needle.len();
-            let token: String = m.text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                .collect();
-            Some(token)
-        })
+        let deadline = std::time::Instant::now() + MAIL_WAIT;
+        loop {
+            let found = self.delivered_to(address).iter().rev().find_map(|m| {
+                let at = m.text.find(&needle)? + needle.len();
+                let token: String = m.text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .collect();
+                Some(token)
+            });
+            if found.is_some() || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Makes every send to `address` fail with 500 until [`Self::recover`].
