@@ -1398,6 +1398,47 @@ mod tests {
     }
 
     #[test]
+    fn mail_is_logged_only_locally_and_needs_the_app_url_elsewhere() {
+        use crate::accounts::service::mail;
+        let local = Config::load(&HashMap::<&str, &str>::new());
+        assert!(local.accounts.log_mail);
+        assert!(local.accounts.require_verified_email, "on by default");
+        assert_eq!(mail::ready(&local.accounts), Ok(()));
+        assert!(local.problems.is_empty(), "{:?}", local.problems);
+
+        let deployed = Config::load(&HashMap::from([
+            ("ENVIRONMENT", "prod"),
+            ("APP_URL", "https://app.example.com"),
+        ]));
+        assert!(!deployed.accounts.log_mail);
+        assert_eq!(
+            mail::ready(&deployed.accounts),
+            Err(not_configured("MAIL_API_KEY"))
+        );
+        let sending = Config::load(&HashMap::from([
+            ("ENVIRONMENT", "prod"),
+            ("APP_URL", "https://app.example.com"),
+            ("MAIL_API_KEY", "re_live"),
+        ]));
+        assert_eq!(mail::ready(&sending.accounts), Ok(()));
+
+        let no_app = Config::load(&HashMap::from([
+            ("ENVIRONMENT", "prod"),
+            ("MAIL_API_KEY", "re_live"),
+        ]));
+        assert_eq!(
+            first_problem(&HashMap::from([("ENVIRONMENT", "prod")])).setting,
+            "APP_URL"
+        );
+        assert_eq!(
+            mail::ready(&no_app.accounts),
+            Err(not_configured("APP_URL"))
+        );
+        // Sign-in does not need it.
+        assert!(no_app.accounts.token_secret.is_unset());
+    }
+
+    #[test]
     fn a_placeholder_sealing_key_disables_only_what_seals() {
         let vars = HashMap::from([
             ("KEY_ENCRYPTION_KEY", PLACEHOLDER),
