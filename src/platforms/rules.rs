@@ -211,6 +211,17 @@ pub fn applicable_tier<'a>(
         .expect("a stored tier list is never empty"))
 }
 
+/// Why a platform key sent by a browser (a request with an `Origin` header) is refused, or
+/// `None` for a request from a server. A platform key is a server secret: one a browser holds
+/// is one every visitor of the page can read.
+pub fn key_from_browser(origin: Option<&str>) -> Option<&'static str> {
+    origin.map(|_| {
+        "platform keys (pk_live_...) are server secrets: call this from your server, never \
+         from a browser (this request carried an Origin header); rotate a key a browser has \
+         held with POST /generate-credentials"
+    })
+}
+
 /// The start of the signup window that admits a registration at `now_ms`, given the window
 /// as stored (`None`: no registration from this IP yet), and whether it is admitted.
 pub fn signup_admitted(window: Option<(u64, u64)>, now_ms: u64) -> bool {
@@ -233,6 +244,13 @@ mod tests {
             currency: "USD".to_owned(),
             stripe_price_id: None,
         }
+    }
+
+    #[test]
+    fn a_platform_key_from_a_browser_is_refused() {
+        assert!(key_from_browser(Some("https://app.example.com")).is_some());
+        assert!(key_from_browser(Some("null")).is_some());
+        assert_eq!(key_from_browser(None), None);
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub async fn authenticate(req: &Request, ctx: &Ctx, end_user: bool) -> Result<Te
     let header = req.headers().get("Authorization").ok().flatten();
     let credential = access::credential(&access::presented(header.as_deref()))?.to_owned();
     let tenant = if credential.starts_with(KEY.prefix) {
+        if let Some(refusal) = rules::key_from_browser(http::header(req, "Origin").as_deref()) {
+            return Err(AppError::Forbidden(refusal.to_owned()));
+        }
         from_key(req, ctx, &credential, end_user).await?
     } else if end_user {
         from_end_user_token(req, ctx, &credential).await?

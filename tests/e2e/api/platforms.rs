@@ -28,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
         concurrent_key_rotations_leave_one_platform_and_one_live_key,
         an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted,
+        a_platform_key_sent_by_a_browser_is_refused_and_counts_nothing,
     )
 }
 
@@ -435,6 +436,53 @@ fn registration_refuses_a_taken_email_and_more_than_five_an_hour_per_ip(world: &
         "SELECT COUNT(*) AS n FROM platforms WHERE owner_email LIKE 'burst-%-{burst_ip}@example.com'"
     ));
     assert_eq!(made[0]["n"], 5);
+}
+
+fn a_platform_key_sent_by_a_browser_is_refused_and_counts_nothing(world: &World) {
+    let (platform, key) = register(world);
+    let person = unique("browser-");
+    let rows = end_user_rows(&platform, &person)
+        .where_eq("platforms", "id", &platform)
+        .where_eq("platform_keys", "platform_id", &platform);
+    let before = world.snapshot(&rows);
+    let origin = "https://shop.example.com";
+    let refusals = [
+        world
+            .authed("POST", "/api/data", &key)
+            .header("X-User-Id", &person)
+            .header("Origin", origin)
+            .json(&json!({})),
+        world
+            .authed("GET", "/api/usage", &key)
+            .header("X-User-Id", &person)
+            .header("Origin", origin)
+            .send(),
+        world
+            .authed("GET", "/api/developer/dashboard", &key)
+            .header("Origin", origin)
+            .send(),
+        world
+            .authed("GET", "/api/tiers", &key)
+            .header("Origin", origin)
+            .send(),
+        world
+            .authed("PUT", "/api/developer/tiers", &key)
+            .header("Origin", origin)
+            .json(&json!({ "tiers": free_and_pro() })),
+    ];
+    for reply in refusals {
+        let error = reply.assert_error(403, "forbidden");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("server secrets"),
+            "{error}"
+        );
+    }
+    before.assert_unchanged(world);
+    // The same key from a server (no Origin) works.
+    assert_eq!(data(world, &key, &person, &json!({})).status, 200);
 }
 
 fn bad_input_and_bad_credentials_are_refused_and_change_nothing(world: &World) {
