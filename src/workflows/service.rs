@@ -41,7 +41,11 @@ pub struct NewWorkflow {
     #[serde(default)]
     #[schema(value_type = Trigger, required = true)]
     pub trigger: Option<String>,
-    /// Where deliveries are POSTed: an https URL (plain http only in local development).
+    /// Where deliveries are POSTed: an https URL of a public host, at most 2048 bytes; not an
+    /// IP address in a loopback, private, link-local, CGNAT, unique-local or unspecified range
+    /// (nor an IPv4-mapped form of one, nor a number spelled other than a.b.c.d), not
+    /// `localhost`, `*.localhost`, `*.local` or `*.internal`. Plain http and local hosts only in
+    /// local development.
     #[serde(default)]
     #[schema(value_type = String, required = true, max_length = 2048)]
     pub url: Option<String>,
@@ -57,6 +61,9 @@ pub struct WorkflowPatch {
     #[serde(default)]
     #[schema(value_type = Option<Trigger>)]
     pub trigger: Option<String>,
+    /// A new URL, checked as at creation: https, a public host (never an internal
+    /// address or name), at most 2048 bytes; plain http and local hosts only in local
+    /// development.
     #[serde(default)]
     #[schema(max_length = 2048)]
     pub url: Option<String>,
@@ -110,7 +117,7 @@ fn trigger_field(value: &str, problems: &mut Vec<FieldError>) -> Option<Trigger>
 }
 
 fn url_field(config: &Config, value: &str, problems: &mut Vec<FieldError>) -> Option<String> {
-    rules::url(value, rules::allows_http(&config.environment))
+    rules::url(value, rules::receivers(&config.environment))
         .map_err(|why| problems.push(FieldError::new("url", why)))
         .ok()
 }

@@ -1,5 +1,6 @@
 //! Workflows through the user's own usage alerts (`/api/user/webhooks`): registering,
-//! listing without the secret, the per-owner cap, refusals that change nothing, and the
+//! listing without the secret, the per-owner cap, refusals that change nothing (plain http
+//! and internal receivers, for users and for orgs' portal workflows alike), and the
 //! threshold deliveries themselves — exactly once under concurrent usage, signed per
 //! Standard Webhooks (verified here with an HMAC of the test's own), stored before they are
 //! sent, and retried by the scheduled event until the receiver takes them.
@@ -20,6 +21,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::api_keys::clerk_user_on_plan;
+use super::portal::{make_org, member_token};
 use super::Case;
 use crate::fakes::{FakeReceiver, Recorded};
 use crate::harness::identity::{now, unique};
@@ -31,6 +33,7 @@ pub fn cases() -> Vec<Case> {
         workflows:
         a_webhook_is_created_with_its_secret_once_and_listed_without_it,
         refusals_change_nothing,
+        internal_and_plain_http_receivers_are_refused_for_users_and_orgs,
         another_users_webhook_is_not_found_and_untouched,
         a_webhook_is_changed_by_its_owner_only,
         concurrent_creations_never_pass_the_cap,
@@ -216,6 +219,90 @@ fn refusals_change_nothing(world: &World) {
         .json(&json!({ "url": "https://hooks.example.test/anon" }))
         .assert_error(401, "unauthorized");
     before.assert_unchanged(world);
+}
+
+/// Receivers a shared (non-local) worker must never be made to POST to: plain http, and
+/// hosts that name loopback, private, link-local or internal addresses (or spell them in a
+/// way only some parsers read as such).
+const INTERNAL_RECEIVERS: [&str; 12] = [
+    "http://example.com/",
+    "https://127.0.0.1/",
+    "https://10.0.0.1/",
+    "https://[::1]/",
+    "https://localhost/",
+    "https://metadata.internal/",
+    "https://169.254.169.254/latest/meta-data",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[fd00::1]:8443/",
+    "https://2130706433/",
+    "https://0x7f.1/",
+    "https://127.1/",
+];
+
+/// `reply` is `400 validation_failed` naming `url` alone, with a reason.
+fn refused_url(reply: &Reply, url: &str) {
+    assert_eq!(
+        fields(reply),
+        vec!["url".to_owned()],
+        "{url}: {}",
+        reply.body
+    );
+    let why = reply.json()["error"]["fields"][0]["message"].clone();
+    assert!(
+        why.as_str().is_some_and(|m| m.starts_with("must ")),
+        "{url}: {why}"
+    );
+}
+
+fn internal_and_plain_http_receivers_are_refused_for_users_and_orgs(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let owner = user_id(world, &token);
+    let hook = create(world, &token, "https://hooks.example.test/kept");
+    let hook_path = format!("{WEBHOOKS}/{}", hook["id"].as_str().unwrap());
+    let org = make_org(world, "basic");
+    let admin = member_token(world, &org.clerk_id, "admin", false);
+    let admin_id = user_id(world, &admin);
+    let made = world
+        .authed("POST", "/portal/workflows", &admin)
+        .json(&json!({ "trigger": "usage.threshold", "url": "https://hooks.example.test/org" }));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let flow_id = made.json()["id"].as_str().unwrap().to_owned();
+    let flow_path = format!("/portal/workflows/{flow_id}");
+
+    let before = world.snapshot(
+        &owned_rows(&[&owner, &admin_id])
+            .where_eq("workflows", "owner_id", &org.id)
+            .where_eq("audit_log", "target_id", hook["id"].as_str().unwrap())
+            .where_eq("audit_log", "target_id", &flow_id),
+    );
+    for url in INTERNAL_RECEIVERS {
+        let reply = world
+            .authed("POST", WEBHOOKS, &token)
+            .json(&json!({ "url": url }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("PATCH", &hook_path, &token)
+            .json(&json!({ "url": url, "enabled": false }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("POST", "/portal/workflows", &admin)
+            .json(&json!({ "trigger": "chat.session.started", "url": url }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("PATCH", &flow_path, &admin)
+            .json(&json!({ "url": url }));
+        refused_url(&reply, url);
+    }
+    before.assert_unchanged(world);
+    // Both are still what they were.
+    let listed = world.authed("GET", WEBHOOKS, &token).send().json();
+    assert_eq!(listed["data"][0]["url"], "https://hooks.example.test/kept");
+    assert_eq!(listed["data"][0]["enabled"], true);
+    let listed = world
+        .authed("GET", "/portal/workflows", &admin)
+        .send()
+        .json();
+    assert_eq!(listed["data"][0]["url"], "https://hooks.example.test/org");
 }
 
 fn another_users_webhook_is_not_found_and_untouched(world: &World) {
