@@ -1,6 +1,7 @@
-//! Workflows' pure decisions: owners and triggers, the webhook URL rule, the `whsec_` secret
-//! and the Standard Webhooks signature, which usage thresholds a change crossed, the
-//! retry schedule and the event bodies.
+//! Workflows' pure decisions: owners and triggers, the webhook URL rule (public https
+//! receivers outside local development), the `whsec_` secret and the Standard Webhooks
+//! signature, which usage thresholds a change crossed, the retry schedule, the classes of a
+//! failed attempt and the event bodies.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -103,6 +104,75 @@ impl DeliveryStatus {
             "delivered" => DeliveryStatus::Delivered,
             "failed" => DeliveryStatus::Failed,
             _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// Why a delivery attempt failed, as the deliveries pages show it and the attempt stores it:
+/// a class, never the receiver's or the network's own words (those are only logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum AttemptFailure {
+    /// No answer within [`SEND_TIMEOUT_MS`].
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// The receiver could not be reached (name lookup, connection refused or reset, TLS).
+    #[serde(rename = "connection_failed")]
+    ConnectionFailed,
+    /// It answered a redirect, which is not followed.
+    #[serde(rename = "http_3xx")]
+    Http3xx,
+    /// It answered 4xx.
+    #[serde(rename = "http_4xx")]
+    Http4xx,
+    /// It answered 5xx.
+    #[serde(rename = "http_5xx")]
+    Http5xx,
+    /// It answered a status that is neither a success, a redirect nor an error (1xx, 6xx+).
+    #[serde(rename = "invalid_response")]
+    InvalidResponse,
+    /// Not sent: the delivery could not be signed or its request built (Tollgate's side).
+    #[serde(rename = "not_sent")]
+    NotSent,
+}
+
+impl AttemptFailure {
+    /// Every class.
+    pub const ALL: [AttemptFailure; 7] = [
+        AttemptFailure::Timeout,
+        AttemptFailure::ConnectionFailed,
+        AttemptFailure::Http3xx,
+        AttemptFailure::Http4xx,
+        AttemptFailure::Http5xx,
+        AttemptFailure::InvalidResponse,
+        AttemptFailure::NotSent,
+    ];
+
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptFailure::Timeout => "timeout",
+            AttemptFailure::ConnectionFailed => "connection_failed",
+            AttemptFailure::Http3xx => "http_3xx",
+            AttemptFailure::Http4xx => "http_4xx",
+            AttemptFailure::Http5xx => "http_5xx",
+            AttemptFailure::InvalidResponse => "invalid_response",
+            AttemptFailure::NotSent => "not_sent",
+        }
+    }
+
+    /// The class stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == text)
+    }
+
+    /// The class of a receiver's answer, `None` for a 2xx (delivered).
+    pub fn of_status(status: u16) -> Option<Self> {
+        match status {
+            200..=299 => None,
+            300..=399 => Some(AttemptFailure::Http3xx),
+            400..=499 => Some(AttemptFailure::Http4xx),
+            500..=599 => Some(AttemptFailure::Http5xx),
+            _ => Some(AttemptFailure::InvalidResponse),
         }
     }
 }
@@ -363,11 +433,6 @@ pub fn next_attempt_ms(attempts: u32, now_ms: u64) -> Option<u64> {
     Some(now_ms + wait * 1000)
 }
 
-/// Whether a receiver's status means delivered.
-pub fn delivered(status: u16) -> bool {
-    (200..300).contains(&status)
-}
-
 /// A usage crossing: who, which meter and period, which threshold, the counter and limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Crossing<'a> {
@@ -551,6 +616,65 @@ mod tests {
     }
 
     #[test]
+    fn an_attempts_failure_is_a_class_stored_and_shown_as_one_text() {
+        for failure in AttemptFailure::ALL {
+            assert_eq!(AttemptFailure::parse(failure.as_str()), Some(failure));
+            assert_eq!(serde_json::to_value(failure).unwrap(), failure.as_str());
+        }
+        assert_eq!(
+            AttemptFailure::parse("timeout"),
+            Some(AttemptFailure::Timeout)
+        );
+        assert_eq!(
+            AttemptFailure::parse("http_5xx"),
+            Some(AttemptFailure::Http5xx)
+        );
+        assert_eq!(AttemptFailure::parse("answered 500"), None);
+        assert_eq!(AttemptFailure::parse(""), None);
+        assert_eq!(AttemptFailure::of_status(200), None);
+        assert_eq!(AttemptFailure::of_status(204), None);
+        assert_eq!(
+            AttemptFailure::of_status(302),
+            Some(AttemptFailure::Http3xx)
+        );
+        assert_eq!(
+            AttemptFailure::of_status(404),
+            Some(AttemptFailure::Http4xx)
+        );
+        assert_eq!(
+            AttemptFailure::of_status(500),
+            Some(AttemptFailure::Http5xx)
+        );
+        assert_eq!(
+            AttemptFailure::of_status(599),
+            Some(AttemptFailure::Http5xx)
+        );
+        assert_eq!(
+            AttemptFailure::of_status(101),
+            Some(AttemptFailure::InvalidResponse)
+        );
+        assert_eq!(
+            AttemptFailure::of_status(600),
+            Some(AttemptFailure::InvalidResponse)
+        );
+    }
+
+    #[test]
+    fn the_schema_accepts_every_failure_class() {
+        // A class the code writes but the CHECK refuses would lose the attempt's record.
+        let schema = include_str!("../../schema/0018_delivery_failure_class.sql");
+        let check = &schema[schema.find("CHECK (failure IN (").unwrap()..];
+        let check = &check[..check.find("))").unwrap()];
+        for failure in AttemptFailure::ALL {
+            assert!(
+                check.contains(&format!("'{}'", failure.as_str())),
+                "{failure:?}"
+            );
+        }
+        assert_eq!(check.matches('\'').count(), 2 * AttemptFailure::ALL.len());
+    }
+
+    #[test]
     fn a_secret_is_whsec_base64_and_its_key_decodes_back() {
         let s = secret(&[7u8; 24]);
         assert!(s.starts_with("whsec_"));
@@ -596,7 +720,6 @@ mod tests {
         assert_eq!(next_attempt_ms(8, 0), None);
         let total: u64 = BACKOFF_SECS.iter().sum();
         assert!((20 * 3600..=26 * 3600).contains(&total), "{total}");
-        assert!(delivered(200) && delivered(204) && !delivered(302) && !delivered(500));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! and internal receivers, for users and for orgs' portal workflows alike), and the
 //! threshold deliveries themselves — exactly once under concurrent usage, signed per
 //! Standard Webhooks (verified here with an HMAC of the test's own), stored before they are
-//! sent, and retried by the scheduled event until the receiver takes them.
+//! sent, and retried by the scheduled event until the receiver takes them, each failed
+//! attempt shown as its status code and failure class, never the error's words.
 //!
 //! Deliveries go to a local receiver over plain http, which only `ENVIRONMENT=local`
 //! allows, so the delivery case runs a worker of its own (the shared one runs as `e2e`,
@@ -21,6 +22,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::api_keys::clerk_user_on_plan;
+use super::chat::site_of;
 use super::portal::{make_org, member_token};
 use super::Case;
 use crate::fakes::{FakeReceiver, Recorded};
@@ -667,12 +669,104 @@ fn thresholds_are_delivered_once_signed_and_retried_until_taken(_shared: &World)
         .map(|a| a["attempt"].clone())
         .collect();
     assert_eq!(numbers, vec![json!(1), json!(2), json!(3)]);
-    assert!(data[0]["attempts"][0]["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("500")));
-    assert_eq!(data[0]["attempts"][2]["error"], Value::Null);
+    // A failure is shown as its class beside the status code, never as an error's words.
+    let failures: Vec<Value> = data[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["failure"].clone())
+        .collect();
+    assert_eq!(
+        failures,
+        vec![json!("http_5xx"), json!("http_5xx"), Value::Null]
+    );
+    for attempt in data[0]["attempts"].as_array().unwrap() {
+        assert_eq!(attempt_fields(attempt), ATTEMPT_FIELDS, "{attempt}");
+    }
     assert_eq!(data[0]["payload"]["data"]["threshold"], 100);
     assert_eq!(data[1]["status"], "delivered");
     assert_eq!(data[1]["payload"]["data"]["threshold"], 80);
     assert_eq!(data[1]["attempts"].as_array().unwrap().len(), 1);
+
+    an_unreachable_receiver_is_shown_as_connection_failed_on_the_portal(&world);
+}
+
+/// What an attempt shows, and nothing else (no `error`, whose words were the network's).
+const ATTEMPT_FIELDS: [&str; 5] = ["at", "attempt", "duration_ms", "failure", "status_code"];
+
+fn attempt_fields(attempt: &Value) -> Vec<&str> {
+    let mut fields: Vec<&str> = attempt
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    fields
+}
+
+/// An org's `chat.session.started` workflow whose receiver refuses connections (a port just
+/// closed): its delivery's attempt shows no status code and `connection_failed` on the
+/// portal's deliveries page, and the raw error is stored nowhere. Runs on the delivery case's
+/// `local` worker (plain http to loopback); the workflow is disabled at the end so the
+/// schedule never retries it.
+fn an_unreachable_receiver_is_shown_as_connection_failed_on_the_portal(world: &World) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let site = site_of(world, "chatbot");
+    let made = world
+        .authed("POST", "/portal/workflows", &site.admin)
+        .json(&json!({ "trigger": "chat.session.started", "url": url }));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let flow_id = made.json()["id"].as_str().unwrap().to_owned();
+    let chat = world
+        .call("POST", "/chat")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", &site.origin)
+        .json(&json!({ "message": format!("{} hello [reply:1]", unique("unreach-")) }));
+    assert_eq!(chat.status, 200, "{}", chat.body);
+    let attempted = format!(
+        "SELECT a.* FROM workflow_delivery_attempts a JOIN workflow_deliveries d \
+         ON d.id = a.delivery_id WHERE d.workflow_id = '{flow_id}'"
+    );
+    eventually("the attempt at the unreachable receiver", || {
+        !world.d1_query(&attempted).is_empty()
+    });
+    let stored = world.d1_query(&attempted);
+    assert_eq!(stored[0]["failure"], "connection_failed", "{stored:?}");
+    assert_eq!(stored[0]["status_code"], Value::Null, "{stored:?}");
+    assert!(
+        stored[0].get("error").is_none(),
+        "no raw error column: {stored:?}"
+    );
+
+    let listed = world
+        .authed(
+            "GET",
+            &format!("/portal/workflows/{flow_id}/deliveries"),
+            &site.admin,
+        )
+        .send();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let delivery = listed.json()["data"][0].clone();
+    assert_eq!(delivery["event_type"], "chat.session.started", "{delivery}");
+    assert_eq!(delivery["status"], "pending");
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["failure"], "connection_failed", "{attempt}");
+    assert_eq!(attempt["status_code"], Value::Null);
+    assert_eq!(attempt_fields(attempt), ATTEMPT_FIELDS, "{attempt}");
+    assert!(!listed.body.contains("error"), "{}", listed.body);
+
+    let off = world
+        .authed(
+            "PATCH",
+            &format!("/portal/workflows/{flow_id}"),
+            &site.admin,
+        )
+        .json(&json!({ "enabled": false }));
+    assert_eq!(off.status, 200, "{}", off.body);
 }
