@@ -17,6 +17,7 @@ use worker::{ByteStream, Delay, Env};
 
 use crate::error::AppError;
 use crate::http::{Ctx, RequestCtx};
+use crate::log::Logger;
 use crate::metering::rules::{ReportRequest, SubjectKind, TOKENS};
 use crate::metering::service::{self as metering, Ask as Hold, Clock, Subject};
 use crate::plans::rules::Plan;
@@ -270,6 +271,10 @@ impl Future for Dropped {
     }
 }
 
+/// What the client is told when the model's stream fails mid-way: never the cause, which may
+/// carry the upstream's own words (it is logged).
+const STREAM_BROKE: &str = "the model's stream broke";
+
 struct Reading {
     body: ByteStream,
     reader: EventReader,
@@ -283,6 +288,8 @@ struct Reading {
     started_ms: u64,
     chunk_timeout: Duration,
     over: bool,
+    /// Where a broken stream's cause is told (the client is told only that it broke).
+    log: Logger,
 }
 
 impl Reading {
@@ -377,6 +384,7 @@ pub async fn stream(
         started_ms: ctx.data.now_ms,
         chunk_timeout: Duration::from_millis(ctx.data.config.chat.timeout_ms),
         over: false,
+        log: ctx.data.log.clone(),
     };
     Ok(futures_util::stream::unfold(
         state,
@@ -400,7 +408,11 @@ pub async fn stream(
                     }
                     Either::Left((None, _)) => None,
                     Either::Left((Some(Err(err)), _)) => {
-                        Some(format!("the model's stream broke: {err}"))
+                        state.log.warn(
+                            "model stream broke",
+                            serde_json::json!({ "model": state.model, "error": err.to_string() }),
+                        );
+                        Some(STREAM_BROKE.to_owned())
                     }
                     Either::Right(((), _)) => Some("the model stopped answering".to_owned()),
                 };

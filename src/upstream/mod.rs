@@ -30,6 +30,28 @@ pub async fn send_within(
     req: Request,
     timeout: Duration,
 ) -> Result<Response, AppError> {
+    fetch_within(req, timeout)
+        .await
+        .map_err(|failure| AppError::Upstream {
+            service,
+            detail: match failure {
+                NoResponse::TimedOut => format!("no answer within {} ms", timeout.as_millis()),
+                NoResponse::Failed(e) => e.to_string(),
+            },
+        })
+}
+
+/// Why a call got no response.
+#[derive(Debug)]
+pub enum NoResponse {
+    /// None came within the timeout (the request was aborted).
+    TimedOut,
+    /// The fetch failed: name lookup, connection, TLS, a bad request.
+    Failed(worker::Error),
+}
+
+/// Sends `req`, aborting it after `timeout`: for callers that tell a timeout from a failure.
+pub async fn fetch_within(req: Request, timeout: Duration) -> Result<Response, NoResponse> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
@@ -37,16 +59,10 @@ pub async fn send_within(
     let deadline = Delay::from(timeout);
     futures_util::pin_mut!(call);
     match select(call, deadline).await {
-        Either::Left((result, _)) => result.map_err(|e| AppError::Upstream {
-            service,
-            detail: e.to_string(),
-        }),
+        Either::Left((result, _)) => result.map_err(NoResponse::Failed),
         Either::Right(((), _)) => {
             controller.abort();
-            Err(AppError::Upstream {
-                service,
-                detail: format!("no answer within {} ms", timeout.as_millis()),
-            })
+            Err(NoResponse::TimedOut)
         }
     }
 }

@@ -128,7 +128,10 @@ pub struct DeliveryPageQuery {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserWebhookBody {
-    /// An https URL (plain http only in local development), at most 2048 bytes.
+    /// An https URL of a public host, at most 2048 bytes: not an IP address in a loopback,
+    /// private, link-local, CGNAT, unique-local or unspecified range (nor an IPv4-mapped form of
+    /// one, nor a number spelled other than a.b.c.d), not `localhost`, `*.localhost`, `*.local`
+    /// or `*.internal`. Plain http and local hosts only in local development.
     #[serde(default)]
     #[schema(value_type = String, required = true, max_length = 2048)]
     pub url: Option<String>,
@@ -139,7 +142,9 @@ pub struct NewUserWebhookBody {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserWebhookPatchBody {
-    /// A new https URL (plain http only in local development), at most 2048 bytes.
+    /// A new URL, checked as at creation: https, a public host (never an internal
+    /// address or name), at most 2048 bytes; plain http and local hosts only in local
+    /// development.
     #[serde(default)]
     #[schema(max_length = 2048)]
     pub url: Option<String>,

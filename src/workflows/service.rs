@@ -26,9 +26,10 @@ use crate::error::AppError;
 use crate::http::{Ctx, RequestCtx};
 use crate::log::Logger;
 use crate::storage;
+use crate::upstream::NoResponse;
 use crate::workflows::rules::{
-    self, Crossing, DeliveryStatus, Owner, OwnerKind, Trigger, LEASE_MS, MAX_ATTEMPTS,
-    MAX_WORKFLOWS_PER_OWNER, SEND_TIMEOUT_MS,
+    self, AttemptFailure, Crossing, DeliveryStatus, Owner, OwnerKind, Trigger, LEASE_MS,
+    MAX_ATTEMPTS, MAX_WORKFLOWS_PER_OWNER, SEND_TIMEOUT_MS,
 };
 use crate::workflows::store::{self, Attempt, Outgoing, WorkflowRow};
 
@@ -41,7 +42,11 @@ pub struct NewWorkflow {
     #[serde(default)]
     #[schema(value_type = Trigger, required = true)]
     pub trigger: Option<String>,
-    /// Where deliveries are POSTed: an https URL (plain http only in local development).
+    /// Where deliveries are POSTed: an https URL of a public host, at most 2048 bytes; not an
+    /// IP address in a loopback, private, link-local, CGNAT, unique-local or unspecified range
+    /// (nor an IPv4-mapped form of one, nor a number spelled other than a.b.c.d), not
+    /// `localhost`, `*.localhost`, `*.local` or `*.internal`. Plain http and local hosts only in
+    /// local development.
     #[serde(default)]
     #[schema(value_type = String, required = true, max_length = 2048)]
     pub url: Option<String>,
@@ -57,6 +62,9 @@ pub struct WorkflowPatch {
     #[serde(default)]
     #[schema(value_type = Option<Trigger>)]
     pub trigger: Option<String>,
+    /// A new URL, checked as at creation: https, a public host (never an internal
+    /// address or name), at most 2048 bytes; plain http and local hosts only in local
+    /// development.
     #[serde(default)]
     #[schema(max_length = 2048)]
     pub url: Option<String>,
@@ -110,7 +118,7 @@ fn trigger_field(value: &str, problems: &mut Vec<FieldError>) -> Option<Trigger>
 }
 
 fn url_field(config: &Config, value: &str, problems: &mut Vec<FieldError>) -> Option<String> {
-    rules::url(value, rules::allows_http(&config.environment))
+    rules::url(value, rules::receivers(&config.environment))
         .map_err(|why| problems.push(FieldError::new("url", why)))
         .ok()
 }
@@ -283,17 +291,30 @@ pub async fn delete(ctx: &Ctx, owner: &Owner, id: &str, actor: Actor<'_>) -> Res
 }
 
 /// One attempt at a delivery, as recorded.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptResult {
     /// 1 for the first.
     pub attempt: u32,
     /// The receiver's status; `null` when it did not answer (network error, timeout).
     pub status_code: Option<u16>,
-    /// Why it failed; `null` when delivered.
-    pub error: Option<String>,
+    /// Why it failed, as a class (never the receiver's or the network's own words); `null`
+    /// when delivered.
+    pub failure: Option<AttemptFailure>,
     pub duration_ms: u64,
     /// When it was made (RFC 3339).
     pub at: String,
+}
+
+impl From<store::AttemptRow> for AttemptResult {
+    fn from(row: store::AttemptRow) -> Self {
+        Self {
+            attempt: row.attempt,
+            status_code: row.status_code,
+            failure: row.failure.as_deref().and_then(AttemptFailure::parse),
+            duration_ms: row.duration_ms,
+            at: row.at,
+        }
+    }
 }
 
 /// A delivery with its attempts.
@@ -330,7 +351,11 @@ pub async fn deliveries(
         .map(|row| Delivery {
             payload: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
             status: DeliveryStatus::parse(&row.status),
-            attempts: serde_json::from_str(&row.attempt_list).unwrap_or_default(),
+            attempts: serde_json::from_str::<Vec<store::AttemptRow>>(&row.attempt_list)
+                .unwrap_or_default()
+                .into_iter()
+                .map(AttemptResult::from)
+                .collect(),
             next_attempt_at: row
                 .next_attempt_at_ms
                 .filter(|_| row.status == "pending")
@@ -560,12 +585,11 @@ async fn attempt(
         Err(why) => Err(why),
     };
     let finished = crate::clock::now_ms();
-    let (status_code, error) = match &outcome {
-        Ok(code) if rules::delivered(*code) => (Some(*code), None),
-        Ok(code) => (Some(*code), Some(format!("answered {code}"))),
-        Err(why) => (None, Some(why.clone())),
+    let (status_code, failure, error) = match outcome {
+        Ok(code) => (Some(code), AttemptFailure::of_status(code), None),
+        Err((failure, why)) => (None, Some(failure), Some(why)),
     };
-    let (status, next) = if error.is_none() {
+    let (status, next) = if failure.is_none() {
         (DeliveryStatus::Delivered, None)
     } else {
         match rules::next_attempt_ms(number, finished) {
@@ -580,7 +604,7 @@ async fn attempt(
         &Attempt {
             number,
             status_code,
-            error: error.as_deref(),
+            failure,
             duration_ms: finished.saturating_sub(started),
             at: &at,
             status: match status {
@@ -600,25 +624,30 @@ async fn attempt(
             "attempt": number,
             "max_attempts": MAX_ATTEMPTS,
             "status_code": status_code,
+            "failure": failure.map(AttemptFailure::as_str),
             "error": error,
         }),
     );
     Ok(status)
 }
 
+/// Why an attempt got no answer: its class, shown, and the cause in words, only logged.
+type NoAnswer = (AttemptFailure, String);
+
 fn signing_key(
     keyring: Result<&Keyring, &AppError>,
     delivery: &Outgoing,
-) -> Result<Vec<u8>, String> {
-    let keyring = keyring.map_err(|_| "KEY_ENCRYPTION_KEY is not configured".to_owned())?;
+) -> Result<Vec<u8>, NoAnswer> {
+    let not_sent = |why: &str| (AttemptFailure::NotSent, why.to_owned());
+    let keyring = keyring.map_err(|_| not_sent("KEY_ENCRYPTION_KEY is not configured"))?;
     let secret = keyring
         .open(&delivery.secret_sealed, &context_of(&delivery.workflow_id))
-        .map_err(|_| "the workflow's secret could not be opened".to_owned())?;
-    rules::secret_key(&secret).ok_or_else(|| "the workflow's secret is malformed".to_owned())
+        .map_err(|_| not_sent("the workflow's secret could not be opened"))?;
+    rules::secret_key(&secret).ok_or_else(|| not_sent("the workflow's secret is malformed"))
 }
 
 /// POSTs the delivery, signed; answers the receiver's status, or why there was none.
-async fn send(delivery: &Outgoing, key: &[u8], now_ms: u64) -> Result<u16, String> {
+async fn send(delivery: &Outgoing, key: &[u8], now_ms: u64) -> Result<u16, NoAnswer> {
     let timestamp = (now_ms / 1000) as i64;
     let signature = rules::signature(key, &delivery.id, timestamp, &delivery.payload);
     let request = (|| -> Result<Request, worker::Error> {
@@ -635,16 +664,16 @@ async fn send(delivery: &Outgoing, key: &[u8], now_ms: u64) -> Result<u16, Strin
             .with_body(Some(delivery.payload.clone().into()));
         Request::new_with_init(&delivery.url, &init)
     })()
-    .map_err(|e| format!("bad request: {e}"))?;
-    match crate::upstream::send_within("workflow", request, Duration::from_millis(SEND_TIMEOUT_MS))
-        .await
-    {
+    .map_err(|e| (AttemptFailure::NotSent, format!("bad request: {e}")))?;
+    match crate::upstream::fetch_within(request, Duration::from_millis(SEND_TIMEOUT_MS)).await {
         Ok(response) => Ok(response.status_code()),
-        Err(err) => Err(err
-            .log_detail()
-            .unwrap_or_else(|| err.public_message())
-            .chars()
-            .take(300)
-            .collect()),
+        Err(NoResponse::TimedOut) => Err((
+            AttemptFailure::Timeout,
+            format!("no answer within {SEND_TIMEOUT_MS} ms"),
+        )),
+        Err(NoResponse::Failed(err)) => Err((
+            AttemptFailure::ConnectionFailed,
+            err.to_string().chars().take(300).collect(),
+        )),
     }
 }

@@ -7,7 +7,7 @@ use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
 use crate::storage;
-use crate::workflows::rules::{Crossing, Owner, Trigger};
+use crate::workflows::rules::{AttemptFailure, Crossing, Owner, Trigger};
 
 // D1 numbers are JS numbers: integers are bound as f64 (exact below 2^53).
 fn num(n: u64) -> f64 {
@@ -334,7 +334,8 @@ pub struct Attempt<'a> {
     /// 1 for the first.
     pub number: u32,
     pub status_code: Option<u16>,
-    pub error: Option<&'a str>,
+    /// Why it failed; `None` when delivered.
+    pub failure: Option<AttemptFailure>,
     pub duration_ms: u64,
     pub at: &'a str,
     /// The delivery's status after it.
@@ -353,12 +354,12 @@ pub async fn record_attempt(
         query!(
             db,
             "INSERT OR IGNORE INTO workflow_delivery_attempts \
-                 (delivery_id, attempt, status_code, error, duration_ms, at) \
+                 (delivery_id, attempt, status_code, failure, duration_ms, at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             delivery_id,
             attempt.number,
             attempt.status_code,
-            attempt.error,
+            attempt.failure.map(AttemptFailure::as_str),
             num(attempt.duration_ms),
             attempt.at
         )?,
@@ -389,8 +390,20 @@ pub struct DeliveryRow {
     pub next_attempt_at_ms: Option<f64>,
     pub created_at: String,
     pub updated_at: String,
-    /// `[{"attempt", "status_code", "error", "duration_ms", "at"}, ...]`, oldest first.
+    /// `[{"attempt", "status_code", "failure", "duration_ms", "at"}, ...]` ([`AttemptRow`]s),
+    /// oldest first.
     pub attempt_list: String,
+}
+
+/// An attempt as listed in a [`DeliveryRow`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttemptRow {
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    /// An [`AttemptFailure`]'s text; `None` when delivered.
+    pub failure: Option<String>,
+    pub duration_ms: u64,
+    pub at: String,
 }
 
 /// A page of the workflow's deliveries, newest first, after the `(created_at, id)` cursor.
@@ -406,7 +419,7 @@ pub async fn deliveries(
         "SELECT d.id, d.event_type, d.payload, d.status, d.attempts, d.next_attempt_at_ms, \
                 d.created_at, d.updated_at, \
                 (SELECT json_group_array(json_object('attempt', a.attempt, \
-                     'status_code', a.status_code, 'error', a.error, \
+                     'status_code', a.status_code, 'failure', a.failure, \
                      'duration_ms', a.duration_ms, 'at', a.at)) \
                  FROM (SELECT * FROM workflow_delivery_attempts \
                        WHERE delivery_id = d.id ORDER BY attempt) a) AS attempt_list \

@@ -385,10 +385,34 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
     let data = events(&reply.body);
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_error", "{}", reply.body);
+    assert_eq!(
+        last["error"]["message"], "the model's stream ended early",
+        "{}",
+        reply.body
+    );
     assert_eq!(settled(world, &user_id), (estimate(&[&content]) + 10, 0));
     let rows = records(world, &user_id);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["output_tokens"], 10);
+
+    // Broken after 10 tokens (the body fails to read, mid-chunk): charged the same way, and
+    // the client is told only that it broke, never the reader's own error text (logged).
+    let broken = format!("{marker} [reply:40] [break:10]");
+    let reply = world.authed("POST", COMPLETIONS, &key).json(&json!({
+        "messages": [{"role": "user", "content": broken}], "stream": true, "max_tokens": 100,
+    }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let data = events(&reply.body);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(
+        last["error"],
+        json!({"message": "the model's stream broke", "type": "api_error",
+               "code": "upstream_error", "param": null}),
+        "{}",
+        reply.body
+    );
+    let charged = estimate(&[&content]) + 10 + estimate(&[&broken]) + 10;
+    assert_eq!(settled(world, &user_id), (charged, 0));
 
     // A stream that ends without usage is charged its whole hold.
     let content = format!("{marker} [reply:5] [nousage]");
@@ -396,10 +420,9 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
         "messages": [{"role": "user", "content": content}], "stream": true, "max_tokens": 30,
     }));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let before = estimate(&[&format!("{marker} [reply:40] [cut:10]")]) + 10;
     assert_eq!(
         settled(world, &user_id),
-        (before + estimate(&[&content]) + 30, 0)
+        (charged + estimate(&[&content]) + 30, 0)
     );
 }
 

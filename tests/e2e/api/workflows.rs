@@ -1,8 +1,10 @@
 //! Workflows through the user's own usage alerts (`/api/user/webhooks`): registering,
-//! listing without the secret, the per-owner cap, refusals that change nothing, and the
+//! listing without the secret, the per-owner cap, refusals that change nothing (plain http
+//! and internal receivers, for users and for orgs' portal workflows alike), and the
 //! threshold deliveries themselves — exactly once under concurrent usage, signed per
 //! Standard Webhooks (verified here with an HMAC of the test's own), stored before they are
-//! sent, and retried by the scheduled event until the receiver takes them.
+//! sent, and retried by the scheduled event until the receiver takes them, each failed
+//! attempt shown as its status code and failure class, never the error's words.
 //!
 //! Deliveries go to a local receiver over plain http, which only `ENVIRONMENT=local`
 //! allows, so the delivery case runs a worker of its own (the shared one runs as `e2e`,
@@ -20,6 +22,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::api_keys::clerk_user_on_plan;
+use super::chat::site_of;
+use super::portal::{make_org, member_token};
 use super::Case;
 use crate::fakes::{FakeReceiver, Recorded};
 use crate::harness::identity::{now, unique};
@@ -31,6 +35,7 @@ pub fn cases() -> Vec<Case> {
         workflows:
         a_webhook_is_created_with_its_secret_once_and_listed_without_it,
         refusals_change_nothing,
+        internal_and_plain_http_receivers_are_refused_for_users_and_orgs,
         another_users_webhook_is_not_found_and_untouched,
         a_webhook_is_changed_by_its_owner_only,
         concurrent_creations_never_pass_the_cap,
@@ -216,6 +221,90 @@ fn refusals_change_nothing(world: &World) {
         .json(&json!({ "url": "https://hooks.example.test/anon" }))
         .assert_error(401, "unauthorized");
     before.assert_unchanged(world);
+}
+
+/// Receivers a shared (non-local) worker must never be made to POST to: plain http, and
+/// hosts that name loopback, private, link-local or internal addresses (or spell them in a
+/// way only some parsers read as such).
+const INTERNAL_RECEIVERS: [&str; 12] = [
+    "http://example.com/",
+    "https://127.0.0.1/",
+    "https://10.0.0.1/",
+    "https://[::1]/",
+    "https://localhost/",
+    "https://metadata.internal/",
+    "https://169.254.169.254/latest/meta-data",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[fd00::1]:8443/",
+    "https://2130706433/",
+    "https://0x7f.1/",
+    "https://127.1/",
+];
+
+/// `reply` is `400 validation_failed` naming `url` alone, with a reason.
+fn refused_url(reply: &Reply, url: &str) {
+    assert_eq!(
+        fields(reply),
+        vec!["url".to_owned()],
+        "{url}: {}",
+        reply.body
+    );
+    let why = reply.json()["error"]["fields"][0]["message"].clone();
+    assert!(
+        why.as_str().is_some_and(|m| m.starts_with("must ")),
+        "{url}: {why}"
+    );
+}
+
+fn internal_and_plain_http_receivers_are_refused_for_users_and_orgs(world: &World) {
+    let (_, token) = clerk_user_on_plan(world, "basic");
+    let owner = user_id(world, &token);
+    let hook = create(world, &token, "https://hooks.example.test/kept");
+    let hook_path = format!("{WEBHOOKS}/{}", hook["id"].as_str().unwrap());
+    let org = make_org(world, "basic");
+    let admin = member_token(world, &org.clerk_id, "admin", false);
+    let admin_id = user_id(world, &admin);
+    let made = world
+        .authed("POST", "/portal/workflows", &admin)
+        .json(&json!({ "trigger": "usage.threshold", "url": "https://hooks.example.test/org" }));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let flow_id = made.json()["id"].as_str().unwrap().to_owned();
+    let flow_path = format!("/portal/workflows/{flow_id}");
+
+    let before = world.snapshot(
+        &owned_rows(&[&owner, &admin_id])
+            .where_eq("workflows", "owner_id", &org.id)
+            .where_eq("audit_log", "target_id", hook["id"].as_str().unwrap())
+            .where_eq("audit_log", "target_id", &flow_id),
+    );
+    for url in INTERNAL_RECEIVERS {
+        let reply = world
+            .authed("POST", WEBHOOKS, &token)
+            .json(&json!({ "url": url }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("PATCH", &hook_path, &token)
+            .json(&json!({ "url": url, "enabled": false }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("POST", "/portal/workflows", &admin)
+            .json(&json!({ "trigger": "chat.session.started", "url": url }));
+        refused_url(&reply, url);
+        let reply = world
+            .authed("PATCH", &flow_path, &admin)
+            .json(&json!({ "url": url }));
+        refused_url(&reply, url);
+    }
+    before.assert_unchanged(world);
+    // Both are still what they were.
+    let listed = world.authed("GET", WEBHOOKS, &token).send().json();
+    assert_eq!(listed["data"][0]["url"], "https://hooks.example.test/kept");
+    assert_eq!(listed["data"][0]["enabled"], true);
+    let listed = world
+        .authed("GET", "/portal/workflows", &admin)
+        .send()
+        .json();
+    assert_eq!(listed["data"][0]["url"], "https://hooks.example.test/org");
 }
 
 fn another_users_webhook_is_not_found_and_untouched(world: &World) {
@@ -580,12 +669,104 @@ fn thresholds_are_delivered_once_signed_and_retried_until_taken(_shared: &World)
         .map(|a| a["attempt"].clone())
         .collect();
     assert_eq!(numbers, vec![json!(1), json!(2), json!(3)]);
-    assert!(data[0]["attempts"][0]["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("500")));
-    assert_eq!(data[0]["attempts"][2]["error"], Value::Null);
+    // A failure is shown as its class beside the status code, never as an error's words.
+    let failures: Vec<Value> = data[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["failure"].clone())
+        .collect();
+    assert_eq!(
+        failures,
+        vec![json!("http_5xx"), json!("http_5xx"), Value::Null]
+    );
+    for attempt in data[0]["attempts"].as_array().unwrap() {
+        assert_eq!(attempt_fields(attempt), ATTEMPT_FIELDS, "{attempt}");
+    }
     assert_eq!(data[0]["payload"]["data"]["threshold"], 100);
     assert_eq!(data[1]["status"], "delivered");
     assert_eq!(data[1]["payload"]["data"]["threshold"], 80);
     assert_eq!(data[1]["attempts"].as_array().unwrap().len(), 1);
+
+    an_unreachable_receiver_is_shown_as_connection_failed_on_the_portal(&world);
+}
+
+/// What an attempt shows, and nothing else (no `error`, whose words were the network's).
+const ATTEMPT_FIELDS: [&str; 5] = ["at", "attempt", "duration_ms", "failure", "status_code"];
+
+fn attempt_fields(attempt: &Value) -> Vec<&str> {
+    let mut fields: Vec<&str> = attempt
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    fields
+}
+
+/// An org's `chat.session.started` workflow whose receiver refuses connections (a port just
+/// closed): its delivery's attempt shows no status code and `connection_failed` on the
+/// portal's deliveries page, and the raw error is stored nowhere. Runs on the delivery case's
+/// `local` worker (plain http to loopback); the workflow is disabled at the end so the
+/// schedule never retries it.
+fn an_unreachable_receiver_is_shown_as_connection_failed_on_the_portal(world: &World) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let site = site_of(world, "chatbot");
+    let made = world
+        .authed("POST", "/portal/workflows", &site.admin)
+        .json(&json!({ "trigger": "chat.session.started", "url": url }));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let flow_id = made.json()["id"].as_str().unwrap().to_owned();
+    let chat = world
+        .call("POST", "/chat")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", &site.origin)
+        .json(&json!({ "message": format!("{} hello [reply:1]", unique("unreach-")) }));
+    assert_eq!(chat.status, 200, "{}", chat.body);
+    let attempted = format!(
+        "SELECT a.* FROM workflow_delivery_attempts a JOIN workflow_deliveries d \
+         ON d.id = a.delivery_id WHERE d.workflow_id = '{flow_id}'"
+    );
+    eventually("the attempt at the unreachable receiver", || {
+        !world.d1_query(&attempted).is_empty()
+    });
+    let stored = world.d1_query(&attempted);
+    assert_eq!(stored[0]["failure"], "connection_failed", "{stored:?}");
+    assert_eq!(stored[0]["status_code"], Value::Null, "{stored:?}");
+    assert!(
+        stored[0].get("error").is_none(),
+        "no raw error column: {stored:?}"
+    );
+
+    let listed = world
+        .authed(
+            "GET",
+            &format!("/portal/workflows/{flow_id}/deliveries"),
+            &site.admin,
+        )
+        .send();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let delivery = listed.json()["data"][0].clone();
+    assert_eq!(delivery["event_type"], "chat.session.started", "{delivery}");
+    assert_eq!(delivery["status"], "pending");
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["failure"], "connection_failed", "{attempt}");
+    assert_eq!(attempt["status_code"], Value::Null);
+    assert_eq!(attempt_fields(attempt), ATTEMPT_FIELDS, "{attempt}");
+    assert!(!listed.body.contains("error"), "{}", listed.body);
+
+    let off = world
+        .authed(
+            "PATCH",
+            &format!("/portal/workflows/{flow_id}"),
+            &site.admin,
+        )
+        .json(&json!({ "enabled": false }));
+    assert_eq!(off.status, 200, "{}", off.body);
 }

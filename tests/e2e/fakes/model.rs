@@ -10,7 +10,9 @@
 //! Tests running in parallel share it, so each request says what it wants in its last
 //! message, by directives: `[reply:N]` (N tokens), `[delay:MS]` (before each streamed token),
 //! `[fail:STATUS]` (an error answer before any output), `[cut:N]` (stream N tokens, then
-//! close the connection: no usage, no `[DONE]`), `[nousage]` (no usage reported).
+//! close the connection: no usage, no `[DONE]`; the body simply ends), `[break:N]` (the same
+//! in chunked framing, closed in the middle of a chunk: the body fails to read), `[nousage]`
+//! (no usage reported).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +32,9 @@ pub enum ModelFault {
     Status(u16),
     /// Stream this many tokens, then close the connection (no usage, no `[DONE]`).
     CutAfter(u64),
+    /// Stream this many tokens in chunked framing, then close the connection in the middle
+    /// of a chunk: the reader's body fails, as when a provider dies mid-stream.
+    BreakAfter(u64),
     /// Answer normally but without the usage (plain) or the usage chunk (stream).
     NoUsage,
 }
@@ -151,6 +156,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         Some(ModelFault::Status(status as u16))
     } else if let Some(n) = directive(&last, "cut") {
         Some(ModelFault::CutAfter(n))
+    } else if let Some(n) = directive(&last, "break") {
+        Some(ModelFault::BreakAfter(n))
     } else if last.contains("[nousage]") {
         Some(ModelFault::NoUsage)
     } else {
@@ -183,32 +190,59 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if fault == Some(ModelFault::NoUsage) {
             answer.as_object_mut().unwrap().remove("usage");
         }
-        if let Some(ModelFault::CutAfter(_)) = fault {
+        if let Some(ModelFault::CutAfter(_) | ModelFault::BreakAfter(_)) = fault {
             return stream.shutdown(std::net::Shutdown::Both);
         }
         return respond(&mut stream, 200, &answer);
     }
+    let chunked = matches!(fault, Some(ModelFault::BreakAfter(_)));
+    let framing: &[u8] = if chunked {
+        b"Transfer-Encoding: chunked\r\n"
+    } else {
+        b""
+    };
     stream.write_all(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        &[
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                .as_slice(),
+            framing,
+            b"Connection: close\r\n\r\n",
+        ]
+        .concat(),
     )?;
+    // In chunked framing each write is one chunk.
+    let write = |stream: &mut TcpStream, bytes: &[u8]| -> std::io::Result<()> {
+        if chunked {
+            stream.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+            stream.write_all(bytes)?;
+            stream.write_all(b"\r\n")?;
+        } else {
+            stream.write_all(bytes)?;
+        }
+        stream.flush()
+    };
     let chunk = |delta: Value, finish: Option<&str>| {
         json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let send = |stream: &mut TcpStream, value: &Value| -> std::io::Result<()> {
-        stream.write_all(format!("data: {value}\n\n").as_bytes())?;
-        stream.flush()
+        write(stream, format!("data: {value}\n\n").as_bytes())
     };
     send(
         &mut stream,
         &chunk(json!({"role": "assistant", "content": ""}), None),
     )?;
     let cut = match fault {
-        Some(ModelFault::CutAfter(n)) => Some(n),
+        Some(ModelFault::CutAfter(n) | ModelFault::BreakAfter(n)) => Some(n),
         _ => None,
     };
     for i in 0..tokens {
         if cut == Some(i) {
+            if chunked {
+                // A chunk announced, a part of it sent, then the connection closed.
+                stream.write_all(b"100\r\ndata: {\"choi")?;
+                stream.flush()?;
+            }
             return stream.shutdown(std::net::Shutdown::Both);
         }
         if !delay.is_zero() {
@@ -225,7 +259,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                     "model": model, "choices": [], "usage": usage}),
         )?;
     }
-    stream.write_all(b"data: [DONE]\n\n")?;
+    write(&mut stream, b"data: [DONE]\n\n")?;
+    if chunked {
+        stream.write_all(b"0\r\n\r\n")?;
+    }
     stream.flush()
 }
 
