@@ -264,6 +264,23 @@ fn legacy_mode_and_host_routes_serve_the_seeds_clients(_world: &World) {
     assert_eq!(spoken.status, 200, "{}", spoken.body);
     assert_eq!(spoken.header("content-type"), Some("audio/mpeg"));
     assert_eq!(spoken.body.as_bytes(), audio_for(&text).as_slice());
+    // Legacy mode is anonymous but counted by address like a site key: 21 requests from one
+    // address, each with a fresh visitor_id, get the address's 20 (twice VOICE_RATE_PER_MINUTE).
+    let address = new_address();
+    let burst = format!("{marker} burst");
+    in_one_rate_window();
+    let replies = all_at_once(21, |i| {
+        world
+            .call("POST", "/voice")
+            .header("CF-Connecting-IP", &address)
+            .json(&json!({ "text": format!("{burst} {i}"), "visitor_id": format!("v{i}") }))
+    });
+    let answered = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        reply.assert_error(429, "rate_limited");
+    }
+    assert_eq!(answered, 20, "the address's twenty a minute");
+    assert_eq!(world.fakes.elevenlabs.spoken_with(&burst).len(), 20);
     // Legacy mode still holds the legacy site to its origins, its status and its org's.
     let foreign = world
         .call("POST", "/chat")
