@@ -335,6 +335,11 @@ pub struct VoiceConfig {
     pub model_id: String,
     /// `ELEVENLABS_TIMEOUT_MS`: how long the API may take to start answering; default 30000.
     pub timeout_ms: u64,
+    /// `VOICE_RATE_PER_MINUTE`: requests one visitor of one site may make per minute; one
+    /// address may make twice that. Default 10 (1 to 1000). Each rate is enforced by the
+    /// binding `RATE_LIMIT_<n>` (default `RATE_LIMIT_10` and `RATE_LIMIT_20`); a rate with no
+    /// binding answers `not_configured` naming it.
+    pub rate_per_minute: u32,
 }
 
 impl VoiceConfig {
@@ -364,6 +369,11 @@ impl VoiceConfig {
             number(source, "ELEVENLABS_TIMEOUT_MS", 30_000, 100..=300_000),
             30_000,
         );
+        let default_rate = crate::voice::rules::DEFAULT_RATE_PER_MINUTE;
+        let rate_per_minute = l.or(
+            number(source, "VOICE_RATE_PER_MINUTE", default_rate, 1..=1000),
+            default_rate,
+        );
         let mut api_key = l.secret(Secret::read(source, "ELEVENLABS_API_KEY"));
         if let Some(setting) = l.first_since(mark) {
             api_key.block(setting);
@@ -374,6 +384,7 @@ impl VoiceConfig {
             voice_id,
             model_id,
             timeout_ms,
+            rate_per_minute,
         }
     }
 }

@@ -812,12 +812,17 @@ pub fn table() -> RouteTable {
         .post("/voice", SiteKeyOrLegacy, voice::speak)
         .doc(
             Doc::new(
-                "Speech for a site's text (ElevenLabs), its characters paid exactly from the \
-                 org's monthly voice characters",
+                "Speech for a site's text (ElevenLabs) in one of the org's voices, its \
+                 characters paid exactly from the org's monthly voice characters",
             )
             .body::<voice_rules::VoiceBody>()
             .media(200, "audio/mpeg", "The speech, streamed through")
-            .errors(&["quota_exceeded", "upstream_error", "not_configured"]),
+            .errors(&[
+                "quota_exceeded",
+                "rate_limited",
+                "upstream_error",
+                "not_configured",
+            ]),
         )
         // The metered model proxy, in OpenAI's shapes (its client libraries call it).
         .post("/v1/chat/completions", Scoped(Usage), proxy::completions)

@@ -48,13 +48,12 @@ fn usage_view(usage: crate::upstream::chat::Usage) -> ChatUsageView {
 }
 
 /// `POST /chat {message, session_id?, visitor_id?, stream?}` with the site key.
-pub async fn chat(req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Response, AppError> {
+pub async fn chat(_req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Response, AppError> {
     let body: ChatBody = ctx.data.json()?;
     let message = rules::check(body).map_err(AppError::Validation)?;
     // Unconfigured chat is said before anything is counted.
     ctx.data.config.chat.api_key.require()?;
-    let address = service::address(&req);
-    let prepared = service::prepare(&ctx, &caller, address.as_deref(), &message).await?;
+    let prepared = service::prepare(&ctx, &caller, &message).await?;
     let config = &ctx.data.config;
     let payer = Payer {
         kind: SubjectKind::Org,
@@ -62,10 +61,7 @@ pub async fn chat(req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Response
         plan: config.plans.get_or_default(&caller.org_plan).clone(),
     };
     let call = Call {
-        model: prepared
-            .model
-            .clone()
-            .unwrap_or_else(|| config.chat.model.clone()),
+        model: prepared.model.clone(),
         messages: prepared
             .turns
             .iter()

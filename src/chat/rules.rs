@@ -12,7 +12,9 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 pub const HISTORY_MESSAGES: u32 = 20;
 /// The reply allowance when the org's configuration sets none, in tokens.
 pub const DEFAULT_MAX_REPLY_TOKENS: u64 = 512;
-/// Messages one visitor of one site may send per minute (the `RATE_LIMIT_20` binding).
+/// Messages one visitor of one site may send per minute (the `RATE_LIMIT_20` binding); one
+/// address may send twice that to one site (`RATE_LIMIT_40`, see
+/// [`crate::sites::rules::per_address`]).
 pub const MESSAGES_PER_MINUTE: u32 = 20;
 /// Session ids: `cs_` and 24 letters or digits.
 const SESSION_PREFIX: &str = "cs_";
@@ -141,13 +143,14 @@ pub fn conversation(
     turns
 }
 
-/// The rate limiter's key for a visitor of a site: the visitor's label, else the client's
-/// address, else the site alone.
-pub fn rate_key(site_id: &str, visitor: Option<&str>, address: Option<&str>) -> String {
-    match (visitor, address) {
-        (Some(visitor), _) => format!("chat:{site_id}:v:{visitor}"),
-        (None, Some(address)) => format!("chat:{site_id}:ip:{address}"),
-        (None, None) => format!("chat:{site_id}"),
+/// The model an org's message goes to: the org's `default_model`, else the operator's
+/// `default`; `None` when the org's model is no longer in the catalog (`offered`, which
+/// shrank since the org chose it), so the message is refused rather than sent to a model
+/// the operator stopped offering.
+pub fn model_for(org_model: Option<&str>, default: &str, offered: &[String]) -> Option<String> {
+    match org_model {
+        Some(model) => offered.iter().any(|m| m == model).then(|| model.to_owned()),
+        None => Some(default.to_owned()),
     }
 }
 
@@ -210,15 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn rate_keys_prefer_the_visitor() {
+    fn the_orgs_model_is_used_only_while_the_catalog_offers_it() {
+        let offered = ["a/one".to_owned(), "b/two".to_owned()];
+        assert_eq!(model_for(None, "a/one", &offered).as_deref(), Some("a/one"));
         assert_eq!(
-            rate_key("site_1", Some("v"), Some("1.2.3.4")),
-            "chat:site_1:v:v"
+            model_for(Some("b/two"), "a/one", &offered).as_deref(),
+            Some("b/two")
         );
-        assert_eq!(
-            rate_key("site_1", None, Some("1.2.3.4")),
-            "chat:site_1:ip:1.2.3.4"
-        );
-        assert_eq!(rate_key("site_1", None, None), "chat:site_1");
+        assert_eq!(model_for(Some("gone/model"), "a/one", &offered), None);
     }
 }

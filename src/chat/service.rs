@@ -7,10 +7,9 @@ use crate::chat::store::{self, Exchange};
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
-use crate::http::{self, Ctx, RequestCtx};
-use crate::identity::service::auth;
+use crate::http::{Ctx, RequestCtx};
 use crate::orgs::service as orgs;
-use crate::sites::service::SiteCaller;
+use crate::sites::service::{self as sites, SiteCaller};
 use crate::storage;
 use crate::workflows::service::{self as workflows, SessionStarted};
 
@@ -22,25 +21,41 @@ pub struct Prepared {
     pub visitor_id: Option<String>,
     pub turns: Vec<Turn>,
     /// The model to call (the org's `default_model`, else the operator's `CHAT_MODEL`).
-    pub model: Option<String>,
+    pub model: String,
     pub max_reply_tokens: u64,
     pub temperature: Option<f64>,
 }
 
-/// Admits the message (per site and visitor rate: `rate_limited`), finds its session (one of
-/// this site's, else `not_found`) or names a new one, and builds the conversation. Nothing
-/// is written: a message is logged only once it is answered.
+/// Admits the message (per site and visitor, and per site and address: `rate_limited`),
+/// checks the org's model is still offered (`not_configured` naming `default_model` if
+/// `CHAT_MODELS` dropped it), finds its session (one of this site's, else `not_found`) or
+/// names a new one, and builds the conversation. Nothing is written: a message is logged
+/// only once it is answered.
 pub async fn prepare(
     ctx: &Ctx,
     caller: &SiteCaller,
-    address: Option<&str>,
     message: &ChatMessage,
 ) -> Result<Prepared, AppError> {
-    let key = rules::rate_key(&caller.site.id, message.visitor_id.as_deref(), address);
-    auth::admit_rate(ctx, rules::MESSAGES_PER_MINUTE, key, "chat").await?;
+    sites::admit_visitor(
+        ctx,
+        caller,
+        "chat",
+        rules::MESSAGES_PER_MINUTE,
+        message.visitor_id.as_deref(),
+    )
+    .await?;
     let org = orgs::get(ctx, &caller.org_id)
         .await?
         .ok_or_else(|| AppError::Forbidden("the site's org is gone".to_owned()))?;
+    let chat = &ctx.data.config.chat;
+    let model = rules::model_for(
+        org.config.default_model.as_deref(),
+        &chat.model,
+        &chat.models,
+    )
+    .ok_or(AppError::NotConfigured {
+        setting: "default_model".into(),
+    })?;
     let (session_id, new_session, visitor_id, history) = match &message.session_id {
         Some(id) => {
             let db = storage::database(&ctx.env)?;
@@ -78,7 +93,7 @@ pub async fn prepare(
         session_id,
         new_session,
         visitor_id,
-        model: config.default_model.clone(),
+        model,
         max_reply_tokens: config
             .max_reply_tokens
             .map(u64::from)
@@ -150,9 +165,4 @@ pub async fn log(
         };
         workflows::on_session_started(env, request, &started).await;
     }
-}
-
-/// The client's address as the edge saw it, for the rate limit of visitors without a label.
-pub fn address(req: &worker::Request) -> Option<String> {
-    http::header(req, "CF-Connecting-IP")
 }

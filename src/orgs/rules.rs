@@ -86,7 +86,7 @@ pub struct OrgConfig {
     /// The instructions the model gets before every conversation (1–8000 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
-    /// The model the org's sites use (1–100 visible ASCII characters, no spaces).
+    /// The model the org's sites use: one of the operator's `CHAT_MODELS` (`GET /v1/models`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
     /// The longest reply, in tokens (1–32000).
@@ -95,6 +95,38 @@ pub struct OrgConfig {
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// The voices the org's sites may speak with (1 to 5, distinct `voice_id`s); the first is
+    /// the default. A `/voice` request naming another voice or model is refused. Absent, the
+    /// sites speak only with the operator's `ELEVENLABS_VOICE_ID` and `ELEVENLABS_MODEL_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 5)]
+    pub voices: Option<Vec<VoiceChoice>>,
+}
+
+/// One voice an org offers on its sites: an ElevenLabs voice and the model it speaks with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VoiceChoice {
+    /// An ElevenLabs voice id (1–64 letters, digits, `_` or `-`).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub voice_id: String,
+    /// The ElevenLabs model it speaks with (1–64 letters, digits, `_` or `-`).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub model_id: String,
+    /// What the widget calls it (1–80 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 80)]
+    pub name: Option<String>,
+}
+
+/// The most voices an org may offer.
+pub const MAX_VOICES: usize = 5;
+
+/// Whether `id` may be an ElevenLabs voice or model id (it goes into the provider's path).
+pub fn is_voice_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl OrgConfig {
@@ -111,7 +143,7 @@ impl OrgConfig {
 }
 
 /// The configuration fields, in the order problems are reported.
-pub const CONFIG_FIELDS: [&str; 7] = [
+pub const CONFIG_FIELDS: [&str; 8] = [
     "display_name",
     "greeting",
     "theme_color",
@@ -119,15 +151,18 @@ pub const CONFIG_FIELDS: [&str; 7] = [
     "default_model",
     "max_reply_tokens",
     "temperature",
+    "voices",
 ];
 
 /// Applies a `PATCH` body to `config`: each field given replaces the stored one, `null`
 /// clears it, an absent field stays. Every problem is reported under its field (unknown
-/// fields too); with any problem nothing is applied. Returns the new configuration and the
-/// names of the fields given.
+/// fields too); with any problem nothing is applied. `default_model` must be one of
+/// `models` (the operator's `CHAT_MODELS`). Returns the new configuration and the names of
+/// the fields given.
 pub fn apply_patch(
     config: &OrgConfig,
     patch: &Value,
+    models: &[String],
 ) -> Result<(OrgConfig, Vec<String>), Vec<FieldError>> {
     let Some(patch) = patch.as_object() else {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
@@ -135,7 +170,7 @@ pub fn apply_patch(
     let mut next = config.clone();
     let mut problems = Vec::new();
     for (field, value) in patch {
-        if let Err(why) = set_field(&mut next, field, value) {
+        if let Err(why) = set_field(&mut next, field, value, models) {
             problems.push(FieldError::new(field.clone(), why));
         }
     }
@@ -170,7 +205,12 @@ fn text(value: &Value, max: usize) -> Result<Option<String>, String> {
     }
 }
 
-fn set_field(config: &mut OrgConfig, field: &str, value: &Value) -> Result<(), String> {
+fn set_field(
+    config: &mut OrgConfig,
+    field: &str,
+    value: &Value,
+    models: &[String],
+) -> Result<(), String> {
     match field {
         "display_name" => config.display_name = text(value, 80)?,
         "greeting" => config.greeting = text(value, 500)?,
@@ -185,18 +225,16 @@ fn set_field(config: &mut OrgConfig, field: &str, value: &Value) -> Result<(), S
         "default_model" => {
             config.default_model = match value {
                 Value::Null => None,
-                Value::String(s)
-                    if (1..=100).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) =>
-                {
-                    Some(s.clone())
-                }
+                Value::String(s) if models.contains(s) => Some(s.clone()),
                 _ => {
-                    return Err(
-                        "must be a model id of 1 to 100 visible characters, or null".to_owned()
-                    )
+                    return Err(format!(
+                        "must be one of the models offered here ({}), or null",
+                        models.join(", ")
+                    ))
                 }
             }
         }
+        "voices" => config.voices = voices(value)?,
         "max_reply_tokens" => {
             config.max_reply_tokens = match value {
                 Value::Null => None,
@@ -225,6 +263,53 @@ fn set_field(config: &mut OrgConfig, field: &str, value: &Value) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// A `voices` value: `null`, or 1 to [`MAX_VOICES`] objects with `voice_id`, `model_id` and
+/// an optional `name`, no two with the same `voice_id`.
+fn voices(value: &Value) -> Result<Option<Vec<VoiceChoice>>, String> {
+    let why = || {
+        format!(
+            "must be a list of 1 to {MAX_VOICES} voices {{voice_id, model_id, name?}} with \
+             distinct voice_ids (ids: 1 to 64 letters, digits, `_` or `-`; name: 1 to 80 \
+             characters), or null"
+        )
+    };
+    let list = match value {
+        Value::Null => return Ok(None),
+        Value::Array(list) if (1..=MAX_VOICES).contains(&list.len()) => list,
+        _ => return Err(why()),
+    };
+    let mut choices: Vec<VoiceChoice> = Vec::with_capacity(list.len());
+    for item in list {
+        let fields = item.as_object().ok_or_else(why)?;
+        let known = ["voice_id", "model_id", "name"];
+        if fields.keys().any(|k| !known.contains(&k.as_str())) {
+            return Err(why());
+        }
+        let id = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|id| is_voice_id(id))
+                .map(str::to_owned)
+                .ok_or_else(why)
+        };
+        let name = match fields.get("name") {
+            None | Some(Value::Null) => None,
+            Some(value) => text(value, 80).map_err(|_| why())?,
+        };
+        let choice = VoiceChoice {
+            voice_id: id("voice_id")?,
+            model_id: id("model_id")?,
+            name,
+        };
+        if choices.iter().any(|c| c.voice_id == choice.voice_id) {
+            return Err(why());
+        }
+        choices.push(choice);
+    }
+    Ok(Some(choices))
 }
 
 fn is_hex_colour(s: &str) -> bool {
@@ -417,6 +502,7 @@ mod tests {
             &stored,
             &json!({ "greeting": null, "theme_color": "#A1B2C3", "temperature": 0.5,
                      "max_reply_tokens": 400 }),
+            &models(),
         )
         .unwrap();
         assert_eq!(next.display_name.as_deref(), Some("CHADIS"));
@@ -431,13 +517,18 @@ mod tests {
         assert_eq!(OrgConfig::from_stored(&next.to_stored()), next);
     }
 
+    fn models() -> Vec<String> {
+        vec!["a/one".to_owned(), "b/two".to_owned()]
+    }
+
     #[test]
     fn every_bad_field_is_reported_and_nothing_applies() {
         let err = apply_patch(
             &OrgConfig::default(),
             &json!({ "theme_color": "red", "temperature": 3, "max_reply_tokens": 0,
                      "display_name": "", "colour": "#fff", "default_model": "a b",
-                     "system_prompt": "x".repeat(8001), "greeting": 5 }),
+                     "system_prompt": "x".repeat(8001), "greeting": 5, "voices": [] }),
+            &models(),
         )
         .unwrap_err();
         let fields: Vec<&str> = err.iter().map(|e| e.field.as_str()).collect();
@@ -451,12 +542,63 @@ mod tests {
                 "default_model",
                 "max_reply_tokens",
                 "temperature",
+                "voices",
                 "colour"
             ]
         );
-        assert!(apply_patch(&OrgConfig::default(), &json!({})).is_err());
-        assert!(apply_patch(&OrgConfig::default(), &json!([1])).is_err());
-        assert!(apply_patch(&OrgConfig::default(), &json!({ "max_reply_tokens": 1.5 })).is_err());
+        let none = OrgConfig::default();
+        assert!(apply_patch(&none, &json!({}), &models()).is_err());
+        assert!(apply_patch(&none, &json!([1]), &models()).is_err());
+        assert!(apply_patch(&none, &json!({ "max_reply_tokens": 1.5 }), &models()).is_err());
+    }
+
+    #[test]
+    fn the_default_model_is_one_the_operator_offers() {
+        let none = OrgConfig::default();
+        let (next, _) =
+            apply_patch(&none, &json!({ "default_model": "b/two" }), &models()).unwrap();
+        assert_eq!(next.default_model.as_deref(), Some("b/two"));
+        let err =
+            apply_patch(&none, &json!({ "default_model": "c/three" }), &models()).unwrap_err();
+        assert_eq!(err[0].field, "default_model");
+        assert!(
+            err[0].message.contains("a/one, b/two"),
+            "{}",
+            err[0].message
+        );
+    }
+
+    #[test]
+    fn voices_are_a_short_list_of_distinct_safe_ids() {
+        let none = OrgConfig::default();
+        let two = json!({ "voices": [
+            { "voice_id": "v1", "model_id": "m1", "name": "Ana" },
+            { "voice_id": "v2", "model_id": "m2" },
+        ] });
+        let (next, _) = apply_patch(&none, &two, &models()).unwrap();
+        let voices = next.voices.clone().unwrap();
+        assert_eq!(voices[0].name.as_deref(), Some("Ana"));
+        assert_eq!(
+            (voices[1].voice_id.as_str(), voices[1].name.as_deref()),
+            ("v2", None)
+        );
+        assert_eq!(OrgConfig::from_stored(&next.to_stored()), next);
+        let one = |v: Value| json!({ "voices": [v] });
+        for bad in [
+            json!({ "voices": [] }),
+            json!({ "voices": "v1" }),
+            json!({ "voices": vec![json!({ "voice_id": "v", "model_id": "m" }); 2] }),
+            json!({ "voices": (0..6).map(|i| json!({ "voice_id": format!("v{i}"), "model_id": "m" })).collect::<Vec<_>>() }),
+            one(json!({ "voice_id": "../x", "model_id": "m" })),
+            one(json!({ "voice_id": "v" })),
+            one(json!({ "voice_id": "v", "model_id": "m", "name": "" })),
+            one(json!({ "voice_id": "v", "model_id": "m", "colour": "red" })),
+        ] {
+            let err = apply_patch(&none, &bad, &models()).unwrap_err();
+            assert_eq!(err[0].field, "voices", "{bad}");
+        }
+        let (cleared, _) = apply_patch(&next, &json!({ "voices": null }), &models()).unwrap();
+        assert_eq!(cleared.voices, None);
     }
 
     #[test]

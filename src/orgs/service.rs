@@ -253,7 +253,9 @@ pub async fn patch_config(
     patch: &Value,
 ) -> Result<OrgConfig, AppError> {
     let org = caller.org()?;
-    let (next, changed) = rules::apply_patch(&org.config, patch).map_err(AppError::Validation)?;
+    let models = &ctx.data.config.chat.models;
+    let (next, changed) =
+        rules::apply_patch(&org.config, patch, models).map_err(AppError::Validation)?;
     let db = storage::database(&ctx.env)?;
     let now = rfc3339_from_millis(ctx.data.now_ms);
     let entry = Entry::new(caller.actor(), Action::OrgConfigUpdated)

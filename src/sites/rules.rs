@@ -464,9 +464,75 @@ pub fn admit(
     }
 }
 
+/// The address a request without `CF-Connecting-IP` counts as (only local runs send none:
+/// on Cloudflare's edge every request carries it). All such requests share one budget.
+pub const UNKNOWN_ADDRESS: &str = "local";
+
+/// The client address a site visitor's request counts against: `CF-Connecting-IP` as the
+/// edge set it (trimmed, at most 64 characters), else [`UNKNOWN_ADDRESS`].
+pub fn client_address(header: Option<&str>) -> String {
+    header
+        .map(str::trim)
+        .filter(|ip| !ip.is_empty() && ip.len() <= 64)
+        .unwrap_or(UNKNOWN_ADDRESS)
+        .to_owned()
+}
+
+/// How many requests per minute one address may make to one site's `product`, given what one
+/// visitor may: twice a visitor's rate, so a second visitor behind the same address still
+/// gets through while a client minting a fresh `visitor_id` per request is held.
+pub fn per_address(per_visitor: u32) -> u32 {
+    per_visitor.saturating_mul(2)
+}
+
+/// The budgets a site visitor's request to `product` (`chat`, `voice`) counts against: the
+/// visitor's (by their label, else by their address) and the address's (whatever label it
+/// sends), both within the site.
+pub fn visitor_rate_keys(
+    product: &str,
+    site_id: &str,
+    visitor: Option<&str>,
+    address: &str,
+) -> (String, String) {
+    let visitor = match visitor {
+        Some(visitor) => format!("{product}:{site_id}:v:{visitor}"),
+        None => format!("{product}:{site_id}:ip:{address}"),
+    };
+    (visitor, format!("{product}:{site_id}:addr:{address}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visitor_counts_against_their_label_and_their_address() {
+        assert_eq!(
+            visitor_rate_keys("chat", "site_1", Some("v"), "1.2.3.4"),
+            (
+                "chat:site_1:v:v".to_owned(),
+                "chat:site_1:addr:1.2.3.4".to_owned()
+            )
+        );
+        // Without a label the address is the visitor too; each product counts apart.
+        assert_eq!(
+            visitor_rate_keys("voice", "site_1", None, "1.2.3.4"),
+            (
+                "voice:site_1:ip:1.2.3.4".to_owned(),
+                "voice:site_1:addr:1.2.3.4".to_owned()
+            )
+        );
+        assert_eq!(per_address(20), 40);
+        assert_eq!(per_address(u32::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn a_request_without_an_address_counts_as_the_local_one() {
+        assert_eq!(client_address(Some(" 203.0.113.9 ")), "203.0.113.9");
+        assert_eq!(client_address(Some("")), UNKNOWN_ADDRESS);
+        assert_eq!(client_address(Some(&"1".repeat(65))), UNKNOWN_ADDRESS);
+        assert_eq!(client_address(None), UNKNOWN_ADDRESS);
+    }
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

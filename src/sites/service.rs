@@ -13,6 +13,7 @@ use crate::audit::service::{self as audit, Occasion};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::{self, Ctx};
+use crate::identity::service::auth;
 use crate::sites::rules::{self, NewSite, NewSiteBody, SitePatch, SitePatchBody};
 use crate::sites::store::{self, Change, NewRow, SiteRow};
 use crate::storage;
@@ -79,6 +80,26 @@ pub struct SiteCaller {
     pub origin: Option<String>,
     /// Whether it came in legacy mode: no `X-Site-Key`, served as `CHAT_LEGACY_SITE`.
     pub legacy: bool,
+    /// The client's address its rates count against (see [`rules::client_address`]).
+    pub address: String,
+}
+
+/// Counts a visitor's request to `product` (`chat`, `voice`): `per_visitor` a minute for the
+/// visitor (by `visitor`, their label, else by address) and twice that for the address,
+/// within the caller's site; `429 rate_limited` when either is used up. Keyless (legacy)
+/// callers count the same way, so a fresh label per request never escapes the address's rate.
+pub async fn admit_visitor(
+    ctx: &Ctx,
+    caller: &SiteCaller,
+    product: &str,
+    per_visitor: u32,
+    visitor: Option<&str>,
+) -> Result<(), AppError> {
+    let (visitor_key, address_key) =
+        rules::visitor_rate_keys(product, &caller.site.id, visitor, &caller.address);
+    auth::admit_rate(ctx, per_visitor, visitor_key, product).await?;
+    let per_address = rules::per_address(per_visitor);
+    auth::admit_rate(ctx, per_address, address_key, product).await
 }
 
 /// Whether the deployment is local (plain http origins allowed anywhere).
@@ -297,6 +318,7 @@ pub async fn admit(req: &Request, ctx: &Ctx, legacy: bool) -> Result<SiteCaller,
         org_status: found.org_status,
         origin,
         legacy: in_legacy,
+        address: rules::client_address(http::header(req, "CF-Connecting-IP").as_deref()),
     })
 }
 

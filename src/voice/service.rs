@@ -1,6 +1,7 @@
-//! The voice flow: admit the text's characters exactly on the org's `voice_chars` counter,
-//! call the provider, settle (characters charged) or release (nothing charged), log the
-//! request, and hand back the audio to stream through.
+//! The voice flow: admit the visitor (rate), choose the voice among the org's, admit the
+//! text's characters exactly on the org's `voice_chars` counter, call the provider, settle
+//! (characters charged) or release (nothing charged), log the request, and hand back the
+//! audio to stream through.
 
 use std::time::Duration;
 
@@ -11,17 +12,21 @@ use crate::error::AppError;
 use crate::http::Ctx;
 use crate::metering::rules::{ReportRequest, ReserveRequest, VOICE_CHARS};
 use crate::metering::service::{self as metering, Clock, Subject};
-use crate::sites::service::SiteCaller;
+use crate::orgs::rules::VoiceChoice;
+use crate::orgs::service as orgs;
+use crate::sites::service::{self as sites, SiteCaller};
 use crate::storage;
 use crate::upstream::elevenlabs::ElevenLabs;
-use crate::voice::rules::Speech;
+use crate::voice::rules::{self, Speech};
 use crate::voice::store::{self, Logged};
 
 const PROVIDER: &str = "elevenlabs";
 
-/// Speaks `speech` for the caller's site: `quota_exceeded` (nothing held, the provider not
-/// called) when its characters do not fit the org's month; `upstream_error` (the hold given
-/// back) when the provider fails; else the provider's audio answer, its characters charged.
+/// Speaks `speech` for the caller's site: `rate_limited` past the visitor's or the address's
+/// rate; `validation_failed` for a voice or model the org does not offer; `quota_exceeded`
+/// when its characters do not fit the org's month (in all three nothing is held and the
+/// provider is not called); `upstream_error` (the hold given back) when the provider fails;
+/// else the provider's audio answer, its characters charged.
 pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Response, AppError> {
     let config = &ctx.data.config;
     let voice = &config.voice;
@@ -30,8 +35,25 @@ pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Re
         api_key: voice.api_key.require()?,
         timeout: Duration::from_millis(voice.timeout_ms),
     };
-    let voice_id = speech.voice_id.as_deref().unwrap_or(&voice.voice_id);
-    let model_id = speech.model_id.as_deref().unwrap_or(&voice.model_id);
+    sites::admit_visitor(
+        ctx,
+        caller,
+        "voice",
+        voice.rate_per_minute,
+        speech.visitor_id.as_deref(),
+    )
+    .await?;
+    let org = orgs::get(ctx, &caller.org_id)
+        .await?
+        .ok_or_else(|| AppError::Forbidden("the site's org is gone".to_owned()))?;
+    let operators = [VoiceChoice {
+        voice_id: voice.voice_id.clone(),
+        model_id: voice.model_id.clone(),
+        name: None,
+    }];
+    let offered = org.config.voices.as_deref().unwrap_or(&operators);
+    let (voice_id, model_id) = rules::choose(speech, offered).map_err(AppError::Validation)?;
+    let (voice_id, model_id) = (voice_id.as_str(), model_id.as_str());
     let plan = config.plans.get_or_default(&caller.org_plan);
     let subject = Subject::org(&caller.org_id, plan).on(VOICE_CHARS);
     let clock = Clock::at(ctx.data.now_ms);

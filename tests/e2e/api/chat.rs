@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         a_streamed_answer_ends_with_the_session_latency_and_usage,
         refusals_change_nothing_and_never_call_the_model,
         a_visitor_is_held_to_twenty_messages_a_minute,
+        an_address_is_held_to_forty_messages_a_minute_whatever_visitor_ids_it_sends,
         chats_on_two_days_are_rolled_up_once_and_the_portal_shows_them,
     )
 }
@@ -62,6 +63,35 @@ fn chat(world: &World, site: &Site, body: &Value) -> Reply {
         .call("POST", "/chat")
         .header("X-Site-Key", &site.key)
         .header("Origin", &site.origin)
+        .json(body)
+}
+
+/// A client address of this case's own (`CF-Connecting-IP`, which `wrangler dev` passes
+/// through as the client sent it), so cases on the shared worker never share a rate.
+pub(super) fn new_address() -> String {
+    let n = unique("");
+    let byte = |i: usize| u8::from_str_radix(&n[i..i + 2], 16).unwrap();
+    format!("10.{}.{}.{}", byte(0), byte(2), byte(4))
+}
+
+/// Waits, if need be, until at least 25 s of the current minute are left: the rate limiter
+/// counts in windows aligned to the minute, so a burst sent now falls in one window.
+pub(super) fn in_one_rate_window() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into = now.as_millis() % 60_000;
+    if into > 35_000 {
+        std::thread::sleep(Duration::from_millis((60_000 - into) as u64 + 200));
+    }
+}
+
+fn chat_from(world: &World, site: &Site, address: &str, body: &Value) -> Reply {
+    world
+        .call("POST", "/chat")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", &site.origin)
+        .header("CF-Connecting-IP", address)
         .json(body)
 }
 
@@ -286,6 +316,31 @@ fn refusals_change_nothing_and_never_call_the_model(world: &World) {
         "DELETE FROM meter_counters WHERE subject_id = '{}'",
         site.org.id
     ));
+    // An org whose model the operator no longer offers (CHAT_MODELS shrank since it was
+    // chosen): 503 naming the setting, the model not called.
+    let stored = world.d1_query(&format!(
+        "SELECT config FROM orgs WHERE id = '{}'",
+        site.org.id
+    ))[0]["config"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world.d1_query(&format!(
+        "UPDATE orgs SET config = '{{\"default_model\":\"gone/model\"}}' WHERE id = '{}'",
+        site.org.id
+    ));
+    let gone = chat(world, &site, &message);
+    let error = gone.assert_error(503, "not_configured");
+    assert!(
+        error["message"].as_str().unwrap().contains("default_model"),
+        "{}",
+        gone.body
+    );
+    world.d1_query(&format!(
+        "UPDATE orgs SET config = '{}' WHERE id = '{}'",
+        stored.replace('\'', "''"),
+        site.org.id
+    ));
     // A paused site.
     let paused = world
         .authed(
@@ -329,6 +384,71 @@ fn a_visitor_is_held_to_twenty_messages_a_minute(world: &World) {
         &json!({ "message": format!("{marker} other [reply:1]"), "visitor_id": "calm" }),
     );
     assert_eq!(other.status, 200, "{}", other.body);
+}
+
+fn an_address_is_held_to_forty_messages_a_minute_whatever_visitor_ids_it_sends(world: &World) {
+    let site = site(world);
+    let marker = unique("addr-");
+    let address = new_address();
+    let rows = Rows::new()
+        .where_eq("chat_sessions", "org_id", &site.org.id)
+        .where_eq("chat_messages", "org_id", &site.org.id)
+        .where_eq("meter_counters", "subject_id", &site.org.id)
+        .where_eq("usage_reservations", "subject_id", &site.org.id);
+    in_one_rate_window();
+    // A fresh visitor_id per message, all from one address: the visitor rate never binds,
+    // the address's does.
+    // At once: sent one by one they take long enough under load to reach the next window.
+    let replies = all_at_once(60, |i| {
+        chat_from(
+            world,
+            &site,
+            &address,
+            &json!({ "message": format!("{marker} {i} [reply:1]"), "visitor_id": format!("v{i}") }),
+        )
+    });
+    let answered = replies.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<&Reply> = replies.iter().filter(|r| r.status != 200).collect();
+    for reply in &refused {
+        reply.assert_error(429, "rate_limited");
+        assert!(reply.header("retry-after").is_some(), "{}", reply.body);
+    }
+    assert_eq!(answered, 40, "the address's forty a minute");
+    assert_eq!(
+        world.fakes.model.requests_with(&marker).len(),
+        answered,
+        "refused messages never reach the model"
+    );
+    // Nothing of a refused message is stored: a session of two messages per answer.
+    let count = |table: &str| {
+        world.d1_query(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE org_id = '{}'",
+            site.org.id
+        ))[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count("chat_sessions"), answered as u64);
+    assert_eq!(count("chat_messages"), (answered * 2) as u64);
+    // The held address stays held, whatever new label it sends, and nothing changes.
+    let before = world.snapshot(&rows);
+    let again = chat_from(
+        world,
+        &site,
+        &address,
+        &json!({ "message": format!("{marker} again"), "visitor_id": "v-new" }),
+    );
+    again.assert_error(429, "rate_limited");
+    before.assert_unchanged(world);
+    // Another address is not held by the first one's count, on the same site.
+    let other = chat_from(
+        world,
+        &site,
+        &new_address(),
+        &json!({ "message": format!("{marker} other [reply:1]"), "visitor_id": "v0" }),
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(world.fakes.model.requests_with(&marker).len(), answered + 1);
 }
 
 /// Moves a session and its messages `days` back (as if it had happened then).

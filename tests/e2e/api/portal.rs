@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use super::Case;
+use crate::fakes::CHAT_OTHER_MODEL;
 use crate::harness::identity::{clerk_claims, hmac_claims, hs256, unique, STAFF_ORG_ID};
 use crate::harness::identity::{ADMIN_CLERK_ID, JWT_SECRET};
 use crate::harness::snapshot::Rows;
@@ -327,6 +328,8 @@ fn a_config_change_is_checked_whole_and_audited_and_staff_may_make_it_for_any_or
             "theme_color": "blue",
             "temperature": 2.5,
             "max_reply_tokens": 0,
+            "default_model": "not-in-the-list",
+            "voices": [{ "voice_id": "../keys", "model_id": "m" }],
             "colour": "#ffffff",
         }));
     let error = bad.assert_error(400, "validation_failed");
@@ -338,13 +341,35 @@ fn a_config_change_is_checked_whole_and_audited_and_staff_may_make_it_for_any_or
         .collect();
     assert_eq!(
         fields,
-        ["theme_color", "max_reply_tokens", "temperature", "colour"]
+        [
+            "theme_color",
+            "default_model",
+            "max_reply_tokens",
+            "temperature",
+            "voices",
+            "colour"
+        ]
+    );
+    // A model the operator does not offer (CHAT_MODELS), alone.
+    let error = world
+        .authed("PATCH", "/portal/config", &admin)
+        .json(&json!({ "default_model": "not-in-the-list" }))
+        .assert_error(400, "validation_failed");
+    assert_eq!(error["fields"][0]["field"], "default_model");
+    assert!(
+        error["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(CHAT_OTHER_MODEL),
+        "{error}"
     );
     for body in [
         json!([]),
         json!({}),
         json!({ "greeting": "" }),
         json!({ "system_prompt": 5 }),
+        json!({ "voices": [] }),
+        json!({ "voices": [{ "voice_id": "v", "model_id": "m" }, { "voice_id": "v", "model_id": "n" }] }),
     ] {
         world
             .authed("PATCH", "/portal/config", &admin)
@@ -358,7 +383,8 @@ fn a_config_change_is_checked_whole_and_audited_and_staff_may_make_it_for_any_or
         .authed("PATCH", "/portal/config", &admin)
         .json(&json!({
             "display_name": "CHADIS", "greeting": "Hello!", "theme_color": "#00AAFF",
-            "temperature": 0.3, "max_reply_tokens": 300, "default_model": "openai/gpt-4o-mini",
+            "temperature": 0.3, "max_reply_tokens": 300, "default_model": CHAT_OTHER_MODEL,
+            "voices": [{ "voice_id": "voice_1", "model_id": "eleven_flash_v2_5", "name": "Ana" }],
         }));
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["config"]["theme_color"], "#00aaff");
@@ -370,8 +396,9 @@ fn a_config_change_is_checked_whole_and_audited_and_staff_may_make_it_for_any_or
     assert_eq!(
         config,
         json!({ "display_name": "CHADIS", "theme_color": "#00aaff",
-                "default_model": "openai/gpt-4o-mini", "max_reply_tokens": 300,
-                "temperature": 0.3 })
+                "default_model": CHAT_OTHER_MODEL, "max_reply_tokens": 300,
+                "temperature": 0.3,
+                "voices": [{ "voice_id": "voice_1", "model_id": "eleven_flash_v2_5", "name": "Ana" }] })
     );
 
     // Staff change B's by ?orgId=; A's stays; the audit log names the staff member.

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::api_keys::all_at_once;
-use super::chat::{site_of, Site};
+use super::chat::{in_one_rate_window, new_address, site_of, Site};
 use super::portal::make_org;
 use super::Case;
 use crate::fakes::audio_for;
@@ -21,6 +21,8 @@ pub fn cases() -> Vec<Case> {
         concurrent_speech_never_passes_the_orgs_characters,
         a_failed_provider_gives_the_characters_back_and_bad_input_changes_nothing,
         legacy_mode_and_host_routes_serve_the_seeds_clients,
+        a_site_speaks_only_with_its_orgs_voices_and_models,
+        an_address_and_a_visitor_are_held_to_their_rates,
     )
 }
 
@@ -37,6 +39,23 @@ fn speak(world: &World, site: &Site, body: &Value) -> Reply {
         .header("X-Site-Key", &site.key)
         .header("Origin", &site.origin)
         .json(body)
+}
+
+fn speak_from(world: &World, site: &Site, address: &str, body: &Value) -> Reply {
+    world
+        .call("POST", "/voice")
+        .header("X-Site-Key", &site.key)
+        .header("Origin", &site.origin)
+        .header("CF-Connecting-IP", address)
+        .json(body)
+}
+
+/// Sets the org's voices through the portal, as its admin would.
+fn offer_voices(world: &World, site: &Site, voices: Value) {
+    let reply = world
+        .authed("PATCH", "/portal/config", &site.admin)
+        .json(&json!({ "voices": voices }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 fn voice_counter(world: &World, org_id: &str) -> (u64, u64) {
@@ -71,7 +90,15 @@ fn speech_comes_back_as_audio_and_its_characters_are_charged_exactly(world: &Wor
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, "fakevoice", "the operator's default voice");
     assert_eq!(sent[0].1["model_id"], "eleven_multilingual_v2");
-    // Another voice and model by request.
+    // Another voice and model by request, among those the org offers.
+    offer_voices(
+        world,
+        &site,
+        json!([
+            { "voice_id": "voice_1", "model_id": "eleven_multilingual_v2", "name": "Ana" },
+            { "voice_id": "voice_2", "model_id": "eleven_flash_v2_5" },
+        ]),
+    );
     let other = format!("{} again", unique("speak-"));
     let reply = speak(
         world,
@@ -114,7 +141,10 @@ fn concurrent_speech_never_passes_the_orgs_characters(world: &World) {
     let marker = &unique[unique.len() - 6..];
     let texts: Vec<String> = (0..20).map(|i| format!("{marker}{i:02}..")).collect();
     assert!(texts.iter().all(|t| t.chars().count() == 10));
-    let replies = all_at_once(20, |i| speak(world, &site, &json!({ "text": texts[i] })));
+    // Each from an address of its own: this case is about the characters, not the rate.
+    let replies = all_at_once(20, |i| {
+        speak_from(world, &site, &new_address(), &json!({ "text": texts[i] }))
+    });
     let spoken = replies.iter().filter(|r| r.status == 200).count();
     for reply in replies.iter().filter(|r| r.status != 200) {
         reply.assert_error(402, "quota_exceeded");
@@ -234,6 +264,23 @@ fn legacy_mode_and_host_routes_serve_the_seeds_clients(_world: &World) {
     assert_eq!(spoken.status, 200, "{}", spoken.body);
     assert_eq!(spoken.header("content-type"), Some("audio/mpeg"));
     assert_eq!(spoken.body.as_bytes(), audio_for(&text).as_slice());
+    // Legacy mode is anonymous but counted by address like a site key: 21 requests from one
+    // address, each with a fresh visitor_id, get the address's 20 (twice VOICE_RATE_PER_MINUTE).
+    let address = new_address();
+    let burst = format!("{marker} burst");
+    in_one_rate_window();
+    let replies = all_at_once(21, |i| {
+        world
+            .call("POST", "/voice")
+            .header("CF-Connecting-IP", &address)
+            .json(&json!({ "text": format!("{burst} {i}"), "visitor_id": format!("v{i}") }))
+    });
+    let answered = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        reply.assert_error(429, "rate_limited");
+    }
+    assert_eq!(answered, 20, "the address's twenty a minute");
+    assert_eq!(world.fakes.elevenlabs.spoken_with(&burst).len(), 20);
     // Legacy mode still holds the legacy site to its origins, its status and its org's.
     let foreign = world
         .call("POST", "/chat")
@@ -252,4 +299,157 @@ fn legacy_mode_and_host_routes_serve_the_seeds_clients(_world: &World) {
     assert_eq!(plain.status, 405, "{}", plain.body);
     // The model heard only the admitted messages.
     assert_eq!(world.fakes.model.requests_with(&marker).len(), 2);
+}
+
+fn a_site_speaks_only_with_its_orgs_voices_and_models(world: &World) {
+    let site = site(world, "voice");
+    let rows = Rows::new()
+        .where_eq("meter_counters", "subject_id", &site.org.id)
+        .where_eq("usage_reservations", "subject_id", &site.org.id)
+        .where_eq("usage_records", "subject_id", &site.org.id)
+        .where_eq("voice_requests", "org_id", &site.org.id);
+    let marker = unique("voices-");
+    let text = format!("{marker} hi");
+    // No voices configured: only the operator's voice and model.
+    let refuse = |body: Value, field: &str| {
+        let before = world.snapshot(&rows);
+        let reply = speak(world, &site, &body);
+        let error = reply.assert_error(400, "validation_failed");
+        assert_eq!(error["fields"][0]["field"], field, "{}", reply.body);
+        before.assert_unchanged(world);
+    };
+    refuse(
+        json!({ "text": text, "voice_id": "someone_elses" }),
+        "voice_id",
+    );
+    refuse(json!({ "text": text, "model_id": "eleven_v3" }), "model_id");
+    let ok = speak(
+        world,
+        &site,
+        &json!({ "text": text, "voice_id": "fakevoice", "model_id": "eleven_multilingual_v2" }),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    // The org's own voices: the first is the default; the operator's is no longer offered.
+    offer_voices(
+        world,
+        &site,
+        json!([
+            { "voice_id": "org_voice_a", "model_id": "eleven_turbo_v2_5", "name": "A" },
+            { "voice_id": "org_voice_b", "model_id": "eleven_flash_v2_5", "name": "B" },
+        ]),
+    );
+    let plain = format!("{marker} default");
+    let ok = speak(world, &site, &json!({ "text": plain }));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let sent = world.fakes.elevenlabs.spoken_with(&plain);
+    assert_eq!(sent[0].0, "org_voice_a");
+    assert_eq!(sent[0].1["model_id"], "eleven_turbo_v2_5");
+    let chosen = format!("{marker} chosen");
+    let ok = speak(
+        world,
+        &site,
+        &json!({ "text": chosen, "voiceId": "org_voice_b" }),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let sent = world.fakes.elevenlabs.spoken_with(&chosen);
+    assert_eq!(sent[0].0, "org_voice_b");
+    assert_eq!(
+        sent[0].1["model_id"], "eleven_flash_v2_5",
+        "the voice's own model"
+    );
+    let spoken = world.fakes.elevenlabs.spoken_with(&marker).len();
+    let foreign = format!("{marker} foreign");
+    refuse(
+        json!({ "text": foreign, "voice_id": "fakevoice" }),
+        "voice_id",
+    );
+    refuse(
+        json!({ "text": foreign, "model_id": "eleven_multilingual_v2" }),
+        "model_id",
+    );
+    refuse(
+        json!({ "text": foreign, "voice_id": "org_voice_a", "model_id": "eleven_v3" }),
+        "model_id",
+    );
+    assert_eq!(
+        world.fakes.elevenlabs.spoken_with(&marker).len(),
+        spoken,
+        "refused ones never reach the provider"
+    );
+    assert!(world.fakes.elevenlabs.spoken_with(&foreign).is_empty());
+}
+
+fn an_address_and_a_visitor_are_held_to_their_rates(world: &World) {
+    let site = site(world, "voice");
+    let rows = Rows::new()
+        .where_eq("meter_counters", "subject_id", &site.org.id)
+        .where_eq("usage_reservations", "subject_id", &site.org.id)
+        .where_eq("usage_records", "subject_id", &site.org.id)
+        .where_eq("voice_requests", "org_id", &site.org.id);
+    let unique = unique("r");
+    let marker = &unique[unique.len() - 8..];
+    let address = new_address();
+    in_one_rate_window();
+    // A fresh visitor_id per request, all from one address: twenty a minute (twice the
+    // default VOICE_RATE_PER_MINUTE of 10).
+    let texts: Vec<String> = (0..60).map(|i| format!("{marker}{i:02}")).collect();
+    // At once, so the burst falls in one window however loaded the worker is.
+    let replies = all_at_once(60, |i| {
+        speak_from(
+            world,
+            &site,
+            &address,
+            &json!({ "text": texts[i], "visitor_id": format!("v{i}") }),
+        )
+    });
+    let answered = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        reply.assert_error(429, "rate_limited");
+        assert!(reply.header("retry-after").is_some(), "{}", reply.body);
+    }
+    assert_eq!(answered, 20, "the address's twenty a minute");
+    assert_eq!(
+        world.fakes.elevenlabs.spoken_with(marker).len(),
+        answered,
+        "refused ones never reach the provider"
+    );
+    assert_eq!(
+        voice_counter(world, &site.org.id),
+        (answered as u64 * 10, 0),
+        "only the answered characters are charged"
+    );
+    // Held, whatever label it sends next; nothing changes.
+    let before = world.snapshot(&rows);
+    speak_from(
+        world,
+        &site,
+        &address,
+        &json!({ "text": format!("{marker} again"), "visitor_id": "v-new" }),
+    )
+    .assert_error(429, "rate_limited");
+    before.assert_unchanged(world);
+    // Another address is not held by the first one's count; one visitor there is held to ten.
+    let other = new_address();
+    in_one_rate_window();
+    let visitor = all_at_once(12, |i| {
+        speak_from(
+            world,
+            &site,
+            &other,
+            &json!({ "text": format!("{marker} one {i}"), "visitor_id": "one" }),
+        )
+    });
+    let spoken = visitor.iter().filter(|r| r.status == 200).count();
+    assert_eq!(spoken, 10, "one visitor's ten a minute");
+    for reply in visitor.iter().filter(|r| r.status != 200) {
+        reply.assert_error(429, "rate_limited");
+    }
+    assert_eq!(
+        world
+            .fakes
+            .elevenlabs
+            .spoken_with(&format!("{marker} one"))
+            .len(),
+        10
+    );
 }
