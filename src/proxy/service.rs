@@ -1,7 +1,8 @@
-//! The proxy's flow: admit (hold the prompt's estimate and the reply the payer's quota can
-//! afford), call the model for at most that reply, settle from what the provider reports.
-//! A plain call settles before answering; a stream settles when it ends or is dropped (the
-//! client left), after the answer, through the request's `wait_until`.
+//! The proxy's flow: admit (hold the prompt's bound and the reply the payer's quota can
+//! afford), call the model for at most that reply, settle from what the provider reports,
+//! never charging the counter more than the hold. A plain call settles before answering; a
+//! stream settles when it ends or is dropped (the client left), after the answer, through
+//! the request's `wait_until`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -17,8 +18,8 @@ use worker::{ByteStream, Delay, Env};
 
 use crate::error::AppError;
 use crate::http::{Ctx, RequestCtx};
-use crate::metering::rules::{ReportRequest, SubjectKind, TOKENS};
-use crate::metering::service::{self as metering, Ask as Hold, Clock, Subject};
+use crate::metering::rules::{SubjectKind, TOKENS};
+use crate::metering::service::{self as metering, Ask as Hold, CallUsage, Clock, Subject};
 use crate::plans::rules::Plan;
 use crate::proxy::rules::{self, Ending, EventReader, Settlement};
 use crate::upstream::chat::{Ask, ChatApi, Usage, WireMessage};
@@ -67,7 +68,8 @@ pub struct Answer {
     pub content: String,
     pub model: String,
     pub finish_reason: String,
-    /// What was charged: the provider's counts (or the hold, when it reported none).
+    /// The usage settled: the provider's counts (or the hold, when it reported none); the
+    /// payer's counter is charged at most the hold.
     pub usage: Usage,
     pub latency_ms: u64,
 }
@@ -91,6 +93,8 @@ pub enum Event {
 /// An admitted call: its hold and what the model may be asked.
 struct Admitted {
     reservation_id: String,
+    /// The hold's amount: the prompt's estimate and the allowance.
+    hold: u64,
     prompt_estimate: u64,
     allowance: u64,
     model: String,
@@ -108,7 +112,11 @@ fn api<'a>(ctx: &'a RequestCtx) -> Result<ChatApi<'a>, AppError> {
 /// Holds the call's prompt estimate and affordable reply (`quota_exceeded` when not even
 /// [`rules::MIN_REPLY_TOKENS`] fit; the model is not called).
 async fn admit(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Admitted, AppError> {
-    let prompt_estimate = rules::prompt_estimate(call.messages.iter().map(|m| m.content.as_str()));
+    let prompt_estimate = rules::prompt_estimate(
+        call.messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str())),
+    );
     let max_reply = call
         .max_tokens
         .unwrap_or(rules::DEFAULT_MAX_REPLY_TOKENS)
@@ -131,6 +139,7 @@ async fn admit(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Admitted, AppErr
     )
     .await?;
     Ok(Admitted {
+        hold: admitted.reservation.amount,
         reservation_id: admitted.reservation.id,
         prompt_estimate,
         allowance: admitted.reply_allowance,
@@ -158,6 +167,8 @@ fn ask<'a>(call: &'a Call, allowance: u64, stream: bool) -> Ask<'a> {
 
 /// Settles the hold as `settlement` says: releases it, or records the usage (which settles
 /// it, appears in usage history with the provider and model, and fires usage thresholds).
+/// The counter is charged at most the hold; usage reported beyond it stays in the record as
+/// reported and is logged as `over_hold`.
 async fn settle(
     env: &Env,
     request: &RequestCtx,
@@ -172,16 +183,31 @@ async fn settle(
             metering::release(env, &subject, &clock, &admitted.reservation_id).await?;
         }
         Settlement::Charge { input, output } => {
-            let report = ReportRequest {
-                provider: request.config.chat.provider.clone(),
-                model: admitted.model.clone(),
+            let usage = CallUsage {
+                provider: &request.config.chat.provider,
+                model: &admitted.model,
                 input_tokens: input,
                 output_tokens: output,
-                device_id: None,
-                reservation_id: Some(admitted.reservation_id.clone()),
-                request_id: None,
+                reservation_id: &admitted.reservation_id,
+                hold: admitted.hold,
             };
-            metering::report(env, &subject, &clock, &report, None, None, request).await?;
+            let settled = metering::settle_call(env, &subject, &clock, &usage, request).await?;
+            if let Some(over) = rules::over_hold(input + output, admitted.hold) {
+                request.log.warn(
+                    "over_hold",
+                    serde_json::json!({
+                        "subject_kind": payer.kind.as_str(),
+                        "subject_id": payer.id,
+                        "reservation_id": admitted.reservation_id,
+                        "model": admitted.model,
+                        "input_tokens": input,
+                        "output_tokens": output,
+                        "hold": admitted.hold,
+                        "over": over,
+                        "counted": settled.counted,
+                    }),
+                );
+            }
         }
     }
     Ok(())
@@ -204,23 +230,35 @@ fn latency(ctx: &RequestCtx) -> u64 {
 /// One call, whole: admitted, answered, settled before the answer is returned. An upstream
 /// failure gives the hold back (nothing charged) and is `upstream_error`.
 pub async fn complete(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Answer, AppError> {
-    let api = api(&ctx.data)?;
+    api(&ctx.data)?;
     let admitted = admit(ctx, payer, call).await?;
+    answer(&ctx.env, &ctx.data, payer, call, admitted).await
+}
+
+/// Calls the model for an admitted call and settles its hold from what it answered.
+async fn answer(
+    env: &Env,
+    request: &RequestCtx,
+    payer: &Payer,
+    call: &Call,
+    admitted: Admitted,
+) -> Result<Answer, AppError> {
+    let api = api(request)?;
     let result = api.complete(&ask(call, admitted.allowance, false)).await;
     let completion = match result {
         Ok(completion) => completion,
         Err(err) => {
-            settle(&ctx.env, &ctx.data, payer, &admitted, Settlement::Release).await?;
+            settle(env, request, payer, &admitted, Settlement::Release).await?;
             return Err(err);
         }
     };
     let ending = Ending {
         usage: completion.usage,
         completed: true,
-        produced_chars: completion.content.chars().count() as u64,
+        produced_bytes: completion.content.len() as u64,
     };
     let settlement = rules::settlement(&ending, admitted.prompt_estimate, admitted.allowance);
-    settle(&ctx.env, &ctx.data, payer, &admitted, settlement).await?;
+    settle(env, request, payer, &admitted, settlement).await?;
     Ok(Answer {
         content: completion.content,
         model: completion.model.unwrap_or(admitted.model),
@@ -228,7 +266,7 @@ pub async fn complete(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Answer, A
             .finish_reason
             .unwrap_or_else(|| "stop".to_owned()),
         usage: charged(settlement),
-        latency_ms: latency(&ctx.data),
+        latency_ms: latency(request),
     })
 }
 
@@ -304,7 +342,7 @@ impl Reading {
                     progress.ending.usage = Some(usage);
                 }
                 if let Some(text) = chunk.content.filter(|t| !t.is_empty()) {
-                    progress.ending.produced_chars += text.chars().count() as u64;
+                    progress.ending.produced_bytes += text.len() as u64;
                     self.queue.push_back(Event::Delta(text));
                 }
             }
