@@ -1,8 +1,9 @@
 //! The proxy's flow: admit (hold the prompt's bound and the reply the payer's quota can
 //! afford), call the model for at most that reply, settle from what the provider reports,
-//! never charging the counter more than the hold. A plain call settles before answering; a
-//! stream settles when it ends or is dropped (the client left), after the answer, through
-//! the request's `wait_until`.
+//! never charging the counter more than the hold. Both settle through the request's
+//! `wait_until`, so a client that leaves still pays for what the provider produced: a plain
+//! call's model call and settlement run there (the answer waits for them, if the client
+//! still does); a stream settles when it ends or is dropped (the client left).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -227,12 +228,31 @@ fn latency(ctx: &RequestCtx) -> u64 {
     crate::clock::now_ms().saturating_sub(ctx.now_ms)
 }
 
-/// One call, whole: admitted, answered, settled before the answer is returned. An upstream
-/// failure gives the hold back (nothing charged) and is `upstream_error`.
-pub async fn complete(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Answer, AppError> {
+/// One call, whole: admitted, then answered and settled in the background (the request's
+/// `wait_until`), so the provider's usage is charged even if the client leaves before the
+/// answer; `then` runs there too, after settling, with the answer (`/chat` logs the
+/// exchange). An upstream failure gives the hold back (nothing charged) and is
+/// `upstream_error`.
+pub async fn complete<Then, Done>(
+    ctx: &Ctx,
+    payer: &Payer,
+    call: &Call,
+    then: Then,
+) -> Result<Answer, AppError>
+where
+    Then: FnOnce(&Answer) -> Done + 'static,
+    Done: Future<Output = ()> + 'static,
+{
     api(&ctx.data)?;
     let admitted = admit(ctx, payer, call).await?;
-    answer(&ctx.env, &ctx.data, payer, call, admitted).await
+    let (env, request) = (ctx.env.clone(), Rc::clone(&ctx.data));
+    let (payer, call) = (payer.clone(), call.clone());
+    let work = async move {
+        let answer = answer(&env, &request, &payer, &call, admitted).await?;
+        then(&answer).await;
+        Ok::<_, AppError>(answer)
+    };
+    ctx.data.outliving(work).await?
 }
 
 /// Calls the model for an admitted call and settles its hold from what it answered.

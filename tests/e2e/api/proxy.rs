@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         fifty_concurrent_streams_never_pass_the_limit,
         a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced,
         a_client_that_leaves_mid_stream_is_charged_what_was_produced,
+        a_client_that_leaves_before_a_plain_answer_is_charged_what_the_model_reported,
         usage_reported_past_the_hold_is_recorded_but_never_counted_past_it,
         refusals_are_in_openais_shape_and_change_nothing,
     )
@@ -515,6 +516,48 @@ fn a_client_that_leaves_mid_stream_is_charged_what_was_produced(world: &World) {
         (20..160).contains(&output),
         "charged {output} reply tokens for a stream left after about 5 of 200"
     );
+}
+
+fn a_client_that_leaves_before_a_plain_answer_is_charged_what_the_model_reported(world: &World) {
+    // The deployed runtime cancels a handler whose client left (work in `wait_until` runs on);
+    // `wrangler dev` lets it finish, so this checks the charge, not the cancellation.
+    let (_, user_id, key) = user(world);
+    let marker = unique("gone-");
+    // Five tokens, answered after 5 x 400 ms: the client is long gone by then.
+    let content = format!("{marker} [reply:5] [delay:400]");
+    let body = json!({
+        "messages": [{"role": "user", "content": content}], "max_tokens": 50,
+    })
+    .to_string();
+    let mut socket = TcpStream::connect(world.address()).unwrap();
+    write!(
+        socket,
+        "POST {COMPLETIONS} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        world.address(),
+        body.len()
+    )
+    .unwrap();
+    // Leave once the model has the request (so the call was admitted and is under way).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.fakes.model.requests_with(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "the model was never called");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    socket.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(socket);
+    let (used, reserved) = settled(world, &user_id);
+    assert_eq!(reserved, 0, "the hold was settled after the client left");
+    // What the model reported: its count of the prompt and the 5 reply tokens (the hold,
+    // the prompt's bound and 50, covers them).
+    let prompt = fake_prompt(&[&content]);
+    assert!(prompt + 5 <= estimate(&[&content]) + 50);
+    assert_eq!(used, prompt + 5, "charged the provider's counts");
+    let rows = records(world, &user_id);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["input_tokens"], prompt);
+    assert_eq!(rows[0]["output_tokens"], 5);
+    assert_eq!(rows[0]["reservation_status"], "settled");
 }
 
 fn usage_reported_past_the_hold_is_recorded_but_never_counted_past_it(world: &World) {

@@ -11,7 +11,7 @@
 //! Tests running in parallel share it, so each request says what it wants in its last
 //! message, by directives: `[reply:N]` (N tokens), `[text:WORD]` (the reply's token is WORD
 //! instead of `tok `: one token however many bytes), `[delay:MS]` (before each streamed
-//! token), `[fail:STATUS]` (an error answer
+//! token; a plain answer waits as long as its stream would), `[fail:STATUS]` (an error answer
 //! before any output), `[cut:N]` (stream N tokens, then close the connection: no usage, no
 //! `[DONE]`), `[nousage]` (no usage reported), `[prompt:N]` (count N more prompt tokens, as a
 //! provider whose format costs more than documented would).
@@ -196,6 +196,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         if let Some(ModelFault::CutAfter(_)) = fault {
             return stream.shutdown(std::net::Shutdown::Both);
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay * tokens as u32);
         }
         return respond(&mut stream, 200, &answer);
     }
