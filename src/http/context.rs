@@ -235,3 +235,30 @@ impl<T> Future for Receiver<T> {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll<T>(receiver: &mut Receiver<T>) -> Poll<Option<T>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(receiver).poll(&mut cx)
+    }
+
+    #[test]
+    fn background_output_reaches_the_waiting_handler_once_sent() {
+        let slot = Rc::new(RefCell::new(Handoff::default()));
+        let (sender, mut receiver) = (Sender(Rc::clone(&slot)), Receiver(slot));
+        assert_eq!(poll(&mut receiver), Poll::Pending);
+        sender.send(7);
+        assert_eq!(poll(&mut receiver), Poll::Ready(Some(7)));
+    }
+
+    #[test]
+    fn background_work_that_ends_without_output_does_not_leave_the_handler_waiting() {
+        let slot = Rc::new(RefCell::new(Handoff::<u8>::default()));
+        let (sender, mut receiver) = (Sender(Rc::clone(&slot)), Receiver(slot));
+        drop(sender);
+        assert_eq!(poll(&mut receiver), Poll::Ready(None));
+    }
+}
