@@ -167,11 +167,12 @@ impl QuotaState {
 }
 
 /// What a counter's `used` grows by for usage of `total` tokens: all of it, except for a
-/// model call's settlement (`at_most`: its hold), which grows it by at most the hold, and by
-/// at most `room` (what is left under the limit, the hold included while it is live; `None`:
-/// unlimited). So a model call never takes a counter past its limit, whatever its provider
-/// reports; the usage record keeps `total` as reported. The record's batch in
-/// `store::record` applies the same rule in SQL.
+/// model call's settlement (`at_most`: its hold), which grows it by at most the hold, and,
+/// if the hold expired before the settlement (others may have taken its room), by at most
+/// `room`: what is left under the limit (`None`: the hold is still live, or no limit). So a
+/// model call never takes a counter past its limit, whatever its provider reports; the usage
+/// record keeps `total` as reported. The record's batch in `store::record` applies the same
+/// rule in SQL.
 pub fn counted(total: u64, at_most: Option<u64>, room: Option<u64>) -> u64 {
     match at_most {
         None => total,

@@ -427,7 +427,8 @@ pub struct Recorded {
 /// The record always carries the counts as reported. The counter's `used` grows by their
 /// total, except under `usage.at_most` (a model call's settlement): then by at most that,
 /// and, when the hold is no longer live (it expired), by at most what is left under the
-/// limit, so a model call never takes the counter past its limit.
+/// limit, so a model call never takes the counter past its limit
+/// ([`meter::counted`]).
 pub async fn record(
     db: &D1Database,
     s: &Scope<'_>,
@@ -498,8 +499,8 @@ pub async fn record(
         db,
         &format!(
             "UPDATE meter_counters SET used = used + CASE WHEN ?8 IS NULL THEN ?4 \
-                     ELSE MIN(?4, ?8, CASE WHEN ?9 IS NULL THEN ?8 \
-                         ELSE MAX(0, ?9 - used - reserved + COALESCE(({hold}), 0)) END) END, \
+                     ELSE MIN(?4, ?8, CASE WHEN ?9 IS NULL OR ({hold}) IS NOT NULL THEN ?8 \
+                         ELSE MAX(0, ?9 - used - reserved) END) END, \
                  reserved = MAX(0, reserved - COALESCE(({hold}), 0)), updated_at = ?5 \
              WHERE {subject} AND meter = ?2 AND changes() = 1",
             hold = hold("?6", "?7"),
