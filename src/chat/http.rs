@@ -74,14 +74,23 @@ pub async fn chat(_req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Respons
         temperature: prepared.temperature,
     };
     if !message.stream {
-        let answer = proxy::complete(&ctx, &payer, &call).await?;
-        let answered = Answered {
-            reply: &answer.content,
-            input_tokens: answer.usage.prompt_tokens,
-            output_tokens: answer.usage.completion_tokens,
-            latency_ms: answer.latency_ms,
+        // The exchange is logged where the call settles, even if the visitor has left.
+        let (env, request) = (ctx.env.clone(), Rc::clone(&ctx.data));
+        let (logged_for, logged) = (caller.clone(), prepared.clone());
+        let log = move |answer: &proxy::Answer| {
+            let (reply, usage, latency_ms) =
+                (answer.content.clone(), answer.usage, answer.latency_ms);
+            async move {
+                let answered = Answered {
+                    reply: &reply,
+                    input_tokens: usage.prompt_tokens,
+                    output_tokens: usage.completion_tokens,
+                    latency_ms,
+                };
+                service::log(&env, &request, &logged_for, &logged, &answered).await;
+            }
         };
-        service::log(&ctx.env, &ctx.data, &caller, &prepared, &answered).await;
+        let answer = proxy::complete(&ctx, &payer, &call, log).await?;
         return response::ok(&ChatAnswerView {
             response: answer.content,
             session_id: prepared.session_id,

@@ -1,7 +1,12 @@
 //! What one request carries through the pipeline into its handler.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::future::Either;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -86,6 +91,30 @@ impl RequestCtx {
         }
     }
 
+    /// Runs `work` so that it ends even if the client leaves before the answer: through the
+    /// worker's `wait_until` (the invocation lives until it ends), its output handed to the
+    /// returned future while the handler still waits for it. A call whose provider charges
+    /// for what it produced settles this way, so a client that hangs up still pays. Without a
+    /// worker context (never in a deployed worker) `work` runs in the returned future itself.
+    pub fn outliving<T: 'static>(
+        &self,
+        work: impl Future<Output = T> + 'static,
+    ) -> impl Future<Output = Result<T, AppError>> {
+        match &self.background {
+            Some(context) => {
+                let slot = Rc::new(RefCell::new(Handoff::default()));
+                let sender = Sender(Rc::clone(&slot));
+                context.wait_until(async move { sender.send(work.await) });
+                Either::Left(async move {
+                    Receiver(slot).await.ok_or_else(|| {
+                        AppError::Internal("background work ended without its output".to_owned())
+                    })
+                })
+            }
+            None => Either::Right(async move { Ok(work.await) }),
+        }
+    }
+
     /// The body decoded as `T`; a missing, malformed or mistyped body is `validation_failed`
     /// naming the field.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
@@ -149,5 +178,87 @@ impl RequestCtx {
     /// The error code this request ended with, if it failed.
     pub fn error_code(&self) -> Option<&'static str> {
         self.error_code.get()
+    }
+}
+
+/// A value on its way from background work to the handler that waits for it.
+struct Handoff<T> {
+    value: Option<T>,
+    /// The work ended (with or without a value).
+    over: bool,
+    waker: Option<Waker>,
+}
+
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Self {
+            value: None,
+            over: false,
+            waker: None,
+        }
+    }
+}
+
+/// The background side: sends once; dropped unsent, it still wakes the receiver.
+struct Sender<T>(Rc<RefCell<Handoff<T>>>);
+
+impl<T> Sender<T> {
+    fn send(self, value: T) {
+        self.0.borrow_mut().value = Some(value);
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut handoff = self.0.borrow_mut();
+        handoff.over = true;
+        if let Some(waker) = handoff.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The handler's side: the value, or `None` if the work ended without one.
+struct Receiver<T>(Rc<RefCell<Handoff<T>>>);
+
+impl<T> Future for Receiver<T> {
+    type Output = Option<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut handoff = self.0.borrow_mut();
+        if let Some(value) = handoff.value.take() {
+            return Poll::Ready(Some(value));
+        }
+        if handoff.over {
+            return Poll::Ready(None);
+        }
+        handoff.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll<T>(receiver: &mut Receiver<T>) -> Poll<Option<T>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(receiver).poll(&mut cx)
+    }
+
+    #[test]
+    fn background_output_reaches_the_waiting_handler_once_sent() {
+        let slot = Rc::new(RefCell::new(Handoff::default()));
+        let (sender, mut receiver) = (Sender(Rc::clone(&slot)), Receiver(slot));
+        assert_eq!(poll(&mut receiver), Poll::Pending);
+        sender.send(7);
+        assert_eq!(poll(&mut receiver), Poll::Ready(Some(7)));
+    }
+
+    #[test]
+    fn background_work_that_ends_without_output_does_not_leave_the_handler_waiting() {
+        let slot = Rc::new(RefCell::new(Handoff::<u8>::default()));
+        let (sender, mut receiver) = (Sender(Rc::clone(&slot)), Receiver(slot));
+        drop(sender);
+        assert_eq!(poll(&mut receiver), Poll::Ready(None));
     }
 }

@@ -166,6 +166,20 @@ impl QuotaState {
     }
 }
 
+/// What a counter's `used` grows by for usage of `total` tokens: all of it, except for a
+/// model call's settlement (`at_most`: its hold), which grows it by at most the hold, and,
+/// if the hold expired before the settlement (others may have taken its room), by at most
+/// `room`: what is left under the limit (`None`: the hold is still live, or no limit). So a
+/// model call never takes a counter past its limit, whatever its provider reports; the usage
+/// record keeps `total` as reported. The record's batch in `store::record` applies the same
+/// rule in SQL.
+pub fn counted(total: u64, at_most: Option<u64>, room: Option<u64>) -> u64 {
+    match at_most {
+        None => total,
+        Some(hold) => total.min(hold).min(room.unwrap_or(hold)),
+    }
+}
+
 /// A client's idempotency key: `Idempotency-Key` or a body `request_id`, 1–128 characters of
 /// `[A-Za-z0-9._:-]`.
 pub fn idempotency_key(
@@ -515,6 +529,19 @@ mod tests {
         };
         assert!(q.over_limit());
         assert_eq!(q.remaining(), Some(0));
+    }
+
+    #[test]
+    fn a_model_calls_settlement_never_counts_past_its_hold_or_the_limit() {
+        // A client's report counts in full.
+        assert_eq!(counted(130, None, Some(0)), 130);
+        // A model call: what was reported, at most the hold.
+        assert_eq!(counted(90, Some(100), Some(100)), 90);
+        assert_eq!(counted(130, Some(100), Some(100)), 100);
+        assert_eq!(counted(130, Some(100), None), 100);
+        // Its hold expired and others took the room: at most what is left.
+        assert_eq!(counted(90, Some(100), Some(40)), 40);
+        assert_eq!(counted(90, Some(100), Some(0)), 0);
     }
 
     #[test]

@@ -316,6 +316,9 @@ pub async fn reserve(
 pub struct Reported {
     pub record: UsageRecord,
     pub replayed: bool,
+    /// What the counter's `used` grew by (the record's total, or less for a model call whose
+    /// provider reported more than its hold; 0 for a replay).
+    pub counted: u64,
     pub period: Period,
     pub quota: QuotaState,
 }
@@ -338,6 +341,70 @@ pub async fn report(
     // Stored keys are unique per subject: a keyless report gets its own record id, which no
     // other report can carry (ids are random).
     let key = client_key.unwrap_or(&id);
+    let usage = meters::NewUsage {
+        id: &id,
+        request_id: key,
+        provider: &request.provider,
+        model: &request.model,
+        device_id: device.map(|(id, _)| id.as_str()),
+        input_tokens: request.input_tokens,
+        output_tokens: request.output_tokens,
+        reservation_id: request.reservation_id.as_deref(),
+        at_most: None,
+    };
+    record(env, subject, clock, usage, device, on).await
+}
+
+/// What a model call used, as its provider reported it (or as the proxy estimated it), and
+/// the hold it settles.
+#[derive(Debug, Clone, Copy)]
+pub struct CallUsage<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reservation_id: &'a str,
+    /// The hold's amount: the most the counter is charged.
+    pub hold: u64,
+}
+
+/// Settles a model call's hold with what it used: the record keeps the counts as reported
+/// (usage history and stats show what the provider produced), and the counter's `used` grows
+/// by at most the hold, which was admitted under the limit (by at most what is left under the
+/// limit, if the hold expired first). So no model call takes the counter past its limit,
+/// whatever the provider reports; [`Reported::counted`] says what the counter was charged.
+pub async fn settle_call(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    call: &CallUsage<'_>,
+    on: &RequestCtx,
+) -> Result<Reported, AppError> {
+    let id = random::id::<12>("use_");
+    let usage = meters::NewUsage {
+        id: &id,
+        request_id: &id,
+        provider: call.provider,
+        model: call.model,
+        device_id: None,
+        input_tokens: call.input_tokens,
+        output_tokens: call.output_tokens,
+        reservation_id: Some(call.reservation_id),
+        at_most: Some(call.hold),
+    };
+    record(env, subject, clock, usage, None, on).await
+}
+
+/// Records `usage` (with `device`'s sighting in the same batch) and fires the alerts its
+/// counting crossed.
+async fn record(
+    env: &Env,
+    subject: &Subject<'_>,
+    clock: &Clock,
+    usage: meters::NewUsage<'_>,
+    device: Option<&NamedDevice>,
+    on: &RequestCtx,
+) -> Result<Reported, AppError> {
     let scope = clock.scope(subject);
     let db = storage::database(env)?;
     let also = match device.and_then(|device| clock.sighting(subject, device)) {
@@ -348,19 +415,13 @@ pub async fn report(
         )?],
         None => Vec::new(),
     };
-    let usage = meters::NewUsage {
-        id: &id,
-        request_id: key,
-        provider: &request.provider,
-        model: &request.model,
-        device_id: device.map(|(id, _)| id.as_str()),
-        input_tokens: request.input_tokens,
-        output_tokens: request.output_tokens,
-        reservation_id: request.reservation_id.as_deref(),
-    };
-    let (record, replayed) = meters::record(&db, &scope, usage, also).await?;
+    let meters::Recorded {
+        record,
+        replayed,
+        counted,
+    } = meters::record(&db, &scope, usage, also).await?;
     if !replayed {
-        alert(env, on, subject, &record).await;
+        alert(env, on, subject, &record, counted).await;
     }
     Ok(Reported {
         quota: QuotaState {
@@ -371,15 +432,22 @@ pub async fn report(
         period: clock.counted(&record.period),
         record,
         replayed,
+        counted,
     })
 }
 
 /// Tells workflows what a new record did to a user's `used` tokens (the counter right after
-/// it, less its own tokens, is the counter before it: both come from the record's own batch,
-/// so concurrent reports see disjoint steps and exactly one crosses each threshold). Only
-/// `used` counts: a reservation is a hold that may be released, so holding never alerts.
-/// A replayed report crossed nothing new; a subject that is not a user has no alerts.
-async fn alert(env: &Env, on: &RequestCtx, subject: &Subject<'_>, record: &UsageRecord) {
+/// it, less what it `counted`, is the counter before it: both come from the record's own
+/// batch, so concurrent reports see disjoint steps and exactly one crosses each threshold).
+/// Only `used` counts: a reservation is a hold that may be released, so holding never
+/// alerts. A replayed report crossed nothing new; a subject that is not a user has no alerts.
+async fn alert(
+    env: &Env,
+    on: &RequestCtx,
+    subject: &Subject<'_>,
+    record: &UsageRecord,
+    counted: u64,
+) {
     let owner = match subject.kind {
         SubjectKind::User => Owner::user(subject.id),
         SubjectKind::Org => Owner::org(subject.id),
@@ -391,7 +459,7 @@ async fn alert(env: &Env, on: &RequestCtx, subject: &Subject<'_>, record: &Usage
     let usage = workflows::Usage {
         owner: &owner,
         meter: subject.meter,
-        before: after.saturating_sub(record.total_tokens),
+        before: after.saturating_sub(counted),
         after,
         limit: record.limit_at,
         period: &record.period,
@@ -663,6 +731,7 @@ pub async fn count(
         input_tokens: counting.amount,
         output_tokens: 0,
         reservation_id: None,
+        at_most: None,
     };
     let after = after(&db, &id)?;
     Ok(match meters::count(&db, &scope, usage, after).await? {

@@ -154,6 +154,7 @@ pub enum Reserved {
 #[derive(Deserialize)]
 struct CounterRow {
     used: u64,
+    #[serde(default)]
     reserved: u64,
 }
 
@@ -402,6 +403,19 @@ pub struct NewUsage<'a> {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub reservation_id: Option<&'a str>,
+    /// The most the counter may grow by: a model call's hold, admitted under the limit.
+    /// `None`: by the whole total (a client's report of usage already spent counts in full).
+    pub at_most: Option<u64>,
+}
+
+/// A record written (or found, `replayed`), and how much the counter grew by for it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub record: UsageRecord,
+    pub replayed: bool,
+    /// What the counter's `used` grew by: the record's total, or less under
+    /// [`NewUsage::at_most`]; 0 for a replay.
+    pub counted: u64,
 }
 
 /// Records usage that happened (never refused: usage already spent is kept, even past the
@@ -409,15 +423,32 @@ pub struct NewUsage<'a> {
 /// `request_id`: a retry records nothing and returns the first record (`replayed`). `also`
 /// runs first in the same batch (one round trip, one transaction): writes that belong with
 /// the record, such as the device's sighting.
+///
+/// The record always carries the counts as reported. The counter's `used` grows by their
+/// total, except under `usage.at_most` (a model call's settlement): then by at most that,
+/// and, when the hold is no longer live (it expired), by at most what is left under the
+/// limit, so a model call never takes the counter past its limit
+/// ([`meter::counted`]).
 pub async fn record(
     db: &D1Database,
     s: &Scope<'_>,
     usage: NewUsage<'_>,
     also: Vec<D1PreparedStatement>,
-) -> Result<(UsageRecord, bool), AppError> {
+) -> Result<Recorded, AppError> {
     let total = usage.input_tokens + usage.output_tokens;
     let mut statements = also;
     statements.extend(housekeeping(db, s)?);
+    let before = statements.len();
+    statements.push(query!(
+        db,
+        &format!(
+            "SELECT used FROM meter_counters WHERE {} AND meter = ?2",
+            of_subject("?3")
+        ),
+        s.subject_id,
+        s.meter,
+        s.subject_kind
+    )?);
     // The reservation's hold, read inside the transaction after expired ones were released.
     // `res` and `kind` are the parameters holding the reservation's id and the subject's kind.
     let hold = |res: &str, kind: &str| {
@@ -462,10 +493,14 @@ pub async fn record(
         s.now,
         s.subject_kind
     )?);
+    // ?8 at_most (NULL: the whole total), ?9 the limit (NULL: unlimited). SQLite's UPDATE
+    // reads the row as it was, so `used` and `reserved` on the right are before this change.
     statements.push(query!(
         db,
         &format!(
-            "UPDATE meter_counters SET used = used + ?4, \
+            "UPDATE meter_counters SET used = used + CASE WHEN ?8 IS NULL THEN ?4 \
+                     ELSE MIN(?4, ?8, CASE WHEN ?9 IS NULL OR ({hold}) IS NOT NULL THEN ?8 \
+                         ELSE MAX(0, ?9 - used - reserved) END) END, \
                  reserved = MAX(0, reserved - COALESCE(({hold}), 0)), updated_at = ?5 \
              WHERE {subject} AND meter = ?2 AND changes() = 1",
             hold = hold("?6", "?7"),
@@ -477,7 +512,9 @@ pub async fn record(
         num(total),
         s.now,
         usage.reservation_id,
-        s.subject_kind
+        s.subject_kind,
+        usage.at_most.map(num),
+        limit(s)
     )?);
     statements.push(query!(
         db,
@@ -523,7 +560,20 @@ pub async fn record(
         .and_then(|rows| rows.into_iter().next())
         .ok_or_else(|| AppError::Internal("usage record missing after insert".to_owned()))?;
     let replayed = record.id != usage.id;
-    Ok((record, replayed))
+    let used_before = results[before]
+        .results::<CounterRow>()?
+        .into_iter()
+        .next()
+        .map(|row| row.used);
+    let counted = match (replayed, used_before, record.used_after) {
+        (false, Some(before), Some(after)) => after.saturating_sub(before),
+        _ => 0,
+    };
+    Ok(Recorded {
+        record,
+        replayed,
+        counted,
+    })
 }
 
 /// How a count ended.

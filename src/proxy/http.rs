@@ -238,7 +238,7 @@ pub async fn completions(
     let id = random::id::<12>("chatcmpl-");
     let created = ctx.data.now_ms / 1000;
     if !stream {
-        let answer = proxy::complete(&ctx, &payer, &call).await?;
+        let answer = proxy::complete(&ctx, &payer, &call, |_| async {}).await?;
         return response::ok(&ChatCompletionView {
             id,
             object: "chat.completion",

@@ -1,5 +1,6 @@
-//! The proxy's arithmetic and wire reading, pure: the prompt's estimate, the least reply worth
-//! calling for, what a cut-off stream produced, and server-sent events.
+//! The proxy's arithmetic and wire reading, pure: the prompt's bound, the least reply worth
+//! calling for, what a cut-off stream produced, what a settlement charges the counter, and
+//! server-sent events.
 
 use serde::Deserialize;
 
@@ -13,23 +14,50 @@ pub const DEFAULT_MAX_REPLY_TOKENS: u64 = 1024;
 /// The largest reply a caller may ask for.
 pub const MAX_REPLY_TOKENS: u64 = 128_000;
 
-/// The prompt's tokens, estimated from above before the call: a third of each message's
-/// UTF-8 bytes (rounded up) plus 4 per message for its framing, plus 3 for the reply's
-/// priming. Common tokenizers average 3.5 to 4 bytes per token on prose, so the hold is a
-/// little larger than the provider's count, and settling gives the difference back.
-pub fn prompt_estimate<'a>(contents: impl IntoIterator<Item = &'a str>) -> u64 {
-    contents
+/// Tokens the chat format adds to each message, besides its role's and content's own: the
+/// markers that open and close it (OpenAI counts 3 or 4; the larger is taken).
+pub const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
+/// Tokens the chat format adds once per prompt, to prime the reply (`<|start|>assistant`:
+/// OpenAI counts 3).
+pub const REPLY_OVERHEAD_TOKENS: u64 = 3;
+
+/// The prompt's tokens, bounded from above before the call: each message's role and content
+/// in UTF-8 bytes plus [`MESSAGE_OVERHEAD_TOKENS`], plus [`REPLY_OVERHEAD_TOKENS`] once:
+///
+/// `sum(bytes(role) + bytes(content) + 4) + 3`
+///
+/// (what is sent: a caller's `name` on a message is not forwarded, so not counted).
+///
+/// A bound, not a guess, for every byte-level BPE tokenizer in use (OpenAI's, Llama's,
+/// Gemini's and Claude's fall back to bytes): a token stands for at least one byte of text,
+/// so a text of n bytes is at most n tokens; the format's framing is counted as OpenAI
+/// documents it, and a provider whose framing costs more is covered by the bytes' slack
+/// (prose runs 3.5 to 4 bytes a token). Should a provider still count more, the settlement
+/// charges the counter no more than the hold
+/// (`metering::rules::counted`).
+pub fn prompt_estimate<'a>(messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    messages
         .into_iter()
-        .map(|c| (c.len() as u64).div_ceil(3) + 4)
+        .map(|(role, content)| role.len() as u64 + content.len() as u64 + MESSAGE_OVERHEAD_TOKENS)
         .sum::<u64>()
-        + 3
+        + REPLY_OVERHEAD_TOKENS
 }
 
 /// The reply tokens a stream produced before it was cut (the client left or the model
-/// failed midway, so the provider sent no usage): a quarter of its characters, rounded up,
-/// at most `allowance` (the model was never asked for more).
-pub fn produced_tokens(chars: u64, allowance: u64) -> u64 {
-    chars.div_ceil(4).min(allowance)
+/// failed midway, so the provider sent no usage): its UTF-8 bytes, at most `allowance` (the
+/// model was never asked for more). Never below what the provider counted: a token is at
+/// least one byte in every BPE tokenizer in use, so n bytes were at most n tokens, whatever
+/// the script (English runs about 4 bytes a token, CJK about 1.5 to 3, an emoji is 4 bytes
+/// in 1 to 3 tokens).
+pub fn produced_tokens(bytes: u64, allowance: u64) -> u64 {
+    bytes.min(allowance)
+}
+
+/// The tokens the provider reported beyond the call's hold (`None`: within it). They stay in
+/// the usage record, as reported, and are logged as `over_hold`; the counter is not charged
+/// them (`metering::rules::counted`).
+pub fn over_hold(reported: u64, hold: u64) -> Option<u64> {
+    reported.checked_sub(hold).filter(|&over| over > 0)
 }
 
 /// How a call is settled, from what it produced.
@@ -42,18 +70,18 @@ pub enum Settlement {
 }
 
 /// What a call ended with: the provider's usage if it reported one, whether the stream ran
-/// to its end, and how many characters of reply were produced.
+/// to its end, and how many UTF-8 bytes of reply were produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ending {
     pub usage: Option<Usage>,
     pub completed: bool,
-    pub produced_chars: u64,
+    pub produced_bytes: u64,
 }
 
 /// How to settle a call whose hold was `prompt_estimate` + `allowance`: the provider's usage
-/// when reported; a stream that ended without one is charged its whole hold; one cut off
-/// with no output is released; one cut off after output is charged the prompt's estimate and
-/// what it produced.
+/// when reported; a call that ended without one is charged its whole hold; one cut off with
+/// no output is released; one cut off after output is charged the prompt's estimate and
+/// [`produced_tokens`] (so at most the hold).
 pub fn settlement(ending: &Ending, prompt_estimate: u64, allowance: u64) -> Settlement {
     match ending {
         Ending {
@@ -69,11 +97,11 @@ pub fn settlement(ending: &Ending, prompt_estimate: u64, allowance: u64) -> Sett
             output: allowance,
         },
         Ending {
-            produced_chars: 0, ..
+            produced_bytes: 0, ..
         } => Settlement::Release,
-        Ending { produced_chars, .. } => Settlement::Charge {
+        Ending { produced_bytes, .. } => Settlement::Charge {
             input: prompt_estimate,
-            output: produced_tokens(*produced_chars, allowance),
+            output: produced_tokens(*produced_bytes, allowance),
         },
     }
 }
@@ -179,12 +207,79 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_prompt_estimate_is_a_third_of_the_bytes_plus_framing() {
-        assert_eq!(prompt_estimate(["abc", "abcd"]), (1 + 4) + (2 + 4) + 3);
-        assert_eq!(prompt_estimate(Vec::<&str>::new()), 3);
-        // Never below a quarter of the characters (what the fake model counts).
-        let text = "word ".repeat(100);
-        assert!(prompt_estimate([text.as_str()]) >= (text.len() as u64).div_ceil(4));
+    fn the_prompt_estimate_is_every_byte_plus_the_formats_framing() {
+        assert_eq!(
+            prompt_estimate([("user", "abc"), ("system", "abcd")]),
+            (4 + 3 + 4) + (6 + 4 + 4) + 3
+        );
+        assert_eq!(prompt_estimate(Vec::<(&str, &str)>::new()), 3);
+        // Bytes, not characters: é is 2, 漢 is 3, 😀 is 4.
+        assert_eq!(prompt_estimate([("user", "é漢😀")]), 4 + 9 + 4 + 3);
+    }
+
+    #[test]
+    fn the_prompt_estimate_bounds_what_providers_count() {
+        // A provider counting one token a byte (the worst any BPE tokenizer does) and OpenAI's
+        // framing (3 per message, the role's token, 3 to prime the reply) stays within it.
+        let worst = |messages: &[(&str, &str)]| {
+            messages
+                .iter()
+                .map(|(_, content)| content.len() as u64 + 3 + 1)
+                .sum::<u64>()
+                + 3
+        };
+        for messages in [
+            vec![("user", "hi")],
+            vec![("user", "")],
+            vec![("system", "be brief"), ("user", "東京の天気は？ 🌧️")],
+            vec![("assistant", "x"), ("developer", "y"), ("user", "z")],
+        ] {
+            assert!(
+                prompt_estimate(messages.clone()) >= worst(&messages),
+                "{messages:?}"
+            );
+        }
+        // The fake model's count (a quarter of the characters, plus 10 for the format) too.
+        let fake_count = |text: &str| (text.chars().count() as u64).div_ceil(4) + 10;
+        for text in [
+            "hi",
+            "",
+            "東京の天気は？",
+            "a much longer message of many words",
+        ] {
+            assert!(
+                prompt_estimate([("user", text)]) >= fake_count(text),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_stream_is_charged_at_least_its_bytes_as_tokens() {
+        // English: 4 bytes a token or so; charged 11 for 11 bytes.
+        let english = "Hello world";
+        assert_eq!(produced_tokens(english.len() as u64, 100), 11);
+        // CJK: 3 bytes a character; a tokenizer spends at most one token a byte.
+        let cjk = "東京都の天気";
+        assert_eq!(cjk.len(), 18);
+        assert_eq!(produced_tokens(cjk.len() as u64, 100), 18);
+        assert!(produced_tokens(cjk.len() as u64, 100) >= cjk.chars().count() as u64);
+        // Emoji: 4 bytes (a joined family is 25), never fewer tokens than that charge.
+        let emoji = "😀👍🏽👨‍👩‍👧";
+        assert_eq!(
+            produced_tokens(emoji.len() as u64, 1000),
+            emoji.len() as u64
+        );
+        // Never past the allowance the model was asked for.
+        assert_eq!(produced_tokens(cjk.len() as u64, 5), 5);
+        assert_eq!(produced_tokens(0, 5), 0);
+    }
+
+    #[test]
+    fn usage_past_the_hold_is_named() {
+        assert_eq!(over_hold(90, 100), None);
+        assert_eq!(over_hold(100, 100), None);
+        assert_eq!(over_hold(130, 100), Some(30));
     }
 
     #[test]
@@ -193,10 +288,10 @@ mod tests {
             prompt_tokens: 7,
             completion_tokens: 9,
         };
-        let with = |usage, completed, produced_chars| Ending {
+        let with = |usage, completed, produced_bytes| Ending {
             usage,
             completed,
-            produced_chars,
+            produced_bytes,
         };
         assert_eq!(
             settlement(&with(Some(usage), true, 40), 20, 100),
@@ -220,7 +315,7 @@ mod tests {
             settlement(&with(None, false, 41), 20, 100),
             Settlement::Charge {
                 input: 20,
-                output: 11
+                output: 41
             }
         );
         assert_eq!(

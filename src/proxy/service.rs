@@ -1,7 +1,9 @@
-//! The proxy's flow: admit (hold the prompt's estimate and the reply the payer's quota can
-//! afford), call the model for at most that reply, settle from what the provider reports.
-//! A plain call settles before answering; a stream settles when it ends or is dropped (the
-//! client left), after the answer, through the request's `wait_until`.
+//! The proxy's flow: admit (hold the prompt's bound and the reply the payer's quota can
+//! afford), call the model for at most that reply, settle from what the provider reports,
+//! never charging the counter more than the hold. Both settle through the request's
+//! `wait_until`, so a client that leaves still pays for what the provider produced: a plain
+//! call's model call and settlement run there (the answer waits for them, if the client
+//! still does); a stream settles when it ends or is dropped (the client left).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,8 +20,8 @@ use worker::{ByteStream, Delay, Env};
 use crate::error::AppError;
 use crate::http::{Ctx, RequestCtx};
 use crate::log::Logger;
-use crate::metering::rules::{ReportRequest, SubjectKind, TOKENS};
-use crate::metering::service::{self as metering, Ask as Hold, Clock, Subject};
+use crate::metering::rules::{SubjectKind, TOKENS};
+use crate::metering::service::{self as metering, Ask as Hold, CallUsage, Clock, Subject};
 use crate::plans::rules::Plan;
 use crate::proxy::rules::{self, Ending, EventReader, Settlement};
 use crate::upstream::chat::{Ask, ChatApi, Usage, WireMessage};
@@ -68,7 +70,8 @@ pub struct Answer {
     pub content: String,
     pub model: String,
     pub finish_reason: String,
-    /// What was charged: the provider's counts (or the hold, when it reported none).
+    /// The usage settled: the provider's counts (or the hold, when it reported none); the
+    /// payer's counter is charged at most the hold.
     pub usage: Usage,
     pub latency_ms: u64,
 }
@@ -92,6 +95,8 @@ pub enum Event {
 /// An admitted call: its hold and what the model may be asked.
 struct Admitted {
     reservation_id: String,
+    /// The hold's amount: the prompt's estimate and the allowance.
+    hold: u64,
     prompt_estimate: u64,
     allowance: u64,
     model: String,
@@ -109,7 +114,11 @@ fn api<'a>(ctx: &'a RequestCtx) -> Result<ChatApi<'a>, AppError> {
 /// Holds the call's prompt estimate and affordable reply (`quota_exceeded` when not even
 /// [`rules::MIN_REPLY_TOKENS`] fit; the model is not called).
 async fn admit(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Admitted, AppError> {
-    let prompt_estimate = rules::prompt_estimate(call.messages.iter().map(|m| m.content.as_str()));
+    let prompt_estimate = rules::prompt_estimate(
+        call.messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str())),
+    );
     let max_reply = call
         .max_tokens
         .unwrap_or(rules::DEFAULT_MAX_REPLY_TOKENS)
@@ -132,6 +141,7 @@ async fn admit(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Admitted, AppErr
     )
     .await?;
     Ok(Admitted {
+        hold: admitted.reservation.amount,
         reservation_id: admitted.reservation.id,
         prompt_estimate,
         allowance: admitted.reply_allowance,
@@ -159,6 +169,8 @@ fn ask<'a>(call: &'a Call, allowance: u64, stream: bool) -> Ask<'a> {
 
 /// Settles the hold as `settlement` says: releases it, or records the usage (which settles
 /// it, appears in usage history with the provider and model, and fires usage thresholds).
+/// The counter is charged at most the hold; usage reported beyond it stays in the record as
+/// reported and is logged as `over_hold`.
 async fn settle(
     env: &Env,
     request: &RequestCtx,
@@ -173,16 +185,31 @@ async fn settle(
             metering::release(env, &subject, &clock, &admitted.reservation_id).await?;
         }
         Settlement::Charge { input, output } => {
-            let report = ReportRequest {
-                provider: request.config.chat.provider.clone(),
-                model: admitted.model.clone(),
+            let usage = CallUsage {
+                provider: &request.config.chat.provider,
+                model: &admitted.model,
                 input_tokens: input,
                 output_tokens: output,
-                device_id: None,
-                reservation_id: Some(admitted.reservation_id.clone()),
-                request_id: None,
+                reservation_id: &admitted.reservation_id,
+                hold: admitted.hold,
             };
-            metering::report(env, &subject, &clock, &report, None, None, request).await?;
+            let settled = metering::settle_call(env, &subject, &clock, &usage, request).await?;
+            if let Some(over) = rules::over_hold(input + output, admitted.hold) {
+                request.log.warn(
+                    "over_hold",
+                    serde_json::json!({
+                        "subject_kind": payer.kind.as_str(),
+                        "subject_id": payer.id,
+                        "reservation_id": admitted.reservation_id,
+                        "model": admitted.model,
+                        "input_tokens": input,
+                        "output_tokens": output,
+                        "hold": admitted.hold,
+                        "over": over,
+                        "counted": settled.counted,
+                    }),
+                );
+            }
         }
     }
     Ok(())
@@ -202,26 +229,57 @@ fn latency(ctx: &RequestCtx) -> u64 {
     crate::clock::now_ms().saturating_sub(ctx.now_ms)
 }
 
-/// One call, whole: admitted, answered, settled before the answer is returned. An upstream
-/// failure gives the hold back (nothing charged) and is `upstream_error`.
-pub async fn complete(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Answer, AppError> {
-    let api = api(&ctx.data)?;
+/// One call, whole: admitted, then answered and settled in the background (the request's
+/// `wait_until`), so the provider's usage is charged even if the client leaves before the
+/// answer; `then` runs there too, after settling, with the answer (`/chat` logs the
+/// exchange). An upstream failure gives the hold back (nothing charged) and is
+/// `upstream_error`.
+pub async fn complete<Then, Done>(
+    ctx: &Ctx,
+    payer: &Payer,
+    call: &Call,
+    then: Then,
+) -> Result<Answer, AppError>
+where
+    Then: FnOnce(&Answer) -> Done + 'static,
+    Done: Future<Output = ()> + 'static,
+{
+    api(&ctx.data)?;
     let admitted = admit(ctx, payer, call).await?;
+    let (env, request) = (ctx.env.clone(), Rc::clone(&ctx.data));
+    let (payer, call) = (payer.clone(), call.clone());
+    let work = async move {
+        let answer = answer(&env, &request, &payer, &call, admitted).await?;
+        then(&answer).await;
+        Ok::<_, AppError>(answer)
+    };
+    ctx.data.outliving(work).await?
+}
+
+/// Calls the model for an admitted call and settles its hold from what it answered.
+async fn answer(
+    env: &Env,
+    request: &RequestCtx,
+    payer: &Payer,
+    call: &Call,
+    admitted: Admitted,
+) -> Result<Answer, AppError> {
+    let api = api(request)?;
     let result = api.complete(&ask(call, admitted.allowance, false)).await;
     let completion = match result {
         Ok(completion) => completion,
         Err(err) => {
-            settle(&ctx.env, &ctx.data, payer, &admitted, Settlement::Release).await?;
+            settle(env, request, payer, &admitted, Settlement::Release).await?;
             return Err(err);
         }
     };
     let ending = Ending {
         usage: completion.usage,
         completed: true,
-        produced_chars: completion.content.chars().count() as u64,
+        produced_bytes: completion.content.len() as u64,
     };
     let settlement = rules::settlement(&ending, admitted.prompt_estimate, admitted.allowance);
-    settle(&ctx.env, &ctx.data, payer, &admitted, settlement).await?;
+    settle(env, request, payer, &admitted, settlement).await?;
     Ok(Answer {
         content: completion.content,
         model: completion.model.unwrap_or(admitted.model),
@@ -229,7 +287,7 @@ pub async fn complete(ctx: &Ctx, payer: &Payer, call: &Call) -> Result<Answer, A
             .finish_reason
             .unwrap_or_else(|| "stop".to_owned()),
         usage: charged(settlement),
-        latency_ms: latency(&ctx.data),
+        latency_ms: latency(request),
     })
 }
 
@@ -311,7 +369,7 @@ impl Reading {
                     progress.ending.usage = Some(usage);
                 }
                 if let Some(text) = chunk.content.filter(|t| !t.is_empty()) {
-                    progress.ending.produced_chars += text.chars().count() as u64;
+                    progress.ending.produced_bytes += text.len() as u64;
                     self.queue.push_back(Event::Delta(text));
                 }
             }

@@ -3,6 +3,7 @@
 //! (characters charged) or release (nothing charged), log the request, and hand back the
 //! audio to stream through.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use worker::Response;
@@ -26,15 +27,13 @@ const PROVIDER: &str = "elevenlabs";
 /// rate; `validation_failed` for a voice or model the org does not offer; `quota_exceeded`
 /// when its characters do not fit the org's month (in all three nothing is held and the
 /// provider is not called); `upstream_error` (the hold given back) when the provider fails;
-/// else the provider's audio answer, its characters charged.
+/// else the provider's audio answer, its characters charged (in the request's `wait_until`,
+/// so a client that leaves before the audio still pays).
 pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Response, AppError> {
     let config = &ctx.data.config;
     let voice = &config.voice;
-    let api = ElevenLabs {
-        base_url: &voice.api_url,
-        api_key: voice.api_key.require()?,
-        timeout: Duration::from_millis(voice.timeout_ms),
-    };
+    // Unconfigured voice is said before anything is held.
+    voice.api_key.require()?;
     sites::admit_visitor(
         ctx,
         caller,
@@ -81,37 +80,54 @@ pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Re
         other => other,
     })?;
     let reservation_id = held.reservation.id;
-    let spoken = api.speak(voice_id, model_id, &speech.text).await;
-    let latency_ms = crate::clock::now_ms().saturating_sub(ctx.data.now_ms);
-    let at = rfc3339_from_millis(ctx.data.now_ms);
-    let logged = |ok| Logged {
-        org_id: &caller.org_id,
-        site_id: &caller.site.id,
-        chars: speech.chars,
-        ok,
-        latency_ms,
-        at: &at,
+    // The provider's call and its settlement run in the background, so characters it spoke
+    // are charged even if the client leaves before the audio arrives.
+    let (env, request) = (ctx.env.clone(), Rc::clone(&ctx.data));
+    let (voice_id, model_id) = (voice_id.to_owned(), model_id.to_owned());
+    let (org_id, site_id, plan) = (caller.org_id.clone(), caller.site.id.clone(), plan.clone());
+    let (text, chars) = (speech.text.clone(), speech.chars);
+    let work = async move {
+        let voice = &request.config.voice;
+        let api = ElevenLabs {
+            base_url: &voice.api_url,
+            api_key: voice.api_key.require()?,
+            timeout: Duration::from_millis(voice.timeout_ms),
+        };
+        let subject = Subject::org(&org_id, &plan).on(VOICE_CHARS);
+        let clock = Clock::at(request.now_ms);
+        let spoken = api.speak(&voice_id, &model_id, &text).await;
+        let latency_ms = crate::clock::now_ms().saturating_sub(request.now_ms);
+        let at = rfc3339_from_millis(request.now_ms);
+        let logged = |ok| Logged {
+            org_id: &org_id,
+            site_id: &site_id,
+            chars,
+            ok,
+            latency_ms,
+            at: &at,
+        };
+        let db = storage::database(&env)?;
+        match spoken {
+            Err(err) => {
+                metering::release(&env, &subject, &clock, &reservation_id).await?;
+                store::log(&db, &logged(false)).await?;
+                Err(err)
+            }
+            Ok(audio) => {
+                let report = ReportRequest {
+                    provider: PROVIDER.to_owned(),
+                    model: model_id.clone(),
+                    input_tokens: chars,
+                    output_tokens: 0,
+                    device_id: None,
+                    reservation_id: Some(reservation_id),
+                    request_id: None,
+                };
+                metering::report(&env, &subject, &clock, &report, None, None, &request).await?;
+                store::log(&db, &logged(true)).await?;
+                Ok(audio)
+            }
+        }
     };
-    let db = storage::database(&ctx.env)?;
-    match spoken {
-        Err(err) => {
-            metering::release(&ctx.env, &subject, &clock, &reservation_id).await?;
-            store::log(&db, &logged(false)).await?;
-            Err(err)
-        }
-        Ok(audio) => {
-            let report = ReportRequest {
-                provider: PROVIDER.to_owned(),
-                model: model_id.to_owned(),
-                input_tokens: speech.chars,
-                output_tokens: 0,
-                device_id: None,
-                reservation_id: Some(reservation_id),
-                request_id: None,
-            };
-            metering::report(&ctx.env, &subject, &clock, &report, None, None, &ctx.data).await?;
-            store::log(&db, &logged(true)).await?;
-            Ok(audio)
-        }
-    }
+    ctx.data.outliving(work).await?
 }

@@ -27,6 +27,8 @@ pub fn cases() -> Vec<Case> {
         fifty_concurrent_streams_never_pass_the_limit,
         a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced,
         a_client_that_leaves_mid_stream_is_charged_what_was_produced,
+        a_client_that_leaves_before_a_plain_answer_is_charged_what_the_model_reported,
+        usage_reported_past_the_hold_is_recorded_but_never_counted_past_it,
         refusals_are_in_openais_shape_and_change_nothing,
     )
 }
@@ -53,13 +55,20 @@ fn user(world: &World) -> (String, String, String) {
     (token, id, key)
 }
 
-/// The proxy's estimate of a prompt (as `proxy::rules::prompt_estimate`).
+/// The proxy's bound on a prompt of `user` messages (as `proxy::rules::prompt_estimate`):
+/// each message's role and content in UTF-8 bytes plus 4, plus 3.
 fn estimate(contents: &[&str]) -> u64 {
     contents
         .iter()
-        .map(|c| (c.len() as u64).div_ceil(3) + 4)
+        .map(|c| "user".len() as u64 + c.len() as u64 + 4)
         .sum::<u64>()
         + 3
+}
+
+/// The prompt tokens the fake model reports for one message (the format's overhead included).
+fn fake_prompt(contents: &[&str]) -> u64 {
+    let messages: Vec<Value> = contents.iter().map(|c| json!({"content": c})).collect();
+    FakeModel::prompt_tokens(&Value::Array(messages))
 }
 
 fn counter(world: &World, user_id: &str) -> (u64, u64) {
@@ -119,7 +128,11 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
     }));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let answer = reply.json();
-    let prompt = (content.chars().count() as u64).div_ceil(4);
+    let prompt = fake_prompt(&[&content]);
+    assert!(
+        prompt <= estimate(&[&content]),
+        "the estimate bounds the count"
+    );
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["model"], CHAT_OTHER_MODEL);
     assert_eq!(answer["choices"][0]["message"]["role"], "assistant");
@@ -170,7 +183,7 @@ fn a_completion_and_a_stream_are_charged_the_providers_counts(world: &World) {
     assert!(chunks
         .iter()
         .all(|c| c["object"] == "chat.completion.chunk"));
-    let prompt2 = ("be brief".len() as u64 + content2.chars().count() as u64).div_ceil(4);
+    let prompt2 = fake_prompt(&["be brief", &content2]);
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["prompt_tokens"], prompt2, "{}", reply.body);
     assert_eq!(usage["completion_tokens"], 3);
@@ -239,8 +252,7 @@ print("models", " ".join(m.id for m in client.models.list()))
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let prompt =
-        |reply: u64| (format!("{marker} [reply:{reply}]").chars().count() as u64).div_ceil(4);
+    let prompt = |reply: u64| fake_prompt(&[&format!("{marker} [reply:{reply}]")]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], format!("plain 4 {} 4", prompt(4)));
     assert_eq!(lines[1], format!("stream 6 {} 6", prompt(6)));
@@ -272,6 +284,8 @@ print("models", " ".join(m.id for m in client.models.list()))
 }
 
 fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
+    // The fake counts the chat format's overhead (10 tokens) on every prompt, as providers
+    // do: the prompt's hold must bound that too, or each call settles above its hold.
     let (_, user_id, key) = user(world);
     // One call to make the counter, then 1,000 tokens left.
     let warm = world.authed("POST", COMPLETIONS, &key).json(&json!({
@@ -297,11 +311,19 @@ fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
         used <= BASIC_LIMIT,
         "used {used} passed the limit {BASIC_LIMIT}"
     );
-    assert_eq!(reserved, 0);
+    assert_eq!(reserved, 0, "nothing left reserved");
+    let open = world.d1_query(&format!(
+        "SELECT COUNT(*) AS n FROM usage_reservations WHERE subject_id = '{user_id}' \
+         AND status = 'reserved'"
+    ));
+    assert_eq!(open[0]["n"], 0, "every hold settled");
     let answered = replies.iter().filter(|r| r.status == 200).count();
+    // At least as many as whole holds (the prompt's bound and 200) fit in the 1,000 left.
+    let whole = 1000 / (prompt_estimate + 200);
     assert!(
-        answered >= 5,
-        "at least 1000/208 calls fit: {answered} answered"
+        answered as u64 >= whole.max(4),
+        "at least 1000/{} calls fit: {answered} answered",
+        prompt_estimate + 200
     );
     for reply in &replies {
         match reply.status {
@@ -355,6 +377,36 @@ fn fifty_concurrent_streams_never_pass_the_limit(world: &World) {
         asked.iter().all(|&n| (MIN_REPLY..=200).contains(&n)),
         "{asked:?}"
     );
+    // Each call was charged the provider's counts, which its hold covered: the counter is
+    // exactly the start plus those counts, and every record settled its hold.
+    let prompt = fake_prompt(&[&content]);
+    assert!(prompt <= prompt_estimate, "{prompt} > {prompt_estimate}");
+    let rows = world.d1_query(&format!(
+        "SELECT input_tokens, output_tokens, reservation_status FROM usage_records \
+         WHERE subject_id = '{user_id}' AND request_id != ( \
+             SELECT request_id FROM usage_records WHERE subject_id = '{user_id}' \
+             ORDER BY created_at, rowid LIMIT 1)"
+    ));
+    assert_eq!(rows.len(), answered, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["input_tokens"] == prompt && r["reservation_status"] == "settled"),
+        "{rows:?}"
+    );
+    let outputs: u64 = rows
+        .iter()
+        .map(|r| r["output_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        outputs,
+        asked.iter().sum::<u64>(),
+        "each reply was what was asked"
+    );
+    assert_eq!(
+        used,
+        BASIC_LIMIT - 1000 + answered as u64 * prompt + outputs,
+        "the counter is the provider's counts"
+    );
 }
 
 fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(world: &World) {
@@ -376,24 +428,46 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
     );
     assert!(records(world, &user_id).is_empty());
 
-    // Cut after 10 of 40 tokens: the prompt's estimate and the 10 tokens (40 characters).
-    let content = format!("{marker} [reply:40] [cut:10]");
-    let reply = world.authed("POST", COMPLETIONS, &key).json(&json!({
-        "messages": [{"role": "user", "content": content}], "stream": true, "max_tokens": 100,
-    }));
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let data = events(&reply.body);
-    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
-    assert_eq!(last["error"]["code"], "upstream_error", "{}", reply.body);
-    assert_eq!(
-        last["error"]["message"], "the model's stream ended early",
-        "{}",
-        reply.body
-    );
-    assert_eq!(settled(world, &user_id), (estimate(&[&content]) + 10, 0));
-    let rows = records(world, &user_id);
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["output_tokens"], 10);
+    // Cut after 10 of 40 tokens, the provider's count never sent: the prompt's bound and
+    // the reply's UTF-8 bytes (a token is at least a byte), at most the allowance of 100.
+    // English is 4 bytes a token here, CJK 6 (two characters), an emoji 4, a family of
+    // joined emoji 18 (so 10 of them pass the allowance, and are charged the allowance).
+    let mut charged = 0;
+    for (text, bytes_per_token) in [("tok ", 4), ("東京", 6), ("😀", 4), ("👨‍👩‍👧", 18)]
+    {
+        assert_eq!(text.len(), bytes_per_token, "{text}");
+        let content = format!("{marker} [reply:40] [cut:10] [text:{text}]");
+        let reply = world.authed("POST", COMPLETIONS, &key).json(&json!({
+            "messages": [{"role": "user", "content": content}], "stream": true,
+            "max_tokens": 100,
+        }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let data = events(&reply.body);
+        let streamed: String = data
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(streamed, text.repeat(10), "{}", reply.body);
+        let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+        assert_eq!(last["error"]["code"], "upstream_error", "{}", reply.body);
+        assert_eq!(
+            last["error"]["message"], "the model's stream ended early",
+            "{}",
+            reply.body
+        );
+        let output = (streamed.len() as u64).min(100);
+        charged += estimate(&[&content]) + output;
+        assert_eq!(settled(world, &user_id), (charged, 0), "{text}");
+        let rows = records(world, &user_id);
+        assert_eq!(rows.last().unwrap()["output_tokens"], output, "{text}");
+        assert!(output >= 10, "never below the tokens the model produced");
+    }
+    assert_eq!(records(world, &user_id).len(), 4);
 
     // Broken after 10 tokens (the body fails to read, mid-chunk): charged the same way, and
     // the client is told only that it broke, never the reader's own error text (logged).
@@ -411,7 +485,8 @@ fn a_failure_before_output_charges_nothing_and_a_cut_stream_what_it_produced(wor
         "{}",
         reply.body
     );
-    let charged = estimate(&[&content]) + 10 + estimate(&[&broken]) + 10;
+    // Its reply so far: 10 tokens of `tok ` (40 bytes).
+    let charged = charged + estimate(&[&broken]) + 40;
     assert_eq!(settled(world, &user_id), (charged, 0));
 
     // A stream that ends without usage is charged its whole hold.
@@ -461,10 +536,121 @@ fn a_client_that_leaves_mid_stream_is_charged_what_was_produced(world: &World) {
     let (used, reserved) = settled(world, &user_id);
     assert_eq!(reserved, 0, "the hold was settled after the client left");
     let output = used - estimate(&[&content]);
+    // At least the bytes the client saw (5 tokens of 4 bytes), well short of the allowance.
     assert!(
-        (5..40).contains(&output),
+        (20..160).contains(&output),
         "charged {output} reply tokens for a stream left after about 5 of 200"
     );
+}
+
+fn a_client_that_leaves_before_a_plain_answer_is_charged_what_the_model_reported(world: &World) {
+    // The deployed runtime cancels a handler whose client left (work in `wait_until` runs on);
+    // `wrangler dev` lets it finish, so this checks the charge, not the cancellation.
+    let (_, user_id, key) = user(world);
+    let marker = unique("gone-");
+    // Five tokens, answered after 5 x 400 ms: the client is long gone by then.
+    let content = format!("{marker} [reply:5] [delay:400]");
+    let body = json!({
+        "messages": [{"role": "user", "content": content}], "max_tokens": 50,
+    })
+    .to_string();
+    let mut socket = TcpStream::connect(world.address()).unwrap();
+    write!(
+        socket,
+        "POST {COMPLETIONS} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        world.address(),
+        body.len()
+    )
+    .unwrap();
+    // Leave once the model has the request (so the call was admitted and is under way).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.fakes.model.requests_with(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "the model was never called");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    socket.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(socket);
+    let (used, reserved) = settled(world, &user_id);
+    assert_eq!(reserved, 0, "the hold was settled after the client left");
+    // What the model reported: its count of the prompt and the 5 reply tokens (the hold,
+    // the prompt's bound and 50, covers them).
+    let prompt = fake_prompt(&[&content]);
+    assert!(prompt + 5 <= estimate(&[&content]) + 50);
+    assert_eq!(used, prompt + 5, "charged the provider's counts");
+    let rows = records(world, &user_id);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["input_tokens"], prompt);
+    assert_eq!(rows[0]["output_tokens"], 5);
+    assert_eq!(rows[0]["reservation_status"], "settled");
+}
+
+fn usage_reported_past_the_hold_is_recorded_but_never_counted_past_it(world: &World) {
+    let (_, user_id, key) = user(world);
+    let warm = world.authed("POST", COMPLETIONS, &key).json(&json!({
+        "messages": [{"role": "user", "content": "[reply:1]"}], "max_tokens": 1,
+    }));
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    let start = BASIC_LIMIT - 1000;
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET used = {start} WHERE subject_kind = 'user' \
+         AND subject_id = '{user_id}' AND meter = 'tokens'"
+    ));
+    // A provider that counts 5,000 more prompt tokens than the proxy's bound (a format that
+    // costs more than documented): plain, then streamed.
+    let marker = unique("overhold-");
+    let mut holds = 0;
+    for stream in [false, true] {
+        let content = format!("{marker} {stream} [reply:5] [prompt:5000]");
+        let reply = world.authed("POST", COMPLETIONS, &key).json(&json!({
+            "messages": [{"role": "user", "content": content}], "max_tokens": 100,
+            "stream": stream, "stream_options": {"include_usage": true},
+        }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        holds += estimate(&[&content]) + 100;
+        assert_eq!(
+            settled(world, &user_id),
+            (start + holds, 0),
+            "charged the hold, not the 5,000 past it"
+        );
+    }
+    assert!(start + holds <= BASIC_LIMIT);
+    // The records keep what the provider reported.
+    let rows = records(world, &user_id);
+    let reported: Vec<(u64, u64)> = rows[1..]
+        .iter()
+        .map(|r| {
+            (
+                r["input_tokens"].as_u64().unwrap(),
+                r["output_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, u64)> = [false, true]
+        .iter()
+        .map(|stream| {
+            let content = format!("{marker} {stream} [reply:5] [prompt:5000]");
+            (fake_prompt(&[&content]) + 5000, 5)
+        })
+        .collect();
+    assert_eq!(reported, expected, "{rows:?}");
+    // And say so in the log.
+    let log = world.worker_log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains(r#""msg":"over_hold""#) && l.contains(&user_id))
+        .count();
+    assert_eq!(lines, 2, "one over_hold line a call");
+    // A counter at its limit is never passed: the next call is refused before the model.
+    world.d1_query(&format!(
+        "UPDATE meter_counters SET used = {BASIC_LIMIT} WHERE subject_kind = 'user' \
+         AND subject_id = '{user_id}' AND meter = 'tokens'"
+    ));
+    let refused = world.authed("POST", COMPLETIONS, &key).json(&json!({
+        "messages": [{"role": "user", "content": format!("{marker} [prompt:5000]")}],
+    }));
+    refused.assert_error(402, "quota_exceeded");
+    assert_eq!(counter(world, &user_id), (BASIC_LIMIT, 0));
 }
 
 fn refusals_are_in_openais_shape_and_change_nothing(world: &World) {

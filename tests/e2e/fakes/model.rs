@@ -2,17 +2,20 @@
 //! loopback socket (a stream is written token by token, with delays, and can be cut).
 //!
 //! Its counting is fixed, so tests can predict every number: the prompt is a quarter of the
-//! messages' characters, rounded up (`prompt_tokens`); the reply is `tok ` repeated (one
-//! token, four characters, one stream chunk each), 8 tokens but never more than the request's
-//! `max_tokens`. A stream asked with `stream_options.include_usage` ends with a usage chunk,
-//! then `data: [DONE]`. It checks the bearer key and records every request body.
+//! messages' characters, rounded up, plus 10 for the chat format's framing, as providers
+//! count it (`prompt_tokens`); the reply is `tok ` repeated (one token, four characters, one
+//! stream chunk each), 8 tokens but never more than the request's `max_tokens`. A stream
+//! asked with `stream_options.include_usage` ends with a usage chunk, then `data: [DONE]`.
+//! It checks the bearer key and records every request body.
 //!
 //! Tests running in parallel share it, so each request says what it wants in its last
-//! message, by directives: `[reply:N]` (N tokens), `[delay:MS]` (before each streamed token),
-//! `[fail:STATUS]` (an error answer before any output), `[cut:N]` (stream N tokens, then
-//! close the connection: no usage, no `[DONE]`; the body simply ends), `[break:N]` (the same
-//! in chunked framing, closed in the middle of a chunk: the body fails to read), `[nousage]`
-//! (no usage reported).
+//! message, by directives: `[reply:N]` (N tokens), `[text:WORD]` (the reply's token is WORD
+//! instead of `tok `: one token however many bytes), `[delay:MS]` (before each streamed
+//! token; a plain answer waits as long as its stream would), `[fail:STATUS]` (an error answer
+//! before any output), `[cut:N]` (stream N tokens, then close the connection: no usage, no
+//! `[DONE]`; the body simply ends), `[break:N]` (the same in chunked framing, closed in the
+//! middle of a chunk: the body fails to read), `[nousage]` (no usage reported), `[prompt:N]`
+//! (count N more prompt tokens, as a provider whose format costs more than documented would).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +26,10 @@ use serde_json::{json, Value};
 
 /// The key the worker is configured with (`CHAT_API_KEY`).
 pub const CHAT_API_KEY: &str = "sk-fake-model-key";
+
+/// The prompt tokens the chat format's framing adds to every prompt (roles, message markers,
+/// the reply's priming), as providers count them.
+pub const CHAT_FORMAT_TOKENS: u64 = 10;
 
 /// What the next request gets instead of a normal answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +97,8 @@ impl FakeModel {
             .collect()
     }
 
-    /// The prompt tokens the fake counts for `messages` (a quarter of their characters).
+    /// The prompt tokens the fake counts for `messages`: a quarter of their characters,
+    /// rounded up, plus the format's [`CHAT_FORMAT_TOKENS`].
     pub fn prompt_tokens(messages: &Value) -> u64 {
         let chars: usize = messages
             .as_array()
@@ -100,7 +108,7 @@ impl FakeModel {
                     .sum()
             })
             .unwrap_or(0);
-        (chars as u64).div_ceil(4)
+        (chars as u64).div_ceil(4) + CHAT_FORMAT_TOKENS
     }
 }
 
@@ -168,7 +176,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
     let max_tokens = request["max_tokens"].as_u64().unwrap_or(u64::MAX);
     let tokens = reply_tokens.min(max_tokens);
-    let prompt = FakeModel::prompt_tokens(&request["messages"]);
+    let prompt =
+        FakeModel::prompt_tokens(&request["messages"]) + directive(&last, "prompt").unwrap_or(0);
+    let word = text_directive(&last).unwrap_or_else(|| "tok ".to_owned());
     let model = request["model"].as_str().unwrap_or("fake").to_owned();
     let finish = if tokens < reply_tokens {
         "length"
@@ -184,7 +194,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let mut answer = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": "tok ".repeat(tokens as usize)}}],
+                         "message": {"role": "assistant", "content": word.repeat(tokens as usize)}}],
             "usage": usage,
         });
         if fault == Some(ModelFault::NoUsage) {
@@ -192,6 +202,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         if let Some(ModelFault::CutAfter(_) | ModelFault::BreakAfter(_)) = fault {
             return stream.shutdown(std::net::Shutdown::Both);
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay * tokens as u32);
         }
         return respond(&mut stream, 200, &answer);
     }
@@ -248,7 +261,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
-        send(&mut stream, &chunk(json!({"content": "tok "}), None))?;
+        send(&mut stream, &chunk(json!({"content": word}), None))?;
     }
     send(&mut stream, &chunk(json!({}), Some(finish)))?;
     let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
@@ -271,6 +284,13 @@ fn directive(text: &str, name: &str) -> Option<u64> {
     let start = text.find(&format!("[{name}:"))? + name.len() + 2;
     let end = start + text[start..].find(']')?;
     text[start..end].parse().ok()
+}
+
+/// The word of a `[text:WORD]` directive in `text`.
+fn text_directive(text: &str) -> Option<String> {
+    let start = text.find("[text:")? + "[text:".len();
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_owned())
 }
 
 fn error(message: &str, kind: &str) -> Value {
