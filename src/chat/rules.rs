@@ -68,17 +68,12 @@ pub fn check(body: ChatBody) -> Result<ChatMessage, Vec<FieldError>> {
             ));
         }
     }
-    if let Some(visitor) = &body.visitor_id {
-        let ok = (1..=128).contains(&visitor.len())
-            && visitor.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')
-            });
-        if !ok {
-            problems.push(FieldError::new(
-                "visitor_id",
-                "must be 1 to 128 characters of letters, digits, `.`, `_`, `:`, `@` or `-`",
-            ));
-        }
+    if let Some(problem) = body
+        .visitor_id
+        .as_deref()
+        .and_then(crate::sites::rules::visitor_id)
+    {
+        problems.push(problem);
     }
     if !problems.is_empty() {
         return Err(problems);

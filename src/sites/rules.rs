@@ -102,6 +102,21 @@ impl Status {
     }
 }
 
+/// What is wrong with a widget's `visitor_id` (its own name for the person on the page), if
+/// anything: 1 to 128 of letters, digits, `.`, `_`, `:`, `@` or `-`.
+pub fn visitor_id(visitor: &str) -> Option<FieldError> {
+    let ok = (1..=128).contains(&visitor.len())
+        && visitor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+    (!ok).then(|| {
+        FieldError::new(
+            "visitor_id",
+            "must be 1 to 128 characters of letters, digits, `.`, `_`, `:`, `@` or `-`",
+        )
+    })
+}
+
 /// Whether `slug` may be an org's slug (and so the `{slug}` of its keys): `[a-z0-9]{2,32}`.
 pub fn is_slug(slug: &str) -> bool {
     (2..=32).contains(&slug.len())
