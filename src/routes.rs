@@ -66,9 +66,11 @@ const USER_ID_DOC: &str =
     "With a platform key: the end user this call is for, as the platform names them (1 to 128 \
      visible ASCII characters). Required with a platform key; ignored with an end-user token.";
 const USER_PLAN_DOC: &str =
-    "With a platform key: the end user's tier for this call; it must be one of the platform's \
-     tiers (otherwise 400, nothing counted). Without it the end user's stored tier applies (or \
-     the platform's first).";
+    "With a platform key: the end user's tier for this call, chosen among the platform's \
+     unpaid tiers (price 0); a tier the platform lacks, or a paid one the end user has not \
+     paid for, is 400 and counts nothing. Once the end user has paid, the tier they paid for \
+     applies whatever this says. Without it: the paid tier, else the platform's first unpaid \
+     one.";
 
 /// Health paths: they answer even while a setting the pipeline needs is invalid, so an
 /// operator can see what is wrong.

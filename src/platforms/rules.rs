@@ -187,28 +187,54 @@ pub fn looks_like_platform_id(text: &str) -> bool {
     })
 }
 
-/// Which tier applies to a call: the one the platform states for it (`X-User-Plan`, or the
-/// end-user token's `plan`), which must be one of its tiers; otherwise the end user's stored
-/// tier while the platform still has it; otherwise the platform's first tier.
+/// Why no tier applies to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierRefusal {
+    /// The stated tier is not one of the platform's (`400` on the field that stated it).
+    Unknown(String),
+    /// The stated tier has a price and the end user has not paid for it (`400` on the field).
+    NotPaid(String),
+    /// The end user has not paid and the platform has no tier without a price (`402`).
+    NoUnpaidTier,
+}
+
+/// Which tier applies to a call. Once the end user has paid, Tollgate's record decides: the
+/// stored tier (set by a paid Checkout, cleared when the subscription ends) applies whatever
+/// the call states, so a stated tier can neither lift nor lower it. Before that, the platform
+/// may state a tier (`X-User-Plan`, or the end-user token's `plan`) only among its unpaid
+/// tiers (`price_cents` 0); without one the platform's first unpaid tier applies. A stated
+/// tier the platform does not have is refused either way.
 pub fn applicable_tier<'a>(
     tiers: &'a [Tier],
     stated: Option<&str>,
     stored: Option<&str>,
-) -> Result<&'a Tier, String> {
+) -> Result<&'a Tier, TierRefusal> {
     let find = |id: &str| tiers.iter().find(|t| t.id == id);
-    if let Some(stated) = stated {
-        return find(stated).ok_or_else(|| {
+    let stated = match stated {
+        Some(id) => Some(find(id).ok_or_else(|| {
             let ids: Vec<&str> = tiers.iter().map(|t| t.id.as_str()).collect();
-            format!(
-                "`{stated}` is not one of this platform's tiers: {}",
+            TierRefusal::Unknown(format!(
+                "`{id}` is not one of this platform's tiers: {}",
                 ids.join(", ")
-            )
-        });
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(paid) = stored.and_then(find) {
+        return Ok(paid);
     }
-    Ok(stored
-        .and_then(find)
-        .or_else(|| tiers.first())
-        .expect("a stored tier list is never empty"))
+    match stated {
+        Some(tier) if tier.price_cents > 0 => Err(TierRefusal::NotPaid(format!(
+            "`{}` is a paid tier: an end user is on it once they have paid for it \
+             (POST /api/create-checkout), not because a call says so",
+            tier.id
+        ))),
+        Some(tier) => Ok(tier),
+        None => tiers
+            .iter()
+            .find(|t| t.price_cents == 0)
+            .ok_or(TierRefusal::NoUnpaidTier),
+    }
 }
 
 /// Why a platform key sent by a browser (a request with an `Origin` header) is refused, or
@@ -293,23 +319,38 @@ mod tests {
     }
 
     #[test]
-    fn the_stated_tier_must_exist_and_otherwise_the_stored_or_first_applies() {
-        let tiers = vec![tier("free"), tier("pro")];
+    fn a_stated_tier_chooses_only_among_unpaid_tiers_until_the_end_user_has_paid() {
+        let pro = Tier {
+            price_cents: 1900,
+            ..tier("pro")
+        };
+        let tiers = vec![tier("free"), tier("lite"), pro.clone()];
+        let applies = |stated, stored| applicable_tier(&tiers, stated, stored).map(|t| &t.id[..]);
+        // Unpaid: the first unpaid tier, or an unpaid one the call states; never a paid one.
+        assert_eq!(applies(None, None), Ok("free"));
+        assert_eq!(applies(Some("lite"), None), Ok("lite"));
+        assert!(matches!(
+            applies(Some("pro"), None),
+            Err(TierRefusal::NotPaid(_))
+        ));
+        assert!(matches!(
+            applies(Some("gold"), None),
+            Err(TierRefusal::Unknown(_))
+        ));
+        // Paid: the record decides; a stated tier neither lifts nor lowers it.
+        assert_eq!(applies(None, Some("pro")), Ok("pro"));
+        assert_eq!(applies(Some("free"), Some("pro")), Ok("pro"));
+        assert!(matches!(
+            applies(Some("gold"), Some("pro")),
+            Err(TierRefusal::Unknown(_))
+        ));
+        // A paid tier the platform no longer has: as if unpaid.
+        assert_eq!(applies(Some("lite"), Some("gone")), Ok("lite"));
+        // No unpaid tier and no payment: nothing applies.
         assert_eq!(
-            applicable_tier(&tiers, Some("pro"), None).unwrap().id,
-            "pro"
+            applicable_tier(&[pro], None, None),
+            Err(TierRefusal::NoUnpaidTier)
         );
-        assert!(applicable_tier(&tiers, Some("gold"), Some("pro")).is_err());
-        assert_eq!(
-            applicable_tier(&tiers, None, Some("pro")).unwrap().id,
-            "pro"
-        );
-        // A stored tier the platform no longer has falls back to the first.
-        assert_eq!(
-            applicable_tier(&tiers, None, Some("gone")).unwrap().id,
-            "free"
-        );
-        assert_eq!(applicable_tier(&tiers, None, None).unwrap().id, "free");
     }
 
     #[test]

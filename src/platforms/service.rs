@@ -252,18 +252,29 @@ async fn from_end_user_token(_req: &Request, ctx: &Ctx, token: &str) -> Result<T
     })
 }
 
-/// The tier that applies to the end user's call: the stated one (which must be one of the
-/// platform's tiers: `400` naming where it was stated), else their stored one, else the
-/// platform's first.
+/// The tier that applies to the end user's call (see [`rules::applicable_tier`]): the one
+/// they paid for, else an unpaid one stated for them, else the platform's first unpaid one. A
+/// stated tier the platform lacks, or a paid one not paid for, is `400` naming where it was
+/// stated; no unpaid tier to fall back on is `402`.
 pub fn tier_of(tenant: &Tenant) -> Result<&Tier, AppError> {
     let person = tenant.end_user()?;
     let stated = person.stated_tier.as_ref();
+    let field = stated.map_or("tier", |(_, field)| *field);
     rules::applicable_tier(
         &tenant.platform.tiers,
         stated.map(|(tier, _)| tier.as_str()),
         person.stored.as_ref().and_then(|s| s.tier.as_deref()),
     )
-    .map_err(|why| AppError::invalid(stated.map_or("tier", |(_, field)| *field), why))
+    .map_err(|refusal| match refusal {
+        rules::TierRefusal::Unknown(why) | rules::TierRefusal::NotPaid(why) => {
+            AppError::invalid(field, why)
+        }
+        rules::TierRefusal::NoUnpaidTier => AppError::QuotaExceeded(
+            "this platform has no free tier: subscribe to one of its tiers first \
+             (POST /api/create-checkout)"
+                .to_owned(),
+        ),
+    })
 }
 
 fn counter<'a>(subject: &'a str, tier: &Tier) -> Counter<'a> {

@@ -141,19 +141,25 @@ fn two_hundred_concurrent_calls_admit_exactly_the_tiers_limit(world: &World) {
     ));
     assert_eq!(seen[0]["n"], 1);
 
-    // Another end user stated to be on pro gets pro's 100.
+    // Another end user merely stated to be on pro is refused: pro has a price, and they have
+    // not paid it (a paid tier comes from a paid Checkout, never from a header).
     let pro_user = unique("pro-");
+    let untouched = world.snapshot(&end_user_rows(&platform, &pro_user));
     let reply = world
         .authed("POST", "/api/data", &key)
         .header("X-User-Id", &pro_user)
         .header("X-User-Plan", "pro")
         .json(&json!({ "amount": 100 }));
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let body = reply.json();
-    assert_eq!(body["tier"], "pro");
-    assert_eq!(body["usage"]["limit"], 100);
-    assert_eq!(body["usage"]["remaining"], 0);
-    assert_eq!(stored(world, &platform, &pro_user), (100, 1));
+    let error = reply.assert_error(400, "validation_failed");
+    assert_eq!(error["fields"][0]["field"], "X-User-Plan");
+    assert!(
+        error["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("paid tier"),
+        "{error}"
+    );
+    untouched.assert_unchanged(world);
 
     // A tier the platform does not have is 400 and counts nothing.
     let other = unique("plan-");
@@ -686,11 +692,20 @@ fn an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue(worl
     let receipt = deliver(world, &event);
     assert_eq!(receipt["status"], "processed", "{receipt}");
     assert_eq!(tier_of(world, &platform, &person), "pro");
-    // The tier applies to their calls without X-User-Plan.
+    // The tier applies to their calls without X-User-Plan, and one stating another tier
+    // neither lowers nor changes it: the payment decides.
     let reply = data(world, &key, &person, &json!({}));
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["tier"], "pro");
     assert_eq!(reply.json()["usage"]["limit"], 100);
+    let stated_free = world
+        .authed("POST", "/api/data", &key)
+        .header("X-User-Id", &person)
+        .header("X-User-Plan", "free")
+        .json(&json!({}));
+    assert_eq!(stated_free.status, 200, "{}", stated_free.body);
+    assert_eq!(stated_free.json()["tier"], "pro");
+    assert_eq!(stated_free.json()["usage"]["limit"], 100);
 
     // The same event again, and another event for the same session: nothing changes.
     let rows = Rows::new()
@@ -828,10 +843,15 @@ fn an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else(world: &Wo
     let usage = world.authed("GET", "/api/usage", &token).send();
     assert_eq!(usage.status, 200, "{}", usage.body);
     assert_eq!(usage.json()["usage"]["used"], 2);
-    // The token's plan claim states the tier, as X-User-Plan does.
+    // The token's plan claim states the tier as X-User-Plan does: a paid tier the end user
+    // has not paid for is refused, naming the claim.
     let pro = world.end_user_token(&sub, &platform_a, Some("pro"));
     let reply = world.authed("POST", "/api/data", &pro).send();
-    assert_eq!(reply.json()["usage"]["limit"], 100, "{}", reply.body);
+    assert_eq!(
+        reply.assert_error(400, "validation_failed")["fields"][0]["field"],
+        "plan"
+    );
+    assert_eq!(stored(world, &platform_a, &sub), (2, 1));
     // An end user may buy a tier with their token.
     let reply = world
         .authed("POST", "/api/create-checkout", &token)
