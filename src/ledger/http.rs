@@ -29,8 +29,14 @@ pub struct EntryView {
     pub amount: i64,
     /// The balance right after this entry.
     pub balance_after: i64,
-    /// For a refund: the tokens it should have taken back but could not (they were spent).
+    /// For a refund or dispute: the tokens it should have taken back but could not (they were
+    /// spent); they are owed as debt.
     pub shortfall: i64,
+    /// For a credit: how much of `amount` repaid debt instead of reaching the balance
+    /// (`balance_after` is the previous balance plus `amount` less `repaid`).
+    pub repaid: i64,
+    /// The debt right after this entry.
+    pub debt_after: i64,
     #[schema(required = true)]
     pub reason: Option<String>,
     /// A client's reference, a pack's payment intent, or a social task's id.
@@ -49,6 +55,8 @@ impl From<Entry> for EntryView {
             amount: e.amount,
             balance_after: e.balance_after,
             shortfall: e.shortfall,
+            repaid: e.repaid,
+            debt_after: e.debt_after,
             reason: e.reason,
             reference: e.reference,
             actor: e.actor,
@@ -61,6 +69,9 @@ impl From<Entry> for EntryView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenBalanceView {
     pub balance: i64,
+    /// Tokens owed: what refunds and disputes could not take back because they were spent;
+    /// every credit repays it first. 0 when none.
+    pub debt: i64,
     /// When it last changed; absent before the first entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
@@ -69,10 +80,11 @@ pub struct TokenBalanceView {
 /// `GET /api/tokens/balance`.
 pub async fn balance(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
-    let (balance, updated_at) = ledger::balance(&db, &principal.user.id).await?;
+    let standing = ledger::balance(&db, &principal.user.id).await?;
     response::ok(&TokenBalanceView {
-        balance,
-        updated_at,
+        balance: standing.balance,
+        debt: standing.debt,
+        updated_at: standing.updated_at,
     })
 }
 

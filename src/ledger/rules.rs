@@ -91,6 +91,10 @@ pub mod keys {
     pub fn refund(charge: &str, amount_refunded: i64) -> String {
         format!("stripe:refund:{charge}:{amount_refunded}")
     }
+    /// A dispute's debit: once per dispute.
+    pub fn dispute(dispute: &str) -> String {
+        format!("stripe:dispute:{dispute}")
+    }
 }
 
 /// A whole number of tokens from a JSON value: an integer from 1 to [`MAX_AMOUNT`].
@@ -304,6 +308,48 @@ pub fn refund_target(credited: i64, amount_refunded: i64, amount: i64) -> i64 {
     (credited as i128 * refunded / amount as i128) as i64
 }
 
+/// A user's balance and debt after one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub balance: i64,
+    pub debt: i64,
+}
+
+/// What an entry of `amount` does to `before`: a credit repays the debt first (the part
+/// repaid is returned beside the new standing) and the rest goes to the balance; a debit
+/// takes from the balance and leaves the debt alone. `None` when a debit is more than the
+/// balance. [`crate::ledger::store::append`] runs this rule in SQL, in one statement.
+pub fn apply_entry(before: Standing, amount: i64) -> Option<(Standing, i64)> {
+    let repaid = if amount > 0 {
+        before.debt.min(amount)
+    } else {
+        0
+    };
+    let balance = before.balance + amount - repaid;
+    (balance >= 0).then_some((
+        Standing {
+            balance,
+            debt: before.debt - repaid,
+        },
+        repaid,
+    ))
+}
+
+/// What a refund or dispute wanting `want` tokens back does to `before`: it takes what the
+/// balance has, and the rest (the shortfall, returned beside the new standing) becomes debt.
+/// [`crate::ledger::store::append_refund`] runs this rule in SQL.
+pub fn apply_clawback(before: Standing, want: i64) -> (Standing, i64) {
+    let taken = before.balance.min(want.max(0));
+    let shortfall = want.max(0) - taken;
+    (
+        Standing {
+            balance: before.balance - taken,
+            debt: before.debt + shortfall,
+        },
+        shortfall,
+    )
+}
+
 /// The date range of an analytics query, epoch millis `[from, to)`: by default the
 /// [`DEFAULT_RANGE_DAYS`] before `now_ms`; `from` must be before `to` and the range at most
 /// [`MAX_RANGE_DAYS`].
@@ -396,6 +442,48 @@ mod tests {
         assert!(proof_url(&long).is_err());
     }
 
+    fn standing(balance: i64, debt: i64) -> Standing {
+        Standing { balance, debt }
+    }
+
+    #[test]
+    fn a_credit_repays_the_debt_first_and_the_rest_is_balance() {
+        assert_eq!(
+            apply_entry(standing(0, 400), 1000),
+            Some((standing(600, 0), 400))
+        );
+        assert_eq!(
+            apply_entry(standing(0, 400), 300),
+            Some((standing(0, 100), 300))
+        );
+        assert_eq!(
+            apply_entry(standing(0, 400), 400),
+            Some((standing(0, 0), 400))
+        );
+        assert_eq!(apply_entry(standing(50, 0), 10), Some((standing(60, 0), 0)));
+    }
+
+    #[test]
+    fn a_debit_takes_from_the_balance_only_and_never_below_zero() {
+        assert_eq!(apply_entry(standing(50, 0), -50), Some((standing(0, 0), 0)));
+        assert_eq!(apply_entry(standing(50, 0), -51), None);
+        assert_eq!(apply_entry(standing(0, 400), -1), None);
+    }
+
+    #[test]
+    fn a_clawback_takes_what_is_there_and_owes_the_rest() {
+        assert_eq!(
+            apply_clawback(standing(100, 0), 500),
+            (standing(0, 400), 400)
+        );
+        assert_eq!(apply_clawback(standing(900, 0), 500), (standing(400, 0), 0));
+        assert_eq!(
+            apply_clawback(standing(0, 400), 1000),
+            (standing(0, 1400), 1000)
+        );
+        assert_eq!(apply_clawback(standing(10, 0), 0), (standing(10, 0), 0));
+    }
+
     #[test]
     fn client_keys_never_collide_with_system_keys() {
         let client = keys::client("stripe:pi:pi_1");
@@ -403,6 +491,7 @@ mod tests {
         assert_ne!(keys::admin("x"), keys::client("x"));
         assert_eq!(keys::refund("ch_1", 500), "stripe:refund:ch_1:500");
         assert_eq!(keys::social("follow"), "social:follow");
+        assert_eq!(keys::dispute("dp_1"), "stripe:dispute:dp_1");
     }
 
     #[test]

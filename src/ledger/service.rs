@@ -35,11 +35,28 @@ pub struct Recorded {
     pub replayed: bool,
 }
 
-/// The user's balance and when it last changed.
-pub async fn balance(db: &D1Database, user_id: &str) -> Result<(i64, Option<String>), AppError> {
+/// A user's balance, their debt (unrecovered refund and dispute shortfalls, repaid first by
+/// every later credit), and when they last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub balance: i64,
+    pub debt: i64,
+    pub updated_at: Option<String>,
+}
+
+/// The user's balance, debt and when they last changed.
+pub async fn balance(db: &D1Database, user_id: &str) -> Result<Balance, AppError> {
     Ok(match store::newest(db, user_id).await? {
-        Some(entry) => (entry.balance_after, Some(entry.created_at)),
-        None => (0, None),
+        Some(entry) => Balance {
+            balance: entry.balance_after,
+            debt: entry.debt_after,
+            updated_at: Some(entry.created_at),
+        },
+        None => Balance {
+            balance: 0,
+            debt: 0,
+            updated_at: None,
+        },
     })
 }
 
@@ -338,7 +355,7 @@ pub struct PaymentEvent<'a> {
     /// Stripe's event id (`evt_...`), recorded as the audit row's request id.
     pub id: &'a str,
     /// `checkout.session.completed`, `checkout.session.async_payment_succeeded`,
-    /// `payment_intent.succeeded` or `charge.refunded`.
+    /// `payment_intent.succeeded`, `charge.refunded` or `charge.dispute.created`.
     pub kind: &'a str,
     /// `data.object`.
     pub object: &'a Value,
@@ -380,6 +397,7 @@ pub async fn apply_payment(db: &D1Database, event: PaymentEvent<'_>) -> Result<A
             text(object, "/id")
         }
         "charge.refunded" => return apply_refund(db, event).await,
+        "charge.dispute.created" => return apply_dispute(db, event).await,
         _ => return Ok(Applied::Ignored("event type not handled")),
     };
     let (Some(user_id), Some(pack), Some(tokens)) = (
@@ -479,6 +497,60 @@ async fn apply_refund(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applie
         .is_none()
     {
         return Ok(Applied::Ignored("the refund was debited already"));
+    }
+    Ok(Applied::Processed)
+}
+
+/// Debits a disputed pack: `charge.dispute.created` (a Dispute: `id`, `charge`,
+/// `payment_intent`, `amount`, `reason`) for a payment intent that has a purchase entry takes
+/// back all of the pack's tokens, less what refunds of it (or an earlier dispute) already
+/// accounted for, once per dispute (`stripe:dispute:<dispute>`); what the balance lacks is
+/// the entry's `shortfall`, owed as debt. A refund of the same payment after the dispute, or
+/// a dispute after a full refund, has nothing left to take.
+async fn apply_dispute(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applied, AppError> {
+    let object = event.object;
+    let (Some(dispute), Some(payment_intent)) =
+        (text(object, "/id"), id_of(object, "payment_intent"))
+    else {
+        return Ok(Applied::Ignored("not a token pack payment"));
+    };
+    let Some(purchase) = store::purchase_by_key(db, &keys::purchase(payment_intent)).await? else {
+        return Ok(Applied::Ignored("not a token pack payment"));
+    };
+    let charge = id_of(object, "charge").unwrap_or("");
+    let why = text(object, "/reason").unwrap_or("general");
+    let key = keys::dispute(dispute);
+    let now = rfc3339_from_millis(event.now_ms);
+    let reason = format!("dispute {dispute} ({why})");
+    let entry = NewEntry {
+        user_id: &purchase.user_id,
+        kind: Kind::Refund,
+        amount: 0,
+        reason: Some(&reason),
+        reference: Some(payment_intent),
+        key: &key,
+        actor: STRIPE_ACTOR,
+        at: &now,
+    };
+    let audit = AuditEntry::new(Actor::System("stripe"), Action::TokensRefunded)
+        .target(Target::user(&purchase.user_id))
+        .with("payment_intent", payment_intent)
+        .with("charge", charge)
+        .with("dispute", dispute)
+        .with("dispute_reason", why)
+        .with(
+            "amount_disputed",
+            object.get("amount").and_then(Value::as_i64),
+        )
+        .with("tokens_to_take", purchase.amount);
+    let audit = audit::statement_if_inserted(db, occasion(&event), &audit, ENTRY_ID)?;
+    if store::append_refund(db, &entry, purchase.amount, audit)
+        .await?
+        .is_none()
+    {
+        return Ok(Applied::Ignored(
+            "the dispute was debited already, or refunds took the pack back",
+        ));
     }
     Ok(Applied::Processed)
 }

@@ -10,13 +10,16 @@ use crate::error::AppError;
 use crate::ledger::rules::Kind;
 
 /// Every column, in the order `Entry` reads them.
-const COLUMNS: &str = "id, user_id, kind, amount, balance_after, shortfall, reason, reference, \
-                       idempotency_key, actor, created_at";
+const COLUMNS: &str = "id, user_id, kind, amount, balance_after, shortfall, debt_after, repaid, \
+                       reason, reference, idempotency_key, actor, created_at";
 
-/// The user's balance before the statement: the newest entry's `balance_after`, or 0.
-/// `?1` is the user id.
-const CURRENT: &str = "(SELECT COALESCE((SELECT balance_after FROM token_ledger \
-                        WHERE user_id = ?1 ORDER BY id DESC LIMIT 1), 0) AS cur)";
+/// The user's balance (`cur`) and debt (`debt`) before the statement: the newest entry's
+/// `balance_after` and `debt_after`, or 0 (an aggregate over at most one row is always one
+/// row). `?1` is the user id.
+const CURRENT: &str = "(SELECT COALESCE(MAX(balance_after), 0) AS cur, \
+                              COALESCE(MAX(debt_after), 0) AS debt \
+                        FROM (SELECT balance_after, debt_after FROM token_ledger \
+                              WHERE user_id = ?1 ORDER BY id DESC LIMIT 1))";
 
 /// One stored entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,6 +30,10 @@ pub struct Entry {
     pub amount: i64,
     pub balance_after: i64,
     pub shortfall: i64,
+    /// What the user owes after this entry (unrecovered shortfalls less repayments).
+    pub debt_after: i64,
+    /// For a credit: how much of its amount repaid debt instead of reaching the balance.
+    pub repaid: i64,
     pub reason: Option<String>,
     pub reference: Option<String>,
     pub idempotency_key: String,
@@ -53,6 +60,9 @@ pub struct NewEntry<'a> {
 
 /// Appends `entry` if the balance stays at or above zero and its key is new: the entry as
 /// stored, or `None` when nothing was written (the key was used, or the balance is short).
+/// A credit repays the user's debt first, in the same statement
+/// ([`crate::ledger::rules::apply_entry`]): `repaid` of its amount goes to the debt, the
+/// rest to the balance.
 /// `audit` runs right after it in the same batch (see
 /// [`crate::audit::service::statement_if_inserted`]): both are written, or neither.
 pub async fn append(
@@ -62,9 +72,11 @@ pub async fn append(
 ) -> Result<Option<Entry>, AppError> {
     let sql = format!(
         "INSERT INTO token_ledger (user_id, kind, amount, balance_after, shortfall, reason, \
-             reference, idempotency_key, actor, created_at) \
-         SELECT ?1, ?2, CAST(?3 AS INTEGER), cur + CAST(?3 AS INTEGER), 0, ?4, ?5, ?6, ?7, ?8 \
-         FROM {CURRENT} WHERE cur + CAST(?3 AS INTEGER) >= 0 \
+             reference, idempotency_key, actor, created_at, debt_after, repaid) \
+         SELECT ?1, ?2, amt, cur + amt - paid, 0, ?4, ?5, ?6, ?7, ?8, debt - paid, paid \
+         FROM (SELECT cur, debt, amt, CASE WHEN amt > 0 THEN MIN(debt, amt) ELSE 0 END AS paid \
+               FROM {CURRENT}, (SELECT CAST(?3 AS INTEGER) AS amt)) \
+         WHERE cur + amt - paid >= 0 \
          ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING {COLUMNS}"
     );
@@ -85,8 +97,9 @@ pub async fn append(
 
 /// Appends a refund's debit of the purchase `reference` (a payment intent): of `target`
 /// tokens in all, what earlier refunds of it have not accounted for (debited or recorded as
-/// shortfall), taking what the balance has and recording the rest as `shortfall`. `None`
-/// when the key was used or nothing is left to take. `audit` runs with it, as for [`append`].
+/// shortfall), taking what the balance has and recording the rest as `shortfall`, which is
+/// added to the user's debt ([`crate::ledger::rules::apply_clawback`]). `None` when the key
+/// was used or nothing is left to take. `audit` runs with it, as for [`append`].
 pub async fn append_refund(
     db: &D1Database,
     entry: &NewEntry<'_>,
@@ -96,9 +109,9 @@ pub async fn append_refund(
     // `want`: the target less what refunds of this purchase already accounted for.
     let sql = format!(
         "INSERT INTO token_ledger (user_id, kind, amount, balance_after, shortfall, reason, \
-             reference, idempotency_key, actor, created_at) \
+             reference, idempotency_key, actor, created_at, debt_after, repaid) \
          SELECT ?1, 'refund', -MIN(cur, want), cur - MIN(cur, want), want - MIN(cur, want), \
-                ?4, ?5, ?6, ?7, ?8 \
+                ?4, ?5, ?6, ?7, ?8, debt + want - MIN(cur, want), 0 \
          FROM {CURRENT}, \
               (SELECT CAST(?3 AS INTEGER) - COALESCE((SELECT SUM(shortfall - amount) \
                   FROM token_ledger WHERE user_id = ?1 AND kind = 'refund' \

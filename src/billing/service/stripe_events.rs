@@ -95,7 +95,8 @@ fn is_token_payment(event: &Event) -> bool {
         }
         "checkout.session.async_payment_succeeded"
         | "payment_intent.succeeded"
-        | "charge.refunded" => true,
+        | "charge.refunded"
+        | "charge.dispute.created" => true,
         _ => false,
     }
 }

@@ -1,7 +1,8 @@
 //! The token ledger through the real worker, local D1 and the fake Stripe: exact spending
 //! under concurrency, idempotent retries, packs bought through Checkout and credited exactly
-//! once whichever of Stripe's events arrives first, refunds (with a shortfall when the tokens
-//! were spent), social rewards once per task, admin grants, listing and analytics, and bad
+//! once whichever of Stripe's events arrives first, refunds and disputes (with a shortfall,
+//! owed as debt that later credits repay first, when the tokens were spent), social rewards
+//! once per task, admin grants, listing and analytics, and bad
 //! input that changes nothing.
 
 use serde_json::{json, Value};
@@ -20,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         a_retried_use_returns_the_first_answer_and_records_nothing,
         a_pack_is_credited_exactly_once_whichever_event_arrives_first,
         a_refund_debits_the_pack_and_records_what_was_already_spent_as_shortfall,
+        a_disputed_pack_is_taken_back_once_and_what_was_spent_is_a_debt_the_next_purchase_repays,
         payments_that_are_not_token_packs_are_ignored,
         twenty_concurrent_claims_of_a_social_task_reward_once,
         bad_input_is_refused_and_changes_nothing,
@@ -71,26 +73,45 @@ fn use_tokens(world: &World, token: &str, amount: i64, request_id: &str) -> Repl
 }
 
 fn balance(world: &World, token: &str) -> i64 {
+    standing(world, token).0
+}
+
+/// The caller's (balance, debt) as `GET /api/tokens/balance` shows them.
+fn standing(world: &World, token: &str) -> (i64, i64) {
     let reply = world.authed("GET", "/api/tokens/balance", token).send();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["balance"].as_i64().unwrap()
+    let body = reply.json();
+    (
+        body["balance"].as_i64().unwrap(),
+        body["debt"].as_i64().unwrap(),
+    )
 }
 
 /// The user's ledger rows, oldest first.
 fn ledger(world: &World, user_id: &str) -> Vec<Value> {
     world.d1_query(&format!(
-        "SELECT id, kind, amount, balance_after, shortfall, idempotency_key, reference \
+        "SELECT id, kind, amount, balance_after, shortfall, debt_after, repaid, \
+                idempotency_key, reference \
          FROM token_ledger WHERE user_id = '{user_id}' ORDER BY id"
     ))
 }
 
-/// Asserts every entry's balance_after is the running sum of amounts, and returns the sum.
+/// Asserts every entry's balance_after is the running sum of amounts less what credits
+/// repaid, and its debt_after the running sum of shortfalls less repayments, neither ever
+/// negative; returns the balance.
 fn assert_consistent(rows: &[Value]) -> i64 {
-    let mut running = 0;
+    let (mut running, mut debt) = (0, 0);
+    let int = |row: &Value, column: &str| row[column].as_i64().unwrap();
     for row in rows {
-        running += row["amount"].as_i64().unwrap();
-        assert_eq!(row["balance_after"].as_i64().unwrap(), running, "{rows:#?}");
-        assert!(running >= 0, "{rows:#?}");
+        running += int(row, "amount") - int(row, "repaid");
+        debt += int(row, "shortfall") - int(row, "repaid");
+        assert_eq!(int(row, "balance_after"), running, "{rows:#?}");
+        assert_eq!(int(row, "debt_after"), debt, "{rows:#?}");
+        assert!(running >= 0 && debt >= 0, "{rows:#?}");
+        assert!(
+            debt == 0 || running == 0,
+            "a debt is repaid before anything is kept: {rows:#?}"
+        );
     }
     running
 }
@@ -383,15 +404,20 @@ fn a_refund_debits_the_pack_and_records_what_was_already_spent_as_shortfall(worl
     assert_eq!(deliver(world, &late)["status"], "ignored");
     assert_eq!(ledger(world, &user_id).len(), rows.len());
 
+    // The shortfall is owed: the next purchase repays the 400 first.
+    assert_eq!(standing(world, &token), (0, 400));
+    let (_, pi) = bought(world, &token, "starter");
+    assert_eq!(standing(world, &token), (600, 0));
     // A shortfall counts as accounted for: a later refund of the same payment takes only
     // its own share, even once the balance could cover more.
-    let (_, pi) = bought(world, &token, "starter");
-    assert_eq!(use_tokens(world, &token, 900, "spend-most").status, 200);
+    assert_eq!(use_tokens(world, &token, 500, "spend-most").status, 200);
     assert_eq!(
         deliver(world, &stripe.refund(&pi, 250))["status"],
         "processed"
     );
+    assert_eq!(standing(world, &token), (0, 400));
     grant(world, &user_id, 1000);
+    assert_eq!(standing(world, &token), (600, 0));
     assert_eq!(
         deliver(world, &stripe.refund(&pi, 250))["status"],
         "processed"
@@ -411,7 +437,142 @@ fn a_refund_debits_the_pack_and_records_what_was_already_spent_as_shortfall(worl
         (last[1]["amount"].as_i64(), last[1]["shortfall"].as_i64()),
         (Some(-500), Some(0))
     );
-    assert_eq!(assert_consistent(&rows), 500);
+    assert_eq!(assert_consistent(&rows), 100);
+    assert_eq!(standing(world, &token), (100, 0));
+}
+
+fn a_disputed_pack_is_taken_back_once_and_what_was_spent_is_a_debt_the_next_purchase_repays(
+    world: &World,
+) {
+    let stripe = &world.fakes.stripe;
+    // Unspent: the dispute takes the whole pack back, nothing owed.
+    let (token, user_id) = user(world);
+    let (_, pi) = bought(world, &token, "starter"); // 1000 tokens for 500 cents
+    let disputed = stripe.dispute(&pi, "fraudulent");
+    assert_eq!(disputed["type"], "charge.dispute.created");
+    assert_eq!(disputed["data"]["object"]["object"], "dispute");
+    assert_eq!(deliver(world, &disputed)["status"], "processed");
+    assert_eq!(standing(world, &token), (0, 0));
+    let rows = ledger(world, &user_id);
+    assert_eq!(assert_consistent(&rows), 0);
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["amount"].as_i64()),
+        (Some("refund"), Some(-1000))
+    );
+    assert_eq!(last["reference"], pi);
+    let dispute_id = disputed["data"]["object"]["id"].as_str().unwrap();
+    assert_eq!(
+        last["idempotency_key"],
+        format!("stripe:dispute:{dispute_id}")
+    );
+    assert_eq!(audit_actions(world, &user_id, "tokens.refunded").len(), 1);
+
+    // Spent: 700 of 1000 used, so the dispute takes 300 and 700 are owed.
+    let (token, user_id) = user(world);
+    let (_, pi) = bought(world, &token, "starter");
+    assert_eq!(
+        use_tokens(world, &token, 700, "spend-before-dispute").status,
+        200
+    );
+    let disputed = stripe.dispute(&pi, "product_not_received");
+    assert_eq!(deliver(world, &disputed)["status"], "processed");
+    assert_eq!(standing(world, &token), (0, 700));
+    let before = ledger(world, &user_id);
+    let last = before.last().unwrap();
+    assert_eq!(
+        (
+            last["amount"].as_i64(),
+            last["shortfall"].as_i64(),
+            last["debt_after"].as_i64()
+        ),
+        (Some(-300), Some(700), Some(700))
+    );
+    // Nothing can be spent while owing.
+    assert_eq!(
+        use_tokens(world, &token, 1, "spend-while-owing").status,
+        402
+    );
+
+    // The same dispute delivered again (the same event, and another event about it), and a
+    // refund of the disputed payment, change nothing.
+    assert_eq!(deliver(world, &disputed)["duplicate"], true);
+    let mut again = disputed.clone();
+    again["id"] = json!(unique("evt_"));
+    assert_eq!(deliver(world, &again)["status"], "ignored");
+    assert_eq!(
+        deliver(world, &stripe.refund(&pi, 500))["status"],
+        "ignored"
+    );
+    assert_eq!(ledger(world, &user_id), before);
+    assert_eq!(standing(world, &token), (0, 700));
+    assert_eq!(audit_actions(world, &user_id, "tokens.refunded").len(), 1);
+
+    // The next purchase repays the debt first: 700 of its 1000 go to it, 300 are kept.
+    let (_, next) = bought(world, &token, "starter");
+    assert_eq!(standing(world, &token), (300, 0));
+    let rows = ledger(world, &user_id);
+    let purchase = rows.last().unwrap();
+    assert_eq!(
+        (
+            purchase["kind"].as_str(),
+            purchase["amount"].as_i64(),
+            purchase["repaid"].as_i64(),
+            purchase["balance_after"].as_i64(),
+            purchase["debt_after"].as_i64(),
+        ),
+        (Some("purchase"), Some(1000), Some(700), Some(300), Some(0))
+    );
+    assert_eq!(assert_consistent(&rows), 300);
+    let listed = world
+        .authed("GET", "/api/tokens/transactions?kind=purchase", &token)
+        .send()
+        .json();
+    assert_eq!(listed["data"][0]["repaid"], 700, "{listed}");
+    assert_eq!(listed["data"][0]["debt_after"], 0, "{listed}");
+
+    // A debt larger than a credit: the grant goes wholly to it and the balance stays 0.
+    assert_eq!(use_tokens(world, &token, 300, "spend-all").status, 200);
+    assert_eq!(
+        deliver(world, &stripe.dispute(&next, "fraudulent"))["status"],
+        "processed"
+    );
+    assert_eq!(standing(world, &token), (0, 1000));
+    grant(world, &user_id, 400);
+    assert_eq!(standing(world, &token), (0, 600));
+    // A refund after the dispute of the same payment takes nothing more.
+    assert_eq!(
+        deliver(world, &stripe.refund(&next, 500))["status"],
+        "ignored"
+    );
+    // Twenty credits of 50 at once against the 600 owed: exactly 600 repay it, 400 are kept.
+    let prefix = unique("repay-");
+    let replies = all_at_once(20, |i| {
+        let key = format!("{prefix}-{i}");
+        idempotent(|| {
+            world
+                .authed("POST", "/api/tokens/add", &admin(world))
+                .json(&json!({
+                    "user_id": user_id, "amount": 50, "reason": "test grant",
+                    "request_id": key,
+                }))
+        })
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(standing(world, &token), (400, 0));
+    let rows = ledger(world, &user_id);
+    assert_eq!(assert_consistent(&rows), 400);
+    let repaid: i64 = rows
+        .iter()
+        .rev()
+        .take(20)
+        .map(|r| r["repaid"].as_i64().unwrap())
+        .sum();
+    assert_eq!(repaid, 600, "{rows:#?}");
 }
 
 fn payments_that_are_not_token_packs_are_ignored(world: &World) {

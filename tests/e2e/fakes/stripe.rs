@@ -31,6 +31,7 @@
 //! customer paying, [`FakeStripe::invoice`] a renewal's invoice,
 //! [`FakeStripe::set_subscription_status`] a failed charge, [`FakeStripe::refund`] a refund
 //! of a one-time payment (its `charge.refunded` Event, with the cumulative `amount_refunded`),
+//! [`FakeStripe::dispute`] a cardholder disputing it (its `charge.dispute.created` Event),
 //! [`FakeStripe::payment_intent_succeeded`] that payment's other Event;
 //! [`FakeStripe::event`] builds the
 //! Event Stripe would send to the webhook and [`sign`] its `Stripe-Signature` header.
@@ -525,6 +526,21 @@ impl FakeStripe {
         let object = charge_object(payment);
         drop(state);
         self.event("charge.refunded", object)
+    }
+
+    /// The cardholder's bank disputes the payment's charge: the `charge.dispute.created` Event,
+    /// whose object is a Dispute as the API shows it (`dp_…`, the charge and payment intent it
+    /// is about, the amount disputed — the charge's, less nothing — its currency, `reason`, and
+    /// `status: needs_response`). Panics when there is no such payment.
+    pub fn dispute(&self, payment_intent: &str, reason: &str) -> Value {
+        let state = self.state.lock().unwrap();
+        let payment = state
+            .payments
+            .get(payment_intent)
+            .unwrap_or_else(|| panic!("the fake Stripe has no payment {payment_intent}"));
+        let object = dispute_object(payment, reason);
+        drop(state);
+        self.event("charge.dispute.created", object)
     }
 
     /// An Event of this type about `object`, created now, as Stripe sends it to a webhook
@@ -1320,6 +1336,31 @@ fn payment_intent_object(p: &Payment) -> Value {
         "metadata": p.metadata,
         "payment_method_types": ["card"],
         "status": "succeeded",
+    })
+}
+
+/// A Dispute of the payment's charge, just opened, as the API shows it.
+fn dispute_object(p: &Payment, reason: &str) -> Value {
+    json!({
+        "id": random_id("dp_", 24),
+        "object": "dispute",
+        "amount": p.amount,
+        "balance_transactions": [],
+        "charge": p.charge,
+        "created": now_secs(),
+        "currency": p.currency,
+        "evidence_details": {
+            "due_by": now_secs() + 7 * 86_400,
+            "has_evidence": false,
+            "past_due": false,
+            "submission_count": 0,
+        },
+        "is_charge_refundable": false,
+        "livemode": false,
+        "metadata": {},
+        "payment_intent": p.id,
+        "reason": reason,
+        "status": "needs_response",
     })
 }
 
