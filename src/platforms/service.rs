@@ -664,9 +664,15 @@ pub fn is_platform_event(event: &Event) -> bool {
 /// Applies a Stripe event about a platform's end user: a paid Checkout moves them to its tier
 /// (once per session, never over a later change) and counts the payment in the platform's
 /// revenue; a subscription that ended moves them back to the platform's first tier.
+/// `current_status` is the subscription's status as Stripe has it now (fetched for a
+/// `customer.subscription.*` event): when known it decides whether the subscription ended,
+/// not the event's object, so an older event delivered after a newer one in the same second
+/// cannot end a live subscription's tier. The change is still ordered by the event's
+/// `created`, so a late event about an old subscription never undoes a newer checkout.
 pub async fn apply_stripe_event(
     db: &worker::D1Database,
     event: &Event,
+    current_status: Option<&str>,
 ) -> Result<Outcome, AppError> {
     let Some((metadata, platform_id, end_user_id)) = named_in(&event.object) else {
         return Ok(Outcome::Ignored("not a platform end user's event"));
@@ -753,11 +759,14 @@ pub async fn apply_stripe_event(
             })
         }
         "customer.subscription.deleted" | "customer.subscription.updated" => {
-            let ended = event.kind == "customer.subscription.deleted"
-                || matches!(
-                    text("/status"),
-                    Some("canceled" | "unpaid" | "incomplete_expired")
-                );
+            let ended_status =
+                |s: Option<&str>| matches!(s, Some("canceled" | "unpaid" | "incomplete_expired"));
+            let ended = match current_status {
+                Some(status) => ended_status(Some(status)),
+                None => {
+                    event.kind == "customer.subscription.deleted" || ended_status(text("/status"))
+                }
+            };
             if !ended {
                 return Ok(Outcome::Ignored("the subscription is still live"));
             }

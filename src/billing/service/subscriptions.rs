@@ -344,12 +344,27 @@ impl Event {
     }
 }
 
-/// Applies one event. Errors are worth retrying (Stripe or Clerk failed); everything else is
-/// an [`Outcome`].
+/// For a `customer.subscription.*` event, its subscription as Stripe has it now
+/// (`GET /v1/subscriptions/{id}`), so events delivered out of order, even two stamped with
+/// the same second, always leave the newest state. `None` when the event is not about a
+/// subscription, or Stripe is not configured, cannot be reached or does not know it: then the
+/// event's own object applies, ordered by the event's `created`.
+pub async fn current_subscription(config: &Config, event: &Event) -> Option<Subscription> {
+    if !event.kind.starts_with("customer.subscription.") {
+        return None;
+    }
+    let id = event.object.get("id").and_then(Value::as_str)?;
+    stripe(config).ok()?.subscription(id).await.ok()
+}
+
+/// Applies one event; `current` is its subscription as Stripe has it now
+/// ([`current_subscription`]), which wins over the event's object and is as new as now.
+/// Errors are worth retrying (Stripe or Clerk failed); everything else is an [`Outcome`].
 pub async fn apply_event(
     db: &D1Database,
     config: &Config,
     event: &Event,
+    current: Option<&Subscription>,
 ) -> Result<Outcome, AppError> {
     let change = Change {
         source: &event.id,
@@ -389,8 +404,18 @@ pub async fn apply_event(
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
-            let Some(subscription) = Subscription::from_object(object) else {
+            let Some(own) = Subscription::from_object(object) else {
                 return Ok(Outcome::Ignored("not a subscription object"));
+            };
+            let (subscription, change) = match current.filter(|c| c.id == own.id) {
+                Some(current) => (
+                    current.clone(),
+                    Change {
+                        created: now_secs().max(event.created),
+                        ..change
+                    },
+                ),
+                None => (own, change),
             };
             let named = object
                 .pointer("/metadata/userId")

@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
         tiers_are_public_by_platform_id_and_replaced_whole,
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
+        two_subscription_events_in_one_second_leave_the_end_users_newest_state,
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
         concurrent_key_rotations_leave_one_platform_and_one_live_key,
         an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted,
@@ -796,6 +797,10 @@ fn a_subscription_that_ended_wins_over_an_older_checkout_delivered_late(world: &
     // Stripe delivers the cancellation (later) before the checkout (earlier).
     let mut canceled = subscription.clone();
     canceled["status"] = json!("canceled");
+    world
+        .fakes
+        .stripe
+        .set_subscription_status(&subscription_id, "canceled");
     let ended =
         world
             .fakes
@@ -983,4 +988,41 @@ fn an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted(w
     assert_eq!(data(world, &key, &unique("calm-"), &json!({})).status, 200);
     assert_eq!(data(world, &other_key, &person, &json!({})).status, 200);
     assert_eq!(stored(world, &other_platform, &person), (1, 1));
+}
+
+/// An end user's subscription went `unpaid`, then was paid and `active` again, within one
+/// second; Stripe delivers the newest event first. Each event is judged by the subscription
+/// as Stripe has it at processing, so the older one does not end the paid tier; when Stripe
+/// cannot answer, the event's own object applies as before (and ends it).
+fn two_subscription_events_in_one_second_leave_the_end_users_newest_state(world: &World) {
+    use crate::fakes::Fault;
+    for stripe_answers in [true, false] {
+        let (platform, _, person, session) = paid_pro(world);
+        let subscription_id = session["subscription"].as_str().unwrap().to_owned();
+        let stripe = &world.fakes.stripe;
+        let paid = stripe.event_at("checkout.session.completed", session, now());
+        assert_eq!(deliver(world, &paid)["status"], "processed");
+        assert_eq!(tier_of(world, &platform, &person), "pro");
+        let live = stripe.subscription(&subscription_id).unwrap();
+        let mut unpaid = live.clone();
+        unpaid["status"] = json!("unpaid");
+        let second = now() + 1;
+        let older = stripe.event_at("customer.subscription.updated", unpaid, second);
+        let newer = stripe.event_at("customer.subscription.updated", live, second);
+        deliver(world, &newer);
+        if !stripe_answers {
+            stripe.fail_next("GET", &subscription_id, Fault::Status(503));
+        }
+        deliver(world, &older);
+        let expected = if stripe_answers {
+            json!("pro")
+        } else {
+            Value::Null
+        };
+        assert_eq!(
+            tier_of(world, &platform, &person),
+            expected,
+            "Stripe answers: {stripe_answers}"
+        );
+    }
 }
