@@ -527,14 +527,19 @@ pub async fn numbers(ctx: &Ctx, tenant: &Tenant) -> Result<(Period, store::Numbe
 }
 
 /// The end user's Stripe customer, made at Stripe on first use (its idempotency key names the
-/// platform and end user, so concurrent first checkouts make one customer).
-async fn customer_of(ctx: &Ctx, tenant: &Tenant, person: &EndUser) -> Result<String, AppError> {
+/// platform and end user, so concurrent first checkouts make one customer), and whether it is
+/// stored yet: a new one is stored only once its checkout exists.
+async fn customer_of(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    person: &EndUser,
+) -> Result<(String, bool), AppError> {
     if let Some(id) = person
         .stored
         .as_ref()
         .and_then(|s| s.stripe_customer_id.clone())
     {
-        return Ok(id);
+        return Ok((id, true));
     }
     let stripe = billing::stripe(&ctx.data.config)?;
     let form = Form::new()
@@ -544,16 +549,7 @@ async fn customer_of(ctx: &Ctx, tenant: &Tenant, person: &EndUser) -> Result<Str
     let id = stripe
         .create_customer(&form, &format!("tollgate-end-user-customer-{subject}"))
         .await?;
-    let db = storage::database(&ctx.env)?;
-    store::save_customer(
-        &db,
-        &tenant.platform.id,
-        &person.id,
-        &id,
-        &rfc3339_from_millis(ctx.data.now_ms),
-    )
-    .await?;
-    Ok(id)
+    Ok((id, false))
 }
 
 /// A Stripe Checkout Session for the end user to subscribe to `tier_id` (a tier of the
@@ -591,7 +587,7 @@ pub async fn checkout(
         )
     })?;
     let stripe = billing::stripe(&ctx.data.config)?;
-    let customer = customer_of(ctx, tenant, person).await?;
+    let (customer, stored) = customer_of(ctx, tenant, person).await?;
     let platform = &tenant.platform.id;
     let form = Form::new()
         .field("mode", "subscription")
@@ -609,6 +605,11 @@ pub async fn checkout(
     let subject = rules::subject_id(platform, &person.id);
     let key = billing::stripe_idempotency_key(&subject, "end-user-checkout", client_key);
     let session = stripe.create_checkout_session(&form, &key).await?;
+    if !stored {
+        let db = storage::database(&ctx.env)?;
+        let now = rfc3339_from_millis(ctx.data.now_ms);
+        store::save_customer(&db, platform, &person.id, &customer, &now).await?;
+    }
     Ok((session, tier.clone()))
 }
 

@@ -35,6 +35,7 @@ pub fn cases() -> Vec<Case> {
         a_delivery_signed_with_any_listed_endpoint_secret_is_accepted,
         two_subscription_events_in_one_second_leave_the_newest_state,
         without_stripe_s_answer_a_subscription_event_applies_its_own_object,
+        a_failed_checkout_stores_no_customer_and_its_retry_keeps_one,
     )
 }
 
@@ -1032,4 +1033,38 @@ fn without_stripe_s_answer_a_subscription_event_applies_its_own_object(world: &W
         ));
         assert_eq!(stored[0]["status"], "processed", "{fault:?}: stored");
     }
+}
+
+/// The customer is kept only once a checkout for it exists: when Stripe fails the Checkout
+/// Session, the answer is `502` and nothing is stored; the retry makes the checkout and stores
+/// the customer Stripe made the first time (one customer, by its idempotency key).
+fn a_failed_checkout_stores_no_customer_and_its_retry_keeps_one(world: &World) {
+    let (_, token, user_id) = customer(world);
+    let stripe = &world.fakes.stripe;
+    let rows = Rows::new().where_eq("billing_customers", "user_id", &user_id);
+    let before = world.snapshot(&rows);
+    let needle = format!("client_reference_id={user_id}");
+    stripe.fail_next("POST", &needle, Fault::Status(500));
+    let created_before = stripe.upstream().count("POST", "/v1/customers");
+    let reply = world
+        .authed("POST", "/api/subscriptions/checkout", &token)
+        .json(&json!({ "plan": "basic" }));
+    reply.assert_error(502, "upstream_error");
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&rows), 0, "no customer stored");
+    checkout(world, &token, "basic");
+    assert_eq!(
+        world.count(&rows),
+        1,
+        "the customer is kept with its checkout"
+    );
+    let stored = world.d1_query(&format!(
+        "SELECT customer_id FROM billing_customers WHERE user_id = '{user_id}'"
+    ));
+    let id = stored[0]["customer_id"].as_str().unwrap();
+    assert!(stripe.customer(id).is_some(), "a customer Stripe has");
+    assert!(
+        stripe.upstream().count("POST", "/v1/customers") - created_before <= 2,
+        "the retry reuses the customer's idempotency key"
+    );
 }

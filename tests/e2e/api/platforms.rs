@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
         two_subscription_events_in_one_second_leave_the_end_users_newest_state,
+        a_failed_end_user_checkout_stores_no_customer,
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
         concurrent_key_rotations_leave_one_platform_and_one_live_key,
         an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted,
@@ -1025,4 +1026,45 @@ fn two_subscription_events_in_one_second_leave_the_end_users_newest_state(world:
             "Stripe answers: {stripe_answers}"
         );
     }
+}
+
+/// An end user's customer is kept only once their checkout exists: when Stripe fails the
+/// Checkout Session the answer is `502` and nothing is stored; the retry keeps the customer.
+fn a_failed_end_user_checkout_stores_no_customer(world: &World) {
+    use crate::fakes::Fault;
+    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
+    let (platform, key) = register(world);
+    set_tiers(world, &key, free_and_pro());
+    let person = unique("buyer-");
+    let customer_of = || {
+        world
+            .d1_query(&format!(
+                "SELECT stripe_customer_id FROM platform_end_users \
+                 WHERE platform_id = '{platform}' AND end_user_id = '{person}'"
+            ))
+            .first()
+            .map(|r| r["stripe_customer_id"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let needle = format!("subscription_data[metadata][end_user_id]={person}");
+    world
+        .fakes
+        .stripe
+        .fail_next("POST", &needle, Fault::Status(500));
+    let start = || {
+        world
+            .authed("POST", "/api/create-checkout", &key)
+            .header("X-User-Id", &person)
+            .json(&json!({ "tier": "pro" }))
+    };
+    start().assert_error(502, "upstream_error");
+    assert_eq!(customer_of(), Value::Null, "no customer stored");
+    let reply = start();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let customer = customer_of();
+    assert!(world
+        .fakes
+        .stripe
+        .customer(customer.as_str().unwrap())
+        .is_some());
 }
