@@ -309,7 +309,7 @@ pub async fn checkout_pack(
     let tokens = pack.tokens.to_string();
     let mut form = Form::new()
         .field("mode", "payment")
-        .field("customer", &customer)
+        .field("customer", &customer.id)
         .field("client_reference_id", &user.id);
     form = match &pack.stripe_price_id {
         Some(price) => form.field("line_items[0][price]", price),
@@ -331,6 +331,7 @@ pub async fn checkout_pack(
     let operation = format!("token-pack:{}", pack.id);
     let key = billing::stripe_idempotency_key(&user.id, &operation, client_key);
     let session = stripe.create_checkout_session(&form, &key).await?;
+    billing::keep_customer(db, user, &customer).await?;
     let audit = AuditEntry::new(Actor::User(&user.id), Action::TokensCheckoutCreated)
         .target(Target::user(&user.id))
         .with("pack", pack.id.as_str())

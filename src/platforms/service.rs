@@ -527,14 +527,19 @@ pub async fn numbers(ctx: &Ctx, tenant: &Tenant) -> Result<(Period, store::Numbe
 }
 
 /// The end user's Stripe customer, made at Stripe on first use (its idempotency key names the
-/// platform and end user, so concurrent first checkouts make one customer).
-async fn customer_of(ctx: &Ctx, tenant: &Tenant, person: &EndUser) -> Result<String, AppError> {
+/// platform and end user, so concurrent first checkouts make one customer), and whether it is
+/// stored yet: a new one is stored only once its checkout exists.
+async fn customer_of(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    person: &EndUser,
+) -> Result<(String, bool), AppError> {
     if let Some(id) = person
         .stored
         .as_ref()
         .and_then(|s| s.stripe_customer_id.clone())
     {
-        return Ok(id);
+        return Ok((id, true));
     }
     let stripe = billing::stripe(&ctx.data.config)?;
     let form = Form::new()
@@ -544,16 +549,7 @@ async fn customer_of(ctx: &Ctx, tenant: &Tenant, person: &EndUser) -> Result<Str
     let id = stripe
         .create_customer(&form, &format!("tollgate-end-user-customer-{subject}"))
         .await?;
-    let db = storage::database(&ctx.env)?;
-    store::save_customer(
-        &db,
-        &tenant.platform.id,
-        &person.id,
-        &id,
-        &rfc3339_from_millis(ctx.data.now_ms),
-    )
-    .await?;
-    Ok(id)
+    Ok((id, false))
 }
 
 /// A Stripe Checkout Session for the end user to subscribe to `tier_id` (a tier of the
@@ -591,7 +587,7 @@ pub async fn checkout(
         )
     })?;
     let stripe = billing::stripe(&ctx.data.config)?;
-    let customer = customer_of(ctx, tenant, person).await?;
+    let (customer, stored) = customer_of(ctx, tenant, person).await?;
     let platform = &tenant.platform.id;
     let form = Form::new()
         .field("mode", "subscription")
@@ -609,6 +605,11 @@ pub async fn checkout(
     let subject = rules::subject_id(platform, &person.id);
     let key = billing::stripe_idempotency_key(&subject, "end-user-checkout", client_key);
     let session = stripe.create_checkout_session(&form, &key).await?;
+    if !stored {
+        let db = storage::database(&ctx.env)?;
+        let now = rfc3339_from_millis(ctx.data.now_ms);
+        store::save_customer(&db, platform, &person.id, &customer, &now).await?;
+    }
     Ok((session, tier.clone()))
 }
 
@@ -664,9 +665,15 @@ pub fn is_platform_event(event: &Event) -> bool {
 /// Applies a Stripe event about a platform's end user: a paid Checkout moves them to its tier
 /// (once per session, never over a later change) and counts the payment in the platform's
 /// revenue; a subscription that ended moves them back to the platform's first tier.
+/// `current_status` is the subscription's status as Stripe has it now (fetched for a
+/// `customer.subscription.*` event): when known it decides whether the subscription ended,
+/// not the event's object, so an older event delivered after a newer one in the same second
+/// cannot end a live subscription's tier. The change is still ordered by the event's
+/// `created`, so a late event about an old subscription never undoes a newer checkout.
 pub async fn apply_stripe_event(
     db: &worker::D1Database,
     event: &Event,
+    current_status: Option<&str>,
 ) -> Result<Outcome, AppError> {
     let Some((metadata, platform_id, end_user_id)) = named_in(&event.object) else {
         return Ok(Outcome::Ignored("not a platform end user's event"));
@@ -753,11 +760,14 @@ pub async fn apply_stripe_event(
             })
         }
         "customer.subscription.deleted" | "customer.subscription.updated" => {
-            let ended = event.kind == "customer.subscription.deleted"
-                || matches!(
-                    text("/status"),
-                    Some("canceled" | "unpaid" | "incomplete_expired")
-                );
+            let ended_status =
+                |s: Option<&str>| matches!(s, Some("canceled" | "unpaid" | "incomplete_expired"));
+            let ended = match current_status {
+                Some(status) => ended_status(Some(status)),
+                None => {
+                    event.kind == "customer.subscription.deleted" || ended_status(text("/status"))
+                }
+            };
             if !ended {
                 return Ok(Outcome::Ignored("the subscription is still live"));
             }

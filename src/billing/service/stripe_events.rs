@@ -61,11 +61,15 @@ pub async fn receive(
 }
 
 async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applied, AppError> {
+    let current = billing::current_subscription(config, event).await;
     if platforms::is_platform_event(event) {
-        return Ok(match platforms::apply_stripe_event(db, event).await? {
-            Outcome::Processed => Applied::Processed,
-            Outcome::Ignored(why) => Applied::Ignored(Some(why)),
-        });
+        let status = current.as_ref().map(|s| s.status.as_str());
+        return Ok(
+            match platforms::apply_stripe_event(db, event, status).await? {
+                Outcome::Processed => Applied::Processed,
+                Outcome::Ignored(why) => Applied::Ignored(Some(why)),
+            },
+        );
     }
     if is_token_payment(event) {
         let payment = ledger::PaymentEvent {
@@ -79,10 +83,12 @@ async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applie
             ledger::Applied::Ignored(why) => Applied::Ignored(Some(why)),
         });
     }
-    Ok(match billing::apply_event(db, config, event).await? {
-        Outcome::Processed => Applied::Processed,
-        Outcome::Ignored(why) => Applied::Ignored(Some(why)),
-    })
+    Ok(
+        match billing::apply_event(db, config, event, current.as_ref()).await? {
+            Outcome::Processed => Applied::Processed,
+            Outcome::Ignored(why) => Applied::Ignored(Some(why)),
+        },
+    )
 }
 
 /// Events whose object names a platform's end user go to platforms; events about one-time

@@ -59,15 +59,26 @@ pub fn price_of(plan: &Plan) -> Result<&str, AppError> {
     })
 }
 
+/// A user's Stripe customer, and whether Tollgate has it stored yet.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// `cus_...`.
+    pub id: String,
+    stored: bool,
+}
+
 /// The user's Stripe customer, created at Stripe on first use. The creation's idempotency key
-/// is derived from the user, so concurrent first calls make one customer.
+/// is derived from the user, so concurrent first calls make one customer (and a retry after a
+/// failed checkout finds the same one). A new customer is not stored here: the caller keeps
+/// it with [`keep_customer`] once the checkout it is for exists, so a failed or refused
+/// checkout leaves no customer in storage.
 pub async fn customer(
     db: &D1Database,
     stripe: &Stripe<'_>,
     user: &User,
-) -> Result<String, AppError> {
+) -> Result<Customer, AppError> {
     if let Some(id) = billing::customer_of(db, &user.id).await? {
-        return Ok(id);
+        return Ok(Customer { id, stored: true });
     }
     let form = Form::new()
         .optional("email", user.email.as_deref())
@@ -79,7 +90,19 @@ pub async fn customer(
     let id = stripe
         .create_customer(&form, &format!("tollgate-customer-{}", user.id))
         .await?;
-    billing::save_customer(db, &user.id, &id, &now()).await
+    Ok(Customer { id, stored: false })
+}
+
+/// Stores the user's customer once a checkout for it was created (nothing if stored already).
+pub async fn keep_customer(
+    db: &D1Database,
+    user: &User,
+    customer: &Customer,
+) -> Result<(), AppError> {
+    if !customer.stored {
+        billing::save_customer(db, &user.id, &customer.id, &now()).await?;
+    }
+    Ok(())
 }
 
 /// Where Checkout sends the customer afterwards.
@@ -135,7 +158,7 @@ pub async fn checkout(
     let customer = customer(db, &stripe, user).await?;
     let form = Form::new()
         .field("mode", "subscription")
-        .field("customer", &customer)
+        .field("customer", &customer.id)
         .field("client_reference_id", &user.id)
         .field("line_items[0][price]", price)
         .field("line_items[0][quantity]", 1)
@@ -146,7 +169,9 @@ pub async fn checkout(
         .field("subscription_data[metadata][user_id]", &user.id)
         .field("subscription_data[metadata][plan]", &plan.id);
     let key = stripe_idempotency_key(&user.id, "checkout", client_key);
-    stripe.create_checkout_session(&form, &key).await
+    let session = stripe.create_checkout_session(&form, &key).await?;
+    keep_customer(db, user, &customer).await?;
+    Ok(session)
 }
 
 /// A Billing Portal session for the user's customer.
@@ -344,12 +369,27 @@ impl Event {
     }
 }
 
-/// Applies one event. Errors are worth retrying (Stripe or Clerk failed); everything else is
-/// an [`Outcome`].
+/// For a `customer.subscription.*` event, its subscription as Stripe has it now
+/// (`GET /v1/subscriptions/{id}`), so events delivered out of order, even two stamped with
+/// the same second, always leave the newest state. `None` when the event is not about a
+/// subscription, or Stripe is not configured, cannot be reached or does not know it: then the
+/// event's own object applies, ordered by the event's `created`.
+pub async fn current_subscription(config: &Config, event: &Event) -> Option<Subscription> {
+    if !event.kind.starts_with("customer.subscription.") {
+        return None;
+    }
+    let id = event.object.get("id").and_then(Value::as_str)?;
+    stripe(config).ok()?.subscription(id).await.ok()
+}
+
+/// Applies one event; `current` is its subscription as Stripe has it now
+/// ([`current_subscription`]), which wins over the event's object and is as new as now.
+/// Errors are worth retrying (Stripe or Clerk failed); everything else is an [`Outcome`].
 pub async fn apply_event(
     db: &D1Database,
     config: &Config,
     event: &Event,
+    current: Option<&Subscription>,
 ) -> Result<Outcome, AppError> {
     let change = Change {
         source: &event.id,
@@ -389,8 +429,18 @@ pub async fn apply_event(
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
-            let Some(subscription) = Subscription::from_object(object) else {
+            let Some(own) = Subscription::from_object(object) else {
                 return Ok(Outcome::Ignored("not a subscription object"));
+            };
+            let (subscription, change) = match current.filter(|c| c.id == own.id) {
+                Some(current) => (
+                    current.clone(),
+                    Change {
+                        created: now_secs().max(event.created),
+                        ..change
+                    },
+                ),
+                None => (own, change),
             };
             let named = object
                 .pointer("/metadata/userId")

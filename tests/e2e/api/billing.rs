@@ -33,6 +33,9 @@ pub fn cases() -> Vec<Case> {
         a_replayed_stripe_answer_is_never_stored_as_current_state,
         upgrade_with_an_empty_body_checks_out_the_next_plan_up,
         a_delivery_signed_with_any_listed_endpoint_secret_is_accepted,
+        two_subscription_events_in_one_second_leave_the_newest_state,
+        without_stripe_s_answer_a_subscription_event_applies_its_own_object,
+        a_failed_checkout_stores_no_customer_and_its_retry_keeps_one,
     )
 }
 
@@ -260,6 +263,7 @@ fn a_late_update_never_brings_a_canceled_subscription_back(world: &World) {
     let live = stripe.subscription(&subscription_id).unwrap();
     let mut canceled = live.clone();
     canceled["status"] = json!("canceled");
+    stripe.set_subscription_status(&subscription_id, "canceled");
     let deleted = stripe.event_at("customer.subscription.deleted", canceled, now() + 1);
     assert_eq!(deliver(world, &deleted)["status"], "processed");
     assert_eq!(plan_of(world, &token), "free");
@@ -690,6 +694,7 @@ fn a_clerk_update_never_overrides_the_plan_a_subscription_decides(world: &World)
     let stripe = &world.fakes.stripe;
     let mut canceled = stripe.subscription(&subscription_id).unwrap();
     canceled["status"] = json!("canceled");
+    stripe.set_subscription_status(&subscription_id, "canceled");
     let deleted = stripe.event_at("customer.subscription.deleted", canceled.clone(), now() + 1);
     assert_eq!(deliver(world, &deleted)["status"], "processed");
     assert_eq!(plan_of(world, &token), "free");
@@ -728,6 +733,9 @@ fn a_subscription_on_a_price_outside_the_catalog_still_changes_the_plan_by_statu
         object["items"]["data"][0]["price"]["id"] = json!(OFF_CATALOG_PRICE);
         object["status"] = json!(status);
         let event = stripe.event_at(kind, object, now() + 1);
+        // The fake cannot hold an off-catalog price: Stripe "does not know" the subscription,
+        // so the event's own object is what applies.
+        stripe.fail_next("GET", &subscription_id, Fault::Status(404));
         let receipt = deliver(world, &event);
         assert_eq!(receipt["status"], "processed", "{kind} {status}: {receipt}");
         let row = world.d1_query(&format!(
@@ -751,6 +759,8 @@ fn a_catalog_price_on_any_subscription_item_decides_the_plan(world: &World) {
     let premium_item = premium["id"].clone();
     object["items"]["data"] = json!([add_on, premium]);
     let event = stripe.event_at("customer.subscription.updated", object, now() + 1);
+    // The fake cannot hold these items: the event's own object applies (Stripe answers 404).
+    stripe.fail_next("GET", &subscription_id, Fault::Status(404));
     assert_eq!(deliver(world, &event)["status"], "processed");
     assert_eq!(plan_of(world, &token), "premium");
     let row = world.d1_query(&format!(
@@ -956,4 +966,105 @@ fn upgrade_without_billing_answers_instructions(_world: &World) {
         .send()
         .json();
     assert_eq!(profile["plan"], "free", "nothing changed");
+}
+
+/// The subscription's stored status and the user's plan.
+fn stored_subscription(world: &World, subscription_id: &str) -> Value {
+    world.d1_query(&format!(
+        "SELECT status, plan FROM subscriptions WHERE id = '{subscription_id}'"
+    ))[0]
+        .clone()
+}
+
+/// Stripe stamps events with whole seconds: a subscription that went `unpaid`, then was paid
+/// and went `active` again within one second gives two events with the same `created`. Stripe
+/// delivers the newest first: each is applied from the subscription as Stripe has it at
+/// processing, so the older one cannot leave `unpaid` behind.
+fn two_subscription_events_in_one_second_leave_the_newest_state(world: &World) {
+    let (_, token, _, subscription_id) = subscriber(world, "basic");
+    let stripe = &world.fakes.stripe;
+    let live = stripe.subscription(&subscription_id).unwrap();
+    let mut unpaid = live.clone();
+    unpaid["status"] = json!("unpaid");
+    let second = now() + 1;
+    let older = stripe.event_at("customer.subscription.updated", unpaid, second);
+    let newer = stripe.event_at("customer.subscription.updated", live, second);
+    let path = format!("/v1/subscriptions/{subscription_id}");
+    let fetched_before = stripe.upstream().count("GET", &path);
+    assert_eq!(deliver(world, &newer)["status"], "processed");
+    assert_eq!(deliver(world, &older)["status"], "processed");
+    let row = stored_subscription(world, &subscription_id);
+    assert_eq!(row["status"], "active", "the newest state stays");
+    assert_eq!(plan_of(world, &token), "basic");
+    assert_eq!(
+        stripe.upstream().count("GET", &path) - fetched_before,
+        2,
+        "each event fetched the subscription"
+    );
+}
+
+/// When Stripe fails (5xx, timeout) or does not know the subscription (404), the event is not
+/// lost: its own object applies under the event-time rule (a change stamped in the same
+/// second as the stored one applies over it).
+fn without_stripe_s_answer_a_subscription_event_applies_its_own_object(world: &World) {
+    let stripe = &world.fakes.stripe;
+    for fault in [Fault::Status(500), Fault::Status(404)] {
+        let (_, token, _, subscription_id) = subscriber(world, "basic");
+        let live = stripe.subscription(&subscription_id).unwrap();
+        let mut unpaid = live.clone();
+        unpaid["status"] = json!("unpaid");
+        let second = now() + 1;
+        let older = stripe.event_at("customer.subscription.updated", unpaid, second);
+        let newer = stripe.event_at("customer.subscription.updated", live, second);
+        stripe.fail_next("GET", &subscription_id, fault);
+        assert_eq!(deliver(world, &newer)["status"], "processed");
+        stripe.fail_next("GET", &subscription_id, fault);
+        let receipt = deliver(world, &older);
+        assert_eq!(receipt["status"], "processed", "{fault:?}: {receipt}");
+        let row = stored_subscription(world, &subscription_id);
+        assert_eq!(
+            row["status"], "unpaid",
+            "{fault:?}: the event's own object applied"
+        );
+        assert_eq!(plan_of(world, &token), "free", "{fault:?}");
+        let stored = world.d1_query(&format!(
+            "SELECT status FROM webhook_events WHERE event_id = '{}'",
+            older["id"].as_str().unwrap()
+        ));
+        assert_eq!(stored[0]["status"], "processed", "{fault:?}: stored");
+    }
+}
+
+/// The customer is kept only once a checkout for it exists: when Stripe fails the Checkout
+/// Session, the answer is `502` and nothing is stored; the retry makes the checkout and stores
+/// the customer Stripe made the first time (one customer, by its idempotency key).
+fn a_failed_checkout_stores_no_customer_and_its_retry_keeps_one(world: &World) {
+    let (_, token, user_id) = customer(world);
+    let stripe = &world.fakes.stripe;
+    let rows = Rows::new().where_eq("billing_customers", "user_id", &user_id);
+    let before = world.snapshot(&rows);
+    let needle = format!("client_reference_id={user_id}");
+    stripe.fail_next("POST", &needle, Fault::Status(500));
+    let created_before = stripe.upstream().count("POST", "/v1/customers");
+    let reply = world
+        .authed("POST", "/api/subscriptions/checkout", &token)
+        .json(&json!({ "plan": "basic" }));
+    reply.assert_error(502, "upstream_error");
+    before.assert_unchanged(world);
+    assert_eq!(world.count(&rows), 0, "no customer stored");
+    checkout(world, &token, "basic");
+    assert_eq!(
+        world.count(&rows),
+        1,
+        "the customer is kept with its checkout"
+    );
+    let stored = world.d1_query(&format!(
+        "SELECT customer_id FROM billing_customers WHERE user_id = '{user_id}'"
+    ));
+    let id = stored[0]["customer_id"].as_str().unwrap();
+    assert!(stripe.customer(id).is_some(), "a customer Stripe has");
+    assert!(
+        stripe.upstream().count("POST", "/v1/customers") - created_before <= 2,
+        "the retry reuses the customer's idempotency key"
+    );
 }

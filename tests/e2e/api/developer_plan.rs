@@ -215,6 +215,10 @@ fn verify_auth_admits_the_free_plans_five_calls_then_a_clerk_checkout_upgrades_t
     // Stripe ends the subscription: back to free, and Clerk says so.
     let mut canceled = world.fakes.stripe.subscription(&subscription).unwrap();
     canceled["status"] = json!("canceled");
+    world
+        .fakes
+        .stripe
+        .set_subscription_status(&subscription, "canceled");
     let deleted = world
         .fakes
         .stripe

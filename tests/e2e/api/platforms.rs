@@ -25,6 +25,8 @@ pub fn cases() -> Vec<Case> {
         tiers_are_public_by_platform_id_and_replaced_whole,
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
+        two_subscription_events_in_one_second_leave_the_end_users_newest_state,
+        a_failed_end_user_checkout_stores_no_customer,
         an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else,
         concurrent_key_rotations_leave_one_platform_and_one_live_key,
         an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted,
@@ -796,6 +798,10 @@ fn a_subscription_that_ended_wins_over_an_older_checkout_delivered_late(world: &
     // Stripe delivers the cancellation (later) before the checkout (earlier).
     let mut canceled = subscription.clone();
     canceled["status"] = json!("canceled");
+    world
+        .fakes
+        .stripe
+        .set_subscription_status(&subscription_id, "canceled");
     let ended =
         world
             .fakes
@@ -983,4 +989,82 @@ fn an_end_user_past_a_hundred_requests_a_minute_is_refused_and_nothing_counted(w
     assert_eq!(data(world, &key, &unique("calm-"), &json!({})).status, 200);
     assert_eq!(data(world, &other_key, &person, &json!({})).status, 200);
     assert_eq!(stored(world, &other_platform, &person), (1, 1));
+}
+
+/// An end user's subscription went `unpaid`, then was paid and `active` again, within one
+/// second; Stripe delivers the newest event first. Each event is judged by the subscription
+/// as Stripe has it at processing, so the older one does not end the paid tier; when Stripe
+/// cannot answer, the event's own object applies as before (and ends it).
+fn two_subscription_events_in_one_second_leave_the_end_users_newest_state(world: &World) {
+    use crate::fakes::Fault;
+    for stripe_answers in [true, false] {
+        let (platform, _, person, session) = paid_pro(world);
+        let subscription_id = session["subscription"].as_str().unwrap().to_owned();
+        let stripe = &world.fakes.stripe;
+        let paid = stripe.event_at("checkout.session.completed", session, now());
+        assert_eq!(deliver(world, &paid)["status"], "processed");
+        assert_eq!(tier_of(world, &platform, &person), "pro");
+        let live = stripe.subscription(&subscription_id).unwrap();
+        let mut unpaid = live.clone();
+        unpaid["status"] = json!("unpaid");
+        let second = now() + 1;
+        let older = stripe.event_at("customer.subscription.updated", unpaid, second);
+        let newer = stripe.event_at("customer.subscription.updated", live, second);
+        deliver(world, &newer);
+        if !stripe_answers {
+            stripe.fail_next("GET", &subscription_id, Fault::Status(503));
+        }
+        deliver(world, &older);
+        let expected = if stripe_answers {
+            json!("pro")
+        } else {
+            Value::Null
+        };
+        assert_eq!(
+            tier_of(world, &platform, &person),
+            expected,
+            "Stripe answers: {stripe_answers}"
+        );
+    }
+}
+
+/// An end user's customer is kept only once their checkout exists: when Stripe fails the
+/// Checkout Session the answer is `502` and nothing is stored; the retry keeps the customer.
+fn a_failed_end_user_checkout_stores_no_customer(world: &World) {
+    use crate::fakes::Fault;
+    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
+    let (platform, key) = register(world);
+    set_tiers(world, &key, free_and_pro());
+    let person = unique("buyer-");
+    let customer_of = || {
+        world
+            .d1_query(&format!(
+                "SELECT stripe_customer_id FROM platform_end_users \
+                 WHERE platform_id = '{platform}' AND end_user_id = '{person}'"
+            ))
+            .first()
+            .map(|r| r["stripe_customer_id"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let needle = format!("subscription_data[metadata][end_user_id]={person}");
+    world
+        .fakes
+        .stripe
+        .fail_next("POST", &needle, Fault::Status(500));
+    let start = || {
+        world
+            .authed("POST", "/api/create-checkout", &key)
+            .header("X-User-Id", &person)
+            .json(&json!({ "tier": "pro" }))
+    };
+    start().assert_error(502, "upstream_error");
+    assert_eq!(customer_of(), Value::Null, "no customer stored");
+    let reply = start();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let customer = customer_of();
+    assert!(world
+        .fakes
+        .stripe
+        .customer(customer.as_str().unwrap())
+        .is_some());
 }
