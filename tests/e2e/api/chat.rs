@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::api_keys::all_at_once;
 use super::portal::{make_org, member_token, TestOrg};
+use super::usage::idempotent;
 use super::Case;
 use crate::harness::identity::unique;
 use crate::harness::snapshot::Rows;
@@ -399,13 +400,17 @@ fn an_address_is_held_to_forty_messages_a_minute_whatever_visitor_ids_it_sends(w
     // A fresh visitor_id per message, all from one address: the visitor rate never binds,
     // the address's does.
     // At once: sent one by one they take long enough under load to reach the next window.
+    // A message wrangler's dev proxy dropped while it restarted the runtime (its own 503,
+    // under heavy parallel load) is sent again, as a client would.
     let replies = all_at_once(60, |i| {
-        chat_from(
-            world,
-            &site,
-            &address,
-            &json!({ "message": format!("{marker} {i} [reply:1]"), "visitor_id": format!("v{i}") }),
-        )
+        idempotent(|| {
+            chat_from(
+                world,
+                &site,
+                &address,
+                &json!({ "message": format!("{marker} {i} [reply:1]"), "visitor_id": format!("v{i}") }),
+            )
+        })
     });
     let answered = replies.iter().filter(|r| r.status == 200).count();
     let refused: Vec<&Reply> = replies.iter().filter(|r| r.status != 200).collect();
@@ -432,12 +437,14 @@ fn an_address_is_held_to_forty_messages_a_minute_whatever_visitor_ids_it_sends(w
     assert_eq!(count("chat_messages"), (answered * 2) as u64);
     // The held address stays held, whatever new label it sends, and nothing changes.
     let before = world.snapshot(&rows);
-    let again = chat_from(
-        world,
-        &site,
-        &address,
-        &json!({ "message": format!("{marker} again"), "visitor_id": "v-new" }),
-    );
+    let again = idempotent(|| {
+        chat_from(
+            world,
+            &site,
+            &address,
+            &json!({ "message": format!("{marker} again"), "visitor_id": "v-new" }),
+        )
+    });
     again.assert_error(429, "rate_limited");
     before.assert_unchanged(world);
     // Another address is not held by the first one's count, on the same site.

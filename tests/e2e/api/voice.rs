@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::api_keys::all_at_once;
 use super::chat::{in_one_rate_window, new_address, site_of, Site};
 use super::portal::make_org;
+use super::usage::idempotent;
 use super::Case;
 use crate::fakes::audio_for;
 use crate::harness::identity::unique;
@@ -394,13 +395,16 @@ fn an_address_and_a_visitor_are_held_to_their_rates(world: &World) {
     // default VOICE_RATE_PER_MINUTE of 10).
     let texts: Vec<String> = (0..60).map(|i| format!("{marker}{i:02}")).collect();
     // At once, so the burst falls in one window however loaded the worker is.
+    // One the dev proxy dropped while it restarted the runtime is sent again (see chat).
     let replies = all_at_once(60, |i| {
-        speak_from(
-            world,
-            &site,
-            &address,
-            &json!({ "text": texts[i], "visitor_id": format!("v{i}") }),
-        )
+        idempotent(|| {
+            speak_from(
+                world,
+                &site,
+                &address,
+                &json!({ "text": texts[i], "visitor_id": format!("v{i}") }),
+            )
+        })
     });
     let answered = replies.iter().filter(|r| r.status == 200).count();
     for reply in replies.iter().filter(|r| r.status != 200) {
@@ -432,12 +436,14 @@ fn an_address_and_a_visitor_are_held_to_their_rates(world: &World) {
     let other = new_address();
     in_one_rate_window();
     let visitor = all_at_once(12, |i| {
-        speak_from(
-            world,
-            &site,
-            &other,
-            &json!({ "text": format!("{marker} one {i}"), "visitor_id": "one" }),
-        )
+        idempotent(|| {
+            speak_from(
+                world,
+                &site,
+                &other,
+                &json!({ "text": format!("{marker} one {i}"), "visitor_id": "one" }),
+            )
+        })
     });
     let spoken = visitor.iter().filter(|r| r.status == 200).count();
     assert_eq!(spoken, 10, "one visitor's ten a minute");
