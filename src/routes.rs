@@ -625,9 +625,14 @@ pub fn table() -> RouteTable {
         )
         .put("/api/developer/tiers", PlatformKey, platforms::put_tiers)
         .doc(
-            Doc::new("Replace the calling platform's tiers")
-                .body::<platform_views::TiersBody>()
-                .ok::<platform_views::TiersView>(200),
+            Doc::new(
+                "Replace the calling platform's tiers; each stripe_price_id is checked at \
+                 Stripe once, here, and must be an active monthly price of the tier's \
+                 price_cents and currency",
+            )
+            .body::<platform_views::TiersBody>()
+            .ok::<platform_views::TiersView>(200)
+            .errors(&["upstream_error", "not_configured"]),
         )
         .get("/api/tiers", Public, platforms::tiers)
         .doc(

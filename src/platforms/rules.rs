@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::body::FieldError;
 use crate::core::secret_key::KeyFormat;
+use crate::upstream::stripe::Price;
 
 /// Platform keys: `pk_live_<32 base62>`, stored as SHA-256, masked elsewhere.
 pub const KEY: KeyFormat = KeyFormat { prefix: "pk_live_" };
@@ -149,6 +150,39 @@ pub fn validate_tiers(mut tiers: Vec<Tier>) -> Result<Vec<Tier>, Vec<FieldError>
     }
 }
 
+/// What is wrong with selling `tier` through `price`, the Stripe price its `stripe_price_id`
+/// names (`None`: Stripe has no such price); `None` when nothing is. A tier's price must
+/// exist, be active, bill monthly, and charge the tier's `price_cents` in its `currency`,
+/// so the list end users see is what Stripe charges them.
+pub fn price_problem(tier: &Tier, price: Option<&Price>) -> Option<String> {
+    let Some(price) = price else {
+        return Some("Stripe has no such price".to_owned());
+    };
+    if !price.active {
+        return Some("the Stripe price is archived (not active)".to_owned());
+    }
+    if price
+        .recurring
+        .as_ref()
+        .map(|(every, n)| (every.as_str(), *n))
+        != Some(("month", 1))
+    {
+        return Some("the Stripe price must be recurring every month".to_owned());
+    }
+    let amount = price.unit_amount.map_or("no fixed amount".to_owned(), |a| {
+        format!("{a} {}", price.currency)
+    });
+    let matches = price.unit_amount == i64::try_from(tier.price_cents).ok()
+        && price.currency == tier.currency;
+    if !matches {
+        return Some(format!(
+            "the Stripe price charges {amount}, the tier says {} {}",
+            tier.price_cents, tier.currency
+        ));
+    }
+    None
+}
+
 /// The stored tier list (written by [`validate_tiers`]); an unreadable one reads as the
 /// defaults, never as no tiers.
 pub fn tiers_from_stored(json: &str) -> Vec<Tier> {
@@ -270,6 +304,45 @@ mod tests {
             currency: "USD".to_owned(),
             stripe_price_id: None,
         }
+    }
+
+    fn monthly(amount: i64, currency: &str) -> Price {
+        Price {
+            id: "price_x".to_owned(),
+            active: true,
+            currency: currency.to_owned(),
+            unit_amount: Some(amount),
+            recurring: Some(("month".to_owned(), 1)),
+        }
+    }
+
+    #[test]
+    fn a_tier_sells_only_through_an_active_monthly_price_of_its_own_amount() {
+        let mut pro = tier("pro");
+        pro.price_cents = 1900;
+        pro.currency = "usd".to_owned();
+        assert_eq!(price_problem(&pro, Some(&monthly(1900, "usd"))), None);
+        let wrong = |price: Price| price_problem(&pro, Some(&price)).unwrap();
+        assert!(price_problem(&pro, None).unwrap().contains("no such price"));
+        assert!(wrong(monthly(2900, "usd")).contains("charges 2900 usd, the tier says 1900 usd"));
+        assert!(wrong(monthly(1900, "eur")).contains("charges 1900 eur"));
+        let archived = Price {
+            active: false,
+            ..monthly(1900, "usd")
+        };
+        assert!(wrong(archived).contains("archived"));
+        for recurring in [None, Some(("year", 1)), Some(("month", 3))] {
+            let price = Price {
+                recurring: recurring.map(|(every, n)| (every.to_owned(), n)),
+                ..monthly(1900, "usd")
+            };
+            assert!(wrong(price).contains("every month"));
+        }
+        let tiered = Price {
+            unit_amount: None,
+            ..monthly(1900, "usd")
+        };
+        assert!(wrong(tiered).contains("no fixed amount"));
     }
 
     #[test]

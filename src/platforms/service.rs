@@ -11,6 +11,8 @@ use worker::Request;
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
 use crate::billing::service::subscriptions::{self as billing, Event, Outcome, Urls};
+use crate::config::Config;
+use crate::core::body::FieldError;
 use crate::core::form::Form;
 use crate::core::random;
 use crate::core::secret_key;
@@ -23,7 +25,7 @@ use crate::metering::service::{self as metering, Clock, Count, Counter, Counting
 use crate::platforms::rules::{self, Tier, KEY};
 use crate::platforms::store::{self, EndUserRow, PlatformBy, PlatformRow};
 use crate::storage;
-use crate::upstream::stripe::Session;
+use crate::upstream::stripe::{Price, Session};
 
 pub use crate::platforms::store::{EndUserRow as StoredEndUser, KeyRow, Numbers};
 
@@ -343,8 +345,10 @@ pub async fn usage(ctx: &Ctx, tenant: &Tenant) -> Result<(Tier, Quota), AppError
     Ok((tier, quota))
 }
 
-/// Replaces the tenant's tier list (validated by the caller) and records it.
+/// Replaces the tenant's tier list (validated by the caller) and records it, once every
+/// Stripe price it names is checked at Stripe ([`check_prices`]).
 pub async fn set_tiers(ctx: &Ctx, tenant: &Tenant, tiers: &[Tier]) -> Result<(), AppError> {
+    check_prices(&ctx.data.config, tiers).await?;
     let db = storage::database(&ctx.env)?;
     let json = serde_json::to_string(tiers)
         .map_err(|err| AppError::Internal(format!("tiers do not serialise: {err}")))?;
@@ -362,6 +366,45 @@ pub async fn set_tiers(ctx: &Ctx, tenant: &Tenant, tiers: &[Tier]) -> Result<(),
         audit,
     )
     .await
+}
+
+/// Checks each tier's `stripe_price_id` at Stripe (`GET /v1/prices/{id}`, each price once):
+/// `400` naming `tiers[i].stripe_price_id` for a price that does not exist or does not
+/// match the tier ([`rules::price_problem`]); `not_configured` when a tier names a price
+/// and Stripe is not set up; `upstream_error` when Stripe cannot answer. A list without
+/// Stripe prices needs no Stripe.
+async fn check_prices(config: &Config, tiers: &[Tier]) -> Result<(), AppError> {
+    let sold: Vec<(usize, &Tier, &str)> = tiers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, tier)| Some((i, tier, tier.stripe_price_id.as_deref()?)))
+        .collect();
+    if sold.is_empty() {
+        return Ok(());
+    }
+    let stripe = billing::stripe(config)?;
+    let mut fetched: Vec<(&str, Option<Price>)> = Vec::new();
+    let mut problems = Vec::new();
+    for (i, tier, price_id) in sold {
+        if !fetched.iter().any(|(id, _)| *id == price_id) {
+            fetched.push((price_id, stripe.price(price_id).await?));
+        }
+        let price = fetched
+            .iter()
+            .find(|(id, _)| *id == price_id)
+            .and_then(|(_, price)| price.as_ref());
+        if let Some(problem) = rules::price_problem(tier, price) {
+            problems.push(FieldError::new(
+                format!("tiers[{i}].stripe_price_id"),
+                format!("`{price_id}`: {problem}"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(problems))
+    }
 }
 
 /// The tiers of the platform `id` names (the public list): `404` when there is none.

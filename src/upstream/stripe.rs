@@ -1,5 +1,5 @@
-//! Stripe's API over the Fetch API: customers, Checkout Sessions, Billing Portal sessions and
-//! subscriptions. Bodies are form-encoded with bracketed keys; every POST carries an
+//! Stripe's API over the Fetch API: customers, Checkout Sessions, Billing Portal sessions,
+//! prices and subscriptions. Bodies are form-encoded with bracketed keys; every POST carries an
 //! `Idempotency-Key`, so a retried call never creates a second object. Failures are
 //! `upstream_error` whose detail (status, Stripe's error type and message) is logged only.
 //!
@@ -32,6 +32,41 @@ pub struct Stripe<'a> {
 pub struct Session {
     pub id: String,
     pub url: Option<String>,
+}
+
+/// The parts of a Price Tollgate checks before selling it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    pub id: String,
+    /// Whether new purchases may use it.
+    pub active: bool,
+    /// ISO 4217, lower case.
+    pub currency: String,
+    /// In the currency's smallest unit; `None` for tiered or customer-chosen amounts.
+    pub unit_amount: Option<i64>,
+    /// `recurring.interval` (`day`, `week`, `month`, `year`) and `recurring.interval_count`;
+    /// `None` for a one-time price.
+    pub recurring: Option<(String, i64)>,
+}
+
+impl Price {
+    /// Reads a Price object.
+    pub fn from_object(object: &Value) -> Option<Self> {
+        let recurring = object.get("recurring").filter(|r| !r.is_null());
+        Some(Self {
+            id: object.get("id")?.as_str()?.to_owned(),
+            active: object.get("active")?.as_bool()?,
+            currency: object.get("currency")?.as_str()?.to_ascii_lowercase(),
+            unit_amount: object.get("unit_amount").and_then(Value::as_i64),
+            recurring: match recurring {
+                Some(r) => Some((
+                    r.get("interval")?.as_str()?.to_owned(),
+                    r.get("interval_count").and_then(Value::as_i64).unwrap_or(1),
+                )),
+                None => None,
+            },
+        })
+    }
 }
 
 /// The parts of a Subscription Tollgate keeps.
@@ -154,6 +189,20 @@ impl Stripe<'_> {
             .map_err(|e| malformed(&format!("POST {path}"), &format!("unexpected answer: {e}")))
     }
 
+    /// Retrieves a price (`GET /v1/prices/{id}`); `None` when Stripe has no such price
+    /// (`404 resource_missing`).
+    pub async fn price(&self, id: &str) -> Result<Option<Price>, AppError> {
+        let path = object_path("prices", id)?;
+        let answer = self.exchange(Method::Get, &path, None, None).await?;
+        if answer.status == 404 && error_field(&answer.body, "code") == "resource_missing" {
+            return Ok(None);
+        }
+        let object = answer.into_result()?.body;
+        Price::from_object(&object)
+            .map(Some)
+            .ok_or_else(|| malformed("GET /v1/prices/{id}", "not a price"))
+    }
+
     /// Retrieves a subscription (`GET /v1/subscriptions/{id}`).
     pub async fn subscription(&self, id: &str) -> Result<Subscription, AppError> {
         let path = subscription_path(id)?;
@@ -214,6 +263,20 @@ impl Stripe<'_> {
         form: Option<&Form>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, AppError> {
+        self.exchange(method, path, form, idempotency_key)
+            .await?
+            .into_result()
+    }
+
+    /// One request and Stripe's answer, whatever its status; only a failure to reach
+    /// Stripe or an answer that is not JSON is an error here.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, AppError> {
         let what = format!("{} {}", method.as_ref(), path_shape(path));
         let headers = Headers::new();
         headers.set("Authorization", &format!("Bearer {}", self.secret_key))?;
@@ -238,33 +301,54 @@ impl Stripe<'_> {
         let text = super::text(SERVICE, resp).await?;
         let body: Value = serde_json::from_str(&text)
             .map_err(|e| malformed(&what, &format!("not JSON ({e})")))?;
-        if (200..=299).contains(&status) {
-            return Ok(Answer { body, replayed });
+        Ok(Answer {
+            what,
+            status,
+            body,
+            replayed,
+        })
+    }
+}
+
+/// Stripe's answer to one request.
+struct Answer {
+    /// The request, with ids left out, for log lines.
+    what: String,
+    status: u16,
+    body: Value,
+    /// Stripe answered with what it saved for an earlier request with the same key.
+    replayed: bool,
+}
+
+impl Answer {
+    /// The answer when it is a success; otherwise `upstream_error` with Stripe's error type
+    /// and message (logged, never shown to the caller).
+    fn into_result(self) -> Result<Self, AppError> {
+        if (200..=299).contains(&self.status) {
+            return Ok(self);
         }
-        let error = |field: &str| {
-            body.pointer(&format!("/error/{field}"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect::<String>()
-        };
         Err(AppError::Upstream {
             service: SERVICE,
             detail: format!(
-                "{what} answered {status}: {} {}",
-                error("type"),
-                error("message")
+                "{} answered {}: {} {}",
+                self.what,
+                self.status,
+                error_field(&self.body, "type"),
+                error_field(&self.body, "message")
             ),
         })
     }
 }
 
-/// A successful answer.
-struct Answer {
-    body: Value,
-    /// Stripe answered with what it saved for an earlier request with the same key.
-    replayed: bool,
+/// A field of Stripe's error envelope (`error.type`, `error.code`, `error.message`), at most
+/// 200 characters; empty when absent.
+fn error_field(body: &Value, field: &str) -> String {
+    body.pointer(&format!("/error/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// What a subscription update left: the subscription as it is now.
@@ -277,15 +361,22 @@ pub struct Updated {
     pub replayed: bool,
 }
 
-/// Ids go into paths: only plain Stripe ids are accepted.
 fn subscription_path(id: &str) -> Result<String, AppError> {
+    object_path("subscriptions", id)
+}
+
+/// `/v1/{collection}/{id}`. Ids go into paths: only plain Stripe ids are accepted.
+fn object_path(collection: &str, id: &str) -> Result<String, AppError> {
     let plain = !id.is_empty()
         && id.len() <= 255
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !plain {
-        return Err(malformed("a subscription id", "is not a Stripe id"));
+        return Err(malformed(
+            &format!("an id in /v1/{collection}"),
+            "is not a Stripe id",
+        ));
     }
-    Ok(format!("/v1/subscriptions/{id}"))
+    Ok(format!("/v1/{collection}/{id}"))
 }
 
 /// A path with ids replaced, for log lines.
@@ -306,5 +397,52 @@ fn malformed(what: &str, problem: &str) -> AppError {
     AppError::Upstream {
         service: SERVICE,
         detail: format!("{what}: {problem}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_price_object_reads_as_stripe_documents_it() {
+        let monthly = json!({
+            "id": "price_1", "object": "price", "active": true, "currency": "USD",
+            "unit_amount": 1900, "type": "recurring",
+            "recurring": { "interval": "month", "interval_count": 1, "usage_type": "licensed" },
+        });
+        assert_eq!(
+            Price::from_object(&monthly),
+            Some(Price {
+                id: "price_1".to_owned(),
+                active: true,
+                currency: "usd".to_owned(),
+                unit_amount: Some(1900),
+                recurring: Some(("month".to_owned(), 1)),
+            })
+        );
+        let one_time = json!({
+            "id": "price_2", "active": false, "currency": "eur", "unit_amount": null,
+            "recurring": null, "type": "one_time",
+        });
+        let read = Price::from_object(&one_time).unwrap();
+        assert_eq!(
+            (read.active, read.unit_amount, read.recurring),
+            (false, None, None)
+        );
+        assert_eq!(Price::from_object(&json!({ "id": "price_3" })), None);
+    }
+
+    #[test]
+    fn only_plain_ids_go_into_paths() {
+        assert_eq!(
+            object_path("prices", "price_1Ab").unwrap(),
+            "/v1/prices/price_1Ab"
+        );
+        for id in ["", "price_1/../customers", "price 1", "price_1?expand=x"] {
+            assert!(object_path("prices", id).is_err(), "{id:?}");
+        }
     }
 }

@@ -430,6 +430,27 @@ fn an_unknown_platform_upgrade_plan_or_no_stripe_answers_not_configured(_world: 
         "{error}"
     );
     before.assert_unchanged(&bare);
+    // A platform's tier list that names a Stripe price cannot be checked without Stripe: it
+    // is refused and nothing is stored; a list without Stripe prices needs no Stripe.
+    let (platform, platform_key) = register(&bare);
+    let stored = bare.snapshot(&Rows::new().where_eq("platforms", "id", &platform));
+    let free = json!({ "id": "free", "name": "Free", "calls_per_month": 10, "price_cents": 0,
+                       "currency": "usd" });
+    let sold = json!({ "id": "pro", "name": "Pro", "calls_per_month": 100, "price_cents": 1900,
+                       "currency": "usd", "stripe_price_id": "price_e2e_pro" });
+    let error = bare
+        .authed("PUT", "/api/developer/tiers", &platform_key)
+        .json(&json!({ "tiers": [free, sold] }))
+        .assert_error(503, "not_configured");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("STRIPE_SECRET_KEY"),
+        "{error}"
+    );
+    stored.assert_unchanged(&bare);
+    super::platforms::set_tiers(&bare, &platform_key, json!([free]));
     assert!(bare.fakes.stripe.upstream().received().is_empty());
     // Counting calls needs neither.
     assert_eq!(verify(&bare, &token).status, 200);

@@ -10,6 +10,7 @@ use super::rate_limits::wait_for_room_in_the_minute;
 use super::Case;
 use crate::fakes::{stripe_signature, STRIPE_WEBHOOK_SECRET};
 use crate::harness::identity::{end_user_claims, now, unique};
+use crate::harness::plans::TIER_PRICE;
 use crate::harness::snapshot::Rows;
 use crate::harness::{Reply, World};
 
@@ -23,6 +24,7 @@ pub fn cases() -> Vec<Case> {
         bad_input_and_bad_credentials_are_refused_and_change_nothing,
         the_dashboard_counts_end_users_and_calls,
         tiers_are_public_by_platform_id_and_replaced_whole,
+        a_tiers_stripe_price_is_checked_at_stripe_once_when_saved,
         an_end_users_checkout_moves_them_to_the_tier_once_and_counts_the_revenue,
         a_subscription_that_ended_wins_over_an_older_checkout_delivered_late,
         two_subscription_events_in_one_second_leave_the_end_users_newest_state,
@@ -60,7 +62,7 @@ fn free_and_pro() -> Value {
     json!([
         { "id": "free", "name": "Free", "calls_per_month": 10, "price_cents": 0, "currency": "usd" },
         { "id": "pro", "name": "Pro", "calls_per_month": 100, "price_cents": 1900,
-          "currency": "usd", "stripe_price_id": "price_e2e_pro" },
+          "currency": "usd", "stripe_price_id": TIER_PRICE.0 },
     ])
 }
 
@@ -629,9 +631,81 @@ fn tiers_are_public_by_platform_id_and_replaced_whole(world: &World) {
     );
 }
 
-/// The price the tests' pro tier sells for, registered with the fake Stripe.
-const PRO_PRICE: &str = "price_e2e_pro";
-const PRO_CENTS: i64 = 1900;
+/// `PUT /api/developer/tiers` asks Stripe for each price a tier names, once per save: a
+/// price Stripe does not have, or one charging another amount or currency, is a 400 naming
+/// `tiers[i].stripe_price_id`; Stripe failing is a 502; neither stores anything.
+fn a_tiers_stripe_price_is_checked_at_stripe_once_when_saved(world: &World) {
+    let (platform, key) = register(world);
+    let price = unique("price_e2e_tier_").replace('-', "_");
+    world.fakes.stripe.add_price(&price, 4900);
+    let tiers = |cents: u64, currency: &str, price: &str| {
+        json!([
+            { "id": "free", "name": "Free", "calls_per_month": 10, "price_cents": 0,
+              "currency": "usd" },
+            { "id": "team", "name": "Team", "calls_per_month": 1000, "price_cents": cents,
+              "currency": currency, "stripe_price_id": price },
+            { "id": "team_plus", "name": "Team+", "calls_per_month": 2000, "price_cents": cents,
+              "currency": currency, "stripe_price_id": price },
+        ])
+    };
+    let put = |body: Value| {
+        world
+            .authed("PUT", "/api/developer/tiers", &key)
+            .json(&json!({ "tiers": body }))
+    };
+    let rows = Rows::new().where_eq("platforms", "id", &platform).where_eq(
+        "audit_log",
+        "target_id",
+        &platform,
+    );
+    let before = world.snapshot(&rows);
+    let missing = unique("price_e2e_missing_").replace('-', "_");
+    for (body, says) in [
+        (tiers(4900, "usd", &missing), "no such price"),
+        (
+            tiers(1900, "usd", &price),
+            "charges 4900 usd, the tier says 1900 usd",
+        ),
+        (
+            tiers(4900, "eur", &price),
+            "charges 4900 usd, the tier says 4900 eur",
+        ),
+    ] {
+        let error = put(body).assert_error(400, "validation_failed");
+        let fields = error["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 2, "both tiers naming the price: {error}");
+        for (i, field) in fields.iter().enumerate() {
+            assert_eq!(field["field"], format!("tiers[{}].stripe_price_id", i + 1));
+            assert!(
+                field["message"].as_str().unwrap().contains(says),
+                "{says}: {error}"
+            );
+        }
+    }
+    let path = format!("/v1/prices/{price}");
+    world
+        .fakes
+        .stripe
+        .fail_next("GET", &path, crate::fakes::Fault::Status(500));
+    put(tiers(4900, "usd", &price)).assert_error(502, "upstream_error");
+    before.assert_unchanged(world);
+
+    let asked_before = world.fakes.stripe.upstream().count("GET", &path);
+    let reply = put(tiers(4900, "usd", &price));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        world.fakes.stripe.upstream().count("GET", &path) - asked_before,
+        1,
+        "two tiers selling one price ask Stripe once"
+    );
+    let public = world
+        .get(&format!("/api/tiers?platform_id={platform}"))
+        .json();
+    assert_eq!(public["tiers"], tiers(4900, "usd", &price));
+}
+
+/// What the tests' pro tier sells for, in cents (its price at the fake Stripe).
+const PRO_CENTS: i64 = TIER_PRICE.1;
 
 /// Delivers a Stripe event, signed now; the answer must be 200. Returns its `event`.
 fn deliver(world: &World, event: &Value) -> Value {
@@ -648,7 +722,6 @@ fn deliver(world: &World, event: &Value) -> Value {
 /// A platform with free and pro tiers (pro sold at Stripe), and an end user who checked out
 /// pro and paid: (platform, key, end user, the completed session).
 fn paid_pro(world: &World) -> (String, String, String, Value) {
-    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
     let (platform, key) = register(world);
     set_tiers(world, &key, free_and_pro());
     let person = unique("buyer-");
@@ -829,7 +902,6 @@ fn a_subscription_that_ended_wins_over_an_older_checkout_delivered_late(world: &
 }
 
 fn an_end_user_token_counts_on_the_platform_it_names_and_nowhere_else(world: &World) {
-    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
     let (platform_a, key_a) = register(world);
     let (platform_b, _) = register(world);
     set_tiers(world, &key_a, free_and_pro());
@@ -1032,7 +1104,6 @@ fn two_subscription_events_in_one_second_leave_the_end_users_newest_state(world:
 /// Checkout Session the answer is `502` and nothing is stored; the retry keeps the customer.
 fn a_failed_end_user_checkout_stores_no_customer(world: &World) {
     use crate::fakes::Fault;
-    world.fakes.stripe.add_price(PRO_PRICE, PRO_CENTS);
     let (platform, key) = register(world);
     set_tiers(world, &key, free_and_pro());
     let person = unique("buyer-");

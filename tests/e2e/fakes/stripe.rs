@@ -8,6 +8,7 @@
 //!   one-time prices given inline (`line_items[N][price_data][currency|unit_amount|
 //!   product_data][name]]`), with `payment_intent_data[metadata]` for its PaymentIntent.
 //! - `POST /v1/billing_portal/sessions` creates a Customer Portal session (`bps_…`).
+//! - `GET /v1/prices/{id}` answers a registered Price (monthly, recurring, USD).
 //! - `GET /v1/subscriptions/{id}` answers the Subscription.
 //! - `POST /v1/subscriptions/{id}` updates it: `cancel_at_period_end`, `items[N][…]` (change
 //!   an item's price or quantity, add or delete items), `proration_behavior`, `metadata[…]`.
@@ -25,7 +26,7 @@
 //!
 //! Errors are Stripe's envelope, `{"error": {"type", "code"?, "message", "param"?, "doc_url"?}}`:
 //! 401 without the right bearer, 400 for parameters Stripe would reject, 404
-//! `resource_missing` for an unknown subscription, and 404 for any other path.
+//! `resource_missing` for an unknown price or subscription, and 404 for any other path.
 //!
 //! What happens outside the API is played by tests: [`FakeStripe::complete_checkout`] is the
 //! customer paying, [`FakeStripe::invoice`] a renewal's invoice,
@@ -641,6 +642,7 @@ enum Route<'a> {
     CreateCustomer,
     CreateCheckoutSession,
     CreatePortalSession,
+    GetPrice(&'a str),
     GetSubscription(&'a str),
     UpdateSubscription(&'a str),
     CancelSubscription(&'a str),
@@ -651,6 +653,10 @@ fn route(request: &Recorded) -> Option<Route<'_>> {
         ("POST", "/v1/customers") => Some(Route::CreateCustomer),
         ("POST", "/v1/checkout/sessions") => Some(Route::CreateCheckoutSession),
         ("POST", "/v1/billing_portal/sessions") => Some(Route::CreatePortalSession),
+        ("GET", path) if path.starts_with("/v1/prices/") => path
+            .strip_prefix("/v1/prices/")
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(Route::GetPrice),
         (method, path) => {
             let id = path
                 .strip_prefix("/v1/subscriptions/")
@@ -748,6 +754,16 @@ fn respond(request: &Recorded, state: &Mutex<StripeState>, authorization: &str) 
         Route::CreateCustomer => create_customer(&mut state, &params),
         Route::CreateCheckoutSession => create_checkout_session(&mut state, &params),
         Route::CreatePortalSession => create_portal_session(&state, &params),
+        Route::GetPrice(id) => match state.prices.get(id) {
+            Some(price) => Ok(price_object(price)),
+            None => Err(error(
+                404,
+                "invalid_request_error",
+                Some("resource_missing"),
+                &format!("No such price: '{id}'"),
+                Some("id"),
+            )),
+        },
         Route::GetSubscription(id) => match state.subscriptions.get(id) {
             Some(sub) => Ok(subscription_object(&state, sub)),
             None => Err(no_such_subscription(id)),

@@ -47,8 +47,11 @@ impl World {
 
     fn start_configured(unset: &[&str], set: &[(&'static str, &str)]) -> Result<Self, String> {
         let fakes = Fakes::start();
-        // The fake Stripe sells the catalog's prices.
-        for (price, cents) in plans::stripe_prices() {
+        // The fake Stripe sells the catalog's prices and the platform tests' tier.
+        for (price, cents) in plans::stripe_prices()
+            .into_iter()
+            .chain([plans::TIER_PRICE])
+        {
             fakes.stripe.add_price(price, cents);
         }
         let mut vars = BTreeMap::new();

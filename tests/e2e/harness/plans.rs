@@ -17,6 +17,10 @@ pub const BASIC_PRICE: &str = "price_e2e_basic";
 /// The Stripe price of the premium plan.
 pub const PREMIUM_PRICE: &str = "price_e2e_premium";
 
+/// The Stripe price the platform tests' `pro` tier sells through (monthly, USD), and its
+/// amount in cents: `PUT /api/developer/tiers` checks it at the fake Stripe.
+pub const TIER_PRICE: (&str, i64) = ("price_e2e_pro", 1900);
+
 /// Every Stripe price of the catalog, with its amount in cents.
 pub fn stripe_prices() -> [(&'static str, i64); 2] {
     [(BASIC_PRICE, 999), (PREMIUM_PRICE, 2999)]
