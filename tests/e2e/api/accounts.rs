@@ -76,6 +76,8 @@ fn post_from_new_ip(world: &World, path: &str, body: &Value) -> Reply {
 }
 
 /// Registers `email`; the 201 answer.
+/// Registers `email` from a new IP; returns the answer once the verification mail has gone
+/// out (it is sent after the answer, so storage settles a moment later).
 fn register(world: &World, email: &str) -> Value {
     let reply = post_from_new_ip(
         world,
@@ -83,7 +85,26 @@ fn register(world: &World, email: &str) -> Value {
         &json!({ "email": email, "password": PASSWORD }),
     );
     assert_eq!(reply.status, 201, "{}", reply.body);
+    mail_settled(world, email);
     reply.json()
+}
+
+/// Waits (up to 15 s) until no mail to `email` is still `pending` in the outbox: the mail
+/// the worker sends after answering has been handed to the mail API (or failed), so a
+/// snapshot taken now does not catch the outbox row mid-send.
+fn mail_settled(world: &World, email: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let pending = format!(
+        "SELECT COUNT(*) AS n FROM mail_outbox WHERE to_address = '{}' AND status = 'pending'",
+        email.to_lowercase().replace('\'', "''")
+    );
+    while world.d1_query(&pending)[0]["n"].as_i64() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the mail to {email} is still pending after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Signs in. A request wrangler's dev proxy dropped while it restarted the runtime (it

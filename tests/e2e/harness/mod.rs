@@ -21,16 +21,34 @@ pub struct World {
     /// The fake upstream services the worker calls.
     pub fakes: Fakes,
     agent: ureq::Agent,
-    /// Requests hold this shared and D1 reads hold it exclusively: `wrangler d1 execute`
-    /// opens the worker's SQLite file from another process, and a worker write landing
-    /// during that read fails with SQLITE_BUSY, which is an artefact of local D1, not a bug.
+    /// Requests and D1 reads hold this shared; the few D1 writes tests make (setting up a
+    /// state no endpoint makes) hold it exclusively: a worker write landing during one fails
+    /// with SQLITE_BUSY, which is an artefact of two writers on one local file, not a bug.
+    /// Reads need no exclusion: local D1 is in WAL mode, where readers never block a writer.
     gate: Arc<RwLock<()>>,
 }
 
 impl World {
     /// Starts the fakes, then the worker configured to call them; waits until it answers.
+    /// The admin every case shares (`ADMIN_CLERK_ID`) is put on a paid plan, which has no
+    /// rate limit in the tests' catalog: its calls from every case at once are one user's,
+    /// and on the free plan they would share its 100 requests a minute.
     pub fn start() -> Result<Self, String> {
-        Self::start_without(&[])
+        let world = Self::start_without(&[])?;
+        let event = identity::clerk_user_event(
+            "user.created",
+            identity::ADMIN_CLERK_ID,
+            identity::now() * 1000,
+            serde_json::json!({ "plan": "premium" }),
+        );
+        let reply = world.clerk_webhook(&identity::unique("msg_admin_"), &event);
+        if reply.status != 200 {
+            return Err(format!(
+                "the admin's plan: the Clerk webhook answered {}: {}",
+                reply.status, reply.body
+            ));
+        }
+        Ok(world)
     }
 
     /// Like [`Self::start`], but with these settings left unset (to see what a deployment
@@ -114,22 +132,26 @@ impl World {
         self.call("GET", path).send()
     }
 
-    /// Rows from the worker's local D1, read through wrangler as an operator would.
+    /// Rows from the worker's local D1 (the SQLite file `wrangler dev` keeps).
     pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
-        let _exclusive = self
-            .gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.worker.d1_query(sql)
+        self.d1_query_all(sql).swap_remove(0)
     }
 
-    /// Rows of several `;`-separated statements, read in one `wrangler d1 execute`.
+    /// Rows of several `;`-separated statements, run in one transaction.
     pub fn d1_query_all(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
-        let _exclusive = self
-            .gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.worker.d1_query_all(sql)
+        if only_reads(sql) {
+            let _shared = self
+                .gate
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.worker.d1_query_all(sql)
+        } else {
+            let _exclusive = self
+                .gate
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.worker.d1_query_all(sql)
+        }
     }
 
     /// The worker's log so far.
@@ -212,3 +234,19 @@ pub const SOCIAL_TASKS: &str = r#"[
 
 /// A Chrome extension origin on the test allow-list.
 pub const ALLOWED_EXTENSION_ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+
+/// Whether every `;`-separated part of `sql` is a query (`SELECT`, `WITH`). A `;` inside a
+/// string literal makes a part that is neither, which counts as a write: the safe side.
+fn only_reads(sql: &str) -> bool {
+    sql.split(';')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .all(|part| {
+            let word: String = part
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .collect::<String>()
+                .to_ascii_uppercase();
+            word == "SELECT" || word == "WITH"
+        })
+}

@@ -20,11 +20,66 @@ fn next_run() -> usize {
     RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A local state directory with every migration applied, made once per test process (one
+/// `wrangler d1 migrations apply`); each worker starts on a copy of it.
+fn migrated_state(root: &Path) -> Result<&'static Path, String> {
+    static STATE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            let dir = root
+                .join("target")
+                .join("e2e")
+                .join(format!("migrated-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("create {dir:?}: {e}"))?;
+            let migrate = wrangler(root)
+                .args([
+                    "d1",
+                    "migrations",
+                    "apply",
+                    "DB",
+                    "--local",
+                    "-c",
+                    "wrangler.dev.toml",
+                ])
+                .arg("--persist-to")
+                .arg(&dir)
+                .output()
+                .map_err(|e| format!("run wrangler d1 migrations apply: {e}"))?;
+            if !migrate.status.success() {
+                return Err(format!(
+                    "migrations failed:\n{}{}",
+                    String::from_utf8_lossy(&migrate.stdout),
+                    String::from_utf8_lossy(&migrate.stderr)
+                ));
+            }
+            Ok(dir)
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
+/// Copies the directory tree `from` into `to` (which exists).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("read {from:?}: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {from:?}: {e}"))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| format!("create {target:?}: {e}"))?;
+            copy_dir(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target)
+                .map_err(|e| format!("copy {source:?} to {target:?}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// How long the worker may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub struct WorkerProcess {
-    root: PathBuf,
     state_dir: PathBuf,
     log_path: PathBuf,
     base_url: String,
@@ -33,7 +88,7 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Applies migrations to a fresh local state directory and starts `wrangler dev` on it.
+    /// Starts `wrangler dev` on a fresh local state directory with the migrations applied.
     pub fn start(vars: &BTreeMap<&str, String>) -> Result<Self, String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let run_dir = root.join("target").join("e2e").join(format!(
@@ -53,27 +108,7 @@ impl WorkerProcess {
         }
         std::fs::write(&env_file, env_text).map_err(|e| format!("write {env_file:?}: {e}"))?;
 
-        let migrate = wrangler(&root)
-            .args([
-                "d1",
-                "migrations",
-                "apply",
-                "DB",
-                "--local",
-                "-c",
-                "wrangler.dev.toml",
-            ])
-            .arg("--persist-to")
-            .arg(&state_dir)
-            .output()
-            .map_err(|e| format!("run wrangler d1 migrations apply: {e}"))?;
-        if !migrate.status.success() {
-            return Err(format!(
-                "migrations failed:\n{}{}",
-                String::from_utf8_lossy(&migrate.stdout),
-                String::from_utf8_lossy(&migrate.stderr)
-            ));
-        }
+        copy_dir(migrated_state(&root)?, &state_dir)?;
 
         let port = free_port()?;
         let inspector_port = free_port()?;
@@ -100,6 +135,12 @@ kill -TERM 0"#;
             .args(["--show-interactive-dev-session=false", "--log-level", "log"])
             .current_dir(&root)
             .envs(wrangler_env())
+            // A dev registry of its own: wrangler dev instances sharing the default one
+            // (~/.config/.wrangler/registry) hear of each other's starts and stops, and the
+            // runtime reload that follows fails every request in flight with the proxy's
+            // 503 "worker restarted mid-request"; cases that start a worker of their own
+            // would do that to the shared worker.
+            .env("WRANGLER_REGISTRY_PATH", run_dir.join("registry"))
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err)
@@ -109,7 +150,6 @@ kill -TERM 0"#;
         let lifeline = child.stdin.take();
 
         let mut worker = Self {
-            root,
             state_dir,
             log_path,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -154,21 +194,22 @@ kill -TERM 0"#;
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// Runs SQL against the worker's local D1 through `wrangler d1 execute` and returns the rows.
-    pub fn d1_query(&self, sql: &str) -> Vec<serde_json::Value> {
-        self.d1_query_all(sql).swap_remove(0)
-    }
-
-    /// Runs one or more `;`-separated statements and returns each one's rows, in order.
+    /// Runs one or more `;`-separated statements, in one transaction, and returns each one's
+    /// rows, in order (a statement that returns no rows gives an empty list).
+    ///
+    /// Local D1 is a SQLite file in WAL mode that `workerd` holds open; this opens the same
+    /// file in-process, as `wrangler d1 execute --local` would from a process of its own,
+    /// and reads committed data without blocking the worker. Values come back as D1's JSON
+    /// has them (a whole REAL is a JSON integer, as JavaScript writes it).
     pub fn d1_query_all(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
-        // The running worker holds the same SQLite file; a read that lands during one of its
-        // writes gets SQLITE_BUSY, which is worth a short retry, not a failed test.
+        // A write of the worker's that lands during a write of ours is worth a short wait
+        // (and a retry), not a failed test.
         let mut attempt = 0;
         loop {
             match self.d1_query_once(sql) {
-                Err(busy) if attempt < 10 && busy.contains("SQLITE_BUSY") => {
+                Err(busy) if attempt < 10 && busy.contains("locked") => {
                     attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+                    std::thread::sleep(Duration::from_millis(200 * attempt));
                 }
                 Err(failure) => panic!("{failure}"),
                 Ok(rows) => return rows,
@@ -176,43 +217,79 @@ kill -TERM 0"#;
         }
     }
 
-    fn d1_query_once(&self, sql: &str) -> Result<Vec<Vec<serde_json::Value>>, String> {
-        let out = wrangler(&self.root)
-            .args([
-                "d1",
-                "execute",
-                "DB",
-                "--local",
-                "-c",
-                "wrangler.dev.toml",
-                "--json",
-            ])
-            .arg("--persist-to")
-            .arg(&self.state_dir)
-            .args(["--command", sql])
-            .output()
-            .expect("run wrangler d1 execute");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "d1 execute failed for {sql}:\n{stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let parsed: serde_json::Value = serde_json::from_str(&stdout)
-            .map_err(|e| format!("d1 output is not JSON ({e}):\n{stdout}"))?;
-        parsed
-            .as_array()
-            .filter(|statements| !statements.is_empty())
-            .ok_or_else(|| format!("d1 output has no statements:\n{stdout}"))?
-            .iter()
-            .map(|statement| {
-                statement["results"]
-                    .as_array()
-                    .cloned()
-                    .ok_or_else(|| format!("d1 output has no results:\n{stdout}"))
+    /// The worker's D1 database file: the one SQLite file of the D1 object that is not its
+    /// metadata.
+    fn d1_file(&self) -> Result<PathBuf, String> {
+        let dir = self.state_dir.join("v3/d1/miniflare-D1DatabaseObject");
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("read {dir:?}: {e}"))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|path| {
+                path.extension().is_some_and(|e| e == "sqlite")
+                    && path.file_stem().is_some_and(|stem| stem != "metadata")
             })
-            .collect()
+            .collect();
+        match files.len() {
+            1 => Ok(files.remove(0)),
+            n => Err(format!(
+                "{dir:?} holds {n} D1 databases, not one: {files:?}"
+            )),
+        }
+    }
+
+    fn d1_query_once(&self, sql: &str) -> Result<Vec<Vec<serde_json::Value>>, String> {
+        use rusqlite::fallible_iterator::FallibleIterator;
+        use rusqlite::{Connection, OpenFlags};
+        let failed = |e: rusqlite::Error| format!("D1 query failed for {sql}: {e}");
+        let mut connection = Connection::open_with_flags(
+            self.d1_file()?,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(failed)?;
+        let transaction = connection.transaction().map_err(failed)?;
+        let mut results = Vec::new();
+        {
+            let mut batch = rusqlite::Batch::new(&transaction, sql);
+            while let Some(mut statement) = batch.next().map_err(failed)? {
+                let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
+                let mut rows = statement.raw_query();
+                let mut found = Vec::new();
+                while let Some(row) = rows.next().map_err(failed)? {
+                    let mut object = serde_json::Map::new();
+                    for (i, name) in names.iter().enumerate() {
+                        let value = row.get_ref(i).map_err(failed)?;
+                        object.insert(name.clone(), json_of(value));
+                    }
+                    found.push(serde_json::Value::Object(object));
+                }
+                results.push(found);
+            }
+        }
+        transaction.commit().map_err(failed)?;
+        if results.is_empty() {
+            return Err(format!("no statement in {sql}"));
+        }
+        Ok(results)
+    }
+}
+
+/// A SQLite value as D1 answers it in JSON.
+fn json_of(value: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
+    use rusqlite::types::ValueRef;
+    use serde_json::Value;
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        // JavaScript writes 3.0 as 3.
+        ValueRef::Real(r) if r.fract() == 0.0 && r.abs() < 9_007_199_254_740_992.0 => {
+            Value::from(r as i64)
+        }
+        ValueRef::Real(r) => Value::from(r),
+        ValueRef::Text(text) => Value::from(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Blob(bytes) => Value::from(bytes.to_vec()),
     }
 }
 
