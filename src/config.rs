@@ -760,7 +760,7 @@ impl ConfigError {
                  (scripts/dev does this when it creates .dev.vars); deployed: `wrangler secret put`"
             }
             "PLAN_CATALOG" => {
-                "fix the JSON list of plans (README, Plans) or unset it for the default"
+                "fix the JSON list of plans (docs/configuration.md) or unset it for the default"
             }
             "CLERK_PUBLISHABLE_KEY" | "END_USER_CLERK_PUBLISHABLE_KEY" => {
                 "copy the instance's publishable key (pk_test_... or pk_live_...) from the Clerk \
@@ -769,7 +769,7 @@ impl ConfigError {
             s if s.ends_with("_SECRET") || s.ends_with("_KEY") => {
                 "set the real value with `wrangler secret put` (locally in .dev.vars), or unset it"
             }
-            _ => "fix the value or unset it for the default (README, Configuration)",
+            _ => "fix the value or unset it for the default (docs/configuration.md)",
         }
     }
 }

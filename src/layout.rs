@@ -10,7 +10,8 @@
 //! - every log line goes through [`crate::log::Logger`]: nothing else writes to the console;
 //! - the time is read from [`crate::clock`] only: nothing else calls `Date::now`;
 //! - modules say the domain: the seed products' names appear only in the route table's
-//!   comments (and the README), never in a module, its docs, or the API document.
+//!   comments (and the README and the manuals in `docs/`), never in a module, its docs, or
+//!   the API document.
 
 use std::fs;
 use std::path::{Path, PathBuf};

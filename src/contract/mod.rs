@@ -10,6 +10,10 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod generate;
 
+/// Checks that the documentation matches the code: the configuration table, the links.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod config_doc;
+
 use worker::{Request, Response};
 
 use crate::error::AppError;
