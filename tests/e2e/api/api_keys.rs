@@ -8,7 +8,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::sync::Barrier;
 
 use super::identity::admin_routes_not_refused;
 use super::Case;
@@ -615,25 +614,7 @@ fn another_users_key_or_an_unknown_id_is_404_and_stays_active(world: &World) {
     assert_eq!(rows[0]["revoked_at"], Value::Null);
 }
 
-/// Runs `request` on `n` threads released together; returns the replies in thread order.
-pub(super) fn all_at_once<F>(n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(usize) -> Reply + Sync,
-{
-    let barrier = Barrier::new(n);
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..n)
-            .map(|i| {
-                let (barrier, request) = (&barrier, &request);
-                scope.spawn(move || {
-                    barrier.wait();
-                    request(i)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    })
-}
+pub(super) use crate::harness::all_at_once;
 
 fn concurrent_creations_never_exceed_the_plan_limit(world: &World) {
     let (_, token) = clerk_user_on_plan(world, "basic");

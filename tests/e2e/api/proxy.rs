@@ -634,13 +634,20 @@ fn usage_reported_past_the_hold_is_recorded_but_never_counted_past_it(world: &Wo
         })
         .collect();
     assert_eq!(reported, expected, "{rows:?}");
-    // And say so in the log.
-    let log = world.worker_log();
-    let lines = log
-        .lines()
-        .filter(|l| l.contains(r#""msg":"over_hold""#) && l.contains(&user_id))
-        .count();
-    assert_eq!(lines, 2, "one over_hold line a call");
+    // And say so in the log (written as the settlement ends, so it may trail the row a
+    // little on its way through wrangler).
+    let over_hold_lines = || {
+        world
+            .worker_log()
+            .lines()
+            .filter(|l| l.contains(r#""msg":"over_hold""#) && l.contains(&user_id))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while over_hold_lines() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(over_hold_lines(), 2, "one over_hold line a call");
     // A counter at its limit is never passed: the next call is refused before the model.
     world.d1_query(&format!(
         "UPDATE meter_counters SET used = {BASIC_LIMIT} WHERE subject_kind = 'user' \

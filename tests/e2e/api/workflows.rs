@@ -12,7 +12,6 @@
 //! `next_attempt_at_ms` back in D1 (the worker's clock is the real one), then firing the
 //! scheduled event.
 
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -394,25 +393,7 @@ fn a_webhook_is_changed_by_its_owner_only(world: &World) {
     );
 }
 
-/// Runs `request` `n` times at once (released together by a barrier).
-fn at_once<F>(n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(usize) -> Reply + Sync,
-{
-    let barrier = Barrier::new(n);
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..n)
-            .map(|i| {
-                let (barrier, request) = (&barrier, &request);
-                scope.spawn(move || {
-                    barrier.wait();
-                    request(i)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    })
-}
+use crate::harness::all_at_once as at_once;
 
 fn concurrent_creations_never_pass_the_cap(world: &World) {
     let (_, token) = clerk_user_on_plan(world, "basic");

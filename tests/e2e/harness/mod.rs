@@ -10,6 +10,9 @@ mod worker;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+// The fakes program and the benchmark share the harness but send no bursts.
+#[allow(unused_imports)]
+pub use client::all_at_once;
 pub use client::{header_value, Call, Reply};
 
 use crate::fakes::Fakes;
