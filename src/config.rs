@@ -8,6 +8,9 @@
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
 use crate::core::sealed::Keyring;
+use crate::core::settings::{
+    base_url, boolean, byte_size, list, number, optional, ConfigError, Loader, Secret, VarSource,
+};
 use crate::error::AppError;
 use crate::identity::rules::publishable_key;
 use crate::identity::rules::roles::RoleConfig;
@@ -21,170 +24,10 @@ pub const D1_BINDING: &str = "DB";
 /// The KV binding used as a cache (JWKS, session presence); never a source of truth.
 pub const KV_BINDING: &str = "CACHE";
 
-/// Where configuration values come from: the worker's `Env` in production, a map in tests.
-pub trait VarSource {
-    /// The value of a var or secret, if it is set.
-    fn get(&self, name: &str) -> Option<String>;
-}
-
 impl VarSource for worker::Env {
     fn get(&self, name: &str) -> Option<String> {
         // Plain vars and secrets are both string bindings; `var` reads either.
         self.var(name).ok().map(|v| v.to_string())
-    }
-}
-
-impl<S: std::hash::BuildHasher> VarSource for std::collections::HashMap<&str, &str, S> {
-    fn get(&self, name: &str) -> Option<String> {
-        std::collections::HashMap::get(self, name).map(|v| (*v).to_owned())
-    }
-}
-
-/// What `.dev.vars.example` puts where `scripts/dev` generates a secret. Left in place (as
-/// after `cp .dev.vars.example .dev.vars`), it would be a secret everyone knows.
-pub const PLACEHOLDER: &str = "__GENERATE__";
-
-/// A secret value: set, unset, or held back because its own value or a setting its
-/// feature needs is invalid. Its `Debug` never prints the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret {
-    name: &'static str,
-    state: SecretState,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-enum SecretState {
-    Set(String),
-    Unset,
-    /// Unusable until this (invalid) setting is fixed.
-    Blocked(&'static str),
-}
-
-impl Secret {
-    /// Reads a secret; an empty or whitespace-only value counts as unset.
-    pub fn read(source: &dyn VarSource, name: &'static str) -> Self {
-        let state = match source.get(name).filter(|v| !v.trim().is_empty()) {
-            Some(value) => SecretState::Set(value),
-            None => SecretState::Unset,
-        };
-        Self { name, state }
-    }
-
-    /// The value, or `not_configured` naming the setting that is unset or invalid.
-    pub fn require(&self) -> Result<&str, AppError> {
-        match &self.state {
-            SecretState::Set(value) => Ok(value),
-            SecretState::Unset => Err(AppError::NotConfigured {
-                setting: self.name.into(),
-            }),
-            SecretState::Blocked(setting) => Err(AppError::NotConfigured {
-                setting: (*setting).into(),
-            }),
-        }
-    }
-
-    /// Reads `name`, or its alias when `name` is unset (`JWT_SECRET` / `JWT_SECRET_CLOUD`).
-    pub fn read_with_alias(
-        source: &dyn VarSource,
-        name: &'static str,
-        alias: &'static str,
-    ) -> Self {
-        let primary = Self::read(source, name);
-        if primary.is_set() {
-            return primary;
-        }
-        Self {
-            name,
-            state: Self::read(source, alias).state,
-        }
-    }
-
-    /// Whether the secret is set (and usable).
-    pub fn is_set(&self) -> bool {
-        matches!(self.state, SecretState::Set(_))
-    }
-
-    /// Whether the secret is simply unset (not set, and not held back by an invalid setting).
-    pub fn is_unset(&self) -> bool {
-        matches!(self.state, SecretState::Unset)
-    }
-
-    /// Whether the secret is unusable because a setting is invalid (as opposed to unset).
-    pub fn is_blocked(&self) -> bool {
-        matches!(self.state, SecretState::Blocked(_))
-    }
-
-    /// Holds the secret back until `setting` is fixed (its feature needs both).
-    fn block(&mut self, setting: &'static str) {
-        self.state = SecretState::Blocked(setting);
-    }
-
-    /// Whether the value is the example file's placeholder.
-    fn is_placeholder(&self) -> bool {
-        matches!(&self.state, SecretState::Set(v) if v.trim() == PLACEHOLDER)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.state {
-            SecretState::Set(_) => "[set]",
-            SecretState::Unset => "[unset]",
-            SecretState::Blocked(_) => "[invalid]",
-        };
-        write!(f, "Secret({} {state})", self.name)
-    }
-}
-
-/// Reads settings and collects what is wrong with them instead of stopping at the first: a
-/// bad setting disables only the feature that uses it (see [`Config::load`]).
-struct Loader<'a> {
-    source: &'a dyn VarSource,
-    problems: Vec<ConfigError>,
-}
-
-impl<'a> Loader<'a> {
-    fn new(source: &'a dyn VarSource) -> Self {
-        Self {
-            source,
-            problems: Vec::new(),
-        }
-    }
-
-    /// The value, or `fallback` with the problem recorded.
-    fn or<T>(&mut self, result: Result<T, ConfigError>, fallback: T) -> T {
-        result.unwrap_or_else(|err| {
-            self.problems.push(err);
-            fallback
-        })
-    }
-
-    /// A secret; the example file's placeholder is a problem, and the secret is held back.
-    fn secret(&mut self, secret: Secret) -> Secret {
-        let mut secret = secret;
-        if secret.is_placeholder() {
-            self.problems.push(ConfigError {
-                setting: secret.name,
-                problem: format!("is still the placeholder {PLACEHOLDER}"),
-            });
-            secret.block(secret.name);
-        }
-        secret
-    }
-
-    /// How many problems are recorded so far (to ask later what a section added).
-    fn mark(&self) -> usize {
-        self.problems.len()
-    }
-
-    /// The first setting found invalid since `mark`, if any.
-    fn first_since(&self, mark: usize) -> Option<&'static str> {
-        self.problems.get(mark).map(|p| p.setting)
-    }
-
-    /// Whether `setting` was found invalid.
-    fn is_invalid(&self, setting: &str) -> bool {
-        self.problems.iter().any(|p| p.setting == setting)
     }
 }
 
@@ -741,49 +584,6 @@ pub struct AuthConfig {
     pub oauth_providers: Vec<String>,
 }
 
-/// A setting whose value cannot be used; names the setting and the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The var or secret at fault.
-    pub setting: &'static str,
-    /// What is wrong with it (never a secret's value).
-    pub problem: String,
-}
-
-impl ConfigError {
-    /// How to fix it, for the log.
-    pub fn fix(&self) -> &'static str {
-        match self.setting {
-            "KEY_ENCRYPTION_KEY" | "KEY_ENCRYPTION_KEY_PREVIOUS" | "JWT_SECRET" => {
-                "generate 32 random bytes, base64url: \
-                 `head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\\n'` \
-                 (scripts/dev does this when it creates .dev.vars); deployed: `wrangler secret put`"
-            }
-            "PLAN_CATALOG" => {
-                "fix the JSON list of plans (README, Plans) or unset it for the default"
-            }
-            "CLERK_PUBLISHABLE_KEY" | "END_USER_CLERK_PUBLISHABLE_KEY" => {
-                "copy the instance's publishable key (pk_test_... or pk_live_...) from the Clerk \
-                 dashboard, or set the _DOMAIN setting instead"
-            }
-            s if s.ends_with("_SECRET") || s.ends_with("_KEY") => {
-                "set the real value with `wrangler secret put` (locally in .dev.vars), or unset it"
-            }
-            _ => "fix the value or unset it for the default (README, Configuration)",
-        }
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "invalid configuration {}: {}",
-            self.setting, self.problem
-        )
-    }
-}
-
 impl Config {
     /// Reads every setting. It never fails: an invalid setting is recorded in
     /// [`Config::problems`] and disables only what needs it —
@@ -1233,56 +1033,6 @@ impl ClerkConfig {
     }
 }
 
-/// A comma-separated list; blanks dropped.
-fn list(source: &dyn VarSource, name: &str) -> Vec<String> {
-    optional(source, name)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn boolean(source: &dyn VarSource, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match optional(source, name).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(ConfigError {
-            setting: name,
-            problem: format!("`{other}` is not true or false"),
-        }),
-    }
-}
-
-fn number<T>(
-    source: &dyn VarSource,
-    name: &'static str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let Some(raw) = optional(source, name) else {
-        return Ok(default);
-    };
-    match raw.parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(ConfigError {
-            setting: name,
-            problem: format!(
-                "`{raw}` is not a number between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        }),
-    }
-}
-
 /// `CHAT_LEGACY_SITE`: unset, or a site id (`site_` and letters, digits, `_` or `-`).
 fn legacy_site(source: &dyn VarSource) -> Result<Option<String>, ConfigError> {
     let Some(id) = optional(source, "CHAT_LEGACY_SITE") else {
@@ -1303,13 +1053,6 @@ fn legacy_site(source: &dyn VarSource) -> Result<Option<String>, ConfigError> {
     Ok(Some(id))
 }
 
-fn optional(source: &dyn VarSource, name: &str) -> Option<String> {
-    source
-        .get(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 /// A USD decimal setting, as micro-USD.
 fn amount(source: &dyn VarSource, name: &'static str, default: &str) -> Result<i64, ConfigError> {
     let raw = optional(source, name).unwrap_or_else(|| default.to_owned());
@@ -1319,50 +1062,10 @@ fn amount(source: &dyn VarSource, name: &'static str, default: &str) -> Result<i
     })
 }
 
-/// Largest body limit accepted from configuration: 100 MiB, the platform's own ceiling.
-const MAX_CONFIGURABLE_BODY_BYTES: usize = 100 * 1024 * 1024;
-
-fn byte_size(
-    source: &dyn VarSource,
-    name: &'static str,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    let Some(raw) = optional(source, name) else {
-        return Ok(default);
-    };
-    match raw.parse::<usize>() {
-        Ok(n) if n > 0 && n <= MAX_CONFIGURABLE_BODY_BYTES => Ok(n),
-        _ => Err(ConfigError {
-            setting: name,
-            problem: format!(
-                "`{raw}` is not a byte count between 1 and {MAX_CONFIGURABLE_BODY_BYTES}"
-            ),
-        }),
-    }
-}
-
-fn base_url(
-    source: &dyn VarSource,
-    name: &'static str,
-    default: &str,
-) -> Result<String, ConfigError> {
-    let url = optional(source, name).unwrap_or_else(|| default.to_owned());
-    let url = url.trim_end_matches('/').to_owned();
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(url),
-        _ => Err(ConfigError {
-            setting: name,
-            problem: format!("`{url}` is not an http(s) base URL"),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::PLACEHOLDER;
     use std::collections::HashMap;
 
     /// The first problem loading `vars` records (the test expects one).
@@ -1646,22 +1349,6 @@ mod tests {
     }
 
     #[test]
-    fn an_unset_or_empty_secret_is_not_configured() {
-        let vars = HashMap::from([("EMPTY", "  "), ("SET", "s3cret")]);
-        for name in ["MISSING", "EMPTY"] {
-            let secret = Secret::read(&vars, name);
-            assert!(!secret.is_set());
-            assert_eq!(
-                secret.require(),
-                Err(AppError::NotConfigured {
-                    setting: name.into()
-                })
-            );
-        }
-        assert_eq!(Secret::read(&vars, "SET").require(), Ok("s3cret"));
-    }
-
-    #[test]
     fn clerk_is_configured_by_jwks_url_or_domain() {
         assert!(Config::load(&HashMap::new()).auth.clerk.is_none());
         let by_domain = HashMap::from([("CLERK_DOMAIN", "clerk.example.com")]);
@@ -1908,14 +1595,6 @@ mod tests {
         let admins = HashMap::from([("ADMIN_USER_IDS", "user_a, usr_b,")]);
         let roles = Config::load(&admins).auth.roles;
         assert_eq!(roles.admin_user_ids, ["user_a", "usr_b"]);
-    }
-
-    #[test]
-    fn a_secret_never_prints_its_value() {
-        let vars = HashMap::from([("SET", "s3cret")]);
-        let shown = format!("{:?}", Secret::read(&vars, "SET"));
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("[set]"));
     }
 
     #[test]
