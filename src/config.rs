@@ -14,7 +14,7 @@ use crate::core::settings::{
 };
 use crate::error::AppError;
 use crate::identity::config::AuthConfig;
-use crate::ledger::rules::{self as ledger, Pack, Task};
+use crate::ledger::config::LedgerConfig;
 use crate::log::RequestLogging;
 use crate::plans::rules::PlanCatalog;
 use crate::provider_keys::config::ProviderConfig;
@@ -230,62 +230,6 @@ impl VoiceConfig {
             rate_per_minute,
         }
     }
-}
-
-/// The token ledger's catalogs. An invalid one is recorded, and only the routes that read it
-/// answer `not_configured` naming it.
-#[derive(Debug, Clone)]
-pub struct LedgerConfig {
-    /// `TOKEN_PACKS`: a JSON list of `{id, name, tokens, price_cents, currency,
-    /// stripe_price_id}`; default none (nothing for sale).
-    packs: Result<Vec<Pack>, &'static str>,
-    /// `SOCIAL_TASKS`: a JSON list of `{id, title, platform, url, reward}`; default none.
-    tasks: Result<Vec<Task>, &'static str>,
-}
-
-impl LedgerConfig {
-    fn load(l: &mut Loader<'_>) -> Self {
-        Self {
-            packs: catalog(l, "TOKEN_PACKS", ledger::parse_packs),
-            tasks: catalog(l, "SOCIAL_TASKS", ledger::parse_tasks),
-        }
-    }
-
-    /// The packs for sale; `not_configured` while `TOKEN_PACKS` is invalid.
-    pub fn packs(&self) -> Result<&[Pack], AppError> {
-        self.packs
-            .as_deref()
-            .map_err(|setting| AppError::NotConfigured {
-                setting: (*setting).into(),
-            })
-    }
-
-    /// The social tasks; `not_configured` while `SOCIAL_TASKS` is invalid.
-    pub fn tasks(&self) -> Result<&[Task], AppError> {
-        self.tasks
-            .as_deref()
-            .map_err(|setting| AppError::NotConfigured {
-                setting: (*setting).into(),
-            })
-    }
-}
-
-/// A JSON catalog setting: empty when unset; invalid, its name, with the problem recorded.
-fn catalog<T>(
-    l: &mut Loader<'_>,
-    name: &'static str,
-    parse: fn(&str) -> Result<Vec<T>, String>,
-) -> Result<Vec<T>, &'static str> {
-    let Some(json) = optional(l.source, name) else {
-        return Ok(Vec::new());
-    };
-    parse(&json).map_err(|problem| {
-        l.problems.push(ConfigError {
-            setting: name,
-            problem,
-        });
-        name
-    })
 }
 
 impl Config {
@@ -581,26 +525,6 @@ mod tests {
             let err = first_problem(&HashMap::from([(name, value)]));
             assert_eq!(err.setting, name, "{err}");
         }
-    }
-
-    #[test]
-    fn a_bad_token_catalog_disables_only_its_routes() {
-        let empty = Config::load(&HashMap::new());
-        assert_eq!(
-            empty.ledger.packs().map(<[_]>::len),
-            Ok(0),
-            "none for sale by default"
-        );
-        assert_eq!(empty.ledger.tasks().map(<[_]>::len), Ok(0));
-        let tasks = r#"[{"id":"a","title":"T","platform":"x","url":"https://x.com","reward":5}]"#;
-        let vars = HashMap::from([("TOKEN_PACKS", "[{\"id\": 1}]"), ("SOCIAL_TASKS", tasks)]);
-        let config = Config::load(&vars);
-        assert_eq!(first_problem(&vars).setting, "TOKEN_PACKS");
-        assert_eq!(config.core_problem, None, "the rest of the API is open");
-        let err = config.ledger.packs().unwrap_err();
-        assert_eq!(err.code(), "not_configured");
-        assert!(err.public_message().contains("TOKEN_PACKS"));
-        assert_eq!(config.ledger.tasks().unwrap()[0].reward, 5);
     }
 
     #[test]
