@@ -155,7 +155,7 @@ impl Config {
         let accounts = AccountsConfig::load(&mut l, &environment);
         let chat = ChatConfig::load(&mut l);
         let voice = VoiceConfig::load(&mut l);
-        let legacy_site = l.or(legacy_site(source), None);
+        let legacy_site = crate::sites::config::legacy_site(&mut l);
         let host_routes = l.or(
             crate::core::host_routes::parse(&optional(source, "HOST_ROUTES").unwrap_or_default())
                 .map_err(|problem| ConfigError {
@@ -203,26 +203,6 @@ impl Config {
     }
 }
 
-/// `CHAT_LEGACY_SITE`: unset, or a site id (`site_` and letters, digits, `_` or `-`).
-fn legacy_site(source: &dyn VarSource) -> Result<Option<String>, ConfigError> {
-    let Some(id) = optional(source, "CHAT_LEGACY_SITE") else {
-        return Ok(None);
-    };
-    let rest = id.strip_prefix("site_").unwrap_or_default();
-    if rest.is_empty()
-        || rest.len() > 64
-        || !rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(ConfigError {
-            setting: "CHAT_LEGACY_SITE",
-            problem: "must be a site id (`site_...`), not a site key or a name".to_owned(),
-        });
-    }
-    Ok(Some(id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,32 +225,6 @@ mod tests {
     }
 
     const GOOD_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-    #[test]
-    fn the_legacy_site_is_unset_by_default_and_must_be_a_site_id() {
-        assert_eq!(
-            Config::load(&HashMap::<&str, &str>::new()).legacy_site,
-            None
-        );
-        let set = Config::load(&HashMap::from([("CHAT_LEGACY_SITE", "site_abc123")]));
-        assert_eq!(set.legacy_site.as_deref(), Some("site_abc123"));
-        for bad in [
-            "sk_ab_live_abcdefghijklmnopqrstuvwxyz",
-            "site_",
-            "site_a b",
-            "koby",
-        ] {
-            let config = Config::load(&HashMap::from([("CHAT_LEGACY_SITE", bad)]));
-            assert_eq!(config.legacy_site, None, "{bad}");
-            assert!(
-                config
-                    .problems
-                    .iter()
-                    .any(|p| p.setting == "CHAT_LEGACY_SITE"),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn a_placeholder_sealing_key_disables_only_what_seals() {
