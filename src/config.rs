@@ -10,9 +10,7 @@ use crate::billing::config::BillingConfig;
 use crate::chat::config::ChatConfig;
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::settings::{
-    base_url, byte_size, number, optional, ConfigError, Loader, VarSource,
-};
+use crate::core::settings::{base_url, byte_size, optional, ConfigError, Loader, VarSource};
 use crate::error::AppError;
 use crate::identity::config::AuthConfig;
 use crate::ledger::config::LedgerConfig;
@@ -123,20 +121,8 @@ impl Config {
             ),
             DEFAULT_MAX_WEBHOOK_BODY_BYTES,
         );
-        let plans = match optional(source, "PLAN_CATALOG") {
-            None => PlanCatalog::default(),
-            Some(json) => l.or(
-                PlanCatalog::parse(&json).map_err(|problem| ConfigError {
-                    setting: "PLAN_CATALOG",
-                    problem,
-                }),
-                PlanCatalog::default(),
-            ),
-        };
-        let reservation_ttl_secs = l.or(
-            number(source, "RESERVATION_TTL_SECS", 600, 10..=86_400),
-            600,
-        );
+        let plans = crate::plans::config::catalog(&mut l);
+        let reservation_ttl_secs = crate::metering::config::reservation_ttl_secs(&mut l);
         let core_problem = l.first_since(core);
         let mut upstream = |name: &'static str, default: &'static str| {
             l.or(base_url(source, name, default), default.to_owned())
