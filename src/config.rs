@@ -10,13 +10,14 @@ use crate::billing::config::BillingConfig;
 use crate::chat::config::ChatConfig;
 use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::settings::{base_url, byte_size, optional, ConfigError, Loader, VarSource};
+use crate::core::settings::{byte_size, optional, ConfigError, Loader, VarSource};
 use crate::error::AppError;
 use crate::identity::config::AuthConfig;
 use crate::ledger::config::LedgerConfig;
 use crate::log::RequestLogging;
 use crate::plans::rules::PlanCatalog;
 use crate::provider_keys::config::ProviderConfig;
+use crate::upstream::config::Upstreams;
 use crate::voice::config::VoiceConfig;
 
 /// The D1 binding holding every table.
@@ -29,17 +30,6 @@ impl VarSource for worker::Env {
         // Plain vars and secrets are both string bindings; `var` reads either.
         self.var(name).ok().map(|v| v.to_string())
     }
-}
-
-/// Base URLs of the services Tollgate calls; tests and local runs point them at fakes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstreams {
-    /// `CLERK_API_URL`, default `https://api.clerk.com`.
-    pub clerk_api: String,
-    /// `OPENROUTER_API_URL`, default `https://openrouter.ai/api`.
-    pub openrouter_api: String,
-    /// `STRIPE_API_URL`, default `https://api.stripe.com`.
-    pub stripe_api: String,
 }
 
 /// Everything the request pipeline and handlers read from configuration.
@@ -124,14 +114,7 @@ impl Config {
         let plans = crate::plans::config::catalog(&mut l);
         let reservation_ttl_secs = crate::metering::config::reservation_ttl_secs(&mut l);
         let core_problem = l.first_since(core);
-        let mut upstream = |name: &'static str, default: &'static str| {
-            l.or(base_url(source, name, default), default.to_owned())
-        };
-        let upstreams = Upstreams {
-            clerk_api: upstream("CLERK_API_URL", "https://api.clerk.com"),
-            openrouter_api: upstream("OPENROUTER_API_URL", "https://openrouter.ai/api"),
-            stripe_api: upstream("STRIPE_API_URL", "https://api.stripe.com"),
-        };
+        let upstreams = Upstreams::load(&mut l);
         let auth = AuthConfig::load(&mut l);
         let providers = ProviderConfig::load(&mut l);
         let mut billing = BillingConfig::load(&mut l);
