@@ -4,13 +4,19 @@
 //! (or empty) is never replaced by a default: asking for it yields `not_configured`. An
 //! invalid setting never stops the whole worker: [`Config::load`] records it and disables
 //! only what needs it.
+//!
+//! Each capability owns its settings in its own `config` module (`chat::config`,
+//! `identity::config`, ...: names, defaults, validation, the problems it records), read with
+//! the mechanics of [`crate::core::settings`]. This module only assembles them, in one
+//! order, and keeps what spans sections: the pipeline's own problem, the environment, and
+//! the storage binding names.
 
 use crate::accounts::config::AccountsConfig;
 use crate::billing::config::BillingConfig;
 use crate::chat::config::ChatConfig;
-use crate::core::body::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WEBHOOK_BODY_BYTES};
 use crate::core::cors::CorsPolicy;
-use crate::core::settings::{byte_size, optional, ConfigError, Loader, VarSource};
+use crate::core::host_routes::HostRoutes;
+use crate::core::settings::{optional, ConfigError, Loader, VarSource};
 use crate::error::AppError;
 use crate::identity::config::AuthConfig;
 use crate::ledger::config::LedgerConfig;
@@ -69,7 +75,7 @@ pub struct Config {
     pub legacy_site: Option<String>,
     /// `HOST_ROUTES`: `host=/path,...`; a `POST /` (or `OPTIONS /`) to a mapped host is served
     /// as its path. Default none; invalid: recorded as a problem, no host is mapped.
-    pub host_routes: crate::core::host_routes::HostRoutes,
+    pub host_routes: HostRoutes,
     /// `REQUEST_LOG`: `all` (default) writes one line per request, `failures` only for
     /// 4xx and 5xx answers.
     pub request_log: RequestLogging,
@@ -88,29 +94,16 @@ impl Config {
     /// - a Stripe, provider-key or Clerk setting holds back that feature's secrets, so its
     ///   routes answer `503 not_configured` naming the setting;
     /// - a token setting stops that kind of token from being accepted.
+    ///
+    /// The sections are read in this order, which is the order their problems are listed in;
+    /// a section may look at what an earlier one found (an invalid upstream URL holds back
+    /// the secrets of the feature that calls it).
     pub fn load(source: &dyn VarSource) -> Self {
         let mut l = Loader::new(source);
         let core = l.mark();
-        let cors_list = optional(source, "CORS_ALLOWED_ORIGINS").unwrap_or_default();
-        let cors = l.or(
-            CorsPolicy::parse(&cors_list).map_err(|problem| ConfigError {
-                setting: "CORS_ALLOWED_ORIGINS",
-                problem,
-            }),
-            CorsPolicy::default(),
-        );
-        let max_body_bytes = l.or(
-            byte_size(source, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            DEFAULT_MAX_BODY_BYTES,
-        );
-        let max_webhook_body_bytes = l.or(
-            byte_size(
-                source,
-                "MAX_WEBHOOK_BODY_BYTES",
-                DEFAULT_MAX_WEBHOOK_BODY_BYTES,
-            ),
-            DEFAULT_MAX_WEBHOOK_BODY_BYTES,
-        );
+        let cors = crate::http::config::cors(&mut l);
+        let max_body_bytes = crate::http::config::max_body_bytes(&mut l);
+        let max_webhook_body_bytes = crate::http::config::max_webhook_body_bytes(&mut l);
         let plans = crate::plans::config::catalog(&mut l);
         let reservation_ttl_secs = crate::metering::config::reservation_ttl_secs(&mut l);
         let core_problem = l.first_since(core);
@@ -125,22 +118,8 @@ impl Config {
         let chat = ChatConfig::load(&mut l);
         let voice = VoiceConfig::load(&mut l);
         let legacy_site = crate::sites::config::legacy_site(&mut l);
-        let host_routes = l.or(
-            crate::core::host_routes::parse(&optional(source, "HOST_ROUTES").unwrap_or_default())
-                .map_err(|problem| ConfigError {
-                    setting: "HOST_ROUTES",
-                    problem,
-                }),
-            Vec::new(),
-        );
-        let request_log = l.or(
-            RequestLogging::parse(&optional(source, "REQUEST_LOG").unwrap_or_else(|| "all".into()))
-                .map_err(|problem| ConfigError {
-                    setting: "REQUEST_LOG",
-                    problem,
-                }),
-            RequestLogging::All,
-        );
+        let host_routes = crate::http::config::host_routes(&mut l);
+        let request_log = crate::http::config::request_log(&mut l);
         Self {
             environment,
             cors,
@@ -311,6 +290,19 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_setting_never_closes_the_pipeline() {
+        let tasks = r#"[{"id":"a","title":"T","platform":"x","url":"https://x.com","reward":5}]"#;
+        for vars in [
+            HashMap::from([("PLATFORM_UPGRADE_PLAN", "platinum")]),
+            HashMap::from([("TOKEN_PACKS", "[{\"id\": 1}]"), ("SOCIAL_TASKS", tasks)]),
+        ] {
+            let config = Config::load(&vars);
+            assert!(!config.problems.is_empty(), "{vars:?}");
+            assert_eq!(config.core_problem, None, "the rest of the API is open");
+        }
+    }
+
+    #[test]
     fn the_environment_reaches_the_sections_that_read_it() {
         let local = Config::load(&HashMap::new());
         assert!(local.accounts.log_mail);
@@ -322,15 +314,12 @@ mod tests {
     }
 
     #[test]
-    fn a_feature_setting_never_closes_the_pipeline() {
-        let tasks = r#"[{"id":"a","title":"T","platform":"x","url":"https://x.com","reward":5}]"#;
-        for vars in [
-            HashMap::from([("PLATFORM_UPGRADE_PLAN", "platinum")]),
-            HashMap::from([("TOKEN_PACKS", "[{\"id\": 1}]"), ("SOCIAL_TASKS", tasks)]),
-        ] {
-            let config = Config::load(&vars);
-            assert!(!config.problems.is_empty(), "{vars:?}");
-            assert_eq!(config.core_problem, None, "the rest of the API is open");
-        }
+    fn each_section_is_assembled_into_the_config() {
+        let config = Config::load(&HashMap::from([("CHAT_LEGACY_SITE", "site_abc123")]));
+        assert_eq!(config.legacy_site.as_deref(), Some("site_abc123"));
+        assert_eq!(config.reservation_ttl_secs, 600);
+        assert_eq!(config.plans.default_plan().id, "free");
+        assert_eq!(config.request_log, RequestLogging::All);
+        assert!(config.host_routes.is_empty());
     }
 }
