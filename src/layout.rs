@@ -2,6 +2,9 @@
 //!
 //! - a pure-rules file (`<capability>/rules.rs`, `<capability>/rules/*`, `core/*`) never
 //!   names `worker`: its decisions are plain functions, tested on the host;
+//! - a settings file (`<capability>/config.rs`) never names `worker` either (it reads through
+//!   [`crate::core::settings::VarSource`], tested on the host with a map), and never uses
+//!   [`crate::config`], which assembles the sections: the dependency points one way only;
 //! - a handler (`<capability>/http.rs`, `<capability>/http/*`) never touches a store: it
 //!   parses, calls its service (handing it the D1 or KV binding from [`crate::storage`]),
 //!   and renders a view;
@@ -107,6 +110,15 @@ pub fn breaches(src: &Path) -> Vec<String> {
         if pure && names(&code, "worker") {
             found.push(format!("{relative}: a rules file names `worker`"));
         }
+        // A capability's settings are read from any VarSource, so they are as pure as rules.
+        if layer == "config" && names(&code, "worker") {
+            found.push(format!("{relative}: a settings file names `worker`"));
+        }
+        if layer == "config" && names(&code, "crate::config") {
+            found.push(format!(
+                "{relative}: a settings file uses crate::config (it assembles the sections)"
+            ));
+        }
         if layer == "http" && code.contains("::store") {
             found.push(format!("{relative}: a handler touches a store"));
         }
@@ -156,12 +168,18 @@ mod tests {
         assert!(names("crate::storage::database", "storage"));
         assert!(!names("storage_class", "storage"));
         assert!(names("use worker::{Env};", "worker"));
+        assert!(names("use crate::config::Config;", "crate::config"));
+        assert!(!names(
+            "use crate::core::settings::Loader;",
+            "crate::config"
+        ));
     }
 
     #[test]
     fn files_are_read_by_capability_and_layer() {
         assert_eq!(role("metering/rules.rs"), Some(("metering", "rules")));
         assert_eq!(role("identity/http/user.rs"), Some(("identity", "http")));
+        assert_eq!(role("chat/config.rs"), Some(("chat", "config")));
         assert_eq!(role("lib.rs"), None);
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! One folder per capability — [`identity`], [`metering`], [`devices`], [`plans`],
 //! [`provider_keys`], [`billing`], [`webhooks`], [`health`] — each holding its pure rules
-//! (`rules`, no `worker` types, host-tested), its store (`store`, the only code touching its
-//! tables), its service (`service`, the flow) and its HTTP surface (`http`).
+//! (`rules`, no `worker` types, host-tested), its settings (`config`, read through
+//! [`core::settings`] and assembled by [`config`]), its store (`store`, the only code touching
+//! its tables), its service (`service`, the flow) and its HTTP surface (`http`).
 
 pub mod accounts;
 pub mod audit;

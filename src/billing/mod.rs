@@ -1,4 +1,5 @@
 //! Subscriptions on Stripe: checkout, portal, changes, and applying Stripe's events.
+pub mod config;
 pub mod http;
 pub mod service;
 pub mod store;

@@ -4,6 +4,7 @@
 //! tokens pay for the answers through the metered model proxy ([`crate::proxy`]), so no
 //! answer costs more than the org's quota allows.
 
+pub mod config;
 pub mod http;
 pub mod rules;
 pub mod service;

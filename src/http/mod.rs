@@ -15,6 +15,7 @@
 //! 6. every response gets `X-Request-Id` and CORS headers, and one JSON log line is written.
 
 pub mod access;
+pub mod config;
 mod context;
 mod cors;
 pub mod dispatch;

@@ -1,4 +1,5 @@
 //! Provider API keys: OpenRouter keys bought with credits, and the shared key pool.
+pub mod config;
 pub mod http;
 pub mod rules;
 pub mod service;

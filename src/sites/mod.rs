@@ -4,6 +4,7 @@
 //! active site of an active org, from one of its origins (or without `Origin` when the site
 //! takes server calls); its preflights are answered for any active site's origins.
 
+pub mod config;
 pub mod http;
 pub mod rules;
 pub mod service;

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod clerk;
+pub mod config;
 pub mod elevenlabs;
 pub mod mail;
 pub mod openrouter;

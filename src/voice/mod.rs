@@ -2,6 +2,7 @@
 //! site key or in legacy mode). The text's characters are admitted exactly against the org's
 //! monthly voice characters before the provider is called, and given back if it fails.
 
+pub mod config;
 pub mod http;
 pub mod rules;
 pub mod service;

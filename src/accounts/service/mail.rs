@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{D1Database, D1PreparedStatement};
 
+use crate::accounts::config::AccountsConfig;
 use crate::accounts::store::outbox;
-use crate::config::AccountsConfig;
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;

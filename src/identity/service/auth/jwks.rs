@@ -14,9 +14,9 @@ use jwt_compact::alg::RsaPublicKey;
 use serde::{Deserialize, Serialize};
 use worker::{Delay, KvStore};
 
-use crate::config::ClerkConfig;
 use crate::core::random;
 use crate::error::AppError;
+use crate::identity::config::ClerkConfig;
 use crate::identity::rules::jwt::{parse_jwks, JwksKey, Rejection};
 use crate::identity::rules::key_cache::{JwksCache, KeyLookup};
 use crate::log::Logger;

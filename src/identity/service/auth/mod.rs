@@ -33,11 +33,11 @@ use sha2::{Digest, Sha256};
 use worker::{D1Database, D1PreparedStatement, D1Result, Request};
 
 use crate::clock::now_ms;
-use crate::config::{AuthConfig, ClerkConfig};
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::access;
 use crate::http::Ctx;
+use crate::identity::config::{AuthConfig, ClerkConfig};
 use crate::identity::rules::api_key;
 use crate::identity::rules::jwt::{
     self, ClerkPolicy, HmacPolicy, OrgClaim, Rejection, TimeCheck, TokenKind, VerifiedToken,
