@@ -3,6 +3,11 @@
 //! `Idempotency-Key`, so a retried call never creates a second object. Failures are
 //! `upstream_error` whose detail (status, Stripe's error type and message) is logged only.
 //!
+//! The `Idempotency-Key` sent is the caller's key scoped to the request's parameters (a
+//! digest of the form is appended): Stripe refuses a key it saw with other parameters
+//! (`400 idempotency_error`), and a client that reuses its `request_id` for another request
+//! (another plan, other return URLs) means a new one, not a retry of the first.
+//!
 //! When Stripe answers a POST with `Idempotent-Replayed: true`, the body is the answer it saved
 //! for the key's first request: the object as it was then, which may be stale. Calls whose
 //! answer becomes stored state (a subscription update) fetch the current object instead.
@@ -281,7 +286,7 @@ impl Stripe<'_> {
         let headers = Headers::new();
         headers.set("Authorization", &format!("Bearer {}", self.secret_key))?;
         if let Some(key) = idempotency_key {
-            headers.set("Idempotency-Key", key)?;
+            headers.set("Idempotency-Key", &scoped_key(key, form))?;
         }
         let mut init = RequestInit::new();
         if let Some(form) = form {
@@ -361,6 +366,24 @@ pub struct Updated {
     pub replayed: bool,
 }
 
+/// The longest `Idempotency-Key` Stripe accepts.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// `key` scoped to the request's parameters: `<key>:p<16 hex of SHA-256 of the form>`, or,
+/// when that would be too long for Stripe, `sha256:<hex of SHA-256 of it>`. The same call
+/// with the same parameters always gets the same key, so a retry is still replayed.
+fn scoped_key(key: &str, form: Option<&Form>) -> String {
+    use sha2::{Digest, Sha256};
+    let params = form.map(Form::encode).unwrap_or_default();
+    let digest = crate::core::random::hex(&Sha256::digest(params.as_bytes()));
+    let scoped = format!("{key}:p{}", &digest[..16]);
+    if scoped.len() <= MAX_IDEMPOTENCY_KEY_LEN {
+        return scoped;
+    }
+    let whole = crate::core::random::hex(&Sha256::digest(scoped.as_bytes()));
+    format!("sha256:{whole}")
+}
+
 fn subscription_path(id: &str) -> Result<String, AppError> {
     object_path("subscriptions", id)
 }
@@ -433,6 +456,23 @@ mod tests {
             (false, None, None)
         );
         assert_eq!(Price::from_object(&json!({ "id": "price_3" })), None);
+    }
+
+    #[test]
+    fn an_idempotency_key_is_scoped_to_the_parameters_and_stays_short_enough() {
+        let basic = Form::new().field("line_items[0][price]", "price_basic");
+        let premium = Form::new().field("line_items[0][price]", "price_premium");
+        let key = "tollgate:usr_1:checkout:0";
+        assert_eq!(scoped_key(key, Some(&basic)), scoped_key(key, Some(&basic)));
+        assert_ne!(
+            scoped_key(key, Some(&basic)),
+            scoped_key(key, Some(&premium))
+        );
+        assert!(scoped_key(key, Some(&basic)).starts_with("tollgate:usr_1:checkout:0:p"));
+        let long = "k".repeat(250);
+        let scoped = scoped_key(&long, Some(&basic));
+        assert!(scoped.len() <= MAX_IDEMPOTENCY_KEY_LEN, "{}", scoped.len());
+        assert_ne!(scoped, scoped_key(&long, Some(&premium)));
     }
 
     #[test]

@@ -53,7 +53,9 @@ fn a_valid_clerk_token_is_accepted_and_creates_the_user_once(world: &World) {
     assert_eq!(again["id"], profile["id"]);
     assert_eq!(users_with_external_id(world, &sub), 1);
     assert!(
-        world.worker_log().contains(r#""principal":"clerk""#),
+        world
+            .worker_log_with(&[r#""principal":"clerk""#])
+            .contains(r#""principal":"clerk""#),
         "the request log names the principal kind"
     );
 }

@@ -453,7 +453,9 @@ fn a_failed_delete_is_retried_by_two_sweeps_at_once(world: &World) {
     // The user's current key was never touched.
     let current = or.key(rotated["key_hash"].as_str().unwrap()).unwrap();
     assert!(!current.deleted && !current.disabled);
-    assert!(world.worker_log().contains("scheduled sweep"));
+    assert!(world
+        .worker_log_with(&["scheduled sweep"])
+        .contains("scheduled sweep"));
 }
 
 /// A Clerk user with an OpenRouter key is deleted: their key is queued at once. Returns its

@@ -230,8 +230,8 @@ fn a_plan_whose_rate_has_no_binding_is_not_configured(world: &World) {
         0,
         "nothing was reserved"
     );
-    let log = world.worker_log();
     let hint = format!("name = \\\"{binding}\\\"");
+    let log = world.worker_log_with(&[&hint]);
     assert!(
         log.contains(&hint),
         "the log says what to add to wrangler.toml ({hint})"

@@ -162,6 +162,22 @@ impl World {
         self.worker.log()
     }
 
+    /// The worker's log once it holds every one of `needles`, waiting up to 5 s for them:
+    /// a line is written as the request ends and reaches the log through wrangler a moment
+    /// after the answer. Returns the log as it is then, holding them or not.
+    pub fn worker_log_with(&self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.worker.log();
+            if needles.iter().all(|needle| log.contains(needle))
+                || std::time::Instant::now() >= deadline
+            {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Prints the end of the worker's log (used when tests fail).
     pub fn print_worker_log_tail(&self, lines: usize) {
         let log = self.worker.log();
