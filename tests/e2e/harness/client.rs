@@ -1,39 +1,85 @@
 //! A small HTTP client for the tests: every status is an answer, never an error.
 
 use std::cell::Cell;
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// What wrangler dev's proxy answers, with a 503, when it lost a request it had forwarded.
+const PROXY_LOST: &str = "Your worker restarted mid-request.";
 
 /// A request being built.
 pub struct Call {
     request: ureq::Request,
     gate: Arc<RwLock<()>>,
+    /// The worker's log, where each request's line names its `X-Request-Id`.
+    log: Arc<PathBuf>,
+    /// Whether to send no `X-Request-Id` of the harness's (to see the worker make one).
+    anonymous: bool,
 }
 
 impl Call {
     pub(super) fn new(
         agent: &ureq::Agent,
         gate: &Arc<RwLock<()>>,
+        log: &Arc<PathBuf>,
         method: &str,
         url: &str,
     ) -> Self {
         Self {
             request: agent.request(method, url),
             gate: Arc::clone(gate),
+            log: Arc::clone(log),
+            anonymous: false,
         }
     }
 
-    /// Runs a request while holding the shared side of the storage gate (see `World`) and,
+    /// Sends no `X-Request-Id` unless the case sets one: the worker makes the id.
+    pub fn without_request_id(mut self) -> Self {
+        self.anonymous = true;
+        self
+    }
+
+    /// Sends the request, holding the shared side of the storage gate (see `World`) and,
     /// outside a burst, of the traffic lock (see [`all_at_once`]).
-    fn gated(gate: &RwLock<()>, send: impl FnOnce() -> Reply) -> Reply {
+    ///
+    /// Each request carries an `X-Request-Id` (`e2e-` and 16 hex digits) unless the case set
+    /// one. Under load, wrangler dev's proxy sometimes loses a request it forwarded and
+    /// answers 503 "Your worker restarted mid-request. Please try sending the request
+    /// again." (Cloudflare's edge has no such proxy). When the worker's log has no line for
+    /// that id, the worker never saw the request, so it is sent again with the same id, as
+    /// the message asks (up to three times); when it has one, the 503 is returned as it is.
+    fn sent(self, send: impl Fn(ureq::Request) -> Reply) -> Reply {
         let _traffic = (!IN_BURST.with(Cell::get)).then(|| {
             TRAFFIC
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         });
-        let _shared = gate.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        send()
+        let _shared = self
+            .gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut request = self.request;
+        let id = match request.header("X-Request-Id") {
+            Some(id) => id.to_owned(),
+            None if self.anonymous => return send(request),
+            None => {
+                let id = format!("e2e-{}", super::identity::unique("").replace('-', ""));
+                request = request.set("X-Request-Id", &id);
+                id
+            }
+        };
+        let mut tries = 0;
+        loop {
+            let reply = send(request.clone());
+            tries += 1;
+            let lost = reply.status == 503 && reply.body.starts_with(PROXY_LOST);
+            if !lost || tries == 3 || worker_saw(&self.log, &id) {
+                return reply;
+            }
+        }
     }
 
     /// Adds a header.
@@ -44,21 +90,35 @@ impl Call {
 
     /// Sends without a body.
     pub fn send(self) -> Reply {
-        let request = self.request;
-        Self::gated(&self.gate, || Reply::from(request.call()))
+        self.sent(|request| Reply::from(request.call()))
     }
 
     /// Sends a JSON body.
     #[allow(dead_code)]
     pub fn json(self, body: &Value) -> Reply {
-        let request = self.request;
-        Self::gated(&self.gate, || Reply::from(request.send_json(body)))
+        self.sent(|request| Reply::from(request.send_json(body)))
     }
 
     /// Sends raw bytes with the given content type.
-    pub fn body(self, content_type: &str, bytes: &[u8]) -> Reply {
-        let request = self.request.set("Content-Type", content_type);
-        Self::gated(&self.gate, || Reply::from(request.send_bytes(bytes)))
+    pub fn body(mut self, content_type: &str, bytes: &[u8]) -> Reply {
+        self.request = self.request.set("Content-Type", content_type);
+        self.sent(|request| Reply::from(request.send_bytes(bytes)))
+    }
+}
+
+/// Whether the worker wrote a log line for the request `id`, waiting up to 2 s for it (the
+/// line reaches the log through wrangler a moment after the request ends).
+fn worker_saw(log: &PathBuf, id: &str) -> bool {
+    let needle = format!("\"request_id\":\"{id}\"");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(&needle)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

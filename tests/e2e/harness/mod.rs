@@ -29,6 +29,8 @@ pub struct World {
     /// with SQLITE_BUSY, which is an artefact of two writers on one local file, not a bug.
     /// Reads need no exclusion: local D1 is in WAL mode, where readers never block a writer.
     gate: Arc<RwLock<()>>,
+    /// The worker's log file.
+    log: Arc<std::path::PathBuf>,
 }
 
 impl World {
@@ -105,6 +107,7 @@ impl World {
             .redirects(0)
             .build();
         Ok(Self {
+            log: Arc::new(worker.log_path().to_owned()),
             worker,
             fakes,
             agent,
@@ -117,6 +120,7 @@ impl World {
         Call::new(
             &self.agent,
             &self.gate,
+            &self.log,
             method,
             &format!("{}{}", self.worker.base_url(), path),
         )

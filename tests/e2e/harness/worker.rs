@@ -189,6 +189,11 @@ kill -TERM 0"#;
         &self.base_url
     }
 
+    /// The file wrangler and the worker print to.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// Everything wrangler and the worker printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
