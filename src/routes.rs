@@ -24,7 +24,7 @@ use crate::http::access::{
     EndUser, OrgAdmin, OrgMember, PlatformKey, Public, Signed, SiteKey, SiteKeyOrLegacy, Staff,
 };
 use crate::http::dispatch::RouteTable;
-use crate::http::doc::Doc;
+use crate::http::doc::{Doc, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC, REPLAYED, REPLAYED_DOC};
 use crate::identity::http::{auth, user, views as identity};
 use crate::identity::rules::scopes::Access::{Scoped, Session};
 use crate::identity::rules::scopes::Scope::{Admin, Billing, Keys, Usage};
@@ -36,8 +36,7 @@ use crate::metering::http::views::{
     UsageReservedView, UsageStatsQuery, UsageStatsView, UsageSyncView,
 };
 use crate::metering::http::{
-    self as usage, CLIENT_PLATFORM, CLIENT_PLATFORM_DOC, DEVICE_ID, DEVICE_ID_DOC, IDEMPOTENCY_KEY,
-    IDEMPOTENCY_KEY_DOC,
+    self as usage, CLIENT_PLATFORM, CLIENT_PLATFORM_DOC, DEVICE_ID, DEVICE_ID_DOC,
 };
 use crate::metering::rules::{ReportRequest, ReserveRequest, SyncRequest};
 use crate::metering::service as metering_service;
@@ -55,12 +54,6 @@ use crate::voice::rules as voice_rules;
 use crate::webhooks::http as clerk_webhook;
 use crate::workflows::http as workflows;
 use crate::workflows::service::{NewWorkflow, WorkflowPatch};
-
-/// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
-const REPLAYED: &str = "Idempotent-Replayed";
-const REPLAYED_DOC: &str =
-    "`true` when this answers a retry with an idempotency key already used: the first \
-     answer, repeated, and nothing counted or changed again; absent otherwise.";
 
 const USER_ID_DOC: &str =
     "With a platform key: the end user this call is for, as the platform names them (1 to 128 \

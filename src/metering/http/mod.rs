@@ -8,6 +8,7 @@ use worker::{Request, Response};
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::devices::rules::{self as devices, Platform};
 use crate::error::AppError;
+use crate::http::doc::IDEMPOTENCY_KEY;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules::{
@@ -32,12 +33,6 @@ pub const CLIENT_PLATFORM: &str = "X-Client-Platform";
 pub const CLIENT_PLATFORM_DOC: &str =
     "The calling device's platform: `chrome` (or `chrome-extension`), `electron` or `web` \
      (the default).";
-/// The header carrying a client's idempotency key.
-pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-pub const IDEMPOTENCY_KEY_DOC: &str =
-    "A retry with the same key answers the first answer (with `Idempotent-Replayed: true`) \
-     and counts nothing again: 1 to 128 letters, digits, `.`, `_`, `:` or `-`; the body's \
-     `request_id`, if sent too, must be equal.";
 
 /// The quota as every usage endpoint shows it.
 fn quota_view(principal: &Principal, period: &Period, quota: &QuotaState) -> UsageQuotaView {

@@ -5,10 +5,11 @@
 use serde::Deserialize;
 use worker::{Request, Response};
 
+use super::quota_refusal;
 use super::views::CallUsageAnswer;
-use super::{quota_refusal, IDEMPOTENCY_KEY};
 use crate::billing::http::{self as billing, CheckoutBody};
 use crate::error::AppError;
+use crate::http::doc::IDEMPOTENCY_KEY;
 use crate::http::{header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;

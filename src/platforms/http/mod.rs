@@ -8,6 +8,7 @@ use worker::{Request, Response};
 
 use crate::billing::http::{client_key, portal_return_url, CheckoutUrls};
 use crate::error::AppError;
+use crate::http::doc::IDEMPOTENCY_KEY;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
@@ -19,9 +20,6 @@ use views::{
     EndUserCheckoutView, EndUserCountsView, EndUserPortalBody, EndUserPortalView,
     IssuedCredentialsView, RegisterBody, RegisteredView, RevenueView, TiersBody, TiersView,
 };
-
-/// The header carrying a client's idempotency key.
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// `402 quota_exceeded` in the error envelope, with the usage beside it (as the answer of an
 /// admitted call shows it), so a client sees how far over it is without another call.
