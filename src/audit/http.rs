@@ -9,6 +9,7 @@ use crate::audit::rules::{Action, Filter};
 use crate::audit::service::{self, Row};
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::storage;
@@ -147,4 +148,11 @@ pub async fn list(req: Request, ctx: Ctx, _principal: Principal) -> Result<Respo
         data: rows.into_iter().map(AuditEntryView::from).collect(),
         next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/admin/audit-log`.
+pub fn list_doc() -> Doc {
+    Doc::new("The audit log: every state-changing action, newest first")
+        .query::<AuditLogQuery>()
+        .ok::<AuditLogPageView>(200)
 }

@@ -13,6 +13,7 @@ use worker::{Request, Response};
 use crate::chat::rules::{self, ChatBody};
 use crate::chat::service::{self, Answered, Prepared};
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::metering::rules::SubjectKind;
 use crate::proxy::http::event_stream;
@@ -127,6 +128,28 @@ pub async fn chat(_req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Respons
         ),
     });
     event_stream(frames)
+}
+
+/// What `/openapi.json` says of `POST /chat`.
+pub fn chat_doc() -> Doc {
+    Doc::new(
+        "A visitor's message to the site's assistant, answered with the session that \
+         continues it; logged, and paid from the org's monthly tokens",
+    )
+    .body::<ChatBody>()
+    .ok::<ChatAnswerView>(200)
+    .or_media(
+        "text/event-stream",
+        "With `stream: true`: `delta` events, then one `done` with the session, \
+         latency and usage",
+    )
+    .errors(&[
+        "quota_exceeded",
+        "rate_limited",
+        "not_found",
+        "upstream_error",
+        "not_configured",
+    ])
 }
 
 /// Logs a streamed exchange after the answer (the request's `wait_until`).

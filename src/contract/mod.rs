@@ -17,6 +17,7 @@ mod config_doc;
 use worker::{Request, Response};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 
 /// The document, as generated (see [`generate`]).
@@ -39,4 +40,9 @@ pub struct OpenApiDocument {
 /// `GET /openapi.json`.
 pub async fn document(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     Ok(response::raw_json(200, DOCUMENT.as_bytes().to_vec()))
+}
+
+/// What `/openapi.json` says of `GET /openapi.json`.
+pub fn document_doc() -> Doc {
+    Doc::new("This API as an OpenAPI 3.1 document").ok::<OpenApiDocument>(200)
 }

@@ -8,6 +8,7 @@ use worker::{Request, Response};
 use crate::clock::now;
 use crate::error::AppError;
 use crate::health::service::{self, Probe};
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::log::Logger;
 
@@ -59,6 +60,11 @@ pub async fn root(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
+/// What `/openapi.json` says of `GET /`.
+pub fn root_doc() -> Doc {
+    Doc::new("Liveness: the service and its version").ok::<RootView>(200)
+}
+
 /// `GET /health`: a liveness check with the time.
 pub async fn service(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&ServiceView {
@@ -68,6 +74,11 @@ pub async fn service(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
+/// What `/openapi.json` says of `GET /health`.
+pub fn service_doc() -> Doc {
+    Doc::new("Liveness: the service and the time").ok::<ServiceView>(200)
+}
+
 /// `GET /api/health/ping`: the cheapest possible answer, for connectivity checks.
 pub async fn ping(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
     response::ok(&PingView {
@@ -75,6 +86,11 @@ pub async fn ping(_req: Request, _ctx: Ctx) -> Result<Response, AppError> {
         message: "pong",
         timestamp: now(),
     })
+}
+
+/// What `/openapi.json` says of `GET /api/health/ping`.
+pub fn ping_doc() -> Doc {
+    Doc::new("Connectivity check: pong").ok::<PingView>(200)
 }
 
 /// Whether a dependency answered.
@@ -237,4 +253,11 @@ pub async fn detailed(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
             },
         },
     )
+}
+
+/// What `/openapi.json` says of `GET /api/health`.
+pub fn detailed_doc() -> Doc {
+    Doc::new("D1, KV and the configuration, checked; 503 while D1 or KV is unreachable")
+        .ok::<HealthView>(200)
+        .ok::<HealthView>(503)
 }

@@ -15,6 +15,20 @@ pub use wasm::{Doc, Schema};
 /// The codes are [`crate::error::AppError::code`]'s.
 pub type ErrorCode = &'static str;
 
+/// The request header carrying a client's idempotency key (read by the endpoints of several
+/// capabilities), and what `/openapi.json` says of it.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+pub const IDEMPOTENCY_KEY_DOC: &str =
+    "A retry with the same key answers the first answer (with `Idempotent-Replayed: true`) \
+     and counts nothing again: 1 to 128 letters, digits, `.`, `_`, `:` or `-`; the body's \
+     `request_id`, if sent too, must be equal.";
+
+/// What `Idempotent-Replayed` says on an answer that repeats the first one for its key.
+pub const REPLAYED: &str = "Idempotent-Replayed";
+pub const REPLAYED_DOC: &str =
+    "`true` when this answers a retry with an idempotency key already used: the first \
+     answer, repeated, and nothing counted or changed again; absent otherwise.";
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use super::ErrorCode;

@@ -11,6 +11,7 @@ use crate::audit::service::Occasion;
 use crate::billing::http::{client_key, CheckoutUrls};
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::error::AppError;
+use crate::http::doc::{Doc, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC, REPLAYED, REPLAYED_DOC};
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::ledger::rules::{self, Kind};
@@ -88,6 +89,11 @@ pub async fn balance(_req: Request, ctx: Ctx, principal: Principal) -> Result<Re
     })
 }
 
+/// What `/openapi.json` says of `GET /api/tokens/balance`.
+pub fn balance_doc() -> Doc {
+    Doc::new("The caller's token balance").ok::<TokenBalanceView>(200)
+}
+
 /// `?limit=&cursor=&kind=&from=&to=`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -154,6 +160,13 @@ pub async fn transactions(
         data: rows.into_iter().map(EntryView::from).collect(),
         next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/tokens/transactions`.
+pub fn transactions_doc() -> Doc {
+    Doc::new("The caller's ledger entries, newest first")
+        .query::<TransactionsQuery>()
+        .ok::<TokenTransactionsView>(200)
 }
 
 /// `?from=&to=`.
@@ -273,6 +286,13 @@ pub async fn analytics(req: Request, ctx: Ctx, principal: Principal) -> Result<R
     ))
 }
 
+/// What `/openapi.json` says of `GET /api/tokens/analytics`.
+pub fn analytics_doc() -> Doc {
+    Doc::new("Tokens earned and spent per UTC day and kind in a range (default 30 days)")
+        .query::<AnalyticsQuery>()
+        .ok::<TokenAnalyticsView>(200)
+}
+
 /// A pack for sale.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenPackView {
@@ -305,6 +325,13 @@ pub async fn packs(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
             })
             .collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /api/tokens/packs`.
+pub fn packs_doc() -> Doc {
+    Doc::new("The token packs for sale")
+        .ok::<TokenPacksView>(200)
+        .errors(&["not_configured"])
 }
 
 /// A `POST /api/tokens/purchase` body.
@@ -373,6 +400,14 @@ pub async fn purchase(req: Request, ctx: Ctx, principal: Principal) -> Result<Re
         url,
         session_id: session.id,
     })
+}
+
+/// What `/openapi.json` says of `POST /api/tokens/purchase`.
+pub fn purchase_doc() -> Doc {
+    Doc::new("A Stripe Checkout to buy a pack; credited once Stripe reports it paid")
+        .body::<PurchaseBody>()
+        .ok::<TokenCheckoutView>(200)
+        .errors(&["upstream_error"])
 }
 
 fn occasion(ctx: &Ctx) -> Occasion<'_> {
@@ -455,6 +490,16 @@ pub async fn spend(req: Request, ctx: Ctx, principal: Principal) -> Result<Respo
     change(ledger::spend(&db, occasion(&ctx), &principal.user.id, spend).await?)
 }
 
+/// What `/openapi.json` says of `POST /api/tokens/use`.
+pub fn spend_doc() -> Doc {
+    Doc::new("Spend tokens; refused (nothing recorded) when the balance is short")
+        .body::<UseBody>()
+        .ok::<TokenChangeView>(200)
+        .response_header(REPLAYED, REPLAYED_DOC)
+        .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+        .errors(&["insufficient_credits", "conflict"])
+}
+
 /// A `POST /api/tokens/add` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -495,6 +540,16 @@ pub async fn add(req: Request, ctx: Ctx, principal: Principal) -> Result<Respons
         key: &key,
     };
     change(ledger::grant(&db, occasion(&ctx), &principal.user.id, user_id, grant).await?)
+}
+
+/// What `/openapi.json` says of `POST /api/tokens/add`.
+pub fn add_doc() -> Doc {
+    Doc::new("Give a user tokens, or take some (never below zero), with a reason")
+        .body::<AddBody>()
+        .ok::<TokenChangeView>(200)
+        .response_header(REPLAYED, REPLAYED_DOC)
+        .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+        .errors(&["not_found", "insufficient_credits", "conflict"])
 }
 
 /// A social task and whether the caller has done it.
@@ -543,6 +598,13 @@ pub async fn social_tasks(
             })
             .collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /api/tokens/social`.
+pub fn social_tasks_doc() -> Doc {
+    Doc::new("The social tasks and whether the caller has done each")
+        .ok::<SocialTasksView>(200)
+        .errors(&["not_configured"])
 }
 
 /// A `POST /api/tokens/social` body.
@@ -603,4 +665,12 @@ pub async fn claim_social(
         balance: entry.balance_after,
         entry: entry.into(),
     })
+}
+
+/// What `/openapi.json` says of `POST /api/tokens/social`.
+pub fn claim_social_doc() -> Doc {
+    Doc::new("Claim a social task's reward: once per user and task")
+        .body::<SocialClaimBody>()
+        .ok::<SocialRewardView>(200)
+        .errors(&["conflict", "not_configured"])
 }

@@ -6,6 +6,7 @@ use worker::{Request, Response};
 use crate::billing::http::views::CheckoutView;
 use crate::billing::http::CheckoutBody;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::plans::rules::{upgrade_instructions, Plan};
@@ -75,6 +76,11 @@ pub async fn plans(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
+/// What `/openapi.json` says of `GET /api/subscription/plans` and `GET /api/subscriptions/plans`.
+pub fn plans_doc() -> Doc {
+    Doc::new("Every plan, and the one new users start on").ok::<PlanCatalogView>(200)
+}
+
 /// `GET /api/subscription/current`: the caller's plan and what it allows.
 pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let plan = ctx.data.config.plans.get_or_default(&principal.user.plan);
@@ -87,6 +93,11 @@ pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Re
             ManagedBy::Tollgate
         },
     })
+}
+
+/// What `/openapi.json` says of `GET /api/subscription/current`.
+pub fn current_doc() -> Doc {
+    Doc::new("The caller's plan and what it allows").ok::<CurrentPlanView>(200)
 }
 
 /// `POST /api/subscription/upgrade` `{plan?, success_url?, cancel_url?}` (the body may be
@@ -129,4 +140,12 @@ pub async fn upgrade(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
         plan: target.id.clone(),
         current_plan: current.id.clone(),
     }))
+}
+
+/// What `/openapi.json` says of `POST /api/subscription/upgrade`.
+pub fn upgrade_doc() -> Doc {
+    Doc::new("Upgrade a plan: a Stripe Checkout, or how to upgrade where billing is off")
+        .optional_body::<CheckoutBody>()
+        .ok::<UpgradeView>(200)
+        .errors(&["conflict", "upstream_error"])
 }

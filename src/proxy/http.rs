@@ -10,6 +10,7 @@ use worker::{Request, Response};
 use crate::core::body::FieldError;
 use crate::core::random;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules::SubjectKind;
@@ -302,6 +303,21 @@ pub async fn completions(
     event_stream(opening.chain(body))
 }
 
+/// What `/openapi.json` says of `POST /v1/chat/completions`.
+pub fn completions_doc() -> Doc {
+    Doc::new(
+        "A chat completion (OpenAI's shape), paid from the caller's monthly tokens: \
+         the model is asked for no more reply than the quota affords",
+    )
+    .body::<ChatCompletionRequest>()
+    .ok::<ChatCompletionView>(200)
+    .or_media(
+        "text/event-stream",
+        "With `stream: true`: `chat.completion.chunk` events, then `data: [DONE]`",
+    )
+    .errors(&["quota_exceeded", "upstream_error", "not_configured"])
+}
+
 /// One server-sent event carrying `value` as its data.
 pub fn sse(value: &Value) -> String {
     format!("data: {value}\n\n")
@@ -336,4 +352,9 @@ pub async fn models(_req: Request, ctx: Ctx, _principal: Principal) -> Result<Re
             })
             .collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /v1/models`.
+pub fn models_doc() -> Doc {
+    Doc::new("The models callers may name (OpenAI's list shape)").ok::<ModelListView>(200)
 }

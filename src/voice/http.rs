@@ -4,6 +4,7 @@
 use worker::{Request, Response};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::sites::service::SiteCaller;
 use crate::voice::rules::{self, VoiceBody};
@@ -20,4 +21,20 @@ pub async fn speak(_req: Request, ctx: Ctx, caller: SiteCaller) -> Result<Respon
     response::set(headers, "Content-Type", "audio/mpeg");
     response::set(headers, "Cache-Control", "no-store");
     Ok(resp)
+}
+
+/// What `/openapi.json` says of `POST /voice`.
+pub fn speak_doc() -> Doc {
+    Doc::new(
+        "Speech for a site's text (ElevenLabs) in one of the org's voices, its \
+         characters paid exactly from the org's monthly voice characters",
+    )
+    .body::<VoiceBody>()
+    .media(200, "audio/mpeg", "The speech, streamed through")
+    .errors(&[
+        "quota_exceeded",
+        "rate_limited",
+        "upstream_error",
+        "not_configured",
+    ])
 }

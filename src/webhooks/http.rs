@@ -9,6 +9,7 @@ use serde::Serialize;
 use worker::{Request, Response};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::identity::rules::clerk_event;
 use crate::identity::service::clerk_events::{self, Outcome, Receipt, Verified};
@@ -92,4 +93,16 @@ pub async fn receive(
         event_type: (!duplicate).then_some(event_type),
         status: outcome.into(),
     })
+}
+
+/// What `/openapi.json` says of `POST /api/auth/webhook/clerk`.
+pub fn receive_doc() -> Doc {
+    // The signature header is the route's security scheme (`svix-signature`, or
+    // `webhook-signature`); the other two are signed with the body.
+    Doc::new("Receive one of Clerk's webhook deliveries (signed by Svix)")
+        .header("svix-id", "The delivery's id (or `webhook-id`)")
+        .header("svix-timestamp", "Unix seconds (or `webhook-timestamp`)")
+        .body::<clerk_event::Envelope>()
+        .ok::<ClerkDeliveryView>(200)
+        .errors(&["unauthorized", "internal"])
 }

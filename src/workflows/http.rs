@@ -7,6 +7,7 @@ use worker::{Request, Response};
 
 use crate::audit::rules::Actor;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::workflows::rules::{DeliveryStatus, Owner, OwnerKind, Trigger};
@@ -221,9 +222,25 @@ pub async fn create(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     create_for(&ctx, &owner_of(&principal), new, actor).await
 }
 
+/// What `/openapi.json` says of `POST /api/user/webhooks`.
+pub fn create_doc() -> Doc {
+    Doc::new(
+        "Register a webhook for the caller's 80 % and 100 % of monthly tokens; its \
+         signing secret is shown once",
+    )
+    .body::<NewUserWebhookBody>()
+    .ok::<CreatedWorkflowView>(201)
+    .errors(&["conflict", "not_configured"])
+}
+
 /// `GET /api/user/webhooks`: the caller's webhooks, oldest first (never a secret).
 pub async fn list(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     list_for(&ctx, &owner_of(&principal)).await
+}
+
+/// What `/openapi.json` says of `GET /api/user/webhooks`.
+pub fn list_doc() -> Doc {
+    Doc::new("The caller's webhooks, oldest first (never a secret)").ok::<WorkflowListView>(200)
 }
 
 /// `PATCH /api/user/webhooks/:id {url?, enabled?}`: changes one of the caller's webhooks
@@ -241,10 +258,25 @@ pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     response::ok(&WorkflowView::from(workflow))
 }
 
+/// What `/openapi.json` says of `PATCH /api/user/webhooks/:id`.
+pub fn update_doc() -> Doc {
+    Doc::new("Change one of the caller's webhooks: its URL, or whether it is enabled")
+        .body::<UserWebhookPatchBody>()
+        .ok::<WorkflowView>(200)
+        .errors(&["not_found"])
+}
+
 /// `DELETE /api/user/webhooks/:id`: deletes one of the caller's webhooks (another user's is
 /// `404`, as a missing one).
 pub async fn delete(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     delete_for(&ctx, &owner_of(&principal), Actor::User(&principal.user.id)).await
+}
+
+/// What `/openapi.json` says of `DELETE /api/user/webhooks/:id`.
+pub fn delete_doc() -> Doc {
+    Doc::new("Delete one of the caller's webhooks; its pending deliveries fail")
+        .ok::<DeletedWorkflowView>(200)
+        .errors(&["not_found", "payload_too_large"])
 }
 
 /// `GET /api/user/webhooks/:id/deliveries`: the webhook's deliveries, newest first, each with
@@ -255,4 +287,12 @@ pub async fn deliveries(
     principal: Principal,
 ) -> Result<Response, AppError> {
     deliveries_for(&req, &ctx, &owner_of(&principal)).await
+}
+
+/// What `/openapi.json` says of `GET /api/user/webhooks/:id/deliveries`.
+pub fn deliveries_doc() -> Doc {
+    Doc::new("A webhook's deliveries, newest first, with their status and attempts")
+        .query::<DeliveryPageQuery>()
+        .ok::<DeliveryPageView>(200)
+        .errors(&["not_found"])
 }

@@ -12,6 +12,7 @@ use crate::accounts::service::signup::{self, NewAccount};
 use crate::accounts::service::{passwords, profile, sessions};
 use crate::core::body::FieldError;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
 use crate::identity::http::views::{RefreshedTokenView, TokenType};
 use crate::identity::rules::jwt::{self, TokenKind};
@@ -106,6 +107,17 @@ pub async fn register(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     Ok(resp)
 }
 
+/// What `/openapi.json` says of `POST /api/auth/register`.
+pub fn register_doc() -> Doc {
+    Doc::new(
+        "Create an account: the user and a session; mails a verification link (at most \
+         SIGNUP_PER_IP_PER_HOUR sign-ups per client IP an hour)",
+    )
+    .body::<RegisterBody>()
+    .ok::<AccountSessionView>(201)
+    .errors(&["conflict", "rate_limited", "not_configured"])
+}
+
 /// `POST /api/auth/login`: the user and a new session. A wrong password and an unknown
 /// email answer alike (`401`); too many failures are `429` with `Retry-After`.
 pub async fn login(req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -123,6 +135,14 @@ pub async fn login(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         AccountUserView::of(&profile),
         issued,
     ))
+}
+
+/// What `/openapi.json` says of `POST /api/auth/login`.
+pub fn login_doc() -> Doc {
+    Doc::new("Sign in with email and password: the user and a new session")
+        .body::<LoginBody>()
+        .ok::<AccountSessionView>(200)
+        .errors(&["unauthorized", "rate_limited"])
 }
 
 /// `POST /api/auth/refresh`: with `{"refresh_token"}`, rotates an account session's tokens;
@@ -153,6 +173,23 @@ pub async fn refresh(req: Request, ctx: Ctx) -> Result<Response, AppError> {
         expires_at: expires_at
             .map(|s| crate::core::time::rfc3339_from_millis(s.max(0) as u64 * 1000)),
     }))
+}
+
+/// What `/openapi.json` says of `POST /api/auth/refresh`.
+pub fn refresh_doc() -> Doc {
+    Doc::new(
+        "Rotate an account session's tokens (refresh_token), or refresh the bearer's \
+         Clerk or HMAC session",
+    )
+    .optional_body::<RefreshBody>()
+    .ok::<RefreshAnswer>(200)
+    .errors(&[
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "rate_limited",
+        "upstream_error",
+    ])
 }
 
 /// The caller's account session id, or `403` for any other credential.
@@ -210,6 +247,13 @@ pub async fn logout(req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
     })
 }
 
+/// What `/openapi.json` says of `POST /api/auth/logout`.
+pub fn logout_doc() -> Doc {
+    Doc::new("End the caller's session; its tokens are refused at once")
+        .ok::<LoggedOutView>(200)
+        .errors(&["bad_request"])
+}
+
 /// `GET /api/auth/profile`: the caller's account, with `email_verified`.
 pub async fn get_profile(
     _req: Request,
@@ -218,6 +262,11 @@ pub async fn get_profile(
 ) -> Result<Response, AppError> {
     let profile = profile::get(&ctx, &principal.user).await?;
     response::ok(&AccountUserView::of(&profile))
+}
+
+/// What `/openapi.json` says of `GET /api/auth/profile`.
+pub fn get_profile_doc() -> Doc {
+    Doc::new("The caller's account").ok::<AccountUserView>(200)
 }
 
 /// `PUT /api/auth/profile`: display name, avatar, and a new email (with the current
@@ -254,6 +303,17 @@ pub async fn put_profile(
     response::ok(&AccountUserView::of(&updated))
 }
 
+/// What `/openapi.json` says of `PUT /api/auth/profile`.
+pub fn put_profile_doc() -> Doc {
+    Doc::new(
+        "Change the display name or avatar, or ask for a new email (with the current \
+         password; it takes over once its mailed link is used)",
+    )
+    .body::<AccountProfileBody>()
+    .ok::<AccountUserView>(200)
+    .errors(&["conflict", "not_found", "not_configured"])
+}
+
 /// `POST /api/auth/change-password`: ends every other session of the caller.
 pub async fn change_password(
     _req: Request,
@@ -280,6 +340,13 @@ pub async fn change_password(
     })
 }
 
+/// What `/openapi.json` says of `POST /api/auth/change-password`.
+pub fn change_password_doc() -> Doc {
+    Doc::new("Change the password; every other session of the caller ends")
+        .body::<ChangePasswordBody>()
+        .ok::<PasswordSetView>(200)
+}
+
 /// `POST /api/auth/request-password-reset`: `202` with the same body whether or not the
 /// email has an account; `429` past the client IP's or the email's hourly requests.
 pub async fn request_password_reset(req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -297,6 +364,18 @@ pub async fn request_password_reset(req: Request, ctx: Ctx) -> Result<Response, 
     )
 }
 
+/// What `/openapi.json` says of `POST /api/auth/request-password-reset`.
+pub fn request_password_reset_doc() -> Doc {
+    Doc::new(
+        "Mail a password reset link if the email has an account (same answer if not; \
+         at most RESET_PER_IP_PER_HOUR per client IP and RESET_PER_EMAIL_PER_HOUR per \
+         email an hour)",
+    )
+    .body::<RequestResetBody>()
+    .ok::<ResetRequestedView>(202)
+    .errors(&["rate_limited", "not_configured"])
+}
+
 /// `POST /api/auth/reset-password`: sets the password once with a mailed token; every
 /// session of the user ends.
 pub async fn reset_password(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
@@ -311,6 +390,14 @@ pub async fn reset_password(_req: Request, ctx: Ctx) -> Result<Response, AppErro
     })
 }
 
+/// What `/openapi.json` says of `POST /api/auth/reset-password`.
+pub fn reset_password_doc() -> Doc {
+    Doc::new("Set a new password with a mailed reset token (once); every session ends")
+        .body::<ResetPasswordBody>()
+        .ok::<PasswordSetView>(200)
+        .errors(&["bad_request"])
+}
+
 /// `POST /api/auth/verify-email`: marks the email verified with a mailed token (once).
 pub async fn verify_email(_req: Request, ctx: Ctx) -> Result<Response, AppError> {
     let body: VerifyEmailBody = ctx.data.json()?;
@@ -318,6 +405,17 @@ pub async fn verify_email(_req: Request, ctx: Ctx) -> Result<Response, AppError>
     response::ok(&EmailVerifiedView {
         email_verified: true,
     })
+}
+
+/// What `/openapi.json` says of `POST /api/auth/verify-email`.
+pub fn verify_email_doc() -> Doc {
+    Doc::new(
+        "Mark the email verified with a mailed token (once), or make the new email \
+         asked for the account's",
+    )
+    .body::<VerifyEmailBody>()
+    .ok::<EmailVerifiedView>(200)
+    .errors(&["bad_request", "conflict"])
 }
 
 /// The route guard of everything that costs the operator money (see

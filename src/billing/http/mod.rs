@@ -14,6 +14,7 @@ use crate::billing::service::subscriptions::{self as billing, Event, Urls};
 use crate::clock::now;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
@@ -22,8 +23,8 @@ use crate::storage;
 use crate::webhooks::rules::signed::SignedDelivery;
 use crate::webhooks::service as inbox;
 use views::{
-    CheckoutView, CurrentSubscriptionView, HistoryPageView, PortalView, RetryView,
-    SubscriptionChangeView, WebhookReceivedView, WebhookStatusView,
+    CheckoutView, CurrentSubscriptionView, HistoryPageView, PageQuery, PortalView, RetryView,
+    StripeEventBody, SubscriptionChangeView, WebhookReceivedView, WebhookStatusView,
 };
 
 /// A URL the customer is sent back to: the request's, if it is on an allowed origin (never an
@@ -167,6 +168,14 @@ pub async fn checkout(req: Request, ctx: Ctx, principal: Principal) -> Result<Re
     response::ok(&start_checkout(&req, &ctx, &principal, &body, plan).await?)
 }
 
+/// What `/openapi.json` says of `POST /api/subscriptions/checkout`.
+pub fn checkout_doc() -> Doc {
+    Doc::new("A Stripe Checkout to subscribe to a plan")
+        .body::<CheckoutBody>()
+        .ok::<CheckoutView>(200)
+        .errors(&["conflict", "upstream_error"])
+}
+
 /// A checkout of `plan` for the authenticated caller (shared with `POST /api/subscription/upgrade`).
 pub async fn start_checkout(
     req: &Request,
@@ -245,6 +254,14 @@ pub async fn portal(req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
     response::ok(&PortalView::from(session))
 }
 
+/// What `/openapi.json` says of `POST /api/subscriptions/portal`.
+pub fn portal_doc() -> Doc {
+    Doc::new("A Stripe Billing Portal session for the caller")
+        .optional_body::<PortalBody>()
+        .ok::<PortalView>(200)
+        .errors(&["conflict", "upstream_error"])
+}
+
 /// A `POST /api/subscriptions/cancel` body (it may be empty).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +312,14 @@ pub async fn cancel(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
+/// What `/openapi.json` says of `POST /api/subscriptions/cancel`.
+pub fn cancel_doc() -> Doc {
+    Doc::new("Cancel the caller's subscription, at the period's end or now")
+        .optional_body::<CancelBody>()
+        .ok::<SubscriptionChangeView>(200)
+        .errors(&["not_found", "conflict", "upstream_error"])
+}
+
 /// A `PUT /api/subscriptions/update` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +349,14 @@ pub async fn update(_req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     response::ok(&SubscriptionChangeView::try_from(subscription)?)
 }
 
+/// What `/openapi.json` says of `PUT /api/subscriptions/update`.
+pub fn update_doc() -> Doc {
+    Doc::new("Move the caller's subscription to another plan (prorated)")
+        .body::<UpdateBody>()
+        .ok::<SubscriptionChangeView>(200)
+        .errors(&["not_found", "conflict", "upstream_error"])
+}
+
 /// `GET /api/subscriptions/current`: the caller's plan and subscription (or `null`).
 pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
@@ -333,6 +366,11 @@ pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Re
         plan: plan.clone(),
         subscription: subscription.map(TryInto::try_into).transpose()?,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/subscriptions/current`.
+pub fn current_doc() -> Doc {
+    Doc::new("The caller's plan and Stripe subscription").ok::<CurrentSubscriptionView>(200)
 }
 
 /// `GET /api/subscriptions/history`: every change of the caller's subscriptions, newest
@@ -348,6 +386,13 @@ pub async fn history(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
             .collect::<Result<_, _>>()?,
         next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/subscriptions/history`.
+pub fn history_doc() -> Doc {
+    Doc::new("Every change of the caller's subscriptions, newest first")
+        .query::<PageQuery>()
+        .ok::<HistoryPageView>(200)
 }
 
 /// `POST /api/webhooks/stripe` and `POST /webhook/stripe`: Stripe's events. The pipeline has
@@ -370,6 +415,22 @@ pub async fn webhook(
     response::ok(&WebhookReceivedView::try_from(receipt)?)
 }
 
+/// What `/openapi.json` says of `POST /api/webhooks/stripe`.
+pub fn webhook_doc() -> Doc {
+    Doc::new("Stripe's events (signed)")
+        .body::<StripeEventBody>()
+        .ok::<WebhookReceivedView>(200)
+        .errors(&["unauthorized"])
+}
+
+/// What `/openapi.json` says of `POST /webhook/stripe`.
+pub fn platform_webhook_doc() -> Doc {
+    Doc::new("Stripe's events (signed; the platform API's path)")
+        .body::<StripeEventBody>()
+        .ok::<WebhookReceivedView>(200)
+        .errors(&["unauthorized"])
+}
+
 /// `POST /api/webhooks/retry` (admin): retries failed events now.
 pub async fn retry(_req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
@@ -386,9 +447,20 @@ pub async fn retry(_req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
     response::ok(&RetryView::new(report, now()))
 }
 
+/// What `/openapi.json` says of `POST /api/webhooks/retry`.
+pub fn retry_doc() -> Doc {
+    Doc::new("Retry failed Stripe events now").ok::<RetryView>(200)
+}
+
 /// `GET /api/webhooks/status` (admin): deliveries by provider and status, the latest failures.
 pub async fn status(_req: Request, ctx: Ctx, _principal: Principal) -> Result<Response, AppError> {
     let db = storage::database(&ctx.env)?;
     let (counts, failures) = inbox::status(&db).await?;
     response::ok(&WebhookStatusView::new(counts, failures)?)
+}
+
+/// What `/openapi.json` says of `GET /api/webhooks/status`.
+pub fn status_doc() -> Doc {
+    Doc::new("Webhook deliveries by provider and status, and the latest failures")
+        .ok::<WebhookStatusView>(200)
 }

@@ -5,8 +5,9 @@ use crate::audit::rules::{Action, Actor, Entry, Target};
 use worker::{Request, Response, Url};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
-use crate::identity::http::views::SignedOutView;
+use crate::identity::http::views::{OAuthQuery, SignedOutView};
 use crate::identity::rules::jwt::{TokenKind, VerifiedToken};
 use crate::identity::service::auth::{Credential, Principal};
 use crate::identity::service::sessions;
@@ -63,6 +64,18 @@ pub async fn signout(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     })
 }
 
+/// What `/openapi.json` says of `POST /api/auth/signout`.
+pub fn signout_doc() -> Doc {
+    Doc::new("End the calling device's session")
+        .ok::<SignedOutView>(200)
+        .errors(&[
+            "bad_request",
+            "upstream_error",
+            "validation_failed",
+            "payload_too_large",
+        ])
+}
+
 /// `GET /api/auth/oauth/:provider?redirect_url=...`: sends the browser to the Clerk-hosted
 /// sign-in for that provider. `redirect_url` (where Clerk returns to) must be an allowed
 /// origin, so this can never be used as an open redirect.
@@ -112,4 +125,12 @@ pub async fn oauth(req: Request, ctx: Ctx) -> Result<Response, AppError> {
             .append_pair("redirect_url", &redirect);
     }
     Ok(Response::redirect_with_status(target, 302)?)
+}
+
+/// What `/openapi.json` says of `GET /api/auth/oauth/:provider`.
+pub fn oauth_doc() -> Doc {
+    Doc::new("Redirect to the Clerk-hosted sign-in with this OAuth provider")
+        .query::<OAuthQuery>()
+        .redirect("To Clerk's sign-in for the provider")
+        .errors(&["bad_request"])
 }

@@ -6,10 +6,11 @@ use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service as audit;
 use crate::clock::now;
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
 use crate::identity::http::views::{
-    ApiKeyPageView, ApiKeyView, CreatedApiKeyAnswer, CreatedDefaultApiKeyView, DefaultApiKeyView,
-    NewKeyBody, ProfileView, RevokedApiKeyView,
+    ApiKeyPageQuery, ApiKeyPageView, ApiKeyView, CreatedApiKeyAnswer, CreatedDefaultApiKeyView,
+    DefaultApiKeyView, NewKeyBody, ProfileView, RevokedApiKeyView,
 };
 use crate::identity::rules::profile::{self, ProfilePatch};
 use crate::identity::rules::scopes::{Scope, Scopes};
@@ -28,6 +29,13 @@ pub async fn get_profile(
         &principal,
         &principal.user,
     ))
+}
+
+/// What `/openapi.json` says of `GET /api/user/profile`.
+pub fn get_profile_doc() -> Doc {
+    Doc::new("The caller's profile, plan limits, roles and organisation")
+        .ok::<ProfileView>(200)
+        .errors(&["upstream_error"])
 }
 
 /// `PATCH /api/user/profile`: `username`, `display_name`, `avatar_url` (null clears).
@@ -58,6 +66,14 @@ pub async fn patch_profile(
     response::ok(&ProfileView::new(&ctx.data.config.plans, &principal, &user))
 }
 
+/// What `/openapi.json` says of `PATCH /api/user/profile`.
+pub fn patch_profile_doc() -> Doc {
+    Doc::new("Change the caller's username, display name or avatar (null clears)")
+        .body::<ProfilePatch>()
+        .ok::<ProfileView>(200)
+        .errors(&["conflict", "not_found", "upstream_error"])
+}
+
 /// `GET /api/user/api-key`: the caller's key, masked; created (and shown once, with the
 /// `usage` scope) if they have none.
 pub async fn get_or_create_key(
@@ -82,6 +98,14 @@ pub async fn get_or_create_key(
             )
         }
     }
+}
+
+/// What `/openapi.json` says of `GET /api/user/api-key`.
+pub fn get_or_create_key_doc() -> Doc {
+    Doc::new("The caller's API key, masked; their first one is created and shown once")
+        .ok::<DefaultApiKeyView>(200)
+        .ok::<CreatedDefaultApiKeyView>(201)
+        .errors(&["quota_exceeded", "conflict", "upstream_error"])
 }
 
 /// Records a key the caller just created.
@@ -134,6 +158,14 @@ pub async fn create_key(
     )
 }
 
+/// What `/openapi.json` says of `POST /api/user/api-keys`.
+pub fn create_key_doc() -> Doc {
+    Doc::new("Create an API key with the given scopes, shown once")
+        .body::<NewKeyBody>()
+        .ok::<CreatedApiKeyAnswer>(201)
+        .errors(&["quota_exceeded", "upstream_error"])
+}
+
 /// `GET /api/user/api-keys`: the caller's keys, masked, newest first, paginated.
 pub async fn list_keys(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let page = http::page_request(&http::query_pairs(&req)?)?;
@@ -142,6 +174,14 @@ pub async fn list_keys(req: Request, ctx: Ctx, principal: Principal) -> Result<R
         data: keys.into_iter().map(ApiKeyView::from).collect(),
         next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/user/api-keys`.
+pub fn list_keys_doc() -> Doc {
+    Doc::new("The caller's API keys, masked, newest first")
+        .query::<ApiKeyPageQuery>()
+        .ok::<ApiKeyPageView>(200)
+        .errors(&["upstream_error"])
 }
 
 /// `DELETE /api/user/api-keys/:id`: revokes one of the caller's keys (idempotent).
@@ -166,4 +206,11 @@ pub async fn revoke_key(
     response::ok(&RevokedApiKeyView {
         api_key: key.into(),
     })
+}
+
+/// What `/openapi.json` says of `DELETE /api/user/api-keys/:id`.
+pub fn revoke_key_doc() -> Doc {
+    Doc::new("Revoke one of the caller's API keys (idempotent)")
+        .ok::<RevokedApiKeyView>(200)
+        .errors(&["not_found", "upstream_error", "payload_too_large"])
 }

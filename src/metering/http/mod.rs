@@ -8,6 +8,7 @@ use worker::{Request, Response};
 use crate::core::time::{millis_from_rfc3339, rfc3339_from_millis};
 use crate::devices::rules::{self as devices, Platform};
 use crate::error::AppError;
+use crate::http::doc::{Doc, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC, REPLAYED, REPLAYED_DOC};
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules::{
@@ -17,27 +18,22 @@ use crate::metering::rules::{
 use crate::metering::service::{self, Clock, NamedDevice, Subject, UsageFilter, UsageTotals};
 use views::{
     DeviceSessionView, DeviceSessionsView, TokenQuotaView, UsageByDayView, UsageByDeviceView,
-    UsageByModelView, UsageByProviderView, UsageHistoryView, UsagePeriodView, UsageQuotaView,
-    UsageRecordView, UsageReportView, UsageReportedView, UsageReservationView, UsageReservedView,
-    UsageSettlementView, UsageStatsView, UsageSyncView, UsageTotalsView,
+    UsageByModelView, UsageByProviderView, UsageHistoryQuery, UsageHistoryView, UsagePeriodView,
+    UsageQuotaView, UsageRecordView, UsageReportView, UsageReportedView, UsageReservationView,
+    UsageReservedView, UsageSettlementView, UsageStatsQuery, UsageStatsView, UsageSyncView,
+    UsageTotalsView,
 };
 
 /// The header naming the calling device.
 pub const DEVICE_ID: &str = "X-Device-Id";
-pub const DEVICE_ID_DOC: &str = "The calling device, chosen by the client: 1 to 128 letters, \
+const DEVICE_ID_DOC: &str = "The calling device, chosen by the client: 1 to 128 letters, \
     digits, `.`, `_`, `:` or `-`. A new device beyond the plan's limit of devices at once is \
     refused (`session_limit_exceeded`), except on reports.";
 /// The header naming the calling device's platform.
 pub const CLIENT_PLATFORM: &str = "X-Client-Platform";
-pub const CLIENT_PLATFORM_DOC: &str =
+const CLIENT_PLATFORM_DOC: &str =
     "The calling device's platform: `chrome` (or `chrome-extension`), `electron` or `web` \
      (the default).";
-/// The header carrying a client's idempotency key.
-pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-pub const IDEMPOTENCY_KEY_DOC: &str =
-    "A retry with the same key answers the first answer (with `Idempotent-Replayed: true`) \
-     and counts nothing again: 1 to 128 letters, digits, `.`, `_`, `:` or `-`; the body's \
-     `request_id`, if sent too, must be equal.";
 
 /// The quota as every usage endpoint shows it.
 fn quota_view(principal: &Principal, period: &Period, quota: &QuotaState) -> UsageQuotaView {
@@ -119,6 +115,18 @@ pub async fn reserve(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
     Ok(replayed(response::json(201, &body)?, held.replayed))
 }
 
+/// What `/openapi.json` says of `POST /api/usage/reserve`.
+pub fn reserve_doc() -> Doc {
+    Doc::new("Hold an estimate of tokens before a model call")
+        .body::<ReserveRequest>()
+        .ok::<UsageReservedView>(201)
+        .response_header(REPLAYED, REPLAYED_DOC)
+        .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+        .header(DEVICE_ID, DEVICE_ID_DOC)
+        .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+        .errors(&["quota_exceeded", "session_limit_exceeded"])
+}
+
 /// `POST /api/usage/report`: records what a model call used (camelCase spellings accepted,
 /// unknown fields ignored), in the counter's period. With `reservation_id` it settles that
 /// reservation (its unused part is released); without one it records usage that already
@@ -182,6 +190,17 @@ pub async fn report(req: Request, ctx: Ctx, principal: Principal) -> Result<Resp
     Ok(replayed(response::ok(&answer)?, reported.replayed))
 }
 
+/// What `/openapi.json` says of `POST /api/usage/report`.
+pub fn report_doc() -> Doc {
+    Doc::new("Record the tokens a model call used, settling its reservation")
+        .body::<ReportRequest>()
+        .ok::<UsageReportView>(200)
+        .response_header(REPLAYED, REPLAYED_DOC)
+        .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+        .header(DEVICE_ID, DEVICE_ID_DOC)
+        .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+}
+
 /// `GET /api/usage/quota`. The caller's lookup and the counter's read are one D1 round trip.
 pub async fn quota(req: Request, ctx: Ctx, principal: Principal) -> Result<Response, AppError> {
     let clock = Clock::at(ctx.data.now_ms);
@@ -190,6 +209,15 @@ pub async fn quota(req: Request, ctx: Ctx, principal: Principal) -> Result<Respo
     let subject = Subject::user(&principal, &ctx.data.config.plans);
     let quota = service::quota(&ctx.env, &subject, &clock, found, device.as_ref()).await?;
     response::ok(&quota_view(&principal, &quota.period, &quota.quota))
+}
+
+/// What `/openapi.json` says of `GET /api/usage/quota`.
+pub fn quota_doc() -> Doc {
+    Doc::new("The caller's token quota in the current period")
+        .ok::<UsageQuotaView>(200)
+        .header(DEVICE_ID, DEVICE_ID_DOC)
+        .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+        .errors(&["validation_failed", "session_limit_exceeded"])
 }
 
 /// `POST /api/usage/sync` `{last_sync_at?}` (or `lastSyncAt`; an RFC 3339 time or epoch
@@ -214,6 +242,16 @@ pub async fn sync(req: Request, ctx: Ctx, principal: Principal) -> Result<Respon
         has_updates_camel: synced.has_updates,
         server_time: clock.rfc3339().to_owned(),
     })
+}
+
+/// What `/openapi.json` says of `POST /api/usage/sync`.
+pub fn sync_doc() -> Doc {
+    Doc::new("The quota, and whether it changed since the client's last sync")
+        .optional_body::<SyncRequest>()
+        .ok::<UsageSyncView>(200)
+        .header(DEVICE_ID, DEVICE_ID_DOC)
+        .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+        .errors(&["session_limit_exceeded"])
 }
 
 /// `GET /api/usage/sessions`: the caller's active devices (seen in the last 24 hours and not
@@ -241,6 +279,15 @@ pub async fn sessions(req: Request, ctx: Ctx, principal: Principal) -> Result<Re
         data,
         limit: sessions.limit,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/usage/sessions`.
+pub fn sessions_doc() -> Doc {
+    Doc::new("The caller's active devices and the plan's limit on them")
+        .ok::<DeviceSessionsView>(200)
+        .header(DEVICE_ID, DEVICE_ID_DOC)
+        .header(CLIENT_PLATFORM, CLIENT_PLATFORM_DOC)
+        .errors(&["validation_failed", "session_limit_exceeded"])
 }
 
 /// Reads the usage filters of a history or stats query; times must be RFC 3339.
@@ -293,6 +340,13 @@ pub async fn history(req: Request, ctx: Ctx, principal: Principal) -> Result<Res
         data,
         next_cursor: history.next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/usage/history`.
+pub fn history_doc() -> Doc {
+    Doc::new("The caller's usage records, newest first")
+        .query::<UsageHistoryQuery>()
+        .ok::<UsageHistoryView>(200)
 }
 
 /// `GET /api/usage/stats?from=&to=&provider=&model=&device_id=`: totals overall and by
@@ -357,4 +411,11 @@ pub async fn stats(req: Request, ctx: Ctx, principal: Principal) -> Result<Respo
             })
             .collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /api/usage/stats`.
+pub fn stats_doc() -> Doc {
+    Doc::new("Usage totals overall and by provider, model, device and day")
+        .query::<UsageStatsQuery>()
+        .ok::<UsageStatsView>(200)
 }

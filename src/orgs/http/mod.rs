@@ -9,12 +9,13 @@ pub mod workflows;
 use worker::{Request, Response};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
-use crate::orgs::rules::{self, MAX_SERIES_DAYS};
+use crate::orgs::rules::{self, OrgConfig, MAX_SERIES_DAYS};
 use crate::orgs::service::{self as orgs, NewOrg, PortalCaller};
 use views::{
-    ClientView, ClientsView, ConfigView, DayView, InsightsView, MemberView, OrgPlanView,
-    OrgUsageView, OrgView, OverviewView, TeamView, TotalsView,
+    ClientView, ClientsView, ConfigView, DayView, InsightsQuery, InsightsView, MemberView,
+    OrgPlanView, OrgUsageView, OrgView, OverviewView, PortalQuery, TeamView, TotalsView,
 };
 
 /// `GET /portal/overview`: the org, its plan, this month's usage and the last 30 days.
@@ -33,6 +34,13 @@ pub async fn overview(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<R
         usage: OrgUsageView::new(&tokens, &voice),
         last_30_days: TotalsView::new(from, to, &days),
     })
+}
+
+/// What `/openapi.json` says of `GET /portal/overview`.
+pub fn overview_doc() -> Doc {
+    Doc::new("The org, its plan, this month's usage and the last 30 days' activity")
+        .query::<PortalQuery>()
+        .ok::<OverviewView>(200)
 }
 
 /// `GET /portal/insights`: the org's daily series (every day of the span, zeros where
@@ -82,6 +90,13 @@ pub async fn insights(req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Re
     })
 }
 
+/// What `/openapi.json` says of `GET /portal/insights`.
+pub fn insights_doc() -> Doc {
+    Doc::new("The org's daily activity series (all its sites, or one)")
+        .query::<InsightsQuery>()
+        .ok::<InsightsView>(200)
+}
+
 /// `GET /portal/team`: the org's members and roles, from Clerk.
 pub async fn team(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Response, AppError> {
     let org = caller.org()?;
@@ -90,6 +105,13 @@ pub async fn team(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Respo
         org_id: org.id.clone(),
         members: members.iter().map(MemberView::from).collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /portal/team`.
+pub fn team_doc() -> Doc {
+    Doc::new("The org's members and their roles, from Clerk")
+        .query::<PortalQuery>()
+        .ok::<TeamView>(200)
 }
 
 /// `GET /portal/config`.
@@ -104,6 +126,13 @@ pub async fn get_config(
         org_id: org.id.clone(),
         config: org.config.clone(),
     })
+}
+
+/// What `/openapi.json` says of `GET /portal/config`.
+pub fn get_config_doc() -> Doc {
+    Doc::new("The org's configuration")
+        .query::<PortalQuery>()
+        .ok::<ConfigView>(200)
 }
 
 /// `PATCH /portal/config`: changes the given fields (`null` clears one); every field is
@@ -121,12 +150,27 @@ pub async fn patch_config(
     })
 }
 
+/// What `/openapi.json` says of `PATCH /portal/config`.
+pub fn patch_config_doc() -> Doc {
+    Doc::new("Change the org's configuration: given fields replace, null clears")
+        .query::<PortalQuery>()
+        .body::<OrgConfig>()
+        .ok::<ConfigView>(200)
+        .errors(&["conflict"])
+}
+
 /// `GET /portal/clients` (staff): every org.
 pub async fn clients(_req: Request, ctx: Ctx, _caller: PortalCaller) -> Result<Response, AppError> {
     let rows = orgs::clients(&ctx).await?;
     response::ok(&ClientsView {
         clients: rows.into_iter().map(ClientView::new).collect(),
     })
+}
+
+/// What `/openapi.json` says of `GET /portal/clients`.
+pub fn clients_doc() -> Doc {
+    Doc::new("Every org, with its plan, status, sites and last 30 days' messages")
+        .ok::<ClientsView>(200)
 }
 
 /// `POST /portal/clients` (staff): makes an org.
@@ -138,4 +182,12 @@ pub async fn create_client(
     let new: NewOrg = ctx.data.json()?;
     let org = orgs::create(&ctx, &caller, new).await?;
     response::json(201, &OrgView::from(&org))
+}
+
+/// What `/openapi.json` says of `POST /portal/clients`.
+pub fn create_client_doc() -> Doc {
+    Doc::new("Make an org (a client), mapped to its Clerk organisation")
+        .body::<NewOrg>()
+        .ok::<OrgView>(201)
+        .errors(&["conflict"])
 }

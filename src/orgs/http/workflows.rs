@@ -4,10 +4,15 @@
 
 use worker::{Request, Response};
 
+use super::views::{PortalPageQuery, PortalQuery};
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{response, Ctx};
 use crate::orgs::service::PortalCaller;
-use crate::workflows::http::{self as shared, WorkflowView};
+use crate::workflows::http::{
+    self as shared, CreatedWorkflowView, DeletedWorkflowView, DeliveryPageView, WorkflowListView,
+    WorkflowView,
+};
 use crate::workflows::rules::Owner;
 use crate::workflows::service::{self as workflows, NewWorkflow, WorkflowPatch};
 
@@ -20,11 +25,27 @@ pub async fn list(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Respo
     shared::list_for(&ctx, &owner(&caller)?).await
 }
 
+/// What `/openapi.json` says of `GET /portal/workflows`.
+pub fn list_doc() -> Doc {
+    Doc::new("The org's workflows: triggers and their signed outgoing webhooks")
+        .query::<PortalQuery>()
+        .ok::<WorkflowListView>(200)
+}
+
 /// `POST /portal/workflows {trigger, url, enabled?}`: a workflow of the org; `201` with its
 /// signing secret, shown once (`Cache-Control: no-store`).
 pub async fn create(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Response, AppError> {
     let body: NewWorkflow = ctx.data.json()?;
     shared::create_for(&ctx, &owner(&caller)?, body, caller.actor()).await
+}
+
+/// What `/openapi.json` says of `POST /portal/workflows`.
+pub fn create_doc() -> Doc {
+    Doc::new("A new workflow of the org; its signing secret is shown once")
+        .query::<PortalQuery>()
+        .body::<NewWorkflow>()
+        .ok::<CreatedWorkflowView>(201)
+        .errors(&["conflict"])
 }
 
 /// `PATCH /portal/workflows/:id {trigger?, url?, enabled?}` (another org's is `404`).
@@ -35,9 +56,25 @@ pub async fn update(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Res
     response::ok(&WorkflowView::from(workflow))
 }
 
+/// What `/openapi.json` says of `PATCH /portal/workflows/:id`.
+pub fn update_doc() -> Doc {
+    Doc::new("Change a workflow of the org: its trigger, URL, or whether it is enabled")
+        .query::<PortalQuery>()
+        .body::<WorkflowPatch>()
+        .ok::<WorkflowView>(200)
+}
+
 /// `DELETE /portal/workflows/:id` (another org's is `404`).
 pub async fn delete(_req: Request, ctx: Ctx, caller: PortalCaller) -> Result<Response, AppError> {
     shared::delete_for(&ctx, &owner(&caller)?, caller.actor()).await
+}
+
+/// What `/openapi.json` says of `DELETE /portal/workflows/:id`.
+pub fn delete_doc() -> Doc {
+    Doc::new("Delete a workflow of the org; its pending deliveries fail")
+        .query::<PortalQuery>()
+        .ok::<DeletedWorkflowView>(200)
+        .errors(&["payload_too_large"])
 }
 
 /// `GET /portal/workflows/:id/deliveries`: the workflow's deliveries, newest first, each with
@@ -48,4 +85,11 @@ pub async fn deliveries(
     caller: PortalCaller,
 ) -> Result<Response, AppError> {
     shared::deliveries_for(&req, &ctx, &owner(&caller)?).await
+}
+
+/// What `/openapi.json` says of `GET /portal/workflows/:id/deliveries`.
+pub fn deliveries_doc() -> Doc {
+    Doc::new("A workflow's deliveries, newest first, with their status and attempts")
+        .query::<PortalPageQuery>()
+        .ok::<DeliveryPageView>(200)
 }

@@ -5,10 +5,12 @@
 use serde::Deserialize;
 use worker::{Request, Response};
 
+use super::quota_refusal;
 use super::views::CallUsageAnswer;
-use super::{quota_refusal, IDEMPOTENCY_KEY};
+use crate::billing::http::views::CheckoutView;
 use crate::billing::http::{self as billing, CheckoutBody};
 use crate::error::AppError;
+use crate::http::doc::{Doc, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC, REPLAYED, REPLAYED_DOC};
 use crate::http::{header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
@@ -64,6 +66,19 @@ pub async fn verify_auth(
     }
 }
 
+/// What `/openapi.json` says of `POST /verify-auth`.
+pub fn verify_auth_doc() -> Doc {
+    Doc::new(
+        "Count one of the caller's calls against their plan's monthly calls (exactly; \
+         402 with the usage when it does not fit)",
+    )
+    .optional_body::<VerifyAuthBody>()
+    .ok::<CallUsageAnswer>(200)
+    .response_header(REPLAYED, REPLAYED_DOC)
+    .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+    .errors(&["quota_exceeded"])
+}
+
 /// `POST /create-checkout` `{plan?, success_url?, cancel_url?, request_id?}` (the body may be
 /// empty): a Stripe Checkout for the caller's upgrade to `plan`, by default
 /// `PLATFORM_UPGRADE_PLAN`, as `POST /api/subscriptions/checkout` answers.
@@ -80,4 +95,15 @@ pub async fn create_checkout(
     };
     let plan = billing::plan(config, id)?;
     response::ok(&billing::start_checkout(&req, &ctx, &principal, &body, plan).await?)
+}
+
+/// What `/openapi.json` says of `POST /create-checkout`.
+pub fn create_checkout_doc() -> Doc {
+    Doc::new(
+        "A Stripe Checkout for the caller's upgrade (by default to \
+         PLATFORM_UPGRADE_PLAN)",
+    )
+    .optional_body::<CheckoutBody>()
+    .ok::<CheckoutView>(200)
+    .errors(&["conflict", "upstream_error"])
 }

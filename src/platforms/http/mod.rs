@@ -8,20 +8,31 @@ use worker::{Request, Response};
 
 use crate::billing::http::{client_key, portal_return_url, CheckoutUrls};
 use crate::error::AppError;
+use crate::http::doc::{Doc, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC, REPLAYED, REPLAYED_DOC};
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
 use crate::metering::service::Count;
 use crate::platforms::rules::{self, MAX_AMOUNT};
-use crate::platforms::service::{self as platforms, Tenant};
+use crate::platforms::service::{self as platforms, Tenant, USER_ID_HEADER, USER_PLAN_HEADER};
 use views::{
     CallCountsView, CallUsageAnswer, CredentialsView, DashboardView, DataBody, EndUserCheckoutBody,
     EndUserCheckoutView, EndUserCountsView, EndUserPortalBody, EndUserPortalView,
-    IssuedCredentialsView, RegisterBody, RegisteredView, RevenueView, TiersBody, TiersView,
+    IssuedCredentialsView, RegisterBody, RegisteredView, RevenueView, TiersBody, TiersQuery,
+    TiersView,
 };
 
-/// The header carrying a client's idempotency key.
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// What `/openapi.json` says of [`USER_ID_HEADER`].
+const USER_ID_DOC: &str =
+    "With a platform key: the end user this call is for, as the platform names them (1 to 128 \
+     visible ASCII characters). Required with a platform key; ignored with an end-user token.";
+/// What `/openapi.json` says of [`USER_PLAN_HEADER`].
+const USER_PLAN_DOC: &str =
+    "With a platform key: the end user's tier for this call, chosen among the platform's \
+     unpaid tiers (price 0); a tier the platform lacks, or a paid one the end user has not \
+     paid for, is 400 and counts nothing. Once the end user has paid, the tier they paid for \
+     applies whatever this says. Without it: the paid tier, else the platform's first unpaid \
+     one.";
 
 /// `402 quota_exceeded` in the error envelope, with the usage beside it (as the answer of an
 /// admitted call shows it), so a client sees how far over it is without another call.
@@ -89,6 +100,21 @@ pub async fn data(req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, Ap
     }
 }
 
+/// What `/openapi.json` says of `POST /api/data`.
+pub fn data_doc() -> Doc {
+    Doc::new(
+        "Count an end user's calls against their tier's monthly limit (exactly; 402 \
+         with the usage when they do not fit)",
+    )
+    .optional_body::<DataBody>()
+    .ok::<CallUsageAnswer>(200)
+    .response_header(REPLAYED, REPLAYED_DOC)
+    .header(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DOC)
+    .header(USER_ID_HEADER, USER_ID_DOC)
+    .header(USER_PLAN_HEADER, USER_PLAN_DOC)
+    .errors(&["quota_exceeded"])
+}
+
 /// `GET /api/usage`: the end user's calls this period, counting nothing; `allowed` says
 /// whether one more call would be admitted.
 pub async fn usage(_req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
@@ -100,6 +126,14 @@ pub async fn usage(_req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, 
         &quota.quota,
         &quota.period,
     ))
+}
+
+/// What `/openapi.json` says of `GET /api/usage`.
+pub fn usage_doc() -> Doc {
+    Doc::new("An end user's calls this period, counting nothing")
+        .ok::<CallUsageAnswer>(200)
+        .header(USER_ID_HEADER, USER_ID_DOC)
+        .header(USER_PLAN_HEADER, USER_PLAN_DOC)
 }
 
 /// `GET /api/tiers`: a platform's tiers, by `?platform_id=` (public) or by the caller's
@@ -127,6 +161,14 @@ pub async fn tiers(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     })
 }
 
+/// What `/openapi.json` says of `GET /api/tiers`.
+pub fn tiers_doc() -> Doc {
+    Doc::new("A platform's tiers: by platform_id, or the calling platform key's")
+        .query::<TiersQuery>()
+        .ok::<TiersView>(200)
+        .errors(&["not_found", "unauthorized"])
+}
+
 /// `PUT /api/developer/tiers`: replaces the calling platform's tier list.
 pub async fn put_tiers(_req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
     let body: TiersBody = ctx.data.json()?;
@@ -136,6 +178,18 @@ pub async fn put_tiers(_req: Request, ctx: Ctx, tenant: Tenant) -> Result<Respon
         platform_id: tenant.platform.id,
         tiers,
     })
+}
+
+/// What `/openapi.json` says of `PUT /api/developer/tiers`.
+pub fn put_tiers_doc() -> Doc {
+    Doc::new(
+        "Replace the calling platform's tiers; each stripe_price_id is checked at \
+         Stripe once, here, and must be an active monthly price of the tier's \
+         price_cents and currency",
+    )
+    .body::<TiersBody>()
+    .ok::<TiersView>(200)
+    .errors(&["upstream_error", "not_configured"])
 }
 
 /// `GET /api/developer/dashboard`: the calling platform's end users, calls, revenue and
@@ -160,6 +214,11 @@ pub async fn dashboard(_req: Request, ctx: Ctx, tenant: Tenant) -> Result<Respon
         },
         tiers: tenant.platform.tiers,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/developer/dashboard`.
+pub fn dashboard_doc() -> Doc {
+    Doc::new("The calling platform's end users, calls, revenue and tiers").ok::<DashboardView>(200)
 }
 
 /// `POST /api/developer/register`: a platform for an email, with its first key (shown
@@ -198,6 +257,14 @@ pub async fn register(req: Request, ctx: Ctx) -> Result<Response, AppError> {
     Ok(resp)
 }
 
+/// What `/openapi.json` says of `POST /api/developer/register`.
+pub fn register_doc() -> Doc {
+    Doc::new("Register a platform for an email: its id and first key, shown once")
+        .body::<RegisterBody>()
+        .ok::<RegisteredView>(201)
+        .errors(&["conflict", "rate_limited"])
+}
+
 /// `POST /generate-credentials`: the developer's platform (made if they have none) and a new
 /// key, shown once; the key before is revoked.
 pub async fn generate_credentials(
@@ -218,6 +285,16 @@ pub async fn generate_credentials(
     Ok(resp)
 }
 
+/// What `/openapi.json` says of `POST /generate-credentials`.
+pub fn generate_credentials_doc() -> Doc {
+    Doc::new(
+        "The caller's platform (made if they have none) and a new platform key, shown \
+         once; the key before is revoked",
+    )
+    .ok::<IssuedCredentialsView>(200)
+    .ok::<IssuedCredentialsView>(201)
+}
+
 /// `GET /get-credentials`: the developer's platform and its live key, masked.
 pub async fn get_credentials(
     _req: Request,
@@ -233,6 +310,13 @@ pub async fn get_credentials(
         key_created_at: key.as_ref().map(|k| k.created_at.clone()),
         last_used_at: key.and_then(|k| k.last_used_at),
     })
+}
+
+/// What `/openapi.json` says of `GET /get-credentials`.
+pub fn get_credentials_doc() -> Doc {
+    Doc::new("The caller's platform and its live key, masked")
+        .ok::<CredentialsView>(200)
+        .errors(&["not_found"])
 }
 
 /// `POST /api/create-checkout` `{tier}`: a Stripe Checkout for the end user to subscribe to
@@ -255,6 +339,15 @@ pub async fn create_checkout(req: Request, ctx: Ctx, tenant: Tenant) -> Result<R
     })
 }
 
+/// What `/openapi.json` says of `POST /api/create-checkout`.
+pub fn create_checkout_doc() -> Doc {
+    Doc::new("A Stripe Checkout for an end user to subscribe to one of the platform's tiers")
+        .body::<EndUserCheckoutBody>()
+        .ok::<EndUserCheckoutView>(200)
+        .header(USER_ID_HEADER, USER_ID_DOC)
+        .errors(&["upstream_error"])
+}
+
 /// `POST /api/customer-portal` `{return_url?}`: a Stripe Billing Portal URL for the end
 /// user's customer.
 pub async fn customer_portal(req: Request, ctx: Ctx, tenant: Tenant) -> Result<Response, AppError> {
@@ -271,4 +364,13 @@ pub async fn customer_portal(req: Request, ctx: Ctx, tenant: Tenant) -> Result<R
         url: session.url,
         session_id: session.id,
     })
+}
+
+/// What `/openapi.json` says of `POST /api/customer-portal`.
+pub fn customer_portal_doc() -> Doc {
+    Doc::new("A Stripe Billing Portal session for an end user")
+        .optional_body::<EndUserPortalBody>()
+        .ok::<EndUserPortalView>(200)
+        .header(USER_ID_HEADER, USER_ID_DOC)
+        .errors(&["conflict", "upstream_error"])
 }

@@ -6,7 +6,9 @@ use crate::audit::service as audit;
 use serde::Deserialize;
 use worker::{Request, Response};
 
+use crate::billing::http::views::PageQuery;
 use crate::error::AppError;
+use crate::http::doc::{Doc, REPLAYED, REPLAYED_DOC};
 use crate::http::{self, header, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::metering::rules as meter;
@@ -34,6 +36,13 @@ pub async fn list_users(
             .collect::<Result<_, _>>()?,
         next_cursor,
     })
+}
+
+/// What `/openapi.json` says of `GET /api/admin/users`.
+pub fn list_users_doc() -> Doc {
+    Doc::new("Every user with their plan, credits and key state, oldest first")
+        .query::<PageQuery>()
+        .ok::<AdminUserPageView>(200)
 }
 
 /// The id in the path (`:id`).
@@ -120,6 +129,15 @@ pub async fn adjust_credits(
     Ok(resp)
 }
 
+/// What `/openapi.json` says of `POST /api/admin/users/:id/credits`.
+pub fn adjust_credits_doc() -> Doc {
+    Doc::new("Add or take a user's credits, with a reason")
+        .body::<CreditsBody>()
+        .ok::<CreditAdjustmentView>(200)
+        .response_header(REPLAYED, REPLAYED_DOC)
+        .errors(&["not_found", "conflict"])
+}
+
 /// `POST /api/admin/users/:id/rotate-key`: the user's spend so far is deducted and their
 /// OpenRouter key replaced (the old one deleted). The new key is not shown to the admin.
 pub async fn rotate_user_key(
@@ -138,4 +156,11 @@ pub async fn rotate_user_key(
     )
     .await;
     response::ok(&RotatedUserKeyView::new(config, user_id, &answer))
+}
+
+/// What `/openapi.json` says of `POST /api/admin/users/:id/rotate-key`.
+pub fn rotate_user_key_doc() -> Doc {
+    Doc::new("Replace a user's OpenRouter key, deducting its spend")
+        .ok::<RotatedUserKeyView>(200)
+        .errors(&["not_found", "conflict", "upstream_error"])
 }

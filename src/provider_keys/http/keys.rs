@@ -9,10 +9,12 @@ use serde::Deserialize;
 use worker::{Request, Response};
 
 use crate::error::AppError;
+use crate::http::doc::Doc;
 use crate::http::{self, response, Ctx};
 use crate::identity::service::auth::Principal;
 use crate::provider_keys::http::views::{
-    OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, ProviderKeyView,
+    OpenRouterKeySecretView, PoolKeyPageView, PoolKeySecretView, PoolKeysQuery, ProviderKeyView,
+    ProviderQuery,
 };
 use crate::provider_keys::service::credits as credit_service;
 use crate::provider_keys::service::pool;
@@ -30,6 +32,13 @@ pub async fn openrouter_key(
     let config = &ctx.data.config;
     let answer = credit_service::key_for(&db, config, &principal.user.id).await?;
     response::secret(&OpenRouterKeySecretView::new(config, answer))
+}
+
+/// What `/openapi.json` says of `POST /api/key`.
+pub fn openrouter_key_doc() -> Doc {
+    Doc::new("The caller's OpenRouter key and credits (created, reset or rotated)")
+        .ok::<OpenRouterKeySecretView>(200)
+        .errors(&["conflict", "upstream_error"])
 }
 
 /// A provider name: lower-case letters, digits, `-` and `_`, at most 32.
@@ -68,6 +77,13 @@ pub async fn user_pool_key(
     let db = storage::database(&ctx.env)?;
     let (key, plain) = pool::hand_out(&db, config, &principal.user.id, &provider, tier).await?;
     response::secret(&PoolKeySecretView::new(key, plain))
+}
+
+/// What `/openapi.json` says of `GET /api/user/provider-keys`.
+pub fn user_pool_key_doc() -> Doc {
+    Doc::new("The pool key for the caller's plan and a provider")
+        .query::<ProviderQuery>()
+        .ok::<PoolKeySecretView>(200)
 }
 
 /// A `POST /api/admin/provider-keys` body.
@@ -156,6 +172,14 @@ pub async fn add_pool_key(
     )
 }
 
+/// What `/openapi.json` says of `POST /api/admin/provider-keys`.
+pub fn add_pool_key_doc() -> Doc {
+    Doc::new("Load a provider key into the pool")
+        .body::<NewPoolKeyBody>()
+        .ok::<ProviderKeyView>(201)
+        .errors(&["conflict"])
+}
+
 /// `GET /api/admin/provider-keys?provider=&tier=`: the pool, masked, oldest first, paginated.
 pub async fn list_pool_keys(
     req: Request,
@@ -182,6 +206,13 @@ pub async fn list_pool_keys(
     })
 }
 
+/// What `/openapi.json` says of `GET /api/admin/provider-keys`.
+pub fn list_pool_keys_doc() -> Doc {
+    Doc::new("The provider key pool, masked, oldest first")
+        .query::<PoolKeysQuery>()
+        .ok::<PoolKeyPageView>(200)
+}
+
 /// `DELETE /api/admin/provider-keys/:id`: retires a pool key (idempotent); its users are
 /// handed another key of their tier on their next request.
 pub async fn retire_pool_key(
@@ -206,4 +237,11 @@ pub async fn retire_pool_key(
     response::ok(&ProviderKeyView {
         provider_key: key.into(),
     })
+}
+
+/// What `/openapi.json` says of `DELETE /api/admin/provider-keys/:id`.
+pub fn retire_pool_key_doc() -> Doc {
+    Doc::new("Retire a pool key (idempotent)")
+        .ok::<ProviderKeyView>(200)
+        .errors(&["not_found"])
 }
