@@ -19,6 +19,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub mod order;
+
 /// The products Tollgate replaces, by the names their READMEs use.
 const SEEDS: &[&str] = &["Sokuji", "Puku", "dream-api", "Koby", "Audio Studio"];
 
