@@ -13,6 +13,7 @@ use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
+use crate::identity::rules::status::UserStatus;
 use crate::identity::service::users::{self, SignedUpUser, User};
 use crate::storage;
 
@@ -65,7 +66,7 @@ pub async fn register(
         display_name: new.display_name.map(str::to_owned),
         avatar_url: None,
         plan: ctx.data.config.plans.default_plan().id.clone(),
-        status: "active".to_owned(),
+        status: UserStatus::Active,
         created_at: now.clone(),
         updated_at: now.clone(),
     };

@@ -6,6 +6,7 @@ use worker::{query, D1Database, D1PreparedStatement, D1Result};
 use crate::core::random;
 use crate::error::AppError;
 use crate::identity::rules::profile::ProfileChanges;
+use crate::identity::rules::status::{SessionStatus, UserStatus};
 use crate::storage::{changes, UserRef};
 
 /// The columns every user query returns.
@@ -27,8 +28,7 @@ pub struct User {
     pub avatar_url: Option<String>,
     /// Plan id from the catalog.
     pub plan: String,
-    /// `active` or `deleted`.
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -36,7 +36,7 @@ pub struct User {
 impl User {
     /// Whether the user may authenticate.
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == UserStatus::Active
     }
 }
 
@@ -44,8 +44,8 @@ impl User {
 #[derive(Debug, Clone)]
 pub struct Caller {
     user: Option<User>,
-    /// `active`, `ended`, or `None` when the session is not known.
-    pub session_status: Option<String>,
+    /// `None` when the session is not known.
+    pub session_status: Option<SessionStatus>,
 }
 
 impl Caller {
@@ -57,7 +57,7 @@ impl Caller {
 
 #[derive(Deserialize)]
 struct CallerRow {
-    session_status: Option<String>,
+    session_status: Option<SessionStatus>,
     id: Option<String>,
     #[serde(flatten)]
     rest: serde_json::Value,

@@ -16,6 +16,7 @@ use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::core::random;
 use crate::error::AppError;
+use crate::identity::rules::status::UserStatus;
 use crate::storage::changes;
 
 /// The columns every account query returns.
@@ -681,7 +682,7 @@ pub struct UserWithAccount {
     pub email: Option<String>,
     pub username: Option<String>,
     pub plan: String,
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: String,
     pub credits: Option<i64>,
     pub key_hash: Option<String>,

@@ -45,6 +45,7 @@ use crate::identity::rules::jwt::{
 use crate::identity::rules::key_cache::VerifiedTokenCache;
 use crate::identity::rules::roles::{self, Roles, Subject};
 use crate::identity::rules::scopes;
+use crate::identity::rules::status::SessionStatus;
 use crate::identity::store::api_keys;
 use crate::identity::store::users::{self, NewUser, User};
 use crate::storage::{self as store, UserRef};
@@ -286,12 +287,12 @@ async fn from_token(
     let read = read.map(|r| (r, users::id_of_external(source, &verified.subject)));
     let (found, mut extra) = lookup(&db, statement, read).await?;
     let caller = users::caller_from(&found)?;
-    if caller.session_status.as_deref() == Some("ended") {
+    if caller.session_status == Some(SessionStatus::Ended) {
         return Err(AppError::Unauthorized("session has ended".to_owned()));
     }
     if verified.kind == TokenKind::Account {
         // Account sessions are recorded when they start: one that is not active is gone.
-        if caller.session_status.as_deref() != Some("active") || caller.user().is_none() {
+        if caller.session_status != Some(SessionStatus::Active) || caller.user().is_none() {
             return Err(AppError::Unauthorized("session has ended".to_owned()));
         }
     }
