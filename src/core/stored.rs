@@ -44,8 +44,8 @@ pub fn parse<T: Stored>(text: &str) -> Result<T, Unknown> {
 }
 
 /// Defines an enum stored as text: each value with its text, once. It gets `ALL`, `as_str`,
-/// [`Stored`], `FromStr` (an unknown text is an [`Unknown`]), `Display`, and serde's
-/// `Serialize` and `Deserialize` as that text, so a row struct reads the column directly.
+/// and everything [`stored_impls!`] gives (with serde), so a row struct reads the column
+/// directly.
 #[macro_export]
 macro_rules! stored_enum {
     (
@@ -62,7 +62,7 @@ macro_rules! stored_enum {
 
         impl $name {
             /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
 
             /// The text its column holds.
             pub fn as_str(self) -> &'static str {
@@ -72,9 +72,20 @@ macro_rules! stored_enum {
             }
         }
 
+        $crate::stored_impls!($name ($what), serde);
+    };
+}
+
+/// For an enum with its own `ALL` (an array) and `as_str` (the one mapping): [`Stored`], `FromStr` (an
+/// unknown text is an [`Unknown`]) and `Display` through it; with `serde`, also `Serialize`
+/// and `Deserialize` as that text (leave it out where serde is derived, for the API, and let
+/// [`check`] test that the derive writes the same texts).
+#[macro_export]
+macro_rules! stored_impls {
+    ($name:ident ($what:literal)) => {
         impl $crate::core::stored::Stored for $name {
             const WHAT: &'static str = $what;
-            const ALL: &'static [$name] = $name::ALL;
+            const ALL: &'static [$name] = &$name::ALL;
             fn as_str(self) -> &'static str {
                 $name::as_str(self)
             }
@@ -89,16 +100,19 @@ macro_rules! stored_enum {
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
+                f.write_str($name::as_str(*self))
             }
         }
+    };
+    ($name:ident ($what:literal), serde) => {
+        $crate::stored_impls!($name($what));
 
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(
                 &self,
                 serializer: S,
             ) -> ::std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
+                serializer.serialize_str($name::as_str(*self))
             }
         }
 
@@ -106,9 +120,8 @@ macro_rules! stored_enum {
             fn deserialize<D: ::serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> ::std::result::Result<Self, D::Error> {
-                let text = <::std::string::String as ::serde::Deserialize>::deserialize(
-                    deserializer,
-                )?;
+                let text =
+                    <::std::string::String as ::serde::Deserialize>::deserialize(deserializer)?;
                 $crate::core::stored::parse(&text).map_err(::serde::de::Error::custom)
             }
         }
