@@ -12,10 +12,11 @@ use crate::error::AppError;
 use crate::ledger::service as ledger;
 use crate::log::Logger;
 use crate::platforms::service as platforms;
+use crate::webhooks::rules::signed::Signer;
 use crate::webhooks::service::{self as inbox, Applied, Delivery};
 pub use crate::webhooks::service::{Failure, RetryReport, StatusCount};
 
-const PROVIDER: &str = "stripe";
+const PROVIDER: Signer = Signer::Stripe;
 
 /// What became of a delivery.
 #[derive(Debug, Clone, Serialize)]

@@ -10,10 +10,11 @@ use crate::identity::store::sessions::{self, SessionRef};
 use crate::identity::store::users::{self, ClerkUser};
 use crate::log::Logger;
 use crate::storage;
+use crate::webhooks::rules::signed::Signer;
 use crate::webhooks::service::{self as inbox, Applied, Delivery, RetryReport, Settled};
 
 /// The provider name Clerk's deliveries are stored under.
-const PROVIDER: &str = "clerk";
+const PROVIDER: Signer = Signer::Clerk;
 
 /// How an event was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
