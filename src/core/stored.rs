@@ -78,8 +78,9 @@ macro_rules! stored_enum {
 
 /// For an enum with its own `ALL` (an array) and `as_str` (the one mapping): [`Stored`], `FromStr` (an
 /// unknown text is an [`Unknown`]) and `Display` through it; with `serde`, also `Serialize`
-/// and `Deserialize` as that text (leave it out where serde is derived, for the API, and let
-/// [`check`] test that the derive writes the same texts).
+/// and `Deserialize` as that text; with `deserialize`, only `Deserialize`, for an enum whose
+/// `Serialize` is derived for the API ([`check`] tests that the derive writes the same
+/// texts).
 #[macro_export]
 macro_rules! stored_impls {
     ($name:ident ($what:literal)) => {
@@ -105,7 +106,7 @@ macro_rules! stored_impls {
         }
     };
     ($name:ident ($what:literal), serde) => {
-        $crate::stored_impls!($name($what));
+        $crate::stored_impls!($name($what), deserialize);
 
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(
@@ -115,6 +116,9 @@ macro_rules! stored_impls {
                 serializer.serialize_str($name::as_str(*self))
             }
         }
+    };
+    ($name:ident ($what:literal), deserialize) => {
+        $crate::stored_impls!($name($what));
 
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(
