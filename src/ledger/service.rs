@@ -170,12 +170,10 @@ async fn append_or_replay(
         });
     }
     match store::by_key(db, entry.user_id, entry.key).await? {
-        Some(first) if first.kind == entry.kind.as_str() && first.amount == entry.amount => {
-            Ok(Recorded {
-                entry: first,
-                replayed: true,
-            })
-        }
+        Some(first) if first.kind == entry.kind && first.amount == entry.amount => Ok(Recorded {
+            entry: first,
+            replayed: true,
+        }),
         Some(_) => Err(AppError::Conflict(
             "this idempotency key was used for a different request; nothing changed".to_owned(),
         )),
