@@ -29,7 +29,9 @@ use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::log::Logger;
-use crate::provider_keys::rules::{self as credits, first_step, settle, Holding, KeyReading, Step};
+use crate::provider_keys::rules::{
+    self as credits, first_step, settle, CreditKind, Holding, KeyReading, Step,
+};
 use crate::provider_keys::store::credit_accounts::{
     self as accounts, key_context, Account, Claim, Entry, KeyState, LedgerLine, Settle,
 };
@@ -292,7 +294,11 @@ impl<'a> Flow<'a> {
                 let key = created.insert(self.create().await?);
                 let reset = step == Step::Reset;
                 let entry = Entry {
-                    kind: if reset { "reset" } else { "grant" },
+                    kind: if reset {
+                        CreditKind::Reset
+                    } else {
+                        CreditKind::Grant
+                    },
                     amount: policy.initial_credits - held.credits,
                     reason: None,
                     actor_id: None,
@@ -336,7 +342,7 @@ impl<'a> Flow<'a> {
             force_rotate || current_key.is_none(),
         );
         let usage_entry = Entry {
-            kind: "usage",
+            kind: CreditKind::Usage,
             amount: settlement.credits_after - held.credits,
             reason: None,
             actor_id: None,
@@ -600,7 +606,7 @@ async fn adjust_held(
         )));
     }
     let entry = Entry {
-        kind: "adjustment",
+        kind: CreditKind::Adjustment,
         amount: a.amount,
         reason: Some(a.reason),
         actor_id: Some(a.actor_id),

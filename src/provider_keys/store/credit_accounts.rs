@@ -17,6 +17,7 @@ use worker::{query, D1Database, D1PreparedStatement};
 use crate::core::random;
 use crate::error::AppError;
 use crate::identity::rules::status::UserStatus;
+use crate::provider_keys::rules::CreditKind;
 use crate::storage::changes;
 
 /// The columns every account query returns.
@@ -158,8 +159,7 @@ pub struct KeyState<'a> {
 /// One line of the credit ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
-    /// `grant`, `usage`, `reset` or `adjustment`.
-    pub kind: &'a str,
+    pub kind: CreditKind,
     /// Signed change of the balance.
     pub amount: i64,
     pub reason: Option<&'a str>,
@@ -275,7 +275,7 @@ fn entry_statement(
         s.lock_id,
         s.version as f64,
         random::id::<10>("cl_"),
-        entry.kind,
+        entry.kind.as_str(),
         entry.amount as f64,
         s.credits as f64,
         entry.reason,
@@ -290,7 +290,7 @@ fn entry_statement(
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LedgerLine {
     pub id: String,
-    pub kind: String,
+    pub kind: CreditKind,
     pub amount: i64,
     pub balance_after: i64,
     pub reason: Option<String>,
@@ -339,7 +339,7 @@ pub async fn adjust(
                 user_id,
                 lock_id,
                 &id,
-                entry.kind,
+                entry.kind.as_str(),
                 entry.amount as f64,
                 credits as f64,
                 entry.reason,
