@@ -59,7 +59,7 @@ pub async fn register(
     let now = rfc3339_from_millis(ctx.data.now_ms);
     let user = User {
         id: random::id::<12>("usr_"),
-        auth_source: sessions::SOURCE.to_owned(),
+        auth_source: sessions::SOURCE,
         external_id: random::id::<16>("acct_"),
         email: Some(new.email.to_owned()),
         username: None,

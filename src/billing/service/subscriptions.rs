@@ -25,6 +25,7 @@ use crate::core::page::{self, PageRequest};
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::identity::rules::status::AuthSource;
 use crate::identity::service::users::{self, User};
 use crate::plans::rules::Plan;
 use crate::upstream::clerk::{ClerkApi, ClerkError};
@@ -488,7 +489,7 @@ async fn named_user(
         return users::get(db, id).await;
     }
     let new = users::NewUser {
-        auth_source: CLERK_SOURCE,
+        auth_source: AuthSource::Clerk,
         external_id: id,
         email: None,
         username: None,
@@ -498,7 +499,7 @@ async fn named_user(
     if created {
         let entry = Entry::new(Actor::System("stripe"), Action::UserCreated)
             .target(Target::user(&user.id))
-            .with("auth_source", CLERK_SOURCE)
+            .with("auth_source", AuthSource::Clerk.as_str())
             .with("cause", change.kind);
         let occasion = Occasion {
             request_id: Some(change.source),
@@ -508,9 +509,6 @@ async fn named_user(
     }
     Ok(Some(user))
 }
-
-/// The `auth_source` of users who sign in with Clerk.
-const CLERK_SOURCE: &str = "clerk";
 
 /// Whether `id` is a Clerk user id (`user_`, then letters, digits and `_`), not a Tollgate
 /// one.
@@ -624,7 +622,7 @@ async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(
     let Some(user) = users::get(db, user_id).await? else {
         return Ok(());
     };
-    if user.auth_source != CLERK_SOURCE {
+    if user.auth_source != AuthSource::Clerk {
         return Ok(());
     }
     let live = billing::current_for_user(db, &user.id)

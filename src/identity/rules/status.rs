@@ -1,5 +1,5 @@
 //! The states identity stores: a user's (`users.status`) and a session's
-//! (`auth_sessions.status`).
+//! (`auth_sessions.status`), and where either proved who they are (`auth_source`).
 
 crate::stored_enum! {
     /// Whether a user may authenticate (`users.status`): a deleted user (Clerk's
@@ -18,6 +18,17 @@ crate::stored_enum! {
     }
 }
 
+crate::stored_enum! {
+    /// Where a user proved who they are (`users.auth_source`, `auth_sessions.auth_source`):
+    /// a Clerk session token, an HMAC token the deployment signs, or a Tollgate account's
+    /// password.
+    pub enum AuthSource ("auth source") {
+        Clerk = "clerk",
+        Hmac = "hmac",
+        Password = "password",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +42,10 @@ mod tests {
     #[test]
     fn session_statuses_map_to_their_column_both_ways() {
         check::<SessionStatus>();
+    }
+
+    #[test]
+    fn auth_sources_map_to_their_columns_both_ways() {
+        check::<AuthSource>();
     }
 }

@@ -28,6 +28,7 @@ use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::identity::rules::status::AuthSource;
 use crate::log::Logger;
 use crate::provider_keys::rules::{
     self as credits, first_step, settle, CreditKind, Holding, KeyReading, Step,
@@ -638,7 +639,7 @@ const RETIRE_WAIT_MS: u64 = 30_000;
 /// no request takes the lock again ([`accounts::claim`] with `require_active`).
 pub async fn retire_user_keys(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
 ) -> Result<(), AppError> {
     let Some(user_id) = accounts::account_holder(db, auth_source, external_id).await? else {

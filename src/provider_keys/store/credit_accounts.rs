@@ -16,7 +16,7 @@ use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::core::random;
 use crate::error::AppError;
-use crate::identity::rules::status::UserStatus;
+use crate::identity::rules::status::{AuthSource, UserStatus};
 use crate::provider_keys::rules::CreditKind;
 use crate::storage::changes;
 
@@ -464,7 +464,7 @@ pub async fn deletion_failed(
 /// The Tollgate id of the user with this external identity, if they have a credit account.
 pub async fn account_holder(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
 ) -> Result<Option<String>, AppError> {
     #[derive(Deserialize)]
@@ -475,7 +475,7 @@ pub async fn account_holder(
         db,
         "SELECT a.user_id FROM credit_accounts a JOIN users u ON u.id = a.user_id \
          WHERE u.auth_source = ?1 AND u.external_id = ?2",
-        auth_source,
+        auth_source.as_str(),
         external_id
     )?
     .first::<Holder>(None)

@@ -45,7 +45,7 @@ use crate::identity::rules::jwt::{
 use crate::identity::rules::key_cache::VerifiedTokenCache;
 use crate::identity::rules::roles::{self, Roles, Subject};
 use crate::identity::rules::scopes;
-use crate::identity::rules::status::SessionStatus;
+use crate::identity::rules::status::{AuthSource, SessionStatus};
 use crate::identity::store::api_keys;
 use crate::identity::store::users::{self, NewUser, User};
 use crate::storage::{self as store, UserRef};
@@ -322,7 +322,7 @@ async fn from_token(
                     &ctx.data,
                     Entry::new(Actor::User(&user.id), Action::UserCreated)
                         .target(Target::user(&user.id))
-                        .with("auth_source", source),
+                        .with("auth_source", source.as_str()),
                 )
                 .await;
             }
@@ -353,11 +353,11 @@ async fn from_token(
 }
 
 /// The `users.auth_source` of a token kind's users.
-pub fn source_of(kind: TokenKind) -> &'static str {
+pub fn source_of(kind: TokenKind) -> AuthSource {
     match kind {
-        TokenKind::Clerk => "clerk",
-        TokenKind::Hmac => "hmac",
-        TokenKind::Account => "password",
+        TokenKind::Clerk => AuthSource::Clerk,
+        TokenKind::Hmac => AuthSource::Hmac,
+        TokenKind::Account => AuthSource::Password,
     }
 }
 
@@ -365,7 +365,7 @@ pub fn source_of(kind: TokenKind) -> &'static str {
 fn subject(user: &User) -> Subject<'_> {
     Subject {
         id: &user.id,
-        auth_source: &user.auth_source,
+        auth_source: user.auth_source,
         external_id: &user.external_id,
     }
 }
