@@ -91,7 +91,7 @@ impl From<Row> for AuditEntryView {
         Self {
             id: row.id,
             actor: AuditActorView {
-                kind: row.actor_kind,
+                kind: row.actor_kind.to_string(),
                 id: row.actor_id,
             },
             action: row.action,

@@ -224,6 +224,15 @@ const NAMES: [&str; 44] = [
     "workflow.deleted",
 ];
 
+crate::stored_enum! {
+    /// What kind of actor acted (`audit_log.actor_kind`).
+    pub enum ActorKind ("audit actor kind") {
+        User = "user",
+        System = "system",
+        Anonymous = "anonymous",
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor<'a> {
@@ -238,11 +247,11 @@ pub enum Actor<'a> {
 
 impl Actor<'_> {
     /// `(actor_kind, actor_id)` as stored.
-    pub fn stored(&self) -> (&'static str, Option<&str>) {
+    pub fn stored(&self) -> (ActorKind, Option<&str>) {
         match self {
-            Actor::User(id) => ("user", Some(id)),
-            Actor::System(name) => ("system", Some(name)),
-            Actor::Anonymous => ("anonymous", None),
+            Actor::User(id) => (ActorKind::User, Some(id)),
+            Actor::System(name) => (ActorKind::System, Some(name)),
+            Actor::Anonymous => (ActorKind::Anonymous, None),
         }
     }
 }
@@ -413,8 +422,15 @@ mod tests {
 
     #[test]
     fn actors_are_stored_by_kind_and_id() {
-        assert_eq!(Actor::User("usr_1").stored(), ("user", Some("usr_1")));
-        assert_eq!(Actor::System("stripe").stored(), ("system", Some("stripe")));
-        assert_eq!(Actor::Anonymous.stored(), ("anonymous", None));
+        assert_eq!(
+            Actor::User("usr_1").stored(),
+            (ActorKind::User, Some("usr_1"))
+        );
+        assert_eq!(
+            Actor::System("stripe").stored(),
+            (ActorKind::System, Some("stripe"))
+        );
+        assert_eq!(Actor::Anonymous.stored(), (ActorKind::Anonymous, None));
+        crate::core::stored::check::<ActorKind>();
     }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement};
 
-use crate::audit::rules::{detail_text, Entry, Filter};
+use crate::audit::rules::{detail_text, ActorKind, Entry, Filter};
 use crate::error::AppError;
 
 /// When an entry is written, relative to the statement before it in the same batch.
@@ -39,7 +39,7 @@ fn entry_statement(
                 CASE WHEN ?9 IS NULL THEN ?7 \
                      ELSE json_set(?7, '$.' || ?9, last_insert_rowid()) END, ?8 \
          WHERE ?10 OR changes() > 0",
-        actor_kind,
+        actor_kind.as_str(),
         actor_id,
         entry.action.as_str(),
         target_kind,
@@ -92,7 +92,7 @@ pub fn insert_if_changed(
 #[derive(Debug, Clone, Deserialize)]
 pub struct Row {
     pub id: i64,
-    pub actor_kind: String,
+    pub actor_kind: ActorKind,
     pub actor_id: Option<String>,
     pub action: String,
     pub target_kind: Option<String>,

@@ -96,6 +96,14 @@ pub fn is_session_id(id: &str) -> bool {
 /// The prefix of a session id; the rest is 12 random bytes in hex (`core::random::id`).
 pub const SESSION_ID_PREFIX: &str = SESSION_PREFIX;
 
+crate::stored_enum! {
+    /// Who wrote a logged message (`chat_messages.role`): the site's visitor or the model.
+    pub enum MessageRole ("chat message role") {
+        User = "user",
+        Assistant = "assistant",
+    }
+}
+
 /// One message of a conversation, as the model is sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
@@ -116,7 +124,7 @@ pub fn default_system_prompt(org_name: &str, config: &OrgConfig) -> String {
 /// first) and the new message.
 pub fn conversation(
     system: String,
-    history: impl IntoIterator<Item = (String, String)>,
+    history: impl IntoIterator<Item = (MessageRole, String)>,
     message: &str,
 ) -> Vec<Turn> {
     let mut turns = vec![Turn {
@@ -124,10 +132,9 @@ pub fn conversation(
         content: system,
     }];
     for (role, content) in history {
-        let role = if role == "assistant" {
-            "assistant"
-        } else {
-            "user"
+        let role = match role {
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
         };
         turns.push(Turn { role, content });
     }
@@ -190,8 +197,8 @@ mod tests {
         let turns = conversation(
             "be brief".into(),
             vec![
-                ("user".to_owned(), "q1".to_owned()),
-                ("assistant".to_owned(), "a1".to_owned()),
+                (MessageRole::User, "q1".to_owned()),
+                (MessageRole::Assistant, "a1".to_owned()),
             ],
             "q2",
         );
@@ -216,5 +223,10 @@ mod tests {
             Some("b/two")
         );
         assert_eq!(model_for(Some("gone/model"), "a/one", &offered), None);
+    }
+
+    #[test]
+    fn message_roles_map_to_their_column_both_ways() {
+        crate::core::stored::check::<MessageRole>();
     }
 }

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use worker::{query, D1Database};
 
+use crate::chat::rules::MessageRole;
 use crate::error::AppError;
 
 /// A session as stored.
@@ -16,7 +17,7 @@ pub struct SessionRow {
 /// One logged message, as the model is sent it again.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessageRow {
-    pub role: String,
+    pub role: MessageRole,
     pub content: String,
 }
 

@@ -11,4 +11,5 @@ pub mod request_id;
 pub mod sealed;
 pub mod secret_key;
 pub mod settings;
+pub mod stored;
 pub mod time;

@@ -17,7 +17,14 @@ pub enum Platform {
     Web,
 }
 
+// Its serde derive is the API's and reads the column too: the same texts as `as_str`, which
+// the tests check both ways.
+crate::stored_impls!(Platform("device platform"));
+
 impl Platform {
+    /// Every platform.
+    pub const ALL: [Platform; 3] = [Platform::Chrome, Platform::Electron, Platform::Web];
+
     /// From `X-Client-Platform`; absent means `web`.
     pub fn parse(header: Option<&str>) -> Result<Self, FieldError> {
         match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
@@ -32,7 +39,7 @@ impl Platform {
     }
 
     /// As stored and shown.
-    pub fn as_str(&self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Chrome => "chrome",
             Self::Electron => "electron",
@@ -61,6 +68,11 @@ pub fn device_id(field: &str, value: &str) -> Result<String, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_map_to_their_column_both_ways() {
+        crate::core::stored::check::<Platform>();
+    }
 
     #[test]
     fn platforms_come_from_the_client_header() {

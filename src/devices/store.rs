@@ -23,7 +23,7 @@ pub struct Device {
 pub struct Sighting<'a> {
     pub user_id: &'a str,
     pub device_id: &'a str,
-    pub platform: &'a str,
+    pub platform: Platform,
     pub auth_session_id: Option<&'a str>,
     pub now: &'a str,
     pub now_ms: u64,
@@ -58,7 +58,7 @@ pub fn sighting(
              ended_at = NULL",
         s.user_id,
         s.device_id,
-        s.platform,
+        s.platform.as_str(),
         s.auth_session_id,
         s.now,
         s.now_ms as f64,

@@ -52,7 +52,7 @@ impl From<Entry> for EntryView {
     fn from(e: Entry) -> Self {
         Self {
             id: e.id,
-            kind: Kind::from_name(&e.kind).unwrap_or(Kind::Adjustment),
+            kind: e.kind,
             amount: e.amount,
             balance_after: e.balance_after,
             shortfall: e.shortfall,
@@ -224,7 +224,7 @@ impl TokenAnalyticsView {
         let mut by_kind: Vec<TokenKindSumsView> = Vec::new();
         let mut totals = TokenSumsView::default();
         for row in rows {
-            let kind = Kind::from_name(&row.kind).unwrap_or(Kind::Adjustment);
+            let kind = row.kind;
             if days.last().map(|d| d.date.as_str()) != Some(row.day.as_str()) {
                 days.push(TokenDayView {
                     date: row.day.clone(),

@@ -41,6 +41,10 @@ pub enum Kind {
     Adjustment,
 }
 
+// Its serde derive is the API's and reads the column too: the same texts as `as_str`, which
+// the tests check both ways.
+crate::stored_impls!(Kind("ledger entry kind"));
+
 impl Kind {
     pub const ALL: [Kind; 6] = [
         Kind::Purchase,
@@ -65,7 +69,7 @@ impl Kind {
 
     /// The kind stored under `name`.
     pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+        name.parse().ok()
     }
 }
 
@@ -383,6 +387,16 @@ pub fn earned_spent(amount: i64) -> (i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn entry_kinds_map_to_their_column_both_ways() {
+        crate::core::stored::check::<super::Kind>();
+        assert_eq!(
+            super::Kind::from_name("social_reward"),
+            Some(super::Kind::SocialReward)
+        );
+        assert_eq!(super::Kind::from_name("Grant"), None);
+    }
+
     use super::*;
     use serde_json::json;
 

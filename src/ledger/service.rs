@@ -5,7 +5,6 @@
 //! Each new entry and its audit row are written in one D1 batch: both, or neither; a replay
 //! that writes no entry writes no audit row.
 
-use serde_json::Value;
 use worker::{D1Database, D1PreparedStatement};
 
 use crate::audit::rules::{Action, Actor, Entry as AuditEntry, Target};
@@ -13,6 +12,9 @@ use crate::audit::service::{self as audit, Occasion};
 
 /// The detail field naming the ledger entry an audit row is about.
 const ENTRY_ID: &str = "entry_id";
+use crate::billing::rules::stripe_event::{
+    Charge, CheckoutMode, Dispute, PaymentStatus, StripeEvent,
+};
 use crate::billing::service::subscriptions::{self as billing, Urls};
 use crate::config::Config;
 use crate::core::form::Form;
@@ -168,12 +170,10 @@ async fn append_or_replay(
         });
     }
     match store::by_key(db, entry.user_id, entry.key).await? {
-        Some(first) if first.kind == entry.kind.as_str() && first.amount == entry.amount => {
-            Ok(Recorded {
-                entry: first,
-                replayed: true,
-            })
-        }
+        Some(first) if first.kind == entry.kind && first.amount == entry.amount => Ok(Recorded {
+            entry: first,
+            replayed: true,
+        }),
         Some(_) => Err(AppError::Conflict(
             "this idempotency key was used for a different request; nothing changed".to_owned(),
         )),
@@ -355,56 +355,42 @@ pub enum Applied {
 pub struct PaymentEvent<'a> {
     /// Stripe's event id (`evt_...`), recorded as the audit row's request id.
     pub id: &'a str,
-    /// `checkout.session.completed`, `checkout.session.async_payment_succeeded`,
-    /// `payment_intent.succeeded`, `charge.refunded` or `charge.dispute.created`.
-    pub kind: &'a str,
-    /// `data.object`.
-    pub object: &'a Value,
+    /// What it says: a completed checkout or its delayed payment, a succeeded payment
+    /// intent, a refunded charge or a dispute; anything else is ignored.
+    pub data: &'a StripeEvent,
     /// When it is applied (epoch millis).
     pub now_ms: u64,
-}
-
-fn text<'v>(object: &'v Value, pointer: &str) -> Option<&'v str> {
-    object.pointer(pointer).and_then(Value::as_str)
-}
-
-/// An id that is a string, or an expanded object's `id`.
-fn id_of<'v>(object: &'v Value, field: &str) -> Option<&'v str> {
-    let value = object.get(field)?;
-    value
-        .as_str()
-        .or_else(|| value.get("id").and_then(Value::as_str))
 }
 
 /// Credits a paid pack: from a paid payment-mode Checkout Session or a succeeded payment
 /// intent carrying Tollgate's metadata, keyed by the payment intent, so whichever event comes
 /// first credits and the others change nothing. Anything else is ignored.
 pub async fn apply_payment(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applied, AppError> {
-    let object = event.object;
-    let payment_intent = match event.kind {
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            if text(object, "/mode") != Some("payment") {
+    let (metadata, payment_intent) = match event.data {
+        StripeEvent::CheckoutCompleted(session)
+        | StripeEvent::CheckoutAsyncPaymentSucceeded(session) => {
+            if session.mode != Some(CheckoutMode::Payment) {
                 return Ok(Applied::Ignored("not a payment checkout"));
             }
-            if text(object, "/payment_status") != Some("paid") {
+            if session.payment_status != Some(PaymentStatus::Paid) {
                 return Ok(Applied::Ignored("the checkout is not paid"));
             }
-            id_of(object, "payment_intent")
+            (&session.metadata, session.payment_intent.as_deref())
         }
-        "payment_intent.succeeded" => {
-            if text(object, "/status").is_some_and(|s| s != "succeeded") {
+        StripeEvent::PaymentIntentSucceeded(intent) => {
+            if intent.status.as_deref().is_some_and(|s| s != "succeeded") {
                 return Ok(Applied::Ignored("the payment did not succeed"));
             }
-            text(object, "/id")
+            (&intent.metadata, intent.id.as_deref())
         }
-        "charge.refunded" => return apply_refund(db, event).await,
-        "charge.dispute.created" => return apply_dispute(db, event).await,
+        StripeEvent::ChargeRefunded(charge) => return apply_refund(db, &event, charge).await,
+        StripeEvent::DisputeCreated(dispute) => return apply_dispute(db, &event, dispute).await,
         _ => return Ok(Applied::Ignored("event type not handled")),
     };
     let (Some(user_id), Some(pack), Some(tokens)) = (
-        text(object, "/metadata/user_id"),
-        text(object, "/metadata/token_pack"),
-        text(object, "/metadata/tokens"),
+        metadata.user_id.as_deref(),
+        metadata.token_pack.as_deref(),
+        metadata.tokens.as_deref(),
     ) else {
         return Ok(Applied::Ignored("not a token pack payment"));
     };
@@ -457,22 +443,24 @@ fn occasion<'a>(event: &PaymentEvent<'a>) -> Occasion<'a> {
 /// takes back tokens in proportion to `amount_refunded / amount` (cumulative, so each refund
 /// takes what earlier ones did not), never below zero: what the balance lacks is the entry's
 /// `shortfall`. Other charges (subscriptions) are ignored.
-async fn apply_refund(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applied, AppError> {
-    let object = event.object;
-    let (Some(charge), Some(payment_intent)) =
-        (text(object, "/id"), id_of(object, "payment_intent"))
+async fn apply_refund(
+    db: &D1Database,
+    event: &PaymentEvent<'_>,
+    charge: &Charge,
+) -> Result<Applied, AppError> {
+    let (Some(charge_id), Some(payment_intent)) =
+        (charge.id.as_deref(), charge.payment_intent.as_deref())
     else {
         return Ok(Applied::Ignored("not a token pack payment"));
     };
-    let number = |field: &str| object.get(field).and_then(Value::as_i64);
-    let (Some(amount), Some(refunded)) = (number("amount"), number("amount_refunded")) else {
+    let (Some(amount), Some(refunded)) = (charge.amount, charge.amount_refunded) else {
         return Ok(Applied::Ignored("the charge has no amounts"));
     };
     let Some(purchase) = store::purchase_by_key(db, &keys::purchase(payment_intent)).await? else {
         return Ok(Applied::Ignored("not a token pack payment"));
     };
     let target = rules::refund_target(purchase.amount, refunded, amount);
-    let key = keys::refund(charge, refunded);
+    let key = keys::refund(charge_id, refunded);
     let now = rfc3339_from_millis(event.now_ms);
     let reason = format!("refund of {refunded} of {amount}");
     let entry = NewEntry {
@@ -489,10 +477,10 @@ async fn apply_refund(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applie
     let audit = AuditEntry::new(Actor::System("stripe"), Action::TokensRefunded)
         .target(Target::user(&purchase.user_id))
         .with("payment_intent", payment_intent)
-        .with("charge", charge)
+        .with("charge", charge_id)
         .with("amount_refunded", refunded)
         .with("tokens_to_take", target);
-    let audit = audit::statement_if_inserted(db, occasion(&event), &audit, ENTRY_ID)?;
+    let audit = audit::statement_if_inserted(db, occasion(event), &audit, ENTRY_ID)?;
     if store::append_refund(db, &entry, target, audit)
         .await?
         .is_none()
@@ -508,18 +496,21 @@ async fn apply_refund(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applie
 /// accounted for, once per dispute (`stripe:dispute:<dispute>`); what the balance lacks is
 /// the entry's `shortfall`, owed as debt. A refund of the same payment after the dispute, or
 /// a dispute after a full refund, has nothing left to take.
-async fn apply_dispute(db: &D1Database, event: PaymentEvent<'_>) -> Result<Applied, AppError> {
-    let object = event.object;
+async fn apply_dispute(
+    db: &D1Database,
+    event: &PaymentEvent<'_>,
+    disputed: &Dispute,
+) -> Result<Applied, AppError> {
     let (Some(dispute), Some(payment_intent)) =
-        (text(object, "/id"), id_of(object, "payment_intent"))
+        (disputed.id.as_deref(), disputed.payment_intent.as_deref())
     else {
         return Ok(Applied::Ignored("not a token pack payment"));
     };
     let Some(purchase) = store::purchase_by_key(db, &keys::purchase(payment_intent)).await? else {
         return Ok(Applied::Ignored("not a token pack payment"));
     };
-    let charge = id_of(object, "charge").unwrap_or("");
-    let why = text(object, "/reason").unwrap_or("general");
+    let charge = disputed.charge.as_deref().unwrap_or("");
+    let why = disputed.reason.as_deref().unwrap_or("general");
     let key = keys::dispute(dispute);
     let now = rfc3339_from_millis(event.now_ms);
     let reason = format!("dispute {dispute} ({why})");
@@ -539,12 +530,9 @@ async fn apply_dispute(db: &D1Database, event: PaymentEvent<'_>) -> Result<Appli
         .with("charge", charge)
         .with("dispute", dispute)
         .with("dispute_reason", why)
-        .with(
-            "amount_disputed",
-            object.get("amount").and_then(Value::as_i64),
-        )
+        .with("amount_disputed", disputed.amount)
         .with("tokens_to_take", purchase.amount);
-    let audit = audit::statement_if_inserted(db, occasion(&event), &audit, ENTRY_ID)?;
+    let audit = audit::statement_if_inserted(db, occasion(event), &audit, ENTRY_ID)?;
     if store::append_refund(db, &entry, purchase.amount, audit)
         .await?
         .is_none()

@@ -26,7 +26,7 @@ const CURRENT: &str = "(SELECT COALESCE(MAX(balance_after), 0) AS cur, \
 pub struct Entry {
     pub id: i64,
     pub user_id: String,
-    pub kind: String,
+    pub kind: Kind,
     pub amount: i64,
     pub balance_after: i64,
     pub shortfall: i64,
@@ -232,7 +232,7 @@ pub async fn page(
 pub struct DayKind {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
-    pub kind: String,
+    pub kind: Kind,
     /// The sum of its credits.
     pub earned: i64,
     /// The sum of its debits, as a positive number.

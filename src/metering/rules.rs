@@ -40,6 +40,8 @@ pub enum SubjectKind {
     Org,
 }
 
+crate::stored_impls!(SubjectKind("meter subject kind"), serde);
+
 impl SubjectKind {
     /// Every kind, for the checks that the schema accepts each.
     pub const ALL: [SubjectKind; 3] = [SubjectKind::User, SubjectKind::EndUser, SubjectKind::Org];
@@ -301,6 +303,16 @@ fn last_sync_at_schema() -> utoipa::openapi::schema::Schema {
     )
 }
 
+crate::stored_enum! {
+    /// How a reservation stands (`usage_reservations.status`): `reserved` while it holds
+    /// part of the limit, then `settled` by a report or `expired` (its hold released).
+    pub enum ReservationStatus ("reservation status") {
+        Reserved = "reserved",
+        Settled = "settled",
+        Expired = "expired",
+    }
+}
+
 /// What became of the reservation a report named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -408,6 +420,12 @@ pub fn validate_report(req: &ReportRequest) -> Result<(), Vec<FieldError>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn subject_kinds_and_reservation_statuses_map_to_their_columns_both_ways() {
+        crate::core::stored::check::<super::SubjectKind>();
+        crate::core::stored::check::<super::ReservationStatus>();
+    }
+
     use super::*;
     use crate::core::body::decode;
     use serde_json::json;

@@ -144,7 +144,7 @@ impl Clock {
         subject.kind.is_user().then(|| Sighting {
             user_id: subject.id,
             device_id: &device.0,
-            platform: device.1.as_str(),
+            platform: device.1,
             auth_session_id: subject.auth_session_id,
             now: &self.now,
             now_ms: self.now_ms,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
-use crate::metering::rules::{self as meter, QuotaState, ReservationOutcome};
+use crate::metering::rules::{self as meter, QuotaState, ReservationOutcome, ReservationStatus};
 use crate::storage::UserRef;
 
 /// What every meter statement needs to know about the request.
@@ -132,7 +132,7 @@ pub struct Reservation {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub request_id: Option<String>,
-    pub status: String,
+    pub status: ReservationStatus,
     pub expires_at_ms: u64,
     pub used_after: u64,
     pub reserved_after: u64,

@@ -61,7 +61,7 @@ impl From<OrgRow> for Org {
             name: row.name,
             slug: row.slug,
             plan: row.plan,
-            status: OrgStatus::from_stored(&row.status),
+            status: row.status,
             config: OrgConfig::from_stored(&row.config),
             stored_config: row.config,
             created_at: row.created_at,
@@ -392,7 +392,7 @@ pub async fn create(ctx: &Ctx, caller: &PortalCaller, new: NewOrg) -> Result<Org
         name,
         slug,
         plan: &plan,
-        status: status.as_str(),
+        status,
         config: "{}",
         now: &now,
     };

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
+use crate::orgs::rules::OrgStatus;
 use crate::storage;
 
 /// An org as stored.
@@ -17,7 +18,7 @@ pub struct OrgRow {
     pub name: String,
     pub slug: String,
     pub plan: String,
-    pub status: String,
+    pub status: OrgStatus,
     pub config: String,
     pub created_at: String,
     pub updated_at: String,
@@ -60,7 +61,7 @@ pub struct NewOrgRow<'a> {
     pub name: &'a str,
     pub slug: &'a str,
     pub plan: &'a str,
-    pub status: &'a str,
+    pub status: OrgStatus,
     pub config: &'a str,
     pub now: &'a str,
 }
@@ -80,7 +81,7 @@ pub fn insert(db: &D1Database, org: &NewOrgRow<'_>) -> Result<D1PreparedStatemen
         org.name,
         org.slug,
         org.plan,
-        org.status,
+        org.status.as_str(),
         org.config,
         org.now
     )?)

@@ -87,7 +87,9 @@ pub async fn current(_req: Request, ctx: Ctx, principal: Principal) -> Result<Re
     response::ok(&CurrentPlanView {
         plan: plan.clone(),
         status: PlanStatus::Active,
-        managed_by: if principal.user.auth_source == "clerk" {
+        managed_by: if principal.user.auth_source
+            == crate::identity::rules::status::AuthSource::Clerk
+        {
             ManagedBy::Clerk
         } else {
             ManagedBy::Tollgate

@@ -10,7 +10,10 @@ use worker::Request;
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
-use crate::billing::service::subscriptions::{self as billing, Event, Outcome, Urls};
+use crate::billing::rules::stripe_event::{
+    Event, InvoiceOutcome, PlatformEndUser, StripeEvent, SubscriptionChange,
+};
+use crate::billing::service::subscriptions::{self as billing, Outcome, Urls};
 use crate::config::Config;
 use crate::core::body::FieldError;
 use crate::core::form::Form;
@@ -681,33 +684,10 @@ pub async fn portal(
     stripe.create_portal_session(&form, &key).await
 }
 
-/// Where a Stripe object carries the metadata this flow wrote: its own (a Checkout Session,
-/// a Subscription), or its subscription's (an Invoice: `parent.subscription_details`, or
-/// `subscription_details` in API versions before 2025).
-const METADATA_AT: [&str; 3] = [
-    "/metadata",
-    "/parent/subscription_details/metadata",
-    "/subscription_details/metadata",
-];
-
-/// The metadata naming a platform and end user, with them, if the object carries one.
-fn named_in(object: &serde_json::Value) -> Option<(&serde_json::Value, &str, &str)> {
-    METADATA_AT.iter().find_map(|at| {
-        let metadata = object.pointer(at)?;
-        let text = |k: &str| metadata.get(k).and_then(serde_json::Value::as_str);
-        Some((metadata, text("platform_id")?, text("end_user_id")?))
-    })
-}
-
-/// Whether a Stripe event is about a platform's end user (its object's metadata names one):
-/// such events are applied here, not by the operator's own billing.
-pub fn is_platform_event(event: &Event) -> bool {
-    named_in(&event.object).is_some()
-}
-
-/// Applies a Stripe event about a platform's end user: a paid Checkout moves them to its tier
-/// (once per session, never over a later change) and counts the payment in the platform's
-/// revenue; a subscription that ended moves them back to the platform's first tier.
+/// Applies a Stripe event about a platform's end user (`end_user`, named by the metadata
+/// this flow wrote): a paid Checkout moves them to its tier (once per session, never over a
+/// later change) and counts the payment in the platform's revenue; a subscription that ended
+/// moves them back to the platform's first tier.
 /// `current_status` is the subscription's status as Stripe has it now (fetched for a
 /// `customer.subscription.*` event): when known it decides whether the subscription ended,
 /// not the event's object, so an older event delivered after a newer one in the same second
@@ -716,25 +696,21 @@ pub fn is_platform_event(event: &Event) -> bool {
 pub async fn apply_stripe_event(
     db: &worker::D1Database,
     event: &Event,
+    end_user: &PlatformEndUser,
     current_status: Option<&str>,
 ) -> Result<Outcome, AppError> {
-    let Some((metadata, platform_id, end_user_id)) = named_in(&event.object) else {
-        return Ok(Outcome::Ignored("not a platform end user's event"));
-    };
-    let object = &event.object;
-    let text = |p: &str| object.pointer(p).and_then(serde_json::Value::as_str);
+    let platform_id = end_user.platform_id.as_str();
+    let end_user_id = end_user.end_user_id.as_str();
     let at_ms = event.created.max(0) as u64 * 1000;
     let now_ms = crate::clock::now_ms();
-    match event.kind.as_str() {
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            if !matches!(
-                text("/payment_status"),
-                Some("paid" | "no_payment_required")
-            ) {
+    match &event.data {
+        StripeEvent::CheckoutCompleted(checkout)
+        | StripeEvent::CheckoutAsyncPaymentSucceeded(checkout) => {
+            if !checkout.is_settled() {
                 return Ok(Outcome::Ignored("the checkout is not paid"));
             }
-            let tier = metadata.get("tier").and_then(serde_json::Value::as_str);
-            let (Some(session), Some(tier)) = (text("/id"), tier) else {
+            let (Some(session), Some(tier)) = (checkout.id.as_deref(), end_user.tier.as_deref())
+            else {
                 return Ok(Outcome::Ignored("the checkout names no tier"));
             };
             let now = rfc3339_from_millis(now_ms);
@@ -753,11 +729,8 @@ pub async fn apply_stripe_event(
                 platform_id,
                 end_user_id,
                 tier,
-                amount_cents: object
-                    .get("amount_total")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0),
-                currency: text("/currency").unwrap_or("usd"),
+                amount_cents: checkout.amount_total.unwrap_or(0),
+                currency: checkout.currency.as_deref().unwrap_or("usd"),
                 at_ms,
                 now: &now,
             };
@@ -770,29 +743,29 @@ pub async fn apply_stripe_event(
         }
         // A renewal: its payment counts in the platform's revenue, once per invoice. The
         // first invoice of a subscription is its Checkout's payment, counted above.
-        "invoice.paid" | "invoice.payment_succeeded" => {
-            if text("/billing_reason") == Some("subscription_create") {
+        StripeEvent::InvoicePayment {
+            outcome: InvoiceOutcome::Paid | InvoiceOutcome::PaymentSucceeded,
+            invoice,
+        } => {
+            if invoice.billing_reason.as_deref() == Some("subscription_create") {
                 return Ok(Outcome::Ignored(
                     "the first invoice is counted with its checkout",
                 ));
             }
-            let amount = object
-                .get("amount_paid")
-                .and_then(serde_json::Value::as_u64);
-            let (Some(invoice), Some(amount)) = (text("/id"), amount.filter(|a| *a > 0)) else {
+            let (Some(id), Some(amount)) = (
+                invoice.id.as_deref(),
+                invoice.amount_paid.filter(|a| *a > 0),
+            ) else {
                 return Ok(Outcome::Ignored("the invoice paid nothing"));
             };
             let now = rfc3339_from_millis(now_ms);
             let payment = store::Payment {
-                id: invoice,
+                id,
                 platform_id,
                 end_user_id,
-                tier: metadata
-                    .get("tier")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or(""),
+                tier: end_user.tier.as_deref().unwrap_or(""),
                 amount_cents: amount,
-                currency: text("/currency").unwrap_or("usd"),
+                currency: invoice.currency.as_deref().unwrap_or("usd"),
                 at_ms,
                 now: &now,
             };
@@ -802,13 +775,17 @@ pub async fn apply_stripe_event(
                 Outcome::Ignored("the invoice was counted already, or its platform is gone")
             })
         }
-        "customer.subscription.deleted" | "customer.subscription.updated" => {
+        StripeEvent::SubscriptionChanged {
+            change: change @ (SubscriptionChange::Deleted | SubscriptionChange::Updated),
+            subscription,
+        } => {
             let ended_status =
                 |s: Option<&str>| matches!(s, Some("canceled" | "unpaid" | "incomplete_expired"));
             let ended = match current_status {
                 Some(status) => ended_status(Some(status)),
                 None => {
-                    event.kind == "customer.subscription.deleted" || ended_status(text("/status"))
+                    *change == SubscriptionChange::Deleted
+                        || ended_status(subscription.status.as_deref())
                 }
             };
             if !ended {

@@ -106,6 +106,18 @@ impl LimitReset {
     }
 }
 
+crate::stored_enum! {
+    /// What a credit ledger line is (`credit_ledger.kind`): the initial credits of a user's
+    /// first key (`grant`) or of a replacement after their credits ran down (`reset`), what
+    /// the key spent (`usage`), or an admin's change (`adjustment`).
+    pub enum CreditKind ("credit ledger kind") {
+        Grant = "grant",
+        Usage = "usage",
+        Reset = "reset",
+        Adjustment = "adjustment",
+    }
+}
+
 /// What is stored about a user's current key and credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holding {
@@ -192,6 +204,11 @@ pub fn settle(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credit_ledger_kinds_map_to_their_column_both_ways() {
+        crate::core::stored::check::<super::CreditKind>();
+    }
+
     use super::*;
 
     const USD: i64 = MICROS_PER_USD;

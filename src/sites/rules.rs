@@ -42,6 +42,8 @@ pub enum Env {
     Dev,
 }
 
+crate::stored_impls!(Env("site env"), serde);
+
 impl Env {
     pub const ALL: [Env; 3] = [Env::Live, Env::Test, Env::Dev];
 
@@ -54,7 +56,7 @@ impl Env {
     }
 
     pub fn from_name(name: &str) -> Option<Env> {
-        Env::ALL.into_iter().find(|e| e.as_str() == name)
+        name.parse().ok()
     }
 }
 
@@ -64,6 +66,8 @@ pub enum Kind {
     Chatbot,
     Voice,
 }
+
+crate::stored_impls!(Kind("site type"), serde);
 
 impl Kind {
     pub const ALL: [Kind; 2] = [Kind::Chatbot, Kind::Voice];
@@ -76,7 +80,7 @@ impl Kind {
     }
 
     pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+        name.parse().ok()
     }
 }
 
@@ -86,6 +90,8 @@ pub enum Status {
     Active,
     Paused,
 }
+
+crate::stored_impls!(Status("site status"), serde);
 
 impl Status {
     pub const ALL: [Status; 2] = [Status::Active, Status::Paused];
@@ -98,7 +104,7 @@ impl Status {
     }
 
     pub fn from_name(name: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == name)
+        name.parse().ok()
     }
 }
 
@@ -459,16 +465,16 @@ impl Refusal {
 /// and the request's `Origin` (if any) is on the site's list, or it has none and the site
 /// allows server calls.
 pub fn admit(
-    site_status: &str,
-    org_status: &str,
+    site_status: Status,
+    org_active: bool,
     origins: &[String],
     allow_server_calls: bool,
     origin: Option<&str>,
 ) -> Result<(), Refusal> {
-    if site_status != Status::Active.as_str() {
+    if site_status != Status::Active {
         return Err(Refusal::Paused);
     }
-    if org_status != "active" {
+    if !org_active {
         return Err(Refusal::OrgInactive);
     }
     match origin {
@@ -776,7 +782,13 @@ mod tests {
     fn a_key_is_admitted_only_for_an_active_site_of_an_active_org_from_its_origins() {
         let origins = strings(&["https://shop.example.com"]);
         let admit = |site: &str, org: &str, server: bool, origin: Option<&str>| {
-            admit(site, org, &origins, server, origin)
+            admit(
+                site.parse().unwrap(),
+                org == "active",
+                &origins,
+                server,
+                origin,
+            )
         };
         assert_eq!(
             admit("active", "active", false, Some("https://shop.example.com")),
@@ -807,5 +819,16 @@ mod tests {
                 Err(Refusal::OrgInactive)
             );
         }
+    }
+
+    #[test]
+    fn site_types_statuses_and_envs_map_to_their_columns_both_ways() {
+        use crate::core::stored::check;
+        check::<Kind>();
+        check::<Status>();
+        check::<Env>();
+        assert_eq!(Env::from_name("test"), Some(Env::Test));
+        assert_eq!(Kind::from_name("Voice"), None);
+        assert_eq!(Status::from_name("deleted"), None);
     }
 }

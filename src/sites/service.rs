@@ -26,14 +26,11 @@ pub struct Site {
     pub id: String,
     pub org_id: String,
     pub name: String,
-    /// `chatbot` or `voice`.
-    pub kind: String,
-    /// `active` or `paused`.
-    pub status: String,
+    pub kind: rules::Kind,
+    pub status: rules::Status,
     /// Public: it sits in the org's web pages.
     pub site_key: String,
-    /// `live`, `test` or `dev`.
-    pub env: String,
+    pub env: rules::Env,
     pub allow_server_calls: bool,
     /// Normalised, in the order they were added.
     pub origins: Vec<String>,
@@ -74,8 +71,6 @@ pub struct SiteCaller {
     pub org_name: String,
     /// The org's plan (a plan id of the catalog).
     pub org_plan: String,
-    /// Always `active` for an admitted caller.
-    pub org_status: String,
     /// The request's `Origin` exactly as sent, when it had one (it is on the site's list).
     pub origin: Option<String>,
     /// Whether it came in legacy mode: no `X-Site-Key`, served as `CHAT_LEGACY_SITE`.
@@ -176,9 +171,9 @@ pub async fn create(
         id: &id,
         org_id,
         name: &site.name,
-        kind: site.kind.as_str(),
+        kind: site.kind,
         site_key: &key,
-        env: site.env.as_str(),
+        env: site.env,
         allow_server_calls: site.allow_server_calls,
         origins: &site.origins,
     };
@@ -222,7 +217,7 @@ pub async fn update(
     }
     let change = Change {
         name: patch.name.as_deref(),
-        status: patch.status.map(rules::Status::as_str),
+        status: patch.status,
         allow_server_calls: patch.allow_server_calls,
         origins: patch.origins.as_deref(),
     };
@@ -299,8 +294,8 @@ pub async fn admit(req: &Request, ctx: &Ctx, legacy: bool) -> Result<SiteCaller,
     let site = Site::try_from(found.site)?;
     let origin = http::header(req, "Origin");
     rules::admit(
-        &site.status,
-        &found.org_status,
+        site.status,
+        found.org_active != 0.0,
         &site.origins,
         // Legacy mode: a call without Origin is how the seed's clients call.
         site.allow_server_calls || in_legacy,
@@ -315,7 +310,6 @@ pub async fn admit(req: &Request, ctx: &Ctx, legacy: bool) -> Result<SiteCaller,
         org_slug: found.org_slug,
         org_name: found.org_name,
         org_plan: found.org_plan,
-        org_status: found.org_status,
         origin,
         legacy: in_legacy,
         address: rules::client_address(http::header(req, "CF-Connecting-IP").as_deref()),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
+use crate::sites::rules::{Env, Kind, Status};
 
 /// A site as stored, with its origins (a JSON array, in the order they were added).
 #[derive(Debug, Clone, Deserialize)]
@@ -15,10 +16,10 @@ pub struct SiteRow {
     pub org_id: String,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
+    pub kind: Kind,
+    pub status: Status,
     pub site_key: String,
-    pub env: String,
+    pub env: Env,
     pub allow_server_calls: f64,
     pub created_at: String,
     pub updated_at: String,
@@ -31,7 +32,8 @@ const SITE_COLUMNS: &str = "s.id, s.org_id, s.name, s.type, s.status, s.site_key
      (SELECT json_group_array(origin) FROM \
          (SELECT origin FROM site_origins WHERE site_id = s.id ORDER BY rowid)) AS origins";
 
-/// A site found by its key, with what the admission needs of its org.
+/// A site found by its key, with what the admission needs of its org (whether it is
+/// active is asked of the orgs table in SQL, as the origin lookup does).
 #[derive(Debug, Clone, Deserialize)]
 pub struct KeyedSite {
     #[serde(flatten)]
@@ -39,7 +41,8 @@ pub struct KeyedSite {
     pub org_slug: String,
     pub org_name: String,
     pub org_plan: String,
-    pub org_status: String,
+    /// 1 when the org's status is `active`, else 0.
+    pub org_active: f64,
 }
 
 /// The site a key names, with its org and origins: one statement.
@@ -48,7 +51,7 @@ pub async fn by_key(db: &D1Database, key: &str) -> Result<Option<KeyedSite>, App
         db,
         &format!(
             "SELECT {SITE_COLUMNS}, o.slug AS org_slug, o.name AS org_name, o.plan AS org_plan, \
-                    o.status AS org_status \
+                    o.status = 'active' AS org_active \
              FROM sites s JOIN orgs o ON o.id = s.org_id WHERE s.site_key = ?1"
         ),
         key
@@ -64,7 +67,7 @@ pub async fn by_id(db: &D1Database, id: &str) -> Result<Option<KeyedSite>, AppEr
         db,
         &format!(
             "SELECT {SITE_COLUMNS}, o.slug AS org_slug, o.name AS org_name, o.plan AS org_plan, \
-                    o.status AS org_status \
+                    o.status = 'active' AS org_active \
              FROM sites s JOIN orgs o ON o.id = s.org_id WHERE s.id = ?1"
         ),
         id
@@ -143,9 +146,9 @@ pub struct NewRow<'a> {
     pub id: &'a str,
     pub org_id: &'a str,
     pub name: &'a str,
-    pub kind: &'a str,
+    pub kind: Kind,
     pub site_key: &'a str,
-    pub env: &'a str,
+    pub env: Env,
     pub allow_server_calls: bool,
     pub origins: &'a [String],
 }
@@ -165,9 +168,9 @@ pub async fn create(
         site.id,
         site.org_id,
         site.name,
-        site.kind,
+        site.kind.as_str(),
         site.site_key,
-        site.env,
+        site.env.as_str(),
         i32::from(site.allow_server_calls),
         now
     )?];
@@ -196,7 +199,7 @@ fn insert_origin(
 /// A change to store; `None` leaves a column as it is.
 pub struct Change<'a> {
     pub name: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<Status>,
     pub allow_server_calls: Option<bool>,
     pub origins: Option<&'a [String]>,
 }
@@ -218,7 +221,7 @@ pub async fn update(
         site_id,
         org_id,
         change.name,
-        change.status,
+        change.status.map(Status::as_str),
         change.allow_server_calls.map(i32::from),
         now
     )?];

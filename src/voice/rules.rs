@@ -6,6 +6,14 @@ use crate::core::body::FieldError;
 pub use crate::orgs::rules::is_voice_id as is_id;
 use crate::orgs::rules::VoiceChoice;
 
+crate::stored_enum! {
+    /// How a request that reached the provider ended (`voice_requests.status`).
+    pub enum RequestStatus ("voice request status") {
+        Ok = "ok",
+        Failed = "failed",
+    }
+}
+
 /// Requests one visitor of one site may make per minute when `VOICE_RATE_PER_MINUTE` is
 /// unset; one address may make twice that ([`crate::sites::rules::per_address`]).
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 10;
@@ -128,6 +136,11 @@ pub fn choose(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_statuses_map_to_their_column_both_ways() {
+        crate::core::stored::check::<super::RequestStatus>();
+    }
+
     use super::*;
 
     fn body(text: &str) -> VoiceBody {

@@ -18,7 +18,7 @@ use crate::orgs::service as orgs;
 use crate::sites::service::{self as sites, SiteCaller};
 use crate::storage;
 use crate::upstream::elevenlabs::ElevenLabs;
-use crate::voice::rules::{self, Speech};
+use crate::voice::rules::{self, RequestStatus, Speech};
 use crate::voice::store::{self, Logged};
 
 const PROVIDER: &str = "elevenlabs";
@@ -98,11 +98,11 @@ pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Re
         let spoken = api.speak(&voice_id, &model_id, &text).await;
         let latency_ms = crate::clock::now_ms().saturating_sub(request.now_ms);
         let at = rfc3339_from_millis(request.now_ms);
-        let logged = |ok| Logged {
+        let logged = |status| Logged {
             org_id: &org_id,
             site_id: &site_id,
             chars,
-            ok,
+            status,
             latency_ms,
             at: &at,
         };
@@ -110,7 +110,7 @@ pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Re
         match spoken {
             Err(err) => {
                 metering::release(&env, &subject, &clock, &reservation_id).await?;
-                store::log(&db, &logged(false)).await?;
+                store::log(&db, &logged(RequestStatus::Failed)).await?;
                 Err(err)
             }
             Ok(audio) => {
@@ -124,7 +124,7 @@ pub async fn speak(ctx: &Ctx, caller: &SiteCaller, speech: &Speech) -> Result<Re
                     request_id: None,
                 };
                 metering::report(&env, &subject, &clock, &report, None, None, &request).await?;
-                store::log(&db, &logged(true)).await?;
+                store::log(&db, &logged(RequestStatus::Ok)).await?;
                 Ok(audio)
             }
         }

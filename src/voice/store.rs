@@ -3,13 +3,14 @@
 use worker::{query, D1Database};
 
 use crate::error::AppError;
+use crate::voice::rules::RequestStatus;
 
 /// A request that reached the provider, as logged.
 pub struct Logged<'a> {
     pub org_id: &'a str,
     pub site_id: &'a str,
     pub chars: u64,
-    pub ok: bool,
+    pub status: RequestStatus,
     pub latency_ms: u64,
     pub at: &'a str,
 }
@@ -23,7 +24,7 @@ pub async fn log(db: &D1Database, logged: &Logged<'_>) -> Result<(), AppError> {
         logged.org_id,
         logged.site_id,
         logged.chars as f64,
-        if logged.ok { "ok" } else { "failed" },
+        logged.status.as_str(),
         logged.latency_ms as f64,
         logged.at
     )?

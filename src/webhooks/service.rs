@@ -29,6 +29,8 @@ use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::identity::service::clerk_events;
 use crate::log::Logger;
+use crate::webhooks::rules::signed::Signer;
+use crate::webhooks::rules::status::DeliveryStatus;
 use crate::webhooks::store::{self, Stored};
 pub use crate::webhooks::store::{Delivery, Failure, StatusCount, StoredEvent};
 
@@ -60,12 +62,17 @@ pub enum Settled {
 
 impl Settled {
     /// The stored status.
-    pub fn as_str(self) -> &'static str {
+    pub fn stored(self) -> DeliveryStatus {
         match self {
-            Settled::Processed => "processed",
-            Settled::Ignored => "ignored",
-            Settled::Failed => "failed",
+            Settled::Processed => DeliveryStatus::Processed,
+            Settled::Ignored => DeliveryStatus::Ignored,
+            Settled::Failed => DeliveryStatus::Failed,
         }
+    }
+
+    /// The stored status's text.
+    pub fn as_str(self) -> &'static str {
+        self.stored().as_str()
     }
 }
 
@@ -95,7 +102,7 @@ where
     match store::record(db, delivery, &now()).await? {
         Stored::Settled(status) => Ok(Receipt {
             duplicate: true,
-            status: if status == "ignored" {
+            status: if status == DeliveryStatus::Ignored {
                 Settled::Ignored
             } else {
                 Settled::Processed
@@ -113,7 +120,7 @@ where
 /// Records how applying a stored event ended.
 async fn settle(
     db: &D1Database,
-    (provider, event_id, event_type): (&str, &str, &str),
+    (provider, event_id, event_type): (Signer, &str, &str),
     applied: Result<Applied, AppError>,
 ) -> Result<Receipt, AppError> {
     let receipt = match applied {
@@ -145,20 +152,15 @@ async fn settle(
         db,
         provider,
         event_id,
-        receipt.status.as_str(),
+        receipt.status.stored(),
         detail.as_deref(),
         &rfc3339_from_millis(at),
     )?;
     if receipt.status == Settled::Processed {
         // The event's effect and its audit row: recorded together.
-        let actor = match provider {
-            "stripe" => Actor::System("stripe"),
-            "clerk" => Actor::System("clerk"),
-            _ => Actor::System("webhook"),
-        };
-        let entry = Entry::new(actor, Action::WebhookApplied)
+        let entry = Entry::new(Actor::System(provider.as_str()), Action::WebhookApplied)
             .target(Target::new("webhook_event", event_id))
-            .with("provider", provider)
+            .with("provider", provider.as_str())
             .with("type", event_type);
         let occasion = Occasion {
             request_id: Some(event_id),
@@ -196,7 +198,7 @@ impl RetryReport {
 /// stored payload; a payload that no longer parses is recorded as failed.
 pub async fn retry<F, Fut>(
     db: &D1Database,
-    provider: &str,
+    provider: Signer,
     max_attempts: u32,
     apply: F,
 ) -> Result<RetryReport, AppError>

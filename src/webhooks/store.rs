@@ -5,12 +5,13 @@ use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
 use crate::storage::changes;
+use crate::webhooks::rules::signed::Signer;
+use crate::webhooks::rules::status::DeliveryStatus;
 
 /// A delivery as received.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
-    /// `clerk` or `stripe`.
-    pub provider: &'a str,
+    pub provider: Signer,
     /// The provider's id for the event (Svix message id, Stripe event id).
     pub event_id: &'a str,
     pub event_type: &'a str,
@@ -24,7 +25,7 @@ pub enum Stored {
     /// First time this event is seen: process it.
     New,
     /// Seen before and settled (`processed` or `ignored`): acknowledge, change nothing.
-    Settled(String),
+    Settled(DeliveryStatus),
     /// Seen before but not settled (an earlier attempt failed): process it again.
     Retry,
 }
@@ -39,7 +40,7 @@ pub async fn record(
         db,
         "INSERT INTO webhook_events (provider, event_id, event_type, payload, status, attempts, received_at) \
          VALUES (?1, ?2, ?3, ?4, 'received', 0, ?5) ON CONFLICT (provider, event_id) DO NOTHING",
-        delivery.provider,
+        delivery.provider.as_str(),
         delivery.event_id,
         delivery.event_type,
         delivery.payload,
@@ -52,29 +53,30 @@ pub async fn record(
     }
     #[derive(Deserialize)]
     struct Row {
-        status: String,
+        status: DeliveryStatus,
     }
     let row = query!(
         db,
         "SELECT status FROM webhook_events WHERE provider = ?1 AND event_id = ?2",
-        delivery.provider,
+        delivery.provider.as_str(),
         delivery.event_id
     )?
     .first::<Row>(None)
     .await?
     .ok_or_else(|| AppError::Internal("webhook event vanished after insert".to_owned()))?;
-    Ok(match row.status.as_str() {
-        "processed" | "ignored" => Stored::Settled(row.status),
-        _ => Stored::Retry,
+    Ok(if row.status.is_settled() {
+        Stored::Settled(row.status)
+    } else {
+        Stored::Retry
     })
 }
 
 /// Records how processing ended: `processed`, `ignored` or `failed` (with the error).
 pub fn settle(
     db: &D1Database,
-    provider: &str,
+    provider: Signer,
     event_id: &str,
-    status: &str,
+    status: DeliveryStatus,
     error: Option<&str>,
     now: &str,
 ) -> Result<D1PreparedStatement, AppError> {
@@ -82,9 +84,9 @@ pub fn settle(
         db,
         "UPDATE webhook_events SET status = ?3, error = ?4, attempts = attempts + 1, \
                 processed_at = ?5 WHERE provider = ?1 AND event_id = ?2",
-        provider,
+        provider.as_str(),
         event_id,
-        status,
+        status.as_str(),
         error,
         now
     )?)
@@ -102,7 +104,7 @@ pub struct StoredEvent {
 /// or were received but never settled before `stuck_before`, oldest first.
 pub async fn to_retry(
     db: &D1Database,
-    provider: &str,
+    provider: Signer,
     max_attempts: u32,
     stuck_before: &str,
     limit: u32,
@@ -113,7 +115,7 @@ pub async fn to_retry(
          WHERE provider = ?1 AND ((status = 'failed' AND attempts < ?2) \
                                   OR (status = 'received' AND received_at < ?3)) \
          ORDER BY received_at LIMIT ?4",
-        provider,
+        provider.as_str(),
         max_attempts,
         stuck_before,
         limit
@@ -126,8 +128,8 @@ pub async fn to_retry(
 /// How many deliveries each provider has in each status.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct StatusCount {
-    pub provider: String,
-    pub status: String,
+    pub provider: Signer,
+    pub status: DeliveryStatus,
     pub count: i64,
 }
 
@@ -146,7 +148,7 @@ pub async fn counts(db: &D1Database) -> Result<Vec<StatusCount>, AppError> {
 /// A delivery whose processing failed.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Failure {
-    pub provider: String,
+    pub provider: Signer,
     pub event_id: String,
     pub event_type: String,
     pub attempts: i64,

@@ -19,7 +19,12 @@ pub enum OwnerKind {
     User,
 }
 
+crate::stored_impls!(OwnerKind("workflow owner kind"), deserialize);
+
 impl OwnerKind {
+    /// Every kind.
+    pub const ALL: [OwnerKind; 2] = [OwnerKind::Org, OwnerKind::User];
+
     /// As stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,7 +76,13 @@ pub enum Trigger {
     ChatSessionStarted,
 }
 
+crate::stored_impls!(Trigger("workflow trigger"));
+
 impl Trigger {
+    /// Every trigger.
+    pub const ALL: [Trigger; 2] = [Trigger::UsageThreshold, Trigger::ChatSessionStarted];
+
+    /// As stored and named in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::UsageThreshold => "usage.threshold",
@@ -79,10 +90,9 @@ impl Trigger {
         }
     }
 
+    /// The trigger named `text`, if it is one.
     pub fn parse(text: &str) -> Option<Self> {
-        [Trigger::UsageThreshold, Trigger::ChatSessionStarted]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        text.parse().ok()
     }
 }
 
@@ -98,12 +108,22 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+crate::stored_impls!(DeliveryStatus("workflow delivery status"), deserialize);
+
 impl DeliveryStatus {
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            _ => DeliveryStatus::Pending,
+    /// Every status.
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+    ];
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
         }
     }
 }
@@ -135,6 +155,8 @@ pub enum AttemptFailure {
     NotSent,
 }
 
+crate::stored_impls!(AttemptFailure("delivery attempt failure"), deserialize);
+
 impl AttemptFailure {
     /// Every class.
     pub const ALL: [AttemptFailure; 7] = [
@@ -158,11 +180,6 @@ impl AttemptFailure {
             AttemptFailure::InvalidResponse => "invalid_response",
             AttemptFailure::NotSent => "not_sent",
         }
-    }
-
-    /// The class stored as `text`, if it is one.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == text)
     }
 
     /// The class of a receiver's answer, `None` for a 2xx (delivered).
@@ -617,20 +634,10 @@ mod tests {
 
     #[test]
     fn an_attempts_failure_is_a_class_stored_and_shown_as_one_text() {
-        for failure in AttemptFailure::ALL {
-            assert_eq!(AttemptFailure::parse(failure.as_str()), Some(failure));
-            assert_eq!(serde_json::to_value(failure).unwrap(), failure.as_str());
-        }
-        assert_eq!(
-            AttemptFailure::parse("timeout"),
-            Some(AttemptFailure::Timeout)
-        );
-        assert_eq!(
-            AttemptFailure::parse("http_5xx"),
-            Some(AttemptFailure::Http5xx)
-        );
-        assert_eq!(AttemptFailure::parse("answered 500"), None);
-        assert_eq!(AttemptFailure::parse(""), None);
+        crate::core::stored::check::<AttemptFailure>();
+        assert_eq!("timeout".parse(), Ok(AttemptFailure::Timeout));
+        assert_eq!("http_5xx".parse(), Ok(AttemptFailure::Http5xx));
+        assert!("answered 500".parse::<AttemptFailure>().is_err());
         assert_eq!(AttemptFailure::of_status(200), None);
         assert_eq!(AttemptFailure::of_status(204), None);
         assert_eq!(
@@ -748,5 +755,18 @@ mod tests {
             ..crossing
         };
         assert!(crossing.payload("t").contains(r#""org_id":"org_1""#));
+    }
+
+    #[test]
+    fn owner_kinds_triggers_and_delivery_statuses_map_to_their_columns_both_ways() {
+        use crate::core::stored::check;
+        check::<OwnerKind>();
+        check::<Trigger>();
+        check::<DeliveryStatus>();
+        assert_eq!(
+            Trigger::parse("chat.session.started"),
+            Some(Trigger::ChatSessionStarted)
+        );
+        assert_eq!(Trigger::parse("usage"), None);
     }
 }

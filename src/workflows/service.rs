@@ -28,8 +28,8 @@ use crate::log::Logger;
 use crate::storage;
 use crate::upstream::NoResponse;
 use crate::workflows::rules::{
-    self, AttemptFailure, Crossing, DeliveryStatus, Owner, OwnerKind, Trigger, LEASE_MS,
-    MAX_ATTEMPTS, MAX_WORKFLOWS_PER_OWNER, SEND_TIMEOUT_MS,
+    self, AttemptFailure, Crossing, DeliveryStatus, Owner, Trigger, LEASE_MS, MAX_ATTEMPTS,
+    MAX_WORKFLOWS_PER_OWNER, SEND_TIMEOUT_MS,
 };
 use crate::workflows::store::{self, Attempt, Outgoing, WorkflowRow};
 
@@ -86,15 +86,10 @@ pub struct Workflow {
 
 impl Workflow {
     fn from_row(row: WorkflowRow) -> Self {
-        let kind = if row.owner_kind == "org" {
-            OwnerKind::Org
-        } else {
-            OwnerKind::User
-        };
         Self {
-            trigger: Trigger::parse(&row.trigger).unwrap_or(Trigger::UsageThreshold),
+            trigger: row.trigger,
             owner: Owner {
-                kind,
+                kind: row.owner_kind,
                 id: row.owner_id,
             },
             id: row.id,
@@ -183,7 +178,7 @@ pub async fn create(
     let row = store::NewRow {
         id: &id,
         owner,
-        trigger: trigger.as_str(),
+        trigger,
         url: &url,
         enabled,
         secret_sealed: &sealed,
@@ -250,7 +245,7 @@ pub async fn update(
         .with("owner_kind", owner.kind.as_str())
         .with("owner_id", owner.id.as_str());
     if let Some(Some(trigger)) = trigger {
-        row.trigger = trigger.as_str().to_owned();
+        row.trigger = trigger;
         entry = entry.with("trigger", trigger.as_str());
     }
     if let Some(Some(url)) = url {
@@ -310,7 +305,7 @@ impl From<store::AttemptRow> for AttemptResult {
         Self {
             attempt: row.attempt,
             status_code: row.status_code,
-            failure: row.failure.as_deref().and_then(AttemptFailure::parse),
+            failure: row.failure,
             duration_ms: row.duration_ms,
             at: row.at,
         }
@@ -350,7 +345,7 @@ pub async fn deliveries(
         .into_iter()
         .map(|row| Delivery {
             payload: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
-            status: DeliveryStatus::parse(&row.status),
+            status: row.status,
             attempts: serde_json::from_str::<Vec<store::AttemptRow>>(&row.attempt_list)
                 .unwrap_or_default()
                 .into_iter()
@@ -358,7 +353,7 @@ pub async fn deliveries(
                 .collect(),
             next_attempt_at: row
                 .next_attempt_at_ms
-                .filter(|_| row.status == "pending")
+                .filter(|_| row.status == DeliveryStatus::Pending)
                 .map(|ms| rfc3339_from_millis(ms as u64)),
             id: row.id,
             event_type: row.event_type,
@@ -607,11 +602,7 @@ async fn attempt(
             failure,
             duration_ms: finished.saturating_sub(started),
             at: &at,
-            status: match status {
-                DeliveryStatus::Pending => "pending",
-                DeliveryStatus::Delivered => "delivered",
-                DeliveryStatus::Failed => "failed",
-            },
+            status,
             next_attempt_at_ms: next,
         },
     )

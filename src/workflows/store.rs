@@ -7,7 +7,9 @@ use worker::{query, D1Database, D1PreparedStatement, D1Result};
 
 use crate::error::AppError;
 use crate::storage;
-use crate::workflows::rules::{AttemptFailure, Crossing, Owner, Trigger};
+use crate::workflows::rules::{
+    AttemptFailure, Crossing, DeliveryStatus, Owner, OwnerKind, Trigger,
+};
 
 // D1 numbers are JS numbers: integers are bound as f64 (exact below 2^53).
 fn num(n: u64) -> f64 {
@@ -18,9 +20,9 @@ fn num(n: u64) -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkflowRow {
     pub id: String,
-    pub owner_kind: String,
+    pub owner_kind: OwnerKind,
     pub owner_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub url: String,
     pub enabled: u8,
     pub secret_sealed: String,
@@ -35,7 +37,7 @@ const COLUMNS: &str =
 pub struct NewRow<'a> {
     pub id: &'a str,
     pub owner: &'a Owner,
-    pub trigger: &'a str,
+    pub trigger: Trigger,
     pub url: &'a str,
     pub enabled: bool,
     pub secret_sealed: &'a str,
@@ -57,7 +59,7 @@ pub fn insert_statement(
         row.id,
         row.owner.kind.as_str(),
         &row.owner.id,
-        row.trigger,
+        row.trigger.as_str(),
         row.url,
         u8::from(row.enabled),
         row.secret_sealed,
@@ -122,7 +124,7 @@ pub fn update_statement(
         owner.kind.as_str(),
         &owner.id,
         &row.id,
-        &row.trigger,
+        row.trigger.as_str(),
         &row.url,
         row.enabled,
         &row.updated_at
@@ -339,7 +341,7 @@ pub struct Attempt<'a> {
     pub duration_ms: u64,
     pub at: &'a str,
     /// The delivery's status after it.
-    pub status: &'a str,
+    pub status: DeliveryStatus,
     pub next_attempt_at_ms: Option<u64>,
 }
 
@@ -370,7 +372,7 @@ pub async fn record_attempt(
              WHERE id = ?1 AND attempts = ?2 - 1 AND changes() = 1",
             delivery_id,
             attempt.number,
-            attempt.status,
+            attempt.status.as_str(),
             attempt.next_attempt_at_ms.map(num),
             attempt.at
         )?,
@@ -385,7 +387,7 @@ pub struct DeliveryRow {
     pub id: String,
     pub event_type: String,
     pub payload: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_attempt_at_ms: Option<f64>,
     pub created_at: String,
@@ -400,8 +402,8 @@ pub struct DeliveryRow {
 pub struct AttemptRow {
     pub attempt: u32,
     pub status_code: Option<u16>,
-    /// An [`AttemptFailure`]'s text; `None` when delivered.
-    pub failure: Option<String>,
+    /// `None` when delivered.
+    pub failure: Option<AttemptFailure>,
     pub duration_ms: u64,
     pub at: String,
 }

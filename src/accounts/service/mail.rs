@@ -9,6 +9,7 @@ use serde_json::json;
 use worker::{D1Database, D1PreparedStatement};
 
 use crate::accounts::config::AccountsConfig;
+use crate::accounts::rules::outbox::MailStatus;
 use crate::accounts::store::outbox;
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
@@ -169,7 +170,7 @@ async fn attempt(
             "mail (MAIL_API_KEY unset, not sent)",
             json!({ "mail_id": mail.id, "to": mail.to, "subject": mail.subject, "text": mail.text }),
         );
-        return outbox::mark_delivered(db, &mail.id, "logged", None, &now).await;
+        return outbox::mark_delivered(db, &mail.id, MailStatus::Logged, None, &now).await;
     }
     let key = config.mail_api_key.require()?;
     let message = Message {
@@ -181,7 +182,8 @@ async fn attempt(
     };
     match mail::send(&config.mail_api_url, key, &mail.id, &message).await {
         Ok(provider_id) => {
-            outbox::mark_delivered(db, &mail.id, "sent", provider_id.as_deref(), &now).await
+            outbox::mark_delivered(db, &mail.id, MailStatus::Sent, provider_id.as_deref(), &now)
+                .await
         }
         Err(err) => {
             let reason = err.log_detail().unwrap_or_else(|| err.public_message());

@@ -15,12 +15,13 @@ use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
 use crate::identity::rules::jwt;
+use crate::identity::rules::status::AuthSource;
 use crate::identity::service::sessions::{self as identity_sessions, SessionRef};
 use crate::identity::service::users::{self, User};
 use crate::storage;
 
 /// The `auth_sessions.auth_source` of account sessions.
-pub const SOURCE: &str = "password";
+pub const SOURCE: AuthSource = AuthSource::Password;
 
 /// What a client holds for a session.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
 use crate::http::Ctx;
+use crate::identity::rules::status::UserStatus;
 use crate::identity::service::users::{self, SignedUpUser, User};
 use crate::storage;
 
@@ -58,14 +59,14 @@ pub async fn register(
     let now = rfc3339_from_millis(ctx.data.now_ms);
     let user = User {
         id: random::id::<12>("usr_"),
-        auth_source: sessions::SOURCE.to_owned(),
+        auth_source: sessions::SOURCE,
         external_id: random::id::<16>("acct_"),
         email: Some(new.email.to_owned()),
         username: None,
         display_name: new.display_name.map(str::to_owned),
         avatar_url: None,
         plan: ctx.data.config.plans.default_plan().id.clone(),
-        status: "active".to_owned(),
+        status: UserStatus::Active,
         created_at: now.clone(),
         updated_at: now.clone(),
     };

@@ -13,8 +13,14 @@ pub enum Purpose {
     ResetPassword,
 }
 
+crate::stored_impls!(Purpose("mailed token purpose"), serde);
+
 impl Purpose {
-    fn as_str(self) -> &'static str {
+    /// Every purpose.
+    pub const ALL: [Purpose; 2] = [Purpose::VerifyEmail, Purpose::ResetPassword];
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",

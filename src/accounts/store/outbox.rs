@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use worker::{query, D1Database, D1PreparedStatement};
 
+use crate::accounts::rules::outbox::MailStatus;
 use crate::error::AppError;
 
 /// A mail waiting to be sent.
@@ -46,7 +47,7 @@ pub fn insert_statement(
 pub async fn mark_delivered(
     db: &D1Database,
     id: &str,
-    status: &str,
+    status: MailStatus,
     provider_id: Option<&str>,
     now: &str,
 ) -> Result<(), AppError> {
@@ -56,7 +57,7 @@ pub async fn mark_delivered(
                 html_body = NULL, attempts = attempts + 1, last_error = NULL, updated_at = ?4 \
          WHERE id = ?1 AND status IN ('pending', 'failed')",
         id,
-        status,
+        status.as_str(),
         provider_id,
         now
     )?

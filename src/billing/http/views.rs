@@ -418,8 +418,8 @@ impl WebhookStatusView {
                 .into_iter()
                 .map(|c| {
                     Ok(DeliveryCountView {
-                        provider: WebhookProvider::parse(&c.provider)?,
-                        status: DeliveryStatus::parse(&c.status)?,
+                        provider: WebhookProvider::parse(c.provider.as_str())?,
+                        status: DeliveryStatus::parse(c.status.as_str())?,
                         count: c.count,
                     })
                 })
@@ -428,7 +428,7 @@ impl WebhookStatusView {
                 .into_iter()
                 .map(|f| {
                     Ok(FailedDeliveryView {
-                        provider: WebhookProvider::parse(&f.provider)?,
+                        provider: WebhookProvider::parse(f.provider.as_str())?,
                         event_id: f.event_id,
                         event_type: f.event_type,
                         attempts: f.attempts,

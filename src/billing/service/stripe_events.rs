@@ -12,10 +12,11 @@ use crate::error::AppError;
 use crate::ledger::service as ledger;
 use crate::log::Logger;
 use crate::platforms::service as platforms;
+use crate::webhooks::rules::signed::Signer;
 use crate::webhooks::service::{self as inbox, Applied, Delivery};
 pub use crate::webhooks::service::{Failure, RetryReport, StatusCount};
 
-const PROVIDER: &str = "stripe";
+const PROVIDER: Signer = Signer::Stripe;
 
 /// What became of a delivery.
 #[derive(Debug, Clone, Serialize)]
@@ -60,22 +61,24 @@ pub async fn receive(
     })
 }
 
+/// Applies an event where it belongs: events whose object names a platform's end user to
+/// platforms; events about one-time payments (token packs and their refunds) to the token
+/// ledger; subscription checkouts and everything else to billing.
 async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applied, AppError> {
     let current = billing::current_subscription(config, event).await;
-    if platforms::is_platform_event(event) {
+    if let Some(end_user) = &event.end_user {
         let status = current.as_ref().map(|s| s.status.as_str());
         return Ok(
-            match platforms::apply_stripe_event(db, event, status).await? {
+            match platforms::apply_stripe_event(db, event, end_user, status).await? {
                 Outcome::Processed => Applied::Processed,
                 Outcome::Ignored(why) => Applied::Ignored(Some(why)),
             },
         );
     }
-    if is_token_payment(event) {
+    if event.data.is_one_time_payment() {
         let payment = ledger::PaymentEvent {
             id: &event.id,
-            kind: &event.kind,
-            object: &event.object,
+            data: &event.data,
             now_ms: crate::clock::now_ms(),
         };
         return Ok(match ledger::apply_payment(db, payment).await? {
@@ -89,22 +92,6 @@ async fn apply(db: &D1Database, config: &Config, event: &Event) -> Result<Applie
             Outcome::Ignored(why) => Applied::Ignored(Some(why)),
         },
     )
-}
-
-/// Events whose object names a platform's end user go to platforms; events about one-time
-/// payments (token packs and their refunds) to the token ledger; subscription checkouts and
-/// everything else to billing.
-fn is_token_payment(event: &Event) -> bool {
-    match event.kind.as_str() {
-        "checkout.session.completed" => {
-            event.object.get("mode").and_then(|m| m.as_str()) == Some("payment")
-        }
-        "checkout.session.async_payment_succeeded"
-        | "payment_intent.succeeded"
-        | "charge.refunded"
-        | "charge.dispute.created" => true,
-        _ => false,
-    }
 }
 
 fn log_failure(log: &Logger, event_id: &str, kind: &str, err: &AppError) {

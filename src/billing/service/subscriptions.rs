@@ -9,11 +9,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::D1Database;
 
 use crate::audit::rules::{Action, Actor, Entry, Target};
 use crate::audit::service::{self as audit, Occasion};
+pub use crate::billing::rules::stripe_event::Event;
+use crate::billing::rules::stripe_event::{CheckoutMode, InvoiceOutcome, StripeEvent};
 use crate::billing::store::{self as billing, Applied, Change, SubscriptionState};
 pub use crate::billing::store::{HistoryLine, StoredSubscription};
 use crate::clock::{now, now_ms, now_secs};
@@ -23,6 +25,7 @@ use crate::core::page::{self, PageRequest};
 use crate::core::random;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::identity::rules::status::AuthSource;
 use crate::identity::service::users::{self, User};
 use crate::plans::rules::Plan;
 use crate::upstream::clerk::{ClerkApi, ClerkError};
@@ -331,54 +334,17 @@ pub enum Outcome {
     Ignored(&'static str),
 }
 
-/// The parts of a Stripe Event Tollgate reads.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: String,
-    pub kind: String,
-    pub created: i64,
-    pub object: Value,
-}
-
-impl Event {
-    /// Reads an Event object; `Err` names what is missing.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("not a JSON event: {e}"))?;
-        let text = |field: &str| {
-            value
-                .get(field)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty() && s.len() <= 255)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("`{field}` is missing or not a string"))
-        };
-        Ok(Self {
-            id: text("id")?,
-            kind: text("type")?,
-            created: value
-                .get("created")
-                .and_then(Value::as_i64)
-                .ok_or("`created` is missing or not an integer")?,
-            object: value
-                .pointer("/data/object")
-                .filter(|o| o.is_object())
-                .cloned()
-                .ok_or("`data.object` is missing")?,
-        })
-    }
-}
-
-/// For a `customer.subscription.*` event, its subscription as Stripe has it now
-/// (`GET /v1/subscriptions/{id}`), so events delivered out of order, even two stamped with
-/// the same second, always leave the newest state. `None` when the event is not about a
-/// subscription, or Stripe is not configured, cannot be reached or does not know it: then the
-/// event's own object applies, ordered by the event's `created`.
+/// For a subscription's `created`, `updated` or `deleted` event, its subscription as Stripe
+/// has it now (`GET /v1/subscriptions/{id}`), so events delivered out of order, even two
+/// stamped with the same second, always leave the newest state. `None` for any other event
+/// (other `customer.subscription.*` types change nothing, so they fetch nothing), or when
+/// Stripe is not configured, cannot be reached or does not know it: then the event's own
+/// object applies, ordered by the event's `created`.
 pub async fn current_subscription(config: &Config, event: &Event) -> Option<Subscription> {
-    if !event.kind.starts_with("customer.subscription.") {
+    let StripeEvent::SubscriptionChanged { subscription, .. } = &event.data else {
         return None;
-    }
-    let id = event.object.get("id").and_then(Value::as_str)?;
+    };
+    let id = subscription.id.as_deref()?;
     stripe(config).ok()?.subscription(id).await.ok()
 }
 
@@ -396,29 +362,26 @@ pub async fn apply_event(
         kind: &event.kind,
         created: event.created,
     };
-    let object = &event.object;
-    match event.kind.as_str() {
-        "checkout.session.completed" => {
-            let text = |p: &str| object.pointer(p).and_then(Value::as_str);
-            if text("/mode") != Some("subscription") {
+    match &event.data {
+        StripeEvent::CheckoutCompleted(session) => {
+            if session.mode != Some(CheckoutMode::Subscription) {
                 return Ok(Outcome::Ignored("not a subscription checkout"));
             }
-            if !matches!(
-                text("/payment_status"),
-                Some("paid" | "no_payment_required")
-            ) {
+            if !session.is_settled() {
                 return Ok(Outcome::Ignored("the checkout is not paid"));
             }
-            let Some(subscription_id) = text("/subscription") else {
+            let Some(subscription_id) = session.subscription.as_deref() else {
                 return Ok(Outcome::Ignored("the checkout has no subscription"));
             };
-            let user_id = text("/client_reference_id")
-                .or(text("/metadata/userId"))
-                .or(text("/metadata/user_id"));
+            let user_id = session
+                .client_reference_id
+                .as_deref()
+                .or(session.metadata.app_user_id.as_deref())
+                .or(session.metadata.user_id.as_deref());
             let Some(user) = named_user(db, config, user_id, change).await? else {
                 return Ok(Outcome::Ignored("the checkout is not for a known user"));
             };
-            if let Some(customer) = text("/customer") {
+            if let Some(customer) = session.customer.as_deref() {
                 billing::save_customer(db, &user.id, customer, &now()).await?;
             }
             let subscription = stripe(config)?.subscription(subscription_id).await?;
@@ -426,10 +389,11 @@ pub async fn apply_event(
             sync_clerk(db, config, &user.id).await?;
             Ok(outcome)
         }
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
-            let Some(own) = Subscription::from_object(object) else {
+        StripeEvent::SubscriptionChanged {
+            subscription: object,
+            ..
+        } => {
+            let Some(own) = object.subscription.clone() else {
                 return Ok(Outcome::Ignored("not a subscription object"));
             };
             let (subscription, change) = match current.filter(|c| c.id == own.id) {
@@ -443,8 +407,9 @@ pub async fn apply_event(
                 None => (own, change),
             };
             let named = object
-                .pointer("/metadata/userId")
-                .and_then(Value::as_str)
+                .metadata
+                .app_user_id
+                .as_deref()
                 .or(subscription.user_id.as_deref());
             let user = match named_user(db, config, named, change).await? {
                 Some(user) => Some(user),
@@ -460,17 +425,11 @@ pub async fn apply_event(
             sync_clerk(db, config, &user.id).await?;
             Ok(outcome)
         }
-        "invoice.payment_succeeded" | "invoice.payment_failed" => {
-            let subscription_id =
-                object
-                    .get("subscription")
-                    .and_then(Value::as_str)
-                    .or_else(|| {
-                        object
-                            .pointer("/parent/subscription_details/subscription")
-                            .and_then(Value::as_str)
-                    });
-            let Some(stored) = (match subscription_id {
+        StripeEvent::InvoicePayment {
+            outcome: paid @ (InvoiceOutcome::PaymentSucceeded | InvoiceOutcome::PaymentFailed),
+            invoice,
+        } => {
+            let Some(stored) = (match invoice.subscription.as_deref() {
                 Some(id) => billing::subscription(db, id).await?,
                 None => None,
             }) else {
@@ -478,9 +437,9 @@ pub async fn apply_event(
                     "the invoice is not for a known subscription",
                 ));
             };
-            let status = match (event.kind.as_str(), stored.status.as_str()) {
-                ("invoice.payment_failed", "active" | "trialing") => "past_due",
-                ("invoice.payment_succeeded", "past_due" | "incomplete") => "active",
+            let status = match (paid, stored.status.as_str()) {
+                (InvoiceOutcome::PaymentFailed, "active" | "trialing") => "past_due",
+                (InvoiceOutcome::PaymentSucceeded, "past_due" | "incomplete") => "active",
                 (_, status) => status,
             };
             let state = SubscriptionState {
@@ -530,7 +489,7 @@ async fn named_user(
         return users::get(db, id).await;
     }
     let new = users::NewUser {
-        auth_source: CLERK_SOURCE,
+        auth_source: AuthSource::Clerk,
         external_id: id,
         email: None,
         username: None,
@@ -540,7 +499,7 @@ async fn named_user(
     if created {
         let entry = Entry::new(Actor::System("stripe"), Action::UserCreated)
             .target(Target::user(&user.id))
-            .with("auth_source", CLERK_SOURCE)
+            .with("auth_source", AuthSource::Clerk.as_str())
             .with("cause", change.kind);
         let occasion = Occasion {
             request_id: Some(change.source),
@@ -550,9 +509,6 @@ async fn named_user(
     }
     Ok(Some(user))
 }
-
-/// The `auth_source` of users who sign in with Clerk.
-const CLERK_SOURCE: &str = "clerk";
 
 /// Whether `id` is a Clerk user id (`user_`, then letters, digits and `_`), not a Tollgate
 /// one.
@@ -666,7 +622,7 @@ async fn sync_clerk(db: &D1Database, config: &Config, user_id: &str) -> Result<(
     let Some(user) = users::get(db, user_id).await? else {
         return Ok(());
     };
-    if user.auth_source != CLERK_SOURCE {
+    if user.auth_source != AuthSource::Clerk {
         return Ok(());
     }
     let live = billing::current_for_user(db, &user.id)

@@ -161,7 +161,8 @@ impl ProfileView {
         Self {
             id: user.id.clone(),
             // The users table's CHECK constraints allow nothing else.
-            auth_source: AuthSource::from_stored(&user.auth_source).unwrap_or(AuthSource::Clerk),
+            auth_source: AuthSource::from_stored(user.auth_source.as_str())
+                .unwrap_or(AuthSource::Clerk),
             external_id: user.external_id.clone(),
             email: user.email.clone(),
             username: user.username.clone(),

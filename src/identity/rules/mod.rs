@@ -9,3 +9,4 @@ pub mod publishable_key;
 pub mod rate_limit;
 pub mod roles;
 pub mod scopes;
+pub mod status;

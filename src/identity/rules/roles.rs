@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::identity::rules::jwt::{OrgClaim, OrgRole};
+use crate::identity::rules::status::AuthSource;
 
 /// Who holds the operator roles, from configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,8 +55,8 @@ impl Roles {
 pub struct Subject<'a> {
     /// Tollgate's id, `usr_...`.
     pub id: &'a str,
-    /// Where they proved who they are: `clerk`, `hmac` or `password`.
-    pub auth_source: &'a str,
+    /// Where they proved who they are.
+    pub auth_source: AuthSource,
     /// Their id at that source.
     pub external_id: &'a str,
 }
@@ -97,7 +98,7 @@ impl<'a> RoleEntry<'a> {
         match self {
             RoleEntry::Tollgate(id) => id == subject.id,
             RoleEntry::AtSource { source, id } => {
-                source == subject.auth_source && id == subject.external_id
+                source == subject.auth_source.as_str() && id == subject.external_id
             }
         }
     }
@@ -113,7 +114,9 @@ pub fn derive(config: &RoleConfig, subject: Subject<'_>, org: Option<&OrgClaim>)
     // Org claims are Clerk's: an HMAC token can write any org id into its claims, so only a
     // Clerk user's membership of the staff org makes them staff.
     let in_staff_org = match (&config.staff_org_id, org) {
-        (Some(staff_org), Some(org)) => subject.auth_source == "clerk" && *staff_org == org.id,
+        (Some(staff_org), Some(org)) => {
+            subject.auth_source == AuthSource::Clerk && *staff_org == org.id
+        }
         _ => false,
     };
     Roles {
@@ -144,7 +147,7 @@ mod tests {
     fn clerk(external_id: &str) -> Subject<'_> {
         Subject {
             id: "usr_1",
-            auth_source: "clerk",
+            auth_source: AuthSource::Clerk,
             external_id,
         }
     }
@@ -152,7 +155,7 @@ mod tests {
     fn hmac(external_id: &str) -> Subject<'_> {
         Subject {
             id: "usr_2",
-            auth_source: "hmac",
+            auth_source: AuthSource::Hmac,
             external_id,
         }
     }
@@ -185,7 +188,7 @@ mod tests {
         assert!(admin(clerk("user_admin")));
         assert!(!admin(hmac("user_admin")), "an HMAC uid never borrows it");
         let password = Subject {
-            auth_source: "password",
+            auth_source: AuthSource::Password,
             ..hmac("user_admin")
         };
         assert!(!admin(password));
@@ -211,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_tollgate_id_names_the_user_whatever_their_source() {
-        for source in ["clerk", "hmac", "password"] {
+        for source in AuthSource::ALL {
             let subject = Subject {
                 id: "usr_tollgate_admin",
                 auth_source: source,

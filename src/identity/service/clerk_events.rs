@@ -6,14 +6,16 @@ use crate::clock::now;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::identity::rules::clerk_event::{self, ClerkEvent};
+use crate::identity::rules::status::AuthSource;
 use crate::identity::store::sessions::{self, SessionRef};
 use crate::identity::store::users::{self, ClerkUser};
 use crate::log::Logger;
 use crate::storage;
+use crate::webhooks::rules::signed::Signer;
 use crate::webhooks::service::{self as inbox, Applied, Delivery, RetryReport, Settled};
 
 /// The provider name Clerk's deliveries are stored under.
-const PROVIDER: &str = "clerk";
+const PROVIDER: Signer = Signer::Clerk;
 
 /// How an event was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,15 +146,16 @@ pub async fn apply(
         }
         ClerkEvent::UserDeleted { id } => {
             // A deletion may arrive before the user was ever seen: leave a tombstone.
-            users::tombstone(db, "clerk", id, default_plan, now).await?;
-            users::deactivate(db, "clerk", id, now).await?;
-            crate::provider_keys::service::credits::retire_user_keys(db, "clerk", id).await?;
+            users::tombstone(db, AuthSource::Clerk, id, default_plan, now).await?;
+            users::deactivate(db, AuthSource::Clerk, id, now).await?;
+            crate::provider_keys::service::credits::retire_user_keys(db, AuthSource::Clerk, id)
+                .await?;
             Ok(Outcome::Processed)
         }
         ClerkEvent::SessionStarted { id, user_id } => {
             let session = SessionRef {
                 id,
-                auth_source: "clerk",
+                auth_source: AuthSource::Clerk,
                 external_user_id: user_id,
             };
             sessions::start(db, session, now).await?;
@@ -165,7 +168,7 @@ pub async fn apply(
         } => {
             let session = SessionRef {
                 id,
-                auth_source: "clerk",
+                auth_source: AuthSource::Clerk,
                 external_user_id: user_id,
             };
             sessions::end(db, session, reason, now).await?;

@@ -8,6 +8,7 @@ use crate::devices::service as devices;
 use crate::error::AppError;
 use crate::http::Ctx;
 use crate::identity::rules::jwt::{self, TokenKind, VerifiedToken};
+use crate::identity::rules::status::AuthSource;
 use crate::identity::service::auth::Principal;
 use crate::identity::store::sessions;
 use crate::storage;
@@ -74,7 +75,7 @@ pub async fn sign_out(
     let db = storage::database(&ctx.env)?;
     let session = sessions::SessionRef {
         id: session_id,
-        auth_source: &principal.user.auth_source,
+        auth_source: principal.user.auth_source,
         external_user_id: &principal.user.external_id,
     };
     sessions::end(&db, session, "signout", &now()).await?;
@@ -123,7 +124,7 @@ pub fn end_statement(
 /// The statement that ends every active session of a user but `except`.
 pub fn end_others_statement(
     db: &worker::D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_user_id: &str,
     except: Option<&str>,
     reason: &str,

@@ -6,13 +6,14 @@
 use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::error::AppError;
+use crate::identity::rules::status::AuthSource;
 
 /// A session's identity: its id at its source, and whose it is.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionRef<'a> {
     /// Clerk's `sess_...`, or an HMAC token's `sid`/`jti`.
     pub id: &'a str,
-    pub auth_source: &'a str,
+    pub auth_source: AuthSource,
     pub external_user_id: &'a str,
 }
 
@@ -25,7 +26,7 @@ pub async fn start(db: &D1Database, session: SessionRef<'_>, now: &str) -> Resul
          VALUES (?1, ?2, ?3, 'active', ?4, ?4) \
          ON CONFLICT (auth_source, external_user_id, id) DO NOTHING",
         session.id,
-        session.auth_source,
+        session.auth_source.as_str(),
         session.external_user_id,
         now
     )?
@@ -51,7 +52,7 @@ pub async fn end(
            status = 'ended', ended_reason = excluded.ended_reason, updated_at = excluded.updated_at \
          WHERE auth_sessions.status = 'active'",
         session.id,
-        session.auth_source,
+        session.auth_source.as_str(),
         session.external_user_id,
         reason,
         now
@@ -73,7 +74,7 @@ pub fn start_statement(
         "INSERT INTO auth_sessions (id, auth_source, external_user_id, status, created_at, updated_at) \
          VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
         session.id,
-        session.auth_source,
+        session.auth_source.as_str(),
         session.external_user_id,
         now
     )?)
@@ -92,7 +93,7 @@ pub fn end_statement(
         "UPDATE auth_sessions SET status = 'ended', ended_reason = ?4, updated_at = ?5 \
          WHERE auth_source = ?2 AND external_user_id = ?3 AND id = ?1 AND status = 'active'",
         session.id,
-        session.auth_source,
+        session.auth_source.as_str(),
         session.external_user_id,
         reason,
         now
@@ -102,7 +103,7 @@ pub fn end_statement(
 /// The statement that ends every active session of a user but `except` (if given).
 pub fn end_others_statement(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_user_id: &str,
     except: Option<&str>,
     reason: &str,
@@ -113,7 +114,7 @@ pub fn end_others_statement(
         "UPDATE auth_sessions SET status = 'ended', ended_reason = ?4, updated_at = ?5 \
          WHERE auth_source = ?1 AND external_user_id = ?2 AND status = 'active' \
            AND (?3 IS NULL OR id != ?3)",
-        auth_source,
+        auth_source.as_str(),
         external_user_id,
         except,
         reason,

@@ -6,6 +6,7 @@ use worker::{query, D1Database, D1PreparedStatement, D1Result};
 use crate::core::random;
 use crate::error::AppError;
 use crate::identity::rules::profile::ProfileChanges;
+use crate::identity::rules::status::{AuthSource, SessionStatus, UserStatus};
 use crate::storage::{changes, UserRef};
 
 /// The columns every user query returns.
@@ -17,8 +18,7 @@ const COLUMNS: &str = "id, auth_source, external_id, email, username, display_na
 pub struct User {
     /// `usr_...`.
     pub id: String,
-    /// `clerk`, `hmac` or `password`.
-    pub auth_source: String,
+    pub auth_source: AuthSource,
     /// The subject at that source.
     pub external_id: String,
     pub email: Option<String>,
@@ -27,8 +27,7 @@ pub struct User {
     pub avatar_url: Option<String>,
     /// Plan id from the catalog.
     pub plan: String,
-    /// `active` or `deleted`.
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -36,7 +35,7 @@ pub struct User {
 impl User {
     /// Whether the user may authenticate.
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == UserStatus::Active
     }
 }
 
@@ -44,8 +43,8 @@ impl User {
 #[derive(Debug, Clone)]
 pub struct Caller {
     user: Option<User>,
-    /// `active`, `ended`, or `None` when the session is not known.
-    pub session_status: Option<String>,
+    /// `None` when the session is not known.
+    pub session_status: Option<SessionStatus>,
 }
 
 impl Caller {
@@ -57,7 +56,7 @@ impl Caller {
 
 #[derive(Deserialize)]
 struct CallerRow {
-    session_status: Option<String>,
+    session_status: Option<SessionStatus>,
     id: Option<String>,
     #[serde(flatten)]
     rest: serde_json::Value,
@@ -66,7 +65,7 @@ struct CallerRow {
 /// Identity claims used when a user row is first created from a token.
 #[derive(Debug, Clone, Copy)]
 pub struct NewUser<'a> {
-    pub auth_source: &'a str,
+    pub auth_source: AuthSource,
     pub external_id: &'a str,
     pub email: Option<&'a str>,
     pub username: Option<&'a str>,
@@ -78,7 +77,7 @@ pub struct NewUser<'a> {
 /// result row). The session is the caller's own: same source, same user, same id.
 pub fn caller_statement(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
     session_id: Option<&str>,
 ) -> Result<D1PreparedStatement, AppError> {
@@ -89,7 +88,13 @@ pub fn caller_statement(
          FROM (SELECT 1) LEFT JOIN users u ON u.auth_source = ?1 AND u.external_id = ?2",
         COLUMNS.replace(", ", ", u.")
     );
-    Ok(query!(db, &sql, auth_source, external_id, session_id)?)
+    Ok(query!(
+        db,
+        &sql,
+        auth_source.as_str(),
+        external_id,
+        session_id
+    )?)
 }
 
 /// The caller [`caller_statement`] found.
@@ -117,10 +122,10 @@ pub fn caller_from(result: &D1Result) -> Result<Caller, AppError> {
 }
 
 /// The id of the user with this external identity, as SQL (see [`UserRef`]).
-pub fn id_of_external(auth_source: &str, external_id: &str) -> UserRef {
+pub fn id_of_external(auth_source: AuthSource, external_id: &str) -> UserRef {
     UserRef {
         sql: "(SELECT id FROM users WHERE auth_source = ?1 AND external_id = ?2)".to_owned(),
-        params: vec![auth_source.into(), external_id.into()],
+        params: vec![auth_source.as_str().into(), external_id.into()],
     }
 }
 
@@ -128,7 +133,7 @@ pub fn id_of_external(auth_source: &str, external_id: &str) -> UserRef {
 #[derive(Debug, Clone, Copy)]
 pub struct SignedUpUser<'a> {
     pub id: &'a str,
-    pub auth_source: &'a str,
+    pub auth_source: AuthSource,
     pub external_id: &'a str,
     pub email: &'a str,
     pub display_name: Option<&'a str>,
@@ -147,7 +152,7 @@ pub fn insert_statement(
                             created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7)",
         new.id,
-        new.auth_source,
+        new.auth_source.as_str(),
         new.external_id,
         new.email,
         new.display_name,
@@ -192,7 +197,7 @@ pub async fn create(db: &D1Database, new: NewUser<'_>, now: &str) -> Result<User
         db,
         &sql,
         random::id::<12>("usr_"),
-        new.auth_source,
+        new.auth_source.as_str(),
         new.external_id,
         new.email,
         new.username,
@@ -311,11 +316,12 @@ pub async fn sync_from_clerk(
 /// nothing when the user exists. Returns whether a tombstone was written.
 pub async fn tombstone(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
     plan: &str,
     now: &str,
 ) -> Result<bool, AppError> {
+    let auth_source = auth_source.as_str();
     let result = query!(
         db,
         "INSERT INTO users (id, auth_source, external_id, plan, status, created_at, updated_at) \
@@ -337,10 +343,11 @@ pub async fn tombstone(
 /// existed and was active.
 pub async fn deactivate(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
     now: &str,
 ) -> Result<bool, AppError> {
+    let auth_source = auth_source.as_str();
     let statements = vec![
         query!(
             db,

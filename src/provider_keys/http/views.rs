@@ -277,7 +277,7 @@ impl TryFrom<UserWithAccount> for AdminUserView {
             checked_at: u.checked_ms.map(|ms| rfc3339_from_millis(ms as u64)),
         });
         Ok(Self {
-            status: UserStatus::parse(&u.status)?,
+            status: UserStatus::parse(u.status.as_str())?,
             id: u.id,
             email: u.email,
             username: u.username,

@@ -28,8 +28,11 @@ use crate::core::random;
 use crate::core::sealed::Keyring;
 use crate::core::time::rfc3339_from_millis;
 use crate::error::AppError;
+use crate::identity::rules::status::AuthSource;
 use crate::log::Logger;
-use crate::provider_keys::rules::{self as credits, first_step, settle, Holding, KeyReading, Step};
+use crate::provider_keys::rules::{
+    self as credits, first_step, settle, CreditKind, Holding, KeyReading, Step,
+};
 use crate::provider_keys::store::credit_accounts::{
     self as accounts, key_context, Account, Claim, Entry, KeyState, LedgerLine, Settle,
 };
@@ -292,7 +295,11 @@ impl<'a> Flow<'a> {
                 let key = created.insert(self.create().await?);
                 let reset = step == Step::Reset;
                 let entry = Entry {
-                    kind: if reset { "reset" } else { "grant" },
+                    kind: if reset {
+                        CreditKind::Reset
+                    } else {
+                        CreditKind::Grant
+                    },
                     amount: policy.initial_credits - held.credits,
                     reason: None,
                     actor_id: None,
@@ -336,7 +343,7 @@ impl<'a> Flow<'a> {
             force_rotate || current_key.is_none(),
         );
         let usage_entry = Entry {
-            kind: "usage",
+            kind: CreditKind::Usage,
             amount: settlement.credits_after - held.credits,
             reason: None,
             actor_id: None,
@@ -600,7 +607,7 @@ async fn adjust_held(
         )));
     }
     let entry = Entry {
-        kind: "adjustment",
+        kind: CreditKind::Adjustment,
         amount: a.amount,
         reason: Some(a.reason),
         actor_id: Some(a.actor_id),
@@ -632,7 +639,7 @@ const RETIRE_WAIT_MS: u64 = 30_000;
 /// no request takes the lock again ([`accounts::claim`] with `require_active`).
 pub async fn retire_user_keys(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
 ) -> Result<(), AppError> {
     let Some(user_id) = accounts::account_holder(db, auth_source, external_id).await? else {

@@ -16,6 +16,8 @@ use worker::{query, D1Database, D1PreparedStatement};
 
 use crate::core::random;
 use crate::error::AppError;
+use crate::identity::rules::status::{AuthSource, UserStatus};
+use crate::provider_keys::rules::CreditKind;
 use crate::storage::changes;
 
 /// The columns every account query returns.
@@ -157,8 +159,7 @@ pub struct KeyState<'a> {
 /// One line of the credit ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
-    /// `grant`, `usage`, `reset` or `adjustment`.
-    pub kind: &'a str,
+    pub kind: CreditKind,
     /// Signed change of the balance.
     pub amount: i64,
     pub reason: Option<&'a str>,
@@ -274,7 +275,7 @@ fn entry_statement(
         s.lock_id,
         s.version as f64,
         random::id::<10>("cl_"),
-        entry.kind,
+        entry.kind.as_str(),
         entry.amount as f64,
         s.credits as f64,
         entry.reason,
@@ -289,7 +290,7 @@ fn entry_statement(
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LedgerLine {
     pub id: String,
-    pub kind: String,
+    pub kind: CreditKind,
     pub amount: i64,
     pub balance_after: i64,
     pub reason: Option<String>,
@@ -338,7 +339,7 @@ pub async fn adjust(
                 user_id,
                 lock_id,
                 &id,
-                entry.kind,
+                entry.kind.as_str(),
                 entry.amount as f64,
                 credits as f64,
                 entry.reason,
@@ -463,7 +464,7 @@ pub async fn deletion_failed(
 /// The Tollgate id of the user with this external identity, if they have a credit account.
 pub async fn account_holder(
     db: &D1Database,
-    auth_source: &str,
+    auth_source: AuthSource,
     external_id: &str,
 ) -> Result<Option<String>, AppError> {
     #[derive(Deserialize)]
@@ -474,7 +475,7 @@ pub async fn account_holder(
         db,
         "SELECT a.user_id FROM credit_accounts a JOIN users u ON u.id = a.user_id \
          WHERE u.auth_source = ?1 AND u.external_id = ?2",
-        auth_source,
+        auth_source.as_str(),
         external_id
     )?
     .first::<Holder>(None)
@@ -681,7 +682,7 @@ pub struct UserWithAccount {
     pub email: Option<String>,
     pub username: Option<String>,
     pub plan: String,
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: String,
     pub credits: Option<i64>,
     pub key_hash: Option<String>,

@@ -40,10 +40,10 @@ impl From<Site> for SiteView {
         Self {
             id: site.id,
             name: site.name,
-            kind: site.kind,
-            status: site.status,
+            kind: site.kind.to_string(),
+            status: site.status.to_string(),
             site_key: site.site_key,
-            env: site.env,
+            env: site.env.to_string(),
             origins: site.origins,
             allow_server_calls: site.allow_server_calls,
             created_at: site.created_at,
@@ -83,7 +83,7 @@ impl From<&SiteCaller> for SiteFaceView {
         Self {
             site_id: caller.site.id.clone(),
             name: caller.site.name.clone(),
-            kind: caller.site.kind.clone(),
+            kind: caller.site.kind.to_string(),
             org: SiteOrgView {
                 name: caller.org_name.clone(),
                 slug: caller.org_slug.clone(),

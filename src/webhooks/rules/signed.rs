@@ -15,6 +15,8 @@ pub enum Signer {
     Stripe,
 }
 
+crate::stored_impls!(Signer("webhook provider"), serde);
+
 impl Signer {
     /// Every signer.
     pub const ALL: [Signer; 2] = [Signer::Clerk, Signer::Stripe];

@@ -45,6 +45,7 @@ use crate::identity::rules::jwt::{
 use crate::identity::rules::key_cache::VerifiedTokenCache;
 use crate::identity::rules::roles::{self, Roles, Subject};
 use crate::identity::rules::scopes;
+use crate::identity::rules::status::{AuthSource, SessionStatus};
 use crate::identity::store::api_keys;
 use crate::identity::store::users::{self, NewUser, User};
 use crate::storage::{self as store, UserRef};
@@ -286,12 +287,12 @@ async fn from_token(
     let read = read.map(|r| (r, users::id_of_external(source, &verified.subject)));
     let (found, mut extra) = lookup(&db, statement, read).await?;
     let caller = users::caller_from(&found)?;
-    if caller.session_status.as_deref() == Some("ended") {
+    if caller.session_status == Some(SessionStatus::Ended) {
         return Err(AppError::Unauthorized("session has ended".to_owned()));
     }
     if verified.kind == TokenKind::Account {
         // Account sessions are recorded when they start: one that is not active is gone.
-        if caller.session_status.as_deref() != Some("active") || caller.user().is_none() {
+        if caller.session_status != Some(SessionStatus::Active) || caller.user().is_none() {
             return Err(AppError::Unauthorized("session has ended".to_owned()));
         }
     }
@@ -321,7 +322,7 @@ async fn from_token(
                     &ctx.data,
                     Entry::new(Actor::User(&user.id), Action::UserCreated)
                         .target(Target::user(&user.id))
-                        .with("auth_source", source),
+                        .with("auth_source", source.as_str()),
                 )
                 .await;
             }
@@ -352,11 +353,11 @@ async fn from_token(
 }
 
 /// The `users.auth_source` of a token kind's users.
-pub fn source_of(kind: TokenKind) -> &'static str {
+pub fn source_of(kind: TokenKind) -> AuthSource {
     match kind {
-        TokenKind::Clerk => "clerk",
-        TokenKind::Hmac => "hmac",
-        TokenKind::Account => "password",
+        TokenKind::Clerk => AuthSource::Clerk,
+        TokenKind::Hmac => AuthSource::Hmac,
+        TokenKind::Account => AuthSource::Password,
     }
 }
 
@@ -364,7 +365,7 @@ pub fn source_of(kind: TokenKind) -> &'static str {
 fn subject(user: &User) -> Subject<'_> {
     Subject {
         id: &user.id,
-        auth_source: &user.auth_source,
+        auth_source: user.auth_source,
         external_id: &user.external_id,
     }
 }
