@@ -154,6 +154,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::testing::not_configured;
     use crate::core::settings::PLACEHOLDER;
     use std::collections::HashMap;
 
@@ -164,12 +165,6 @@ mod tests {
             .into_iter()
             .next()
             .expect("an invalid setting is recorded")
-    }
-
-    fn not_configured(setting: &str) -> AppError {
-        AppError::NotConfigured {
-            setting: setting.to_owned().into(),
-        }
     }
 
     const GOOD_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

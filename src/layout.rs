@@ -24,8 +24,8 @@ pub mod order;
 /// The products Tollgate replaces, by the names their READMEs use.
 const SEEDS: &[&str] = &["Sokuji", "Puku", "dream-api", "Koby", "Audio Studio"];
 
-/// Every `.rs` file under `dir`, recursively.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
+/// Every `.rs` file under `dir`, recursively, sorted.
+pub(crate) fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).expect("src is readable") {
         let path = entry.expect("a directory entry").path();

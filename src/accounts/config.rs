@@ -155,7 +155,7 @@ impl AccountsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::AppError;
+    use crate::core::settings::testing::not_configured;
     use std::collections::HashMap;
 
     /// Accounts' settings alone, read from `vars` where `ENVIRONMENT` is `environment`, with
@@ -164,12 +164,6 @@ mod tests {
         let mut l = Loader::new(vars);
         let accounts = AccountsConfig::load(&mut l, environment);
         (accounts, l.problems)
-    }
-
-    fn not_configured(setting: &str) -> AppError {
-        AppError::NotConfigured {
-            setting: setting.to_owned().into(),
-        }
     }
 
     #[test]

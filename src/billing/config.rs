@@ -125,6 +125,7 @@ impl BillingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::testing::not_configured;
     use std::collections::HashMap;
 
     /// Billing's settings alone, read from `vars` against the default catalog, with the
@@ -134,12 +135,6 @@ mod tests {
         let mut billing = BillingConfig::load(&mut l);
         billing.load_platform_upgrade_plan(&mut l, &PlanCatalog::default());
         (billing, l.problems)
-    }
-
-    fn not_configured(setting: &str) -> AppError {
-        AppError::NotConfigured {
-            setting: setting.to_owned().into(),
-        }
     }
 
     #[test]

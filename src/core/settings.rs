@@ -314,6 +314,19 @@ pub(crate) fn base_url(
     }
 }
 
+/// What tests of the settings sections share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::error::AppError;
+
+    /// The error a feature answers while `setting` is unset or invalid.
+    pub(crate) fn not_configured(setting: &str) -> AppError {
+        AppError::NotConfigured {
+            setting: setting.to_owned().into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -254,8 +254,8 @@ impl ClerkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::testing::not_configured;
     use crate::core::settings::PLACEHOLDER;
-    use crate::error::AppError;
     use std::collections::HashMap;
 
     /// Identity's settings alone, read from `vars`, with the problems they record.
@@ -277,12 +277,6 @@ mod tests {
             .into_iter()
             .next()
             .expect("an invalid setting is recorded")
-    }
-
-    fn not_configured(setting: &str) -> AppError {
-        AppError::NotConfigured {
-            setting: setting.to_owned().into(),
-        }
     }
 
     #[test]

@@ -144,6 +144,7 @@ fn amount(source: &dyn VarSource, name: &'static str, default: &str) -> Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::testing::not_configured;
     use std::collections::HashMap;
 
     /// Provider keys' settings alone, read from `vars`, with the problems they record.
@@ -160,12 +161,6 @@ mod tests {
             .into_iter()
             .next()
             .expect("an invalid setting is recorded")
-    }
-
-    fn not_configured(setting: &str) -> AppError {
-        AppError::NotConfigured {
-            setting: setting.to_owned().into(),
-        }
     }
 
     const GOOD_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
