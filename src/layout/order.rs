@@ -58,7 +58,6 @@ pub const KNOWN_UPWARD: &[&str] = &[
     "http -> config",
     "identity -> config",
     "ledger -> config",
-    "platforms -> config",
     "provider_keys -> config",
     "storage -> config",
     "webhooks -> config",

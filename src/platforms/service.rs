@@ -14,7 +14,6 @@ use crate::billing::rules::stripe_event::{
     Event, InvoiceOutcome, PlatformEndUser, StripeEvent, SubscriptionChange,
 };
 use crate::billing::service::subscriptions::{self as billing, Outcome, Urls};
-use crate::config::Config;
 use crate::core::body::FieldError;
 use crate::core::form::Form;
 use crate::core::random;
@@ -28,7 +27,7 @@ use crate::metering::service::{self as metering, Clock, Count, Counter, Counting
 use crate::platforms::rules::{self, Tier, KEY};
 use crate::platforms::store::{self, EndUserRow, PlatformBy, PlatformRow};
 use crate::storage;
-use crate::upstream::stripe::{Price, Session};
+use crate::upstream::stripe::{Price, Session, Stripe};
 
 pub use crate::platforms::store::{EndUserRow as StoredEndUser, KeyRow, Numbers};
 
@@ -351,7 +350,7 @@ pub async fn usage(ctx: &Ctx, tenant: &Tenant) -> Result<(Tier, Quota), AppError
 /// Replaces the tenant's tier list (validated by the caller) and records it, once every
 /// Stripe price it names is checked at Stripe ([`check_prices`]).
 pub async fn set_tiers(ctx: &Ctx, tenant: &Tenant, tiers: &[Tier]) -> Result<(), AppError> {
-    check_prices(&ctx.data.config, tiers).await?;
+    check_prices(|| billing::stripe(&ctx.data.config), tiers).await?;
     let db = storage::database(&ctx.env)?;
     let json = serde_json::to_string(tiers)
         .map_err(|err| AppError::Internal(format!("tiers do not serialise: {err}")))?;
@@ -375,8 +374,11 @@ pub async fn set_tiers(ctx: &Ctx, tenant: &Tenant, tiers: &[Tier]) -> Result<(),
 /// `400` naming `tiers[i].stripe_price_id` for a price that does not exist or does not
 /// match the tier ([`rules::price_problem`]); `not_configured` when a tier names a price
 /// and Stripe is not set up; `upstream_error` when Stripe cannot answer. A list without
-/// Stripe prices needs no Stripe.
-async fn check_prices(config: &Config, tiers: &[Tier]) -> Result<(), AppError> {
+/// Stripe prices needs no Stripe: `stripe` makes the client only when a tier names a price.
+async fn check_prices<'c>(
+    stripe: impl FnOnce() -> Result<Stripe<'c>, AppError>,
+    tiers: &[Tier],
+) -> Result<(), AppError> {
     let sold: Vec<(usize, &Tier, &str)> = tiers
         .iter()
         .enumerate()
@@ -385,7 +387,7 @@ async fn check_prices(config: &Config, tiers: &[Tier]) -> Result<(), AppError> {
     if sold.is_empty() {
         return Ok(());
     }
-    let stripe = billing::stripe(config)?;
+    let stripe = stripe()?;
     let mut fetched: Vec<(&str, Option<Price>)> = Vec::new();
     let mut problems = Vec::new();
     for (i, tier, price_id) in sold {
